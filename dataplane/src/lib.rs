@@ -1,0 +1,6 @@
+//! strait-dataplane: the kernel side of strait as a library. Loads and pins the eBPF object, attaches its
+//! programs, reads and writes its maps through typed wrappers, and sets up links and namespaces over
+//! netlink. It knows nothing about Kubernetes.
+
+/// The compiled eBPF object (empty when built with `AYA_BUILD_SKIP=1`).
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/strait-ebpf"));

@@ -1,0 +1,13 @@
+//! strait-abi: every type and constant that both the eBPF programs and user space read.
+//!
+//! Each struct is `#[repr(C)]` with explicit padding and a compile-time size assertion, so the kernel and
+//! user-space views cannot drift. Byte order is stated per field. With the `user` feature the types also
+//! implement `aya::Pod` so user space can read and write them through aya's typed maps.
+#![no_std]
+
+pub mod endpoint;
+pub mod maps;
+pub mod stats;
+
+pub use endpoint::{EndpointInfo, EndpointKey};
+pub use stats::{Direction, Program, Reason, StatsValue, stats_index};

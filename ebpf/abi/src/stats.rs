@@ -1,0 +1,135 @@
+//! The STATS map: per-CPU packet and byte counters keyed by (program, reason, direction).
+//!
+//! The map is a per-CPU array; [`stats_index`] is the only place that turns a key into an index, so the
+//! kernel and user space agree by construction. Every verdict and every drop has a [`Reason`]: a drop
+//! without a reason is a bug.
+
+/// The program that counted the packet.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Program {
+    /// tcx ingress on the host side of a pod's veth: traffic leaving a pod.
+    FromPod = 0,
+}
+
+impl Program {
+    /// Every program, for user space iteration.
+    pub const ALL: [Program; 1] = [Program::FromPod];
+    /// Stable label used in metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Program::FromPod => "from-pod",
+        }
+    }
+}
+
+/// Traffic direction, seen from the pod.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Leaving a pod.
+    Egress = 0,
+    /// Entering a pod.
+    Ingress = 1,
+}
+
+impl Direction {
+    /// Every direction, for user space iteration.
+    pub const ALL: [Direction; 2] = [Direction::Egress, Direction::Ingress];
+    /// Stable label used in metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Direction::Egress => "egress",
+            Direction::Ingress => "ingress",
+        }
+    }
+}
+
+/// Why a packet got its verdict. Codes below [`Reason::FIRST_DROP`] are forwarding verdicts, the rest drops.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Delivered to a pod on this node with `bpf_redirect_peer`.
+    DeliveredLocal = 0,
+    /// IPv4 with a destination that is not a local pod: handed to the node's stack unchanged.
+    PassToStack = 1,
+    /// Not IPv4 (ARP, IPv6, ...): handed to the node's stack unchanged.
+    PassNonIpv4 = 2,
+    /// Frame shorter than an Ethernet header.
+    DropTruncatedEthernet = 16,
+    /// Frame ends inside the IPv4 header.
+    DropTruncatedIpv4 = 17,
+    /// IPv4 header with a wrong version, a header length under 20 bytes, or a total length that does not fit.
+    DropMalformedIpv4 = 18,
+    /// Source address does not belong to the pod whose interface sent the packet.
+    DropSpoofedSource = 19,
+    /// Rewriting the frame for delivery failed.
+    DropRewriteFailed = 20,
+}
+
+impl Reason {
+    /// First code that means "dropped".
+    pub const FIRST_DROP: u32 = 16;
+    /// Number of reason slots reserved per (program, direction).
+    pub const SLOTS: u32 = 32;
+    /// Every reason, for user space iteration.
+    pub const ALL: [Reason; 8] = [
+        Reason::DeliveredLocal,
+        Reason::PassToStack,
+        Reason::PassNonIpv4,
+        Reason::DropTruncatedEthernet,
+        Reason::DropTruncatedIpv4,
+        Reason::DropMalformedIpv4,
+        Reason::DropSpoofedSource,
+        Reason::DropRewriteFailed,
+    ];
+
+    /// Whether this reason means the packet was dropped.
+    pub const fn is_drop(self) -> bool {
+        self as u32 >= Self::FIRST_DROP
+    }
+
+    /// Stable label used in metrics and logs.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Reason::DeliveredLocal => "delivered_local",
+            Reason::PassToStack => "pass_to_stack",
+            Reason::PassNonIpv4 => "pass_non_ipv4",
+            Reason::DropTruncatedEthernet => "truncated_ethernet",
+            Reason::DropTruncatedIpv4 => "truncated_ipv4",
+            Reason::DropMalformedIpv4 => "malformed_ipv4",
+            Reason::DropSpoofedSource => "spoofed_source",
+            Reason::DropRewriteFailed => "rewrite_failed",
+        }
+    }
+}
+
+/// Number of program slots reserved in the STATS map.
+pub const STATS_PROGRAM_SLOTS: u32 = 8;
+/// Number of entries of the STATS map.
+pub const STATS_ENTRIES: u32 = STATS_PROGRAM_SLOTS * Reason::SLOTS * 2;
+
+/// Index of the STATS entry for (program, reason, direction).
+#[inline(always)]
+pub const fn stats_index(program: Program, reason: Reason, direction: Direction) -> u32 {
+    ((program as u32 * Reason::SLOTS) + reason as u32) * 2 + direction as u32
+}
+
+/// One per-CPU counter cell of the STATS map (host byte order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsValue {
+    /// Packets counted.
+    pub packets: u64,
+    /// Bytes counted (skb length, including the Ethernet header).
+    pub bytes: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<StatsValue>() == 16);
+const _: () = assert!(
+    stats_index(Program::FromPod, Reason::DropRewriteFailed, Direction::Ingress) < STATS_ENTRIES
+);
+
+#[cfg(feature = "user")]
+// SAFETY: plain-old-data, `#[repr(C)]`, two u64 fields, no padding.
+unsafe impl aya::Pod for StatsValue {}

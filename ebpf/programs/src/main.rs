@@ -1,0 +1,29 @@
+//! strait-ebpf entry points. Each attach point is a thin wrapper: the work lives in one module per concern,
+//! and every outcome, forward or drop, carries a `strait_abi::Reason` that is counted before the verdict is returned.
+#![no_std]
+#![no_main]
+
+mod deliver;
+mod maps;
+mod parse;
+mod stats;
+
+use aya_ebpf::{macros::classifier, programs::TcContext};
+use strait_abi::{Direction, Program};
+
+/// tcx ingress on the host side of every pod veth: traffic leaving a pod.
+#[classifier]
+pub fn from_pod(ctx: TcContext) -> i32 {
+    let (reason, verdict) = match deliver::from_pod(&ctx) {
+        Ok(outcome) => outcome,
+        Err(reason) => (reason, deliver::TC_DROP),
+    };
+    stats::count(Program::FromPod, reason, Direction::Egress, ctx.len());
+    verdict
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
