@@ -2,5 +2,18 @@
 //! programs, reads and writes its maps through typed wrappers, and sets up links and namespaces over
 //! netlink. It knows nothing about Kubernetes.
 
+pub mod attach;
+pub mod bpffs;
+pub mod endpoints;
+pub mod error;
+pub mod loader;
+pub mod netlink;
+pub mod netns;
+pub mod stats;
+pub mod sysctl;
+
+pub use error::DataplaneError;
+pub use loader::{Dataplane, LoadOptions};
+
 /// The compiled eBPF object (empty when built with `AYA_BUILD_SKIP=1`).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/strait-ebpf"));

@@ -1,0 +1,104 @@
+//! Attaching programs to interfaces with tcx links. When pinning, each link is pinned under
+//! `<pin_dir>/links/`, and a restarted agent swaps the program inside the existing link atomically
+//! (`bpf_link_update`), so traffic never sees a moment without a program.
+
+use std::{io, path::PathBuf};
+
+use aya::programs::{
+    LinkOrder, SchedClassifier, TcAttachType,
+    links::{FdLink, LinkError, PinnedLink},
+    tc::{SchedClassifierLink, TcAttachOptions},
+};
+
+use crate::{DataplaneError, loader::FROM_POD, Dataplane};
+
+impl Dataplane {
+    /// Attaches from-pod to tcx ingress of `ifname` (in the calling thread's namespace), adopting a pinned
+    /// link for that interface if one exists.
+    pub fn attach_from_pod(&mut self, ifname: &str) -> Result<(), DataplaneError> {
+        let pin = self.link_pin_path(FROM_POD, ifname);
+        let program = self.from_pod_program()?;
+        attach_tcx_ingress(program, ifname, pin)
+    }
+
+    /// Removes the pinned from-pod link of `ifname` (the link goes away with its last reference; deleting the
+    /// interface detaches it too).
+    pub fn detach_from_pod(&mut self, ifname: &str) -> Result<(), DataplaneError> {
+        if let Some(pin) = self.link_pin_path(FROM_POD, ifname) {
+            match std::fs::remove_file(&pin) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(DataplaneError::io(format!("removing link pin {}", pin.display()), e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn link_pin_path(&self, program: &str, ifname: &str) -> Option<PathBuf> {
+        self.pin_dir
+            .as_ref()
+            .map(|dir| dir.join("links").join(format!("{program}-{ifname}")))
+    }
+}
+
+fn attach_tcx_ingress(
+    program: &mut SchedClassifier,
+    ifname: &str,
+    pin: Option<PathBuf>,
+) -> Result<(), DataplaneError> {
+    let program_error = |source| DataplaneError::Program { name: FROM_POD, source };
+    let Some(pin) = pin else {
+        program
+            .attach_with_options(ifname, TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::default()))
+            .map_err(program_error)?;
+        return Ok(());
+    };
+    match PinnedLink::from_pin(&pin) {
+        Ok(pinned) => {
+            let fd_link = FdLink::from(pinned);
+            let link = SchedClassifierLink::try_from(fd_link).map_err(program_error_from_link(&pin))?;
+            match program.attach_to_link(link) {
+                Ok(id) => {
+                    // Drop our handle: the pin keeps the link (now running the new program) alive.
+                    let _ = program.take_link(id).map_err(program_error)?;
+                    tracing::debug!(ifname, pin = %pin.display(), "adopted pinned link");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(ifname, error = %e, "pinned link is stale, attaching anew");
+                    let _ = std::fs::remove_file(&pin);
+                }
+            }
+        }
+        Err(LinkError::SyscallError(e)) if e.io_error.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(DataplaneError::LinkPin {
+                path: pin,
+                message: e.to_string(),
+            });
+        }
+    }
+    let id = program
+        .attach_with_options(ifname, TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::default()))
+        .map_err(program_error)?;
+    let link = program.take_link(id).map_err(program_error)?;
+    let fd_link = FdLink::try_from(link).map_err(|e| DataplaneError::LinkPin {
+        path: pin.clone(),
+        message: e.to_string(),
+    })?;
+    if let Some(dir) = pin.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| DataplaneError::io(format!("creating {}", dir.display()), e))?;
+    }
+    fd_link.pin(&pin).map_err(|e| DataplaneError::LinkPin {
+        path: pin.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(())
+}
+
+fn program_error_from_link(pin: &std::path::Path) -> impl FnOnce(LinkError) -> DataplaneError + '_ {
+    move |e| DataplaneError::LinkPin {
+        path: pin.to_path_buf(),
+        message: e.to_string(),
+    }
+}

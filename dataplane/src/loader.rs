@@ -1,0 +1,109 @@
+//! Loading the eBPF object: map capacities from configuration, maps pinned under the node's pin directory
+//! (so a restarted agent adopts them), programs loaded into the kernel. With no pin directory nothing is
+//! pinned: the testing mode used by packet-fixture tests and dry runs.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{ProgramError, SchedClassifier},
+};
+use strait_abi::maps::{ALL_MAPS, ENDPOINT_MAP, ENDPOINT_MAP_DEFAULT_CAPACITY};
+
+use crate::{DataplaneError, EBPF_OBJECT};
+
+/// Name of the from-pod program in the object.
+pub const FROM_POD: &str = "from_pod";
+
+/// How to load the dataplane.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Where maps and links are pinned (e.g. `/sys/fs/bpf/strait/<node>`); `None` pins nothing.
+    pub pin_dir: Option<PathBuf>,
+    /// Capacity of the ENDPOINT map.
+    pub endpoint_capacity: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            pin_dir: None,
+            endpoint_capacity: ENDPOINT_MAP_DEFAULT_CAPACITY,
+        }
+    }
+}
+
+/// The loaded eBPF object with its maps and programs.
+pub struct Dataplane {
+    pub(crate) ebpf: Ebpf,
+    pub(crate) pin_dir: Option<PathBuf>,
+    pub(crate) endpoint_capacity: u32,
+}
+
+impl Dataplane {
+    /// Loads the object, reusing pinned maps when they exist.
+    pub fn load(options: &LoadOptions) -> Result<Self, DataplaneError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(DataplaneError::ObjectMissing);
+        }
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries(ENDPOINT_MAP, options.endpoint_capacity);
+        let map_dir = options.pin_dir.as_ref().map(|dir| dir.join("maps"));
+        let map_paths: Vec<(&'static str, PathBuf)> = match &map_dir {
+            Some(dir) => {
+                fs::create_dir_all(dir)
+                    .map_err(|e| DataplaneError::io(format!("creating pin directory {}", dir.display()), e))?;
+                ALL_MAPS.iter().map(|name| (*name, dir.join(name))).collect()
+            }
+            None => Vec::new(),
+        };
+        for (name, path) in &map_paths {
+            if path.exists() {
+                tracing::info!(map = name, path = %path.display(), "adopting pinned map");
+            }
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT)?;
+        let program = program_mut(&mut ebpf, FROM_POD)?;
+        program.load().map_err(|source| DataplaneError::Program {
+            name: FROM_POD,
+            source,
+        })?;
+        Ok(Self {
+            ebpf,
+            pin_dir: options.pin_dir.clone(),
+            endpoint_capacity: options.endpoint_capacity,
+        })
+    }
+
+    /// The from-pod classifier (loaded).
+    pub fn from_pod_program(&mut self) -> Result<&mut SchedClassifier, DataplaneError> {
+        program_mut(&mut self.ebpf, FROM_POD)
+    }
+
+    /// The pin directory, when pinning.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pin_dir.as_deref()
+    }
+
+    /// Removes every pin under `pin_dir` (maps and links). Used by `lab down` and uninstall, never on restart.
+    pub fn remove_pins(pin_dir: &Path) -> Result<(), DataplaneError> {
+        match fs::remove_dir_all(pin_dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(DataplaneError::io(format!("removing pins under {}", pin_dir.display()), e)),
+        }
+    }
+}
+
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut SchedClassifier, DataplaneError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(DataplaneError::ProgramMissing { name })?;
+    program
+        .try_into()
+        .map_err(|source: ProgramError| DataplaneError::Program { name, source })
+}
