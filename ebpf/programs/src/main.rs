@@ -1,7 +1,7 @@
 //! strait-ebpf entry points. Each attach point is a thin wrapper: the work lives in one module per concern,
 //! and every outcome, forward or drop, carries a `strait_abi::Reason` that is counted before the verdict is returned.
 #![no_std]
-#![no_main]
+#![cfg_attr(target_arch = "bpf", no_main)]
 
 mod deliver;
 mod maps;
@@ -22,8 +22,12 @@ pub fn from_pod(ctx: TcContext) -> i32 {
     verdict
 }
 
-#[cfg(not(test))]
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
+
+/// Host builds (`cargo check --workspace`) compile this crate as an ordinary binary that does nothing.
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
