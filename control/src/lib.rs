@@ -1,1 +1,16 @@
-//! placeholder
+//! strait-control: the node agent `straitd` as a library. It owns the node's endpoints (IPAM, pod
+//! plumbing, the ENDPOINT map), serves the CNI plugin over a unix socket, and exposes health, metrics and
+//! endpoint listings over HTTP. It holds no kernel types: the dataplane crate does the kernel work.
+
+pub mod agent;
+pub mod api;
+pub mod config;
+pub mod endpoints;
+pub mod http;
+pub mod ipam;
+pub mod metrics;
+pub mod naming;
+pub mod store;
+
+pub use agent::run;
+pub use config::AgentConfig;

@@ -1,7 +1,8 @@
 //! Reading the per-CPU STATS map into totals per (program, reason, direction).
 
 use aya::maps::PerCpuArray;
-use strait_abi::{Direction, Program, Reason, StatsValue, maps::STATS_MAP, stats_index};
+pub use strait_abi::{Direction, Program, Reason};
+use strait_abi::{StatsValue, maps::STATS_MAP, stats_index};
 
 use crate::{Dataplane, DataplaneError};
 

@@ -1,1 +1,80 @@
-fn main() {}
+//! `straitd`: the strait node agent. Thin: parses flags, sets up logging, runs the agent.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::Parser;
+use ipnet::Ipv4Net;
+use strait_control::{AgentConfig, run};
+use tracing_subscriber::EnvFilter;
+
+/// strait node agent: loads strait's eBPF data path on this node, serves the CNI plugin and exposes
+/// health and metrics.
+///
+/// Stopping the agent (SIGTERM) leaves the data path in place: pods keep talking, and a restarted agent
+/// adopts the pinned maps, links and endpoints without disturbing them.
+#[derive(Parser, Debug)]
+#[command(name = "straitd", version)]
+struct Args {
+    /// This node's name (Kubernetes Node name); names the pin directory and labels metrics.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// The node's pod CIDR (Node.spec.podCIDR), e.g. 10.244.1.0/24. Pod addresses come from it.
+    #[arg(long, env = "STRAIT_POD_CIDR")]
+    pod_cidr: Ipv4Net,
+    /// Link-local gateway every pod routes through (answered by the host side of its veth).
+    #[arg(long, default_value = "169.254.1.1")]
+    gateway: std::net::Ipv4Addr,
+    /// Unix socket for the CNI plugin (must match `agentSocket` in the CNI config).
+    #[arg(long, default_value = strait_cni::protocol::DEFAULT_AGENT_SOCKET)]
+    socket: PathBuf,
+    /// Directory for crash-safe endpoint state [default: /var/lib/strait/<node-name>].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// bpffs mount point (mounted if absent); pins go under <bpffs>/strait/<node-name>/.
+    #[arg(long, default_value = strait_dataplane::bpffs::DEFAULT_BPFFS)]
+    bpffs: PathBuf,
+    /// Listen address for /healthz, /metrics (Prometheus) and /endpoints.
+    #[arg(long, default_value = "0.0.0.0:9962")]
+    http_addr: SocketAddr,
+    /// Capacity of the ENDPOINT map (pods this node can hold).
+    #[arg(long, default_value_t = 16_384)]
+    endpoint_capacity: u32,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+    }
+    let config = AgentConfig {
+        state_dir: args
+            .state_dir
+            .unwrap_or_else(|| PathBuf::from("/var/lib/strait").join(&args.node_name)),
+        node_name: args.node_name,
+        pod_cidr: args.pod_cidr,
+        gateway: args.gateway,
+        socket: args.socket,
+        bpffs: args.bpffs,
+        http_addr: args.http_addr,
+        endpoint_capacity: args.endpoint_capacity,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(run(config));
+    if let Err(error) = &result {
+        tracing::error!("straitd failed: {error:#}");
+    }
+    result
+}

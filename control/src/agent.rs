@@ -1,0 +1,67 @@
+//! The agent's life: mount bpffs, load (adopting pins), restore endpoints, serve the CNI socket and HTTP,
+//! and on SIGTERM/SIGINT stop serving while leaving the data path in place, so pods keep talking while
+//! the agent is down or being upgraded.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use strait_dataplane::{Dataplane, LoadOptions, bpffs, netlink::Netlink};
+use tokio::{net::TcpListener, signal::unix::SignalKind, sync::Mutex};
+
+use crate::{
+    api,
+    config::AgentConfig,
+    endpoints::EndpointManager,
+    http::{self, HttpState},
+};
+
+/// Runs the agent until a termination signal.
+pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    tracing::info!(node = %config.node_name, pod_cidr = %config.pod_cidr, "straitd starting");
+    bpffs::ensure_mounted(&config.bpffs).context("preparing bpffs")?;
+    let dataplane = Dataplane::load(&LoadOptions {
+        pin_dir: Some(config.pin_dir()),
+        endpoint_capacity: config.endpoint_capacity,
+    })
+    .context("loading the eBPF data path")?;
+    tracing::info!(pins = %config.pin_dir().display(), "data path loaded");
+    let netlink = Netlink::connect().context("opening netlink")?;
+    let mut manager = EndpointManager::new(&config, dataplane, netlink)?;
+    let report = manager.restore().await.context("restoring endpoints")?;
+    tracing::info!(
+        adopted = report.adopted,
+        dropped = report.dropped,
+        stale_map_entries = report.stale_map_entries,
+        "endpoints restored"
+    );
+    let manager = Arc::new(Mutex::new(manager));
+
+    let socket = api::bind(&config.socket)?;
+    let http_listener = TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("listening for HTTP on {}", config.http_addr))?;
+    tracing::info!(socket = %config.socket.display(), http = %config.http_addr, "serving");
+    let api_task = tokio::spawn(api::serve(socket, manager.clone()));
+    let http_task = tokio::spawn(http::serve(
+        http_listener,
+        HttpState {
+            node: config.node_name.clone(),
+            endpoint_capacity: config.endpoint_capacity,
+            manager: manager.clone(),
+        },
+    ));
+
+    let mut term = tokio::signal::unix::signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = tokio::signal::unix::signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    api_task.abort();
+    http_task.abort();
+    // Wait for an in-flight request to finish before leaving.
+    let _guard = manager.lock().await;
+    let _ = std::fs::remove_file(&config.socket);
+    tracing::info!("straitd stopped; the data path stays in place");
+    Ok(())
+}

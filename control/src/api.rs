@@ -1,0 +1,115 @@
+//! The agent API on its unix socket: one JSON request line in, one JSON response line out, per
+//! connection. Requests are served one at a time by the endpoint manager, so CNI calls never interleave.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use strait_cni::protocol::{ErrorKind, Request, Response};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::Mutex,
+};
+
+use crate::endpoints::{EndpointManager, RequestError};
+
+/// Longest request line accepted.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// How long a client may take to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    #[error("another agent is already serving on {0}")]
+    InUse(String),
+    #[error("cannot listen on {path}: {source}")]
+    Listen {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Binds the agent socket, replacing a stale socket file but never a live agent's.
+pub fn bind(path: &Path) -> Result<UnixListener, ApiError> {
+    let name = path.display().to_string();
+    let listen_error = |source| ApiError::Listen {
+        path: name.clone(),
+        source,
+    };
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ApiError::InUse(name));
+        }
+        std::fs::remove_file(path).map_err(listen_error)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(listen_error)?;
+    }
+    UnixListener::bind(path).map_err(listen_error)
+}
+
+/// Serves requests until the task is dropped.
+pub async fn serve(listener: UnixListener, manager: Arc<Mutex<EndpointManager>>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let manager = manager.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = handle(stream, &manager).await {
+                        tracing::warn!(%error, "agent API connection failed");
+                    }
+                });
+            }
+            Err(error) => {
+                tracing::error!(%error, "agent API accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(stream: UnixStream, manager: &Mutex<EndpointManager>) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64));
+    let mut line = String::new();
+    let response = match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
+        Err(_) => error(ErrorKind::InvalidRequest, "timed out waiting for the request"),
+        Ok(Err(e)) => error(ErrorKind::InvalidRequest, format!("reading the request: {e}")),
+        Ok(Ok(_)) if !line.ends_with('\n') => error(
+            ErrorKind::InvalidRequest,
+            format!("request is not one JSON line of at most {MAX_REQUEST_BYTES} bytes"),
+        ),
+        Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
+            Ok(request) => dispatch(request, manager).await,
+            Err(e) => error(ErrorKind::InvalidRequest, format!("request is not valid: {e}")),
+        },
+    };
+    let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+async fn dispatch(request: Request, manager: &Mutex<EndpointManager>) -> Response {
+    let mut manager = manager.lock().await;
+    let result: Result<Response, RequestError> = match request {
+        Request::Add(req) => manager.add(&req).await.map(Response::Added),
+        Request::Del(key) => manager.delete(&key).await.map(|existed| Response::Deleted { existed }),
+        Request::Check(req) => manager.check(&req).await.map(Response::Checked),
+        Request::Gc { valid } => manager.collect(&valid).await.map(|removed| Response::Collected { removed }),
+        Request::Status => Ok(Response::Status {
+            ready: true,
+            message: "ready".into(),
+        }),
+    };
+    result.unwrap_or_else(|e| error(e.kind, e.message))
+}
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+    Response::Error {
+        kind,
+        message: message.into(),
+    }
+}

@@ -1,0 +1,38 @@
+//! The agent's configuration, resolved from its command line (see `straitd --help`).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use ipnet::Ipv4Net;
+
+/// Everything straitd needs to run on one node.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// This node's name (as in the Kubernetes Node object).
+    pub node_name: String,
+    /// The node's pod CIDR; pod addresses are allocated from it.
+    pub pod_cidr: Ipv4Net,
+    /// Link-local gateway address every pod routes through.
+    pub gateway: std::net::Ipv4Addr,
+    /// Unix socket the CNI plugin talks to.
+    pub socket: PathBuf,
+    /// Directory of the crash-safe endpoint state.
+    pub state_dir: PathBuf,
+    /// bpffs mount point; pins go under `<bpffs>/strait/<node>/`.
+    pub bpffs: PathBuf,
+    /// Address of the HTTP server for /healthz, /metrics and /endpoints.
+    pub http_addr: SocketAddr,
+    /// Capacity of the ENDPOINT map.
+    pub endpoint_capacity: u32,
+}
+
+impl AgentConfig {
+    /// Where this node's maps and links are pinned.
+    pub fn pin_dir(&self) -> PathBuf {
+        self.bpffs.join("strait").join(&self.node_name)
+    }
+
+    /// The endpoint state file.
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join("endpoints.json")
+    }
+}

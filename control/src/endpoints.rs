@@ -1,0 +1,377 @@
+//! The endpoint manager: the one owner of the node's pods as the data path knows them. It turns CNI
+//! requests into IPAM allocations, veth plumbing, program attachment, ENDPOINT map entries and persisted
+//! state, undoing every step already taken when a later one fails, and restores all of it after a restart
+//! without touching what is still correct.
+
+use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
+
+use strait_cni::protocol::{Attachment, AttachmentKey, AttachmentRequest, ErrorKind, format_mac};
+use strait_dataplane::{
+    Dataplane, DataplaneError,
+    endpoints::Endpoint,
+    netlink::{Netlink, pod},
+};
+
+use crate::{config::AgentConfig, ipam::Ipam, naming::host_ifname, store::Store};
+
+/// A refused request: the kind tells the plugin which CNI code to use.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RequestError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl RequestError {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DataplaneError> for RequestError {
+    fn from(error: DataplaneError) -> Self {
+        let kind = match error {
+            DataplaneError::MapFull { .. } => ErrorKind::Exhausted,
+            _ => ErrorKind::Internal,
+        };
+        Self::new(kind, error.to_string())
+    }
+}
+
+/// What a restore found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreReport {
+    pub adopted: usize,
+    pub dropped: usize,
+    pub stale_map_entries: usize,
+}
+
+/// Owner of the node's endpoints.
+pub struct EndpointManager {
+    dataplane: Dataplane,
+    netlink: Netlink,
+    ipam: Ipam,
+    store: Store,
+    gateway: Ipv4Addr,
+    attachments: BTreeMap<AttachmentKey, Attachment>,
+}
+
+impl EndpointManager {
+    /// A manager with no endpoints yet; call [`EndpointManager::restore`] next.
+    pub fn new(config: &AgentConfig, dataplane: Dataplane, netlink: Netlink) -> Result<Self, RequestError> {
+        let ipam = Ipam::new(config.pod_cidr).map_err(|e| RequestError::new(ErrorKind::Internal, e.to_string()))?;
+        Ok(Self {
+            dataplane,
+            netlink,
+            ipam,
+            store: Store::new(config.state_file()),
+            gateway: config.gateway,
+            attachments: BTreeMap::new(),
+        })
+    }
+
+    /// Reloads persisted attachments and reconciles the kernel with them by difference: pods whose veth
+    /// still exists are adopted (program link swapped in place, map entry rewritten only if it differs);
+    /// attachments whose veth is gone are dropped; map entries nobody owns are removed.
+    pub async fn restore(&mut self) -> Result<RestoreReport, RequestError> {
+        let saved = self
+            .store
+            .load()
+            .map_err(|e| RequestError::new(ErrorKind::Internal, e.to_string()))?;
+        let mut report = RestoreReport::default();
+        for attachment in saved {
+            match self.adopt(&attachment).await {
+                Ok(()) => {
+                    report.adopted += 1;
+                    self.attachments.insert(attachment.key.clone(), attachment);
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        container = %attachment.key.container_id,
+                        ifname = %attachment.key.ifname,
+                        %error,
+                        "dropping a saved endpoint that no longer exists"
+                    );
+                    let _ = self.dataplane.remove_endpoint(attachment.address);
+                    let _ = self.dataplane.detach_from_pod(&attachment.host_ifname);
+                    report.dropped += 1;
+                }
+            }
+        }
+        for endpoint in self.dataplane.endpoints()? {
+            if !self.attachments.values().any(|a| a.address == endpoint.addr) {
+                self.dataplane.remove_endpoint(endpoint.addr)?;
+                report.stale_map_entries += 1;
+            }
+        }
+        if report.dropped > 0 {
+            self.persist()?;
+        }
+        Ok(report)
+    }
+
+    async fn adopt(&mut self, attachment: &Attachment) -> Result<(), RequestError> {
+        let host_ifindex = self
+            .netlink
+            .link_index(&attachment.host_ifname)
+            .await?
+            .ok_or_else(|| RequestError::new(ErrorKind::NotFound, format!("veth {} is gone", attachment.host_ifname)))?;
+        self.ipam
+            .reserve(attachment.address)
+            .map_err(|e| RequestError::new(ErrorKind::Internal, e.to_string()))?;
+        let endpoint = Endpoint {
+            addr: attachment.address,
+            host_ifindex,
+            pod_mac: parse_mac(&attachment.pod_mac)?,
+            host_mac: parse_mac(&attachment.host_mac)?,
+        };
+        let adopted = self
+            .dataplane
+            .attach_from_pod(&attachment.host_ifname)
+            .map_err(RequestError::from)
+            .and_then(|()| self.dataplane.upsert_endpoint(&endpoint).map_err(RequestError::from));
+        if let Err(error) = adopted {
+            self.ipam.release(attachment.address);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// CNI ADD: plumbs the pod and registers it. Repeating an ADD returns the existing attachment.
+    pub async fn add(&mut self, request: &AttachmentRequest) -> Result<Attachment, RequestError> {
+        validate(request)?;
+        if let Some(existing) = self.attachments.get(&request.key) {
+            return Ok(existing.clone());
+        }
+        let address = self
+            .ipam
+            .allocate()
+            .map_err(|e| RequestError::new(ErrorKind::Exhausted, e.to_string()))?;
+        let spec = pod::PodLinkSpec {
+            host_ifname: host_ifname(&request.key),
+            pod_ifname: request.key.ifname.clone(),
+            netns: request.netns.clone().into(),
+            addr: address,
+            gateway: self.gateway,
+        };
+        match self.plumb(request, &spec).await {
+            Ok(attachment) => {
+                tracing::info!(
+                    pod = %pod_label(request),
+                    address = %attachment.address,
+                    veth = %attachment.host_ifname,
+                    "endpoint added"
+                );
+                Ok(attachment)
+            }
+            Err(error) => {
+                self.ipam.release(address);
+                tracing::warn!(pod = %pod_label(request), %error, "endpoint add failed and was undone");
+                Err(error)
+            }
+        }
+    }
+
+    async fn plumb(&mut self, request: &AttachmentRequest, spec: &pod::PodLinkSpec) -> Result<Attachment, RequestError> {
+        let link = pod::create(&self.netlink, spec).await?;
+        let attachment = Attachment {
+            key: request.key.clone(),
+            netns: request.netns.clone(),
+            pod_namespace: request.pod_namespace.clone(),
+            pod_name: request.pod_name.clone(),
+            host_ifname: spec.host_ifname.clone(),
+            host_mac: format_mac(link.host_mac),
+            pod_mac: format_mac(link.pod_mac),
+            address: spec.addr,
+            gateway: spec.gateway,
+        };
+        let endpoint = Endpoint {
+            addr: spec.addr,
+            host_ifindex: link.host_ifindex,
+            pod_mac: link.pod_mac,
+            host_mac: link.host_mac,
+        };
+        let registered = self
+            .dataplane
+            .attach_from_pod(&spec.host_ifname)
+            .and_then(|()| self.dataplane.upsert_endpoint(&endpoint).map(|_| ()));
+        if let Err(error) = registered {
+            self.undo_kernel(&attachment).await;
+            return Err(error.into());
+        }
+        self.attachments.insert(request.key.clone(), attachment.clone());
+        if let Err(error) = self.persist() {
+            self.attachments.remove(&request.key);
+            self.undo_kernel(&attachment).await;
+            return Err(error);
+        }
+        Ok(attachment)
+    }
+
+    async fn undo_kernel(&mut self, attachment: &Attachment) {
+        let _ = self.dataplane.remove_endpoint(attachment.address);
+        let _ = self.dataplane.detach_from_pod(&attachment.host_ifname);
+        let _ = pod::delete(&self.netlink, &attachment.host_ifname).await;
+    }
+
+    /// CNI DEL: removes everything of the attachment; returns whether it existed.
+    pub async fn delete(&mut self, key: &AttachmentKey) -> Result<bool, RequestError> {
+        let Some(attachment) = self.attachments.remove(key) else {
+            return Ok(false);
+        };
+        self.dataplane.remove_endpoint(attachment.address)?;
+        self.dataplane.detach_from_pod(&attachment.host_ifname)?;
+        pod::delete(&self.netlink, &attachment.host_ifname).await?;
+        self.ipam.release(attachment.address);
+        self.persist()?;
+        tracing::info!(
+            container = %key.container_id,
+            address = %attachment.address,
+            "endpoint deleted"
+        );
+        Ok(true)
+    }
+
+    /// CNI CHECK: the attachment exists and its veth, MACs and map entry are as recorded.
+    pub async fn check(&mut self, request: &AttachmentRequest) -> Result<Attachment, RequestError> {
+        let attachment = self.attachments.get(&request.key).cloned().ok_or_else(|| {
+            RequestError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no attachment for container {} interface {}",
+                    request.key.container_id, request.key.ifname
+                ),
+            )
+        })?;
+        let spec = pod::PodLinkSpec {
+            host_ifname: attachment.host_ifname.clone(),
+            pod_ifname: attachment.key.ifname.clone(),
+            netns: attachment.netns.clone().into(),
+            addr: attachment.address,
+            gateway: attachment.gateway,
+        };
+        let link = pod::inspect(&self.netlink, &spec).await?;
+        if format_mac(link.pod_mac) != attachment.pod_mac {
+            return Err(RequestError::new(
+                ErrorKind::Internal,
+                format!("pod interface MAC changed: recorded {}, found {}", attachment.pod_mac, format_mac(link.pod_mac)),
+            ));
+        }
+        let in_map = self.dataplane.endpoints()?.into_iter().find(|e| e.addr == attachment.address);
+        match in_map {
+            Some(e) if e.host_ifindex == link.host_ifindex && e.pod_mac == link.pod_mac => Ok(attachment),
+            Some(_) => Err(RequestError::new(ErrorKind::Internal, "ENDPOINT map entry does not match the pod's interfaces")),
+            None => Err(RequestError::new(ErrorKind::Internal, format!("{} is missing from the ENDPOINT map", attachment.address))),
+        }
+    }
+
+    /// CNI GC: deletes every attachment not in `valid`; returns the removed keys.
+    pub async fn collect(&mut self, valid: &[AttachmentKey]) -> Result<Vec<AttachmentKey>, RequestError> {
+        let doomed: Vec<AttachmentKey> = self
+            .attachments
+            .keys()
+            .filter(|k| !valid.contains(k))
+            .cloned()
+            .collect();
+        for key in &doomed {
+            self.delete(key).await?;
+        }
+        if !doomed.is_empty() {
+            tracing::info!(removed = doomed.len(), "garbage-collected stale attachments");
+        }
+        Ok(doomed)
+    }
+
+    /// Every attachment, ordered by key.
+    pub fn attachments(&self) -> Vec<Attachment> {
+        self.attachments.values().cloned().collect()
+    }
+
+    /// The dataplane, for telemetry.
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dataplane
+    }
+
+    /// (addresses used, addresses available) in the pod CIDR.
+    pub fn ipam_usage(&self) -> (usize, usize) {
+        (self.ipam.used(), self.ipam.capacity())
+    }
+
+    fn persist(&self) -> Result<(), RequestError> {
+        let all: Vec<Attachment> = self.attachments.values().cloned().collect();
+        self.store
+            .save(&all)
+            .map_err(|e| RequestError::new(ErrorKind::Internal, e.to_string()))
+    }
+}
+
+fn validate(request: &AttachmentRequest) -> Result<(), RequestError> {
+    let ifname = &request.key.ifname;
+    if ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ', ':']) || ifname == "." || ifname == ".." {
+        return Err(RequestError::new(
+            ErrorKind::InvalidRequest,
+            format!("interface name {ifname:?} is not a valid Linux interface name (1-15 bytes, no '/', ':' or spaces)"),
+        ));
+    }
+    if request.key.container_id.is_empty() {
+        return Err(RequestError::new(ErrorKind::InvalidRequest, "container id is empty"));
+    }
+    if !Path::new(&request.netns).exists() {
+        return Err(RequestError::new(
+            ErrorKind::InvalidRequest,
+            format!("network namespace {} does not exist", request.netns),
+        ));
+    }
+    Ok(())
+}
+
+fn pod_label(request: &AttachmentRequest) -> String {
+    match (&request.pod_namespace, &request.pod_name) {
+        (Some(ns), Some(name)) => format!("{ns}/{name}"),
+        _ => request.key.container_id.clone(),
+    }
+}
+
+fn parse_mac(text: &str) -> Result<[u8; 6], RequestError> {
+    let bad = || RequestError::new(ErrorKind::Internal, format!("recorded MAC {text:?} is not valid"));
+    let parts: Vec<u8> = text
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    parts.try_into().map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_round_trips_through_its_text_form() {
+        let mac = [0x02, 0xab, 0, 0x10, 0xff, 0x7];
+        assert_eq!(parse_mac(&format_mac(mac)).unwrap(), mac);
+        assert!(parse_mac("02:ab:00").is_err());
+        assert!(parse_mac("zz:ab:00:10:ff:07").is_err());
+    }
+
+    #[test]
+    fn invalid_requests_are_refused_with_a_reason() {
+        let request = |ifname: &str, netns: &str| AttachmentRequest {
+            key: AttachmentKey {
+                container_id: "c1".into(),
+                ifname: ifname.into(),
+            },
+            netns: netns.into(),
+            pod_namespace: None,
+            pod_name: None,
+        };
+        let long = validate(&request("a-very-long-interface", "/proc/self/ns/net")).unwrap_err();
+        assert_eq!(long.kind, ErrorKind::InvalidRequest);
+        let missing = validate(&request("eth0", "/run/netns/does-not-exist-strait")).unwrap_err();
+        assert!(missing.message.contains("does not exist"), "{}", missing.message);
+        validate(&request("eth0", "/proc/self/ns/net")).unwrap();
+    }
+}

@@ -1,0 +1,105 @@
+//! Prometheus text exposition of the agent's telemetry: packet and byte counters by program, reason and
+//! direction (drops also as their own family), endpoint and IPAM gauges.
+
+use std::fmt::Write as _;
+
+use strait_dataplane::stats::StatsSample;
+
+/// Gauges the agent reports besides the eBPF counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AgentGauges {
+    pub endpoints: usize,
+    pub endpoint_capacity: u32,
+    pub ipam_used: usize,
+    pub ipam_capacity: usize,
+}
+
+/// Renders the exposition text for `node`.
+pub fn render(node: &str, stats: &[StatsSample], gauges: &AgentGauges) -> String {
+    let mut out = String::new();
+    let node = escape(node);
+    family(&mut out, "strait_packets_total", "counter", "Packets handled by strait's eBPF programs, by program, verdict reason and direction.");
+    for s in stats {
+        let _ = writeln!(out, "strait_packets_total{{node=\"{node}\",{}}} {}", labels(s), s.packets);
+    }
+    family(&mut out, "strait_bytes_total", "counter", "Bytes handled by strait's eBPF programs, by program, verdict reason and direction.");
+    for s in stats {
+        let _ = writeln!(out, "strait_bytes_total{{node=\"{node}\",{}}} {}", labels(s), s.bytes);
+    }
+    family(&mut out, "strait_drops_total", "counter", "Packets dropped by strait's eBPF programs, by program, drop reason and direction.");
+    for s in stats.iter().filter(|s| s.reason.is_drop()) {
+        let _ = writeln!(out, "strait_drops_total{{node=\"{node}\",{}}} {}", labels(s), s.packets);
+    }
+    let gauges_list = [
+        ("strait_endpoints", "Pod endpoints on this node.", gauges.endpoints as u64),
+        ("strait_endpoint_map_capacity", "Capacity of the ENDPOINT map.", u64::from(gauges.endpoint_capacity)),
+        ("strait_ipam_allocated", "Pod addresses allocated from this node's pod CIDR.", gauges.ipam_used as u64),
+        ("strait_ipam_capacity", "Pod addresses this node's pod CIDR can hold.", gauges.ipam_capacity as u64),
+    ];
+    for (name, help, value) in gauges_list {
+        family(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
+    }
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn labels(s: &StatsSample) -> String {
+    format!(
+        "program=\"{}\",reason=\"{}\",direction=\"{}\"",
+        s.program.label(),
+        s.reason.label(),
+        s.direction.label()
+    )
+}
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use strait_dataplane::stats::{Direction, Program, Reason};
+
+    use super::*;
+
+    fn sample(reason: Reason, packets: u64) -> StatsSample {
+        StatsSample {
+            program: Program::FromPod,
+            reason,
+            direction: Direction::Egress,
+            packets,
+            bytes: packets * 100,
+        }
+    }
+
+    #[test]
+    fn counters_and_gauges_are_rendered_with_labels() {
+        let stats = [
+            sample(Reason::DeliveredLocal, 7),
+            sample(Reason::DropTruncatedIpv4, 2),
+        ];
+        let text = render(
+            "node-\"1\"",
+            &stats,
+            &AgentGauges {
+                endpoints: 3,
+                endpoint_capacity: 100,
+                ipam_used: 3,
+                ipam_capacity: 254,
+            },
+        );
+        assert!(text.contains(
+            "strait_packets_total{node=\"node-\\\"1\\\"\",program=\"from-pod\",reason=\"delivered_local\",direction=\"egress\"} 7"
+        ));
+        assert!(text.contains("reason=\"truncated_ipv4\",direction=\"egress\"} 200"));
+        assert!(text.contains("strait_drops_total{node=\"node-\\\"1\\\"\",program=\"from-pod\",reason=\"truncated_ipv4\",direction=\"egress\"} 2"));
+        assert!(!text.contains("strait_drops_total{node=\"node-\\\"1\\\"\",program=\"from-pod\",reason=\"delivered_local\""));
+        assert!(text.contains("strait_endpoints{node=\"node-\\\"1\\\"\"} 3"));
+        assert!(text.contains("# TYPE strait_ipam_capacity gauge"));
+    }
+}
