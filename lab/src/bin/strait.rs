@@ -1,1 +1,294 @@
-fn main() {}
+//! `strait`: the strait command line. `strait lab ...` builds and drives a local cluster made of network
+//! namespaces (see `strait lab --help`).
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use strait_lab::{
+    cluster::{self, Lab},
+    probe, status, workload,
+};
+use tracing_subscriber::EnvFilter;
+
+/// strait: eBPF networking for Kubernetes.
+#[derive(Parser, Debug)]
+#[command(name = "strait", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Subcommand, Debug)]
+enum Top {
+    /// A local multi-node cluster made of network namespaces (needs root).
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum LabCommand {
+    /// Build a lab: underlay, nodes running straitd, pods from manifests. Returns when all are ready.
+    Up {
+        /// Lab name (lowercase letters, digits, '-'); names every namespace, cgroup and pin of the lab.
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Number of nodes.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// Manifest file or directory (Pods, Deployments, Services, Namespaces) to apply once up.
+        #[arg(long)]
+        manifests: Option<PathBuf>,
+    },
+    /// Create or update the objects in a manifest file or directory.
+    Apply {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Manifest file or directory.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+    /// Delete the objects named in a manifest file or directory.
+    Delete {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+    /// Show nodes, pods (with IPs and nodes) and services.
+    Status {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Output format: table or json.
+        #[arg(short = 'o', long = "output", default_value = "table")]
+        output: String,
+    },
+    /// Tear a lab down: every process, namespace, link, cgroup and pin it made, also after a crash.
+    Down {
+        #[arg(long, default_value = "lab", conflicts_with = "all")]
+        name: String,
+        /// Tear down every lab found.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Run a command in a pod's (NS/POD), a node's (node/NAME) or the external client's namespace and cgroup.
+    Exec {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// NS/POD, node/NAME or external.
+        target: String,
+        /// The command and its arguments (after --).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Ask TARGET:PORT who answers, from FROM. Prints the answering pod's NS/NAME (exit 0) or `blocked` (exit 1).
+    Probe {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// NS/POD, node/NAME or external.
+        from: String,
+        /// IP:PORT or NS/POD:PORT.
+        target: String,
+        /// Use UDP instead of TCP.
+        #[arg(long)]
+        udp: bool,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// Show each agent's endpoints (pods it plumbed, with addresses and veths).
+    Endpoints {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Show each agent's Prometheus metrics (non-zero series only unless --all-series).
+    Metrics {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        #[arg(long)]
+        node: Option<String>,
+        /// Include zero-valued series.
+        #[arg(long)]
+        all_series: bool,
+    },
+    /// (internal) The built-in pod workload.
+    #[command(hide = true)]
+    Workload {
+        #[arg(long)]
+        identity: String,
+        #[arg(long)]
+        ready_file: PathBuf,
+        #[arg(long = "listen", value_parser = workload::parse_listen)]
+        listen: Vec<workload::Listen>,
+    },
+    /// (internal) The probe client, run inside the prober's namespace.
+    #[command(hide = true)]
+    ProbeClient {
+        #[arg(long)]
+        target: std::net::SocketAddr,
+        #[arg(long)]
+        udp: bool,
+        #[arg(long)]
+        timeout_ms: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let Top::Lab(command) = cli.command;
+    match command {
+        LabCommand::Up {
+            name,
+            nodes,
+            manifests,
+        } => {
+            let lab = Lab::up(&name, nodes, manifests.as_deref())?;
+            print!("{}", status::to_table(&lab));
+            println!(
+                "\nlab {name} is up. Try: strait lab probe --name {name} NS/POD IP:PORT; tear down: strait lab down --name {name}"
+            );
+        }
+        LabCommand::Apply { name, file } => {
+            let mut lab = Lab::open(&name)?;
+            lab.apply(&file)
+                .with_context(|| format!("applying {}", file.display()))?;
+            println!("applied {}", file.display());
+        }
+        LabCommand::Delete { name, file } => {
+            let mut lab = Lab::open(&name)?;
+            lab.delete(&file)
+                .with_context(|| format!("deleting {}", file.display()))?;
+            println!("deleted the objects of {}", file.display());
+        }
+        LabCommand::Status { name, output } => {
+            let lab = Lab::open(&name)?;
+            match output.as_str() {
+                "json" => println!("{}", serde_json::to_string_pretty(&status::to_json(&lab))?),
+                "table" => print!("{}", status::to_table(&lab)),
+                other => anyhow::bail!("unknown output format {other:?}: use table or json"),
+            }
+        }
+        LabCommand::Down { name, all } => {
+            let labs = if all { Lab::list() } else { vec![name] };
+            for lab in labs {
+                let report = cluster::down(&lab)?;
+                println!(
+                    "lab {lab}: removed {} process(es), {} namespace(s), {} pin director(ies){}",
+                    report.processes,
+                    report.namespaces,
+                    report.pin_dirs,
+                    if report.existed {
+                        ""
+                    } else {
+                        " (no state found; cleaned leftovers only)"
+                    }
+                );
+            }
+        }
+        LabCommand::Exec {
+            name,
+            target,
+            command,
+        } => {
+            let lab = Lab::open(&name)?;
+            let code = lab.exec(&target, &command)?;
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+        }
+        LabCommand::Probe {
+            name,
+            from,
+            target,
+            udp,
+            timeout_ms,
+        } => {
+            let lab = Lab::open(&name)?;
+            return Ok(
+                match lab.probe(&from, &target, udp, Duration::from_millis(timeout_ms))? {
+                    Ok(who) => {
+                        println!("{who}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(why) => {
+                        println!("blocked");
+                        if !why.is_empty() {
+                            eprintln!("{why}");
+                        }
+                        ExitCode::FAILURE
+                    }
+                },
+            );
+        }
+        LabCommand::Endpoints { name, node } => {
+            let lab = Lab::open(&name)?;
+            for n in nodes_of(&lab, node) {
+                println!("# node {n}");
+                print!("{}", lab.agent_get(&n, "/endpoints")?);
+            }
+        }
+        LabCommand::Metrics {
+            name,
+            node,
+            all_series,
+        } => {
+            let lab = Lab::open(&name)?;
+            for n in nodes_of(&lab, node) {
+                let text = lab.agent_get(&n, "/metrics")?;
+                for line in text.lines() {
+                    if all_series || !(line.starts_with('#') || line.ends_with(" 0")) {
+                        println!("{line}");
+                    }
+                }
+            }
+        }
+        LabCommand::Workload {
+            identity,
+            ready_file,
+            listen,
+        } => {
+            workload::run(&identity, &listen, &ready_file)?;
+        }
+        LabCommand::ProbeClient {
+            target,
+            udp,
+            timeout_ms,
+        } => {
+            return Ok(
+                match probe::ask(target, udp, Duration::from_millis(timeout_ms)) {
+                    Ok(who) => {
+                        println!("{who}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(why) => {
+                        eprintln!("{why}");
+                        ExitCode::FAILURE
+                    }
+                },
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn nodes_of(lab: &Lab, only: Option<String>) -> Vec<String> {
+    match only {
+        Some(node) => vec![node],
+        None => lab.state.nodes.iter().map(|n| n.name.clone()).collect(),
+    }
+}

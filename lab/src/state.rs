@@ -1,0 +1,90 @@
+//! The lab's own record of what it built (nodes, pods, services), saved as JSON in the lab's run
+//! directory after every change so every `strait lab` command, and `down` after a crash, can find it.
+
+use std::{collections::BTreeMap, fs, net::Ipv4Addr, path::Path};
+
+use k8s_openapi::api::core::v1::Service;
+use serde::{Deserialize, Serialize};
+
+use crate::{LabError, manifests::PodPort};
+
+/// A node of the lab.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub name: String,
+    pub index: usize,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    pub pod_cidr: String,
+    pub agent_pid: i32,
+    pub agent_socket: String,
+    pub http_port: u16,
+}
+
+/// A pod of the lab.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PodRecord {
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    pub container_id: String,
+    pub netns: String,
+    pub cgroup: String,
+    pub ip: Ipv4Addr,
+    pub ports: Vec<PodPort>,
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_hash: Option<String>,
+    pub workload_pid: i32,
+}
+
+impl PodRecord {
+    /// `namespace/name`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Everything the lab knows.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LabState {
+    pub name: String,
+    pub nodes: Vec<NodeRecord>,
+    pub pods: Vec<PodRecord>,
+    /// Services by `namespace/name`.
+    pub services: BTreeMap<String, Service>,
+    /// Deployments by `namespace/name`: (replicas, template hash).
+    pub deployments: BTreeMap<String, (usize, String)>,
+}
+
+impl LabState {
+    /// Reads the state file of a lab.
+    pub fn load(path: &Path) -> Result<Self, LabError> {
+        let text = fs::read_to_string(path)
+            .map_err(|e| LabError::io(format!("reading lab state {}", path.display()), e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            LabError::Environment(format!("lab state {} is corrupt: {e}", path.display()))
+        })
+    }
+
+    /// Writes the state file atomically.
+    pub fn save(&self, path: &Path) -> Result<(), LabError> {
+        let text =
+            serde_json::to_vec_pretty(self).map_err(|e| LabError::Environment(e.to_string()))?;
+        let tmp = path.with_extension("json.tmp");
+        fs::write(&tmp, text).map_err(|e| LabError::io(format!("writing {}", tmp.display()), e))?;
+        fs::rename(&tmp, path).map_err(|e| LabError::io(format!("replacing {}", path.display()), e))
+    }
+
+    /// The pod `namespace/name`.
+    pub fn pod(&self, id: &str) -> Option<&PodRecord> {
+        self.pods.iter().find(|p| p.id() == id)
+    }
+
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> Option<&NodeRecord> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}

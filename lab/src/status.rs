@@ -1,0 +1,133 @@
+//! `strait lab status`: the lab's nodes, pods and services as a table for people or JSON for machines.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::{cluster::Lab, process, state::LabState};
+
+/// The JSON view of a lab.
+pub fn to_json(lab: &Lab) -> Value {
+    let state = &lab.state;
+    json!({
+        "name": state.name,
+        "nodes": state.nodes.iter().map(|n| json!({
+            "name": n.name,
+            "ip": n.ip,
+            "pod_cidr": n.pod_cidr,
+            "netns": n.netns,
+            "agent_pid": n.agent_pid,
+            "agent_running": process::alive(n.agent_pid),
+        })).collect::<Vec<_>>(),
+        "pods": state.pods.iter().map(|p| json!({
+            "namespace": p.namespace,
+            "name": p.name,
+            "ip": p.ip,
+            "node": p.node,
+            "netns": p.netns,
+            "labels": p.labels,
+            "ports": p.ports,
+            "owner": p.owner,
+        })).collect::<Vec<_>>(),
+        "services": services_json(state),
+    })
+}
+
+fn services_json(state: &LabState) -> Vec<Value> {
+    state
+        .services
+        .iter()
+        .map(|(key, svc)| {
+            let (namespace, name) = key.split_once('/').unwrap_or(("default", key));
+            let spec = svc.spec.clone().unwrap_or_default();
+            json!({
+                "namespace": namespace,
+                "name": name,
+                "type": spec.type_.unwrap_or_else(|| "ClusterIP".into()),
+                "cluster_ip": spec.cluster_ip,
+                "selector": spec.selector,
+                "ports": spec.ports.unwrap_or_default().iter().map(|p| json!({
+                    "name": p.name,
+                    "port": p.port,
+                    "protocol": p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    "target_port": p.target_port.as_ref().map(|t| match t {
+                        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => json!(i),
+                        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => json!(s),
+                    }),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+/// The table view of a lab.
+pub fn to_table(lab: &Lab) -> String {
+    let state = &lab.state;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "lab {}: {} node(s), {} pod(s), {} service(s)\n",
+        state.name,
+        state.nodes.len(),
+        state.pods.len(),
+        state.services.len()
+    );
+    let _ = writeln!(out, "{:<20} {:<14} {:<16} AGENT", "NODE", "IP", "POD CIDR");
+    for n in &state.nodes {
+        let agent = if process::alive(n.agent_pid) {
+            format!("running (pid {})", n.agent_pid)
+        } else {
+            "NOT RUNNING".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "{:<20} {:<14} {:<16} {agent}",
+            n.name,
+            n.ip.to_string(),
+            n.pod_cidr
+        );
+    }
+    let _ = writeln!(out, "\n{:<40} {:<14} {:<20} PORTS", "POD", "IP", "NODE");
+    for p in &state.pods {
+        let ports: Vec<String> = p
+            .ports
+            .iter()
+            .map(|port| format!("{}/{}", port.port, port.protocol))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<40} {:<14} {:<20} {}",
+            p.id(),
+            p.ip.to_string(),
+            p.node,
+            ports.join(",")
+        );
+    }
+    if !state.services.is_empty() {
+        let _ = writeln!(out, "\n{:<40} {:<12} PORTS", "SERVICE", "TYPE");
+        for svc in services_json(state) {
+            let ports: Vec<String> = svc["ports"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| {
+                            format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP"))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{:<40} {:<12} {}",
+                format!(
+                    "{}/{}",
+                    svc["namespace"].as_str().unwrap_or_default(),
+                    svc["name"].as_str().unwrap_or_default()
+                ),
+                svc["type"].as_str().unwrap_or_default(),
+                ports.join(",")
+            );
+        }
+    }
+    out
+}

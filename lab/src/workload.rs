@@ -1,0 +1,138 @@
+//! The built-in pod workload: answers every TCP connection and every UDP datagram on each declared port
+//! with the pod's `NS/NAME` and a newline. It signals readiness by creating a file once all sockets are bound.
+
+use std::{
+    io::Write,
+    net::{Ipv4Addr, TcpListener, UdpSocket},
+    path::Path,
+    thread,
+};
+
+use crate::LabError;
+
+/// One port to serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(u16),
+    Udp(u16),
+}
+
+/// Binds every port, writes `ready_file`, then serves forever.
+pub fn run(identity: &str, ports: &[Listen], ready_file: &Path) -> Result<(), LabError> {
+    let answer = format!("{identity}\n");
+    let mut workers = Vec::new();
+    for port in ports {
+        match *port {
+            Listen::Tcp(p) => {
+                let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, p))
+                    .map_err(|e| LabError::io(format!("binding TCP port {p}"), e))?;
+                let answer = answer.clone();
+                workers.push(thread::spawn(move || {
+                    for mut stream in listener.incoming().flatten() {
+                        let _ = stream.write_all(answer.as_bytes());
+                    }
+                }));
+            }
+            Listen::Udp(p) => {
+                let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, p))
+                    .map_err(|e| LabError::io(format!("binding UDP port {p}"), e))?;
+                let answer = answer.clone();
+                workers.push(thread::spawn(move || {
+                    let mut buf = [0u8; 2048];
+                    loop {
+                        if let Ok((_, peer)) = socket.recv_from(&mut buf) {
+                            let _ = socket.send_to(answer.as_bytes(), peer);
+                        }
+                    }
+                }));
+            }
+        }
+    }
+    std::fs::write(ready_file, b"ready\n")
+        .map_err(|e| LabError::io(format!("writing {}", ready_file.display()), e))?;
+    for worker in workers {
+        let _ = worker.join();
+    }
+    // A pod with no ports idles like a sleeping container.
+    loop {
+        thread::park();
+    }
+}
+
+/// Parses `tcp:8080` / `udp:53`.
+pub fn parse_listen(text: &str) -> Result<Listen, String> {
+    let (proto, port) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: expected tcp:PORT or udp:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{text:?}: {port:?} is not a port number"))?;
+    match proto.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(Listen::Tcp(port)),
+        "udp" => Ok(Listen::Udp(port)),
+        _ => Err(format!("{text:?}: protocol must be tcp or udp")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::Read,
+        net::{TcpStream, UdpSocket},
+        time::{Duration, Instant},
+    };
+
+    use super::*;
+
+    #[test]
+    fn listen_specs_parse_and_reject_garbage() {
+        assert_eq!(parse_listen("tcp:8080"), Ok(Listen::Tcp(8080)));
+        assert_eq!(parse_listen("UDP:53"), Ok(Listen::Udp(53)));
+        assert!(parse_listen("sctp:1").is_err());
+        assert!(parse_listen("tcp:99999").is_err());
+        assert!(parse_listen("8080").is_err());
+    }
+
+    #[test]
+    fn answers_tcp_and_udp_with_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let ready = dir.path().join("ready");
+        let tcp = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let udp = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ready_path = ready.clone();
+        thread::spawn(move || {
+            run(
+                "default/web-1",
+                &[Listen::Tcp(tcp), Listen::Udp(udp)],
+                &ready_path,
+            )
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "workload never became ready");
+            thread::sleep(Duration::from_millis(10));
+        }
+        let mut reply = String::new();
+        TcpStream::connect(("127.0.0.1", tcp))
+            .unwrap()
+            .read_to_string(&mut reply)
+            .unwrap();
+        assert_eq!(reply, "default/web-1\n");
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        client.send_to(b"hi", ("127.0.0.1", udp)).unwrap();
+        let mut buf = [0u8; 64];
+        let n = client.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"default/web-1\n");
+    }
+}
