@@ -13,7 +13,9 @@ use crate::protocol::{Request, Response};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    #[error("cannot reach the strait agent at {socket}: {source} (is straitd running on this node?)")]
+    #[error(
+        "cannot reach the strait agent at {socket}: {source} (is straitd running on this node?)"
+    )]
     Unreachable {
         socket: String,
         #[source]
@@ -50,7 +52,9 @@ pub fn call(socket: &Path, request: &Request, timeout: Duration) -> Result<Respo
     line.push(b'\n');
     (&stream).write_all(&line).map_err(io_error)?;
     let mut answer = String::new();
-    BufReader::new(&stream).read_line(&mut answer).map_err(io_error)?;
+    BufReader::new(&stream)
+        .read_line(&mut answer)
+        .map_err(io_error)?;
     serde_json::from_str(&answer).map_err(|source| ClientError::BadResponse {
         socket: name.clone(),
         source,

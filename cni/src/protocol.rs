@@ -96,7 +96,10 @@ pub enum Response {
 
 /// Formats a MAC address as lowercase colon-separated hex.
 pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[cfg(test)]
@@ -121,6 +124,9 @@ mod tests {
 
     #[test]
     fn mac_is_formatted_lowercase_with_colons() {
-        assert_eq!(format_mac([0xAA, 0xbb, 0, 1, 0x10, 0xff]), "aa:bb:00:01:10:ff");
+        assert_eq!(
+            format_mac([0xAA, 0xbb, 0, 1, 0x10, 0xff]),
+            "aa:bb:00:01:10:ff"
+        );
     }
 }

@@ -206,6 +206,23 @@ impl Lab {
         })
     }
 
+    /// Stops the agent of `node` (SIGTERM) and starts a new one, as an upgrade or crash-restart would.
+    /// Pods keep their data path throughout; returns once the new agent is healthy.
+    pub fn restart_agent(&mut self, node: &str) -> Result<(), LabError> {
+        let index = self
+            .state
+            .nodes
+            .iter()
+            .position(|n| n.name == node)
+            .ok_or_else(|| LabError::Usage(format!("lab {} has no node {node}", self.names.lab)))?;
+        let old = self.state.nodes[index].clone();
+        process::stop(old.agent_pid, Duration::from_secs(5));
+        let record = self.start_agent(old.index, &netns::path(&old.netns))?;
+        self.state.nodes[index] = record;
+        self.save()?;
+        self.wait_agent_healthy(&self.state.nodes[index])
+    }
+
     fn wait_agent_healthy(&self, node: &NodeRecord) -> Result<(), LabError> {
         let deadline = Instant::now() + AGENT_READY_TIMEOUT;
         loop {

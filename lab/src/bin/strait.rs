@@ -114,6 +114,13 @@ enum LabCommand {
         #[arg(long)]
         all_series: bool,
     },
+    /// Restart a node's agent (SIGTERM, then start a new one); pods keep talking meanwhile.
+    RestartAgent {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Node name, as `status` shows it.
+        node: String,
+    },
     /// (internal) The built-in pod workload.
     #[command(hide = true)]
     Workload {
@@ -256,6 +263,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+        }
+        LabCommand::RestartAgent { name, node } => {
+            let mut lab = Lab::open(&name)?;
+            lab.restart_agent(&node)?;
+            println!("agent of {node} restarted");
         }
         LabCommand::Workload {
             identity,

@@ -112,7 +112,7 @@ fn parse_into(file: &Path, text: &str, sink: &mut Sink) -> Result<(), ManifestEr
         for (index, doc) in stream.enumerate() {
             let at = Location::new(file, index + 1);
             let value = doc.map_err(|error| ManifestError::Json {
-                at: at.clone(),
+                at: at.boxed(),
                 error,
             })?;
             document(&at, value, sink)?;
@@ -122,7 +122,7 @@ fn parse_into(file: &Path, text: &str, sink: &mut Sink) -> Result<(), ManifestEr
     for (index, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let at = Location::new(file, index + 1);
         let yaml_error = |error| ManifestError::Yaml {
-            at: at.clone(),
+            at: at.boxed(),
             error,
         };
         let mut yaml = serde_yaml_ng::Value::deserialize(de).map_err(yaml_error)?;
@@ -138,7 +138,7 @@ fn document(at: &Location, value: Value, sink: &mut Sink) -> Result<(), Manifest
         return if value.is_null() {
             Ok(()) // empty document
         } else {
-            Err(ManifestError::NotAMapping { at: at.clone() })
+            Err(ManifestError::NotAMapping { at: at.boxed() })
         };
     };
     let type_field = |field: &'static str| {
@@ -146,7 +146,7 @@ fn document(at: &Location, value: Value, sink: &mut Sink) -> Result<(), Manifest
             .and_then(Value::as_str)
             .map(str::to_owned)
             .ok_or_else(|| ManifestError::MissingTypeField {
-                at: at.clone(),
+                at: at.boxed(),
                 field,
             })
     };
@@ -160,20 +160,24 @@ fn document(at: &Location, value: Value, sink: &mut Sink) -> Result<(), Manifest
         ("v1", "Service") => Object::Service(typed::<Service>(at, "Service", value)?),
         ("v1", "Namespace") => Object::Namespace(typed::<Namespace>(at, "Namespace", value)?),
         ("v1", "List") if at.item.is_some() => {
-            return Err(ManifestError::NestedList { at: at.clone() });
+            return Err(ManifestError::NestedList { at: at.boxed() });
         }
         ("v1", "List") => {
-            let Some(Value::Array(items)) = value.get("items") else {
-                return Err(ManifestError::BadList { at: at.clone() });
+            let items = match value {
+                Value::Object(mut map) => map.remove("items"),
+                _ => None,
             };
-            for (index, item) in items.iter().enumerate() {
-                document(&at.with_item(index + 1), item.clone(), sink)?;
+            let Some(Value::Array(items)) = items else {
+                return Err(ManifestError::BadList { at: at.boxed() });
+            };
+            for (index, item) in items.into_iter().enumerate() {
+                document(&at.with_item(index + 1), item, sink)?;
             }
             return Ok(());
         }
         _ => {
             let error = ManifestError::UnknownKind {
-                at: at.clone(),
+                at: at.boxed(),
                 api_version,
                 kind,
             };
@@ -186,7 +190,7 @@ fn document(at: &Location, value: Value, sink: &mut Sink) -> Result<(), Manifest
     };
     if let Err(violation) = validate(&object) {
         let (kind, name) = (object.kind(), display_name(object.name()));
-        let at = at.clone();
+        let at = at.boxed();
         return Err(match violation {
             Violation::Invalid { field, problem } => ManifestError::Invalid {
                 at,
@@ -233,7 +237,7 @@ fn typed<T: DeserializeOwned>(
             .unwrap_or_default(),
     );
     serde_json::from_value(value).map_err(|error| ManifestError::Decode {
-        at: at.clone(),
+        at: at.boxed(),
         kind,
         name,
         error,

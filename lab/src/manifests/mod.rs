@@ -107,6 +107,10 @@ impl Location {
         }
     }
 
+    fn boxed(&self) -> Box<Location> {
+        Box::new(self.clone())
+    }
+
     fn with_item(&self, item: usize) -> Self {
         Location {
             item: Some(item),
@@ -126,7 +130,8 @@ impl fmt::Display for Location {
 }
 
 /// Why a manifest could not be loaded. Every variant but [`ManifestError::Read`]
-/// carries a [`Location`]; the message always says what is wrong.
+/// carries a (boxed, to keep the error small) [`Location`]; the message
+/// always says what is wrong.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManifestError {
@@ -138,41 +143,44 @@ pub enum ManifestError {
 
     #[error("{at}: invalid YAML: {error}")]
     Yaml {
-        at: Location,
+        at: Box<Location>,
         error: serde_yaml_ng::Error,
     },
 
     #[error("{at}: invalid JSON: {error}")]
     Json {
-        at: Location,
+        at: Box<Location>,
         error: serde_json::Error,
     },
 
     #[error("{at}: document is not a mapping")]
-    NotAMapping { at: Location },
+    NotAMapping { at: Box<Location> },
 
     #[error("{at}: `{field}` is missing or not a string")]
-    MissingTypeField { at: Location, field: &'static str },
+    MissingTypeField {
+        at: Box<Location>,
+        field: &'static str,
+    },
 
     #[error(
         "{at}: unsupported kind {kind} (apiVersion {api_version}); this lab understands \
          v1 Pod, apps/v1 Deployment, v1 Service, v1 Namespace and v1 List"
     )]
     UnknownKind {
-        at: Location,
+        at: Box<Location>,
         api_version: String,
         kind: String,
     },
 
     #[error("{at}: List `items` is missing or not a sequence")]
-    BadList { at: Location },
+    BadList { at: Box<Location> },
 
     #[error("{at}: a List inside a List is not supported")]
-    NestedList { at: Location },
+    NestedList { at: Box<Location> },
 
     #[error("{at}: {kind} {name}: {error}")]
     Decode {
-        at: Location,
+        at: Box<Location>,
         kind: &'static str,
         name: String,
         error: serde_json::Error,
@@ -180,7 +188,7 @@ pub enum ManifestError {
 
     #[error("{at}: {kind} {name}: {field} {problem}")]
     Invalid {
-        at: Location,
+        at: Box<Location>,
         kind: &'static str,
         name: String,
         field: String,
@@ -191,7 +199,7 @@ pub enum ManifestError {
         "{at}: {kind} {name}: {field}: {what} is not supported by this lab (supported: {supported})"
     )]
     Unsupported {
-        at: Location,
+        at: Box<Location>,
         kind: &'static str,
         name: String,
         field: String,

@@ -1,0 +1,50 @@
+//! End-to-end suites on real namespaces, veths and eBPF programs: a lab cluster per test (unique names,
+//! torn down by guards even on failure). One test binary; each file is one concern.
+
+mod cni;
+mod datapath;
+mod lifecycle;
+mod malformed;
+
+use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use serde_json::Value;
+use strait_lab::cluster::Lab;
+
+/// The repository's example manifests.
+pub fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// Brings up a one-node lab from `examples/pods.yaml` (pods `default/client` and `default/server`).
+pub fn two_pod_lab(name: &str) -> Lab {
+    strait_tests::require_root();
+    strait_tests::bin_dir();
+    Lab::up(name, 1, Some(&examples().join("pods.yaml"))).expect("lab up")
+}
+
+/// The value of `strait_packets_total` for from-pod egress with `reason` on `node`.
+pub fn packets(lab: &Lab, node: &str, reason: &str) -> u64 {
+    let text = lab.agent_get(node, "/metrics").expect("metrics");
+    let needle = format!("program=\"from-pod\",reason=\"{reason}\",direction=\"egress\"}} ");
+    text.lines()
+        .filter(|l| l.starts_with("strait_packets_total{"))
+        .find_map(|l| l.split_once(&needle).map(|(_, v)| v.trim().parse::<u64>().expect("counter value")))
+        .unwrap_or_else(|| panic!("no from-pod {reason} counter in:\n{text}"))
+}
+
+/// The agent's endpoint list of `node`.
+pub fn endpoints(lab: &Lab, node: &str) -> Vec<Value> {
+    serde_json::from_str::<Value>(&lab.agent_get(node, "/endpoints").expect("endpoints"))
+        .expect("endpoints JSON")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Probes over TCP and returns who answered (panics with the reason when nobody did).
+pub fn who_answers(lab: &Lab, from: &str, ip: Ipv4Addr, port: u16) -> String {
+    lab.probe(from, &format!("{ip}:{port}"), false, Duration::from_secs(2))
+        .expect("probe ran")
+        .unwrap_or_else(|why| panic!("{from} -> {ip}:{port} blocked: {why}"))
+}

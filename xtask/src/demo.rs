@@ -1,0 +1,253 @@
+//! `cargo xtask demo`: bootstrap, build release binaries, then a scripted tour of a one-node lab named
+//! `demo` built from `examples/`. Every command is printed (`$ ...`) before it runs; the lab is left up
+//! for exploring, with the commands to do so and to tear it down printed at the end.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, ensure};
+use serde_json::Value;
+
+use crate::{Workspace, bootstrap, cmd};
+
+/// The lab's name.
+const LAB: &str = "demo";
+
+/// Runs the whole demo.
+pub fn run(ws: &Workspace) -> Result<()> {
+    bootstrap::run(ws)?;
+    heading("build the release binaries");
+    cmd::run(Command::new("cargo").args(["build", "--release", "--bins"]))?;
+
+    let lab = Lab {
+        strait: ws.target.join("release").join("strait"),
+    };
+    ensure!(
+        cmd::is_executable(&lab.strait),
+        "the build produced no {}",
+        lab.strait.display()
+    );
+    ensure!(
+        cmd::is_root()?,
+        "the demo needs root (the lab creates network namespaces and loads eBPF programs): run \
+         `cargo xtask demo` as root"
+    );
+
+    let down = cmd::display(&lab.command("down", &[]));
+    tour(&lab).with_context(|| {
+        format!("the demo failed; the lab may be partly up, tear it down with: {down}")
+    })?;
+    explore(&lab);
+    Ok(())
+}
+
+/// The `strait lab ... --name demo` commands, run with the release binary.
+struct Lab {
+    strait: PathBuf,
+}
+
+impl Lab {
+    fn command(&self, subcommand: &str, rest: &[&str]) -> Command {
+        let mut command = Command::new(&self.strait);
+        command.args(["lab", subcommand, "--name", LAB]).args(rest);
+        command
+    }
+
+    fn run(&self, what: &str, subcommand: &str, rest: &[&str]) -> Result<()> {
+        heading(what);
+        cmd::run(&mut self.command(subcommand, rest)).with_context(|| format!("demo step: {what}"))
+    }
+}
+
+fn tour(lab: &Lab) -> Result<()> {
+    heading("clear an earlier demo lab, if any");
+    if let Err(err) = cmd::run(&mut lab.command("down", &[])) {
+        println!("note: ignored ({err:#}); there was probably no earlier lab");
+    }
+    lab.run(
+        "bring up a one-node lab with the manifests in examples/",
+        "up",
+        &["--nodes", "1", "--manifests", "examples/"],
+    )?;
+    lab.run("nodes, pods and services", "status", &[])?;
+
+    heading("pick two pods from the lab's JSON status");
+    let json = cmd::output(&mut lab.command("status", &["-o", "json"]))
+        .context("demo step: read the lab's JSON status")?;
+    let [a, b] = two_pods(&json)?;
+    println!("A = {} ({}), B = {} ({})", a.key, a.ip, b.key, b.ip);
+
+    let b_tcp = b.tcp.with_context(|| {
+        format!(
+            "pod B ({}) declares no TCP port: the demo probes its first TCP containerPort",
+            b.key
+        )
+    })?;
+    let target = SocketAddr::new(b.ip, b_tcp).to_string();
+    lab.run(
+        &format!("TCP from A to B ({target})"),
+        "probe",
+        &[&a.key, &target],
+    )?;
+    match a.tcp {
+        Some(port) => {
+            let target = SocketAddr::new(a.ip, port).to_string();
+            lab.run(
+                &format!("TCP from B to A ({target})"),
+                "probe",
+                &[&b.key, &target],
+            )?;
+        }
+        None => println!(
+            "\nnote: pod A ({}) declares no TCP port; skipping the B -> A probe",
+            a.key
+        ),
+    }
+    if let Some(port) = b.udp {
+        let target = SocketAddr::new(b.ip, port).to_string();
+        lab.run(
+            &format!("UDP from A to B ({target})"),
+            "probe",
+            &["--udp", &a.key, &target],
+        )?;
+    }
+
+    let b_ip = b.ip.to_string();
+    lab.run(
+        "ping B from inside A",
+        "exec",
+        &[&a.key, "--", "ping", "-c", "3", &b_ip],
+    )?;
+    lab.run("the agent's endpoint table", "endpoints", &[])?;
+    lab.run("the agent's counters", "metrics", &[])?;
+    Ok(())
+}
+
+fn explore(lab: &Lab) {
+    let strait = cmd::display(&Command::new(&lab.strait));
+    println!(
+        "\nThe lab `{LAB}` is up. Explore it with `{strait} lab <subcommand> --name {LAB} ...`:
+  status                          nodes, pods and services (`-o json` for JSON)
+  probe <ns>/<pod> <ip>:<port>    connect from a pod (`--udp` for a UDP exchange)
+  exec <ns>/<pod> -- <command>    run a command inside a pod's network namespace
+  apply -f <file>                 create or change objects from a manifest
+  delete -f <file>                remove the objects of a manifest
+  endpoints                       the agent's endpoint table
+  metrics                         the agent's counters
+Tear it down with: {}",
+        cmd::display(&lab.command("down", &[]))
+    );
+}
+
+fn heading(what: &str) {
+    println!("\n# {what}");
+}
+
+/// A pod as the demo needs it: `namespace/name`, address, first TCP and first UDP port.
+#[derive(Debug)]
+struct Pod {
+    key: String,
+    ip: IpAddr,
+    tcp: Option<u16>,
+    udp: Option<u16>,
+}
+
+/// The first two pods of `strait lab status -o json`.
+fn two_pods(json: &str) -> Result<[Pod; 2]> {
+    let status: Value =
+        serde_json::from_str(json).context("`strait lab status -o json` printed invalid JSON")?;
+    let pods = status
+        .get("pods")
+        .and_then(Value::as_array)
+        .context("`strait lab status -o json` has no `pods` array")?;
+    ensure!(
+        pods.len() >= 2,
+        "the demo needs two pods, the lab has {}: add pods to examples/",
+        pods.len()
+    );
+    Ok([Pod::from_json(&pods[0])?, Pod::from_json(&pods[1])?])
+}
+
+impl Pod {
+    fn from_json(pod: &Value) -> Result<Self> {
+        let text = |field: &str| {
+            pod.get(field)
+                .and_then(Value::as_str)
+                .with_context(|| format!("a pod in the lab status has no `{field}`: {pod}"))
+        };
+        let key = format!("{}/{}", text("namespace")?, text("name")?);
+        let ip = pod
+            .get("ip")
+            .and_then(Value::as_str)
+            .with_context(|| format!("pod {key} has no IP address yet"))?
+            .parse()
+            .with_context(|| format!("pod {key} has an invalid IP address"))?;
+        let (mut tcp, mut udp) = (None, None);
+        for port in pod
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let number = port
+                .get("port")
+                .and_then(Value::as_u64)
+                .and_then(|n| u16::try_from(n).ok())
+                .with_context(|| format!("pod {key} has a port without a valid number: {port}"))?;
+            // Kubernetes' default protocol is TCP.
+            let protocol = port
+                .get("protocol")
+                .and_then(Value::as_str)
+                .unwrap_or("TCP");
+            if protocol.eq_ignore_ascii_case("tcp") {
+                tcp.get_or_insert(number);
+            } else if protocol.eq_ignore_ascii_case("udp") {
+                udp.get_or_insert(number);
+            }
+        }
+        Ok(Self { key, ip, tcp, udp })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = r#"{
+        "name": "demo",
+        "nodes": [{"name": "node-1", "pod_cidr": "10.244.1.0/24"}],
+        "pods": [
+            {"namespace": "default", "name": "client", "ip": "10.244.1.2", "node": "node-1",
+             "ports": [{"port": 8080, "protocol": "TCP"}]},
+            {"namespace": "web", "name": "server", "ip": "10.244.1.3", "node": "node-1",
+             "ports": [{"port": 53, "protocol": "UDP"}, {"port": 80}, {"port": 81, "protocol": "TCP"}]},
+            {"namespace": "web", "name": "pending", "ip": null, "node": "node-1", "ports": []}
+        ],
+        "services": []
+    }"#;
+
+    #[test]
+    fn picks_the_first_two_pods_and_their_ports() {
+        let [a, b] = two_pods(STATUS).unwrap();
+        assert_eq!(a.key, "default/client");
+        assert_eq!(a.ip, "10.244.1.2".parse::<IpAddr>().unwrap());
+        assert_eq!((a.tcp, a.udp), (Some(8080), None));
+        assert_eq!(b.key, "web/server");
+        assert_eq!((b.tcp, b.udp), (Some(80), Some(53)));
+    }
+
+    #[test]
+    fn needs_two_pods() {
+        let err = two_pods(r#"{"pods": []}"#).unwrap_err();
+        assert!(err.to_string().contains("needs two pods"), "{err}");
+    }
+
+    #[test]
+    fn formats_ipv6_targets_with_brackets() {
+        let ip: IpAddr = "fd00::2".parse().unwrap();
+        assert_eq!(SocketAddr::new(ip, 80).to_string(), "[fd00::2]:80");
+    }
+}

@@ -1,0 +1,184 @@
+//! `cargo xtask test`: bootstrap, then every check in order, stopping at the first failure: rustfmt,
+//! host clippy, eBPF clippy, build, tests. Each step prints its name and duration; a summary table of
+//! the durations closes the run, whether it passed or not.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+
+use crate::{Workspace, bootstrap, cmd};
+
+/// Options of `cargo xtask test`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Extra arguments for the final `cargo test --workspace`, after `--`: e.g. a test name filter,
+    /// or `-- -- --nocapture`.
+    #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
+    pub cargo_test_args: Vec<String>,
+}
+
+/// One check: a command, run from the workspace root unless it sets its own directory.
+struct Step {
+    name: &'static str,
+    about: &'static str,
+    needs_root: bool,
+    command: Command,
+}
+
+#[derive(Clone, Copy)]
+enum Outcome {
+    Passed(Duration),
+    Failed(Duration),
+    NotRun,
+}
+
+/// Runs bootstrap and the steps; the error names the failed step.
+pub fn run(ws: &Workspace, args: &Args) -> Result<()> {
+    let mut steps = steps(ws, args);
+    let mut outcomes: Vec<(&str, Outcome)> = vec![("bootstrap", Outcome::NotRun)];
+    outcomes.extend(steps.iter().map(|step| (step.name, Outcome::NotRun)));
+    let total = Instant::now();
+
+    println!("==> bootstrap: install what is missing");
+    let started = Instant::now();
+    let result = bootstrap::run(ws);
+    if let Err(err) = finish(&mut outcomes[0], started, result) {
+        summary(&outcomes, total.elapsed());
+        return Err(err);
+    }
+
+    for (index, step) in steps.iter_mut().enumerate() {
+        println!("\n==> {}: {}", step.name, step.about);
+        let started = Instant::now();
+        let result = step.execute();
+        if let Err(err) = finish(&mut outcomes[index + 1], started, result) {
+            summary(&outcomes, total.elapsed());
+            return Err(err);
+        }
+    }
+    summary(&outcomes, total.elapsed());
+    println!("all steps passed");
+    Ok(())
+}
+
+impl Step {
+    fn execute(&mut self) -> Result<()> {
+        if self.needs_root && !cmd::is_root()? {
+            bail!(
+                "the tests need root (they create network namespaces and load eBPF programs): run \
+                 `cargo xtask test` as root"
+            );
+        }
+        cmd::run(&mut self.command)
+    }
+}
+
+/// Records a step's outcome and prints `ok: ...` or `FAILED: ...`.
+fn finish(slot: &mut (&str, Outcome), started: Instant, result: Result<()>) -> Result<()> {
+    let elapsed = started.elapsed();
+    let name = slot.0;
+    match result {
+        Ok(()) => {
+            slot.1 = Outcome::Passed(elapsed);
+            println!("ok: {name} ({})", cmd::format_duration(elapsed));
+            Ok(())
+        }
+        Err(err) => {
+            slot.1 = Outcome::Failed(elapsed);
+            println!(
+                "FAILED: {name} after {}: {err:#}",
+                cmd::format_duration(elapsed)
+            );
+            bail!("`cargo xtask test` stopped at step `{name}`")
+        }
+    }
+}
+
+fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
+    let cargo = |args: &[&str]| {
+        let mut command = Command::new("cargo");
+        command.args(args);
+        command
+    };
+
+    let mut ebpf_clippy = cargo(&[
+        "+nightly",
+        "clippy",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    ebpf_clippy.current_dir(ws.root.join("ebpf").join("programs"));
+
+    let mut tests = cargo(&["test", "--workspace"]);
+    tests
+        .args(&args.cargo_test_args)
+        .env("STRAIT_BIN_DIR", ws.target.join("debug"))
+        .env("RUST_BACKTRACE", "1");
+
+    vec![
+        Step {
+            name: "fmt",
+            about: "check formatting",
+            needs_root: false,
+            command: cargo(&["fmt", "--all", "--", "--check"]),
+        },
+        Step {
+            name: "clippy (host)",
+            about: "lint every host crate and target",
+            needs_root: false,
+            command: cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        },
+        Step {
+            name: "clippy (ebpf)",
+            about: "lint strait-ebpf for bpfel-unknown-none with nightly",
+            needs_root: false,
+            command: ebpf_clippy,
+        },
+        Step {
+            name: "build",
+            about: "build every binary (the tests run them from target/debug)",
+            needs_root: false,
+            command: cargo(&["build", "--workspace", "--bins"]),
+        },
+        Step {
+            name: "test",
+            about: "run the workspace tests (needs root)",
+            needs_root: true,
+            command: tests,
+        },
+    ]
+}
+
+fn summary(outcomes: &[(&str, Outcome)], total: Duration) {
+    let width = outcomes
+        .iter()
+        .map(|(name, _)| name.len())
+        .chain(["total".len()])
+        .max()
+        .unwrap_or(0);
+    println!("\n{:<width$}  {:>8}  result", "step", "duration");
+    for (name, outcome) in outcomes {
+        let (duration, result) = match *outcome {
+            Outcome::Passed(d) => (cmd::format_duration(d), "ok"),
+            Outcome::Failed(d) => (cmd::format_duration(d), "FAILED"),
+            Outcome::NotRun => ("-".to_owned(), "not run"),
+        };
+        println!("{name:<width$}  {duration:>8}  {result}");
+    }
+    println!("{:<width$}  {:>8}", "total", cmd::format_duration(total));
+}
