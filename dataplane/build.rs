@@ -20,7 +20,9 @@ fn main() -> anyhow::Result<()> {
     let ebpf_dir = manifest_dir.join("../ebpf/programs");
     let abi_dir = manifest_dir.join("../ebpf/abi");
     println!("cargo:rerun-if-changed={}", abi_dir.display());
-    let root_dir = ebpf_dir.to_str().context("non-UTF-8 path to the eBPF crate")?;
+    let root_dir = ebpf_dir
+        .to_str()
+        .context("non-UTF-8 path to the eBPF crate")?;
     aya_build::build_ebpf(
         [Package {
             name: "strait-ebpf",

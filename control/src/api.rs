@@ -75,15 +75,24 @@ async fn handle(stream: UnixStream, manager: &Mutex<EndpointManager>) -> std::io
     let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64));
     let mut line = String::new();
     let response = match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
-        Err(_) => error(ErrorKind::InvalidRequest, "timed out waiting for the request"),
-        Ok(Err(e)) => error(ErrorKind::InvalidRequest, format!("reading the request: {e}")),
+        Err(_) => error(
+            ErrorKind::InvalidRequest,
+            "timed out waiting for the request",
+        ),
+        Ok(Err(e)) => error(
+            ErrorKind::InvalidRequest,
+            format!("reading the request: {e}"),
+        ),
         Ok(Ok(_)) if !line.ends_with('\n') => error(
             ErrorKind::InvalidRequest,
             format!("request is not one JSON line of at most {MAX_REQUEST_BYTES} bytes"),
         ),
         Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
             Ok(request) => dispatch(request, manager).await,
-            Err(e) => error(ErrorKind::InvalidRequest, format!("request is not valid: {e}")),
+            Err(e) => error(
+                ErrorKind::InvalidRequest,
+                format!("request is not valid: {e}"),
+            ),
         },
     };
     let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
@@ -96,9 +105,15 @@ async fn dispatch(request: Request, manager: &Mutex<EndpointManager>) -> Respons
     let mut manager = manager.lock().await;
     let result: Result<Response, RequestError> = match request {
         Request::Add(req) => manager.add(&req).await.map(Response::Added),
-        Request::Del(key) => manager.delete(&key).await.map(|existed| Response::Deleted { existed }),
+        Request::Del(key) => manager
+            .delete(&key)
+            .await
+            .map(|existed| Response::Deleted { existed }),
         Request::Check(req) => manager.check(&req).await.map(Response::Checked),
-        Request::Gc { valid } => manager.collect(&valid).await.map(|removed| Response::Collected { removed }),
+        Request::Gc { valid } => manager
+            .collect(&valid)
+            .await
+            .map(|removed| Response::Collected { removed }),
         Request::Status => Ok(Response::Status {
             ready: true,
             message: "ready".into(),

@@ -61,8 +61,13 @@ pub struct EndpointManager {
 
 impl EndpointManager {
     /// A manager with no endpoints yet; call [`EndpointManager::restore`] next.
-    pub fn new(config: &AgentConfig, dataplane: Dataplane, netlink: Netlink) -> Result<Self, RequestError> {
-        let ipam = Ipam::new(config.pod_cidr).map_err(|e| RequestError::new(ErrorKind::Internal, e.to_string()))?;
+    pub fn new(
+        config: &AgentConfig,
+        dataplane: Dataplane,
+        netlink: Netlink,
+    ) -> Result<Self, RequestError> {
+        let ipam = Ipam::new(config.pod_cidr)
+            .map_err(|e| RequestError::new(ErrorKind::Internal, e.to_string()))?;
         Ok(Self {
             dataplane,
             netlink,
@@ -102,7 +107,11 @@ impl EndpointManager {
             }
         }
         for endpoint in self.dataplane.endpoints()? {
-            if !self.attachments.values().any(|a| a.address == endpoint.addr) {
+            if !self
+                .attachments
+                .values()
+                .any(|a| a.address == endpoint.addr)
+            {
                 self.dataplane.remove_endpoint(endpoint.addr)?;
                 report.stale_map_entries += 1;
             }
@@ -118,7 +127,12 @@ impl EndpointManager {
             .netlink
             .link_index(&attachment.host_ifname)
             .await?
-            .ok_or_else(|| RequestError::new(ErrorKind::NotFound, format!("veth {} is gone", attachment.host_ifname)))?;
+            .ok_or_else(|| {
+                RequestError::new(
+                    ErrorKind::NotFound,
+                    format!("veth {} is gone", attachment.host_ifname),
+                )
+            })?;
         self.ipam
             .reserve(attachment.address)
             .map_err(|e| RequestError::new(ErrorKind::Internal, e.to_string()))?;
@@ -132,7 +146,11 @@ impl EndpointManager {
             .dataplane
             .attach_from_pod(&attachment.host_ifname)
             .map_err(RequestError::from)
-            .and_then(|()| self.dataplane.upsert_endpoint(&endpoint).map_err(RequestError::from));
+            .and_then(|()| {
+                self.dataplane
+                    .upsert_endpoint(&endpoint)
+                    .map_err(RequestError::from)
+            });
         if let Err(error) = adopted {
             self.ipam.release(attachment.address);
             return Err(error);
@@ -175,7 +193,11 @@ impl EndpointManager {
         }
     }
 
-    async fn plumb(&mut self, request: &AttachmentRequest, spec: &pod::PodLinkSpec) -> Result<Attachment, RequestError> {
+    async fn plumb(
+        &mut self,
+        request: &AttachmentRequest,
+        spec: &pod::PodLinkSpec,
+    ) -> Result<Attachment, RequestError> {
         let link = pod::create(&self.netlink, spec).await?;
         let attachment = Attachment {
             key: request.key.clone(),
@@ -202,7 +224,8 @@ impl EndpointManager {
             self.undo_kernel(&attachment).await;
             return Err(error.into());
         }
-        self.attachments.insert(request.key.clone(), attachment.clone());
+        self.attachments
+            .insert(request.key.clone(), attachment.clone());
         if let Err(error) = self.persist() {
             self.attachments.remove(&request.key);
             self.undo_kernel(&attachment).await;
@@ -257,19 +280,38 @@ impl EndpointManager {
         if format_mac(link.pod_mac) != attachment.pod_mac {
             return Err(RequestError::new(
                 ErrorKind::Internal,
-                format!("pod interface MAC changed: recorded {}, found {}", attachment.pod_mac, format_mac(link.pod_mac)),
+                format!(
+                    "pod interface MAC changed: recorded {}, found {}",
+                    attachment.pod_mac,
+                    format_mac(link.pod_mac)
+                ),
             ));
         }
-        let in_map = self.dataplane.endpoints()?.into_iter().find(|e| e.addr == attachment.address);
+        let in_map = self
+            .dataplane
+            .endpoints()?
+            .into_iter()
+            .find(|e| e.addr == attachment.address);
         match in_map {
-            Some(e) if e.host_ifindex == link.host_ifindex && e.pod_mac == link.pod_mac => Ok(attachment),
-            Some(_) => Err(RequestError::new(ErrorKind::Internal, "ENDPOINT map entry does not match the pod's interfaces")),
-            None => Err(RequestError::new(ErrorKind::Internal, format!("{} is missing from the ENDPOINT map", attachment.address))),
+            Some(e) if e.host_ifindex == link.host_ifindex && e.pod_mac == link.pod_mac => {
+                Ok(attachment)
+            }
+            Some(_) => Err(RequestError::new(
+                ErrorKind::Internal,
+                "ENDPOINT map entry does not match the pod's interfaces",
+            )),
+            None => Err(RequestError::new(
+                ErrorKind::Internal,
+                format!("{} is missing from the ENDPOINT map", attachment.address),
+            )),
         }
     }
 
     /// CNI GC: deletes every attachment not in `valid`; returns the removed keys.
-    pub async fn collect(&mut self, valid: &[AttachmentKey]) -> Result<Vec<AttachmentKey>, RequestError> {
+    pub async fn collect(
+        &mut self,
+        valid: &[AttachmentKey],
+    ) -> Result<Vec<AttachmentKey>, RequestError> {
         let doomed: Vec<AttachmentKey> = self
             .attachments
             .keys()
@@ -280,7 +322,10 @@ impl EndpointManager {
             self.delete(key).await?;
         }
         if !doomed.is_empty() {
-            tracing::info!(removed = doomed.len(), "garbage-collected stale attachments");
+            tracing::info!(
+                removed = doomed.len(),
+                "garbage-collected stale attachments"
+            );
         }
         Ok(doomed)
     }
@@ -310,14 +355,24 @@ impl EndpointManager {
 
 fn validate(request: &AttachmentRequest) -> Result<(), RequestError> {
     let ifname = &request.key.ifname;
-    if ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ', ':']) || ifname == "." || ifname == ".." {
+    if ifname.is_empty()
+        || ifname.len() > 15
+        || ifname.contains(['/', ' ', ':'])
+        || ifname == "."
+        || ifname == ".."
+    {
         return Err(RequestError::new(
             ErrorKind::InvalidRequest,
-            format!("interface name {ifname:?} is not a valid Linux interface name (1-15 bytes, no '/', ':' or spaces)"),
+            format!(
+                "interface name {ifname:?} is not a valid Linux interface name (1-15 bytes, no '/', ':' or spaces)"
+            ),
         ));
     }
     if request.key.container_id.is_empty() {
-        return Err(RequestError::new(ErrorKind::InvalidRequest, "container id is empty"));
+        return Err(RequestError::new(
+            ErrorKind::InvalidRequest,
+            "container id is empty",
+        ));
     }
     if !Path::new(&request.netns).exists() {
         return Err(RequestError::new(
@@ -336,7 +391,12 @@ fn pod_label(request: &AttachmentRequest) -> String {
 }
 
 fn parse_mac(text: &str) -> Result<[u8; 6], RequestError> {
-    let bad = || RequestError::new(ErrorKind::Internal, format!("recorded MAC {text:?} is not valid"));
+    let bad = || {
+        RequestError::new(
+            ErrorKind::Internal,
+            format!("recorded MAC {text:?} is not valid"),
+        )
+    };
     let parts: Vec<u8> = text
         .split(':')
         .map(|p| u8::from_str_radix(p, 16))
@@ -371,7 +431,11 @@ mod tests {
         let long = validate(&request("a-very-long-interface", "/proc/self/ns/net")).unwrap_err();
         assert_eq!(long.kind, ErrorKind::InvalidRequest);
         let missing = validate(&request("eth0", "/run/netns/does-not-exist-strait")).unwrap_err();
-        assert!(missing.message.contains("does not exist"), "{}", missing.message);
+        assert!(
+            missing.message.contains("does not exist"),
+            "{}",
+            missing.message
+        );
         validate(&request("eth0", "/proc/self/ns/net")).unwrap();
     }
 }

@@ -58,11 +58,18 @@ async fn handle(mut stream: TcpStream, state: &HttpState) -> std::io::Result<()>
         .map_err(|_| std::io::Error::other("request head timed out"))??;
     let text = String::from_utf8_lossy(&head);
     let mut parts = text.lines().next().unwrap_or_default().split_whitespace();
-    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, path) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     let (status, content_type, body) = if method == "GET" {
         route(path, state).await
     } else {
-        ("405 Method Not Allowed", "text/plain", "only GET is served\n".to_owned())
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET is served\n".to_owned(),
+        )
     };
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -85,17 +92,33 @@ async fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, St
                 ipam_capacity,
             };
             match manager.dataplane().stats() {
-                Ok(stats) => ("200 OK", "text/plain; version=0.0.4", render(&state.node, &stats, &gauges)),
-                Err(error) => ("500 Internal Server Error", "text/plain", format!("reading counters: {error}\n")),
+                Ok(stats) => (
+                    "200 OK",
+                    "text/plain; version=0.0.4",
+                    render(&state.node, &stats, &gauges),
+                ),
+                Err(error) => (
+                    "500 Internal Server Error",
+                    "text/plain",
+                    format!("reading counters: {error}\n"),
+                ),
             }
         }
         "/endpoints" => {
             let attachments = state.manager.lock().await.attachments();
             match serde_json::to_string_pretty(&attachments) {
                 Ok(json) => ("200 OK", "application/json", json + "\n"),
-                Err(error) => ("500 Internal Server Error", "text/plain", format!("{error}\n")),
+                Err(error) => (
+                    "500 Internal Server Error",
+                    "text/plain",
+                    format!("{error}\n"),
+                ),
             }
         }
-        _ => ("404 Not Found", "text/plain", "not found; try /healthz, /metrics or /endpoints\n".to_owned()),
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "not found; try /healthz, /metrics or /endpoints\n".to_owned(),
+        ),
     }
 }

@@ -88,7 +88,10 @@ impl Ipam {
     pub fn reserve(&mut self, addr: Ipv4Addr) -> Result<(), IpamError> {
         let raw = u32::from(addr);
         if !self.cidr.contains(&addr) || raw < self.first() || raw > self.last() {
-            return Err(IpamError::OutOfRange { addr, cidr: self.cidr });
+            return Err(IpamError::OutOfRange {
+                addr,
+                cidr: self.cidr,
+            });
         }
         if !self.used.insert(addr) {
             return Err(IpamError::InUse { addr });
@@ -119,7 +122,10 @@ mod tests {
         assert_eq!(ipam.capacity(), 2);
         assert_eq!(ipam.allocate().unwrap(), Ipv4Addr::new(10, 244, 0, 1));
         assert_eq!(ipam.allocate().unwrap(), Ipv4Addr::new(10, 244, 0, 2));
-        assert!(matches!(ipam.allocate(), Err(IpamError::Exhausted { used: 2, .. })));
+        assert!(matches!(
+            ipam.allocate(),
+            Err(IpamError::Exhausted { used: 2, .. })
+        ));
     }
 
     #[test]
@@ -157,7 +163,9 @@ mod tests {
         ipam.reserve(Ipv4Addr::new(10, 244, 0, 7)).unwrap();
         assert_eq!(
             ipam.reserve(Ipv4Addr::new(10, 244, 0, 7)),
-            Err(IpamError::InUse { addr: Ipv4Addr::new(10, 244, 0, 7) })
+            Err(IpamError::InUse {
+                addr: Ipv4Addr::new(10, 244, 0, 7)
+            })
         );
         // Allocation continues after the highest reserved address.
         assert_eq!(ipam.allocate().unwrap(), Ipv4Addr::new(10, 244, 0, 8));
@@ -165,6 +173,9 @@ mod tests {
 
     #[test]
     fn tiny_cidrs_are_refused() {
-        assert!(matches!(Ipam::new("10.0.0.0/31".parse().unwrap()), Err(IpamError::TooSmall { .. })));
+        assert!(matches!(
+            Ipam::new("10.0.0.0/31".parse().unwrap()),
+            Err(IpamError::TooSmall { .. })
+        ));
     }
 }

@@ -18,23 +18,69 @@ pub struct AgentGauges {
 pub fn render(node: &str, stats: &[StatsSample], gauges: &AgentGauges) -> String {
     let mut out = String::new();
     let node = escape(node);
-    family(&mut out, "strait_packets_total", "counter", "Packets handled by strait's eBPF programs, by program, verdict reason and direction.");
+    family(
+        &mut out,
+        "strait_packets_total",
+        "counter",
+        "Packets handled by strait's eBPF programs, by program, verdict reason and direction.",
+    );
     for s in stats {
-        let _ = writeln!(out, "strait_packets_total{{node=\"{node}\",{}}} {}", labels(s), s.packets);
+        let _ = writeln!(
+            out,
+            "strait_packets_total{{node=\"{node}\",{}}} {}",
+            labels(s),
+            s.packets
+        );
     }
-    family(&mut out, "strait_bytes_total", "counter", "Bytes handled by strait's eBPF programs, by program, verdict reason and direction.");
+    family(
+        &mut out,
+        "strait_bytes_total",
+        "counter",
+        "Bytes handled by strait's eBPF programs, by program, verdict reason and direction.",
+    );
     for s in stats {
-        let _ = writeln!(out, "strait_bytes_total{{node=\"{node}\",{}}} {}", labels(s), s.bytes);
+        let _ = writeln!(
+            out,
+            "strait_bytes_total{{node=\"{node}\",{}}} {}",
+            labels(s),
+            s.bytes
+        );
     }
-    family(&mut out, "strait_drops_total", "counter", "Packets dropped by strait's eBPF programs, by program, drop reason and direction.");
+    family(
+        &mut out,
+        "strait_drops_total",
+        "counter",
+        "Packets dropped by strait's eBPF programs, by program, drop reason and direction.",
+    );
     for s in stats.iter().filter(|s| s.reason.is_drop()) {
-        let _ = writeln!(out, "strait_drops_total{{node=\"{node}\",{}}} {}", labels(s), s.packets);
+        let _ = writeln!(
+            out,
+            "strait_drops_total{{node=\"{node}\",{}}} {}",
+            labels(s),
+            s.packets
+        );
     }
     let gauges_list = [
-        ("strait_endpoints", "Pod endpoints on this node.", gauges.endpoints as u64),
-        ("strait_endpoint_map_capacity", "Capacity of the ENDPOINT map.", u64::from(gauges.endpoint_capacity)),
-        ("strait_ipam_allocated", "Pod addresses allocated from this node's pod CIDR.", gauges.ipam_used as u64),
-        ("strait_ipam_capacity", "Pod addresses this node's pod CIDR can hold.", gauges.ipam_capacity as u64),
+        (
+            "strait_endpoints",
+            "Pod endpoints on this node.",
+            gauges.endpoints as u64,
+        ),
+        (
+            "strait_endpoint_map_capacity",
+            "Capacity of the ENDPOINT map.",
+            u64::from(gauges.endpoint_capacity),
+        ),
+        (
+            "strait_ipam_allocated",
+            "Pod addresses allocated from this node's pod CIDR.",
+            gauges.ipam_used as u64,
+        ),
+        (
+            "strait_ipam_capacity",
+            "Pod addresses this node's pod CIDR can hold.",
+            gauges.ipam_capacity as u64,
+        ),
     ];
     for (name, help, value) in gauges_list {
         family(&mut out, name, "gauge", help);
@@ -58,7 +104,10 @@ fn labels(s: &StatsSample) -> String {
 }
 
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -37,7 +37,9 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("state file {path} has format version {found}, this agent reads version {FORMAT_VERSION}")]
+    #[error(
+        "state file {path} has format version {found}, this agent reads version {FORMAT_VERSION}"
+    )]
     Version { path: PathBuf, found: u32 },
 }
 
@@ -60,10 +62,11 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => return Err(self.io("reading", source)),
         };
-        let state: StateFile = serde_json::from_str(&text).map_err(|source| StoreError::Corrupt {
-            path: self.path.clone(),
-            source,
-        })?;
+        let state: StateFile =
+            serde_json::from_str(&text).map_err(|source| StoreError::Corrupt {
+                path: self.path.clone(),
+                source,
+            })?;
         if state.version != FORMAT_VERSION {
             return Err(StoreError::Version {
                 path: self.path.clone(),
@@ -81,9 +84,11 @@ impl Store {
             version: FORMAT_VERSION,
             attachments: attachments.to_vec(),
         };
-        let text = serde_json::to_vec_pretty(&state).map_err(|e| self.io("encoding", io::Error::other(e)))?;
+        let text = serde_json::to_vec_pretty(&state)
+            .map_err(|e| self.io("encoding", io::Error::other(e)))?;
         let tmp = self.path.with_extension("json.tmp");
-        let mut file = File::create(&tmp).map_err(|source| self.io("creating a temporary file for", source))?;
+        let mut file = File::create(&tmp)
+            .map_err(|source| self.io("creating a temporary file for", source))?;
         file.write_all(&text)
             .and_then(|()| file.sync_all())
             .map_err(|source| self.io("writing", source))?;
@@ -131,7 +136,12 @@ mod tests {
     #[test]
     fn missing_file_is_empty_state() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(Store::new(dir.path().join("none.json")).load().unwrap().is_empty());
+        assert!(
+            Store::new(dir.path().join("none.json"))
+                .load()
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -143,7 +153,10 @@ mod tests {
         assert_eq!(store.load().unwrap(), saved);
         store.save(&saved[..1]).unwrap();
         assert_eq!(store.load().unwrap(), saved[..1]);
-        let names: Vec<_> = fs::read_dir(dir.path().join("state")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path().join("state"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("endpoints.json")]);
     }
 
@@ -152,8 +165,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("endpoints.json");
         fs::write(&path, "{ not json").unwrap();
-        assert!(matches!(Store::new(path.clone()).load(), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            Store::new(path.clone()).load(),
+            Err(StoreError::Corrupt { .. })
+        ));
         fs::write(&path, r#"{"version":9,"attachments":[]}"#).unwrap();
-        assert!(matches!(Store::new(path).load(), Err(StoreError::Version { found: 9, .. })));
+        assert!(matches!(
+            Store::new(path).load(),
+            Err(StoreError::Version { found: 9, .. })
+        ));
     }
 }

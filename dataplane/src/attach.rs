@@ -10,7 +10,7 @@ use aya::programs::{
     tc::{SchedClassifierLink, TcAttachOptions},
 };
 
-use crate::{DataplaneError, loader::FROM_POD, Dataplane};
+use crate::{Dataplane, DataplaneError, loader::FROM_POD};
 
 impl Dataplane {
     /// Attaches from-pod to tcx ingress of `ifname` (in the calling thread's namespace), adopting a pinned
@@ -28,7 +28,12 @@ impl Dataplane {
             match std::fs::remove_file(&pin) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(DataplaneError::io(format!("removing link pin {}", pin.display()), e)),
+                Err(e) => {
+                    return Err(DataplaneError::io(
+                        format!("removing link pin {}", pin.display()),
+                        e,
+                    ));
+                }
             }
         }
         Ok(())
@@ -46,17 +51,25 @@ fn attach_tcx_ingress(
     ifname: &str,
     pin: Option<PathBuf>,
 ) -> Result<(), DataplaneError> {
-    let program_error = |source| DataplaneError::Program { name: FROM_POD, source };
+    let program_error = |source| DataplaneError::Program {
+        name: FROM_POD,
+        source,
+    };
     let Some(pin) = pin else {
         program
-            .attach_with_options(ifname, TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::default()))
+            .attach_with_options(
+                ifname,
+                TcAttachType::Ingress,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
             .map_err(program_error)?;
         return Ok(());
     };
     match PinnedLink::from_pin(&pin) {
         Ok(pinned) => {
             let fd_link = FdLink::from(pinned);
-            let link = SchedClassifierLink::try_from(fd_link).map_err(program_error_from_link(&pin))?;
+            let link =
+                SchedClassifierLink::try_from(fd_link).map_err(program_error_from_link(&pin))?;
             match program.attach_to_link(link) {
                 Ok(id) => {
                     // Drop our handle: the pin keeps the link (now running the new program) alive.
@@ -79,7 +92,11 @@ fn attach_tcx_ingress(
         }
     }
     let id = program
-        .attach_with_options(ifname, TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::default()))
+        .attach_with_options(
+            ifname,
+            TcAttachType::Ingress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
         .map_err(program_error)?;
     let link = program.take_link(id).map_err(program_error)?;
     let fd_link = FdLink::try_from(link).map_err(|e| DataplaneError::LinkPin {
@@ -87,7 +104,8 @@ fn attach_tcx_ingress(
         message: e.to_string(),
     })?;
     if let Some(dir) = pin.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| DataplaneError::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DataplaneError::io(format!("creating {}", dir.display()), e))?;
     }
     fd_link.pin(&pin).map_err(|e| DataplaneError::LinkPin {
         path: pin.clone(),

@@ -28,9 +28,16 @@ pub fn ensure_mounted(path: &Path) -> Result<(), DataplaneError> {
     if is_mounted(path)? {
         return Ok(());
     }
-    fs::create_dir_all(path).map_err(|e| DataplaneError::io(format!("creating {}", path.display()), e))?;
-    mount(Some("bpf"), path, Some("bpf"), MsFlags::empty(), None::<&str>)
-        .map_err(|e| DataplaneError::io(format!("mounting bpffs at {}", path.display()), e.into()))?;
+    fs::create_dir_all(path)
+        .map_err(|e| DataplaneError::io(format!("creating {}", path.display()), e))?;
+    mount(
+        Some("bpf"),
+        path,
+        Some("bpf"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| DataplaneError::io(format!("mounting bpffs at {}", path.display()), e.into()))?;
     tracing::info!(path = %path.display(), "mounted bpffs");
     Ok(())
 }

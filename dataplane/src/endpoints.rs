@@ -45,7 +45,9 @@ impl Endpoint {
 }
 
 impl Dataplane {
-    fn endpoint_map(&mut self) -> Result<HashMap<&mut MapData, EndpointKey, EndpointInfo>, DataplaneError> {
+    fn endpoint_map(
+        &mut self,
+    ) -> Result<HashMap<&mut MapData, EndpointKey, EndpointInfo>, DataplaneError> {
         let map = self
             .ebpf
             .map_mut(ENDPOINT_MAP)
@@ -86,7 +88,9 @@ impl Dataplane {
         match map.remove(&Endpoint::key(addr)) {
             Ok(()) => Ok(true),
             Err(MapError::KeyNotFound) => Ok(false),
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(false)
+            }
             Err(source) => Err(DataplaneError::Map {
                 name: ENDPOINT_MAP,
                 source,
@@ -98,7 +102,7 @@ impl Dataplane {
     pub fn endpoints(&mut self) -> Result<Vec<Endpoint>, DataplaneError> {
         let map = self.endpoint_map()?;
         let mut out = Vec::new();
-        for entry in map.iter() {
+        for entry in &map {
             let (key, info) = entry.map_err(|source| DataplaneError::Map {
                 name: ENDPOINT_MAP,
                 source,

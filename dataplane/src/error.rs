@@ -6,7 +6,9 @@ use std::{io, path::PathBuf};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DataplaneError {
-    #[error("the eBPF object is empty: this build skipped the eBPF build (AYA_BUILD_SKIP); rebuild without it")]
+    #[error(
+        "the eBPF object is empty: this build skipped the eBPF build (AYA_BUILD_SKIP); rebuild without it"
+    )]
     ObjectMissing,
     #[error("loading the eBPF object failed: {0}")]
     Load(#[from] aya::EbpfError),
@@ -26,7 +28,9 @@ pub enum DataplaneError {
         #[source]
         source: aya::maps::MapError,
     },
-    #[error("map {name} is full ({capacity} entries); raise its capacity in the agent configuration")]
+    #[error(
+        "map {name} is full ({capacity} entries); raise its capacity in the agent configuration"
+    )]
     MapFull { name: &'static str, capacity: u32 },
     #[error("link pin {path}: {message}")]
     LinkPin { path: PathBuf, message: String },

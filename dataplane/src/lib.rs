@@ -16,4 +16,5 @@ pub use error::DataplaneError;
 pub use loader::{Dataplane, LoadOptions};
 
 /// The compiled eBPF object (empty when built with `AYA_BUILD_SKIP=1`).
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/strait-ebpf"));
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/strait-ebpf"));

@@ -54,9 +54,13 @@ impl Dataplane {
         let map_dir = options.pin_dir.as_ref().map(|dir| dir.join("maps"));
         let map_paths: Vec<(&'static str, PathBuf)> = match &map_dir {
             Some(dir) => {
-                fs::create_dir_all(dir)
-                    .map_err(|e| DataplaneError::io(format!("creating pin directory {}", dir.display()), e))?;
-                ALL_MAPS.iter().map(|name| (*name, dir.join(name))).collect()
+                fs::create_dir_all(dir).map_err(|e| {
+                    DataplaneError::io(format!("creating pin directory {}", dir.display()), e)
+                })?;
+                ALL_MAPS
+                    .iter()
+                    .map(|name| (*name, dir.join(name)))
+                    .collect()
             }
             None => Vec::new(),
         };
@@ -94,12 +98,18 @@ impl Dataplane {
         match fs::remove_dir_all(pin_dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(DataplaneError::io(format!("removing pins under {}", pin_dir.display()), e)),
+            Err(e) => Err(DataplaneError::io(
+                format!("removing pins under {}", pin_dir.display()),
+                e,
+            )),
         }
     }
 }
 
-fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut SchedClassifier, DataplaneError> {
+fn program_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, DataplaneError> {
     let program = ebpf
         .program_mut(name)
         .ok_or(DataplaneError::ProgramMissing { name })?;

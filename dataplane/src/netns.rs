@@ -106,5 +106,10 @@ where
         Ok(f())
     })
     .join()
-    .map_err(|_| netns_error(ns_path, std::io::Error::other("thread inside the namespace panicked")))?
+    .map_err(|_| {
+        netns_error(
+            ns_path,
+            std::io::Error::other("thread inside the namespace panicked"),
+        )
+    })?
 }

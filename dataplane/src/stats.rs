@@ -23,10 +23,11 @@ impl Dataplane {
             .ebpf
             .map(STATS_MAP)
             .ok_or(DataplaneError::MapMissing { name: STATS_MAP })?;
-        let array: PerCpuArray<_, StatsValue> = PerCpuArray::try_from(map).map_err(|source| DataplaneError::Map {
-            name: STATS_MAP,
-            source,
-        })?;
+        let array: PerCpuArray<_, StatsValue> =
+            PerCpuArray::try_from(map).map_err(|source| DataplaneError::Map {
+                name: STATS_MAP,
+                source,
+            })?;
         let mut out = Vec::new();
         for program in Program::ALL {
             for reason in Reason::ALL {

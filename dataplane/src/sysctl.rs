@@ -7,7 +7,8 @@ use crate::DataplaneError;
 /// Writes `value` to the sysctl `key` (dotted form, e.g. `net.ipv4.ip_forward`).
 pub fn write(key: &str, value: &str) -> Result<(), DataplaneError> {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    fs::write(&path, value).map_err(|e| DataplaneError::io(format!("writing sysctl {key}={value}"), e))
+    fs::write(&path, value)
+        .map_err(|e| DataplaneError::io(format!("writing sysctl {key}={value}"), e))
 }
 
 /// Reads the sysctl `key`, trimmed.

@@ -12,6 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::fmt::Write as _;
+
 use serde_json::json;
 use strait_dataplane::{Dataplane, bpffs, netns};
 
@@ -654,7 +656,10 @@ fn random_container_id() -> Result<String, LabError> {
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| LabError::io("reading /dev/urandom", e))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(bytes.iter().fold(String::with_capacity(64), |mut id, b| {
+        let _ = write!(id, "{b:02x}");
+        id
+    }))
 }
 
 /// What `down` removed.

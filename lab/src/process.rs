@@ -55,10 +55,10 @@ pub fn spawn_in(
             if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            if let Some(fd) = procs_fd {
-                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(io::Error::last_os_error());
-                }
+            if let Some(fd) = procs_fd
+                && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+            {
+                return Err(io::Error::last_os_error());
             }
             if detach && libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
@@ -68,7 +68,7 @@ pub fn spawn_in(
     }
     let child = command
         .spawn()
-        .map_err(|e| LabError::io(format!("starting {:?}", command.get_program()), e))?;
+        .map_err(|e| LabError::io(format!("starting {}", command.get_program().display()), e))?;
     drop((netns, procs));
     Ok(child)
 }

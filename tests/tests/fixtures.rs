@@ -79,7 +79,9 @@ fn counter(dataplane: &Dataplane, reason: Reason) -> u64 {
         .stats()
         .unwrap()
         .into_iter()
-        .find(|s| s.program == Program::FromPod && s.reason == reason && s.direction == Direction::Egress)
+        .find(|s| {
+            s.program == Program::FromPod && s.reason == reason && s.direction == Direction::Egress
+        })
         .map(|s| s.packets)
         .unwrap()
 }
@@ -107,28 +109,96 @@ struct Case {
 fn from_pod_fixture_table() {
     let mut dataplane = loaded();
     let cases = [
-        Case { description: "TCP to a local pod is redirected", frame: tcp_frame(SRC, DST), verdict: TC_ACT_REDIRECT, reason: Reason::DeliveredLocal },
-        Case { description: "UDP to a local pod is redirected", frame: udp_frame(SRC, DST), verdict: TC_ACT_REDIRECT, reason: Reason::DeliveredLocal },
-        Case { description: "unknown destination goes to the stack", frame: tcp_frame(SRC, Ipv4Addr::new(192, 0, 2, 1)), verdict: TC_ACT_OK, reason: Reason::PassToStack },
-        Case { description: "ARP goes to the stack", frame: arp_frame(), verdict: TC_ACT_OK, reason: Reason::PassNonIpv4 },
-        Case { description: "unregistered source is a spoof", frame: tcp_frame(Ipv4Addr::new(10, 244, 0, 99), DST), verdict: TC_ACT_SHOT, reason: Reason::DropSpoofedSource },
-        Case { description: "source of another pod's interface is a spoof", frame: tcp_frame(DST, SRC), verdict: TC_ACT_SHOT, reason: Reason::DropSpoofedSource },
-        Case { description: "IPv4 total length beyond the frame", frame: with_ip_byte(tcp_frame(SRC, DST), 2, 0x40), verdict: TC_ACT_SHOT, reason: Reason::DropTruncatedIpv4 },
-        Case { description: "IP version 6 in an IPv4 EtherType", frame: with_ip_byte(tcp_frame(SRC, DST), 0, 0x65), verdict: TC_ACT_SHOT, reason: Reason::DropMalformedIpv4 },
-        Case { description: "IPv4 header length under 20 bytes", frame: with_ip_byte(tcp_frame(SRC, DST), 0, 0x44), verdict: TC_ACT_SHOT, reason: Reason::DropMalformedIpv4 },
+        Case {
+            description: "TCP to a local pod is redirected",
+            frame: tcp_frame(SRC, DST),
+            verdict: TC_ACT_REDIRECT,
+            reason: Reason::DeliveredLocal,
+        },
+        Case {
+            description: "UDP to a local pod is redirected",
+            frame: udp_frame(SRC, DST),
+            verdict: TC_ACT_REDIRECT,
+            reason: Reason::DeliveredLocal,
+        },
+        Case {
+            description: "unknown destination goes to the stack",
+            frame: tcp_frame(SRC, Ipv4Addr::new(192, 0, 2, 1)),
+            verdict: TC_ACT_OK,
+            reason: Reason::PassToStack,
+        },
+        Case {
+            description: "ARP goes to the stack",
+            frame: arp_frame(),
+            verdict: TC_ACT_OK,
+            reason: Reason::PassNonIpv4,
+        },
+        Case {
+            description: "unregistered source is a spoof",
+            frame: tcp_frame(Ipv4Addr::new(10, 244, 0, 99), DST),
+            verdict: TC_ACT_SHOT,
+            reason: Reason::DropSpoofedSource,
+        },
+        Case {
+            description: "source of another pod's interface is a spoof",
+            frame: tcp_frame(DST, SRC),
+            verdict: TC_ACT_SHOT,
+            reason: Reason::DropSpoofedSource,
+        },
+        Case {
+            description: "IPv4 total length beyond the frame",
+            frame: with_ip_byte(tcp_frame(SRC, DST), 2, 0x40),
+            verdict: TC_ACT_SHOT,
+            reason: Reason::DropTruncatedIpv4,
+        },
+        Case {
+            description: "IP version 6 in an IPv4 EtherType",
+            frame: with_ip_byte(tcp_frame(SRC, DST), 0, 0x65),
+            verdict: TC_ACT_SHOT,
+            reason: Reason::DropMalformedIpv4,
+        },
+        Case {
+            description: "IPv4 header length under 20 bytes",
+            frame: with_ip_byte(tcp_frame(SRC, DST), 0, 0x44),
+            verdict: TC_ACT_SHOT,
+            reason: Reason::DropMalformedIpv4,
+        },
     ];
     for case in cases {
         let before = counter(&dataplane, case.reason);
         let (verdict, out) = run(&mut dataplane, &case.frame);
         assert_eq!(verdict, case.verdict, "{}: verdict", case.description);
-        assert_eq!(counter(&dataplane, case.reason), before + 1, "{}: {:?} counter", case.description, case.reason);
+        assert_eq!(
+            counter(&dataplane, case.reason),
+            before + 1,
+            "{}: {:?} counter",
+            case.description,
+            case.reason
+        );
         match case.reason {
             Reason::DeliveredLocal => {
-                assert_eq!(out[..6], POD_MAC_DST, "{}: destination MAC is the pod's", case.description);
-                assert_eq!(out[6..12], GW_MAC_DST, "{}: source MAC is the pod's gateway", case.description);
-                assert_eq!(out[12..], case.frame[12..], "{}: nothing past the MACs changes", case.description);
+                assert_eq!(
+                    out[..6],
+                    POD_MAC_DST,
+                    "{}: destination MAC is the pod's",
+                    case.description
+                );
+                assert_eq!(
+                    out[6..12],
+                    GW_MAC_DST,
+                    "{}: source MAC is the pod's gateway",
+                    case.description
+                );
+                assert_eq!(
+                    out[12..],
+                    case.frame[12..],
+                    "{}: nothing past the MACs changes",
+                    case.description
+                );
             }
-            Reason::PassToStack | Reason::PassNonIpv4 => assert_eq!(out, case.frame, "{}: unchanged", case.description),
+            Reason::PassToStack | Reason::PassNonIpv4 => {
+                assert_eq!(out, case.frame, "{}: unchanged", case.description);
+            }
             _ => {}
         }
     }
@@ -145,7 +215,11 @@ fn kernel_refuses_test_run_frames_with_truncated_headers() {
     for frame in [vec![0u8; 10], tcp_frame(SRC, DST)[..14 + 12].to_vec()] {
         let mut options = TestRunOptions::new();
         options.data_in = Some(&frame);
-        assert!(program.test_run(options).is_err(), "{} byte frame", frame.len());
+        assert!(
+            program.test_run(options).is_err(),
+            "{} byte frame",
+            frame.len()
+        );
     }
 }
 
@@ -180,9 +254,17 @@ fn endpoint_map_full_is_a_named_error() {
         host_mac: [3; 6],
     };
     assert!(dataplane.upsert_endpoint(&endpoint(1)).unwrap());
-    assert!(!dataplane.upsert_endpoint(&endpoint(1)).unwrap(), "unchanged entry is not rewritten");
+    assert!(
+        !dataplane.upsert_endpoint(&endpoint(1)).unwrap(),
+        "unchanged entry is not rewritten"
+    );
     dataplane.upsert_endpoint(&endpoint(2)).unwrap();
     let error = dataplane.upsert_endpoint(&endpoint(3)).unwrap_err();
-    assert!(error.to_string().contains("ENDPOINT_V1 is full (2 entries)"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("ENDPOINT_V1 is full (2 entries)"),
+        "{error}"
+    );
     assert_eq!(dataplane.endpoints().unwrap().len(), 2, "nothing was lost");
 }

@@ -117,7 +117,7 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
     ]);
     ebpf_clippy.current_dir(ws.root.join("ebpf").join("programs"));
 
-    let mut tests = cargo(&["test", "--workspace"]);
+    let mut tests = cargo(&["test", "--workspace", "--exclude", "strait-ebpf"]);
     tests
         .args(&args.cargo_test_args)
         .env("STRAIT_BIN_DIR", ws.target.join("debug"))
@@ -137,6 +137,8 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             command: cargo(&[
                 "clippy",
                 "--workspace",
+                "--exclude",
+                "strait-ebpf",
                 "--all-targets",
                 "--",
                 "-D",
@@ -153,7 +155,7 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             name: "build",
             about: "build every binary (the tests run them from target/debug)",
             needs_root: false,
-            command: cargo(&["build", "--workspace", "--bins"]),
+            command: cargo(&["build", "--workspace", "--exclude", "strait-ebpf", "--bins"]),
         },
         Step {
             name: "test",

@@ -20,8 +20,8 @@ pub struct Netlink {
 impl Netlink {
     /// Opens a connection in the calling thread's namespace. Must run inside a tokio runtime.
     pub fn connect() -> Result<Self, DataplaneError> {
-        let (connection, handle, _) =
-            rtnetlink::new_connection().map_err(|e| DataplaneError::io("opening a netlink socket", e))?;
+        let (connection, handle, _) = rtnetlink::new_connection()
+            .map_err(|e| DataplaneError::io("opening a netlink socket", e))?;
         tokio::spawn(connection);
         Ok(Self { handle })
     }
@@ -33,13 +33,16 @@ impl Netlink {
             let _guard = runtime.enter();
             rtnetlink::new_connection()
         })?;
-        let (connection, handle, _) = made.map_err(|e| DataplaneError::io("opening a netlink socket", e))?;
+        let (connection, handle, _) =
+            made.map_err(|e| DataplaneError::io("opening a netlink socket", e))?;
         tokio::spawn(connection);
         Ok(Self { handle })
     }
 }
 
-pub(crate) fn nl_error(action: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> DataplaneError {
+pub(crate) fn nl_error(
+    action: impl Into<String>,
+) -> impl FnOnce(rtnetlink::Error) -> DataplaneError {
     let action = action.into();
     move |source| DataplaneError::Netlink { action, source }
 }

@@ -15,7 +15,12 @@ use crate::DataplaneError;
 
 impl Netlink {
     async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>, DataplaneError> {
-        let mut links = self.handle.link().get().match_name(name.to_owned()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
         match links.try_next().await {
             Ok(link) => Ok(link),
             Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
@@ -32,22 +37,28 @@ impl Netlink {
     pub async fn require_link(&self, name: &str) -> Result<u32, DataplaneError> {
         self.link_index(name)
             .await?
-            .ok_or_else(|| DataplaneError::InterfaceNotFound { name: name.to_owned() })
+            .ok_or_else(|| DataplaneError::InterfaceNotFound {
+                name: name.to_owned(),
+            })
     }
 
     /// MAC address of the link `name`.
     pub async fn link_mac(&self, name: &str) -> Result<[u8; 6], DataplaneError> {
-        let link = self
-            .link_by_name(name)
-            .await?
-            .ok_or_else(|| DataplaneError::InterfaceNotFound { name: name.to_owned() })?;
+        let link =
+            self.link_by_name(name)
+                .await?
+                .ok_or_else(|| DataplaneError::InterfaceNotFound {
+                    name: name.to_owned(),
+                })?;
         link.attributes
             .iter()
             .find_map(|a| match a {
                 LinkAttribute::Address(mac) if mac.len() == 6 => mac.as_slice().try_into().ok(),
                 _ => None,
             })
-            .ok_or_else(|| DataplaneError::InterfaceNotFound { name: format!("{name} (no MAC address)") })
+            .ok_or_else(|| DataplaneError::InterfaceNotFound {
+                name: format!("{name} (no MAC address)"),
+            })
     }
 
     /// Creates a veth pair.
@@ -77,14 +88,21 @@ impl Netlink {
             .set(LinkUnspec::new_with_index(index).setns_by_fd(ns_fd).build())
             .execute()
             .await
-            .map_err(nl_error(format!("moving link {index} to another namespace")))
+            .map_err(nl_error(format!(
+                "moving link {index} to another namespace"
+            )))
     }
 
     /// Renames link `index` and sets it up.
     pub async fn rename_up(&self, index: u32, name: &str) -> Result<(), DataplaneError> {
         self.handle
             .link()
-            .set(LinkUnspec::new_with_index(index).name(name.to_owned()).up().build())
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .name(name.to_owned())
+                    .up()
+                    .build(),
+            )
             .execute()
             .await
             .map_err(nl_error(format!("renaming link {index} to {name}")))
@@ -107,7 +125,9 @@ impl Netlink {
             .set(LinkUnspec::new_with_index(index).controller(bridge).build())
             .execute()
             .await
-            .map_err(nl_error(format!("attaching link {index} to bridge {bridge}")))
+            .map_err(nl_error(format!(
+                "attaching link {index} to bridge {bridge}"
+            )))
     }
 
     /// Deletes link `index`; returns false if it was already gone.
@@ -120,11 +140,24 @@ impl Netlink {
     }
 
     /// Adds `addr/prefix` to link `index` (an existing identical address is fine).
-    pub async fn add_address(&self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<(), DataplaneError> {
-        match self.handle.address().add(index, addr.into(), prefix).execute().await {
+    pub async fn add_address(
+        &self,
+        index: u32,
+        addr: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), DataplaneError> {
+        match self
+            .handle
+            .address()
+            .add(index, addr.into(), prefix)
+            .execute()
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
-            Err(e) => Err(nl_error(format!("adding {addr}/{prefix} to link {index}"))(e)),
+            Err(e) => Err(nl_error(format!("adding {addr}/{prefix} to link {index}"))(
+                e,
+            )),
         }
     }
 
@@ -146,12 +179,19 @@ impl Netlink {
         match self.handle.route().add(builder.build()).execute().await {
             Ok(()) => Ok(()),
             Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
-            Err(e) => Err(nl_error(format!("adding route {dst}/{prefix} on link {index}"))(e)),
+            Err(e) => Err(nl_error(format!(
+                "adding route {dst}/{prefix} on link {index}"
+            ))(e)),
         }
     }
 
     /// Adds (or replaces) a permanent neighbour entry `addr -> mac` on link `index`.
-    pub async fn add_permanent_neighbour(&self, index: u32, addr: Ipv4Addr, mac: [u8; 6]) -> Result<(), DataplaneError> {
+    pub async fn add_permanent_neighbour(
+        &self,
+        index: u32,
+        addr: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Result<(), DataplaneError> {
         self.handle
             .neighbours()
             .add(index, addr.into())

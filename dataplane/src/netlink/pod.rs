@@ -36,15 +36,19 @@ pub async fn create(node: &Netlink, spec: &PodLinkSpec) -> Result<PodLink, Datap
     let peer_tmp = format!("{}p", &spec.host_ifname[..spec.host_ifname.len().min(14)]);
     node.create_veth(&spec.host_ifname, &peer_tmp).await?;
     let result = configure(node, spec, &peer_tmp).await;
-    if result.is_err() {
-        if let Ok(Some(index)) = node.link_index(&spec.host_ifname).await {
-            let _ = node.delete_link(index).await;
-        }
+    if result.is_err()
+        && let Ok(Some(index)) = node.link_index(&spec.host_ifname).await
+    {
+        let _ = node.delete_link(index).await;
     }
     result
 }
 
-async fn configure(node: &Netlink, spec: &PodLinkSpec, peer_tmp: &str) -> Result<PodLink, DataplaneError> {
+async fn configure(
+    node: &Netlink,
+    spec: &PodLinkSpec,
+    peer_tmp: &str,
+) -> Result<PodLink, DataplaneError> {
     let host_ifindex = node.require_link(&spec.host_ifname).await?;
     let host_mac = node.link_mac(&spec.host_ifname).await?;
     let peer_index = node.require_link(peer_tmp).await?;
@@ -61,13 +65,16 @@ async fn configure(node: &Netlink, spec: &PodLinkSpec, peer_tmp: &str) -> Result
         pod.set_up(lo).await?;
     }
     pod.add_address(pod_index, spec.addr, 32).await?;
-    pod.add_permanent_neighbour(pod_index, spec.gateway, host_mac).await?;
+    pod.add_permanent_neighbour(pod_index, spec.gateway, host_mac)
+        .await?;
     pod.add_route(spec.gateway, 32, pod_index, None).await?;
-    pod.add_route(Ipv4Addr::UNSPECIFIED, 0, pod_index, Some(spec.gateway)).await?;
+    pod.add_route(Ipv4Addr::UNSPECIFIED, 0, pod_index, Some(spec.gateway))
+        .await?;
     let pod_mac = pod.link_mac(&spec.pod_ifname).await?;
 
     node.set_up(host_ifindex).await?;
-    node.add_permanent_neighbour(host_ifindex, spec.addr, pod_mac).await?;
+    node.add_permanent_neighbour(host_ifindex, spec.addr, pod_mac)
+        .await?;
     node.add_route(spec.addr, 32, host_ifindex, None).await?;
     Ok(PodLink {
         host_ifindex,

@@ -110,7 +110,7 @@ pub const STATS_PROGRAM_SLOTS: u32 = 8;
 pub const STATS_ENTRIES: u32 = STATS_PROGRAM_SLOTS * Reason::SLOTS * 2;
 
 /// Index of the STATS entry for (program, reason, direction).
-#[inline(always)]
+#[inline]
 pub const fn stats_index(program: Program, reason: Reason, direction: Direction) -> u32 {
     ((program as u32 * Reason::SLOTS) + reason as u32) * 2 + direction as u32
 }
@@ -127,7 +127,11 @@ pub struct StatsValue {
 
 const _: () = assert!(core::mem::size_of::<StatsValue>() == 16);
 const _: () = assert!(
-    stats_index(Program::FromPod, Reason::DropRewriteFailed, Direction::Ingress) < STATS_ENTRIES
+    stats_index(
+        Program::FromPod,
+        Reason::DropRewriteFailed,
+        Direction::Ingress
+    ) < STATS_ENTRIES
 );
 
 #[cfg(feature = "user")]

@@ -15,8 +15,8 @@ use crate::{
 };
 
 /// Verdict for a dropped packet.
-pub const TC_DROP: i32 = TC_ACT_SHOT as i32;
-const TC_PASS: i32 = TC_ACT_OK as i32;
+pub const TC_DROP: i32 = TC_ACT_SHOT;
+const TC_PASS: i32 = TC_ACT_OK;
 
 /// Decides what happens to a packet a pod sent: (reason, tc verdict), or the drop reason.
 #[inline(always)]

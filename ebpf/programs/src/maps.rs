@@ -5,7 +5,8 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray},
 };
 use strait_abi::{
-    EndpointInfo, EndpointKey, StatsValue, maps::ENDPOINT_MAP_DEFAULT_CAPACITY, stats::STATS_ENTRIES,
+    EndpointInfo, EndpointKey, StatsValue, maps::ENDPOINT_MAP_DEFAULT_CAPACITY,
+    stats::STATS_ENTRIES,
 };
 
 /// Pod endpoints on this node (see `strait_abi::endpoint`).

@@ -195,18 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         LabCommand::Down { name, all } => {
             let labs = if all { Lab::list() } else { vec![name] };
             for lab in labs {
-                let report = cluster::down(&lab)?;
-                println!(
-                    "lab {lab}: removed {} process(es), {} namespace(s), {} pin director(ies){}",
-                    report.processes,
-                    report.namespaces,
-                    report.pin_dirs,
-                    if report.existed {
-                        ""
-                    } else {
-                        " (no state found; cleaned leftovers only)"
-                    }
-                );
+                tear_down(&lab)?;
             }
         }
         LabCommand::Exec {
@@ -226,21 +215,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout_ms,
         } => {
             let lab = Lab::open(&name)?;
-            return Ok(
-                match lab.probe(&from, &target, udp, Duration::from_millis(timeout_ms))? {
-                    Ok(who) => {
-                        println!("{who}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(why) => {
-                        println!("blocked");
-                        if !why.is_empty() {
-                            eprintln!("{why}");
-                        }
-                        ExitCode::FAILURE
-                    }
-                },
-            );
+            let answer = lab.probe(&from, &target, udp, Duration::from_millis(timeout_ms))?;
+            return Ok(report_probe(answer, true));
         }
         LabCommand::Endpoints { name, node } => {
             let lab = Lab::open(&name)?;
@@ -256,12 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let lab = Lab::open(&name)?;
             for n in nodes_of(&lab, node) {
-                let text = lab.agent_get(&n, "/metrics")?;
-                for line in text.lines() {
-                    if all_series || !(line.starts_with('#') || line.ends_with(" 0")) {
-                        println!("{line}");
-                    }
-                }
+                print_metrics(&lab.agent_get(&n, "/metrics")?, all_series);
             }
         }
         LabCommand::RestartAgent { name, node } => {
@@ -281,21 +252,52 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             udp,
             timeout_ms,
         } => {
-            return Ok(
-                match probe::ask(target, udp, Duration::from_millis(timeout_ms)) {
-                    Ok(who) => {
-                        println!("{who}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(why) => {
-                        eprintln!("{why}");
-                        ExitCode::FAILURE
-                    }
-                },
-            );
+            let answer = probe::ask(target, udp, Duration::from_millis(timeout_ms));
+            return Ok(report_probe(answer, false));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a probe's answer; with `blocked_word`, a failure prints `blocked` on stdout (the CLI contract).
+fn report_probe(answer: Result<String, String>, blocked_word: bool) -> ExitCode {
+    match answer {
+        Ok(who) => {
+            println!("{who}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            if blocked_word {
+                println!("blocked");
+            }
+            if !why.is_empty() {
+                eprintln!("{why}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn tear_down(lab: &str) -> anyhow::Result<()> {
+    let report = cluster::down(lab)?;
+    let note = if report.existed {
+        ""
+    } else {
+        " (no state found; cleaned leftovers only)"
+    };
+    println!(
+        "lab {lab}: removed {} process(es), {} namespace(s), {} pin director(ies){note}",
+        report.processes, report.namespaces, report.pin_dirs
+    );
+    Ok(())
+}
+
+fn print_metrics(text: &str, all_series: bool) {
+    for line in text.lines() {
+        if all_series || !(line.starts_with('#') || line.ends_with(" 0")) {
+            println!("{line}");
+        }
+    }
 }
 
 fn nodes_of(lab: &Lab, only: Option<String>) -> Vec<String> {

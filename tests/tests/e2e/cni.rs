@@ -33,14 +33,23 @@ fn empty_lab(guard: &LabGuard) -> (Lab, Node) {
     let lab = Lab::up(&guard.name, 1, None).unwrap();
     let node = &lab.state.nodes[0];
     let info = Node {
-        conflist: lab.names.node_dir(&node.name).join("cni/10-strait.conflist"),
+        conflist: lab
+            .names
+            .node_dir(&node.name)
+            .join("cni/10-strait.conflist"),
         netns: netns::path(&node.netns),
         name: node.name.clone(),
     };
     (lab, info)
 }
 
-fn cni(node: &Node, command: &str, id: &str, pod_ns: Option<&Path>, extra: Option<(&str, Value)>) -> Result<Value, LabError> {
+fn cni(
+    node: &Node,
+    command: &str,
+    id: &str,
+    pod_ns: Option<&Path>,
+    extra: Option<(&str, Value)>,
+) -> Result<Value, LabError> {
     let call = CniCall {
         command,
         container_id: id,
@@ -63,43 +72,85 @@ fn cni_code(result: Result<Value, LabError>) -> Option<u64> {
 fn add_check_del_gc_against_a_live_agent() {
     let guard = LabGuard::new("cn");
     let (lab, node) = empty_lab(&guard);
-    let (a, b, c) = (NetnsGuard::new("cna"), NetnsGuard::new("cnb"), NetnsGuard::new("cnc"));
+    let (a, b, c) = (
+        NetnsGuard::new("cna"),
+        NetnsGuard::new("cnb"),
+        NetnsGuard::new("cnc"),
+    );
 
     let added = cni(&node, "ADD", "pod-a", Some(&a.path), None).unwrap();
     assert_eq!(added["cniVersion"], "1.1.0");
     assert_eq!(added["interfaces"][1]["name"], "eth0");
-    assert_eq!(added["interfaces"][1]["sandbox"], a.path.display().to_string());
+    assert_eq!(
+        added["interfaces"][1]["sandbox"],
+        a.path.display().to_string()
+    );
     assert_eq!(added["routes"][0]["dst"], "0.0.0.0/0");
     let ip_a = cni_exec::result_address(&added).unwrap();
-    assert!(added["ips"][0]["address"].as_str().unwrap().ends_with("/32"));
+    assert!(
+        added["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .ends_with("/32")
+    );
     assert_eq!(ip_a.octets()[..3], [10, 244, 1]);
-    let ip_b = cni_exec::result_address(&cni(&node, "ADD", "pod-b", Some(&b.path), None).unwrap()).unwrap();
+    let ip_b = cni_exec::result_address(&cni(&node, "ADD", "pod-b", Some(&b.path), None).unwrap())
+        .unwrap();
     assert_ne!(ip_a, ip_b);
 
     // The two namespaces talk over what ADD built.
-    let listener = netns::run_in(&b.path, || TcpListener::bind((Ipv4Addr::UNSPECIFIED, 7000))).unwrap().unwrap();
+    let listener = netns::run_in(&b.path, || TcpListener::bind((Ipv4Addr::UNSPECIFIED, 7000)))
+        .unwrap()
+        .unwrap();
     let client = netns::run_in(&a.path, move || TcpStream::connect((ip_b, 7000))).unwrap();
     let (mut server_side, _) = listener.accept().unwrap();
     server_side.write_all(b"x").unwrap();
     assert!(client.is_ok());
 
-    cni(&node, "CHECK", "pod-a", Some(&a.path), Some(("prevResult", added.clone()))).unwrap();
-    assert_eq!(cni(&node, "DEL", "pod-a", Some(&a.path), None).unwrap(), Value::Null);
+    cni(
+        &node,
+        "CHECK",
+        "pod-a",
+        Some(&a.path),
+        Some(("prevResult", added.clone())),
+    )
+    .unwrap();
+    assert_eq!(
+        cni(&node, "DEL", "pod-a", Some(&a.path), None).unwrap(),
+        Value::Null
+    );
     cni(&node, "DEL", "pod-a", Some(&a.path), None).expect("a repeated DEL succeeds");
-    assert_eq!(cni_code(cni(&node, "CHECK", "pod-a", Some(&a.path), None)), Some(3));
+    assert_eq!(
+        cni_code(cni(&node, "CHECK", "pod-a", Some(&a.path), None)),
+        Some(3)
+    );
 
     // A pod in a namespace that does not exist is an invalid request (code 7), and nothing is left of it.
     let missing = Path::new("/run/netns/strait-test-no-such-namespace");
-    assert_eq!(cni_code(cni(&node, "ADD", "pod-x", Some(missing), None)), Some(7));
+    assert_eq!(
+        cni_code(cni(&node, "ADD", "pod-x", Some(missing), None)),
+        Some(7)
+    );
 
     cni(&node, "ADD", "pod-c", Some(&c.path), None).unwrap();
     let valid = json!([{ "containerID": "pod-b", "ifname": "eth0" }]);
-    cni(&node, "GC", "", None, Some(("cni.dev/valid-attachments", valid))).unwrap();
+    cni(
+        &node,
+        "GC",
+        "",
+        None,
+        Some(("cni.dev/valid-attachments", valid)),
+    )
+    .unwrap();
     let left: Vec<String> = endpoints(&lab, &node.name)
         .iter()
         .map(|e| e["key"]["container_id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(left, vec!["pod-b".to_owned()], "GC removed everything but the valid attachment");
+    assert_eq!(
+        left,
+        vec!["pod-b".to_owned()],
+        "GC removed everything but the valid attachment"
+    );
     assert_eq!(cni(&node, "STATUS", "", None, None).unwrap(), Value::Null);
 }
 
@@ -109,20 +160,40 @@ fn failed_add_leaves_nothing_behind() {
     let (lab, node) = empty_lab(&guard);
     let pod = NetnsGuard::new("cuf");
     // The pod namespace already has an eth0, so ADD fails after the veth pair was created.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
-        Netlink::connect_in(&pod.path).unwrap().create_veth("eth0", "eth0peer").await.unwrap();
+        Netlink::connect_in(&pod.path)
+            .unwrap()
+            .create_veth("eth0", "eth0peer")
+            .await
+            .unwrap();
     });
     assert!(cni(&node, "ADD", "pod-f", Some(&pod.path), None).is_err());
-    assert!(endpoints(&lab, &node.name).is_empty(), "the agent kept an endpoint");
+    assert!(
+        endpoints(&lab, &node.name).is_empty(),
+        "the agent kept an endpoint"
+    );
     let veth = host_ifname(&AttachmentKey {
         container_id: "pod-f".into(),
         ifname: "eth0".into(),
     });
-    let leftover = runtime.block_on(async { Netlink::connect_in(&node.netns).unwrap().link_index(&veth).await.unwrap() });
+    let leftover = runtime.block_on(async {
+        Netlink::connect_in(&node.netns)
+            .unwrap()
+            .link_index(&veth)
+            .await
+            .unwrap()
+    });
     assert_eq!(leftover, None, "host veth {veth} was not removed");
     // The address went back to the pool.
-    assert_eq!(allocated(&lab, &node.name), 0, "the failed ADD kept its address");
+    assert_eq!(
+        allocated(&lab, &node.name),
+        0,
+        "the failed ADD kept its address"
+    );
     let fresh = NetnsGuard::new("cug");
     cni(&node, "ADD", "pod-g", Some(&fresh.path), None).unwrap();
     assert_eq!(allocated(&lab, &node.name), 1);
@@ -137,6 +208,9 @@ fn allocated(lab: &Lab, node: &str) -> u64 {
         .unwrap_or_else(|| panic!("no strait_ipam_allocated in:\n{text}"))
 }
 
+/// (what, environment, stdin, expected CNI error code).
+type ErrorCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, u64);
+
 /// Runs the plugin binary with `env` and `stdin`; returns (exit success, parsed stdout).
 fn plugin(env: &[(&str, &str)], stdin: &str) -> (bool, Value) {
     let mut child = Command::new(bin_dir().join("strait-cni"))
@@ -146,10 +220,18 @@ fn plugin(env: &[(&str, &str)], stdin: &str) -> (bool, Value) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
-    (output.status.success(), serde_json::from_str(&text).unwrap_or(Value::Null))
+    (
+        output.status.success(),
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
 }
 
 #[test]
@@ -164,20 +246,38 @@ fn plugin_reports_spec_error_codes() {
     ];
     let (ok, version) = plugin(&[("CNI_COMMAND", "VERSION")], "");
     assert!(ok);
-    assert!(version["supportedVersions"].as_array().unwrap().contains(&json!("1.1.0")));
+    assert!(
+        version["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("1.1.0"))
+    );
 
-    let cases: [(&str, &[(&str, &str)], &str, u64); 6] = [
+    let cases: [ErrorCase; 6] = [
         ("no CNI_COMMAND", &[], config, 4),
         ("ADD without CNI_CONTAINERID", &add[..1], config, 4),
         ("config that is not JSON", &add, "{ nope", 6),
-        ("config without a name", &add, r#"{"cniVersion":"1.1.0","type":"strait-cni"}"#, 7),
+        (
+            "config without a name",
+            &add,
+            r#"{"cniVersion":"1.1.0","type":"strait-cni"}"#,
+            7,
+        ),
         ("agent not running", &add, config, 11),
-        ("STATUS with the agent not running", &[("CNI_COMMAND", "STATUS")], config, 50),
+        (
+            "STATUS with the agent not running",
+            &[("CNI_COMMAND", "STATUS")],
+            config,
+            50,
+        ),
     ];
     for (what, env, stdin, code) in cases {
         let (ok, error) = plugin(env, stdin);
         assert!(!ok, "{what}: must fail");
         assert_eq!(error["code"], code, "{what}: {error}");
-        assert!(error["msg"].as_str().is_some_and(|m| !m.is_empty()), "{what}: message");
+        assert!(
+            error["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: message"
+        );
     }
 }

@@ -20,7 +20,10 @@ use strait_tests::LabGuard;
 use crate::{endpoints, two_pod_lab, who_answers};
 
 fn endpoint_map_id(node: &str) -> u32 {
-    let pin = Path::new(DEFAULT_BPFFS).join("strait").join(node).join("maps/ENDPOINT_V1");
+    let pin = Path::new(DEFAULT_BPFFS)
+        .join("strait")
+        .join(node)
+        .join("maps/ENDPOINT_V1");
     MapData::from_pin(&pin).unwrap().info().unwrap().id()
 }
 
@@ -40,22 +43,30 @@ fn agent_restart_keeps_connections_and_adopts_pins() {
     let server = lab.state.pod("default/server").unwrap().clone();
 
     // An established TCP connection between the pods, on sockets made inside their namespaces.
-    let listener = netns::run_in(&netns::path(&server.netns), || TcpListener::bind((Ipv4Addr::UNSPECIFIED, 9100)))
-        .unwrap()
-        .unwrap();
+    let listener = netns::run_in(&netns::path(&server.netns), || {
+        TcpListener::bind((Ipv4Addr::UNSPECIFIED, 9100))
+    })
+    .unwrap()
+    .unwrap();
     let echo = std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
         let mut writer = stream.try_clone().unwrap();
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
-            writer.write_all(format!("echo {line}\n").as_bytes()).unwrap();
+            writer
+                .write_all(format!("echo {line}\n").as_bytes())
+                .unwrap();
         }
     });
     let target = (server.ip, 9100);
-    let mut stream = netns::run_in(&netns::path(&client.netns), move || TcpStream::connect(target))
-        .unwrap()
+    let mut stream = netns::run_in(&netns::path(&client.netns), move || {
+        TcpStream::connect(target)
+    })
+    .unwrap()
+    .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
         .unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     assert_eq!(roundtrip(&mut stream, &mut reader, "before"), "echo before");
 
@@ -70,7 +81,14 @@ fn agent_restart_keeps_connections_and_adopts_pins() {
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 attempts.fetch_add(1, Ordering::SeqCst);
-                let answer = lab.probe("default/client", &format!("{ip}:8080"), false, Duration::from_secs(1)).unwrap();
+                let answer = lab
+                    .probe(
+                        "default/client",
+                        &format!("{ip}:8080"),
+                        false,
+                        Duration::from_secs(1),
+                    )
+                    .unwrap();
                 if answer.as_deref() != Ok("default/server") {
                     failures.fetch_add(1, Ordering::SeqCst);
                 }
@@ -84,14 +102,33 @@ fn agent_restart_keeps_connections_and_adopts_pins() {
     stop.store(true, Ordering::SeqCst);
     prober.join().unwrap();
 
-    assert_ne!(lab.state.nodes[0].agent_pid, old_pid, "a new agent process runs");
+    assert_ne!(
+        lab.state.nodes[0].agent_pid, old_pid,
+        "a new agent process runs"
+    );
     assert!(!process::alive(old_pid));
-    assert_eq!(endpoint_map_id(&node), map_before, "the restarted agent adopted the pinned ENDPOINT map");
-    assert_eq!(failures.load(Ordering::SeqCst), 0, "probes failed during the restart ({} tried)", attempts.load(Ordering::SeqCst));
+    assert_eq!(
+        endpoint_map_id(&node),
+        map_before,
+        "the restarted agent adopted the pinned ENDPOINT map"
+    );
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "probes failed during the restart ({} tried)",
+        attempts.load(Ordering::SeqCst)
+    );
     assert!(attempts.load(Ordering::SeqCst) > 0);
-    assert_eq!(roundtrip(&mut stream, &mut reader, "after"), "echo after", "established connection survived");
+    assert_eq!(
+        roundtrip(&mut stream, &mut reader, "after"),
+        "echo after",
+        "established connection survived"
+    );
     assert_eq!(endpoints(&lab, &node).len(), 2, "both endpoints restored");
-    assert_eq!(who_answers(&lab, "default/server", client.ip, 8080), "default/client");
+    assert_eq!(
+        who_answers(&lab, "default/server", client.ip, 8080),
+        "default/client"
+    );
     drop((stream, reader));
     let _ = echo.join();
 }
@@ -110,20 +147,43 @@ fn down_leaves_nothing_named_after_the_lab() {
         .map(|p| p.workload_pid)
         .chain(lab.state.nodes.iter().map(|n| n.agent_pid))
         .collect();
-    assert!(netns::list().iter().any(|n| n.starts_with(&names.netns_prefix())));
+    assert!(
+        netns::list()
+            .iter()
+            .any(|n| n.starts_with(&names.netns_prefix()))
+    );
     assert!(Path::new(DEFAULT_BPFFS).join("strait").join(&node).exists());
 
     let report = strait_lab::cluster::down(&guard.name).unwrap();
     assert!(report.existed);
-    assert!(report.namespaces >= 5, "underlay, external, node and two pods: {report:?}");
-    let leftovers: Vec<String> = netns::list().into_iter().filter(|n| n.contains(&guard.name)).collect();
+    assert!(
+        report.namespaces >= 5,
+        "underlay, external, node and two pods: {report:?}"
+    );
+    let leftovers: Vec<String> = netns::list()
+        .into_iter()
+        .filter(|n| n.contains(&guard.name))
+        .collect();
     assert!(leftovers.is_empty(), "namespaces left: {leftovers:?}");
-    assert!(!Path::new(DEFAULT_BPFFS).join("strait").join(&node).exists(), "pins left");
-    assert!(!cgroup::path(&names.cgroup()).unwrap().exists(), "cgroup left");
+    assert!(
+        !Path::new(DEFAULT_BPFFS).join("strait").join(&node).exists(),
+        "pins left"
+    );
+    assert!(
+        !cgroup::path(&names.cgroup()).unwrap().exists(),
+        "cgroup left"
+    );
     assert!(!names.run_dir().exists(), "state directory left");
-    assert!(pids.iter().all(|pid| !process::alive(*pid)), "processes left");
+    assert!(
+        pids.iter().all(|pid| !process::alive(*pid)),
+        "processes left"
+    );
     assert!(process::with_marker(&names.process_marker()).is_empty());
-    assert_eq!(links_in_root(), root_links_before, "the lab touched the root namespace's links");
+    assert_eq!(
+        links_in_root(),
+        root_links_before,
+        "the lab touched the root namespace's links"
+    );
     // A second down finds nothing and still succeeds.
     assert!(!strait_lab::cluster::down(&guard.name).unwrap().existed);
 }

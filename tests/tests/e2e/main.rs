@@ -29,7 +29,10 @@ pub fn packets(lab: &Lab, node: &str, reason: &str) -> u64 {
     let needle = format!("program=\"from-pod\",reason=\"{reason}\",direction=\"egress\"}} ");
     text.lines()
         .filter(|l| l.starts_with("strait_packets_total{"))
-        .find_map(|l| l.split_once(&needle).map(|(_, v)| v.trim().parse::<u64>().expect("counter value")))
+        .find_map(|l| {
+            l.split_once(&needle)
+                .map(|(_, v)| v.trim().parse::<u64>().expect("counter value"))
+        })
         .unwrap_or_else(|| panic!("no from-pod {reason} counter in:\n{text}"))
 }
 
