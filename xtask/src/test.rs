@@ -3,7 +3,8 @@
 //! the durations closes the run, whether it passed or not.
 
 use std::{
-    process::Command,
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -25,7 +26,41 @@ struct Step {
     name: &'static str,
     about: &'static str,
     needs_root: bool,
+    /// Whether the step is `cargo test`, whose `test result:` lines are added up.
+    counts_tests: bool,
     command: Command,
+}
+
+/// Test counts added up over every `test result:` line of `cargo test`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Tally {
+    /// Adds a libtest summary line (`test result: ok. 8 passed; 0 failed; 1 ignored; ...`).
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result:") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(label), Some(count)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(count) = count.parse::<u64>() else {
+                continue;
+            };
+            match label {
+                "passed" => self.passed += count,
+                "failed" => self.failed += count,
+                "ignored" => self.ignored += count,
+                _ => {}
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -50,30 +85,70 @@ pub fn run(ws: &Workspace, args: &Args) -> Result<()> {
         return Err(err);
     }
 
+    let mut tally = None;
     for (index, step) in steps.iter_mut().enumerate() {
         println!("\n==> {}: {}", step.name, step.about);
         let started = Instant::now();
-        let result = step.execute();
+        let result = step.execute(&mut tally);
         if let Err(err) = finish(&mut outcomes[index + 1], started, result) {
             summary(&outcomes, total.elapsed());
+            print_tally(tally);
             return Err(err);
         }
     }
     summary(&outcomes, total.elapsed());
     println!("all steps passed");
+    print_tally(tally);
     Ok(())
 }
 
+/// The closing line: `tests: N passed, N failed, N skipped`.
+fn print_tally(tally: Option<Tally>) {
+    if let Some(t) = tally {
+        println!(
+            "tests: {} passed, {} failed, {} skipped",
+            t.passed, t.failed, t.ignored
+        );
+    }
+}
+
 impl Step {
-    fn execute(&mut self) -> Result<()> {
+    fn execute(&mut self, tally: &mut Option<Tally>) -> Result<()> {
         if self.needs_root && !cmd::is_root()? {
             bail!(
                 "the tests need root (they create network namespaces and load eBPF programs): run \
                  `cargo xtask test` as root"
             );
         }
-        cmd::run(&mut self.command)
+        if !self.counts_tests {
+            return cmd::run(&mut self.command);
+        }
+        let counted = run_counting(&mut self.command)?;
+        *tally = Some(counted);
+        if counted.passed == 0 {
+            bail!("cargo test ran no test");
+        }
+        Ok(())
     }
+}
+
+/// Runs `cargo test`, echoing its output while adding up its `test result:` lines.
+fn run_counting(command: &mut Command) -> Result<Tally> {
+    println!("$ {}", cmd::display(command));
+    let mut child = command.stdout(Stdio::piped()).spawn()?;
+    let mut tally = Tally::default();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            tally.add_line(&line);
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("`cargo test` failed ({status}): {} failed", tally.failed);
+    }
+    Ok(tally)
 }
 
 /// Records a step's outcome and prints `ok: ...` or `FAILED: ...`.
@@ -128,12 +203,14 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             name: "fmt",
             about: "check formatting",
             needs_root: false,
+            counts_tests: false,
             command: cargo(&["fmt", "--all", "--", "--check"]),
         },
         Step {
             name: "clippy (host)",
             about: "lint every host crate and target",
             needs_root: false,
+            counts_tests: false,
             command: cargo(&[
                 "clippy",
                 "--workspace",
@@ -149,18 +226,21 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             name: "clippy (ebpf)",
             about: "lint strait-ebpf for bpfel-unknown-none with nightly",
             needs_root: false,
+            counts_tests: false,
             command: ebpf_clippy,
         },
         Step {
             name: "build",
             about: "build every binary (the tests run them from target/debug)",
             needs_root: false,
+            counts_tests: false,
             command: cargo(&["build", "--workspace", "--exclude", "strait-ebpf", "--bins"]),
         },
         Step {
             name: "test",
             about: "run the workspace tests (needs root)",
             needs_root: true,
+            counts_tests: true,
             command: tests,
         },
     ]
@@ -183,4 +263,30 @@ fn summary(outcomes: &[(&str, Outcome)], total: Duration) {
         println!("{name:<width$}  {duration:>8}  {result}");
     }
     println!("{:<width$}  {:>8}", "total", cmd::format_duration(total));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn tally_adds_up_libtest_summaries_and_ignores_other_lines() {
+        let mut tally = Tally::default();
+        for line in [
+            "test result: ok. 8 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 2.18s",
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s",
+            "test foo ... ok",
+            "running 4 tests",
+        ] {
+            tally.add_line(line);
+        }
+        assert_eq!(
+            tally,
+            Tally {
+                passed: 11,
+                failed: 2,
+                ignored: 1
+            }
+        );
+    }
 }
