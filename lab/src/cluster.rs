@@ -12,15 +12,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use std::fmt::Write as _;
-
 use serde_json::json;
-use strait_dataplane::{Dataplane, bpffs, netns};
+use strait_dataplane::{bpffs, netns};
 
 use crate::{
-    LabError, cgroup,
-    cni_exec::{self, CniCall},
-    manifests::{self, Object, PodSpecLite, Protocol},
+    LabError, cgroup, cni_exec,
+    manifests::{self, Object},
     names::LabNames,
     network,
     process::{self, Placement},
@@ -30,13 +27,13 @@ use crate::{
 /// Port of each agent's HTTP server inside its node namespace.
 pub const AGENT_HTTP_PORT: u16 = 9962;
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(30);
-const POD_READY_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const POD_READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// An existing lab, loaded from its state.
 pub struct Lab {
     pub names: LabNames,
     pub state: LabState,
-    bin_dir: PathBuf,
+    pub(crate) bin_dir: PathBuf,
 }
 
 fn state_path(names: &LabNames) -> PathBuf {
@@ -84,7 +81,7 @@ impl Lab {
             return Err(LabError::Exists(name.to_owned()));
         }
         // Leftovers of a crashed lab of the same name go first.
-        down(name)?;
+        crate::teardown::down(name)?;
         let bin_dir = cni_exec::binary_dir()?;
         let mut lab = Self {
             state: LabState {
@@ -100,13 +97,13 @@ impl Lab {
         });
         if let Err(error) = built {
             tracing::warn!(%error, "lab up failed; removing what was built");
-            let _ = down(name);
+            let _ = crate::teardown::down(name);
             return Err(error);
         }
         Ok(lab)
     }
 
-    fn save(&self) -> Result<(), LabError> {
+    pub(crate) fn save(&self) -> Result<(), LabError> {
         self.state.save(&state_path(&self.names))
     }
 
@@ -379,174 +376,6 @@ impl Lab {
         Ok(())
     }
 
-    fn pick_node(&self) -> Result<NodeRecord, LabError> {
-        self.state
-            .nodes
-            .iter()
-            .min_by_key(|n| self.state.pods.iter().filter(|p| p.node == n.name).count())
-            .cloned()
-            .ok_or_else(|| LabError::Environment("the lab has no nodes".into()))
-    }
-
-    fn create_pod(&mut self, spec: &PodSpecLite) -> Result<(), LabError> {
-        let node = self.pick_node()?;
-        let id = format!("{}/{}", spec.namespace, spec.name);
-        let container_id = random_container_id()?;
-        let netns_name = self.names.pod_netns(&spec.namespace, &spec.name);
-        let ns_path = netns::create(&netns_name)?;
-        let cgroup_rel = format!(
-            "{}/{}/pods/{}_{}",
-            self.names.cgroup(),
-            node.name,
-            spec.namespace,
-            spec.name
-        );
-        let made = self.attach_and_start(spec, &node, &container_id, &ns_path, &cgroup_rel);
-        let (ip, pid) = match made {
-            Ok(v) => v,
-            Err(error) => {
-                let _ = netns::delete(&netns_name);
-                let _ = cgroup::remove_tree(&cgroup_rel);
-                return Err(error);
-            }
-        };
-        tracing::info!(pod = %id, node = %node.name, %ip, "pod running");
-        self.state.pods.push(PodRecord {
-            namespace: spec.namespace.clone(),
-            name: spec.name.clone(),
-            node: node.name.clone(),
-            container_id,
-            netns: netns_name,
-            cgroup: cgroup_rel,
-            ip,
-            ports: spec.ports.clone(),
-            labels: spec.labels.clone(),
-            owner: spec
-                .owner
-                .as_ref()
-                .map(|o| format!("{}/{}", spec.namespace, o.name)),
-            template_hash: spec.owner.as_ref().map(|o| o.template_hash.clone()),
-            workload_pid: pid,
-        });
-        self.save()
-    }
-
-    fn attach_and_start(
-        &self,
-        spec: &PodSpecLite,
-        node: &NodeRecord,
-        container_id: &str,
-        ns_path: &Path,
-        cgroup_rel: &str,
-    ) -> Result<(Ipv4Addr, i32), LabError> {
-        let node_dir = self.names.node_dir(&node.name);
-        let conflist = node_dir.join("cni/10-strait.conflist");
-        let node_ns = netns::path(&node.netns);
-        let call = CniCall {
-            command: "ADD",
-            container_id,
-            netns: Some(ns_path),
-            ifname: "eth0",
-            pod_namespace: &spec.namespace,
-            pod_name: &spec.name,
-        };
-        let result = cni_exec::invoke(&self.bin_dir, &conflist, &node_ns, &call, None)?;
-        let ip = cni_exec::result_address(&result)?;
-        let started = (|| {
-            let cgroup_dir = cgroup::create(cgroup_rel)?;
-            let file_stem = format!("{}_{}", spec.namespace, spec.name);
-            let ready = node_dir.join("pods").join(format!("{file_stem}.ready"));
-            let _ = fs::remove_file(&ready);
-            let log = process::log_file(&node_dir.join("pods").join(format!("{file_stem}.log")))?;
-            let log_err = log
-                .try_clone()
-                .map_err(|e| LabError::io("duplicating the log handle", e))?;
-            let mut command = Command::new(self.bin_dir.join("strait"));
-            command
-                .args(["lab", "workload", "--identity"])
-                .arg(format!("{}/{}", spec.namespace, spec.name))
-                .arg("--ready-file")
-                .arg(&ready);
-            for port in &spec.ports {
-                let proto = if port.protocol == Protocol::Udp {
-                    "udp"
-                } else {
-                    "tcp"
-                };
-                command
-                    .arg("--listen")
-                    .arg(format!("{proto}:{}", port.port));
-            }
-            command
-                .env("STRAIT_LAB", &self.names.lab)
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log_err);
-            let placement = Placement {
-                netns: ns_path.to_path_buf(),
-                cgroup: Some(cgroup_dir),
-            };
-            let child = process::spawn_in(&placement, &mut command, true)?;
-            let pid = i32::try_from(child.id()).unwrap_or_default();
-            let deadline = Instant::now() + POD_READY_TIMEOUT;
-            while !ready.exists() {
-                if !process::alive(pid) || Instant::now() > deadline {
-                    process::stop(pid, Duration::from_millis(100));
-                    return Err(LabError::Environment(format!(
-                        "workload of pod {}/{} did not become ready",
-                        spec.namespace, spec.name
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(pid)
-        })();
-        match started {
-            Ok(pid) => Ok((ip, pid)),
-            Err(error) => {
-                let del = CniCall {
-                    command: "DEL",
-                    ..call
-                };
-                let _ = cni_exec::invoke(&self.bin_dir, &conflist, &node_ns, &del, None);
-                Err(error)
-            }
-        }
-    }
-
-    fn delete_pod(&mut self, pod: &PodRecord) -> Result<(), LabError> {
-        process::stop(pod.workload_pid, Duration::from_millis(500));
-        let node = self.state.node(&pod.node).cloned().ok_or_else(|| {
-            LabError::Environment(format!("pod {} is on unknown node {}", pod.id(), pod.node))
-        })?;
-        let conflist = self
-            .names
-            .node_dir(&node.name)
-            .join("cni/10-strait.conflist");
-        let ns_path = netns::path(&pod.netns);
-        let call = CniCall {
-            command: "DEL",
-            container_id: &pod.container_id,
-            netns: Some(&ns_path),
-            ifname: "eth0",
-            pod_namespace: &pod.namespace,
-            pod_name: &pod.name,
-        };
-        cni_exec::invoke(
-            &self.bin_dir,
-            &conflist,
-            &netns::path(&node.netns),
-            &call,
-            None,
-        )?;
-        netns::delete(&pod.netns)?;
-        cgroup::remove_tree(&pod.cgroup)?;
-        self.state.pods.retain(|p| p.id() != pod.id());
-        self.save()?;
-        tracing::info!(pod = %pod.id(), "pod deleted");
-        Ok(())
-    }
-
     /// Where `who` runs: `NS/POD`, `node/NAME` or `external`.
     pub fn placement(&self, who: &str) -> Result<Placement, LabError> {
         if who == "external" {
@@ -649,69 +478,4 @@ impl Lab {
                 .to_owned()))
         }
     }
-}
-
-fn random_container_id() -> Result<String, LabError> {
-    let mut bytes = [0u8; 32];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| LabError::io("reading /dev/urandom", e))?;
-    Ok(bytes.iter().fold(String::with_capacity(64), |mut id, b| {
-        let _ = write!(id, "{b:02x}");
-        id
-    }))
-}
-
-/// What `down` removed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DownReport {
-    pub processes: usize,
-    pub namespaces: usize,
-    pub pin_dirs: usize,
-    pub existed: bool,
-}
-
-/// Removes every trace of lab `name`: processes, namespaces (and with them every link), pins, cgroups and
-/// the state directory. Works from the names alone, so it also cleans up after a crashed lab.
-pub fn down(name: &str) -> Result<DownReport, LabError> {
-    let names = LabNames::new(name)?;
-    let mut report = DownReport {
-        existed: names.run_dir().exists(),
-        ..DownReport::default()
-    };
-    // Agents first (SIGTERM), then everything else carrying the lab's marker or living in its cgroups.
-    let mut pids: BTreeSet<i32> = process::with_marker(&names.process_marker())
-        .into_iter()
-        .collect();
-    pids.extend(cgroup::pids(&names.cgroup()));
-    pids.remove(&i32::try_from(std::process::id()).unwrap_or_default());
-    for pid in &pids {
-        process::stop(*pid, Duration::from_secs(2));
-    }
-    report.processes = pids.len();
-    let prefix = names.netns_prefix();
-    for ns in netns::list().into_iter().filter(|n| n.starts_with(&prefix)) {
-        netns::delete(&ns)?;
-        report.namespaces += 1;
-    }
-    let pin_root = Path::new(bpffs::DEFAULT_BPFFS).join("strait");
-    if let Ok(entries) = fs::read_dir(&pin_root) {
-        for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| names.owns_pin_dir(n))
-            {
-                Dataplane::remove_pins(&entry.path())?;
-                report.pin_dirs += 1;
-            }
-        }
-    }
-    cgroup::remove_tree(&names.cgroup())?;
-    match fs::remove_dir_all(names.run_dir()) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(LabError::io("removing the lab directory", e)),
-    }
-    Ok(report)
 }

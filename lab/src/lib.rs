@@ -8,11 +8,15 @@ pub mod cni_exec;
 pub mod manifests;
 pub mod names;
 pub mod network;
+pub mod pods;
 pub mod probe;
 pub mod process;
 pub mod state;
 pub mod status;
+pub mod teardown;
 pub mod workload;
+
+pub use teardown::down;
 
 use strait_dataplane::DataplaneError;
 

@@ -8,6 +8,8 @@ use std::{
 
 use strait_dataplane::netns;
 
+pub mod frames;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Panics with a clear message unless running as root (the suites need namespaces and BPF).
@@ -51,14 +53,14 @@ impl LabGuard {
     /// A guard for a new, run-unique lab name.
     pub fn new(prefix: &str) -> Self {
         let name = unique(prefix);
-        let _ = strait_lab::cluster::down(&name);
+        let _ = strait_lab::down(&name);
         Self { name }
     }
 }
 
 impl Drop for LabGuard {
     fn drop(&mut self) {
-        if let Err(error) = strait_lab::cluster::down(&self.name) {
+        if let Err(error) = strait_lab::down(&self.name) {
             eprintln!("cleaning up lab {}: {error}", self.name);
         }
     }

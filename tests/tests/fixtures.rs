@@ -5,72 +5,21 @@
 use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun, TestRunOptions};
-use etherparse::PacketBuilder;
 use strait_abi::{Direction, Program, Reason};
 use strait_dataplane::{Dataplane, LoadOptions, endpoints::Endpoint};
-use strait_tests::require_root;
+use strait_tests::{
+    frames::{self, DST, GW_MAC_DST, POD_MAC_DST, SRC, arp, tcp, udp, with_ip_byte},
+    require_root,
+};
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
-/// Under test-run the skb's device is the namespace's loopback.
-const TEST_RUN_IFINDEX: u32 = 1;
-
-const SRC: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 2);
-const DST: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 3);
-const POD_MAC_SRC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const GW_MAC_SRC: [u8; 6] = [0x02, 0, 0, 0, 1, 0x02];
-const POD_MAC_DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
-const GW_MAC_DST: [u8; 6] = [0x02, 0, 0, 0, 1, 0x03];
-
-fn tcp_frame(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
-    let builder = PacketBuilder::ethernet2(POD_MAC_SRC, GW_MAC_SRC)
-        .ipv4(src.octets(), dst.octets(), 64)
-        .tcp(40000, 8080, 1, 64000);
-    let payload = b"hello";
-    let mut frame = Vec::with_capacity(builder.size(payload.len()));
-    builder.write(&mut frame, payload).unwrap();
-    frame
-}
-
-fn udp_frame(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
-    let builder = PacketBuilder::ethernet2(POD_MAC_SRC, GW_MAC_SRC)
-        .ipv4(src.octets(), dst.octets(), 64)
-        .udp(40000, 53);
-    let mut frame = Vec::new();
-    builder.write(&mut frame, b"query").unwrap();
-    frame
-}
-
-fn arp_frame() -> Vec<u8> {
-    let mut frame = vec![0xff; 6];
-    frame.extend_from_slice(&POD_MAC_SRC);
-    frame.extend_from_slice(&[0x08, 0x06]);
-    frame.extend_from_slice(&[0u8; 28]);
-    frame
-}
-
-fn with_ip_byte(mut frame: Vec<u8>, offset: usize, value: u8) -> Vec<u8> {
-    frame[14 + offset] = value;
-    frame
-}
 
 fn loaded() -> Dataplane {
     require_root();
     let mut dataplane = Dataplane::load(&LoadOptions::default()).expect("loading the eBPF object");
-    for (addr, ifindex, pod_mac, host_mac) in [
-        (SRC, TEST_RUN_IFINDEX, POD_MAC_SRC, GW_MAC_SRC),
-        (DST, 77, POD_MAC_DST, GW_MAC_DST),
-    ] {
-        dataplane
-            .upsert_endpoint(&Endpoint {
-                addr,
-                host_ifindex: ifindex,
-                pod_mac,
-                host_mac,
-            })
-            .unwrap();
-    }
+    frames::register_pods(&mut dataplane);
     dataplane
 }
 
@@ -111,55 +60,55 @@ fn from_pod_fixture_table() {
     let cases = [
         Case {
             description: "TCP to a local pod is redirected",
-            frame: tcp_frame(SRC, DST),
+            frame: tcp(SRC, DST),
             verdict: TC_ACT_REDIRECT,
             reason: Reason::DeliveredLocal,
         },
         Case {
             description: "UDP to a local pod is redirected",
-            frame: udp_frame(SRC, DST),
+            frame: udp(SRC, DST),
             verdict: TC_ACT_REDIRECT,
             reason: Reason::DeliveredLocal,
         },
         Case {
             description: "unknown destination goes to the stack",
-            frame: tcp_frame(SRC, Ipv4Addr::new(192, 0, 2, 1)),
+            frame: tcp(SRC, Ipv4Addr::new(192, 0, 2, 1)),
             verdict: TC_ACT_OK,
             reason: Reason::PassToStack,
         },
         Case {
             description: "ARP goes to the stack",
-            frame: arp_frame(),
+            frame: arp(),
             verdict: TC_ACT_OK,
             reason: Reason::PassNonIpv4,
         },
         Case {
             description: "unregistered source is a spoof",
-            frame: tcp_frame(Ipv4Addr::new(10, 244, 0, 99), DST),
+            frame: tcp(Ipv4Addr::new(10, 244, 0, 99), DST),
             verdict: TC_ACT_SHOT,
             reason: Reason::DropSpoofedSource,
         },
         Case {
             description: "source of another pod's interface is a spoof",
-            frame: tcp_frame(DST, SRC),
+            frame: tcp(DST, SRC),
             verdict: TC_ACT_SHOT,
             reason: Reason::DropSpoofedSource,
         },
         Case {
             description: "IPv4 total length beyond the frame",
-            frame: with_ip_byte(tcp_frame(SRC, DST), 2, 0x40),
+            frame: with_ip_byte(tcp(SRC, DST), 2, 0x40),
             verdict: TC_ACT_SHOT,
             reason: Reason::DropTruncatedIpv4,
         },
         Case {
             description: "IP version 6 in an IPv4 EtherType",
-            frame: with_ip_byte(tcp_frame(SRC, DST), 0, 0x65),
+            frame: with_ip_byte(tcp(SRC, DST), 0, 0x65),
             verdict: TC_ACT_SHOT,
             reason: Reason::DropMalformedIpv4,
         },
         Case {
             description: "IPv4 header length under 20 bytes",
-            frame: with_ip_byte(tcp_frame(SRC, DST), 0, 0x44),
+            frame: with_ip_byte(tcp(SRC, DST), 0, 0x44),
             verdict: TC_ACT_SHOT,
             reason: Reason::DropMalformedIpv4,
         },
@@ -212,7 +161,7 @@ fn kernel_refuses_test_run_frames_with_truncated_headers() {
     // pins the kernel behaviour so the split of coverage stays honest.
     let mut dataplane = loaded();
     let program = dataplane.from_pod_program().unwrap();
-    for frame in [vec![0u8; 10], tcp_frame(SRC, DST)[..14 + 12].to_vec()] {
+    for frame in [vec![0u8; 10], tcp(SRC, DST)[..14 + 12].to_vec()] {
         let mut options = TestRunOptions::new();
         options.data_in = Some(&frame);
         assert!(
@@ -226,7 +175,7 @@ fn kernel_refuses_test_run_frames_with_truncated_headers() {
 #[test]
 fn repeated_runs_count_every_packet() {
     let mut dataplane = loaded();
-    let frame = tcp_frame(SRC, DST);
+    let frame = tcp(SRC, DST);
     let before = counter(&dataplane, Reason::DeliveredLocal);
     let program = dataplane.from_pod_program().unwrap();
     let mut out = vec![0u8; frame.len() + 64];

@@ -121,6 +121,19 @@ fn tour(lab: &Lab) -> Result<()> {
         "exec",
         &[&a.key, "--", "ping", "-c", "3", &b_ip],
     )?;
+    let status: Value = serde_json::from_str(&json).context("reading the lab's JSON status")?;
+    if let Some(node) = status["nodes"][0]["name"].as_str() {
+        lab.run(
+            "IP forwarding is off on the node: only strait's eBPF program moved those packets",
+            "exec",
+            &[
+                &format!("node/{node}"),
+                "--",
+                "cat",
+                "/proc/sys/net/ipv4/ip_forward",
+            ],
+        )?;
+    }
     lab.run("the agent's endpoint table", "endpoints", &[])?;
     lab.run("the agent's counters", "metrics", &[])?;
     Ok(())
@@ -147,7 +160,7 @@ fn heading(what: &str) {
 }
 
 /// A pod as the demo needs it: `namespace/name`, address, first TCP and first UDP port.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Pod {
     key: String,
     ip: IpAddr,
@@ -155,7 +168,8 @@ struct Pod {
     udp: Option<u16>,
 }
 
-/// The first two pods of `strait lab status -o json`.
+/// Two pods of `strait lab status -o json`: B is the first pod with a UDP port (so the tour can show UDP
+/// too), else the second pod; A is the first pod that is not B.
 fn two_pods(json: &str) -> Result<[Pod; 2]> {
     let status: Value =
         serde_json::from_str(json).context("`strait lab status -o json` printed invalid JSON")?;
@@ -168,7 +182,16 @@ fn two_pods(json: &str) -> Result<[Pod; 2]> {
         "the demo needs two pods, the lab has {}: add pods to examples/",
         pods.len()
     );
-    Ok([Pod::from_json(&pods[0])?, Pod::from_json(&pods[1])?])
+    // Pods without an address yet cannot be probed; the rest are candidates.
+    let pods: Vec<Pod> = pods.iter().filter_map(|p| Pod::from_json(p).ok()).collect();
+    ensure!(
+        pods.len() >= 2,
+        "the demo needs two running pods, the lab has {}",
+        pods.len()
+    );
+    let b = pods.iter().position(|p| p.udp.is_some()).unwrap_or(1);
+    let a = usize::from(b == 0);
+    Ok([pods[a].clone(), pods[b].clone()])
 }
 
 impl Pod {
@@ -230,7 +253,7 @@ mod tests {
     }"#;
 
     #[test]
-    fn picks_the_first_two_pods_and_their_ports() {
+    fn picks_a_udp_pod_as_b_and_another_as_a() {
         let [a, b] = two_pods(STATUS).unwrap();
         assert_eq!(a.key, "default/client");
         assert_eq!(a.ip, "10.244.1.2".parse::<IpAddr>().unwrap());

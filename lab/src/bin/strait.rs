@@ -5,10 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use strait_lab::{
-    cluster::{self, Lab},
-    probe, status, workload,
-};
+use strait_lab::{cluster::Lab, probe, status, workload};
 use tracing_subscriber::EnvFilter;
 
 /// strait: eBPF networking for Kubernetes.
@@ -279,7 +276,7 @@ fn report_probe(answer: Result<String, String>, blocked_word: bool) -> ExitCode 
 }
 
 fn tear_down(lab: &str) -> anyhow::Result<()> {
-    let report = cluster::down(lab)?;
+    let report = strait_lab::down(lab)?;
     let note = if report.existed {
         ""
     } else {

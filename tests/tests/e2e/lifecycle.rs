@@ -154,7 +154,7 @@ fn down_leaves_nothing_named_after_the_lab() {
     );
     assert!(Path::new(DEFAULT_BPFFS).join("strait").join(&node).exists());
 
-    let report = strait_lab::cluster::down(&guard.name).unwrap();
+    let report = strait_lab::down(&guard.name).unwrap();
     assert!(report.existed);
     assert!(
         report.namespaces >= 5,
@@ -185,7 +185,7 @@ fn down_leaves_nothing_named_after_the_lab() {
         "the lab touched the root namespace's links"
     );
     // A second down finds nothing and still succeeds.
-    assert!(!strait_lab::cluster::down(&guard.name).unwrap().existed);
+    assert!(!strait_lab::down(&guard.name).unwrap().existed);
 }
 
 fn links_in_root() -> Vec<String> {
