@@ -11,7 +11,7 @@ use strait_abi::{EndpointInfo, EndpointKey, Reason};
 
 use crate::{
     maps::ENDPOINT_V1,
-    parse::{ETH_DST, Frame, parse},
+    parse::{ETH_LEN, Frame, bytes_at, parse},
 };
 
 /// Verdict for a dropped packet.
@@ -41,12 +41,14 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
     Ok((Reason::DeliveredLocal, verdict as i32))
 }
 
-/// Writes destination = pod MAC, source = the pod's gateway MAC (its host-side veth).
+/// Writes destination = pod MAC, source = the pod's gateway MAC (its host-side veth), in place.
 #[inline(always)]
 fn rewrite_macs(ctx: &TcContext, dst: &EndpointInfo) -> Result<(), Reason> {
-    let mut macs = [0u8; 12];
-    macs[..6].copy_from_slice(&dst.pod_mac);
-    macs[6..].copy_from_slice(&dst.host_mac);
-    ctx.store(ETH_DST, &macs, 0)
-        .map_err(|_| Reason::DropRewriteFailed)
+    let eth = bytes_at(ctx, 0, ETH_LEN).ok_or(Reason::DropRewriteFailed)?;
+    // SAFETY: `bytes_at` checked the 14 Ethernet bytes are in bounds; tc makes the data writable.
+    unsafe {
+        core::ptr::write_unaligned(eth.cast::<[u8; 6]>(), dst.pod_mac);
+        core::ptr::write_unaligned(eth.add(6).cast::<[u8; 6]>(), dst.host_mac);
+    }
+    Ok(())
 }

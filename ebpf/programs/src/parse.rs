@@ -1,17 +1,18 @@
-//! Header parsing with bounds checks: every read goes through `bpf_skb_load_bytes`, so a short or malformed
-//! frame yields a drop reason instead of an out-of-bounds read.
+//! Header parsing with bounds checks. Headers are read by direct packet access after a `data_end` check
+//! (pulling them into the linear area first when they are not there); a frame too short for a header
+//! yields a drop reason instead of an out-of-bounds read.
 
 use aya_ebpf::programs::TcContext;
 use strait_abi::Reason;
 
 /// Length of an Ethernet header.
 pub const ETH_LEN: usize = 14;
-/// Offset of the destination MAC.
-pub const ETH_DST: usize = 0;
 /// EtherType of IPv4, as read from the wire.
 const ETH_P_IPV4: [u8; 2] = [0x08, 0x00];
 /// Length of an IPv4 header without options.
 const IPV4_MIN_LEN: usize = 20;
+/// Bytes the parser needs in the linear area: Ethernet plus a minimal IPv4 header.
+const HEADERS_LEN: usize = ETH_LEN + IPV4_MIN_LEN;
 
 /// The IPv4 fields the data path uses (addresses in network byte order).
 pub struct Ipv4 {
@@ -25,6 +26,16 @@ pub enum Frame {
     Other,
 }
 
+/// A pointer to `len` bytes at `offset` in the linear packet data, if they are there.
+#[inline(always)]
+pub fn bytes_at(ctx: &TcContext, offset: usize, len: usize) -> Option<*mut u8> {
+    let start = ctx.data();
+    if start + offset + len > ctx.data_end() {
+        return None;
+    }
+    Some((start + offset) as *mut u8)
+}
+
 /// Parses the Ethernet and IPv4 headers.
 #[inline(always)]
 pub fn parse(ctx: &TcContext) -> Result<Frame, Reason> {
@@ -32,14 +43,19 @@ pub fn parse(ctx: &TcContext) -> Result<Frame, Reason> {
     if len < ETH_LEN {
         return Err(Reason::DropTruncatedEthernet);
     }
-    let ethertype: [u8; 2] = ctx.load(12).map_err(|_| Reason::DropTruncatedEthernet)?;
+    if bytes_at(ctx, 0, HEADERS_LEN.min(len)).is_none() {
+        // Headers outside the linear area: pull what exists of them in, then read directly.
+        let _ = ctx.pull_data(HEADERS_LEN.min(len) as u32);
+    }
+    let eth = bytes_at(ctx, 0, ETH_LEN).ok_or(Reason::DropTruncatedEthernet)?;
+    // SAFETY: `bytes_at` checked that ETH_LEN bytes are in bounds.
+    let ethertype = unsafe { [*eth.add(12), *eth.add(13)] };
     if ethertype != ETH_P_IPV4 {
         return Ok(Frame::Other);
     }
-    if len < ETH_LEN + IPV4_MIN_LEN {
-        return Err(Reason::DropTruncatedIpv4);
-    }
-    let header: [u8; IPV4_MIN_LEN] = ctx.load(ETH_LEN).map_err(|_| Reason::DropTruncatedIpv4)?;
+    let ip = bytes_at(ctx, ETH_LEN, IPV4_MIN_LEN).ok_or(Reason::DropTruncatedIpv4)?;
+    // SAFETY: `bytes_at` checked that IPV4_MIN_LEN bytes are in bounds.
+    let header: [u8; IPV4_MIN_LEN] = unsafe { core::ptr::read_unaligned(ip.cast()) };
     let version = header[0] >> 4;
     let header_len = usize::from(header[0] & 0x0f) * 4;
     let total_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
