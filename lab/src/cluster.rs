@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
 use strait_dataplane::{bpffs, netns};
 
@@ -21,7 +22,7 @@ use crate::{
     names::LabNames,
     network,
     process::{self, Placement},
-    state::{LabState, NodeRecord, PodRecord},
+    state::{LabState, NodeRecord},
 };
 
 /// Port of each agent's HTTP server inside its node namespace.
@@ -298,48 +299,38 @@ impl Lab {
                         self.create_pod(&spec)?;
                     }
                 }
-                Object::Deployment(deployment) => {
-                    let key = format!("{}/{}", object.namespace(), object.name());
-                    let replicas = manifests::deployment_replicas(deployment);
-                    let hash = manifests::pod_template_hash(&deployment.spec.template);
-                    let outdated: Vec<PodRecord> = self
-                        .state
-                        .pods
-                        .iter()
-                        .filter(|p| {
-                            p.owner.as_deref() == Some(&key)
-                                && p.template_hash.as_deref() != Some(&hash)
-                        })
-                        .cloned()
-                        .collect();
-                    for pod in outdated {
-                        self.delete_pod(&pod)?;
-                    }
-                    let current: Vec<PodRecord> = self
-                        .state
-                        .pods
-                        .iter()
-                        .filter(|p| p.owner.as_deref() == Some(&key))
-                        .cloned()
-                        .collect();
-                    for surplus in current.iter().skip(replicas) {
-                        self.delete_pod(surplus)?;
-                    }
-                    let existing: BTreeSet<String> =
-                        self.state.pods.iter().map(|p| p.name.clone()).collect();
-                    for spec in manifests::pods_for_deployment(
-                        deployment,
-                        &existing,
-                        replicas.saturating_sub(current.len()),
-                    ) {
-                        self.create_pod(&spec)?;
-                    }
-                    self.state.deployments.insert(key, (replicas, hash));
-                    self.save()?;
-                }
+                Object::Deployment(deployment) => self.reconcile_deployment(object, deployment)?,
             }
         }
         Ok(())
+    }
+
+    /// Makes the pods of a Deployment match it: pods of an older template are replaced, surplus pods
+    /// removed, missing ones created.
+    fn reconcile_deployment(
+        &mut self,
+        object: &Object,
+        deployment: &Deployment,
+    ) -> Result<(), LabError> {
+        let key = format!("{}/{}", object.namespace(), object.name());
+        let replicas = manifests::deployment_replicas(deployment);
+        let hash = manifests::pod_template_hash(&deployment.spec.template);
+        for pod in self.state.pods_owned_by(&key) {
+            if pod.template_hash.as_deref() != Some(&hash) {
+                self.delete_pod(&pod)?;
+            }
+        }
+        let current = self.state.pods_owned_by(&key);
+        for surplus in current.iter().skip(replicas) {
+            self.delete_pod(surplus)?;
+        }
+        let existing: BTreeSet<String> = self.state.pods.iter().map(|p| p.name.clone()).collect();
+        let missing = replicas.saturating_sub(current.len());
+        for spec in manifests::pods_for_deployment(deployment, &existing, missing) {
+            self.create_pod(&spec)?;
+        }
+        self.state.deployments.insert(key, (replicas, hash));
+        self.save()
     }
 
     /// Deletes every object named in `path`.
@@ -358,14 +349,7 @@ impl Lab {
                     }
                 }
                 Object::Deployment(_) => {
-                    let owned: Vec<PodRecord> = self
-                        .state
-                        .pods
-                        .iter()
-                        .filter(|p| p.owner.as_deref() == Some(&key))
-                        .cloned()
-                        .collect();
-                    for pod in owned {
+                    for pod in self.state.pods_owned_by(&key) {
                         self.delete_pod(&pod)?;
                     }
                     self.state.deployments.remove(&key);

@@ -83,6 +83,15 @@ impl LabState {
         self.pods.iter().find(|p| p.id() == id)
     }
 
+    /// Pods whose owner is `owner` (`namespace/name` of a Deployment).
+    pub fn pods_owned_by(&self, owner: &str) -> Vec<PodRecord> {
+        self.pods
+            .iter()
+            .filter(|p| p.owner.as_deref() == Some(owner))
+            .cloned()
+            .collect()
+    }
+
     /// The node named `name`.
     pub fn node(&self, name: &str) -> Option<&NodeRecord> {
         self.nodes.iter().find(|n| n.name == name)

@@ -1,6 +1,7 @@
 //! End-to-end suites on real namespaces, veths and eBPF programs: a lab cluster per test (unique names,
 //! torn down by guards even on failure). One test binary; each file is one concern.
 
+mod apply;
 mod cni;
 mod datapath;
 mod lifecycle;
