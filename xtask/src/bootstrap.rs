@@ -27,11 +27,7 @@ const NIGHTLY_LLVM_PREFIX: &str = "libLLVM.so.22";
 const NIGHTLY_LLVM_SUFFIX: &str = "-nightly";
 
 /// (command, Debian package providing it): a package is installed when its command is not on PATH.
-const PACKAGES: &[(&str, &str)] = &[
-    ("ip", "iproute2"),
-    ("ping", "iputils-ping"),
-    ("bpftool", "bpftool"),
-];
+const PACKAGES: &[(&str, &str)] = &[("ip", "iproute2"), ("ping", "iputils-ping")];
 
 /// Installs whatever is missing and says what it did.
 pub fn run(ws: &Workspace) -> Result<()> {
