@@ -1,0 +1,44 @@
+//! Service load-balancing entries as the data path sees them: a virtual address and port with an ordered
+//! list of backends. This is the domain type the control plane produces; the typed map access that
+//! programs it into the kernel lives beside it.
+
+use std::net::Ipv4Addr;
+
+/// Transport protocol of a service port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum L4Proto {
+    Tcp,
+    Udp,
+}
+
+impl L4Proto {
+    /// IANA protocol number.
+    pub const fn number(self) -> u8 {
+        match self {
+            L4Proto::Tcp => 6,
+            L4Proto::Udp => 17,
+        }
+    }
+}
+
+/// A service frontend: virtual IP, port and protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub proto: L4Proto,
+}
+
+/// One backend of a service frontend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Backend {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+}
+
+/// A frontend and its backends, in slot order (the order is part of the entry: same order, same slots).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceEntry {
+    pub key: ServiceKey,
+    pub backends: Vec<Backend>,
+}
