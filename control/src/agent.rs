@@ -13,6 +13,7 @@ use crate::{
     config::AgentConfig,
     endpoints::EndpointManager,
     http::{self, HttpState},
+    services,
 };
 
 /// Runs the agent until a termination signal.
@@ -26,6 +27,16 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     .context("loading the eBPF data path")?;
     tracing::info!(pins = %config.pin_dir().display(), "data path loaded");
     let netlink = Netlink::connect().context("opening netlink")?;
+    let mut dataplane = dataplane;
+    if let Some(cgroup) = &config.cgroup {
+        dataplane.attach_socket_lb(cgroup).with_context(|| {
+            format!(
+                "attaching socket load balancing to cgroup {}",
+                cgroup.display()
+            )
+        })?;
+        tracing::info!(cgroup = %cgroup.display(), "socket load balancing attached");
+    }
     let mut manager = EndpointManager::new(&config, dataplane, netlink)?;
     let report = manager.restore().await.context("restoring endpoints")?;
     tracing::info!(
@@ -42,12 +53,18 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         .with_context(|| format!("listening for HTTP on {}", config.http_addr))?;
     tracing::info!(socket = %config.socket.display(), http = %config.http_addr, "serving");
     let api_task = tokio::spawn(api::serve(socket, manager.clone()));
+    let clock = services::SyncClock::default();
+    let sync_task = config.manifests.clone().map(|dir| {
+        let (node, manager, clock) = (config.node_name.clone(), manager.clone(), clock.clone());
+        tokio::spawn(services::run(dir, node, manager, clock))
+    });
     let http_task = tokio::spawn(http::serve(
         http_listener,
         HttpState {
             node: config.node_name.clone(),
             endpoint_capacity: config.endpoint_capacity,
             manager: manager.clone(),
+            sync_clock: clock.clone(),
         },
     ));
 
@@ -61,6 +78,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     }
     api_task.abort();
     http_task.abort();
+    if let Some(task) = sync_task {
+        task.abort();
+    }
     // Wait for an in-flight request to finish before leaving.
     let _guard = manager.lock().await;
     let _ = std::fs::remove_file(&config.socket);

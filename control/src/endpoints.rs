@@ -340,6 +340,11 @@ impl EndpointManager {
         &self.dataplane
     }
 
+    /// The dataplane, for the service sync (which shares it with the endpoints).
+    pub fn dataplane_mut(&mut self) -> &mut Dataplane {
+        &mut self.dataplane
+    }
+
     /// (addresses used, addresses available) in the pod CIDR.
     pub fn ipam_usage(&self) -> (usize, usize) {
         (self.ipam.used(), self.ipam.capacity())

@@ -12,6 +12,7 @@ use tokio::{
 use crate::{
     endpoints::EndpointManager,
     metrics::{AgentGauges, render},
+    services::SyncClock,
 };
 
 const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -22,6 +23,7 @@ pub struct HttpState {
     pub node: String,
     pub endpoint_capacity: u32,
     pub manager: Arc<Mutex<EndpointManager>>,
+    pub sync_clock: SyncClock,
 }
 
 /// Serves HTTP until the task is dropped.
@@ -82,6 +84,11 @@ async fn handle(mut stream: TcpStream, state: &HttpState) -> std::io::Result<()>
 async fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, String) {
     match path.split('?').next().unwrap_or_default() {
         "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
+        "/syncz" => (
+            "200 OK",
+            "text/plain",
+            format!("{}\n", state.sync_clock.last_ms()),
+        ),
         "/metrics" => {
             let manager = state.manager.lock().await;
             let (ipam_used, ipam_capacity) = manager.ipam_usage();

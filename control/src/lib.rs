@@ -9,7 +9,9 @@ pub mod endpoints;
 pub mod http;
 pub mod ipam;
 pub mod metrics;
+pub mod model;
 pub mod naming;
+pub mod services;
 pub mod store;
 
 pub use agent::run;

@@ -10,7 +10,14 @@ use aya::programs::{
     tc::{SchedClassifierLink, TcAttachOptions},
 };
 
-use crate::{Dataplane, DataplaneError, loader::FROM_POD};
+use std::path::Path;
+
+use aya::programs::CgroupAttachMode;
+
+use crate::{
+    Dataplane, DataplaneError,
+    loader::{FROM_POD, SOCK_LB_PROGRAMS, sock_program_mut},
+};
 
 impl Dataplane {
     /// Attaches from-pod to tcx ingress of `ifname` (in the calling thread's namespace), adopting a pinned
@@ -35,6 +42,47 @@ impl Dataplane {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Attaches the socket load-balancing programs to the cgroup at `cgroup` (every process below it is
+    /// served). Make-before-break: the new link is attached before a pinned old one is released; while both
+    /// run, the second sees an address that is no service any more and leaves it alone.
+    pub fn attach_socket_lb(&mut self, cgroup: &Path) -> Result<(), DataplaneError> {
+        for name in SOCK_LB_PROGRAMS {
+            let pin = self.link_pin_path(name, "cgroup");
+            let dir = std::fs::File::open(cgroup).map_err(|e| {
+                DataplaneError::io(format!("opening cgroup {}", cgroup.display()), e)
+            })?;
+            let program = sock_program_mut(&mut self.ebpf, name)?;
+            let id = program
+                // bpf_link_create takes no attach flags: cgroup links always coexist with other links.
+                .attach(&dir, CgroupAttachMode::Single)
+                .map_err(|source| DataplaneError::Program { name, source })?;
+            let Some(pin) = pin else {
+                continue;
+            };
+            let link = program
+                .take_link(id)
+                .map_err(|source| DataplaneError::Program { name, source })?;
+            let fd_link = FdLink::try_from(link).map_err(|e| DataplaneError::LinkPin {
+                path: pin.clone(),
+                message: e.to_string(),
+            })?;
+            match std::fs::remove_file(&pin) {
+                Ok(()) => tracing::debug!(program = name, "replaced the pinned cgroup link"),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(DataplaneError::io(format!("removing {}", pin.display()), e)),
+            }
+            if let Some(parent) = pin.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| DataplaneError::io(format!("creating {}", parent.display()), e))?;
+            }
+            fd_link.pin(&pin).map_err(|e| DataplaneError::LinkPin {
+                path: pin.clone(),
+                message: e.to_string(),
+            })?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod loader;
 pub mod netlink;
 pub mod netns;
+pub mod service_maps;
 pub mod services;
 pub mod stats;
 pub mod sysctl;

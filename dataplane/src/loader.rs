@@ -9,7 +9,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{ProgramError, SchedClassifier},
+    programs::{CgroupSockAddr, ProgramError, SchedClassifier},
 };
 use strait_abi::maps::{ALL_MAPS, ENDPOINT_MAP, ENDPOINT_MAP_DEFAULT_CAPACITY};
 
@@ -17,6 +17,13 @@ use crate::{DataplaneError, EBPF_OBJECT};
 
 /// Name of the from-pod program in the object.
 pub const FROM_POD: &str = "from_pod";
+/// The socket-level load-balancing programs, attached to the node's cgroup.
+pub const SOCK_LB_PROGRAMS: [&str; 4] = [
+    "sock_connect4",
+    "sock_sendmsg4",
+    "sock_recvmsg4",
+    "sock_getpeername4",
+];
 
 /// How to load the dataplane.
 #[derive(Clone, Debug)]
@@ -76,6 +83,11 @@ impl Dataplane {
             name: FROM_POD,
             source,
         })?;
+        for name in SOCK_LB_PROGRAMS {
+            sock_program_mut(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+        }
         Ok(Self {
             ebpf,
             pin_dir: options.pin_dir.clone(),
@@ -104,6 +116,18 @@ impl Dataplane {
             )),
         }
     }
+}
+
+pub(crate) fn sock_program_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut CgroupSockAddr, DataplaneError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(DataplaneError::ProgramMissing { name })?;
+    program
+        .try_into()
+        .map_err(|source: ProgramError| DataplaneError::Program { name, source })
 }
 
 fn program_mut<'a>(

@@ -49,13 +49,23 @@ fn remove_dir_tree(dir: &Path) -> Result<(), LabError> {
             remove_dir_tree(&entry.path())?;
         }
     }
-    match fs::remove_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(LabError::io(
-            format!("removing cgroup {}", dir.display()),
-            e,
-        )),
+    // A killed process stays in its cgroup until its parent reaps it, so give the reaper a moment.
+    let mut attempts = 0;
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempts < 150 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => {
+                return Err(LabError::io(
+                    format!("removing cgroup {}", dir.display()),
+                    e,
+                ));
+            }
+        }
     }
 }
 

@@ -104,12 +104,18 @@ impl Lab {
         Ok(lab)
     }
 
+    /// The directory where the lab publishes the cluster's objects for the agents (as an API server would
+    /// serve them).
+    pub fn cluster_dir(&self) -> PathBuf {
+        self.names.run_dir().join("cluster")
+    }
+
     pub(crate) fn save(&self) -> Result<(), LabError> {
         self.state.save(&state_path(&self.names))
     }
 
     fn build(&mut self, nodes: usize) -> Result<(), LabError> {
-        fs::create_dir_all(self.names.run_dir())
+        fs::create_dir_all(self.cluster_dir())
             .map_err(|e| LabError::io("creating the lab directory", e))?;
         self.save()?;
         bpffs::ensure_mounted(Path::new(bpffs::DEFAULT_BPFFS))?;
@@ -142,7 +148,7 @@ impl Lab {
         for node in &self.state.nodes {
             self.wait_agent_healthy(node)?;
         }
-        Ok(())
+        self.publish()
     }
 
     fn start_agent(&self, index: usize, node_ns: &Path) -> Result<NodeRecord, LabError> {
@@ -180,6 +186,10 @@ impl Lab {
             .arg(dir.join("state"))
             .arg("--http-addr")
             .arg(format!("0.0.0.0:{AGENT_HTTP_PORT}"))
+            .arg("--cgroup")
+            .arg(cgroup::path(&format!("{}/{node}", self.names.cgroup()))?)
+            .arg("--manifests")
+            .arg(self.cluster_dir())
             .env("STRAIT_LAB", &self.names.lab)
             .env(
                 "RUST_LOG",
@@ -286,7 +296,9 @@ impl Lab {
                 Object::Namespace(_) => {}
                 Object::Service(service) => {
                     let key = format!("{}/{}", object.namespace(), object.name());
-                    self.state.services.insert(key, service.clone());
+                    let mut service = service.clone();
+                    keep_cluster_ip(self.state.services.get(&key), &mut service);
+                    self.state.services.insert(key, service);
                     self.save()?;
                 }
                 Object::Pod(pod) => {
@@ -302,7 +314,7 @@ impl Lab {
                 Object::Deployment(deployment) => self.reconcile_deployment(object, deployment)?,
             }
         }
-        Ok(())
+        self.publish()
     }
 
     /// Makes the pods of a Deployment match it: pods of an older template are replaced, surplus pods
@@ -357,7 +369,7 @@ impl Lab {
             }
             self.save()?;
         }
-        Ok(())
+        self.publish()
     }
 
     /// Where `who` runs: `NS/POD`, `node/NAME` or `external`.
@@ -461,5 +473,22 @@ impl Lab {
                 .trim()
                 .to_owned()))
         }
+    }
+}
+
+/// A re-applied Service keeps the ClusterIP it was given unless the manifest asks for one.
+fn keep_cluster_ip(
+    old: Option<&k8s_openapi::api::core::v1::Service>,
+    new: &mut k8s_openapi::api::core::v1::Service,
+) {
+    let asked = new
+        .spec
+        .as_ref()
+        .and_then(|s| s.cluster_ip.as_deref())
+        .is_some_and(|ip| !ip.is_empty());
+    let old_spec = old.and_then(|s| s.spec.as_ref());
+    if let (false, Some(old_spec), Some(spec)) = (asked, old_spec, new.spec.as_mut()) {
+        spec.cluster_ip.clone_from(&old_spec.cluster_ip);
+        spec.cluster_ips.clone_from(&old_spec.cluster_ips);
     }
 }

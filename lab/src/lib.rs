@@ -5,12 +5,14 @@
 pub mod cgroup;
 pub mod cluster;
 pub mod cni_exec;
+pub mod controlplane;
 pub mod manifests;
 pub mod names;
 pub mod network;
 pub mod pods;
 pub mod probe;
 pub mod process;
+pub mod publish;
 pub mod state;
 pub mod status;
 pub mod teardown;

@@ -39,6 +39,14 @@ struct Args {
     /// Capacity of the ENDPOINT map (pods this node can hold).
     #[arg(long, default_value_t = 16_384)]
     endpoint_capacity: u32,
+    /// cgroup v2 directory whose processes (pods and node) get socket-level service load balancing
+    /// [default: off]. On a real node this is the cgroup2 root.
+    #[arg(long)]
+    cgroup: Option<PathBuf>,
+    /// Directory of Kubernetes objects (Services, EndpointSlices) to serve, watched for changes; files
+    /// replaced atomically are picked up, a bad file is reported by name and skipped.
+    #[arg(long)]
+    manifests: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -71,6 +79,8 @@ fn main() -> anyhow::Result<()> {
         bpffs: args.bpffs,
         http_addr: args.http_addr,
         endpoint_capacity: args.endpoint_capacity,
+        cgroup: args.cgroup,
+        manifests: args.manifests,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -7,7 +7,12 @@
 
 pub mod endpoint;
 pub mod maps;
+pub mod service;
 pub mod stats;
 
 pub use endpoint::{EndpointInfo, EndpointKey};
+pub use service::{
+    BackendAddr, BackendSlotKey, ServiceFrontend, ServiceFrontendKey, SockRevNatKey,
+    SockRevNatValue,
+};
 pub use stats::{Direction, Program, Reason, StatsValue, stats_index};

@@ -6,8 +6,28 @@ pub const ENDPOINT_MAP: &str = "ENDPOINT_V1";
 /// Per-CPU packet/byte counters indexed by [`crate::stats_index`].
 pub const STATS_MAP: &str = "STATS_V1";
 
+/// Service frontends: [`crate::ServiceFrontendKey`] -> [`crate::ServiceFrontend`].
+pub const SVC_MAP: &str = "SVC_V1";
+/// Backend slots: [`crate::BackendSlotKey`] -> [`crate::BackendAddr`].
+pub const SVC_SLOT_MAP: &str = "SVC_SLOT_V1";
+/// Socket-level reverse translation (LRU): [`crate::SockRevNatKey`] -> [`crate::SockRevNatValue`].
+pub const SOCK_REVNAT_MAP: &str = "SOCK_REVNAT_V1";
+
+/// Default number of service frontends.
+pub const SVC_MAP_DEFAULT_CAPACITY: u32 = 65_536;
+/// Default number of backend slots over all frontends.
+pub const SVC_SLOT_MAP_DEFAULT_CAPACITY: u32 = 262_144;
+/// Default number of remembered socket translations (LRU: the oldest are evicted).
+pub const SOCK_REVNAT_MAP_DEFAULT_CAPACITY: u32 = 262_144;
+
 /// Default number of endpoints a node can hold (overridable at load time).
 pub const ENDPOINT_MAP_DEFAULT_CAPACITY: u32 = 16_384;
 
 /// Every map the object declares, in the order the loader pins them.
-pub const ALL_MAPS: [&str; 2] = [ENDPOINT_MAP, STATS_MAP];
+pub const ALL_MAPS: [&str; 5] = [
+    ENDPOINT_MAP,
+    STATS_MAP,
+    SVC_MAP,
+    SVC_SLOT_MAP,
+    SOCK_REVNAT_MAP,
+];

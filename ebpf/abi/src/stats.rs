@@ -10,15 +10,18 @@
 pub enum Program {
     /// tcx ingress on the host side of a pod's veth: traffic leaving a pod.
     FromPod = 0,
+    /// cgroup socket hooks: service translation at connect/sendmsg time.
+    SockLb = 1,
 }
 
 impl Program {
     /// Every program, for user space iteration.
-    pub const ALL: [Program; 1] = [Program::FromPod];
+    pub const ALL: [Program; 2] = [Program::FromPod, Program::SockLb];
     /// Stable label used in metrics.
     pub const fn label(self) -> &'static str {
         match self {
             Program::FromPod => "from-pod",
+            Program::SockLb => "sock-lb",
         }
     }
 }
@@ -55,6 +58,8 @@ pub enum Reason {
     PassToStack = 1,
     /// Not IPv4 (ARP, IPv6, ...): handed to the node's stack unchanged.
     PassNonIpv4 = 2,
+    /// A socket's service address was translated to a backend.
+    ServiceTranslated = 3,
     /// Frame shorter than an Ethernet header.
     DropTruncatedEthernet = 16,
     /// Frame ends inside the IPv4 header.
@@ -65,6 +70,8 @@ pub enum Reason {
     DropSpoofedSource = 19,
     /// Rewriting the frame for delivery failed.
     DropRewriteFailed = 20,
+    /// A service with no backends: the connection is refused at once.
+    DropNoBackend = 21,
 }
 
 impl Reason {
@@ -73,15 +80,17 @@ impl Reason {
     /// Number of reason slots reserved per (program, direction).
     pub const SLOTS: u32 = 32;
     /// Every reason, for user space iteration.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 10] = [
         Reason::DeliveredLocal,
         Reason::PassToStack,
         Reason::PassNonIpv4,
+        Reason::ServiceTranslated,
         Reason::DropTruncatedEthernet,
         Reason::DropTruncatedIpv4,
         Reason::DropMalformedIpv4,
         Reason::DropSpoofedSource,
         Reason::DropRewriteFailed,
+        Reason::DropNoBackend,
     ];
 
     /// Whether this reason means the packet was dropped.
@@ -95,11 +104,13 @@ impl Reason {
             Reason::DeliveredLocal => "delivered_local",
             Reason::PassToStack => "pass_to_stack",
             Reason::PassNonIpv4 => "pass_non_ipv4",
+            Reason::ServiceTranslated => "service_translated",
             Reason::DropTruncatedEthernet => "truncated_ethernet",
             Reason::DropTruncatedIpv4 => "truncated_ipv4",
             Reason::DropMalformedIpv4 => "malformed_ipv4",
             Reason::DropSpoofedSource => "spoofed_source",
             Reason::DropRewriteFailed => "rewrite_failed",
+            Reason::DropNoBackend => "no_backend",
         }
     }
 }

@@ -10,9 +10,13 @@
 mod deliver;
 mod maps;
 mod parse;
+mod sock_lb;
 mod stats;
 
-use aya_ebpf::{macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    macros::{cgroup_sock_addr, classifier},
+    programs::{SockAddrContext, TcContext},
+};
 use strait_abi::{Direction, Program};
 
 /// tcx ingress on the host side of every pod veth: traffic leaving a pod.
@@ -28,6 +32,46 @@ pub fn from_pod(ctx: TcContext) -> i32 {
     };
     stats::count(Program::FromPod, reason, Direction::Egress, ctx.len());
     verdict
+}
+
+/// cgroup connect4: TCP and connected UDP to a service address go to a backend.
+#[cgroup_sock_addr(connect4)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's macro hands the context over by value"
+)]
+pub fn sock_connect4(ctx: SockAddrContext) -> i32 {
+    sock_lb::translate(&ctx)
+}
+
+/// cgroup sendmsg4: unconnected UDP to a service address goes to a backend.
+#[cgroup_sock_addr(sendmsg4)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's macro hands the context over by value"
+)]
+pub fn sock_sendmsg4(ctx: SockAddrContext) -> i32 {
+    sock_lb::translate(&ctx)
+}
+
+/// cgroup recvmsg4: UDP replies from a backend appear to come from the service address.
+#[cgroup_sock_addr(recvmsg4)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's macro hands the context over by value"
+)]
+pub fn sock_recvmsg4(ctx: SockAddrContext) -> i32 {
+    sock_lb::reverse(&ctx)
+}
+
+/// cgroup getpeername4: a connected socket's peer is the service address it asked for.
+#[cgroup_sock_addr(getpeername4)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's macro hands the context over by value"
+)]
+pub fn sock_getpeername4(ctx: SockAddrContext) -> i32 {
+    sock_lb::reverse(&ctx)
 }
 
 #[cfg(target_arch = "bpf")]

@@ -1,0 +1,429 @@
+//! Tests of [`service_entries`] and [`diff`], on objects built from YAML.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use strait_dataplane::services::{Backend, L4Proto, ServiceEntry, ServiceKey};
+
+use crate::model::objects::{ClusterObjects, parse_manifest};
+use crate::model::translate::{ServiceDiff, diff, service_entries};
+
+fn objects(yaml: &str) -> ClusterObjects {
+    parse_manifest(Path::new("test.yaml"), yaml)
+        .unwrap()
+        .objects
+}
+
+fn ip(text: &str) -> Ipv4Addr {
+    text.parse().unwrap()
+}
+
+fn key(vip: &str, port: u16, proto: L4Proto) -> ServiceKey {
+    ServiceKey {
+        vip: ip(vip),
+        port,
+        proto,
+    }
+}
+
+fn backends(list: &[(&str, u16)]) -> Vec<Backend> {
+    list.iter()
+        .map(|&(addr, port)| Backend {
+            addr: ip(addr),
+            port,
+        })
+        .collect()
+}
+
+fn entry(key: ServiceKey, list: &[(&str, u16)]) -> ServiceEntry {
+    ServiceEntry {
+        key,
+        backends: backends(list),
+    }
+}
+
+/// A Service in namespace `shop` with the given spec lines (indented by two).
+fn service(name: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n{spec}"
+    )
+}
+
+/// An EndpointSlice in namespace `shop` for Service `service`.
+fn slice(name: &str, service: &str, address_type: &str, rest: &str) -> String {
+    format!(
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  namespace: shop\n  \
+         labels: {{kubernetes.io/service-name: {service}}}\naddressType: {address_type}\n{rest}"
+    )
+}
+
+const WEB_PORTS: &str = "\
+ports:
+- {name: http, port: 8080, protocol: TCP}
+- {name: dns, port: 5353, protocol: UDP}
+- {name: sctp, port: 9, protocol: SCTP}
+";
+
+fn web() -> ClusterObjects {
+    let mut yaml = service(
+        "web",
+        "  clusterIP: 10.96.0.10\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n  \
+         - {name: dns, port: 53, protocol: UDP, targetPort: 5353}\n  - {name: sctp, port: 9, protocol: SCTP}\n",
+    );
+    yaml += &slice(
+        "web-abc",
+        "web",
+        "IPv4",
+        &format!(
+            "{WEB_PORTS}endpoints:\n\
+             - {{addresses: [10.244.1.5], conditions: {{ready: true}}, nodeName: node-1}}\n\
+             - {{addresses: [10.244.2.7], nodeName: node-2}}\n\
+             - {{addresses: [10.244.1.9], conditions: {{ready: false, serving: true, terminating: true}}, nodeName: node-1}}\n\
+             - {{addresses: [10.244.1.3], conditions: {{ready: false}}}}\n"
+        ),
+    );
+    // A second slice repeating one endpoint (as during a slice migration) and adding another.
+    yaml += &slice(
+        "web-def",
+        "web",
+        "IPv4",
+        &format!(
+            "{WEB_PORTS}endpoints:\n\
+             - {{addresses: [10.244.3.2], conditions: {{ready: true, serving: true, terminating: false}}}}\n\
+             - {{addresses: [10.244.1.5], conditions: {{ready: true}}, nodeName: node-1}}\n"
+        ),
+    );
+    // The IPv6 slice of a dual-stack Service is not this proxier's.
+    yaml += &slice(
+        "web-v6",
+        "web",
+        "IPv6",
+        "ports: [{name: http, port: 8080}]\nendpoints: [{addresses: ['fd00::5']}]\n",
+    );
+    // A slice of another Service, and a same-named Service's slice in another namespace.
+    yaml += &slice(
+        "other-1",
+        "other",
+        "IPv4",
+        "ports: [{name: http, port: 1}]\nendpoints: [{addresses: [10.9.9.9]}]\n",
+    );
+    yaml += "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-x\n  namespace: elsewhere\n  \
+             labels: {kubernetes.io/service-name: web}\naddressType: IPv4\nports: [{name: http, port: 1}]\n\
+             endpoints: [{addresses: [10.8.8.8]}]\n";
+    objects(&yaml)
+}
+
+#[test]
+fn named_tcp_and_udp_ports_take_the_ready_endpoints() {
+    let entries = service_entries(&web(), "node-1");
+    let ready = ["10.244.1.5", "10.244.2.7", "10.244.3.2"];
+    let with_port = |port| ready.iter().map(|&a| (a, port)).collect::<Vec<_>>();
+    assert_eq!(
+        entries,
+        [
+            entry(key("10.96.0.10", 53, L4Proto::Udp), &with_port(5353)),
+            entry(key("10.96.0.10", 80, L4Proto::Tcp), &with_port(8080)),
+        ],
+        "sorted by key; SCTP skipped; not-ready and terminating endpoints left out; \
+         duplicates merged; backends sorted; IPv6 and foreign slices ignored"
+    );
+}
+
+#[test]
+fn translation_is_deterministic() {
+    let objects = web();
+    assert_eq!(
+        service_entries(&objects, "n"),
+        service_entries(&objects.clone(), "n")
+    );
+}
+
+#[test]
+fn headless_and_external_name_services_have_no_frontends() {
+    let mut yaml = service(
+        "headless",
+        "  clusterIP: None\n  ports: [{name: http, port: 80}]\n",
+    );
+    yaml += &slice(
+        "headless-1",
+        "headless",
+        "IPv4",
+        "ports: [{name: http, port: 80}]\nendpoints: [{addresses: [10.244.1.5]}]\n",
+    );
+    yaml += &service(
+        "ext",
+        "  type: ExternalName\n  externalName: example.com\n  ports: [{port: 80}]\n",
+    );
+    yaml += &service(
+        "ext-with-ip",
+        "  type: ExternalName\n  clusterIP: 10.96.0.11\n  ports: [{port: 80}]\n",
+    );
+    yaml += &service("empty-ip", "  clusterIP: ''\n  ports: [{port: 80}]\n");
+    yaml += &service("no-spec-ip", "  ports: [{port: 80}]\n");
+    assert_eq!(service_entries(&objects(&yaml), "n"), []);
+}
+
+#[test]
+fn cluster_ips_are_used_when_cluster_ip_is_unset_and_only_ipv4_is_served() {
+    let mut yaml = service(
+        "from-list",
+        "  clusterIPs: [10.96.0.20]\n  ports: [{port: 80}]\n",
+    );
+    yaml += &service(
+        "v6-primary",
+        "  clusterIP: fd00::30\n  clusterIPs: [fd00::30, 10.96.0.30]\n  ports: [{port: 80}]\n",
+    );
+    yaml += &service(
+        "v6-only",
+        "  clusterIP: fd00::40\n  clusterIPs: [fd00::40]\n  ports: [{port: 80}]\n",
+    );
+    yaml += &service(
+        "headless-list",
+        "  clusterIPs: [None]\n  ports: [{port: 80}]\n",
+    );
+    let keys: Vec<ServiceKey> = service_entries(&objects(&yaml), "n")
+        .iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            key("10.96.0.20", 80, L4Proto::Tcp),
+            key("10.96.0.30", 80, L4Proto::Tcp)
+        ]
+    );
+}
+
+#[test]
+fn terminating_endpoints_are_used_only_when_none_is_ready() {
+    let mut yaml = service(
+        "drain",
+        "  clusterIP: 10.96.0.12\n  ports: [{name: http, port: 80}]\n",
+    );
+    yaml += &slice(
+        "drain-1",
+        "drain",
+        "IPv4",
+        "ports: [{name: http, port: 8080}]\nendpoints:\n\
+         - {addresses: [10.244.1.2], conditions: {ready: false, serving: true, terminating: true}}\n\
+         - {addresses: [10.244.1.3], conditions: {ready: false, terminating: true}}\n\
+         - {addresses: [10.244.1.4], conditions: {ready: false, serving: false, terminating: true}}\n\
+         - {addresses: [10.244.1.5], conditions: {ready: false, serving: true}}\n\
+         - {addresses: [10.244.1.6], conditions: {ready: false}}\n",
+    );
+    let entries = service_entries(&objects(&yaml), "n");
+    assert_eq!(
+        entries,
+        [entry(
+            key("10.96.0.12", 80, L4Proto::Tcp),
+            &[("10.244.1.2", 8080), ("10.244.1.3", 8080)]
+        )],
+        "serving unset counts as serving; not serving or not terminating is never used"
+    );
+}
+
+fn local_service() -> ClusterObjects {
+    let mut yaml = service(
+        "local",
+        "  clusterIP: 10.96.0.13\n  internalTrafficPolicy: Local\n  ports: [{name: http, port: 80}]\n",
+    );
+    yaml += &slice(
+        "local-1",
+        "local",
+        "IPv4",
+        "ports: [{name: http, port: 8080}]\nendpoints:\n\
+         - {addresses: [10.244.1.2], nodeName: node-1}\n\
+         - {addresses: [10.244.1.3], nodeName: node-1, conditions: {ready: false, serving: true, terminating: true}}\n\
+         - {addresses: [10.244.2.2], nodeName: node-2}\n\
+         - {addresses: [10.244.3.3], nodeName: node-3, conditions: {ready: false, serving: true, terminating: true}}\n\
+         - {addresses: [10.244.9.9]}\n",
+    );
+    objects(&yaml)
+}
+
+#[test]
+fn internal_traffic_policy_local_uses_only_this_nodes_endpoints() {
+    let objects = local_service();
+    let frontend = key("10.96.0.13", 80, L4Proto::Tcp);
+    assert_eq!(
+        service_entries(&objects, "node-1"),
+        [entry(frontend, &[("10.244.1.2", 8080)])]
+    );
+    assert_eq!(
+        service_entries(&objects, "node-2"),
+        [entry(frontend, &[("10.244.2.2", 8080)])]
+    );
+    // Node 3 has only a terminating endpoint: the fallback applies to the local endpoints (as in
+    // kube-proxy), even though other nodes have ready ones.
+    assert_eq!(
+        service_entries(&objects, "node-3"),
+        [entry(frontend, &[("10.244.3.3", 8080)])]
+    );
+    // No local endpoint: the frontend stays, without backends.
+    assert_eq!(service_entries(&objects, "node-4"), [entry(frontend, &[])]);
+}
+
+#[test]
+fn cluster_policy_ignores_the_node() {
+    let mut objects = local_service();
+    let spec = objects
+        .services
+        .get_mut(&("shop".to_owned(), "local".to_owned()))
+        .unwrap()
+        .spec
+        .as_mut()
+        .unwrap();
+    spec.internal_traffic_policy = Some("Cluster".to_owned());
+    let entries = service_entries(&objects, "node-4");
+    assert_eq!(
+        entries[0].backends,
+        backends(&[
+            ("10.244.1.2", 8080),
+            ("10.244.2.2", 8080),
+            ("10.244.9.9", 8080)
+        ])
+    );
+}
+
+#[test]
+fn an_unnamed_single_port_matches_unnamed_slice_ports() {
+    let mut yaml = service("single", "  clusterIP: 10.96.0.14\n  ports: [{port: 80}]\n");
+    yaml += &slice(
+        "single-1",
+        "single",
+        "IPv4",
+        "ports: [{port: 8080}]\nendpoints: [{addresses: [10.244.1.2]}]\n",
+    );
+    yaml += &slice(
+        "single-2",
+        "single",
+        "IPv4",
+        "ports: [{name: '', port: 8080, protocol: TCP}]\nendpoints: [{addresses: [10.244.1.3]}]\n",
+    );
+    // A named slice port is a different service port.
+    yaml += &slice(
+        "single-3",
+        "single",
+        "IPv4",
+        "ports: [{name: http, port: 8080}]\nendpoints: [{addresses: [10.244.1.4]}]\n",
+    );
+    assert_eq!(
+        service_entries(&objects(&yaml), "n"),
+        [entry(
+            key("10.96.0.14", 80, L4Proto::Tcp),
+            &[("10.244.1.2", 8080), ("10.244.1.3", 8080)]
+        )]
+    );
+}
+
+#[test]
+fn slice_ports_must_match_the_protocol_and_have_a_port() {
+    let mut yaml = service(
+        "dns",
+        "  clusterIP: 10.96.0.15\n  ports:\n  - {name: dns, port: 53, protocol: UDP}\n  - {name: dns-tcp, port: 53}\n",
+    );
+    yaml += &slice(
+        "dns-1",
+        "dns",
+        "IPv4",
+        "ports:\n- {name: dns, port: 53}\n- {name: dns-tcp}\nendpoints: [{addresses: [10.244.1.2]}]\n",
+    );
+    assert_eq!(
+        service_entries(&objects(&yaml), "n"),
+        [
+            entry(key("10.96.0.15", 53, L4Proto::Tcp), &[]),
+            entry(key("10.96.0.15", 53, L4Proto::Udp), &[]),
+        ],
+        "the UDP port's slice port is TCP; the TCP port's slice port has no number"
+    );
+}
+
+#[test]
+fn every_address_of_an_endpoint_is_a_backend() {
+    let mut yaml = service("multi", "  clusterIP: 10.96.0.16\n  ports: [{port: 80}]\n");
+    yaml += &slice(
+        "multi-1",
+        "multi",
+        "IPv4",
+        "ports: [{port: 80}]\nendpoints: [{addresses: [10.244.1.3, 10.244.1.2, not-an-ip]}]\n",
+    );
+    assert_eq!(
+        service_entries(&objects(&yaml), "n")[0].backends,
+        backends(&[("10.244.1.2", 80), ("10.244.1.3", 80)])
+    );
+}
+
+#[test]
+fn a_frontend_without_endpoints_has_no_backends() {
+    let yaml = service(
+        "lonely",
+        "  clusterIP: 10.96.0.17\n  ports: [{port: 80}, {port: 81, name: b}]\n",
+    );
+    let entries = service_entries(&objects(&yaml), "n");
+    assert_eq!(
+        entries,
+        [
+            entry(key("10.96.0.17", 80, L4Proto::Tcp), &[]),
+            entry(key("10.96.0.17", 81, L4Proto::Tcp), &[]),
+        ]
+    );
+}
+
+#[test]
+fn the_first_service_keeps_a_contested_frontend() {
+    let mut yaml = service("a", "  clusterIP: 10.96.0.18\n  ports: [{port: 80}]\n");
+    yaml += &slice(
+        "a-1",
+        "a",
+        "IPv4",
+        "ports: [{port: 1}]\nendpoints: [{addresses: [10.244.1.1]}]\n",
+    );
+    yaml += &service("b", "  clusterIP: 10.96.0.18\n  ports: [{port: 80}]\n");
+    yaml += &slice(
+        "b-1",
+        "b",
+        "IPv4",
+        "ports: [{port: 2}]\nendpoints: [{addresses: [10.244.2.2]}]\n",
+    );
+    assert_eq!(
+        service_entries(&objects(&yaml), "n"),
+        [entry(
+            key("10.96.0.18", 80, L4Proto::Tcp),
+            &[("10.244.1.1", 1)]
+        )]
+    );
+}
+
+#[test]
+fn diff_reports_only_changes() {
+    let k = |port| key("10.96.0.1", port, L4Proto::Tcp);
+    let old = [
+        entry(k(1), &[("10.0.0.1", 80)]),
+        entry(k(2), &[("10.0.0.1", 80)]),
+        entry(k(3), &[("10.0.0.1", 80), ("10.0.0.2", 80)]),
+        entry(k(4), &[("10.0.0.1", 80)]),
+    ];
+    let new = [
+        entry(k(5), &[]),
+        entry(k(3), &[("10.0.0.2", 80), ("10.0.0.1", 80)]),
+        entry(k(1), &[("10.0.0.1", 80)]),
+        entry(k(2), &[("10.0.0.1", 81)]),
+    ];
+    let changes = diff(&old, &new);
+    assert_eq!(
+        changes,
+        ServiceDiff {
+            upserts: vec![
+                entry(k(2), &[("10.0.0.1", 81)]),
+                entry(k(3), &[("10.0.0.2", 80), ("10.0.0.1", 80)]),
+                entry(k(5), &[]),
+            ],
+            removals: vec![k(4)],
+        },
+        "unchanged 1 omitted; changed port and changed order (the slots) upserted; new 5 added; 4 removed"
+    );
+    assert!(!changes.is_empty());
+    assert!(diff(&new, &new).is_empty());
+    assert_eq!(diff(&[], &new).upserts.len(), 4);
+    assert_eq!(diff(&new, &[]).removals, [k(1), k(2), k(3), k(5)]);
+}

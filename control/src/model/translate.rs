@@ -1,0 +1,227 @@
+//! The pure translation of Services and EndpointSlices into the data path's [`ServiceEntry`] list, with
+//! kube-proxy's semantics for ClusterIP services (IPv4 only, for now), and the [`diff`] between two lists.
+//!
+//! - A Service gets frontends when it has an IPv4 cluster IP: `spec.clusterIP`, or when that is unset
+//!   the first of `spec.clusterIPs`; a dual-stack Service whose primary address is IPv6 uses its IPv4
+//!   cluster IP. Headless Services (`clusterIP: None`) and `type: ExternalName` get none.
+//! - Each TCP (the default) or UDP service port is one frontend, [`ServiceKey`] `{vip, port, proto}`;
+//!   SCTP ports are skipped.
+//! - Backends come from the IPv4 EndpointSlices of the same namespace labelled
+//!   `kubernetes.io/service-name: <service>`: the slice port with the service port's name (unset and
+//!   empty are the same name) and protocol gives the backend port; every address of a chosen endpoint is
+//!   a backend.
+//! - Endpoints are chosen as kube-proxy does: the ready ones (`ready` unset or true); when there are
+//!   none, those that are serving (`serving` unset or true) and terminating (`terminating: true`). With
+//!   `internalTrafficPolicy: Local` only endpoints on this node are considered, and the same rule is
+//!   applied to them.
+//! - A frontend without backends is still emitted, with an empty list, so the data path can reject its
+//!   connections instead of passing them on.
+//!
+//! Backends are deduplicated and sorted by (address, port), so the same endpoints always give the same
+//! slots; entries are sorted by key. When two Services claim the same frontend, the first in (namespace,
+//! name) order keeps it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+use strait_dataplane::services::{Backend, L4Proto, ServiceEntry, ServiceKey};
+
+use super::objects::ClusterObjects;
+
+/// Label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// What changed between two entry lists: entries to write (new, or with different backends) and
+/// frontends to delete. Unchanged entries appear in neither list. Both lists are sorted by key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceDiff {
+    pub upserts: Vec<ServiceEntry>,
+    pub removals: Vec<ServiceKey>,
+}
+
+impl ServiceDiff {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.removals.is_empty()
+    }
+}
+
+/// The service entries for node `node_name`, sorted by key (see the module documentation for the rules).
+pub fn service_entries(objects: &ClusterObjects, node_name: &str) -> Vec<ServiceEntry> {
+    let slices = slices_by_service(objects);
+    let mut entries: BTreeMap<ServiceKey, Vec<Backend>> = BTreeMap::new();
+    for ((namespace, name), service) in &objects.services {
+        let Some(spec) = service.spec.as_ref() else {
+            continue;
+        };
+        let Some(vip) = cluster_ipv4(service) else {
+            continue;
+        };
+        let local_node =
+            (spec.internal_traffic_policy.as_deref() == Some("Local")).then_some(node_name);
+        let slices = slices
+            .get(&(namespace.as_str(), name.as_str()))
+            .map_or(&[][..], Vec::as_slice);
+        for port in spec.ports.iter().flatten() {
+            let (Some(proto), Some(number)) =
+                (l4_proto(port.protocol.as_deref()), port_number(port.port))
+            else {
+                continue;
+            };
+            let key = ServiceKey {
+                vip,
+                port: number,
+                proto,
+            };
+            entries
+                .entry(key)
+                .or_insert_with(|| backends(slices, port.name.as_deref(), proto, local_node));
+        }
+    }
+    entries
+        .into_iter()
+        .map(|(key, backends)| ServiceEntry { key, backends })
+        .collect()
+}
+
+/// The changes that turn `old` into `new`. Inputs need not be sorted; if a key appears twice in one
+/// list, its last entry counts.
+pub fn diff(old: &[ServiceEntry], new: &[ServiceEntry]) -> ServiceDiff {
+    let old: BTreeMap<ServiceKey, &[Backend]> =
+        old.iter().map(|e| (e.key, e.backends.as_slice())).collect();
+    let new: BTreeMap<ServiceKey, &ServiceEntry> = new.iter().map(|e| (e.key, e)).collect();
+    ServiceDiff {
+        upserts: new
+            .values()
+            .filter(|e| old.get(&e.key) != Some(&e.backends.as_slice()))
+            .map(|e| (*e).clone())
+            .collect(),
+        removals: old
+            .keys()
+            .filter(|k| !new.contains_key(k))
+            .copied()
+            .collect(),
+    }
+}
+
+/// The IPv4 EndpointSlices of each Service, by (namespace, service name), in slice-name order.
+fn slices_by_service(objects: &ClusterObjects) -> BTreeMap<(&str, &str), Vec<&EndpointSlice>> {
+    let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+    for ((namespace, _), slice) in &objects.endpoint_slices {
+        if slice.address_type != "IPv4" {
+            continue;
+        }
+        let service = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(SERVICE_NAME_LABEL));
+        if let Some(service) = service {
+            by_service
+                .entry((namespace.as_str(), service.as_str()))
+                .or_default()
+                .push(slice);
+        }
+    }
+    by_service
+}
+
+/// The Service's IPv4 cluster IP, or `None` for headless, ExternalName and IPv6-only Services.
+fn cluster_ipv4(service: &Service) -> Option<Ipv4Addr> {
+    let spec: &ServiceSpec = service.spec.as_ref()?;
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return None;
+    }
+    let primary = spec
+        .cluster_ip
+        .as_deref()
+        .filter(|ip| !ip.is_empty())
+        .or_else(|| spec.cluster_ips.as_ref()?.first().map(String::as_str))?;
+    if primary.is_empty() || primary == "None" {
+        return None;
+    }
+    std::iter::once(primary)
+        .chain(spec.cluster_ips.iter().flatten().map(String::as_str))
+        .find_map(|ip| ip.parse::<Ipv4Addr>().ok())
+}
+
+/// The protocol of a service or slice port (`None` means TCP); `None` for protocols the data path
+/// does not balance (SCTP, unknown).
+fn l4_proto(protocol: Option<&str>) -> Option<L4Proto> {
+    match protocol.unwrap_or("TCP") {
+        "TCP" => Some(L4Proto::Tcp),
+        "UDP" => Some(L4Proto::Udp),
+        _ => None,
+    }
+}
+
+/// A valid port number (1..=65535).
+fn port_number(port: i32) -> Option<u16> {
+    u16::try_from(port).ok().filter(|&p| p != 0)
+}
+
+/// Unset and empty port names are the same name.
+fn port_name(name: Option<&str>) -> &str {
+    name.unwrap_or_default()
+}
+
+/// The backends for the service port named `name` with protocol `proto`, from the Service's slices.
+/// With `local_node`, only endpoints on that node count.
+fn backends(
+    slices: &[&EndpointSlice],
+    name: Option<&str>,
+    proto: L4Proto,
+    local_node: Option<&str>,
+) -> Vec<Backend> {
+    // Every candidate backend with the endpoint it comes from.
+    let mut candidates: Vec<(Backend, &Endpoint)> = Vec::new();
+    for slice in slices {
+        let ports = slice.ports.iter().flatten().filter(|p| {
+            port_name(p.name.as_deref()) == port_name(name)
+                && l4_proto(p.protocol.as_deref()) == Some(proto)
+        });
+        for port in ports.filter_map(|p| p.port.and_then(port_number)) {
+            let endpoints = slice
+                .endpoints
+                .iter()
+                .flatten()
+                .filter(|e| local_node.is_none_or(|node| e.node_name.as_deref() == Some(node)));
+            for endpoint in endpoints {
+                let addrs = endpoint
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.parse::<Ipv4Addr>().ok());
+                candidates.extend(addrs.map(|addr| (Backend { addr, port }, endpoint)));
+            }
+        }
+    }
+    let usable: fn(&Endpoint) -> bool = if candidates.iter().any(|(_, e)| is_ready(e)) {
+        is_ready
+    } else {
+        is_serving_terminating
+    };
+    let unique: BTreeSet<Backend> = candidates
+        .into_iter()
+        .filter(|(_, e)| usable(e))
+        .map(|(backend, _)| backend)
+        .collect();
+    unique.into_iter().collect()
+}
+
+/// kube-proxy's "ready": `conditions.ready` unset or true.
+fn is_ready(endpoint: &Endpoint) -> bool {
+    endpoint
+        .conditions
+        .as_ref()
+        .and_then(|c| c.ready)
+        .unwrap_or(true)
+}
+
+/// kube-proxy's terminating fallback: serving (unset or true) and terminating (true).
+fn is_serving_terminating(endpoint: &Endpoint) -> bool {
+    let conditions = endpoint.conditions.as_ref();
+    conditions.and_then(|c| c.serving).unwrap_or(true)
+        && conditions.and_then(|c| c.terminating) == Some(true)
+}

@@ -1,0 +1,106 @@
+//! The service sync loop: polls the object source, translates Services and EndpointSlices into service
+//! entries and programs the difference into the data path. A bad file is logged by name and the rest of
+//! the state is kept.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use tokio::sync::Mutex;
+
+use crate::{
+    endpoints::EndpointManager,
+    model::{
+        source::{ManifestDirSource, ObjectSource},
+        translate::service_entries,
+    },
+};
+
+/// How often the source is polled for changes.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Wall-clock time (ms since the epoch) at which the last successful sync *started*: a publisher that
+/// wrote its objects before that time knows they are in the data path. 0 until the first sync.
+#[derive(Clone, Debug, Default)]
+pub struct SyncClock(Arc<AtomicU64>);
+
+impl SyncClock {
+    /// The last successful sync's start, in ms since the epoch.
+    pub fn last_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Runs until aborted.
+pub async fn run(
+    dir: PathBuf,
+    node: String,
+    manager: Arc<Mutex<EndpointManager>>,
+    clock: SyncClock,
+) {
+    let mut source = ManifestDirSource::new(dir.clone());
+    let mut table = match manager.lock().await.dataplane_mut().read_services() {
+        Ok(table) => {
+            tracing::info!(
+                frontends = table.len(),
+                "adopted service entries from the kernel"
+            );
+            table
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot read the service maps; service sync is off");
+            return;
+        }
+    };
+    // Entries not yet in the kernel: set on every change, cleared once a sync succeeds, so a failed sync
+    // is retried on the next tick.
+    let mut pending = None;
+    loop {
+        let poll_started = now_ms();
+        if let Some(report) = source.poll() {
+            for error in &report.errors {
+                tracing::warn!(dir = %dir.display(), "skipped: {error}");
+            }
+            pending = Some(service_entries(&report.objects, &node));
+        }
+        if let Some(entries) = &pending {
+            let started = std::time::Instant::now();
+            let result = manager
+                .lock()
+                .await
+                .dataplane_mut()
+                .sync_services(&mut table, entries);
+            match result {
+                Ok(sync) => {
+                    tracing::info!(
+                        frontends = entries.len(),
+                        added = sync.added,
+                        updated = sync.updated,
+                        removed = sync.removed,
+                        unchanged = sync.unchanged,
+                        took_ms = started.elapsed().as_millis(),
+                        "services synced"
+                    );
+                    pending = None;
+                    clock.0.store(poll_started, Ordering::SeqCst);
+                }
+                Err(error) => tracing::error!(%error, "service sync failed; retrying"),
+            }
+        }
+        if pending.is_none() && clock.last_ms() == 0 {
+            clock.0.store(poll_started, Ordering::SeqCst);
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}

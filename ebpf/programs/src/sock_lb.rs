@@ -1,0 +1,107 @@
+//! Socket-level service load balancing: at connect (TCP, connected UDP) and sendmsg (unconnected UDP) a
+//! service address is replaced by a backend chosen at random among the frontend's slots, once per
+//! connection, so no packet is ever translated. What was replaced is remembered per socket, so recvmsg and
+//! getpeername show the service address again.
+
+use aya_ebpf::{
+    helpers::{bpf_get_prandom_u32, bpf_get_socket_cookie},
+    programs::SockAddrContext,
+};
+use strait_abi::{
+    BackendSlotKey, Direction, Program, Reason, ServiceFrontendKey, SockRevNatKey, SockRevNatValue,
+};
+
+use crate::{
+    maps::{SOCK_REVNAT_V1, SVC_SLOT_V1, SVC_V1},
+    stats,
+};
+
+/// Verdict that lets the socket call proceed.
+pub const ALLOW: i32 = 1;
+/// Verdict that fails the socket call (the application sees EPERM at once).
+pub const REJECT: i32 = 0;
+
+/// Translates a service address to a backend; used by connect4 and sendmsg4.
+#[inline(always)]
+pub fn translate(ctx: &SockAddrContext) -> i32 {
+    // SAFETY: the kernel passes a valid bpf_sock_addr; these fields are readable in connect/sendmsg hooks.
+    let (vip, port, proto) = unsafe {
+        let sa = &*ctx.sock_addr;
+        (sa.user_ip4, sa.user_port as u16, sa.protocol as u8)
+    };
+    let key = ServiceFrontendKey {
+        vip,
+        port,
+        proto,
+        pad: 0,
+    };
+    // SAFETY: the value is copied out at once.
+    let Some(frontend) = (unsafe { SVC_V1.get(key) }).copied() else {
+        return ALLOW;
+    };
+    if frontend.backend_count == 0 {
+        stats::count(Program::SockLb, Reason::DropNoBackend, Direction::Egress, 0);
+        return REJECT;
+    }
+    // SAFETY: helper without arguments.
+    let slot = unsafe { bpf_get_prandom_u32() } % frontend.backend_count;
+    let slot_key = BackendSlotKey {
+        service_id: frontend.service_id,
+        slot,
+    };
+    // SAFETY: the value is copied out at once.
+    let Some(backend) = (unsafe { SVC_SLOT_V1.get(slot_key) }).copied() else {
+        stats::count(Program::SockLb, Reason::DropNoBackend, Direction::Egress, 0);
+        return REJECT;
+    };
+    // SAFETY: the socket context is valid for the helper.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    let revnat_key = SockRevNatKey {
+        cookie,
+        addr: backend.addr,
+        port: backend.port,
+        pad: 0,
+    };
+    let revnat = SockRevNatValue { vip, port, pad: 0 };
+    // An LRU map makes room by itself; a failed insert only costs the reverse view of this socket.
+    let _ = SOCK_REVNAT_V1.insert(revnat_key, revnat, 0);
+    // SAFETY: user_ip4 and user_port are writable in connect4/sendmsg4.
+    unsafe {
+        (*ctx.sock_addr).user_ip4 = backend.addr;
+        (*ctx.sock_addr).user_port = u32::from(backend.port);
+    }
+    stats::count(
+        Program::SockLb,
+        Reason::ServiceTranslated,
+        Direction::Egress,
+        0,
+    );
+    ALLOW
+}
+
+/// Shows the service address instead of the backend; used by recvmsg4 and getpeername4.
+#[inline(always)]
+pub fn reverse(ctx: &SockAddrContext) -> i32 {
+    // SAFETY: valid context; the fields are readable in recvmsg/getpeername hooks.
+    let (addr, port) = unsafe {
+        let sa = &*ctx.sock_addr;
+        (sa.user_ip4, sa.user_port as u16)
+    };
+    // SAFETY: the socket context is valid for the helper.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    let key = SockRevNatKey {
+        cookie,
+        addr,
+        port,
+        pad: 0,
+    };
+    // SAFETY: the value is copied out at once.
+    if let Some(original) = (unsafe { SOCK_REVNAT_V1.get(key) }).copied() {
+        // SAFETY: user_ip4 and user_port are writable in recvmsg4/getpeername4.
+        unsafe {
+            (*ctx.sock_addr).user_ip4 = original.vip;
+            (*ctx.sock_addr).user_port = u32::from(original.port);
+        }
+    }
+    ALLOW
+}
