@@ -1,10 +1,11 @@
 //! `strait lab status`: the lab's nodes, pods and services as a table for people or JSON for machines.
 
-use std::fmt::Write as _;
+use std::{collections::BTreeSet, fmt::Write as _};
 
+use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 
-use crate::{cluster::Lab, process, state::LabState};
+use crate::{cluster::Lab, controlplane::endpoint_slices, process, state::LabState};
 
 /// The JSON view of a lab.
 pub fn to_json(lab: &Lab) -> Value {
@@ -54,10 +55,34 @@ fn services_json(state: &LabState) -> Vec<Value> {
                         k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => json!(i),
                         k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => json!(s),
                     }),
+                    "node_port": p.node_port,
+                    "endpoints": endpoints_of(svc, state, p.name.as_deref()),
                 })).collect::<Vec<_>>(),
             })
         })
         .collect()
+}
+
+/// `IP:PORT` of every ready endpoint behind the service port named `port_name`, from the EndpointSlices
+/// the lab publishes.
+fn endpoints_of(service: &Service, state: &LabState, port_name: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    for slice in endpoint_slices(service, &state.pods, &BTreeSet::new()) {
+        let port = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref().unwrap_or_default() == port_name.unwrap_or_default())
+            .and_then(|p| p.port);
+        let Some(port) = port else { continue };
+        for endpoint in slice.endpoints.iter().flatten() {
+            if endpoint.conditions.as_ref().and_then(|c| c.ready) != Some(false) {
+                out.extend(endpoint.addresses.iter().map(|a| format!("{a}:{port}")));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The table view of a lab.

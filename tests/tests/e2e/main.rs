@@ -6,6 +6,7 @@ mod cni;
 mod datapath;
 mod lifecycle;
 mod malformed;
+mod services;
 
 use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 

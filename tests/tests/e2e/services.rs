@@ -1,0 +1,217 @@
+//! Services through strait's socket-level load balancing: the seed scenario (10 replicas behind a
+//! ClusterIP, an even spread, scaling down and back), named target ports, UDP, services without endpoints,
+//! hairpin, node clients, and endpoint removal.
+
+use std::{collections::BTreeMap, fs, path::Path, time::Duration};
+
+use strait_lab::cluster::Lab;
+use strait_tests::LabGuard;
+
+use crate::examples;
+
+const CLIENT: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: default, labels: {app: client}}
+spec: {containers: [{name: c, image: busybox}]}
+";
+
+fn httpenv(replicas: usize) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: httpenv, namespace: default}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: httpenv}}}}
+  template:
+    metadata: {{labels: {{app: httpenv}}}}
+    spec:
+      containers: [{{name: httpenv, image: jpetazzo/httpenv, ports: [{{containerPort: 8888}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: httpenv, namespace: default}}
+spec:
+  selector: {{app: httpenv}}
+  ports: [{{port: 8888}}]
+"
+    )
+}
+
+fn cluster_ip(lab: &Lab, service: &str) -> String {
+    lab.state.services[service]
+        .spec
+        .as_ref()
+        .and_then(|s| s.cluster_ip.clone())
+        .unwrap_or_else(|| panic!("{service} has no ClusterIP"))
+}
+
+/// Probes `target` `count` times from `from`; returns how often each pod answered.
+fn spread(lab: &Lab, from: &str, target: &str, udp: bool, count: usize) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..count {
+        let who = lab
+            .probe(from, target, udp, Duration::from_secs(2))
+            .unwrap()
+            .unwrap_or_else(|why| panic!("{from} -> {target}: {why}"));
+        *seen.entry(who).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn write(path: &Path, text: &str) {
+    fs::write(path, text).unwrap();
+}
+
+#[test]
+fn clusterip_spreads_over_ten_replicas_and_follows_scaling() {
+    strait_tests::require_root();
+    strait_tests::bin_dir();
+    let guard = LabGuard::new("sv");
+    let dir = tempfile::tempdir().unwrap();
+    let (client, app) = (
+        dir.path().join("client.yaml"),
+        dir.path().join("httpenv.yaml"),
+    );
+    write(&client, CLIENT);
+    write(&app, &httpenv(10));
+    let mut lab = Lab::up(&guard.name, 1, Some(&client)).unwrap();
+    lab.apply(&app).unwrap();
+    let target = format!("{}:8888", cluster_ip(&lab, "default/httpenv"));
+
+    let probes: u32 = 300;
+    let seen = spread(&lab, "default/client", &target, false, probes as usize);
+    assert_eq!(seen.len(), 10, "all 10 replicas answer: {seen:?}");
+    // Pearson's chi-square against a uniform spread, 9 degrees of freedom: 27.88 is the 0.1% critical value.
+    let expected = f64::from(probes) / 10.0;
+    let chi2: f64 = seen
+        .values()
+        .map(|&n| (f64::from(u32::try_from(n).unwrap()) - expected).powi(2) / expected)
+        .sum();
+    assert!(
+        chi2 < 27.88,
+        "spread is not uniform (chi-square {chi2:.1}): {seen:?}"
+    );
+
+    write(&app, &httpenv(3));
+    lab.apply(&app).unwrap();
+    let three: Vec<String> = lab
+        .state
+        .pods
+        .iter()
+        .filter(|p| p.name.starts_with("httpenv-"))
+        .map(strait_lab::state::PodRecord::id)
+        .collect();
+    assert_eq!(three.len(), 3);
+    let seen = spread(&lab, "default/client", &target, false, 60);
+    assert!(
+        seen.keys().all(|who| three.contains(who)),
+        "a removed replica answered: {seen:?}"
+    );
+    assert_eq!(seen.len(), 3, "{seen:?}");
+
+    write(&app, &httpenv(10));
+    lab.apply(&app).unwrap();
+    let seen = spread(&lab, "default/client", &target, false, 200);
+    assert_eq!(seen.len(), 10, "scaled back to 10: {seen:?}");
+}
+
+const EXTRA: &str = "apiVersion: v1
+kind: Service
+metadata: {name: dns, namespace: default}
+spec:
+  selector: {app: server}
+  ports: [{name: dns, port: 53, targetPort: dns, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nobody, namespace: default}
+spec:
+  selector: {app: nothing-has-this-label}
+  ports: [{port: 80, targetPort: 8080}]
+";
+
+#[test]
+fn named_ports_udp_empty_services_hairpin_and_removal() {
+    strait_tests::require_root();
+    strait_tests::bin_dir();
+    let guard = LabGuard::new("sn");
+    let dir = tempfile::tempdir().unwrap();
+    let extra = dir.path().join("extra.yaml");
+    write(&extra, EXTRA);
+    let mut lab = Lab::up(&guard.name, 1, Some(&examples())).unwrap();
+    lab.apply(&extra).unwrap();
+    let node = lab.state.nodes[0].name.clone();
+
+    // `web` maps port 80 to the pods' port named `http` (8080).
+    let web = format!("{}:80", cluster_ip(&lab, "default/web"));
+    let seen = spread(&lab, "default/client", &web, false, 30);
+    assert!(
+        seen.keys().all(|w| w.starts_with("default/web-")),
+        "{seen:?}"
+    );
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    // The node's own processes are served too.
+    let from_node = spread(&lab, &format!("node/{node}"), &web, false, 5);
+    assert!(
+        from_node.keys().all(|w| w.starts_with("default/web-")),
+        "{from_node:?}"
+    );
+
+    // UDP: port 53 of the service reaches the server's port named `dns` (5353), and the reply comes back.
+    let dns = format!("{}:53", cluster_ip(&lab, "default/dns"));
+    assert_eq!(
+        spread(&lab, "default/client", &dns, true, 5)
+            .keys()
+            .collect::<Vec<_>>(),
+        vec!["default/server"]
+    );
+
+    // A service without endpoints refuses at once instead of letting the client time out.
+    let before = packets_sock(&lab, &node, "no_backend");
+    let nobody = format!("{}:80", cluster_ip(&lab, "default/nobody"));
+    let refused = lab
+        .probe("default/client", &nobody, false, Duration::from_secs(5))
+        .unwrap();
+    let why = refused.expect_err("a service without endpoints answered");
+    assert!(why.contains("os error 1"), "not refused at once: {why}");
+    assert_eq!(packets_sock(&lab, &node, "no_backend"), before + 1);
+
+    // Hairpin: a web pod reaches itself through its own service.
+    let web_pod = lab
+        .state
+        .pods
+        .iter()
+        .find(|p| p.name.starts_with("web-"))
+        .unwrap()
+        .id();
+    let seen = spread(&lab, &web_pod, &web, false, 40);
+    assert!(
+        seen.contains_key(&web_pod),
+        "{web_pod} never reached itself: {seen:?}"
+    );
+
+    // Removing an endpoint takes it out of rotation.
+    let pods = dir.path().join("pods.yaml");
+    fs::copy(examples().join("pods.yaml"), &pods).unwrap();
+    let udp_before = spread(&lab, "default/client", &dns, true, 1);
+    assert_eq!(udp_before.len(), 1);
+    lab.delete(&pods).unwrap();
+    let from_node = format!("node/{node}");
+    let gone = lab
+        .probe(&from_node, &dns, true, Duration::from_millis(500))
+        .unwrap();
+    assert!(gone.is_err(), "the deleted server still answers: {gone:?}");
+}
+
+fn packets_sock(lab: &Lab, node: &str, reason: &str) -> u64 {
+    let text = lab.agent_get(node, "/metrics").unwrap();
+    let needle = format!("program=\"sock-lb\",reason=\"{reason}\",direction=\"egress\"}} ");
+    text.lines()
+        .filter(|l| l.starts_with("strait_packets_total{"))
+        .find_map(|l| {
+            l.split_once(&needle)
+                .map(|(_, v)| v.trim().parse::<u64>().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no sock-lb {reason} counter in:\n{text}"))
+}
