@@ -12,6 +12,7 @@ use aya::maps::{HashMap, MapData, MapError};
 use strait_abi::{
     BackendAddr, BackendSlotKey, ServiceFrontend, ServiceFrontendKey,
     maps::{SVC_MAP, SVC_SLOT_MAP},
+    service::SVC_F_AFFINITY,
 };
 
 use crate::{
@@ -31,7 +32,7 @@ pub struct SyncReport {
 /// The service entries in the kernel, with their slot-range ids.
 #[derive(Debug, Default)]
 pub struct ServiceTable {
-    entries: BTreeMap<ServiceKey, (u32, Vec<Backend>)>,
+    entries: BTreeMap<ServiceKey, (u32, ServiceEntry)>,
     /// Next unused slot-range id (ids are not reused; u32 is ample).
     next_id: u32,
 }
@@ -116,10 +117,16 @@ impl Dataplane {
                 port: u16::from_be(key.port),
                 proto,
             };
+            let entry = ServiceEntry {
+                key: service_key,
+                backends,
+                affinity_timeout_s: (frontend.flags & SVC_F_AFFINITY != 0)
+                    .then_some(frontend.affinity_timeout_s),
+            };
             table.next_id = table.next_id.max(frontend.service_id + 1);
             table
                 .entries
-                .insert(service_key, (frontend.service_id, backends));
+                .insert(service_key, (frontend.service_id, entry));
         }
         table.next_id = table.next_id.max(1);
         Ok(table)
@@ -135,21 +142,17 @@ impl Dataplane {
         let wanted: BTreeSet<ServiceKey> = desired.iter().map(|e| e.key).collect();
         for entry in desired {
             match table.entries.get(&entry.key) {
-                Some((_, backends)) if *backends == entry.backends => report.unchanged += 1,
+                Some((_, current)) if current == entry => report.unchanged += 1,
                 Some((id, old)) => {
-                    let (id, old_count) = (*id, old.len());
+                    let (id, old_count) = (*id, old.backends.len());
                     self.write_service(id, entry, old_count)?;
-                    table
-                        .entries
-                        .insert(entry.key, (id, entry.backends.clone()));
+                    table.entries.insert(entry.key, (id, entry.clone()));
                     report.updated += 1;
                 }
                 None => {
                     let id = table.take_id();
                     self.write_service(id, entry, 0)?;
-                    table
-                        .entries
-                        .insert(entry.key, (id, entry.backends.clone()));
+                    table.entries.insert(entry.key, (id, entry.clone()));
                     report.added += 1;
                 }
             }
@@ -161,12 +164,12 @@ impl Dataplane {
             .copied()
             .collect();
         for key in stale {
-            if let Some((id, backends)) = table.entries.remove(&key) {
+            if let Some((id, entry)) = table.entries.remove(&key) {
                 self.svc_map()?
                     .remove(&frontend_key(key))
                     .map_err(map_error(SVC_MAP))?;
                 let mut slots = self.slot_map()?;
-                for slot in 0..backends.len() as u32 {
+                for slot in 0..entry.backends.len() as u32 {
                     let _ = slots.remove(&BackendSlotKey {
                         service_id: id,
                         slot,
@@ -207,8 +210,12 @@ impl Dataplane {
         let frontend = ServiceFrontend {
             service_id: id,
             backend_count: entry.backends.len() as u32,
-            flags: 0,
-            pad: 0,
+            flags: if entry.affinity_timeout_s.is_some() {
+                SVC_F_AFFINITY
+            } else {
+                0
+            },
+            affinity_timeout_s: entry.affinity_timeout_s.unwrap_or(0),
         };
         self.svc_map()?
             .insert(frontend_key(entry.key), frontend, 0)

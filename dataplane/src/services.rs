@@ -41,4 +41,7 @@ pub struct Backend {
 pub struct ServiceEntry {
     pub key: ServiceKey,
     pub backends: Vec<Backend>,
+    /// `sessionAffinity: ClientIP`: how long (seconds) a client keeps its backend after its last
+    /// connection; `None` picks a backend per connection.
+    pub affinity_timeout_s: Option<u32>,
 }

@@ -51,7 +51,7 @@ impl ServiceDiff {
 /// The service entries for node `node_name`, sorted by key (see the module documentation for the rules).
 pub fn service_entries(objects: &ClusterObjects, node_name: &str) -> Vec<ServiceEntry> {
     let slices = slices_by_service(objects);
-    let mut entries: BTreeMap<ServiceKey, Vec<Backend>> = BTreeMap::new();
+    let mut entries: BTreeMap<ServiceKey, ServiceEntry> = BTreeMap::new();
     for ((namespace, name), service) in &objects.services {
         let Some(spec) = service.spec.as_ref() else {
             continue;
@@ -61,6 +61,7 @@ pub fn service_entries(objects: &ClusterObjects, node_name: &str) -> Vec<Service
         };
         let local_node =
             (spec.internal_traffic_policy.as_deref() == Some("Local")).then_some(node_name);
+        let affinity = affinity_timeout(spec);
         let slices = slices
             .get(&(namespace.as_str(), name.as_str()))
             .map_or(&[][..], Vec::as_slice);
@@ -75,27 +76,43 @@ pub fn service_entries(objects: &ClusterObjects, node_name: &str) -> Vec<Service
                 port: number,
                 proto,
             };
-            entries
-                .entry(key)
-                .or_insert_with(|| backends(slices, port.name.as_deref(), proto, local_node));
+            entries.entry(key).or_insert_with(|| ServiceEntry {
+                key,
+                backends: backends(slices, port.name.as_deref(), proto, local_node),
+                affinity_timeout_s: affinity,
+            });
         }
     }
-    entries
-        .into_iter()
-        .map(|(key, backends)| ServiceEntry { key, backends })
-        .collect()
+    entries.into_values().collect()
+}
+
+/// Kubernetes' default `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours).
+pub const DEFAULT_AFFINITY_TIMEOUT_S: u32 = 10_800;
+
+/// `sessionAffinity: ClientIP` -> its timeout in seconds (Kubernetes allows 1..=86400).
+fn affinity_timeout(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> Option<u32> {
+    if spec.session_affinity.as_deref() != Some("ClientIP") {
+        return None;
+    }
+    let configured = spec
+        .session_affinity_config
+        .as_ref()
+        .and_then(|c| c.client_ip.as_ref())
+        .and_then(|c| c.timeout_seconds)
+        .and_then(|t| u32::try_from(t).ok())
+        .filter(|t| (1..=86_400).contains(t));
+    Some(configured.unwrap_or(DEFAULT_AFFINITY_TIMEOUT_S))
 }
 
 /// The changes that turn `old` into `new`. Inputs need not be sorted; if a key appears twice in one
 /// list, its last entry counts.
 pub fn diff(old: &[ServiceEntry], new: &[ServiceEntry]) -> ServiceDiff {
-    let old: BTreeMap<ServiceKey, &[Backend]> =
-        old.iter().map(|e| (e.key, e.backends.as_slice())).collect();
+    let old: BTreeMap<ServiceKey, &ServiceEntry> = old.iter().map(|e| (e.key, e)).collect();
     let new: BTreeMap<ServiceKey, &ServiceEntry> = new.iter().map(|e| (e.key, e)).collect();
     ServiceDiff {
         upserts: new
             .values()
-            .filter(|e| old.get(&e.key) != Some(&e.backends.as_slice()))
+            .filter(|e| old.get(&e.key) != Some(e))
             .map(|e| (*e).clone())
             .collect(),
         removals: old

@@ -13,6 +13,11 @@ pub const SVC_SLOT_MAP: &str = "SVC_SLOT_V1";
 /// Socket-level reverse translation (LRU): [`crate::SockRevNatKey`] -> [`crate::SockRevNatValue`].
 pub const SOCK_REVNAT_MAP: &str = "SOCK_REVNAT_V1";
 
+/// Session affinity (LRU): [`crate::service::AffinityKey`] -> [`crate::service::AffinityValue`].
+pub const AFFINITY_MAP: &str = "AFFINITY_V1";
+/// Default number of remembered client affinities (LRU).
+pub const AFFINITY_MAP_DEFAULT_CAPACITY: u32 = 65_536;
+
 /// Default number of service frontends.
 pub const SVC_MAP_DEFAULT_CAPACITY: u32 = 65_536;
 /// Default number of backend slots over all frontends.
@@ -24,10 +29,11 @@ pub const SOCK_REVNAT_MAP_DEFAULT_CAPACITY: u32 = 262_144;
 pub const ENDPOINT_MAP_DEFAULT_CAPACITY: u32 = 16_384;
 
 /// Every map the object declares, in the order the loader pins them.
-pub const ALL_MAPS: [&str; 5] = [
+pub const ALL_MAPS: [&str; 6] = [
     ENDPOINT_MAP,
     STATS_MAP,
     SVC_MAP,
     SVC_SLOT_MAP,
     SOCK_REVNAT_MAP,
+    AFFINITY_MAP,
 ];

@@ -26,8 +26,34 @@ pub struct ServiceFrontend {
     pub backend_count: u32,
     /// `SVC_F_*` flags.
     pub flags: u32,
-    /// Always zero.
+    /// With [`SVC_F_AFFINITY`]: seconds a client keeps its backend after its last connection.
+    pub affinity_timeout_s: u32,
+}
+
+/// The frontend has `sessionAffinity: ClientIP`.
+pub const SVC_F_AFFINITY: u32 = 1;
+
+/// Key of AFFINITY_V1: a client of a frontend. At the socket layer the client is its network namespace
+/// (every socket of a pod shares it), identified by the kernel's netns cookie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AffinityKey {
+    pub netns_cookie: u64,
+    pub service_id: u32,
     pub pad: u32,
+}
+
+/// Value of AFFINITY_V1: the backend the client was given and when it last used it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AffinityValue {
+    /// `bpf_ktime_get_ns` of the client's last connection.
+    pub last_used_ns: u64,
+    /// The slot the backend was in, and the backend itself: if the slot holds another backend now, the
+    /// affinity is stale and a new backend is chosen.
+    pub slot: u32,
+    pub pad: u32,
+    pub backend: BackendAddr,
 }
 
 /// Key of SVC_SLOT_V1.
@@ -79,12 +105,14 @@ const _: () = assert!(core::mem::size_of::<BackendSlotKey>() == 8);
 const _: () = assert!(core::mem::size_of::<BackendAddr>() == 8);
 const _: () = assert!(core::mem::size_of::<SockRevNatKey>() == 16);
 const _: () = assert!(core::mem::size_of::<SockRevNatValue>() == 8);
+const _: () = assert!(core::mem::size_of::<AffinityKey>() == 16);
+const _: () = assert!(core::mem::size_of::<AffinityValue>() == 24);
 
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        BackendAddr, BackendSlotKey, ServiceFrontend, ServiceFrontendKey, SockRevNatKey,
-        SockRevNatValue,
+        AffinityKey, AffinityValue, BackendAddr, BackendSlotKey, ServiceFrontend,
+        ServiceFrontendKey, SockRevNatKey, SockRevNatValue,
     };
     // SAFETY (all): plain-old-data, `#[repr(C)]`, no implicit padding (checked by the size assertions).
     unsafe impl aya::Pod for ServiceFrontendKey {}
@@ -93,4 +121,6 @@ mod pod {
     unsafe impl aya::Pod for BackendAddr {}
     unsafe impl aya::Pod for SockRevNatKey {}
     unsafe impl aya::Pod for SockRevNatValue {}
+    unsafe impl aya::Pod for AffinityKey {}
+    unsafe impl aya::Pod for AffinityValue {}
 }

@@ -8,9 +8,10 @@ use strait_abi::{
     BackendAddr, BackendSlotKey, EndpointInfo, EndpointKey, ServiceFrontend, ServiceFrontendKey,
     SockRevNatKey, SockRevNatValue, StatsValue,
     maps::{
-        ENDPOINT_MAP_DEFAULT_CAPACITY, SOCK_REVNAT_MAP_DEFAULT_CAPACITY, SVC_MAP_DEFAULT_CAPACITY,
-        SVC_SLOT_MAP_DEFAULT_CAPACITY,
+        AFFINITY_MAP_DEFAULT_CAPACITY, ENDPOINT_MAP_DEFAULT_CAPACITY,
+        SOCK_REVNAT_MAP_DEFAULT_CAPACITY, SVC_MAP_DEFAULT_CAPACITY, SVC_SLOT_MAP_DEFAULT_CAPACITY,
     },
+    service::{AffinityKey, AffinityValue},
     stats::STATS_ENTRIES,
 };
 
@@ -37,3 +38,8 @@ pub static SVC_SLOT_V1: HashMap<BackendSlotKey, BackendAddr> =
 #[map(name = "SOCK_REVNAT_V1")]
 pub static SOCK_REVNAT_V1: LruHashMap<SockRevNatKey, SockRevNatValue> =
     LruHashMap::with_max_entries(SOCK_REVNAT_MAP_DEFAULT_CAPACITY, 0);
+
+/// Session affinity per (client netns, frontend) (see `strait_abi::service`).
+#[map(name = "AFFINITY_V1")]
+pub static AFFINITY_V1: LruHashMap<AffinityKey, AffinityValue> =
+    LruHashMap::with_max_entries(AFFINITY_MAP_DEFAULT_CAPACITY, 0);

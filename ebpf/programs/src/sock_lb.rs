@@ -4,15 +4,17 @@
 //! getpeername show the service address again.
 
 use aya_ebpf::{
-    helpers::{bpf_get_prandom_u32, bpf_get_socket_cookie},
+    helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_ktime_get_ns},
     programs::SockAddrContext,
 };
 use strait_abi::{
-    BackendSlotKey, Direction, Program, Reason, ServiceFrontendKey, SockRevNatKey, SockRevNatValue,
+    BackendAddr, BackendSlotKey, Direction, Program, Reason, ServiceFrontend, ServiceFrontendKey,
+    SockRevNatKey, SockRevNatValue,
+    service::{AffinityKey, AffinityValue, SVC_F_AFFINITY},
 };
 
 use crate::{
-    maps::{SOCK_REVNAT_V1, SVC_SLOT_V1, SVC_V1},
+    maps::{AFFINITY_V1, SOCK_REVNAT_V1, SVC_SLOT_V1, SVC_V1},
     stats,
 };
 
@@ -43,14 +45,7 @@ pub fn translate(ctx: &SockAddrContext) -> i32 {
         stats::count(Program::SockLb, Reason::DropNoBackend, Direction::Egress, 0);
         return REJECT;
     }
-    // SAFETY: helper without arguments.
-    let slot = unsafe { bpf_get_prandom_u32() } % frontend.backend_count;
-    let slot_key = BackendSlotKey {
-        service_id: frontend.service_id,
-        slot,
-    };
-    // SAFETY: the value is copied out at once.
-    let Some(backend) = (unsafe { SVC_SLOT_V1.get(slot_key) }).copied() else {
+    let Some(backend) = pick_backend(ctx, &frontend) else {
         stats::count(Program::SockLb, Reason::DropNoBackend, Direction::Egress, 0);
         return REJECT;
     };
@@ -77,6 +72,65 @@ pub fn translate(ctx: &SockAddrContext) -> i32 {
         0,
     );
     ALLOW
+}
+
+/// Chooses a backend: the client's affine one while it is fresh and still in its slot, else a random slot.
+#[inline(always)]
+fn pick_backend(ctx: &SockAddrContext, frontend: &ServiceFrontend) -> Option<BackendAddr> {
+    let affinity = frontend.flags & SVC_F_AFFINITY != 0;
+    // SAFETY: helpers valid in cgroup sock_addr programs.
+    let (now, netns) = unsafe {
+        (
+            bpf_ktime_get_ns(),
+            bpf_get_netns_cookie(ctx.sock_addr.cast()),
+        )
+    };
+    let key = AffinityKey {
+        netns_cookie: netns,
+        service_id: frontend.service_id,
+        pad: 0,
+    };
+    if affinity {
+        // SAFETY: the value is copied out at once.
+        if let Some(previous) = unsafe { AFFINITY_V1.get(key) }.copied() {
+            let timeout_ns = u64::from(frontend.affinity_timeout_s) * 1_000_000_000;
+            let fresh = now.saturating_sub(previous.last_used_ns) <= timeout_ns;
+            if fresh && previous.slot < frontend.backend_count {
+                let slot_key = BackendSlotKey {
+                    service_id: frontend.service_id,
+                    slot: previous.slot,
+                };
+                // SAFETY: the value is copied out at once.
+                let current = unsafe { SVC_SLOT_V1.get(slot_key) }.copied();
+                if current == Some(previous.backend) {
+                    let renewed = AffinityValue {
+                        last_used_ns: now,
+                        ..previous
+                    };
+                    let _ = AFFINITY_V1.insert(key, renewed, 0);
+                    return Some(previous.backend);
+                }
+            }
+        }
+    }
+    // SAFETY: helper without arguments.
+    let slot = unsafe { bpf_get_prandom_u32() } % frontend.backend_count;
+    let slot_key = BackendSlotKey {
+        service_id: frontend.service_id,
+        slot,
+    };
+    // SAFETY: the value is copied out at once.
+    let backend = unsafe { SVC_SLOT_V1.get(slot_key) }.copied()?;
+    if affinity {
+        let value = AffinityValue {
+            last_used_ns: now,
+            slot,
+            pad: 0,
+            backend,
+        };
+        let _ = AFFINITY_V1.insert(key, value, 0);
+    }
+    Some(backend)
 }
 
 /// Shows the service address instead of the backend; used by recvmsg4 and getpeername4.

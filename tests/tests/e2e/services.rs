@@ -215,3 +215,44 @@ fn packets_sock(lab: &Lab, node: &str, reason: &str) -> u64 {
         })
         .unwrap_or_else(|| panic!("no sock-lb {reason} counter in:\n{text}"))
 }
+
+const STICKY: &str = "apiVersion: v1
+kind: Service
+metadata: {name: sticky, namespace: default}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 1}}
+";
+
+#[test]
+fn client_ip_affinity_sticks_and_expires() {
+    strait_tests::require_root();
+    strait_tests::bin_dir();
+    let guard = LabGuard::new("sa");
+    let dir = tempfile::tempdir().unwrap();
+    let sticky = dir.path().join("sticky.yaml");
+    write(&sticky, STICKY);
+    let mut lab = Lab::up(&guard.name, 1, Some(&examples())).unwrap();
+    lab.apply(&sticky).unwrap();
+    let target = format!("{}:80", cluster_ip(&lab, "default/sticky"));
+
+    // Back-to-back connections keep their backend (each one renews the timer).
+    let seen = spread(&lab, "default/client", &target, false, 20);
+    assert_eq!(seen.len(), 1, "affinity did not stick: {seen:?}");
+
+    // After the timeout a new backend is chosen at random: over 8 expiries, 3 backends, a single answer
+    // every time has a probability of (1/3)^7.
+    let mut after_expiry = BTreeMap::new();
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(1300));
+        for (who, n) in spread(&lab, "default/client", &target, false, 1) {
+            *after_expiry.entry(who).or_insert(0) += n;
+        }
+    }
+    assert!(
+        after_expiry.len() > 1,
+        "affinity never expired: {after_expiry:?}"
+    );
+}

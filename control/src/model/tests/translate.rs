@@ -37,6 +37,7 @@ fn backends(list: &[(&str, u16)]) -> Vec<Backend> {
 
 fn entry(key: ServiceKey, list: &[(&str, u16)]) -> ServiceEntry {
     ServiceEntry {
+        affinity_timeout_s: None,
         key,
         backends: backends(list),
     }
