@@ -23,6 +23,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let dataplane = Dataplane::load(&LoadOptions {
         pin_dir: Some(config.pin_dir()),
         endpoint_capacity: config.endpoint_capacity,
+        service_capacity: config.service_capacity,
+        backend_capacity: config.backend_capacity,
     })
     .context("loading the eBPF data path")?;
     tracing::info!(pins = %config.pin_dir().display(), "data path loaded");

@@ -23,6 +23,10 @@ pub struct AgentConfig {
     pub http_addr: SocketAddr,
     /// Capacity of the ENDPOINT map.
     pub endpoint_capacity: u32,
+    /// Capacity of the service frontend map.
+    pub service_capacity: u32,
+    /// Capacity of the backend slot map (backends summed over all frontends).
+    pub backend_capacity: u32,
     /// cgroup (v2) whose processes get socket-level service load balancing; `None` leaves it off.
     pub cgroup: Option<PathBuf>,
     /// Directory of Kubernetes objects (Services, EndpointSlices, ...) to serve; `None` serves none.

@@ -11,7 +11,10 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{CgroupSockAddr, ProgramError, SchedClassifier},
 };
-use strait_abi::maps::{ALL_MAPS, ENDPOINT_MAP, ENDPOINT_MAP_DEFAULT_CAPACITY};
+use strait_abi::maps::{
+    ALL_MAPS, ENDPOINT_MAP, ENDPOINT_MAP_DEFAULT_CAPACITY, SVC_MAP, SVC_MAP_DEFAULT_CAPACITY,
+    SVC_SLOT_MAP, SVC_SLOT_MAP_DEFAULT_CAPACITY,
+};
 
 use crate::{DataplaneError, EBPF_OBJECT};
 
@@ -32,6 +35,10 @@ pub struct LoadOptions {
     pub pin_dir: Option<PathBuf>,
     /// Capacity of the ENDPOINT map.
     pub endpoint_capacity: u32,
+    /// Capacity of the SVC map (service frontends: one per service port and address).
+    pub service_capacity: u32,
+    /// Capacity of the SVC_SLOT map (backends summed over all frontends).
+    pub backend_capacity: u32,
 }
 
 impl Default for LoadOptions {
@@ -39,6 +46,8 @@ impl Default for LoadOptions {
         Self {
             pin_dir: None,
             endpoint_capacity: ENDPOINT_MAP_DEFAULT_CAPACITY,
+            service_capacity: SVC_MAP_DEFAULT_CAPACITY,
+            backend_capacity: SVC_SLOT_MAP_DEFAULT_CAPACITY,
         }
     }
 }
@@ -48,6 +57,8 @@ pub struct Dataplane {
     pub(crate) ebpf: Ebpf,
     pub(crate) pin_dir: Option<PathBuf>,
     pub(crate) endpoint_capacity: u32,
+    pub(crate) service_capacity: u32,
+    pub(crate) backend_capacity: u32,
 }
 
 impl Dataplane {
@@ -58,6 +69,8 @@ impl Dataplane {
         }
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(ENDPOINT_MAP, options.endpoint_capacity);
+        loader.map_max_entries(SVC_MAP, options.service_capacity);
+        loader.map_max_entries(SVC_SLOT_MAP, options.backend_capacity);
         let map_dir = options.pin_dir.as_ref().map(|dir| dir.join("maps"));
         let map_paths: Vec<(&'static str, PathBuf)> = match &map_dir {
             Some(dir) => {
@@ -92,6 +105,8 @@ impl Dataplane {
             ebpf,
             pin_dir: options.pin_dir.clone(),
             endpoint_capacity: options.endpoint_capacity,
+            service_capacity: options.service_capacity,
+            backend_capacity: options.backend_capacity,
         })
     }
 

@@ -46,10 +46,10 @@ fn frontend_key(key: ServiceKey) -> ServiceFrontendKey {
     }
 }
 
-fn map_error(name: &'static str) -> impl Fn(MapError) -> DataplaneError {
+fn map_error(name: &'static str, capacity: u32) -> impl Fn(MapError) -> DataplaneError {
     move |source| match source {
         MapError::SyscallError(ref e) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
-            DataplaneError::MapFull { name, capacity: 0 }
+            DataplaneError::MapFull { name, capacity }
         }
         source => DataplaneError::Map { name, source },
     }
@@ -84,9 +84,10 @@ impl Dataplane {
 
     /// Reads the service entries already in the kernel (after a restart: what the previous agent wrote).
     pub fn read_services(&mut self) -> Result<ServiceTable, DataplaneError> {
+        let (svc_cap, slot_cap) = (self.service_capacity, self.backend_capacity);
         let mut frontends = Vec::new();
         for entry in &self.svc_map()? {
-            frontends.push(entry.map_err(map_error(SVC_MAP))?);
+            frontends.push(entry.map_err(map_error(SVC_MAP, svc_cap))?);
         }
         let slots = self.slot_map()?;
         let mut table = ServiceTable::default();
@@ -106,7 +107,7 @@ impl Dataplane {
                         },
                         0,
                     )
-                    .map_err(map_error(SVC_SLOT_MAP))?;
+                    .map_err(map_error(SVC_SLOT_MAP, slot_cap))?;
                 backends.push(Backend {
                     addr: Ipv4Addr::from(addr.addr.to_ne_bytes()),
                     port: u16::from_be(addr.port),
@@ -138,6 +139,7 @@ impl Dataplane {
         table: &mut ServiceTable,
         desired: &[ServiceEntry],
     ) -> Result<SyncReport, DataplaneError> {
+        let svc_cap = self.service_capacity;
         let mut report = SyncReport::default();
         let wanted: BTreeSet<ServiceKey> = desired.iter().map(|e| e.key).collect();
         for entry in desired {
@@ -167,7 +169,7 @@ impl Dataplane {
             if let Some((id, entry)) = table.entries.remove(&key) {
                 self.svc_map()?
                     .remove(&frontend_key(key))
-                    .map_err(map_error(SVC_MAP))?;
+                    .map_err(map_error(SVC_MAP, svc_cap))?;
                 let mut slots = self.slot_map()?;
                 for slot in 0..entry.backends.len() as u32 {
                     let _ = slots.remove(&BackendSlotKey {
@@ -187,6 +189,7 @@ impl Dataplane {
         entry: &ServiceEntry,
         old_count: usize,
     ) -> Result<(), DataplaneError> {
+        let (svc_cap, slot_cap) = (self.service_capacity, self.backend_capacity);
         {
             let mut slots = self.slot_map()?;
             for (slot, backend) in entry.backends.iter().enumerate() {
@@ -204,7 +207,7 @@ impl Dataplane {
                         value,
                         0,
                     )
-                    .map_err(map_error(SVC_SLOT_MAP))?;
+                    .map_err(map_error(SVC_SLOT_MAP, slot_cap))?;
             }
         }
         let frontend = ServiceFrontend {
@@ -219,7 +222,7 @@ impl Dataplane {
         };
         self.svc_map()?
             .insert(frontend_key(entry.key), frontend, 0)
-            .map_err(map_error(SVC_MAP))?;
+            .map_err(map_error(SVC_MAP, svc_cap))?;
         let mut slots = self.slot_map()?;
         for slot in entry.backends.len()..old_count {
             let _ = slots.remove(&BackendSlotKey {

@@ -194,6 +194,7 @@ fn endpoint_map_full_is_a_named_error() {
     let mut dataplane = Dataplane::load(&LoadOptions {
         pin_dir: None,
         endpoint_capacity: 2,
+        ..LoadOptions::default()
     })
     .unwrap();
     let endpoint = |last| Endpoint {

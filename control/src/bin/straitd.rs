@@ -39,6 +39,12 @@ struct Args {
     /// Capacity of the ENDPOINT map (pods this node can hold).
     #[arg(long, default_value_t = 16_384)]
     endpoint_capacity: u32,
+    /// Capacity of the service frontend map (one entry per service address, port and protocol).
+    #[arg(long, default_value_t = 65_536)]
+    service_capacity: u32,
+    /// Capacity of the backend slot map (backends summed over all service frontends).
+    #[arg(long, default_value_t = 262_144)]
+    backend_capacity: u32,
     /// cgroup v2 directory whose processes (pods and node) get socket-level service load balancing
     /// [default: off]. On a real node this is the cgroup2 root.
     #[arg(long)]
@@ -79,6 +85,8 @@ fn main() -> anyhow::Result<()> {
         bpffs: args.bpffs,
         http_addr: args.http_addr,
         endpoint_capacity: args.endpoint_capacity,
+        service_capacity: args.service_capacity,
+        backend_capacity: args.backend_capacity,
         cgroup: args.cgroup,
         manifests: args.manifests,
     };
