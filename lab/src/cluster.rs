@@ -297,7 +297,8 @@ impl Lab {
                 Object::Service(service) => {
                     let key = format!("{}/{}", object.namespace(), object.name());
                     let mut service = service.clone();
-                    keep_cluster_ip(self.state.services.get(&key), &mut service);
+                    keep_allocations(self.state.services.get(&key), &mut service);
+                    let service = self.admit_service(&key, service)?;
                     self.state.services.insert(key, service);
                     self.save()?;
                 }
@@ -476,19 +477,33 @@ impl Lab {
     }
 }
 
-/// A re-applied Service keeps the ClusterIP it was given unless the manifest asks for one.
-fn keep_cluster_ip(
+/// A re-applied Service keeps the ClusterIP and node ports it was given unless the manifest asks for
+/// others.
+fn keep_allocations(
     old: Option<&k8s_openapi::api::core::v1::Service>,
     new: &mut k8s_openapi::api::core::v1::Service,
 ) {
-    let asked = new
-        .spec
-        .as_ref()
-        .and_then(|s| s.cluster_ip.as_deref())
-        .is_some_and(|ip| !ip.is_empty());
-    let old_spec = old.and_then(|s| s.spec.as_ref());
-    if let (false, Some(old_spec), Some(spec)) = (asked, old_spec, new.spec.as_mut()) {
+    let Some(old_spec) = old.and_then(|s| s.spec.as_ref()) else {
+        return;
+    };
+    let Some(spec) = new.spec.as_mut() else {
+        return;
+    };
+    if spec.cluster_ip.as_deref().is_none_or(str::is_empty) {
         spec.cluster_ip.clone_from(&old_spec.cluster_ip);
         spec.cluster_ips.clone_from(&old_spec.cluster_ips);
+    }
+    for port in spec
+        .ports
+        .iter_mut()
+        .flatten()
+        .filter(|p| p.node_port.is_none())
+    {
+        port.node_port = old_spec
+            .ports
+            .iter()
+            .flatten()
+            .find(|o| o.port == port.port && o.protocol == port.protocol)
+            .and_then(|o| o.node_port);
     }
 }

@@ -1,6 +1,6 @@
 //! Publishing the cluster's objects for the agents, as the API server and the endpoints controller would:
-//! every Service gets a ClusterIP (kept across re-applies), EndpointSlices are computed from the pods, and
-//! the whole set is written to the lab's cluster directory, which every agent watches.
+//! every Service gets a ClusterIP (kept across re-applies) and node ports, EndpointSlices are computed from
+//! the pods, and the whole set (with the Node objects) is written to the lab's cluster directory, which every agent watches.
 
 use std::{
     collections::BTreeSet,
@@ -10,44 +10,70 @@ use std::{
 /// How long `publish` waits for the agents to pick up a change.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(15);
 
+use k8s_openapi::{
+    api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus, Service},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+
 use crate::{
     LabError,
     cluster::Lab,
-    controlplane::{ClusterIpAllocator, ObjectFile, assign, endpoint_slices, write_objects},
+    controlplane::{
+        ClusterIpAllocator, ObjectFile, assign, endpoint_slices, nodeport::assign_node_ports,
+        write_objects,
+    },
+    state::NodeRecord,
 };
 
 impl Lab {
-    /// Assigns missing ClusterIPs, recomputes EndpointSlices and writes every object for the agents.
-    pub(crate) fn publish(&mut self) -> Result<(), LabError> {
-        let keys: Vec<String> = self.state.services.keys().cloned().collect();
-        for key in keys {
-            let has_ip = self.state.services[&key]
-                .spec
-                .as_ref()
-                .and_then(|s| s.cluster_ip.as_deref())
-                .is_some_and(|ip| !ip.is_empty());
-            if has_ip {
-                continue;
-            }
-            let others = self
-                .state
-                .services
-                .iter()
-                .filter(|(k, _)| **k != key)
-                .map(|(_, s)| s);
-            let mut allocator = ClusterIpAllocator::from_services(others);
-            let service = &self.state.services[&key];
-            if let Some(ip) = allocator
-                .allocate(service)
-                .map_err(|e| LabError::Usage(e.to_string()))?
-            {
-                let service = self.state.services.get_mut(&key).expect("key from the map");
-                assign(service, ip);
-                tracing::info!(service = %key, %ip, "assigned ClusterIP");
-            }
+    /// Completes a Service as the API server would before storing it: a ClusterIP unless it asks for one
+    /// (or is headless), and node ports for NodePort and LoadBalancer ports. Errors name the service; the
+    /// lab's state is not touched.
+    pub(crate) fn admit_service(
+        &self,
+        key: &str,
+        mut service: Service,
+    ) -> Result<Service, LabError> {
+        let others: Vec<&Service> = self
+            .state
+            .services
+            .iter()
+            .filter(|(k, _)| k.as_str() != key)
+            .map(|(_, s)| s)
+            .collect();
+        let has_ip = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.cluster_ip.as_deref())
+            .is_some_and(|ip| !ip.is_empty());
+        let mut allocator = ClusterIpAllocator::from_services(others.iter().copied());
+        if has_ip {
+            // An explicit address is validated (range, duplicates) the same way.
+            allocator
+                .allocate(&service)
+                .map_err(|e| LabError::Usage(e.to_string()))?;
+        } else if let Some(ip) = allocator
+            .allocate(&service)
+            .map_err(|e| LabError::Usage(e.to_string()))?
+        {
+            assign(&mut service, ip);
+            tracing::info!(service = %key, %ip, "assigned ClusterIP");
         }
+        assign_node_ports(&mut service, key, others.iter().copied())
+            .map_err(|e| LabError::Usage(e.to_string()))?;
+        Ok(service)
+    }
+
+    /// Recomputes EndpointSlices and writes every object (Nodes, Services, EndpointSlices) for the agents,
+    /// then waits until they have synced.
+    pub(crate) fn publish(&mut self) -> Result<(), LabError> {
         let none = BTreeSet::new();
-        let mut objects: Vec<ObjectFile> = Vec::new();
+        let mut objects: Vec<ObjectFile> = self
+            .state
+            .nodes
+            .iter()
+            .map(|n| node_object(n).into())
+            .collect();
         for service in self.state.services.values() {
             objects.push(service.clone().into());
             for slice in endpoint_slices(service, &self.state.pods, &none) {
@@ -89,6 +115,28 @@ impl Lab {
             }
         }
         Ok(())
+    }
+}
+
+/// The Node object of a lab node: its name, pod CIDR and underlay address (InternalIP).
+fn node_object(node: &NodeRecord) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(node.name.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(NodeSpec {
+            pod_cidr: Some(node.pod_cidr.clone()),
+            pod_cidrs: Some(vec![node.pod_cidr.clone()]),
+            ..NodeSpec::default()
+        }),
+        status: Some(NodeStatus {
+            addresses: Some(vec![NodeAddress {
+                address: node.ip.to_string(),
+                type_: "InternalIP".into(),
+            }]),
+            ..NodeStatus::default()
+        }),
     }
 }
 

@@ -14,6 +14,10 @@
 //!   none, those that are serving (`serving` unset or true) and terminating (`terminating: true`). With
 //!   `internalTrafficPolicy: Local` only endpoints on this node are considered, and the same rule is
 //!   applied to them.
+//! - `type: NodePort` / `LoadBalancer` ports with a `nodePort` are also frontends on each of this node's
+//!   addresses (its Node object's InternalIP/ExternalIP); `spec.externalIPs` and
+//!   `status.loadBalancer.ingress[].ip` are frontends on the service port. With
+//!   `externalTrafficPolicy: Local` these use only this node's endpoints.
 //! - A frontend without backends is still emitted, with an empty list, so the data path can reject its
 //!   connections instead of passing them on.
 //!
@@ -51,6 +55,7 @@ impl ServiceDiff {
 /// The service entries for node `node_name`, sorted by key (see the module documentation for the rules).
 pub fn service_entries(objects: &ClusterObjects, node_name: &str) -> Vec<ServiceEntry> {
     let slices = slices_by_service(objects);
+    let node_ips = node_addresses(objects, node_name);
     let mut entries: BTreeMap<ServiceKey, ServiceEntry> = BTreeMap::new();
     for ((namespace, name), service) in &objects.services {
         let Some(spec) = service.spec.as_ref() else {
@@ -59,31 +64,85 @@ pub fn service_entries(objects: &ClusterObjects, node_name: &str) -> Vec<Service
         let Some(vip) = cluster_ipv4(service) else {
             continue;
         };
-        let local_node =
+        let internal_local =
             (spec.internal_traffic_policy.as_deref() == Some("Local")).then_some(node_name);
+        let external_local =
+            (spec.external_traffic_policy.as_deref() == Some("Local")).then_some(node_name);
         let affinity = affinity_timeout(spec);
         let slices = slices
             .get(&(namespace.as_str(), name.as_str()))
             .map_or(&[][..], Vec::as_slice);
+        let external = external_addresses(service);
+        let node_port_type = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
         for port in spec.ports.iter().flatten() {
             let (Some(proto), Some(number)) =
                 (l4_proto(port.protocol.as_deref()), port_number(port.port))
             else {
                 continue;
             };
-            let key = ServiceKey {
-                vip,
-                port: number,
-                proto,
+            let mut add = |vip: Ipv4Addr, port_number: u16, local: Option<&str>| {
+                let key = ServiceKey {
+                    vip,
+                    port: port_number,
+                    proto,
+                };
+                entries.entry(key).or_insert_with(|| ServiceEntry {
+                    key,
+                    backends: backends(slices, port.name.as_deref(), proto, local),
+                    affinity_timeout_s: affinity,
+                });
             };
-            entries.entry(key).or_insert_with(|| ServiceEntry {
-                key,
-                backends: backends(slices, port.name.as_deref(), proto, local_node),
-                affinity_timeout_s: affinity,
-            });
+            add(vip, number, internal_local);
+            for ip in &external {
+                add(*ip, number, external_local);
+            }
+            if node_port_type && let Some(node_port) = port.node_port.and_then(port_number) {
+                for ip in &node_ips {
+                    add(*ip, node_port, external_local);
+                }
+            }
         }
     }
     entries.into_values().collect()
+}
+
+/// This node's IPv4 addresses (InternalIP and ExternalIP) from its Node object: NodePorts are served on
+/// them.
+fn node_addresses(objects: &ClusterObjects, node_name: &str) -> Vec<Ipv4Addr> {
+    let Some(node) = objects.nodes.get(node_name) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Ipv4Addr> = node
+        .status
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
+        .filter_map(|a| a.address.parse().ok())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `spec.externalIPs` and `status.loadBalancer.ingress[].ip` (IPv4): served on the service port.
+fn external_addresses(service: &Service) -> Vec<Ipv4Addr> {
+    let spec_ips = service
+        .spec
+        .iter()
+        .flat_map(|s| s.external_ips.iter().flatten());
+    let lb_ips = service
+        .status
+        .iter()
+        .flat_map(|s| s.load_balancer.iter())
+        .flat_map(|lb| lb.ingress.iter().flatten())
+        .filter_map(|i| i.ip.as_ref());
+    let mut out: Vec<Ipv4Addr> = spec_ips
+        .chain(lb_ips)
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Kubernetes' default `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours).

@@ -7,6 +7,7 @@
 
 pub mod clusterip;
 pub mod endpointslices;
+pub mod nodeport;
 pub mod objects_dir;
 
 pub use clusterip::{ClusterIpAllocator, ClusterIpError, SERVICE_CIDR, assign};

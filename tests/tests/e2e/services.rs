@@ -256,3 +256,75 @@ fn client_ip_affinity_sticks_and_expires() {
         "affinity never expired: {after_expiry:?}"
     );
 }
+
+const EXPOSED: &str = "apiVersion: v1
+kind: Service
+metadata: {name: web-lb, namespace: default}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  externalIPs: [192.0.2.50]
+  ports: [{name: http, port: 80, targetPort: http}]
+status:
+  loadBalancer: {ingress: [{ip: 198.51.100.7}]}
+";
+
+#[test]
+fn node_ports_load_balancer_and_external_ips_from_inside_the_cluster() {
+    strait_tests::require_root();
+    strait_tests::bin_dir();
+    let guard = LabGuard::new("np");
+    let dir = tempfile::tempdir().unwrap();
+    let exposed = dir.path().join("exposed.yaml");
+    write(&exposed, EXPOSED);
+    let mut lab = Lab::up(&guard.name, 1, Some(&examples())).unwrap();
+    lab.apply(&exposed).unwrap();
+    let node = lab.state.nodes[0].clone();
+    let node_port = lab.state.services["default/web-lb"]
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .as_ref()
+        .unwrap()[0]
+        .node_port
+        .expect("a node port was allocated");
+    assert!((30000..=32767).contains(&node_port), "{node_port}");
+
+    for target in [
+        format!("{}:{node_port}", node.ip),
+        "198.51.100.7:80".to_owned(),
+        "192.0.2.50:80".to_owned(),
+    ] {
+        for from in ["default/client".to_owned(), format!("node/{}", node.name)] {
+            let seen = spread(&lab, &from, &target, false, 6);
+            assert!(
+                seen.keys().all(|w| w.starts_with("default/web-")),
+                "{from} -> {target}: {seen:?}"
+            );
+        }
+    }
+    // Re-applying keeps the allocated node port; a port outside the range is refused by name.
+    lab.apply(&exposed).unwrap();
+    let again = lab.state.services["default/web-lb"]
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .as_ref()
+        .unwrap()[0]
+        .node_port;
+    assert_eq!(again, Some(node_port));
+    write(
+        &exposed,
+        &EXPOSED
+            .replace("name: web-lb", "name: bad")
+            .replace("targetPort: http}", "targetPort: http, nodePort: 8080}"),
+    );
+    let error = lab.apply(&exposed).unwrap_err().to_string();
+    assert!(
+        error.contains("default/bad") && error.contains("30000-32767"),
+        "{error}"
+    );
+    assert!(!lab.state.services.contains_key("default/bad"));
+}

@@ -428,3 +428,36 @@ fn diff_reports_only_changes() {
     assert_eq!(diff(&[], &new).upserts.len(), 4);
     assert_eq!(diff(&new, &[]).removals, [k(1), k(2), k(3), k(5)]);
 }
+
+#[test]
+fn node_ports_external_ips_and_load_balancer_ips_are_frontends_too() {
+    let yaml = [
+        "---\napiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus:\n  addresses:\n    - {type: InternalIP, address: 172.30.0.11}\n    - {type: Hostname, address: n1}\n".to_owned(),
+        service(
+            "lb",
+            "  type: LoadBalancer\n  clusterIP: 10.96.0.20\n  externalIPs: [192.0.2.5]\n  externalTrafficPolicy: Local\n  ports: [{port: 80, nodePort: 30080}]\nstatus:\n  loadBalancer: {ingress: [{ip: 198.51.100.1}]}\n",
+        ),
+        slice(
+            "lb-1",
+            "lb",
+            "IPv4",
+            "ports: [{port: 8080}]\nendpoints:\n  - {addresses: [10.244.1.2], nodeName: n1}\n  - {addresses: [10.244.2.2], nodeName: n2}\n",
+        ),
+    ]
+    .concat();
+    let entries = service_entries(&objects(&yaml), "n1");
+    let both = [("10.244.1.2", 8080), ("10.244.2.2", 8080)];
+    let local = [("10.244.1.2", 8080)];
+    assert_eq!(
+        entries,
+        vec![
+            entry(key("10.96.0.20", 80, L4Proto::Tcp), &both),
+            entry(key("172.30.0.11", 30080, L4Proto::Tcp), &local),
+            entry(key("192.0.2.5", 80, L4Proto::Tcp), &local),
+            entry(key("198.51.100.1", 80, L4Proto::Tcp), &local),
+        ]
+    );
+    // Without this node's Node object there is no address to serve the node port on.
+    let other_node = service_entries(&objects(&yaml), "n9");
+    assert!(other_node.iter().all(|e| e.key.port != 30080));
+}
