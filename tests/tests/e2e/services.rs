@@ -328,3 +328,73 @@ fn node_ports_load_balancer_and_external_ips_from_inside_the_cluster() {
     );
     assert!(!lab.state.services.contains_key("default/bad"));
 }
+
+#[test]
+fn services_keep_working_across_agent_restarts() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    };
+    strait_tests::require_root();
+    strait_tests::bin_dir();
+    let guard = LabGuard::new("sr");
+    let mut lab = Lab::up(&guard.name, 1, Some(&examples())).unwrap();
+    let node = lab.state.nodes[0].name.clone();
+    let target = format!("{}:80", cluster_ip(&lab, "default/web"));
+    let pins = Path::new("/sys/fs/bpf/strait").join(&node).join("links");
+    let link_id = || {
+        aya::programs::links::PinnedLink::from_pin(pins.join("sock_connect4-cgroup"))
+            .map(|l| aya::programs::links::FdLink::from(l).info().unwrap().id())
+            .unwrap()
+    };
+    let first_link = link_id();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let prober = {
+        let (stop, failures, attempts) = (stop.clone(), failures.clone(), attempts.clone());
+        let lab = Lab::open(&guard.name).unwrap();
+        let target = target.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                let answer = lab
+                    .probe("default/client", &target, false, Duration::from_secs(1))
+                    .unwrap();
+                if !answer
+                    .as_deref()
+                    .is_ok_and(|w| w.starts_with("default/web-"))
+                {
+                    failures.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    for _ in 0..2 {
+        lab.restart_agent(&node).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, Ordering::SeqCst);
+    prober.join().unwrap();
+    assert!(attempts.load(Ordering::SeqCst) > 0);
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "service probes failed across restarts"
+    );
+    assert_ne!(
+        link_id(),
+        first_link,
+        "the restarted agent replaced the cgroup link"
+    );
+    let log = fs::read_to_string(lab.names.node_dir(&node).join("agent.log")).unwrap();
+    assert!(
+        log.contains("adopted service entries from the kernel"),
+        "{log}"
+    );
+    assert!(
+        log.contains("frontends=1 added=0 updated=0 removed=0 unchanged=1"),
+        "a restarted agent rewrote service entries:\n{log}"
+    );
+}
