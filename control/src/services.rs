@@ -24,8 +24,8 @@ use crate::{
 /// How often the source is polled for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Wall-clock time (ms since the epoch) at which the last successful sync *started*: a publisher that
-/// wrote its objects before that time knows they are in the data path. 0 until the first sync.
+/// Wall-clock time (ms since the epoch) at which the last poll that left nothing pending *started*: a
+/// publisher that wrote its objects before that time knows they are in the data path. 0 until then.
 #[derive(Clone, Debug, Default)]
 pub struct SyncClock(Arc<AtomicU64>);
 
@@ -68,11 +68,27 @@ pub async fn run(
     let mut pending = None;
     loop {
         let poll_started = now_ms();
-        if let Some(report) = source.poll() {
+        // Reading, parsing and translating can take seconds at 10k services: off the runtime's thread, so
+        // the CNI socket and HTTP keep answering meanwhile.
+        let node_name = node.clone();
+        let polled = tokio::task::spawn_blocking(move || {
+            let report = source.poll();
+            let entries = report
+                .as_ref()
+                .map(|r| service_entries(&r.objects, &node_name));
+            (source, report, entries)
+        })
+        .await;
+        let Ok((returned, report, entries)) = polled else {
+            tracing::error!("the object source panicked; service sync stops");
+            return;
+        };
+        source = returned;
+        if let (Some(report), Some(entries)) = (report, entries) {
             for error in &report.errors {
                 tracing::warn!(dir = %dir.display(), "skipped: {error}");
             }
-            pending = Some(service_entries(&report.objects, &node));
+            pending = Some(entries);
         }
         if let Some(entries) = &pending {
             let started = std::time::Instant::now();
@@ -93,12 +109,13 @@ pub async fn run(
                         "services synced"
                     );
                     pending = None;
-                    clock.0.store(poll_started, Ordering::SeqCst);
                 }
                 Err(error) => tracing::error!(%error, "service sync failed; retrying"),
             }
         }
-        if pending.is_none() && clock.last_ms() == 0 {
+        // Nothing pending: everything written before this poll began is in the data path, whether this
+        // poll found a change or not.
+        if pending.is_none() {
             clock.0.store(poll_started, Ordering::SeqCst);
         }
         tokio::time::sleep(POLL_INTERVAL).await;

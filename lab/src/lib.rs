@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod cluster;
 pub mod cni_exec;
+pub mod connbench;
 pub mod controlplane;
 pub mod manifests;
 pub mod names;

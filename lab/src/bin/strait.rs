@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use strait_lab::{cluster::Lab, probe, status, workload};
+use strait_lab::{cluster::Lab, connbench, probe, status, workload};
 use tracing_subscriber::EnvFilter;
 
 /// strait: eBPF networking for Kubernetes.
@@ -138,6 +138,18 @@ enum LabCommand {
         #[arg(long)]
         timeout_ms: u64,
     },
+    /// (internal) Sequential TCP connections to TARGET, run inside a pod; prints latency statistics as JSON.
+    #[command(hide = true)]
+    ConnectBench {
+        #[arg(long)]
+        target: std::net::SocketAddr,
+        /// Connections to make, one after another.
+        #[arg(long)]
+        count: usize,
+        /// Time allowed for each connection (connect and answer).
+        #[arg(long, default_value_t = connbench::DEFAULT_TIMEOUT_MS)]
+        timeout_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -155,6 +167,8 @@ fn main() -> ExitCode {
     }
 }
 
+// One arm per subcommand: the length is the command list's.
+#[allow(clippy::too_many_lines)]
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let Top::Lab(command) = cli.command;
     match command {
@@ -251,6 +265,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let answer = probe::ask(target, udp, Duration::from_millis(timeout_ms));
             return Ok(report_probe(answer, false));
+        }
+        LabCommand::ConnectBench {
+            target,
+            count,
+            timeout_ms,
+        } => {
+            let (stats, first_error) =
+                connbench::run(target, count, Duration::from_millis(timeout_ms));
+            if let Some(error) = first_error {
+                eprintln!(
+                    "{} of {count} connections failed; first: {error}",
+                    stats.failures
+                );
+            }
+            println!("{}", serde_json::to_string(&stats)?);
         }
     }
     Ok(ExitCode::SUCCESS)

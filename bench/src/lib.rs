@@ -1,0 +1,4 @@
+//! strait-bench: the pieces of strait's benchmarks that are worth unit-testing on their own. The
+//! benchmarks themselves are the binaries (`pktcost`, `svcscale`).
+
+pub mod svcscale;
