@@ -666,7 +666,10 @@ fn log_tail(log: &Path, lines: usize) -> String {
 }
 
 /// A count or size as a float, for display and ratios (exact far beyond any figure here).
-#[allow(clippy::cast_precision_loss)]
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "byte and KiB figures for display only"
+)]
 fn float(v: u64) -> f64 {
     v as f64
 }
