@@ -8,6 +8,7 @@
 //!   [`ServiceEntry`](strait_dataplane::services::ServiceEntry) list (kube-proxy semantics), and the diff
 //!   between two such lists.
 
+pub mod kube_source;
 pub mod objects;
 pub mod source;
 pub mod translate;

@@ -1,0 +1,387 @@
+//! Tests of [`KubeSource`] against the scripted API server in [`mock_api`](super::mock_api): initial
+//! lists, events on an open watch, a watch that ends and resumes, `410 Gone` and the relist after it,
+//! errors, readiness, the pod field selector, stopping on drop; and that a TLS client builds.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::{Value, json};
+use tokio::time::{Instant, sleep};
+
+use super::KubeSource;
+use super::mock_api::{Kind, MockApi, TIMEOUT, WatchStream};
+use crate::model::objects::ClusterObjects;
+use crate::model::source::{LoadReport, ObjectSource};
+
+const NODE: &str = "node-1";
+
+/// A Service as the API server serves it (server-set fields included, type fields left to the caller).
+fn service(name: &str, cluster_ip: &str, resource_version: &str) -> Value {
+    json!({
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "uid": format!("0b6f1c2e-{name}"),
+            "resourceVersion": resource_version,
+            "creationTimestamp": "2026-05-01T10:00:00Z",
+            "labels": {"app": name},
+        },
+        "spec": {
+            "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}],
+            "selector": {"app": name},
+            "clusterIP": cluster_ip,
+            "clusterIPs": [cluster_ip],
+            "type": "ClusterIP",
+            "sessionAffinity": "None",
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "internalTrafficPolicy": "Cluster",
+        },
+        "status": {"loadBalancer": {}},
+    })
+}
+
+/// An EndpointSlice of the Service `web` as the EndpointSlice controller writes it.
+fn slice(name: &str, addresses: &[&str], resource_version: &str) -> Value {
+    let endpoints: Vec<Value> = addresses
+        .iter()
+        .enumerate()
+        .map(|(index, address)| {
+            json!({
+                "addresses": [address],
+                "conditions": {"ready": true, "serving": true, "terminating": false},
+                "nodeName": NODE,
+                "targetRef": {"kind": "Pod", "namespace": "shop", "name": format!("web-{index}")},
+            })
+        })
+        .collect();
+    json!({
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "uid": format!("5d1e7a90-{name}"),
+            "resourceVersion": resource_version,
+            "generateName": "web-",
+            "labels": {
+                "kubernetes.io/service-name": "web",
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+            },
+            "ownerReferences": [{
+                "apiVersion": "v1", "kind": "Service", "name": "web", "uid": "0b6f1c2e-web",
+                "controller": true, "blockOwnerDeletion": true,
+            }],
+        },
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
+    })
+}
+
+fn node(name: &str) -> Value {
+    json!({"metadata": {"name": name, "resourceVersion": "1"}})
+}
+
+fn pod(name: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": "shop", "resourceVersion": "1"},
+        "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "app"}]},
+    })
+}
+
+/// `namespace/name` of every key, in order.
+fn names<V>(objects: &BTreeMap<(String, String), V>) -> Vec<String> {
+    objects
+        .keys()
+        .map(|(ns, name)| format!("{ns}/{name}"))
+        .collect()
+}
+
+fn cluster_ip(objects: &ClusterObjects, name: &str) -> Option<String> {
+    let service = objects
+        .services
+        .get(&("shop".to_owned(), name.to_owned()))?;
+    service.spec.as_ref()?.cluster_ip.clone()
+}
+
+/// Every endpoint address of the slice `name`, in order.
+fn addresses(objects: &ClusterObjects, name: &str) -> Vec<String> {
+    objects
+        .endpoint_slices
+        .get(&("shop".to_owned(), name.to_owned()))
+        .map(|slice| {
+            slice
+                .endpoints
+                .iter()
+                .flatten()
+                .flat_map(|endpoint| endpoint.addresses.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls every 10 ms until a report satisfies `done` and returns it, with the errors of the reports
+/// skipped on the way put in front of its own, so no error goes unseen. Fails after [`TIMEOUT`].
+async fn report_where(
+    source: &mut KubeSource,
+    api: &MockApi,
+    what: &str,
+    done: impl Fn(&LoadReport) -> bool,
+) -> LoadReport {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut errors = Vec::new();
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(mut report) = source.poll() {
+            if done(&report) {
+                errors.append(&mut report.errors);
+                report.errors = errors;
+                return report;
+            }
+            errors.append(&mut report.errors);
+            last = Some(report);
+        }
+        sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "no report with {what} within {TIMEOUT:?}; last report: {last:#?}\nerrors: {errors:?}\n\
+         requests:\n{}",
+        api.log()
+    );
+}
+
+/// Answers the first list of `kind` with `items` at `resource_version` and opens the watch after it.
+async fn list_and_watch(
+    api: &mut MockApi,
+    kind: Kind,
+    resource_version: &str,
+    items: &[Value],
+) -> WatchStream {
+    api.expect_list(kind).await.list(resource_version, items);
+    api.expect_watch(kind, resource_version).await.watch()
+}
+
+/// Lists nothing for each of `kinds` and keeps their watches open and quiet.
+async fn serve_empty(api: &mut MockApi, kinds: &[Kind]) -> Vec<WatchStream> {
+    let mut watches = Vec::new();
+    for &kind in kinds {
+        watches.push(list_and_watch(api, kind, "1", &[]).await);
+    }
+    watches
+}
+
+#[tokio::test]
+async fn services_follow_events_watch_restarts_and_the_relist_after_gone() {
+    let (client, mut api) = MockApi::start();
+    let mut source = KubeSource::start(client, NODE);
+    let initial = [
+        service("web", "10.96.0.10", "90"),
+        service("db", "10.96.0.11", "95"),
+    ];
+    let services = list_and_watch(&mut api, Kind::Services, "100", &initial).await;
+    let _quiet = serve_empty(&mut api, &[Kind::EndpointSlices, Kind::Nodes, Kind::Pods]).await;
+
+    let report = report_where(&mut source, &api, "the listed services", |_| true).await;
+    assert_eq!(names(&report.objects.services), ["shop/db", "shop/web"]);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(source.poll(), None, "nothing changed since the last report");
+
+    // Events on the open watch.
+    services.event("ADDED", service("cache", "10.96.0.12", "101"));
+    services.event("MODIFIED", service("web", "10.96.0.20", "102"));
+    let report = report_where(&mut source, &api, "cache added and web modified", |r| {
+        cluster_ip(&r.objects, "web").as_deref() == Some("10.96.0.20")
+            && r.objects.services.len() == 3
+    })
+    .await;
+    assert_eq!(
+        names(&report.objects.services),
+        ["shop/cache", "shop/db", "shop/web"]
+    );
+    services.event("DELETED", service("db", "10.96.0.11", "103"));
+    let report = report_where(&mut source, &api, "db deleted", |r| {
+        r.objects.services.len() == 2
+    })
+    .await;
+    assert_eq!(names(&report.objects.services), ["shop/cache", "shop/web"]);
+
+    // The server ends the watch; the watcher resumes from the last bookmark without listing again.
+    services.bookmark("110");
+    services.close();
+    let services = api.expect_watch(Kind::Services, "110").await.watch();
+
+    // That version has been compacted away: the store keeps its objects and the error is reported ...
+    services.gone("too old resource version: 110 (150)");
+    let report = report_where(&mut source, &api, "the watch error", |r| {
+        !r.errors.is_empty()
+    })
+    .await;
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    let error = &report.errors[0];
+    assert!(
+        error.starts_with("Service watch: ") && error.contains("too old resource version"),
+        "{error}"
+    );
+    assert_eq!(names(&report.objects.services), ["shop/cache", "shop/web"]);
+
+    // ... then the watcher lists again: objects missing from the new list are gone.
+    let relisted = [
+        service("web", "10.96.0.30", "140"),
+        service("api", "10.96.0.13", "145"),
+    ];
+    let _services = list_and_watch(&mut api, Kind::Services, "150", &relisted).await;
+    let report = report_where(&mut source, &api, "the relisted services", |r| {
+        r.objects
+            .services
+            .contains_key(&("shop".to_owned(), "api".to_owned()))
+    })
+    .await;
+    assert_eq!(names(&report.objects.services), ["shop/api", "shop/web"]);
+    assert_eq!(
+        cluster_ip(&report.objects, "web").as_deref(),
+        Some("10.96.0.30")
+    );
+    assert!(
+        report.errors.is_empty(),
+        "errors are reported once: {:?}",
+        report.errors
+    );
+    assert_eq!(source.poll(), None);
+    api.assert_no_unexpected_requests();
+}
+
+#[tokio::test]
+async fn endpoint_slices_follow_events_and_the_relist_after_gone() {
+    let (client, mut api) = MockApi::start();
+    let mut source = KubeSource::start(client, NODE);
+    let initial = [
+        slice("web-abc", &["10.244.1.4"], "190"),
+        slice("db-xyz", &["10.244.1.9"], "195"),
+    ];
+    let slices = list_and_watch(&mut api, Kind::EndpointSlices, "200", &initial).await;
+    let _quiet = serve_empty(&mut api, &[Kind::Services, Kind::Nodes, Kind::Pods]).await;
+
+    let report = report_where(&mut source, &api, "the listed slices", |_| true).await;
+    assert_eq!(
+        names(&report.objects.endpoint_slices),
+        ["shop/db-xyz", "shop/web-abc"]
+    );
+    assert_eq!(addresses(&report.objects, "web-abc"), ["10.244.1.4"]);
+
+    slices.event(
+        "MODIFIED",
+        slice("web-abc", &["10.244.1.4", "10.244.1.5"], "201"),
+    );
+    report_where(&mut source, &api, "a second web endpoint", |r| {
+        addresses(&r.objects, "web-abc") == ["10.244.1.4", "10.244.1.5"]
+    })
+    .await;
+
+    // Gone on the open watch: a relist replaces the whole store.
+    slices.gone("too old resource version: 201 (300)");
+    let relisted = [slice("web-abc", &["10.244.1.5"], "290")];
+    let _slices = list_and_watch(&mut api, Kind::EndpointSlices, "300", &relisted).await;
+    let report = report_where(&mut source, &api, "the relisted slices", |r| {
+        r.objects.endpoint_slices.len() == 1
+    })
+    .await;
+    assert_eq!(names(&report.objects.endpoint_slices), ["shop/web-abc"]);
+    assert_eq!(addresses(&report.objects, "web-abc"), ["10.244.1.5"]);
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    assert!(
+        report.errors[0].starts_with("EndpointSlice watch: "),
+        "{}",
+        report.errors[0]
+    );
+    api.assert_no_unexpected_requests();
+}
+
+#[tokio::test]
+async fn reports_only_once_every_kind_is_listed_and_watches_this_nodes_pods() {
+    let (client, mut api) = MockApi::start();
+    let mut source = KubeSource::start(client, NODE);
+    let _services = list_and_watch(
+        &mut api,
+        Kind::Services,
+        "10",
+        &[service("web", "10.96.0.10", "10")],
+    )
+    .await;
+    let _slices = list_and_watch(
+        &mut api,
+        Kind::EndpointSlices,
+        "10",
+        &[slice("web-abc", &["10.244.1.4"], "10")],
+    )
+    .await;
+    // The first node list is refused; the watcher backs off and lists again.
+    api.expect_list(Kind::Nodes).await.fail(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        "nodes is forbidden: User \"system:serviceaccount:kube-system:strait\" cannot list",
+    );
+    let _nodes = list_and_watch(&mut api, Kind::Nodes, "10", &[node(NODE)]).await;
+
+    // The pods are not listed yet: a partial view is never reported.
+    sleep(Duration::from_millis(300)).await;
+    assert!(!source.is_ready());
+    assert_eq!(source.poll(), None);
+
+    let pods = api.expect_list(Kind::Pods).await;
+    assert_eq!(
+        pods.param("fieldSelector"),
+        Some("spec.nodeName%3Dnode-1"),
+        "pods are selected by node\nrequests:\n{}",
+        api.log()
+    );
+    pods.list("10", &[pod("web-1")]);
+    let pods = api.expect_watch(Kind::Pods, "10").await;
+    assert_eq!(pods.param("fieldSelector"), Some("spec.nodeName%3Dnode-1"));
+    let _pods = pods.watch();
+
+    let report = report_where(&mut source, &api, "every kind", |_| true).await;
+    assert!(source.is_ready());
+    let objects = &report.objects;
+    assert_eq!(names(&objects.services), ["shop/web"]);
+    assert_eq!(names(&objects.endpoint_slices), ["shop/web-abc"]);
+    assert_eq!(objects.nodes.keys().collect::<Vec<_>>(), [NODE]);
+    assert_eq!(names(&objects.pods), ["shop/web-1"]);
+    // The error from before the first report comes with it.
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    let error = &report.errors[0];
+    assert!(
+        error.starts_with("Node watch: ") && error.contains("forbidden"),
+        "{error}"
+    );
+    api.assert_no_unexpected_requests();
+}
+
+#[tokio::test]
+async fn dropping_the_source_stops_its_watchers() {
+    let (client, mut api) = MockApi::start();
+    let mut source = KubeSource::start(client, NODE);
+    let watches = serve_empty(&mut api, &Kind::ALL).await;
+    let report = report_where(&mut source, &api, "the empty lists", |_| true).await;
+    assert!(report.objects.is_empty());
+    assert!(watches.iter().all(|watch| !watch.is_closed()));
+
+    drop(source);
+    let deadline = Instant::now() + TIMEOUT;
+    while !watches.iter().all(WatchStream::is_closed) {
+        assert!(
+            Instant::now() < deadline,
+            "watches still open after the drop\nrequests:\n{}",
+            api.log()
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+    api.assert_no_unexpected_requests();
+}
+
+#[tokio::test]
+async fn a_tls_client_for_a_real_api_server_builds() {
+    // The TLS stack (rustls with ring) is set up without a process-wide provider; nothing connects.
+    let config = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
+    let client = kube::Client::try_from(config);
+    assert!(client.is_ok(), "{:?}", client.err());
+}
