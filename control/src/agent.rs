@@ -13,6 +13,7 @@ use crate::{
     config::AgentConfig,
     endpoints::EndpointManager,
     http::{self, HttpState},
+    model::{kube_source::KubeSource, source::ManifestDirSource},
     services,
 };
 
@@ -56,9 +57,23 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(socket = %config.socket.display(), http = %config.http_addr, "serving");
     let api_task = tokio::spawn(api::serve(socket, manager.clone()));
     let clock = services::SyncClock::default();
-    let sync_task = config.manifests.clone().map(|dir| {
+    let source: Option<(services::BoxedSource, String)> = if config.kube {
+        let source = KubeSource::try_default(&config.node_name)
+            .await
+            .context("connecting to the Kubernetes API (in-cluster config or kubeconfig)")?;
+        Some((Box::new(source), "kubernetes-api".to_owned()))
+    } else {
+        config.manifests.clone().map(|dir| {
+            let origin = dir.display().to_string();
+            (
+                Box::new(ManifestDirSource::new(dir)) as services::BoxedSource,
+                origin,
+            )
+        })
+    };
+    let sync_task = source.map(|(source, origin)| {
         let (node, manager, clock) = (config.node_name.clone(), manager.clone(), clock.clone());
-        tokio::spawn(services::run(dir, node, manager, clock))
+        tokio::spawn(services::run(source, origin, node, manager, clock))
     });
     let http_task = tokio::spawn(http::serve(
         http_listener,

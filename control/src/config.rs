@@ -31,6 +31,8 @@ pub struct AgentConfig {
     pub cgroup: Option<PathBuf>,
     /// Directory of Kubernetes objects (Services, EndpointSlices, ...) to serve; `None` serves none.
     pub manifests: Option<PathBuf>,
+    /// Watch the Kubernetes API (in-cluster config or kubeconfig) instead of a directory.
+    pub kube: bool,
 }
 
 impl AgentConfig {

@@ -3,7 +3,6 @@
 //! the state is kept.
 
 use std::{
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -15,10 +14,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     endpoints::EndpointManager,
-    model::{
-        source::{ManifestDirSource, ObjectSource},
-        translate::service_entries,
-    },
+    model::{source::ObjectSource, translate::service_entries},
 };
 
 /// How often the source is polled for changes.
@@ -42,14 +38,17 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Runs until aborted.
+/// Where the agent's objects come from.
+pub type BoxedSource = Box<dyn ObjectSource + Send>;
+
+/// Runs until aborted. `origin` names the source in logs (a directory, or the API server).
 pub async fn run(
-    dir: PathBuf,
+    mut source: BoxedSource,
+    origin: String,
     node: String,
     manager: Arc<Mutex<EndpointManager>>,
     clock: SyncClock,
 ) {
-    let mut source = ManifestDirSource::new(dir.clone());
     let mut table = match manager.lock().await.dataplane_mut().read_services() {
         Ok(table) => {
             tracing::info!(
@@ -86,7 +85,7 @@ pub async fn run(
         source = returned;
         if let (Some(report), Some(entries)) = (report, entries) {
             for error in &report.errors {
-                tracing::warn!(dir = %dir.display(), "skipped: {error}");
+                tracing::warn!(source = %origin, "skipped: {error}");
             }
             pending = Some(entries);
         }

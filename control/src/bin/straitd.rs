@@ -51,8 +51,12 @@ struct Args {
     cgroup: Option<PathBuf>,
     /// Directory of Kubernetes objects (Services, EndpointSlices) to serve, watched for changes; files
     /// replaced atomically are picked up, a bad file is reported by name and skipped.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kube")]
     manifests: Option<PathBuf>,
+    /// Watch Services, EndpointSlices, Nodes and this node's Pods on the Kubernetes API (in-cluster service
+    /// account, or KUBECONFIG) instead of a manifest directory.
+    #[arg(long)]
+    kube: bool,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -92,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         backend_capacity: args.backend_capacity,
         cgroup: args.cgroup,
         manifests: args.manifests,
+        kube: args.kube,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
