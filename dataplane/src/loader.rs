@@ -133,10 +133,14 @@ impl Dataplane {
     }
 }
 
-pub(crate) fn sock_program_mut<'a>(
+/// The program `name` as its concrete type (`SchedClassifier`, `CgroupSockAddr`, ...).
+pub(crate) fn typed_program_mut<'a, P>(
     ebpf: &'a mut Ebpf,
     name: &'static str,
-) -> Result<&'a mut CgroupSockAddr, DataplaneError> {
+) -> Result<&'a mut P, DataplaneError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
     let program = ebpf
         .program_mut(name)
         .ok_or(DataplaneError::ProgramMissing { name })?;
@@ -145,14 +149,17 @@ pub(crate) fn sock_program_mut<'a>(
         .map_err(|source: ProgramError| DataplaneError::Program { name, source })
 }
 
+/// A socket load-balancing program.
+pub(crate) fn sock_program_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut CgroupSockAddr, DataplaneError> {
+    typed_program_mut(ebpf, name)
+}
+
 fn program_mut<'a>(
     ebpf: &'a mut Ebpf,
     name: &'static str,
 ) -> Result<&'a mut SchedClassifier, DataplaneError> {
-    let program = ebpf
-        .program_mut(name)
-        .ok_or(DataplaneError::ProgramMissing { name })?;
-    program
-        .try_into()
-        .map_err(|source: ProgramError| DataplaneError::Program { name, source })
+    typed_program_mut(ebpf, name)
 }

@@ -63,6 +63,19 @@ fn write(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
 }
 
+/// A lab from `examples/` plus the objects in `extra`, torn down by the returned guard.
+fn lab_with(prefix: &str, extra: &str) -> (LabGuard, Lab) {
+    strait_tests::require_root();
+    strait_tests::bin_dir();
+    let guard = LabGuard::new(prefix);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("extra.yaml");
+    write(&file, extra);
+    let mut lab = Lab::up(&guard.name, 1, Some(&examples())).unwrap();
+    lab.apply(&file).unwrap();
+    (guard, lab)
+}
+
 #[test]
 fn clusterip_spreads_over_ten_replicas_and_follows_scaling() {
     strait_tests::require_root();
@@ -133,14 +146,8 @@ spec:
 
 #[test]
 fn named_ports_udp_empty_services_hairpin_and_removal() {
-    strait_tests::require_root();
-    strait_tests::bin_dir();
-    let guard = LabGuard::new("sn");
+    let (_guard, mut lab) = lab_with("sn", EXTRA);
     let dir = tempfile::tempdir().unwrap();
-    let extra = dir.path().join("extra.yaml");
-    write(&extra, EXTRA);
-    let mut lab = Lab::up(&guard.name, 1, Some(&examples())).unwrap();
-    lab.apply(&extra).unwrap();
     let node = lab.state.nodes[0].name.clone();
 
     // `web` maps port 80 to the pods' port named `http` (8080).
@@ -228,14 +235,7 @@ spec:
 
 #[test]
 fn client_ip_affinity_sticks_and_expires() {
-    strait_tests::require_root();
-    strait_tests::bin_dir();
-    let guard = LabGuard::new("sa");
-    let dir = tempfile::tempdir().unwrap();
-    let sticky = dir.path().join("sticky.yaml");
-    write(&sticky, STICKY);
-    let mut lab = Lab::up(&guard.name, 1, Some(&examples())).unwrap();
-    lab.apply(&sticky).unwrap();
+    let (_guard, lab) = lab_with("sa", STICKY);
     let target = format!("{}:80", cluster_ip(&lab, "default/sticky"));
 
     // Back-to-back connections keep their backend (each one renews the timer).
