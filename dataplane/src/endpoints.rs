@@ -67,18 +67,8 @@ impl Dataplane {
         if map.get(&key, 0).ok() == Some(info) {
             return Ok(false);
         }
-        map.insert(key, info, 0).map_err(|source| match source {
-            MapError::SyscallError(ref e) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
-                DataplaneError::MapFull {
-                    name: ENDPOINT_MAP,
-                    capacity,
-                }
-            }
-            source => DataplaneError::Map {
-                name: ENDPOINT_MAP,
-                source,
-            },
-        })?;
+        map.insert(key, info, 0)
+            .map_err(|source| DataplaneError::map(ENDPOINT_MAP, capacity, source))?;
         Ok(true)
     }
 

@@ -57,6 +57,18 @@ pub enum DataplaneError {
 }
 
 impl DataplaneError {
+    /// A map operation's error: "full" (E2BIG on insert) names the map and its capacity.
+    pub fn map(name: &'static str, capacity: u32, source: aya::maps::MapError) -> Self {
+        match source {
+            aya::maps::MapError::SyscallError(ref e)
+                if e.io_error.raw_os_error() == Some(libc::E2BIG) =>
+            {
+                Self::MapFull { name, capacity }
+            }
+            source => Self::Map { name, source },
+        }
+    }
+
     /// Wraps an I/O error with what was being done.
     pub fn io(action: impl Into<String>, source: io::Error) -> Self {
         Self::Io {

@@ -47,12 +47,7 @@ fn frontend_key(key: ServiceKey) -> ServiceFrontendKey {
 }
 
 fn map_error(name: &'static str, capacity: u32) -> impl Fn(MapError) -> DataplaneError {
-    move |source| match source {
-        MapError::SyscallError(ref e) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
-            DataplaneError::MapFull { name, capacity }
-        }
-        source => DataplaneError::Map { name, source },
-    }
+    move |source| DataplaneError::map(name, capacity, source)
 }
 
 impl Dataplane {

@@ -30,7 +30,7 @@ use k8s_openapi::{
 };
 
 use crate::{
-    manifests::{ALPHABET, DEFAULT_NAMESPACE},
+    manifests::{DEFAULT_NAMESPACE, alphabet_digits},
     state::PodRecord,
 };
 
@@ -292,17 +292,10 @@ fn unique_name(
 
 /// FNV-1a 64 of `key`, written as [`NAME_HASH_LEN`] characters of Kubernetes' safe alphabet.
 fn short_hash(key: &str) -> String {
-    let mut hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
-    let base = ALPHABET.len() as u64;
-    (0..NAME_HASH_LEN)
-        .map(|_| {
-            let c = ALPHABET[(hash % base) as usize];
-            hash /= base;
-            char::from(c)
-        })
-        .collect()
+    alphabet_digits(hash, NAME_HASH_LEN)
 }
 
 #[cfg(test)]

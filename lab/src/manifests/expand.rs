@@ -163,9 +163,13 @@ fn random_suffix() -> String {
     if let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) {
         hasher.write_u128(now.as_nanos());
     }
-    let mut bits = hasher.finish();
+    alphabet_digits(hasher.finish(), SUFFIX_LEN)
+}
+
+/// The low `len` base-27 digits of `bits`, in Kubernetes' safe alphabet (no vowels, no look-alikes).
+pub fn alphabet_digits(mut bits: u64, len: usize) -> String {
     let base = ALPHABET.len() as u64;
-    (0..SUFFIX_LEN)
+    (0..len)
         .map(|_| {
             let c = ALPHABET[(bits % base) as usize];
             bits /= base;

@@ -22,8 +22,8 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use expand::{
-    ALPHABET, Owner, PodPort, PodSpecLite, Protocol, TEMPLATE_HASH_LABEL, deployment_replicas,
-    pod_from_pod, pod_template_hash, pods_for_deployment,
+    ALPHABET, Owner, PodPort, PodSpecLite, Protocol, TEMPLATE_HASH_LABEL, alphabet_digits,
+    deployment_replicas, pod_from_pod, pod_template_hash, pods_for_deployment,
 };
 pub use load::{Loaded, load_path, load_path_skipping_unknown, parse_str};
 pub use validate::{Violation, validate};

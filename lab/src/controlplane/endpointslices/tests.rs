@@ -476,5 +476,9 @@ fn short_hash_is_stable() {
     assert_eq!(short_hash(""), short_hash(""));
     assert_ne!(short_hash("a"), short_hash("b"));
     assert_eq!(short_hash("x").len(), NAME_HASH_LEN);
-    assert!(short_hash("x").bytes().all(|b| ALPHABET.contains(&b)));
+    assert!(
+        short_hash("x")
+            .bytes()
+            .all(|b| crate::manifests::ALPHABET.contains(&b))
+    );
 }
