@@ -11,6 +11,7 @@ use tokio::{net::TcpListener, signal::unix::SignalKind, sync::Mutex};
 use crate::{
     api,
     config::AgentConfig,
+    conntrack_gc,
     endpoints::EndpointManager,
     http::{self, HttpState},
     model::{kube_source::KubeSource, source::ManifestDirSource},
@@ -26,6 +27,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         endpoint_capacity: config.endpoint_capacity,
         service_capacity: config.service_capacity,
         backend_capacity: config.backend_capacity,
+        conntrack_capacity: config.conntrack_capacity,
     })
     .context("loading the eBPF data path")?;
     tracing::info!(pins = %config.pin_dir().display(), "data path loaded");
@@ -39,6 +41,20 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             )
         })?;
         tracing::info!(cgroup = %cgroup.display(), "socket load balancing attached");
+    }
+    if let Some(uplink) = &config.uplink {
+        let ifindex = netlink
+            .require_link(uplink)
+            .await
+            .with_context(|| format!("finding the uplink {uplink}"))?;
+        dataplane
+            .attach_uplink(uplink)
+            .with_context(|| format!("attaching the uplink programs to {uplink}"))?;
+        let node_ip = config.node_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        dataplane
+            .set_node(node_ip, ifindex)
+            .context("writing the node map")?;
+        tracing::info!(%uplink, ifindex, %node_ip, "uplink programs attached (XDP + tcx ingress)");
     }
     let mut manager = EndpointManager::new(&config, dataplane, netlink)?;
     let report = manager.restore().await.context("restoring endpoints")?;
@@ -71,6 +87,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             )
         })
     };
+    let sweep_task = tokio::spawn(conntrack_gc::run(manager.clone()));
     let sync_task = source.map(|(source, origin)| {
         let (node, manager, clock) = (config.node_name.clone(), manager.clone(), clock.clone());
         tokio::spawn(services::run(source, origin, node, manager, clock))
@@ -95,6 +112,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     }
     api_task.abort();
     http_task.abort();
+    sweep_task.abort();
     if let Some(task) = sync_task {
         task.abort();
     }

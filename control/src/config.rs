@@ -27,6 +27,12 @@ pub struct AgentConfig {
     pub service_capacity: u32,
     /// Capacity of the backend slot map (backends summed over all frontends).
     pub backend_capacity: u32,
+    /// Capacity of the conntrack map (per-packet service path).
+    pub conntrack_capacity: u32,
+    /// Interface facing the rest of the network; `None` serves no traffic from outside the node.
+    pub uplink: Option<String>,
+    /// The node's address (SNAT source of external flows); `None` uses the address the client asked for.
+    pub node_ip: Option<std::net::Ipv4Addr>,
     /// cgroup (v2) whose processes get socket-level service load balancing; `None` leaves it off.
     pub cgroup: Option<PathBuf>,
     /// Directory of Kubernetes objects (Services, EndpointSlices, ...) to serve; `None` serves none.

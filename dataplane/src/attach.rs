@@ -1,13 +1,14 @@
-//! Attaching programs to interfaces with tcx links. When pinning, each link is pinned under
+//! Attaching programs to interfaces with tcx and XDP links. When pinning, each link is pinned under
 //! `<pin_dir>/links/`, and a restarted agent swaps the program inside the existing link atomically
 //! (`bpf_link_update`), so traffic never sees a moment without a program.
 
 use std::{io, path::PathBuf};
 
 use aya::programs::{
-    LinkOrder, SchedClassifier, TcAttachType,
+    LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
     links::{FdLink, LinkError, PinnedLink},
     tc::{SchedClassifierLink, TcAttachOptions},
+    xdp::XdpLink,
 };
 
 use std::path::Path;
@@ -16,7 +17,10 @@ use aya::programs::CgroupAttachMode;
 
 use crate::{
     Dataplane, DataplaneError,
-    loader::{FROM_POD, SOCK_LB_PROGRAMS, sock_program_mut},
+    loader::{
+        FROM_POD, FROM_UPLINK, SOCK_LB_PROGRAMS, XDP_UPLINK, program_mut, sock_program_mut,
+        typed_program_mut,
+    },
 };
 
 impl Dataplane {
@@ -25,7 +29,18 @@ impl Dataplane {
     pub fn attach_from_pod(&mut self, ifname: &str) -> Result<(), DataplaneError> {
         let pin = self.link_pin_path(FROM_POD, ifname);
         let program = self.from_pod_program()?;
-        attach_tcx_ingress(program, ifname, pin)
+        attach_tcx_ingress(program, FROM_POD, ifname, pin)
+    }
+
+    /// Attaches the uplink programs to `ifname` (the node's interface towards the rest of the network):
+    /// `xdp_uplink` as XDP and `from_uplink` on tcx ingress, adopting pinned links like `attach_from_pod`.
+    pub fn attach_uplink(&mut self, ifname: &str) -> Result<(), DataplaneError> {
+        let pin = self.link_pin_path(FROM_UPLINK, ifname);
+        let program = program_mut(&mut self.ebpf, FROM_UPLINK)?;
+        attach_tcx_ingress(program, FROM_UPLINK, ifname, pin)?;
+        let pin = self.link_pin_path(XDP_UPLINK, ifname);
+        let program = typed_program_mut::<Xdp>(&mut self.ebpf, XDP_UPLINK)?;
+        attach_xdp(program, ifname, pin)
     }
 
     /// Removes the pinned from-pod link of `ifname` (the link goes away with its last reference; deleting the
@@ -96,13 +111,11 @@ impl Dataplane {
 
 fn attach_tcx_ingress(
     program: &mut SchedClassifier,
+    name: &'static str,
     ifname: &str,
     pin: Option<PathBuf>,
 ) -> Result<(), DataplaneError> {
-    let program_error = |source| DataplaneError::Program {
-        name: FROM_POD,
-        source,
-    };
+    let program_error = |source| DataplaneError::Program { name, source };
     let Some(pin) = pin else {
         program
             .attach_with_options(
@@ -151,15 +164,68 @@ fn attach_tcx_ingress(
         path: pin.clone(),
         message: e.to_string(),
     })?;
+    pin_link(fd_link, &pin)
+}
+
+fn pin_link(link: FdLink, pin: &Path) -> Result<(), DataplaneError> {
     if let Some(dir) = pin.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| DataplaneError::io(format!("creating {}", dir.display()), e))?;
     }
-    fd_link.pin(&pin).map_err(|e| DataplaneError::LinkPin {
+    link.pin(pin)
+        .map(drop)
+        .map_err(|e| DataplaneError::LinkPin {
+            path: pin.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+/// Attaches an XDP program (the kernel picks native mode where the driver has it), adopting a pinned
+/// link the way [`attach_tcx_ingress`] does.
+fn attach_xdp(program: &mut Xdp, ifname: &str, pin: Option<PathBuf>) -> Result<(), DataplaneError> {
+    let program_error = |source| DataplaneError::Program {
+        name: XDP_UPLINK,
+        source,
+    };
+    let Some(pin) = pin else {
+        program
+            .attach(ifname, XdpMode::default())
+            .map_err(program_error)?;
+        return Ok(());
+    };
+    match PinnedLink::from_pin(&pin) {
+        Ok(pinned) => {
+            let link = XdpLink::try_from(FdLink::from(pinned))
+                .map_err(program_error_from_link(&pin))?;
+            match program.attach_to_link(link) {
+                Ok(id) => {
+                    let _ = program.take_link(id).map_err(program_error)?;
+                    tracing::debug!(ifname, pin = %pin.display(), "adopted pinned XDP link");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(ifname, error = %e, "pinned XDP link is stale, attaching anew");
+                    let _ = std::fs::remove_file(&pin);
+                }
+            }
+        }
+        Err(LinkError::SyscallError(e)) if e.io_error.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(DataplaneError::LinkPin {
+                path: pin,
+                message: e.to_string(),
+            });
+        }
+    }
+    let id = program
+        .attach(ifname, XdpMode::default())
+        .map_err(program_error)?;
+    let link = program.take_link(id).map_err(program_error)?;
+    let fd_link = FdLink::try_from(link).map_err(|e| DataplaneError::LinkPin {
         path: pin.clone(),
         message: e.to_string(),
     })?;
-    Ok(())
+    pin_link(fd_link, &pin)
 }
 
 fn program_error_from_link(pin: &std::path::Path) -> impl FnOnce(LinkError) -> DataplaneError + '_ {

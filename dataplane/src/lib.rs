@@ -4,11 +4,14 @@
 
 pub mod attach;
 pub mod bpffs;
+pub mod conntrack;
 pub mod endpoints;
 pub mod error;
 pub mod loader;
+pub mod maglev;
 pub mod netlink;
 pub mod netns;
+pub mod node;
 pub mod service_maps;
 pub mod services;
 pub mod stats;

@@ -9,17 +9,21 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{CgroupSockAddr, ProgramError, SchedClassifier},
+    programs::{CgroupSockAddr, ProgramError, SchedClassifier, Xdp},
 };
 use strait_abi::maps::{
-    ALL_MAPS, ENDPOINT_MAP, ENDPOINT_MAP_DEFAULT_CAPACITY, SVC_MAP, SVC_MAP_DEFAULT_CAPACITY,
-    SVC_SLOT_MAP, SVC_SLOT_MAP_DEFAULT_CAPACITY,
+    ALL_MAPS, CT_MAP, CT_MAP_DEFAULT_CAPACITY, ENDPOINT_MAP, ENDPOINT_MAP_DEFAULT_CAPACITY,
+    SVC_MAP, SVC_MAP_DEFAULT_CAPACITY, SVC_SLOT_MAP, SVC_SLOT_MAP_DEFAULT_CAPACITY,
 };
 
 use crate::{DataplaneError, EBPF_OBJECT};
 
 /// Name of the from-pod program in the object.
 pub const FROM_POD: &str = "from_pod";
+/// The uplink's tcx ingress program.
+pub const FROM_UPLINK: &str = "from_uplink";
+/// The uplink's XDP program.
+pub const XDP_UPLINK: &str = "xdp_uplink";
 /// The socket-level load-balancing programs, attached to the node's cgroup.
 pub const SOCK_LB_PROGRAMS: [&str; 4] = [
     "sock_connect4",
@@ -39,6 +43,8 @@ pub struct LoadOptions {
     pub service_capacity: u32,
     /// Capacity of the SVC_SLOT map (backends summed over all frontends).
     pub backend_capacity: u32,
+    /// Capacity of the CT map (tracked flow directions; LRU).
+    pub conntrack_capacity: u32,
 }
 
 impl Default for LoadOptions {
@@ -48,6 +54,7 @@ impl Default for LoadOptions {
             endpoint_capacity: ENDPOINT_MAP_DEFAULT_CAPACITY,
             service_capacity: SVC_MAP_DEFAULT_CAPACITY,
             backend_capacity: SVC_SLOT_MAP_DEFAULT_CAPACITY,
+            conntrack_capacity: CT_MAP_DEFAULT_CAPACITY,
         }
     }
 }
@@ -59,6 +66,7 @@ pub struct Dataplane {
     pub(crate) endpoint_capacity: u32,
     pub(crate) service_capacity: u32,
     pub(crate) backend_capacity: u32,
+    pub(crate) conntrack_capacity: u32,
 }
 
 impl Dataplane {
@@ -71,6 +79,7 @@ impl Dataplane {
         loader.map_max_entries(ENDPOINT_MAP, options.endpoint_capacity);
         loader.map_max_entries(SVC_MAP, options.service_capacity);
         loader.map_max_entries(SVC_SLOT_MAP, options.backend_capacity);
+        loader.map_max_entries(CT_MAP, options.conntrack_capacity);
         let map_dir = options.pin_dir.as_ref().map(|dir| dir.join("maps"));
         let map_paths: Vec<(&'static str, PathBuf)> = match &map_dir {
             Some(dir) => {
@@ -91,11 +100,17 @@ impl Dataplane {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(EBPF_OBJECT)?;
-        let program = program_mut(&mut ebpf, FROM_POD)?;
-        program.load().map_err(|source| DataplaneError::Program {
-            name: FROM_POD,
-            source,
-        })?;
+        for name in [FROM_POD, FROM_UPLINK] {
+            program_mut(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+        }
+        typed_program_mut::<Xdp>(&mut ebpf, XDP_UPLINK)?
+            .load()
+            .map_err(|source| DataplaneError::Program {
+                name: XDP_UPLINK,
+                source,
+            })?;
         for name in SOCK_LB_PROGRAMS {
             sock_program_mut(&mut ebpf, name)?
                 .load()
@@ -107,6 +122,7 @@ impl Dataplane {
             endpoint_capacity: options.endpoint_capacity,
             service_capacity: options.service_capacity,
             backend_capacity: options.backend_capacity,
+            conntrack_capacity: options.conntrack_capacity,
         })
     }
 
@@ -157,7 +173,7 @@ pub(crate) fn sock_program_mut<'a>(
     typed_program_mut(ebpf, name)
 }
 
-fn program_mut<'a>(
+pub(crate) fn program_mut<'a>(
     ebpf: &'a mut Ebpf,
     name: &'static str,
 ) -> Result<&'a mut SchedClassifier, DataplaneError> {

@@ -1,4 +1,5 @@
-//! Programming service entries into SVC_V1 / SVC_SLOT_V1 by difference. The table of what is in the
+//! Programming service entries into SVC_V1 / SVC_SLOT_V1 (and, for external frontends, MAGLEV_V1 and
+//! SOURCE_RANGE_V1) by difference. The table of what is in the
 //! kernel is read back from the maps when the agent starts, so a restarted agent rewrites nothing that is
 //! already right. Slots are written before the backend count grows and removed after it shrinks, so a
 //! connection never picks an empty slot.
@@ -8,16 +9,22 @@ use std::{
     net::Ipv4Addr,
 };
 
-use aya::maps::{HashMap, MapData, MapError};
+use aya::maps::{HashMap, MapData, MapError, lpm_trie::Key, lpm_trie::LpmTrie};
 use strait_abi::{
     BackendAddr, BackendSlotKey, ServiceFrontend, ServiceFrontendKey,
-    maps::{SVC_MAP, SVC_SLOT_MAP},
-    service::SVC_F_AFFINITY,
+    maps::{
+        MAGLEV_MAP, MAGLEV_MAP_DEFAULT_CAPACITY, SOURCE_RANGE_MAP,
+        SOURCE_RANGE_MAP_DEFAULT_CAPACITY, SVC_MAP, SVC_SLOT_MAP,
+    },
+    service::{
+        MAGLEV_TABLE_SIZE, MaglevTable, SVC_F_AFFINITY, SVC_F_EXTERNAL, SVC_F_LOCAL,
+        SVC_F_SOURCE_RANGES, SourceRange,
+    },
 };
 
 use crate::{
-    Dataplane, DataplaneError,
-    services::{Backend, L4Proto, ServiceEntry, ServiceKey},
+    Dataplane, DataplaneError, maglev,
+    services::{Backend, ExternalAccess, L4Proto, Prefix, ServiceEntry, ServiceKey},
 };
 
 /// What one sync changed.
@@ -77,8 +84,58 @@ impl Dataplane {
         })
     }
 
+    fn maglev_map(&mut self) -> Result<HashMap<&mut MapData, u32, MaglevTable>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map_mut(MAGLEV_MAP)
+            .ok_or(DataplaneError::MapMissing { name: MAGLEV_MAP })?;
+        HashMap::try_from(map).map_err(|source| DataplaneError::Map {
+            name: MAGLEV_MAP,
+            source,
+        })
+    }
+
+    fn source_range_map(
+        &mut self,
+    ) -> Result<LpmTrie<&mut MapData, SourceRange, u32>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map_mut(SOURCE_RANGE_MAP)
+            .ok_or(DataplaneError::MapMissing {
+                name: SOURCE_RANGE_MAP,
+            })?;
+        LpmTrie::try_from(map).map_err(|source| DataplaneError::Map {
+            name: SOURCE_RANGE_MAP,
+            source,
+        })
+    }
+
+    /// The source prefixes in SOURCE_RANGE_V1, by service id.
+    fn read_source_ranges(&mut self) -> Result<BTreeMap<u32, Vec<Prefix>>, DataplaneError> {
+        let trie = self.source_range_map()?;
+        let mut out: BTreeMap<u32, Vec<Prefix>> = BTreeMap::new();
+        for key in trie.keys() {
+            let key = key.map_err(map_error(
+                SOURCE_RANGE_MAP,
+                SOURCE_RANGE_MAP_DEFAULT_CAPACITY,
+            ))?;
+            let data = key.data();
+            out.entry(u32::from_be(data.service_id_be))
+                .or_default()
+                .push(Prefix {
+                    addr: Ipv4Addr::from(data.addr.to_ne_bytes()),
+                    len: u8::try_from(key.prefix_len().saturating_sub(32)).unwrap_or(32),
+                });
+        }
+        for prefixes in out.values_mut() {
+            prefixes.sort();
+        }
+        Ok(out)
+    }
+
     /// Reads the service entries already in the kernel (after a restart: what the previous agent wrote).
     pub fn read_services(&mut self) -> Result<ServiceTable, DataplaneError> {
+        let mut ranges = self.read_source_ranges()?;
         let (svc_cap, slot_cap) = (self.service_capacity, self.backend_capacity);
         let mut frontends = Vec::new();
         for entry in &self.svc_map()? {
@@ -118,6 +175,10 @@ impl Dataplane {
                 backends,
                 affinity_timeout_s: (frontend.flags & SVC_F_AFFINITY != 0)
                     .then_some(frontend.affinity_timeout_s),
+                external: (frontend.flags & SVC_F_EXTERNAL != 0).then(|| ExternalAccess {
+                    local: frontend.flags & SVC_F_LOCAL != 0,
+                    source_ranges: ranges.remove(&frontend.service_id).unwrap_or_default(),
+                }),
             };
             table.next_id = table.next_id.max(frontend.service_id + 1);
             table
@@ -141,14 +202,14 @@ impl Dataplane {
             match table.entries.get(&entry.key) {
                 Some((_, current)) if current == entry => report.unchanged += 1,
                 Some((id, old)) => {
-                    let (id, old_count) = (*id, old.backends.len());
-                    self.write_service(id, entry, old_count)?;
+                    let (id, old) = (*id, old.clone());
+                    self.write_service(id, entry, Some(&old))?;
                     table.entries.insert(entry.key, (id, entry.clone()));
                     report.updated += 1;
                 }
                 None => {
                     let id = table.take_id();
-                    self.write_service(id, entry, 0)?;
+                    self.write_service(id, entry, None)?;
                     table.entries.insert(entry.key, (id, entry.clone()));
                     report.added += 1;
                 }
@@ -165,6 +226,7 @@ impl Dataplane {
                 self.svc_map()?
                     .remove(&frontend_key(key))
                     .map_err(map_error(SVC_MAP, svc_cap))?;
+                self.write_external(id, &entry.backends, None, Some(&entry))?;
                 let mut slots = self.slot_map()?;
                 for slot in 0..entry.backends.len() as u32 {
                     let _ = slots.remove(&BackendSlotKey {
@@ -178,12 +240,52 @@ impl Dataplane {
         Ok(report)
     }
 
+    /// Writes (or, with `external` unset, removes) the Maglev table and source ranges of frontend `id`;
+    /// `old` is what the kernel held before.
+    fn write_external(
+        &mut self,
+        id: u32,
+        backends: &[Backend],
+        external: Option<&ExternalAccess>,
+        old: Option<&ServiceEntry>,
+    ) -> Result<(), DataplaneError> {
+        let old_ranges = old
+            .and_then(|o| o.external.as_ref())
+            .map_or(&[][..], |e| e.source_ranges.as_slice());
+        let new_ranges = external.map_or(&[][..], |e| e.source_ranges.as_slice());
+        let table = maglev::table(backends);
+        if external.is_some() && !table.is_empty() {
+            let mut slots = [0u32; MAGLEV_TABLE_SIZE];
+            slots.copy_from_slice(&table);
+            self.maglev_map()?
+                .insert(id, MaglevTable { slots }, 0)
+                .map_err(map_error(MAGLEV_MAP, MAGLEV_MAP_DEFAULT_CAPACITY))?;
+        } else if old.is_some_and(|o| o.external.is_some()) {
+            let _ = self.maglev_map()?.remove(&id);
+        }
+        let mut trie = self.source_range_map()?;
+        for prefix in new_ranges.iter().filter(|p| !old_ranges.contains(p)) {
+            trie.insert(&range_key(id, *prefix), 1, 0)
+                .map_err(map_error(
+                    SOURCE_RANGE_MAP,
+                    SOURCE_RANGE_MAP_DEFAULT_CAPACITY,
+                ))?;
+        }
+        for prefix in old_ranges.iter().filter(|p| !new_ranges.contains(p)) {
+            let _ = trie.remove(&range_key(id, *prefix));
+        }
+        Ok(())
+    }
+
     fn write_service(
         &mut self,
         id: u32,
         entry: &ServiceEntry,
-        old_count: usize,
+        old: Option<&ServiceEntry>,
     ) -> Result<(), DataplaneError> {
+        let old_count = old.map_or(0, |o| o.backends.len());
+        // Tables and ranges before the frontend: a new external frontend is never seen without them.
+        self.write_external(id, &entry.backends, entry.external.as_ref(), old)?;
         let (svc_cap, slot_cap) = (self.service_capacity, self.backend_capacity);
         {
             let mut slots = self.slot_map()?;
@@ -208,11 +310,7 @@ impl Dataplane {
         let frontend = ServiceFrontend {
             service_id: id,
             backend_count: entry.backends.len() as u32,
-            flags: if entry.affinity_timeout_s.is_some() {
-                SVC_F_AFFINITY
-            } else {
-                0
-            },
+            flags: frontend_flags(entry),
             affinity_timeout_s: entry.affinity_timeout_s.unwrap_or(0),
         };
         self.svc_map()?
@@ -227,6 +325,35 @@ impl Dataplane {
         }
         Ok(())
     }
+}
+
+/// The SVC_F_* flags of an entry.
+fn frontend_flags(entry: &ServiceEntry) -> u32 {
+    let mut flags = 0;
+    if entry.affinity_timeout_s.is_some() {
+        flags |= SVC_F_AFFINITY;
+    }
+    if let Some(external) = &entry.external {
+        flags |= SVC_F_EXTERNAL;
+        if external.local {
+            flags |= SVC_F_LOCAL;
+        }
+        if !external.source_ranges.is_empty() {
+            flags |= SVC_F_SOURCE_RANGES;
+        }
+    }
+    flags
+}
+
+/// The SOURCE_RANGE_V1 key of `prefix` for frontend `id`.
+fn range_key(id: u32, prefix: Prefix) -> Key<SourceRange> {
+    Key::new(
+        32 + u32::from(prefix.len.min(32)),
+        SourceRange {
+            service_id_be: id.to_be(),
+            addr: u32::from_ne_bytes(prefix.addr.octets()),
+        },
+    )
 }
 
 impl ServiceTable {

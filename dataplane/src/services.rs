@@ -36,6 +36,23 @@ pub struct Backend {
     pub port: u16,
 }
 
+/// An IPv4 prefix (`addr/len`, host bits zero).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Prefix {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+/// How clients from outside the cluster use a frontend (NodePort, LoadBalancer ingress IP, externalIP).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExternalAccess {
+    /// `externalTrafficPolicy: Local`: clients keep their source address (no SNAT) and the backends are
+    /// this node's endpoints.
+    pub local: bool,
+    /// `loadBalancerSourceRanges`: only these prefixes may connect; empty lets everyone in.
+    pub source_ranges: Vec<Prefix>,
+}
+
 /// A frontend and its backends, in slot order (the order is part of the entry: same order, same slots).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceEntry {
@@ -44,4 +61,7 @@ pub struct ServiceEntry {
     /// `sessionAffinity: ClientIP`: how long (seconds) a client keeps its backend after its last
     /// connection; `None` picks a backend per connection.
     pub affinity_timeout_s: Option<u32>,
+    /// Set for frontends reached from outside the cluster: the per-packet path picks their backends with
+    /// a Maglev table.
+    pub external: Option<ExternalAccess>,
 }

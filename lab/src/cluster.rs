@@ -190,6 +190,10 @@ impl Lab {
             .arg(cgroup::path(&format!("{}/{node}", self.names.cgroup()))?)
             .arg("--manifests")
             .arg(self.cluster_dir())
+            .arg("--uplink")
+            .arg("eth0")
+            .arg("--node-ip")
+            .arg(network::node_ip(index).to_string())
             .env("STRAIT_LAB", &self.names.lab)
             .env(
                 "RUST_LOG",
@@ -315,7 +319,8 @@ impl Lab {
                 Object::Deployment(deployment) => self.reconcile_deployment(object, deployment)?,
             }
         }
-        self.publish()
+        self.publish()?;
+        self.announce_external_addresses()
     }
 
     /// Makes the pods of a Deployment match it: pods of an older template are replaced, surplus pods

@@ -45,6 +45,19 @@ struct Args {
     /// Capacity of the backend slot map (backends summed over all service frontends).
     #[arg(long, default_value_t = 262_144)]
     backend_capacity: u32,
+    /// Capacity of the connection-tracking map of the per-packet service path (flow directions, two per
+    /// flow; the least recently used are evicted when it is full).
+    #[arg(long, default_value_t = 262_144)]
+    conntrack_capacity: u32,
+    /// The node's interface to the rest of the network (e.g. eth0). NodePort, LoadBalancer and externalIP
+    /// traffic from outside the node is served on it by XDP + tc programs [default: none, so those
+    /// frontends serve in-cluster clients only].
+    #[arg(long)]
+    uplink: Option<String>,
+    /// The node's address, used as the source of external flows with `externalTrafficPolicy: Cluster`
+    /// (SNAT) [default: the address the client connected to].
+    #[arg(long, requires = "uplink")]
+    node_ip: Option<std::net::Ipv4Addr>,
     /// cgroup v2 directory whose processes (pods and node) get socket-level service load balancing
     /// [default: off]. On a real node this is the cgroup2 root.
     #[arg(long)]
@@ -94,6 +107,9 @@ fn main() -> anyhow::Result<()> {
         endpoint_capacity: args.endpoint_capacity,
         service_capacity: args.service_capacity,
         backend_capacity: args.backend_capacity,
+        conntrack_capacity: args.conntrack_capacity,
+        uplink: args.uplink,
+        node_ip: args.node_ip,
         cgroup: args.cgroup,
         manifests: args.manifests,
         kube: args.kube,

@@ -17,7 +17,9 @@
 //! - `type: NodePort` / `LoadBalancer` ports with a `nodePort` are also frontends on each of this node's
 //!   addresses (its Node object's InternalIP/ExternalIP); `spec.externalIPs` and
 //!   `status.loadBalancer.ingress[].ip` are frontends on the service port. With
-//!   `externalTrafficPolicy: Local` these use only this node's endpoints.
+//!   `externalTrafficPolicy: Local` these use only this node's endpoints. These frontends are marked
+//!   external (Maglev selection, SNAT unless Local); `loadBalancerSourceRanges` restrict the
+//!   LoadBalancer ingress IPs only, as in kube-proxy.
 //! - A frontend without backends is still emitted, with an empty list, so the data path can reject its
 //!   connections instead of passing them on.
 //!
@@ -30,7 +32,9 @@ use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
-use strait_dataplane::services::{Backend, L4Proto, ServiceEntry, ServiceKey};
+use strait_dataplane::services::{
+    Backend, ExternalAccess, L4Proto, Prefix, ServiceEntry, ServiceKey,
+};
 
 use super::objects::ClusterObjects;
 
@@ -72,7 +76,13 @@ pub fn service_entries(objects: &ClusterObjects, node_name: &str) -> Vec<Service
         let slices = slices
             .get(&(namespace.as_str(), name.as_str()))
             .map_or(&[][..], Vec::as_slice);
-        let external = external_addresses(service);
+        let (external_ips, lb_ips) = external_addresses(service);
+        let external_access = |source_ranges: Vec<Prefix>| {
+            Some(ExternalAccess {
+                local: external_local.is_some(),
+                source_ranges,
+            })
+        };
         let node_port_type = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
         for port in spec.ports.iter().flatten() {
             let (Some(proto), Some(number)) =
@@ -80,7 +90,10 @@ pub fn service_entries(objects: &ClusterObjects, node_name: &str) -> Vec<Service
             else {
                 continue;
             };
-            let mut add = |vip: Ipv4Addr, port_number: u16, local: Option<&str>| {
+            let mut add = |vip: Ipv4Addr,
+                           port_number: u16,
+                           local: Option<&str>,
+                           external: Option<ExternalAccess>| {
                 let key = ServiceKey {
                     vip,
                     port: port_number,
@@ -90,15 +103,19 @@ pub fn service_entries(objects: &ClusterObjects, node_name: &str) -> Vec<Service
                     key,
                     backends: backends(slices, port.name.as_deref(), proto, local),
                     affinity_timeout_s: affinity,
+                    external,
                 });
             };
-            add(vip, number, internal_local);
-            for ip in &external {
-                add(*ip, number, external_local);
+            add(vip, number, internal_local, None);
+            for ip in &external_ips {
+                add(*ip, number, external_local, external_access(Vec::new()));
+            }
+            for ip in &lb_ips {
+                add(*ip, number, external_local, external_access(source_ranges(spec)));
             }
             if node_port_type && let Some(node_port) = port.node_port.and_then(port_number) {
                 for ip in &node_ips {
-                    add(*ip, node_port, external_local);
+                    add(*ip, node_port, external_local, external_access(Vec::new()));
                 }
             }
         }
@@ -124,8 +141,9 @@ fn node_addresses(objects: &ClusterObjects, node_name: &str) -> Vec<Ipv4Addr> {
     out
 }
 
-/// `spec.externalIPs` and `status.loadBalancer.ingress[].ip` (IPv4): served on the service port.
-fn external_addresses(service: &Service) -> Vec<Ipv4Addr> {
+/// `spec.externalIPs` and `status.loadBalancer.ingress[].ip` (IPv4), each sorted and deduplicated:
+/// served on the service port.
+fn external_addresses(service: &Service) -> (Vec<Ipv4Addr>, Vec<Ipv4Addr>) {
     let spec_ips = service
         .spec
         .iter()
@@ -136,9 +154,33 @@ fn external_addresses(service: &Service) -> Vec<Ipv4Addr> {
         .flat_map(|s| s.load_balancer.iter())
         .flat_map(|lb| lb.ingress.iter().flatten())
         .filter_map(|i| i.ip.as_ref());
-    let mut out: Vec<Ipv4Addr> = spec_ips
-        .chain(lb_ips)
-        .filter_map(|ip| ip.parse().ok())
+    (parsed_sorted(spec_ips), parsed_sorted(lb_ips))
+}
+
+fn parsed_sorted<'a>(ips: impl Iterator<Item = &'a String>) -> Vec<Ipv4Addr> {
+    let mut out: Vec<Ipv4Addr> = ips.filter_map(|ip| ip.parse().ok()).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `spec.loadBalancerSourceRanges` as IPv4 prefixes (host bits cleared), sorted; entries that are not
+/// IPv4 CIDRs are skipped (the API server validates them; IPv6 ranges do not apply to IPv4 frontends).
+fn source_ranges(spec: &ServiceSpec) -> Vec<Prefix> {
+    let mut out: Vec<Prefix> = spec
+        .load_balancer_source_ranges
+        .iter()
+        .flatten()
+        .filter_map(|range| {
+            let (addr, len) = range.trim().split_once('/')?;
+            let addr: Ipv4Addr = addr.parse().ok()?;
+            let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            Some(Prefix {
+                addr: Ipv4Addr::from(u32::from(addr) & mask),
+                len,
+            })
+        })
         .collect();
     out.sort();
     out.dedup();

@@ -5,12 +5,16 @@
 //! implement `aya::Pod` so user space can read and write them through aya's typed maps.
 #![no_std]
 
+pub mod conntrack;
 pub mod endpoint;
 pub mod maps;
+pub mod node;
 pub mod service;
 pub mod stats;
 
+pub use conntrack::{CtEntry, CtKey};
 pub use endpoint::{EndpointInfo, EndpointKey};
+pub use node::NodeConfig;
 pub use service::{
     BackendAddr, BackendSlotKey, ServiceFrontend, ServiceFrontendKey, SockRevNatKey,
     SockRevNatValue,

@@ -28,12 +28,34 @@ pub const SOCK_REVNAT_MAP_DEFAULT_CAPACITY: u32 = 262_144;
 /// Default number of endpoints a node can hold (overridable at load time).
 pub const ENDPOINT_MAP_DEFAULT_CAPACITY: u32 = 16_384;
 
+/// Connection tracking for the per-packet service path (LRU): [`crate::CtKey`] -> [`crate::CtEntry`].
+pub const CT_MAP: &str = "CT_V1";
+/// Default number of tracked flow directions (two per flow).
+pub const CT_MAP_DEFAULT_CAPACITY: u32 = 262_144;
+
+/// Maglev tables of external frontends: service id -> [`crate::service::MaglevTable`].
+pub const MAGLEV_MAP: &str = "MAGLEV_V1";
+/// Default number of external frontends with a Maglev table (allocated on use, 4 KiB each).
+pub const MAGLEV_MAP_DEFAULT_CAPACITY: u32 = 16_384;
+
+/// `loadBalancerSourceRanges` (LPM trie): (service id, prefix) -> 1.
+pub const SOURCE_RANGE_MAP: &str = "SOURCE_RANGE_V1";
+/// Default number of allowed source prefixes over all frontends.
+pub const SOURCE_RANGE_MAP_DEFAULT_CAPACITY: u32 = 16_384;
+
+/// This node's facts (one-entry array): [`crate::NodeConfig`].
+pub const NODE_MAP: &str = "NODE_V1";
+
 /// Every map the object declares, in the order the loader pins them.
-pub const ALL_MAPS: [&str; 6] = [
+pub const ALL_MAPS: [&str; 10] = [
     ENDPOINT_MAP,
     STATS_MAP,
     SVC_MAP,
     SVC_SLOT_MAP,
     SOCK_REVNAT_MAP,
     AFFINITY_MAP,
+    CT_MAP,
+    MAGLEV_MAP,
+    SOURCE_RANGE_MAP,
+    NODE_MAP,
 ];

@@ -1,5 +1,6 @@
 //! The service maps: SVC (frontend -> service id and backend count), SVC_SLOT ((service id, slot) ->
-//! backend) and SOCK_REVNAT (what a socket-level translation replaced, so replies and getpeername show the
+//! backend), MAGLEV (service id -> consistent-hash table of slots), SOURCE_RANGE (allowed client
+//! prefixes per frontend) and SOCK_REVNAT (what a socket-level translation replaced, so replies and getpeername show the
 //! service address again). Addresses and ports are in network byte order, as the kernel hands them over.
 
 /// Key of SVC_V1: a service frontend.
@@ -32,6 +33,37 @@ pub struct ServiceFrontend {
 
 /// The frontend has `sessionAffinity: ClientIP`.
 pub const SVC_F_AFFINITY: u32 = 1;
+/// The frontend is reached from outside the cluster (a NodePort, LoadBalancer ingress IP or externalIP):
+/// the per-packet path picks its backend with the frontend's Maglev table.
+pub const SVC_F_EXTERNAL: u32 = 2;
+/// `externalTrafficPolicy: Local`: external clients keep their source address (no SNAT); the backends are
+/// this node's endpoints only.
+pub const SVC_F_LOCAL: u32 = 4;
+/// `loadBalancerSourceRanges`: only sources in SOURCE_RANGE_V1 for this frontend may connect.
+pub const SVC_F_SOURCE_RANGES: u32 = 8;
+
+/// Number of entries of a Maglev lookup table (a prime; kept above 100 x the backends of a service for
+/// an even spread, so up to about 10 backends balance within 1%).
+pub const MAGLEV_TABLE_SIZE: usize = 1021;
+
+/// Value of MAGLEV_V1 (keyed by service id): for each of [`MAGLEV_TABLE_SIZE`] hash buckets, the backend
+/// slot (in SVC_SLOT_V1) it maps to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaglevTable {
+    pub slots: [u32; MAGLEV_TABLE_SIZE],
+}
+
+/// Data part of SOURCE_RANGE_V1's LPM key: the frontend's service id (big-endian, always matched in
+/// full: prefix lengths start at 32) followed by the allowed source prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SourceRange {
+    /// Service id, big-endian.
+    pub service_id_be: u32,
+    /// Source prefix address, network byte order.
+    pub addr: u32,
+}
 
 /// Key of AFFINITY_V1: a client of a frontend. At the socket layer the client is its network namespace
 /// (every socket of a pod shares it), identified by the kernel's netns cookie.
@@ -107,12 +139,14 @@ const _: () = assert!(core::mem::size_of::<SockRevNatKey>() == 16);
 const _: () = assert!(core::mem::size_of::<SockRevNatValue>() == 8);
 const _: () = assert!(core::mem::size_of::<AffinityKey>() == 16);
 const _: () = assert!(core::mem::size_of::<AffinityValue>() == 24);
+const _: () = assert!(core::mem::size_of::<MaglevTable>() == 4 * MAGLEV_TABLE_SIZE);
+const _: () = assert!(core::mem::size_of::<SourceRange>() == 8);
 
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        AffinityKey, AffinityValue, BackendAddr, BackendSlotKey, ServiceFrontend,
-        ServiceFrontendKey, SockRevNatKey, SockRevNatValue,
+        AffinityKey, AffinityValue, BackendAddr, BackendSlotKey, MaglevTable, ServiceFrontend,
+        ServiceFrontendKey, SockRevNatKey, SockRevNatValue, SourceRange,
     };
     // SAFETY (all): plain-old-data, `#[repr(C)]`, no implicit padding (checked by the size assertions).
     unsafe impl aya::Pod for ServiceFrontendKey {}
@@ -123,4 +157,6 @@ mod pod {
     unsafe impl aya::Pod for SockRevNatValue {}
     unsafe impl aya::Pod for AffinityKey {}
     unsafe impl aya::Pod for AffinityValue {}
+    unsafe impl aya::Pod for MaglevTable {}
+    unsafe impl aya::Pod for SourceRange {}
 }

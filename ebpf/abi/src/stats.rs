@@ -12,16 +12,27 @@ pub enum Program {
     FromPod = 0,
     /// cgroup socket hooks: service translation at connect/sendmsg time.
     SockLb = 1,
+    /// tcx ingress on the node's uplink: traffic from outside the node.
+    FromUplink = 2,
+    /// XDP on the node's uplink: the early drops and rejections.
+    XdpUplink = 3,
 }
 
 impl Program {
     /// Every program, for user space iteration.
-    pub const ALL: [Program; 2] = [Program::FromPod, Program::SockLb];
+    pub const ALL: [Program; 4] = [
+        Program::FromPod,
+        Program::SockLb,
+        Program::FromUplink,
+        Program::XdpUplink,
+    ];
     /// Stable label used in metrics.
     pub const fn label(self) -> &'static str {
         match self {
             Program::FromPod => "from-pod",
             Program::SockLb => "sock-lb",
+            Program::FromUplink => "from-uplink",
+            Program::XdpUplink => "xdp-uplink",
         }
     }
 }
@@ -60,6 +71,14 @@ pub enum Reason {
     PassNonIpv4 = 2,
     /// A socket's service address was translated to a backend.
     ServiceTranslated = 3,
+    /// A packet to a service address was translated to its backend (per-packet path; new or tracked flow).
+    ServiceNat = 4,
+    /// A reply from a backend was translated back to the service address (per-packet path).
+    ReverseNat = 5,
+    /// Sent out of the node's uplink with `bpf_redirect_neigh` after a translation.
+    DeliveredUplink = 6,
+    /// Passed on by XDP to the tc program (not handled on the fast path).
+    PassToTc = 7,
     /// Frame shorter than an Ethernet header.
     DropTruncatedEthernet = 16,
     /// Frame ends inside the IPv4 header.
@@ -72,6 +91,12 @@ pub enum Reason {
     DropRewriteFailed = 20,
     /// A service with no backends: the connection is refused at once.
     DropNoBackend = 21,
+    /// The client is outside the frontend's `loadBalancerSourceRanges`.
+    DropSourceRange = 22,
+    /// TCP or UDP header cut short, or a fragment for a service address.
+    DropMalformedL4 = 23,
+    /// No free SNAT port for the flow (or rewriting it failed).
+    DropNatFailed = 24,
 }
 
 impl Reason {
@@ -80,17 +105,24 @@ impl Reason {
     /// Number of reason slots reserved per (program, direction).
     pub const SLOTS: u32 = 32;
     /// Every reason, for user space iteration.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 17] = [
         Reason::DeliveredLocal,
         Reason::PassToStack,
         Reason::PassNonIpv4,
         Reason::ServiceTranslated,
+        Reason::ServiceNat,
+        Reason::ReverseNat,
+        Reason::DeliveredUplink,
+        Reason::PassToTc,
         Reason::DropTruncatedEthernet,
         Reason::DropTruncatedIpv4,
         Reason::DropMalformedIpv4,
         Reason::DropSpoofedSource,
         Reason::DropRewriteFailed,
         Reason::DropNoBackend,
+        Reason::DropSourceRange,
+        Reason::DropMalformedL4,
+        Reason::DropNatFailed,
     ];
 
     /// Whether this reason means the packet was dropped.
@@ -105,12 +137,19 @@ impl Reason {
             Reason::PassToStack => "pass_to_stack",
             Reason::PassNonIpv4 => "pass_non_ipv4",
             Reason::ServiceTranslated => "service_translated",
+            Reason::ServiceNat => "service_nat",
+            Reason::ReverseNat => "reverse_nat",
+            Reason::DeliveredUplink => "delivered_uplink",
+            Reason::PassToTc => "pass_to_tc",
             Reason::DropTruncatedEthernet => "truncated_ethernet",
             Reason::DropTruncatedIpv4 => "truncated_ipv4",
             Reason::DropMalformedIpv4 => "malformed_ipv4",
             Reason::DropSpoofedSource => "spoofed_source",
             Reason::DropRewriteFailed => "rewrite_failed",
             Reason::DropNoBackend => "no_backend",
+            Reason::DropSourceRange => "source_range",
+            Reason::DropMalformedL4 => "malformed_l4",
+            Reason::DropNatFailed => "nat_failed",
         }
     }
 }

@@ -1,22 +1,27 @@
-//! Same-node delivery: a packet for a pod on this node goes straight into that pod's namespace with
-//! `bpf_redirect_peer`, after the MACs are rewritten as if the node had routed it; anything else goes to the
-//! node's stack unchanged. The sender must own its source address (anti-spoofing).
+//! Delivery: a packet for a pod on this node goes straight into that pod's namespace with
+//! `bpf_redirect_peer`, after the MACs are rewritten as if the node had routed it; a translated packet
+//! whose destination is outside the node leaves through the uplink with `bpf_redirect_neigh`; anything
+//! else goes to the node's stack unchanged. A pod must own its source address (anti-spoofing), and its
+//! TCP/UDP packets go through the per-packet service path first (tracked flows, and service addresses the
+//! socket hooks did not translate).
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::bpf_redirect_peer,
+    helpers::{bpf_redirect_neigh, bpf_redirect_peer},
     programs::TcContext,
 };
 use strait_abi::{EndpointInfo, EndpointKey, Reason};
 
 use crate::{
-    maps::ENDPOINT_V1,
-    parse::{ETH_LEN, Frame, bytes_at, parse},
+    maps::{ENDPOINT_V1, NODE_V1},
+    parse::{ETH_LEN, Frame, bytes_at, parse, parse_l4},
+    service_nat::{self, Origin},
 };
 
 /// Verdict for a dropped packet.
 pub const TC_DROP: i32 = TC_ACT_SHOT;
-const TC_PASS: i32 = TC_ACT_OK;
+/// Verdict that hands the packet to the stack.
+pub const TC_PASS: i32 = TC_ACT_OK;
 
 /// Decides what happens to a packet a pod sent: (reason, tc verdict), or the drop reason.
 #[inline(always)]
@@ -31,14 +36,41 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
         Some(src) if src.host_ifindex == unsafe { (*ctx.skb.skb).ifindex } => {}
         _ => return Err(Reason::DropSpoofedSource),
     }
-    // SAFETY: as above.
-    let Some(dst) = (unsafe { ENDPOINT_V1.get(EndpointKey { addr: ip.dst }) }).copied() else {
-        return Ok((Reason::PassToStack, TC_PASS));
+    if let Some(l4) = parse_l4(ctx, &ip)?
+        && let Some(translated) = service_nat::translate(ctx, &ip, &l4, Origin::Pod)?
+    {
+        let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
+        return Ok((translated.reason, verdict));
+    }
+    Ok(deliver_local(ctx, ip.dst)?.unwrap_or((Reason::PassToStack, TC_PASS)))
+}
+
+/// Sends a translated packet on: out of the uplink, to a local pod, or to the node's stack.
+#[inline(always)]
+pub fn forward(ctx: &TcContext, daddr: u32, to_uplink: bool) -> Result<i32, Reason> {
+    if to_uplink && let Some(node) = NODE_V1.get(0) {
+        let uplink = node.uplink_ifindex;
+        if uplink != 0 {
+            // SAFETY: no neighbour parameters: the kernel routes the (rewritten) destination and resolves
+            // the next hop's MAC itself.
+            let verdict = unsafe { bpf_redirect_neigh(uplink, core::ptr::null_mut(), 0, 0) };
+            return Ok(verdict as i32);
+        }
+    }
+    Ok(deliver_local(ctx, daddr)?.map_or(TC_PASS, |(_, verdict)| verdict))
+}
+
+/// Delivers to the pod owning `daddr` if it is on this node.
+#[inline(always)]
+pub fn deliver_local(ctx: &TcContext, daddr: u32) -> Result<Option<(Reason, i32)>, Reason> {
+    // SAFETY: the value is copied out at once.
+    let Some(dst) = (unsafe { ENDPOINT_V1.get(EndpointKey { addr: daddr }) }).copied() else {
+        return Ok(None);
     };
     rewrite_macs(ctx, &dst)?;
     // SAFETY: helper call with a plain ifindex; it only records the redirect target.
     let verdict = unsafe { bpf_redirect_peer(dst.host_ifindex, 0) };
-    Ok((Reason::DeliveredLocal, verdict as i32))
+    Ok(Some((Reason::DeliveredLocal, verdict as i32)))
 }
 
 /// Writes destination = pod MAC, source = the pod's gateway MAC (its host-side veth), in place.

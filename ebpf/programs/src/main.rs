@@ -7,15 +7,21 @@
     reason = "eBPF: helpers are inlined into each program so the verifier sees one function per entry point"
 )]
 
+mod conntrack;
 mod deliver;
+mod lb;
 mod maps;
+mod nat;
 mod parse;
+mod service_nat;
 mod sock_lb;
 mod stats;
+mod uplink;
+mod xdp_uplink;
 
 use aya_ebpf::{
-    macros::{cgroup_sock_addr, classifier},
-    programs::{SockAddrContext, TcContext},
+    macros::{cgroup_sock_addr, classifier, xdp},
+    programs::{SockAddrContext, TcContext, XdpContext},
 };
 use strait_abi::{Direction, Program};
 
@@ -31,6 +37,34 @@ pub fn from_pod(ctx: TcContext) -> i32 {
         Err(reason) => (reason, deliver::TC_DROP),
     };
     stats::count(Program::FromPod, reason, Direction::Egress, ctx.len());
+    verdict
+}
+
+/// tcx ingress on the node's uplink: traffic from outside the node.
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's classifier macro hands the context over by value"
+)]
+pub fn from_uplink(ctx: TcContext) -> i32 {
+    let (reason, verdict) = match uplink::from_uplink(&ctx) {
+        Ok(outcome) => outcome,
+        Err(reason) => (reason, deliver::TC_DROP),
+    };
+    stats::count(Program::FromUplink, reason, Direction::Ingress, ctx.len());
+    verdict
+}
+
+/// XDP on the node's uplink: early drops (source ranges) and rejections (no backend).
+#[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's xdp macro hands the context over by value"
+)]
+pub fn xdp_uplink(ctx: XdpContext) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u32;
+    let (reason, verdict) = xdp_uplink::xdp_uplink(&ctx);
+    stats::count(Program::XdpUplink, reason, Direction::Ingress, len);
     verdict
 }
 

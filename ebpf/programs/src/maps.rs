@@ -1,17 +1,19 @@
 //! Every map of the object, declared once. Names and layouts come from `strait-abi`; the loader pins them.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use strait_abi::{
-    BackendAddr, BackendSlotKey, EndpointInfo, EndpointKey, ServiceFrontend, ServiceFrontendKey,
-    SockRevNatKey, SockRevNatValue, StatsValue,
+    BackendAddr, BackendSlotKey, CtEntry, CtKey, EndpointInfo, EndpointKey, NodeConfig,
+    ServiceFrontend, ServiceFrontendKey, SockRevNatKey, SockRevNatValue, StatsValue,
     maps::{
-        AFFINITY_MAP_DEFAULT_CAPACITY, ENDPOINT_MAP_DEFAULT_CAPACITY,
-        SOCK_REVNAT_MAP_DEFAULT_CAPACITY, SVC_MAP_DEFAULT_CAPACITY, SVC_SLOT_MAP_DEFAULT_CAPACITY,
+        AFFINITY_MAP_DEFAULT_CAPACITY, CT_MAP_DEFAULT_CAPACITY, ENDPOINT_MAP_DEFAULT_CAPACITY,
+        MAGLEV_MAP_DEFAULT_CAPACITY, SOCK_REVNAT_MAP_DEFAULT_CAPACITY,
+        SOURCE_RANGE_MAP_DEFAULT_CAPACITY, SVC_MAP_DEFAULT_CAPACITY, SVC_SLOT_MAP_DEFAULT_CAPACITY,
     },
-    service::{AffinityKey, AffinityValue},
+    service::{AffinityKey, AffinityValue, MaglevTable, SourceRange},
     stats::STATS_ENTRIES,
 };
 
@@ -43,3 +45,22 @@ pub static SOCK_REVNAT_V1: LruHashMap<SockRevNatKey, SockRevNatValue> =
 #[map(name = "AFFINITY_V1")]
 pub static AFFINITY_V1: LruHashMap<AffinityKey, AffinityValue> =
     LruHashMap::with_max_entries(AFFINITY_MAP_DEFAULT_CAPACITY, 0);
+
+/// Connection tracking for the per-packet service path (see `strait_abi::conntrack`).
+#[map(name = "CT_V1")]
+pub static CT_V1: LruHashMap<CtKey, CtEntry> =
+    LruHashMap::with_max_entries(CT_MAP_DEFAULT_CAPACITY, 0);
+
+/// Maglev tables of external frontends, allocated on use (see `strait_abi::service`).
+#[map(name = "MAGLEV_V1")]
+pub static MAGLEV_V1: HashMap<u32, MaglevTable> =
+    HashMap::with_max_entries(MAGLEV_MAP_DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// `loadBalancerSourceRanges` per frontend (see `strait_abi::service`).
+#[map(name = "SOURCE_RANGE_V1")]
+pub static SOURCE_RANGE_V1: LpmTrie<SourceRange, u32> =
+    LpmTrie::with_max_entries(SOURCE_RANGE_MAP_DEFAULT_CAPACITY, 0);
+
+/// This node's facts (see `strait_abi::node`).
+#[map(name = "NODE_V1")]
+pub static NODE_V1: Array<NodeConfig> = Array::with_max_entries(1, 0);

@@ -18,6 +18,70 @@ const HEADERS_LEN: usize = ETH_LEN + IPV4_MIN_LEN;
 pub struct Ipv4 {
     pub src: u32,
     pub dst: u32,
+    /// IANA protocol number.
+    pub proto: u8,
+    /// Header length in bytes (20-60): the transport header starts at `ETH_LEN + header_len`.
+    pub header_len: usize,
+    /// A fragment (offset or more-fragments set): no transport header to read, or not at its start.
+    pub fragment: bool,
+}
+
+/// IANA protocol number of TCP.
+pub const PROTO_TCP: u8 = 6;
+/// IANA protocol number of UDP.
+pub const PROTO_UDP: u8 = 17;
+/// TCP FIN flag.
+pub const TCP_FIN: u8 = 0x01;
+/// TCP RST flag.
+pub const TCP_RST: u8 = 0x04;
+
+/// Ports (network byte order) and, for TCP, the flags byte.
+#[derive(Clone, Copy)]
+pub struct L4 {
+    pub sport: u16,
+    pub dport: u16,
+    pub tcp_flags: u8,
+}
+
+/// Offset of the transport header.
+#[inline(always)]
+pub fn l4_offset(ip: &Ipv4) -> usize {
+    ETH_LEN + (ip.header_len & 0x3c)
+}
+
+/// The ports of a TCP or UDP packet that is not a fragment; `None` for other protocols and fragments.
+#[inline(always)]
+pub fn parse_l4(ctx: &TcContext, ip: &Ipv4) -> Result<Option<L4>, Reason> {
+    if (ip.proto != PROTO_TCP && ip.proto != PROTO_UDP) || ip.fragment {
+        return Ok(None);
+    }
+    let offset = l4_offset(ip);
+    let need = if ip.proto == PROTO_TCP { 14 } else { 8 };
+    if offset + need > ctx.len() as usize {
+        return Err(Reason::DropMalformedL4);
+    }
+    if bytes_at(ctx, offset, need).is_none() {
+        let _ = ctx.pull_data((offset + need) as u32);
+    }
+    let l4 = bytes_at(ctx, offset, 14)
+        .or_else(|| bytes_at(ctx, offset, 8))
+        .ok_or(Reason::DropMalformedL4)?;
+    // SAFETY: `bytes_at` checked at least 8 bytes are in bounds; the 14th only when it checked 14.
+    unsafe {
+        let sport = u16::from_ne_bytes([*l4, *l4.add(1)]);
+        let dport = u16::from_ne_bytes([*l4.add(2), *l4.add(3)]);
+        let tcp_flags = if ip.proto == PROTO_TCP {
+            let flags = bytes_at(ctx, offset, 14).ok_or(Reason::DropMalformedL4)?;
+            *flags.add(13)
+        } else {
+            0
+        };
+        Ok(Some(L4 {
+            sport,
+            dport,
+            tcp_flags,
+        }))
+    }
 }
 
 /// What the frame carries.
@@ -65,8 +129,12 @@ pub fn parse(ctx: &TcContext) -> Result<Frame, Reason> {
     if ETH_LEN + total_len > len {
         return Err(Reason::DropTruncatedIpv4);
     }
+    let fragment_bits = u16::from_be_bytes([header[6], header[7]]) & 0x3fff;
     Ok(Frame::Ipv4(Ipv4 {
         src: u32::from_ne_bytes([header[12], header[13], header[14], header[15]]),
         dst: u32::from_ne_bytes([header[16], header[17], header[18], header[19]]),
+        proto: header[9],
+        header_len,
+        fragment: fragment_bits != 0,
     }))
 }

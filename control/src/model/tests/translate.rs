@@ -40,6 +40,7 @@ fn entry(key: ServiceKey, list: &[(&str, u16)]) -> ServiceEntry {
         affinity_timeout_s: None,
         key,
         backends: backends(list),
+        external: None,
     }
 }
 

@@ -1,0 +1,96 @@
+//! CT_V1 from user space: counting the tracked flows and sweeping the expired ones (the programs treat an
+//! expired entry as absent but cannot delete it; the LRU map only evicts when full). An expired entry's
+//! partner (the other direction of the same flow) is deleted with it.
+
+use aya::maps::{HashMap, MapData};
+use strait_abi::{
+    CtEntry, CtKey,
+    conntrack::{CT_DIR_FORWARD, CT_DIR_REPLY, ct_expired},
+    maps::CT_MAP,
+};
+
+use crate::{Dataplane, DataplaneError};
+
+/// What a sweep found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Entries left (both directions counted).
+    pub live: usize,
+    /// Entries deleted.
+    pub expired: usize,
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a pointer to a live timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
+}
+
+/// The other direction's key of an entry (see the eBPF `conntrack::partner`).
+pub fn partner(key: &CtKey, entry: &CtEntry) -> CtKey {
+    CtKey {
+        saddr: entry.new_daddr,
+        daddr: entry.new_saddr,
+        sport: entry.new_dport,
+        dport: entry.new_sport,
+        proto: key.proto,
+        dir: if key.dir == CT_DIR_FORWARD {
+            CT_DIR_REPLY
+        } else {
+            CT_DIR_FORWARD
+        },
+        pad: 0,
+    }
+}
+
+impl Dataplane {
+    fn ct_map(&mut self) -> Result<HashMap<&mut MapData, CtKey, CtEntry>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map_mut(CT_MAP)
+            .ok_or(DataplaneError::MapMissing { name: CT_MAP })?;
+        HashMap::try_from(map).map_err(|source| DataplaneError::Map {
+            name: CT_MAP,
+            source,
+        })
+    }
+
+    /// Every CT entry (for tests and inspection).
+    pub fn conntrack_entries(&mut self) -> Result<Vec<(CtKey, CtEntry)>, DataplaneError> {
+        let capacity = self.conntrack_capacity;
+        let map = self.ct_map()?;
+        map.iter()
+            .map(|entry| entry.map_err(|source| DataplaneError::map(CT_MAP, capacity, source)))
+            .collect()
+    }
+
+    /// Deletes the entries expired at `now_ns` (CLOCK_MONOTONIC) and their partners.
+    pub fn sweep_conntrack(&mut self, now_ns: u64) -> Result<SweepReport, DataplaneError> {
+        let entries = self.conntrack_entries()?;
+        let mut doomed = Vec::new();
+        for (key, entry) in &entries {
+            if ct_expired(key.proto, entry.state, entry.last_seen_ns, now_ns) {
+                doomed.push(*key);
+                doomed.push(partner(key, entry));
+            }
+        }
+        doomed.sort_by_key(|k| (k.saddr, k.daddr, k.sport, k.dport, k.proto, k.dir));
+        doomed.dedup();
+        let mut map = self.ct_map()?;
+        let mut expired = 0;
+        for key in &doomed {
+            if map.remove(key).is_ok() {
+                expired += 1;
+            }
+        }
+        Ok(SweepReport {
+            live: entries.len().saturating_sub(expired),
+            expired,
+        })
+    }
+}

@@ -1,0 +1,100 @@
+//! The CT map: connection tracking for the per-packet service path (flows the socket hooks did not
+//! translate, and every flow from outside the cluster). Each translated flow has two entries, one per
+//! direction, keyed by the tuple as it appears on the wire in that direction; the value is the tuple to
+//! rewrite it to. The map is an LRU hash (a full table evicts the oldest flow); user space also deletes
+//! entries idle for longer than their state's timeout ([`ct_timeout_ns`]).
+
+/// Key of CT_V1: a flow as seen on the wire (addresses and ports in network byte order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// IANA protocol number.
+    pub proto: u8,
+    /// [`CT_DIR_FORWARD`] or [`CT_DIR_REPLY`].
+    pub dir: u8,
+    pub pad: u16,
+}
+
+/// Value of CT_V1: what the packet becomes and how it leaves.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtEntry {
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) when a packet last used the entry.
+    pub last_seen_ns: u64,
+    /// Rewritten source address and port (network byte order).
+    pub new_saddr: u32,
+    pub new_sport: u16,
+    /// Rewritten destination port (network byte order).
+    pub new_dport: u16,
+    /// Rewritten destination address (network byte order).
+    pub new_daddr: u32,
+    /// One of `CT_STATE_*`.
+    pub state: u8,
+    /// `CT_F_*` flags.
+    pub flags: u8,
+    pub pad: u16,
+    /// The frontend's service id (host byte order), for accounting.
+    pub service_id: u32,
+    pub pad2: u32,
+}
+
+/// Entry for packets travelling in the direction of the first packet.
+pub const CT_DIR_FORWARD: u8 = 0;
+/// Entry for the replies.
+pub const CT_DIR_REPLY: u8 = 1;
+
+/// TCP: only the opening side has been seen (or a UDP flow without a reply yet).
+pub const CT_STATE_NEW: u8 = 0;
+/// Both sides have been seen.
+pub const CT_STATE_ESTABLISHED: u8 = 1;
+/// TCP: a FIN or RST was seen.
+pub const CT_STATE_CLOSING: u8 = 2;
+
+/// The source was rewritten too (SNAT for `externalTrafficPolicy: Cluster`, hairpin).
+pub const CT_F_SNAT: u8 = 1;
+/// After the rewrite the packet leaves through the node's uplink (its destination is outside the node).
+pub const CT_F_TO_UPLINK: u8 = 2;
+
+/// Source address for hairpin flows (a pod reaching itself through a service address by packet): the
+/// pod would drop a packet whose source is its own address. Link-local, never routed.
+pub const HAIRPIN_SNAT_ADDR: [u8; 4] = [169, 254, 42, 1];
+/// First source port the per-packet path allocates for SNAT (above Linux's default ephemeral range
+/// 32768-60999, so SNATed flows never collide with the node's own connections).
+pub const SNAT_PORT_MIN: u16 = 61_000;
+/// Number of ports in the SNAT range (61000-65535).
+pub const SNAT_PORT_COUNT: u16 = 4_536;
+
+const SECOND_NS: u64 = 1_000_000_000;
+
+/// How long an entry may stay unused in `state` before it is expired (nanoseconds). TCP follows Cilium's
+/// defaults (SYN 60 s, established 6 h, closing 10 s); UDP follows Linux conntrack (30 s until a reply,
+/// then 120 s).
+pub const fn ct_timeout_ns(proto: u8, state: u8) -> u64 {
+    match (proto, state) {
+        (6, CT_STATE_ESTABLISHED) => 21_600 * SECOND_NS,
+        (6, CT_STATE_CLOSING) => 10 * SECOND_NS,
+        (6, _) => 60 * SECOND_NS,
+        (_, CT_STATE_ESTABLISHED) => 120 * SECOND_NS,
+        _ => 30 * SECOND_NS,
+    }
+}
+
+/// Whether an entry last used at `last_seen_ns` has expired at `now_ns`.
+pub const fn ct_expired(proto: u8, state: u8, last_seen_ns: u64, now_ns: u64) -> bool {
+    now_ns.saturating_sub(last_seen_ns) > ct_timeout_ns(proto, state)
+}
+
+const _: () = assert!(core::mem::size_of::<CtKey>() == 16);
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 32);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::{CtEntry, CtKey};
+    // SAFETY (both): plain-old-data, `#[repr(C)]`, no implicit padding (checked by the size assertions).
+    unsafe impl aya::Pod for CtKey {}
+    unsafe impl aya::Pod for CtEntry {}
+}

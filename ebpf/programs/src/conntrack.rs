@@ -1,0 +1,137 @@
+//! Connection tracking for the per-packet service path: lookup of live entries, per-packet state and
+//! timestamp updates, and creation of a flow's two entries (see `strait_abi::conntrack`). Expired entries
+//! are treated as absent here and deleted by the agent's sweeper; the LRU map evicts the oldest flows when
+//! it is full.
+
+use strait_abi::{
+    CtEntry, CtKey,
+    conntrack::{
+        CT_DIR_FORWARD, CT_DIR_REPLY, CT_STATE_CLOSING, CT_STATE_ESTABLISHED, CT_STATE_NEW,
+        ct_expired,
+    },
+};
+
+use crate::{
+    maps::CT_V1,
+    nat::Tuple,
+    parse::{PROTO_TCP, TCP_FIN, TCP_RST},
+};
+
+/// TCP SYN flag.
+const TCP_SYN: u8 = 0x02;
+/// TCP ACK flag.
+const TCP_ACK: u8 = 0x10;
+/// An entry's timestamp is rewritten at most this often (ns) while its state stays the same.
+const TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// The CT key of `tuple` in direction `dir`.
+#[inline(always)]
+pub fn key(tuple: &Tuple, proto: u8, dir: u8) -> CtKey {
+    CtKey {
+        saddr: tuple.saddr,
+        daddr: tuple.daddr,
+        sport: tuple.sport,
+        dport: tuple.dport,
+        proto,
+        dir,
+        pad: 0,
+    }
+}
+
+/// The tuple a packet matching `entry` is rewritten to.
+#[inline(always)]
+pub fn rewritten(entry: &CtEntry) -> Tuple {
+    Tuple {
+        saddr: entry.new_saddr,
+        daddr: entry.new_daddr,
+        sport: entry.new_sport,
+        dport: entry.new_dport,
+    }
+}
+
+/// The key of the other direction's entry: packets of the other direction, once rewritten, are this
+/// entry's rewritten tuple reversed, so the partner's key is that tuple reversed.
+#[inline(always)]
+pub fn partner(key: &CtKey, entry: &CtEntry) -> CtKey {
+    CtKey {
+        saddr: entry.new_daddr,
+        daddr: entry.new_saddr,
+        sport: entry.new_dport,
+        dport: entry.new_sport,
+        proto: key.proto,
+        dir: if key.dir == CT_DIR_FORWARD {
+            CT_DIR_REPLY
+        } else {
+            CT_DIR_FORWARD
+        },
+        pad: 0,
+    }
+}
+
+/// The live entry for `key`, updated for this packet (timestamp, TCP state), as a copy.
+#[inline(always)]
+pub fn track(key: &CtKey, tcp_flags: u8, now: u64) -> Option<CtEntry> {
+    let entry = CT_V1.get_ptr_mut(key)?;
+    // SAFETY: a pointer into the map value; plain fields, racing writers can only leave a stale value.
+    let current = unsafe { *entry };
+    if ct_expired(key.proto, current.state, current.last_seen_ns, now) {
+        return None;
+    }
+    let state = next_state(key, current.state, tcp_flags);
+    if state != current.state || now.saturating_sub(current.last_seen_ns) > TOUCH_INTERVAL_NS {
+        // SAFETY: as above.
+        unsafe {
+            (*entry).state = state;
+            (*entry).last_seen_ns = now;
+        }
+        if state == CT_STATE_ESTABLISHED && current.state == CT_STATE_NEW {
+            // The first reply establishes the flow in both directions.
+            if let Some(other) = CT_V1.get_ptr_mut(partner(key, &current)) {
+                // SAFETY: as above.
+                unsafe {
+                    (*other).state = CT_STATE_ESTABLISHED;
+                    (*other).last_seen_ns = now;
+                }
+            }
+        }
+    }
+    Some(CtEntry {
+        state,
+        last_seen_ns: now,
+        ..current
+    })
+}
+
+#[inline(always)]
+fn next_state(key: &CtKey, state: u8, tcp_flags: u8) -> u8 {
+    if key.proto == PROTO_TCP {
+        if tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+            return CT_STATE_CLOSING;
+        }
+        if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN && key.dir == CT_DIR_FORWARD {
+            // A new connection reusing the tuple of a closed one starts over.
+            return CT_STATE_NEW;
+        }
+    }
+    if key.dir == CT_DIR_REPLY && state == CT_STATE_NEW {
+        return CT_STATE_ESTABLISHED;
+    }
+    state
+}
+
+/// Writes both entries of a new flow (reply first, so a reply racing the first packet finds it).
+#[inline(always)]
+pub fn create(forward: (&CtKey, &CtEntry), reply: (&CtKey, &CtEntry)) -> Result<(), i32> {
+    CT_V1.insert(reply.0, reply.1, 0)?;
+    CT_V1.insert(forward.0, forward.1, 0)
+}
+
+/// Whether a live entry exists for `key`.
+#[inline(always)]
+pub fn is_live(key: &CtKey, now: u64) -> bool {
+    // SAFETY: the value is copied out at once.
+    match unsafe { CT_V1.get(key) } {
+        Some(entry) => !ct_expired(key.proto, entry.state, entry.last_seen_ns, now),
+        None => false,
+    }
+}

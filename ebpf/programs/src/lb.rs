@@ -1,0 +1,115 @@
+//! Per-packet backend selection: the frontend of a destination, `loadBalancerSourceRanges`, the backend
+//! (Maglev for external frontends, so every node maps a flow to the same backend; random otherwise) and a
+//! free SNAT port.
+
+use aya_ebpf::{helpers::bpf_get_prandom_u32, maps::lpm_trie::Key};
+use strait_abi::{
+    BackendAddr, BackendSlotKey, ServiceFrontend, ServiceFrontendKey,
+    conntrack::{CT_DIR_REPLY, SNAT_PORT_COUNT, SNAT_PORT_MIN},
+    service::{MAGLEV_TABLE_SIZE, SVC_F_EXTERNAL, SVC_F_SOURCE_RANGES, SourceRange},
+};
+
+use crate::{
+    conntrack,
+    maps::{MAGLEV_V1, SOURCE_RANGE_V1, SVC_SLOT_V1, SVC_V1},
+    nat::Tuple,
+};
+
+/// How many random SNAT ports are tried before the flow is dropped.
+const SNAT_TRIES: u32 = 16;
+
+/// The frontend serving `addr:port/proto`, if any.
+#[inline(always)]
+pub fn frontend(addr: u32, port: u16, proto: u8) -> Option<ServiceFrontend> {
+    let key = ServiceFrontendKey {
+        vip: addr,
+        port,
+        proto,
+        pad: 0,
+    };
+    // SAFETY: the value is copied out at once.
+    unsafe { SVC_V1.get(key) }.copied()
+}
+
+/// Whether `source` may use `frontend` (always, unless it has source ranges).
+#[inline(always)]
+pub fn source_allowed(frontend: &ServiceFrontend, source: u32) -> bool {
+    if frontend.flags & SVC_F_SOURCE_RANGES == 0 {
+        return true;
+    }
+    let key = Key::new(
+        64,
+        SourceRange {
+            service_id_be: frontend.service_id.to_be(),
+            addr: source,
+        },
+    );
+    SOURCE_RANGE_V1.get(&key).is_some()
+}
+
+/// A well-mixed 32-bit hash of a flow (murmur3's finalizer over the folded tuple).
+#[inline(always)]
+pub fn flow_hash(tuple: &Tuple, proto: u8) -> u32 {
+    let mut h = tuple.saddr
+        ^ tuple.daddr.rotate_left(13)
+        ^ (u32::from(tuple.sport) << 16 | u32::from(tuple.dport)).rotate_left(7)
+        ^ u32::from(proto);
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// The backend slot and address for a new flow of `frontend`.
+#[inline(always)]
+pub fn pick(frontend: &ServiceFrontend, tuple: &Tuple, proto: u8) -> Option<BackendAddr> {
+    let slot = if frontend.flags & SVC_F_EXTERNAL != 0 {
+        let bucket = (flow_hash(tuple, proto) as usize) % MAGLEV_TABLE_SIZE;
+        // The compiler turns `%` into a multiplication the verifier cannot bound: reload the index so the
+        // bounds check below is kept and seen.
+        // SAFETY: reading a local.
+        let bucket = unsafe { core::ptr::read_volatile(&raw const bucket) };
+        if bucket >= MAGLEV_TABLE_SIZE {
+            return None;
+        }
+        // SAFETY: the table is read in place; the index was checked against its length.
+        let table = unsafe { MAGLEV_V1.get(frontend.service_id) };
+        match table {
+            Some(table) => *table.slots.get(bucket)?,
+            // SAFETY: helper without arguments.
+            None => unsafe { bpf_get_prandom_u32() },
+        }
+    } else {
+        // SAFETY: helper without arguments.
+        unsafe { bpf_get_prandom_u32() }
+    } % frontend.backend_count;
+    let key = BackendSlotKey {
+        service_id: frontend.service_id,
+        slot,
+    };
+    // SAFETY: the value is copied out at once.
+    unsafe { SVC_SLOT_V1.get(key) }.copied()
+}
+
+/// A source port (network byte order) for `snat_addr` towards `backend` that no live flow uses.
+#[inline(always)]
+pub fn snat_port(backend: &BackendAddr, snat_addr: u32, proto: u8, now: u64) -> Option<u16> {
+    // SAFETY: helper without arguments.
+    let start = unsafe { bpf_get_prandom_u32() };
+    for attempt in 0..SNAT_TRIES {
+        let offset = (start.wrapping_add(attempt.wrapping_mul(2_654_435_761))
+            % u32::from(SNAT_PORT_COUNT)) as u16;
+        let port = (SNAT_PORT_MIN + offset).to_be();
+        let reply = Tuple {
+            saddr: backend.addr,
+            daddr: snat_addr,
+            sport: backend.port,
+            dport: port,
+        };
+        if !conntrack::is_live(&conntrack::key(&reply, proto, CT_DIR_REPLY), now) {
+            return Some(port);
+        }
+    }
+    None
+}

@@ -1,0 +1,153 @@
+//! The per-packet service path shared by `from_pod` and `from_uplink`: tracked flows are rewritten from
+//! their CT entry (forward: to the backend; reply: back to the service address); a first packet to a
+//! frontend picks a backend, decides on SNAT (external clients of `externalTrafficPolicy: Cluster`
+//! frontends get the node's address; a pod reaching itself gets the hairpin address), records both
+//! directions and is rewritten.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
+use strait_abi::{
+    CtEntry, EndpointKey, Reason,
+    conntrack::{
+        CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_SNAT, CT_F_TO_UPLINK, CT_STATE_NEW, HAIRPIN_SNAT_ADDR,
+    },
+    service::SVC_F_LOCAL,
+};
+
+use crate::{
+    conntrack, lb,
+    maps::{ENDPOINT_V1, NODE_V1},
+    nat::{Tuple, rewrite},
+    parse::{Ipv4, L4, TCP_RST},
+};
+
+/// Where the packet came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A pod on this node (from_pod).
+    Pod,
+    /// Outside the node (from_uplink).
+    Uplink,
+}
+
+/// A translated packet: why, its new destination, and whether it must leave through the uplink.
+pub struct Translated {
+    pub reason: Reason,
+    pub daddr: u32,
+    pub to_uplink: bool,
+}
+
+/// Translates the packet if it belongs to a tracked flow or opens one to a frontend; `None` when it is
+/// not service traffic.
+#[inline(always)]
+pub fn translate(
+    ctx: &TcContext,
+    ip: &Ipv4,
+    l4: &L4,
+    origin: Origin,
+) -> Result<Option<Translated>, Reason> {
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let tuple = Tuple {
+        saddr: ip.src,
+        daddr: ip.dst,
+        sport: l4.sport,
+        dport: l4.dport,
+    };
+    for dir in [CT_DIR_REPLY, CT_DIR_FORWARD] {
+        let key = conntrack::key(&tuple, ip.proto, dir);
+        if let Some(entry) = conntrack::track(&key, l4.tcp_flags, now) {
+            let new = conntrack::rewritten(&entry);
+            rewrite(ctx, ip, &tuple, &new)?;
+            let reason = if dir == CT_DIR_FORWARD {
+                Reason::ServiceNat
+            } else {
+                Reason::ReverseNat
+            };
+            return Ok(Some(Translated {
+                reason,
+                daddr: new.daddr,
+                to_uplink: entry.flags & CT_F_TO_UPLINK != 0,
+            }));
+        }
+    }
+    let Some(frontend) = lb::frontend(ip.dst, l4.dport, ip.proto) else {
+        return Ok(None);
+    };
+    if !lb::source_allowed(&frontend, ip.src) {
+        return Err(Reason::DropSourceRange);
+    }
+    if frontend.backend_count == 0 {
+        return Err(Reason::DropNoBackend);
+    }
+    if l4.tcp_flags & TCP_RST != 0 {
+        // A reset for a flow nobody tracks: nothing to open.
+        return Err(Reason::DropNoBackend);
+    }
+    let backend = lb::pick(&frontend, &tuple, ip.proto).ok_or(Reason::DropNoBackend)?;
+    let snat_addr = match origin {
+        Origin::Uplink if frontend.flags & SVC_F_LOCAL == 0 => Some(node_address(ip.dst)),
+        Origin::Pod if backend.addr == ip.src => Some(u32::from_ne_bytes(HAIRPIN_SNAT_ADDR)),
+        _ => None,
+    };
+    let (saddr, sport) = match snat_addr {
+        Some(addr) => (
+            addr,
+            lb::snat_port(&backend, addr, ip.proto, now).ok_or(Reason::DropNatFailed)?,
+        ),
+        None => (ip.src, l4.sport),
+    };
+    let new = Tuple {
+        saddr,
+        daddr: backend.addr,
+        sport,
+        dport: backend.port,
+    };
+    // SAFETY: the value is only tested for presence.
+    let backend_local = unsafe { ENDPOINT_V1.get(EndpointKey { addr: backend.addr }) }.is_some();
+    let snat_flag = if snat_addr.is_some() { CT_F_SNAT } else { 0 };
+    let forward = CtEntry {
+        last_seen_ns: now,
+        new_saddr: new.saddr,
+        new_sport: new.sport,
+        new_dport: new.dport,
+        new_daddr: new.daddr,
+        state: CT_STATE_NEW,
+        flags: snat_flag | if backend_local { 0 } else { CT_F_TO_UPLINK },
+        pad: 0,
+        service_id: frontend.service_id,
+        pad2: 0,
+    };
+    let reply = CtEntry {
+        new_saddr: tuple.daddr,
+        new_sport: tuple.dport,
+        new_daddr: tuple.saddr,
+        new_dport: tuple.sport,
+        flags: snat_flag
+            | if origin == Origin::Uplink {
+                CT_F_TO_UPLINK
+            } else {
+                0
+            },
+        ..forward
+    };
+    let forward_key = conntrack::key(&tuple, ip.proto, CT_DIR_FORWARD);
+    let reply_key = conntrack::partner(&forward_key, &forward);
+    conntrack::create((&forward_key, &forward), (&reply_key, &reply))
+        .map_err(|_| Reason::DropNatFailed)?;
+    rewrite(ctx, ip, &tuple, &new)?;
+    Ok(Some(Translated {
+        reason: Reason::ServiceNat,
+        daddr: new.daddr,
+        to_uplink: !backend_local,
+    }))
+}
+
+/// The SNAT source for external flows: the node's address once the agent has set it, else the address
+/// the client asked for.
+#[inline(always)]
+fn node_address(asked: u32) -> u32 {
+    match NODE_V1.get(0) {
+        Some(node) if node.node_ip != 0 => node.node_ip,
+        _ => asked,
+    }
+}

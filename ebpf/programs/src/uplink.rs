@@ -1,0 +1,28 @@
+//! tcx ingress on the node's uplink: traffic from outside the node. TCP/UDP to a frontend (NodePort,
+//! LoadBalancer ingress IP, externalIP) or of a tracked flow goes through the per-packet service path and
+//! on to its pod (or back out of the uplink); a packet for a pod on this node is delivered to it; the
+//! rest goes to the node's stack.
+
+use aya_ebpf::programs::TcContext;
+use strait_abi::Reason;
+
+use crate::{
+    deliver::{TC_PASS, deliver_local, forward},
+    parse::{Frame, parse, parse_l4},
+    service_nat::{self, Origin},
+};
+
+/// Decides what happens to a packet that arrived on the uplink: (reason, tc verdict), or the drop reason.
+#[inline(always)]
+pub fn from_uplink(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
+    let Frame::Ipv4(ip) = parse(ctx)? else {
+        return Ok((Reason::PassNonIpv4, TC_PASS));
+    };
+    if let Some(l4) = parse_l4(ctx, &ip)?
+        && let Some(translated) = service_nat::translate(ctx, &ip, &l4, Origin::Uplink)?
+    {
+        let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
+        return Ok((translated.reason, verdict));
+    }
+    Ok(deliver_local(ctx, ip.dst)?.unwrap_or((Reason::PassToStack, TC_PASS)))
+}
