@@ -48,7 +48,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("finding the uplink {uplink}"))?;
         dataplane
-            .attach_uplink(uplink)
+            .attach_uplink(uplink, config.xdp_mode)
             .with_context(|| format!("attaching the uplink programs to {uplink}"))?;
         let node_ip = config.node_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
         dataplane

@@ -33,6 +33,8 @@ pub struct AgentConfig {
     pub uplink: Option<String>,
     /// The node's address (SNAT source of external flows); `None` uses the address the client asked for.
     pub node_ip: Option<std::net::Ipv4Addr>,
+    /// Mode of the uplink's XDP program.
+    pub xdp_mode: strait_dataplane::XdpMode,
     /// cgroup (v2) whose processes get socket-level service load balancing; `None` leaves it off.
     pub cgroup: Option<PathBuf>,
     /// Directory of Kubernetes objects (Services, EndpointSlices, ...) to serve; `None` serves none.

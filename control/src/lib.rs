@@ -1,11 +1,14 @@
 //! strait-control: the node agent `straitd` as a library. It owns the node's endpoints (IPAM, pod
-//! plumbing, the ENDPOINT map), serves the CNI plugin over a unix socket, and exposes health, metrics and
-//! endpoint listings over HTTP. It holds no kernel types: the dataplane crate does the kernel work.
+//! plumbing, the ENDPOINT map), serves the CNI plugin over a unix socket, exposes health, metrics and
+//! endpoint listings over HTTP, and answers load balancers' health checks on `healthCheckNodePort`s. It
+//! holds no kernel types: the dataplane crate does the kernel work.
 
 pub mod agent;
 pub mod api;
 pub mod config;
+pub mod conntrack_gc;
 pub mod endpoints;
+pub mod healthcheck;
 pub mod http;
 pub mod ipam;
 pub mod metrics;

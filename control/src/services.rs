@@ -1,8 +1,9 @@
 //! The service sync loop: polls the object source, translates Services and EndpointSlices into service
-//! entries and programs the difference into the data path. A bad file is logged by name and the rest of
-//! the state is kept.
+//! entries and programs the difference into the data path, and keeps the node's health check node ports
+//! ([`HealthServer`]) in step. A bad file is logged by name and the rest of the state is kept.
 
 use std::{
+    net::{IpAddr, Ipv4Addr},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -14,7 +15,8 @@ use tokio::sync::Mutex;
 
 use crate::{
     endpoints::EndpointManager,
-    model::{source::ObjectSource, translate::service_entries},
+    healthcheck::HealthServer,
+    model::{health::health_checks, source::ObjectSource, translate::service_entries},
 };
 
 /// How often the source is polled for changes.
@@ -62,6 +64,8 @@ pub async fn run(
             return;
         }
     };
+    // The agent runs in the node's network namespace: health checks are answered on every node address.
+    let mut health = HealthServer::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     // Entries not yet in the kernel: set on every change, cleared once a sync succeeds, so a failed sync
     // is retried on the next tick.
     let mut pending = None;
@@ -72,9 +76,12 @@ pub async fn run(
         let node_name = node.clone();
         let polled = tokio::task::spawn_blocking(move || {
             let report = source.poll();
-            let entries = report
-                .as_ref()
-                .map(|r| service_entries(&r.objects, &node_name));
+            let entries = report.as_ref().map(|r| {
+                (
+                    service_entries(&r.objects, &node_name),
+                    health_checks(&r.objects, &node_name),
+                )
+            });
             (source, report, entries)
         })
         .await;
@@ -83,11 +90,13 @@ pub async fn run(
             return;
         };
         source = returned;
-        if let (Some(report), Some(entries)) = (report, entries) {
+        let mut new_checks = None;
+        if let (Some(report), Some((entries, checks))) = (report, entries) {
             for error in &report.errors {
                 tracing::warn!(source = %origin, "skipped: {error}");
             }
             pending = Some(entries);
+            new_checks = Some(checks);
         }
         if let Some(entries) = &pending {
             let started = std::time::Instant::now();
@@ -111,6 +120,12 @@ pub async fn run(
                 }
                 Err(error) => tracing::error!(%error, "service sync failed; retrying"),
             }
+        }
+        // After the data path, as kube-proxy updates its health server after its rules: a load balancer
+        // hears of local endpoints once they can be reached.
+        match new_checks {
+            Some(checks) => health.reconcile(&checks).await,
+            None => health.retry().await,
         }
         // Nothing pending: everything written before this poll began is in the data path, whether this
         // poll found a change or not.

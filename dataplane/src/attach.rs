@@ -34,13 +34,13 @@ impl Dataplane {
 
     /// Attaches the uplink programs to `ifname` (the node's interface towards the rest of the network):
     /// `xdp_uplink` as XDP and `from_uplink` on tcx ingress, adopting pinned links like `attach_from_pod`.
-    pub fn attach_uplink(&mut self, ifname: &str) -> Result<(), DataplaneError> {
+    pub fn attach_uplink(&mut self, ifname: &str, xdp_mode: XdpMode) -> Result<(), DataplaneError> {
         let pin = self.link_pin_path(FROM_UPLINK, ifname);
         let program = program_mut(&mut self.ebpf, FROM_UPLINK)?;
         attach_tcx_ingress(program, FROM_UPLINK, ifname, pin)?;
         let pin = self.link_pin_path(XDP_UPLINK, ifname);
         let program = typed_program_mut::<Xdp>(&mut self.ebpf, XDP_UPLINK)?;
-        attach_xdp(program, ifname, pin)
+        attach_xdp(program, ifname, xdp_mode, pin)
     }
 
     /// Removes the pinned from-pod link of `ifname` (the link goes away with its last reference; deleting the
@@ -180,16 +180,21 @@ fn pin_link(link: FdLink, pin: &Path) -> Result<(), DataplaneError> {
         })
 }
 
-/// Attaches an XDP program (the kernel picks native mode where the driver has it), adopting a pinned
-/// link the way [`attach_tcx_ingress`] does.
-fn attach_xdp(program: &mut Xdp, ifname: &str, pin: Option<PathBuf>) -> Result<(), DataplaneError> {
+/// Attaches an XDP program in `mode` (`Default` lets the kernel pick native mode where the driver has
+/// it), adopting a pinned link the way [`attach_tcx_ingress`] does.
+fn attach_xdp(
+    program: &mut Xdp,
+    ifname: &str,
+    mode: XdpMode,
+    pin: Option<PathBuf>,
+) -> Result<(), DataplaneError> {
     let program_error = |source| DataplaneError::Program {
         name: XDP_UPLINK,
         source,
     };
     let Some(pin) = pin else {
         program
-            .attach(ifname, XdpMode::default())
+            .attach(ifname, mode)
             .map_err(program_error)?;
         return Ok(());
     };
@@ -218,7 +223,7 @@ fn attach_xdp(program: &mut Xdp, ifname: &str, pin: Option<PathBuf>) -> Result<(
         }
     }
     let id = program
-        .attach(ifname, XdpMode::default())
+        .attach(ifname, mode)
         .map_err(program_error)?;
     let link = program.take_link(id).map_err(program_error)?;
     let fd_link = FdLink::try_from(link).map_err(|e| DataplaneError::LinkPin {

@@ -17,6 +17,7 @@ pub mod services;
 pub mod stats;
 pub mod sysctl;
 
+pub use aya::programs::XdpMode;
 pub use error::DataplaneError;
 pub use loader::{Dataplane, LoadOptions};
 

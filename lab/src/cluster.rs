@@ -194,6 +194,9 @@ impl Lab {
             .arg("eth0")
             .arg("--node-ip")
             .arg(network::node_ip(index).to_string())
+            // The underlay side of the node's veth runs no XDP program, so native XDP_TX (the RST that
+            // refuses a connection to a service without endpoints) could not transmit.
+            .args(["--xdp-mode", "generic"])
             .env("STRAIT_LAB", &self.names.lab)
             .env(
                 "RUST_LOG",
@@ -452,6 +455,20 @@ impl Lab {
         udp: bool,
         timeout: Duration,
     ) -> Result<Result<String, String>, LabError> {
+        Ok(self
+            .probe_with_peer(who, target, udp, timeout)?
+            .map(|(name, _)| name))
+    }
+
+    /// Like [`Lab::probe`], also returning the client address the answering pod saw (`IP:PORT`), when it
+    /// said.
+    pub fn probe_with_peer(
+        &self,
+        who: &str,
+        target: &str,
+        udp: bool,
+        timeout: Duration,
+    ) -> Result<Result<(String, Option<String>), String>, LabError> {
         let addr = self.resolve_target(target)?;
         let placement = self.placement(who)?;
         let mut command = Command::new(self.bin_dir.join("strait"));
@@ -471,9 +488,10 @@ impl Lab {
             .wait_with_output()
             .map_err(|e| LabError::io("waiting for the probe", e))?;
         if output.status.success() {
-            Ok(Ok(String::from_utf8_lossy(&output.stdout)
-                .trim()
-                .to_owned()))
+            let text = String::from_utf8_lossy(&output.stdout);
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let name = lines.next().unwrap_or_default().to_owned();
+            Ok(Ok((name, lines.next().map(str::to_owned))))
         } else {
             Ok(Err(String::from_utf8_lossy(&output.stderr)
                 .trim()

@@ -1,5 +1,5 @@
-//! The probe client: connects to TARGET:PORT over TCP (or sends one UDP datagram) and returns the line the
-//! answering pod sent, which names it. Runs inside the prober's namespace and cgroup (see `lab probe`).
+//! The probe client: connects to TARGET:PORT over TCP (or sends one UDP datagram) and returns what the
+//! answering pod sent: its name on the first line, the client address it saw on the second. Runs inside the prober's namespace and cgroup (see `lab probe`).
 
 use std::{
     io::{BufRead, BufReader},
@@ -22,12 +22,19 @@ fn ask_tcp(target: SocketAddr, timeout: Duration) -> Result<String, String> {
     stream
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
-    BufReader::new(stream)
+    reader
         .read_line(&mut line)
         .map_err(|e| format!("read from {target}: {e}"))?;
     let name = line.trim().to_owned();
-    if name.is_empty() {
+    let mut peer = String::new();
+    // The second line is optional: a peer that sends only a name is still an answer.
+    let _ = reader.read_line(&mut peer);
+    let peer = peer.trim();
+    if !name.is_empty() && !peer.is_empty() {
+        Ok(format!("{name}\n{peer}"))
+    } else if name.is_empty() {
         Err(format!("{target} closed without answering"))
     } else {
         Ok(name)

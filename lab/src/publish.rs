@@ -19,7 +19,8 @@ use crate::{
     LabError,
     cluster::Lab,
     controlplane::{
-        ClusterIpAllocator, ObjectFile, assign, endpoint_slices, nodeport::assign_node_ports,
+        ClusterIpAllocator, ObjectFile, assign, endpoint_slices,
+        nodeport::{assign_node_ports, keep_health_check_node_port},
         write_objects,
     },
     state::NodeRecord,
@@ -27,8 +28,9 @@ use crate::{
 
 impl Lab {
     /// Completes a Service as the API server would before storing it: a ClusterIP unless it asks for one
-    /// (or is headless), and node ports for NodePort and LoadBalancer ports. Errors name the service; the
-    /// lab's state is not touched.
+    /// (or is headless), node ports for NodePort and LoadBalancer ports, and a healthCheckNodePort (kept
+    /// across re-applies) for a LoadBalancer with externalTrafficPolicy Local. Errors name the service;
+    /// the lab's state is not touched.
     pub(crate) fn admit_service(
         &self,
         key: &str,
@@ -59,6 +61,7 @@ impl Lab {
             assign(&mut service, ip);
             tracing::info!(service = %key, %ip, "assigned ClusterIP");
         }
+        keep_health_check_node_port(self.state.services.get(key), &mut service);
         assign_node_ports(&mut service, key, others.iter().copied())
             .map_err(|e| LabError::Usage(e.to_string()))?;
         Ok(service)

@@ -19,7 +19,9 @@ pub enum Listen {
 
 /// Binds every port, writes `ready_file`, then serves forever.
 pub fn run(identity: &str, ports: &[Listen], ready_file: &Path) -> Result<(), LabError> {
-    let answer = format!("{identity}\n");
+    // Line 1 names the pod; line 2 is the client address as the pod sees it (SNAT shows here).
+    let identity = identity.to_owned();
+    let answer = move |peer: std::net::SocketAddr| format!("{identity}\n{peer}\n");
     let mut workers = Vec::new();
     for port in ports {
         match *port {
@@ -29,7 +31,9 @@ pub fn run(identity: &str, ports: &[Listen], ready_file: &Path) -> Result<(), La
                 let answer = answer.clone();
                 workers.push(thread::spawn(move || {
                     for mut stream in listener.incoming().flatten() {
-                        let _ = stream.write_all(answer.as_bytes());
+                        if let Ok(peer) = stream.peer_addr() {
+                            let _ = stream.write_all(answer(peer).as_bytes());
+                        }
                     }
                 }));
             }
@@ -41,7 +45,7 @@ pub fn run(identity: &str, ports: &[Listen], ready_file: &Path) -> Result<(), La
                     let mut buf = [0u8; 2048];
                     loop {
                         if let Ok((_, peer)) = socket.recv_from(&mut buf) {
-                            let _ = socket.send_to(answer.as_bytes(), peer);
+                            let _ = socket.send_to(answer(peer).as_bytes(), peer);
                         }
                     }
                 }));

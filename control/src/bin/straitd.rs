@@ -5,6 +5,7 @@ use std::{io::IsTerminal as _, net::SocketAddr, path::PathBuf};
 use clap::Parser;
 use ipnet::Ipv4Net;
 use strait_control::{AgentConfig, run};
+use strait_dataplane::XdpMode;
 use tracing_subscriber::EnvFilter;
 
 /// strait node agent: loads strait's eBPF data path on this node, serves the CNI plugin and exposes
@@ -58,6 +59,11 @@ struct Args {
     /// (SNAT) [default: the address the client connected to].
     #[arg(long, requires = "uplink")]
     node_ip: Option<std::net::Ipv4Addr>,
+    /// How the uplink's XDP program runs: `auto` lets the kernel use the driver (native) where it can;
+    /// `generic` runs it on the skb path (needed on a veth uplink whose peer has no XDP program, where
+    /// native XDP_TX cannot transmit; the lab uses it).
+    #[arg(long, value_enum, default_value = "auto", requires = "uplink")]
+    xdp_mode: XdpModeArg,
     /// cgroup v2 directory whose processes (pods and node) get socket-level service load balancing
     /// [default: off]. On a real node this is the cgroup2 root.
     #[arg(long)]
@@ -73,6 +79,13 @@ struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum XdpModeArg {
+    Auto,
+    Native,
+    Generic,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -110,6 +123,11 @@ fn main() -> anyhow::Result<()> {
         conntrack_capacity: args.conntrack_capacity,
         uplink: args.uplink,
         node_ip: args.node_ip,
+        xdp_mode: match args.xdp_mode {
+            XdpModeArg::Auto => XdpMode::Default,
+            XdpModeArg::Native => XdpMode::Driver,
+            XdpModeArg::Generic => XdpMode::Skb,
+        },
         cgroup: args.cgroup,
         manifests: args.manifests,
         kube: args.kube,

@@ -7,7 +7,10 @@
 //! - [`translate`]: the pure translation of Services and EndpointSlices into the data path's
 //!   [`ServiceEntry`](strait_dataplane::services::ServiceEntry) list (kube-proxy semantics), and the diff
 //!   between two such lists.
+//! - [`health`]: the pure computation of the health check node ports this node serves for
+//!   `externalTrafficPolicy: Local` LoadBalancer Services, with each one's local ready endpoint count.
 
+pub mod health;
 pub mod kube_source;
 pub mod objects;
 pub mod source;
@@ -16,6 +19,7 @@ pub mod translate;
 #[cfg(test)]
 mod tests;
 
+pub use health::{HealthCheck, health_checks};
 pub use objects::{
     ClusterObjects, DEFAULT_NAMESPACE, Location, ParseError, ParsedManifest, parse_manifest,
 };

@@ -92,6 +92,9 @@ enum LabCommand {
         /// Give up after this many milliseconds.
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
+        /// Also print the client address the answering pod saw (shows SNAT).
+        #[arg(long)]
+        show_peer: bool,
     },
     /// Show each agent's endpoints (pods it plumbed, with addresses and veths).
     Endpoints {
@@ -227,9 +230,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             target,
             udp,
             timeout_ms,
+            show_peer,
         } => {
             let lab = Lab::open(&name)?;
-            let answer = lab.probe(&from, &target, udp, Duration::from_millis(timeout_ms))?;
+            let answer =
+                lab.probe_with_peer(&from, &target, udp, Duration::from_millis(timeout_ms))?;
+            let answer = answer.map(|(who, peer)| match peer {
+                Some(peer) if show_peer => format!("{who} (saw client {peer})"),
+                _ => who,
+            });
             return Ok(report_probe(answer, true));
         }
         LabCommand::Endpoints { name, node } => {
