@@ -193,15 +193,13 @@ fn attach_xdp(
         source,
     };
     let Some(pin) = pin else {
-        program
-            .attach(ifname, mode)
-            .map_err(program_error)?;
+        program.attach(ifname, mode).map_err(program_error)?;
         return Ok(());
     };
     match PinnedLink::from_pin(&pin) {
         Ok(pinned) => {
-            let link = XdpLink::try_from(FdLink::from(pinned))
-                .map_err(program_error_from_link(&pin))?;
+            let link =
+                XdpLink::try_from(FdLink::from(pinned)).map_err(program_error_from_link(&pin))?;
             match program.attach_to_link(link) {
                 Ok(id) => {
                     let _ = program.take_link(id).map_err(program_error)?;
@@ -222,9 +220,7 @@ fn attach_xdp(
             });
         }
     }
-    let id = program
-        .attach(ifname, mode)
-        .map_err(program_error)?;
+    let id = program.attach(ifname, mode).map_err(program_error)?;
     let link = program.take_link(id).map_err(program_error)?;
     let fd_link = FdLink::try_from(link).map_err(|e| DataplaneError::LinkPin {
         path: pin.clone(),

@@ -131,6 +131,16 @@ impl Dataplane {
         program_mut(&mut self.ebpf, FROM_POD)
     }
 
+    /// The uplink's tcx classifier (loaded).
+    pub fn from_uplink_program(&mut self) -> Result<&mut SchedClassifier, DataplaneError> {
+        program_mut(&mut self.ebpf, FROM_UPLINK)
+    }
+
+    /// The uplink's XDP program (loaded).
+    pub fn xdp_uplink_program(&mut self) -> Result<&mut Xdp, DataplaneError> {
+        typed_program_mut(&mut self.ebpf, XDP_UPLINK)
+    }
+
     /// The pin directory, when pinning.
     pub fn pin_dir(&self) -> Option<&Path> {
         self.pin_dir.as_deref()

@@ -10,7 +10,11 @@ use crate::{Dataplane, DataplaneError};
 impl Dataplane {
     /// Records the node's primary address (the SNAT source of external flows) and its uplink's ifindex
     /// (where translated packets for outside the node leave).
-    pub fn set_node(&mut self, node_ip: Ipv4Addr, uplink_ifindex: u32) -> Result<(), DataplaneError> {
+    pub fn set_node(
+        &mut self,
+        node_ip: Ipv4Addr,
+        uplink_ifindex: u32,
+    ) -> Result<(), DataplaneError> {
         let map = self
             .ebpf
             .map_mut(NODE_MAP)

@@ -111,7 +111,12 @@ pub fn service_entries(objects: &ClusterObjects, node_name: &str) -> Vec<Service
                 add(*ip, number, external_local, external_access(Vec::new()));
             }
             for ip in &lb_ips {
-                add(*ip, number, external_local, external_access(source_ranges(spec)));
+                add(
+                    *ip,
+                    number,
+                    external_local,
+                    external_access(source_ranges(spec)),
+                );
             }
             if node_port_type && let Some(node_port) = port.node_port.and_then(port_number) {
                 for ip in &node_ips {

@@ -117,8 +117,8 @@ fn reset(ctx: &XdpContext) -> bool {
         let s = new_seq.to_be_bytes();
         let a = new_ack.to_be_bytes();
         let mut tcp_header = [
-            dport[0], dport[1], sport[0], sport[1], s[0], s[1], s[2], s[3], a[0], a[1], a[2],
-            a[3], 0x50, new_flags, 0, 0, 0, 0, 0, 0,
+            dport[0], dport[1], sport[0], sport[1], s[0], s[1], s[2], s[3], a[0], a[1], a[2], a[3],
+            0x50, new_flags, 0, 0, 0, 0, 0, 0,
         ];
         let pseudo = sum_words(&daddr, 0) + sum_words(&saddr, 0) + u32::from(PROTO_TCP) + 20;
         let tcp_sum = fold(sum_words(&tcp_header, pseudo));

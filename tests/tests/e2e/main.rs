@@ -4,6 +4,7 @@
 mod apply;
 mod cni;
 mod datapath;
+mod external;
 mod lifecycle;
 mod malformed;
 mod services;

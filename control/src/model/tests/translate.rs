@@ -3,7 +3,9 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use strait_dataplane::services::{Backend, L4Proto, ServiceEntry, ServiceKey};
+use strait_dataplane::services::{
+    Backend, ExternalAccess, L4Proto, Prefix, ServiceEntry, ServiceKey,
+};
 
 use crate::model::objects::{ClusterObjects, parse_manifest};
 use crate::model::translate::{ServiceDiff, diff, service_entries};
@@ -449,16 +451,68 @@ fn node_ports_external_ips_and_load_balancer_ips_are_frontends_too() {
     let entries = service_entries(&objects(&yaml), "n1");
     let both = [("10.244.1.2", 8080), ("10.244.2.2", 8080)];
     let local = [("10.244.1.2", 8080)];
+    let external = |key, ranges: Vec<Prefix>| ServiceEntry {
+        external: Some(ExternalAccess {
+            local: true,
+            source_ranges: ranges,
+        }),
+        ..entry(key, &local)
+    };
     assert_eq!(
         entries,
         vec![
             entry(key("10.96.0.20", 80, L4Proto::Tcp), &both),
-            entry(key("172.30.0.11", 30080, L4Proto::Tcp), &local),
-            entry(key("192.0.2.5", 80, L4Proto::Tcp), &local),
-            entry(key("198.51.100.1", 80, L4Proto::Tcp), &local),
+            external(key("172.30.0.11", 30080, L4Proto::Tcp), vec![]),
+            external(key("192.0.2.5", 80, L4Proto::Tcp), vec![]),
+            external(key("198.51.100.1", 80, L4Proto::Tcp), vec![]),
         ]
     );
     // Without this node's Node object there is no address to serve the node port on.
     let other_node = service_entries(&objects(&yaml), "n9");
     assert!(other_node.iter().all(|e| e.key.port != 30080));
+}
+
+#[test]
+fn load_balancer_source_ranges_restrict_only_the_ingress_ips() {
+    let yaml = [
+        "---\napiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus:\n  addresses:\n    - {type: InternalIP, address: 172.30.0.11}\n".to_owned(),
+        service(
+            "lb",
+            "  type: LoadBalancer\n  clusterIP: 10.96.0.20\n  externalIPs: [192.0.2.5]\n  loadBalancerSourceRanges: [10.1.2.3/16, 172.30.0.0/24, 'fd00::/8', bogus]\n  ports: [{port: 80, nodePort: 30080}]\nstatus:\n  loadBalancer: {ingress: [{ip: 198.51.100.1}]}\n",
+        ),
+    ]
+    .concat();
+    let entries = service_entries(&objects(&yaml), "n1");
+    let access = |vip: &str| {
+        entries
+            .iter()
+            .find(|e| e.key.vip.to_string() == vip)
+            .unwrap_or_else(|| panic!("no frontend on {vip}"))
+            .external
+            .clone()
+    };
+    assert_eq!(access("10.96.0.20"), None, "the ClusterIP is internal");
+    let open = Some(ExternalAccess {
+        local: false,
+        source_ranges: vec![],
+    });
+    assert_eq!(access("172.30.0.11"), open, "node ports are not restricted");
+    assert_eq!(access("192.0.2.5"), open, "externalIPs are not restricted");
+    assert_eq!(
+        access("198.51.100.1"),
+        Some(ExternalAccess {
+            local: false,
+            source_ranges: vec![
+                Prefix {
+                    addr: "10.1.0.0".parse().unwrap(),
+                    len: 16
+                },
+                Prefix {
+                    addr: "172.30.0.0".parse().unwrap(),
+                    len: 24
+                },
+            ],
+        }),
+        "host bits cleared; IPv6 and malformed ranges skipped"
+    );
 }

@@ -1,0 +1,388 @@
+//! Services for clients outside the cluster, through the uplink's XDP + tc programs and the per-packet
+//! service path: NodePort, LoadBalancer ingress IPs and externalIPs from the external namespace with
+//! `externalTrafficPolicy` Cluster (SNAT to the node) and Local (client address kept),
+//! `loadBalancerSourceRanges`, fast refusal without endpoints, `healthCheckNodePort`, the per-packet
+//! ClusterIP path for sockets the cgroup hooks never saw (including hairpin), and tracked flows that
+//! survive an agent restart.
+
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use strait_dataplane::netns;
+use strait_lab::{cluster::Lab, network::EXTERNAL_IP};
+use strait_tests::LabGuard;
+
+use crate::examples;
+
+const SERVICES: &str = "apiVersion: v1
+kind: Service
+metadata: {name: web-lb, namespace: default}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  externalIPs: [192.0.2.50]
+  ports: [{name: http, port: 80, targetPort: http}]
+status:
+  loadBalancer: {ingress: [{ip: 198.51.100.7}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-local, namespace: default}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+status:
+  loadBalancer: {ingress: [{ip: 198.51.100.8}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-ranges, namespace: default}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  loadBalancerSourceRanges: [10.0.0.0/8]
+  ports: [{name: http, port: 80, targetPort: http}]
+status:
+  loadBalancer: {ingress: [{ip: 198.51.100.9}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nobody, namespace: default}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: nobody}
+  ports: [{port: 80, targetPort: 8080}]
+";
+
+fn lab_with(prefix: &str, manifest: &str) -> (LabGuard, Lab, tempfile::TempDir) {
+    strait_tests::require_root();
+    strait_tests::bin_dir();
+    let guard = LabGuard::new(prefix);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("services.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let mut lab = Lab::up(&guard.name, 1, Some(&examples())).unwrap();
+    if !manifest.is_empty() {
+        lab.apply(&file).unwrap();
+    }
+    (guard, lab, dir)
+}
+
+fn spec_of(lab: &Lab, service: &str) -> k8s_openapi::api::core::v1::ServiceSpec {
+    lab.state.services[service].spec.clone().unwrap()
+}
+
+fn node_port(lab: &Lab, service: &str) -> u16 {
+    let port = spec_of(lab, service).ports.unwrap()[0]
+        .node_port
+        .expect("a node port");
+    u16::try_from(port).unwrap()
+}
+
+/// Probes `target` from the external namespace: (answering pod, client address it saw).
+fn from_outside(lab: &Lab, target: &str) -> Result<(String, SocketAddr), String> {
+    lab.probe_with_peer("external", target, false, Duration::from_secs(2))
+        .unwrap()
+        .map(|(who, peer)| {
+            (
+                who,
+                peer.expect("the pod names its client").parse().unwrap(),
+            )
+        })
+}
+
+fn metric(lab: &Lab, node: &str, program: &str, reason: &str) -> u64 {
+    let text = lab.agent_get(node, "/metrics").unwrap();
+    let needle = format!("program=\"{program}\",reason=\"{reason}\",direction=\"ingress\"}} ");
+    text.lines()
+        .filter(|l| l.starts_with("strait_packets_total{"))
+        .find_map(|l| {
+            l.split_once(&needle)
+                .map(|(_, v)| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0)
+}
+
+/// A raw HTTP GET from the external namespace; returns the status line and body.
+fn http_get(lab: &Lab, addr: SocketAddr) -> (String, String) {
+    let external = netns::path(&lab.names.external_netns());
+    let stream = netns::run_in(&external, move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+    })
+    .unwrap()
+    .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let mut stream = stream;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[test]
+fn node_ports_and_load_balancer_ips_serve_outside_clients() {
+    let (_guard, mut lab, dir) = lab_with("ext", SERVICES);
+    let node = lab.state.nodes[0].clone();
+
+    // externalTrafficPolicy Cluster: the pod sees the node as its client (SNAT, from the SNAT range).
+    let cluster_targets = [
+        format!("{}:{}", node.ip, node_port(&lab, "default/web-lb")),
+        "198.51.100.7:80".to_owned(),
+        "192.0.2.50:80".to_owned(),
+    ];
+    for target in &cluster_targets {
+        let mut pods = std::collections::BTreeSet::new();
+        for _ in 0..12 {
+            let (who, peer) =
+                from_outside(&lab, target).unwrap_or_else(|e| panic!("{target}: {e}"));
+            assert!(who.starts_with("default/web-"), "{target}: {who}");
+            assert_eq!(
+                peer.ip(),
+                std::net::IpAddr::V4(node.ip),
+                "{target}: SNAT to the node"
+            );
+            assert!(peer.port() >= 61_000, "{target}: SNAT port {peer}");
+            pods.insert(who);
+        }
+        assert!(
+            pods.len() > 1,
+            "{target}: Maglev spreads new flows: {pods:?}"
+        );
+    }
+    // externalTrafficPolicy Local: the client's own address arrives.
+    for target in [
+        format!("{}:{}", node.ip, node_port(&lab, "default/web-local")),
+        "198.51.100.8:80".to_owned(),
+    ] {
+        let (who, peer) = from_outside(&lab, &target).unwrap();
+        assert!(who.starts_with("default/web-"), "{target}: {who}");
+        assert_eq!(
+            peer.ip(),
+            std::net::IpAddr::V4(EXTERNAL_IP),
+            "{target}: source kept"
+        );
+    }
+    assert!(metric(&lab, &node.name, "from-uplink", "service_nat") > 0);
+    assert!(crate::packets(&lab, &node.name, "reverse_nat") > 0);
+
+    // loadBalancerSourceRanges: the external client (172.30.0.2) is outside 10.0.0.0/8, so XDP drops it;
+    // the node port of the same service is not restricted.
+    let dropped_before = metric(&lab, &node.name, "xdp-uplink", "source_range");
+    let blocked = lab
+        .probe(
+            "external",
+            "198.51.100.9:80",
+            false,
+            Duration::from_millis(600),
+        )
+        .unwrap();
+    assert!(blocked.is_err(), "outside the source ranges: {blocked:?}");
+    assert!(metric(&lab, &node.name, "xdp-uplink", "source_range") > dropped_before);
+    let ranged_port = format!("{}:{}", node.ip, node_port(&lab, "default/web-ranges"));
+    assert!(from_outside(&lab, &ranged_port).is_ok());
+    let file = dir.path().join("ranges.yaml");
+    std::fs::write(
+        &file,
+        SERVICES
+            .split("---\n")
+            .find(|doc| doc.contains("web-ranges"))
+            .unwrap()
+            .replace("10.0.0.0/8", "172.30.0.0/24"),
+    )
+    .unwrap();
+    lab.apply(&file).unwrap();
+    assert!(
+        from_outside(&lab, "198.51.100.9:80").is_ok(),
+        "inside the new range"
+    );
+
+    // No endpoints: refused at once (RST from XDP), not a timeout.
+    let started = Instant::now();
+    let refused = lab
+        .probe(
+            "external",
+            &format!("{}:{}", node.ip, node_port(&lab, "default/nobody")),
+            false,
+            Duration::from_secs(3),
+        )
+        .unwrap()
+        .unwrap_err();
+    assert!(refused.contains("refused"), "{refused}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // healthCheckNodePort: 200 with local endpoints, 503 without.
+    for (service, status, count) in [
+        ("default/web-local", "200", 3),
+        ("default/nobody", "503", 0),
+    ] {
+        let port = spec_of(&lab, service)
+            .health_check_node_port
+            .expect("a health check node port");
+        let addr = SocketAddr::from((node.ip, u16::try_from(port).unwrap()));
+        let (line, body) = http_get(&lab, addr);
+        assert!(line.contains(status), "{service}: {line}");
+        assert!(
+            body.contains(&format!("\"localEndpoints\":{count}")),
+            "{service}: {body}"
+        );
+    }
+}
+
+/// The network namespace file of pod `key`.
+fn pod_netns(lab: &Lab, key: &str) -> PathBuf {
+    netns::path(&lab.state.pod(key).expect("pod").netns)
+}
+
+/// Connects to `target` from inside `ns` with a socket of the test process, which is in no lab cgroup,
+/// so the socket hooks never see it: only the per-packet path can translate. Returns (pod, peer seen).
+fn untranslated_ask(ns: &std::path::Path, target: SocketAddr) -> (String, String) {
+    let stream = netns::run_in(ns, move || {
+        TcpStream::connect_timeout(&target, Duration::from_secs(2))
+    })
+    .unwrap()
+    .unwrap_or_else(|e| panic!("connect {target}: {e}"));
+    let mut stream = stream;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let mut lines = text.lines();
+    (
+        lines.next().unwrap_or_default().to_owned(),
+        lines.next().unwrap_or_default().to_owned(),
+    )
+}
+
+#[test]
+fn the_per_packet_path_serves_sockets_the_hooks_never_saw() {
+    let (_guard, lab, _dir) = lab_with("pkt", "");
+    let node = lab.state.nodes[0].name.clone();
+    let vip: Ipv4Addr = spec_of(&lab, "default/web")
+        .cluster_ip
+        .unwrap()
+        .parse()
+        .unwrap();
+    let target = SocketAddr::from((vip, 80));
+    let client = lab.state.pod("default/client").unwrap().ip;
+    let translated_before = crate::packets(&lab, &node, "service_nat");
+    let (who, peer) = untranslated_ask(&pod_netns(&lab, "default/client"), target);
+    assert!(who.starts_with("default/web-"), "{who}");
+    assert!(
+        peer.starts_with(&format!("{client}:")),
+        "the client keeps its address: {peer}"
+    );
+    assert!(crate::packets(&lab, &node, "service_nat") > translated_before);
+
+    // Hairpin: a backend reaching its own service lands on itself now and then; it then sees the
+    // hairpin address, else its own.
+    let web = lab
+        .state
+        .pods
+        .iter()
+        .find(|p| p.namespace == "default" && p.name.starts_with("web-"))
+        .expect("a web pod")
+        .clone();
+    let me = format!("{}/{}", web.namespace, web.name);
+    let ns = pod_netns(&lab, &me);
+    let mut self_hits = 0;
+    for _ in 0..40 {
+        let (who, peer) = untranslated_ask(&ns, target);
+        if who == me {
+            self_hits += 1;
+            assert!(
+                peer.starts_with("169.254.42.1:"),
+                "hairpin is SNATed: {peer}"
+            );
+        } else {
+            assert!(peer.starts_with(&format!("{}:", web.ip)), "{peer}");
+        }
+        if self_hits >= 2 {
+            break;
+        }
+    }
+    assert!(
+        self_hits > 0,
+        "40 tries over 3 backends never hit the client itself"
+    );
+}
+
+const UDP_ECHO: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      containers: [{name: echo, image: busybox, ports: [{name: dns, containerPort: 5353, protocol: UDP}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: echo}
+  ports: [{name: dns, port: 53, targetPort: dns, protocol: UDP}]
+";
+
+/// Sends one datagram on `socket` and returns the answer's (pod, peer) lines.
+fn udp_ask(socket: &UdpSocket) -> (String, String) {
+    socket.send(b"who\n").unwrap();
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).expect("a UDP answer");
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    let mut lines = text.lines();
+    (
+        lines.next().unwrap_or_default().to_owned(),
+        lines.next().unwrap_or_default().to_owned(),
+    )
+}
+
+#[test]
+fn tracked_flows_survive_an_agent_restart() {
+    let (_guard, mut lab, _dir) = lab_with("ctr", UDP_ECHO);
+    let node = lab.state.nodes[0].clone();
+    let target = SocketAddr::from((node.ip, node_port(&lab, "default/echo")));
+    let external = netns::path(&lab.names.external_netns());
+    let socket = netns::run_in(&external, move || {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.connect(target)?;
+        Ok::<_, std::io::Error>(socket)
+    })
+    .unwrap()
+    .unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let first = udp_ask(&socket);
+    assert!(first.0.starts_with("default/echo-"), "{first:?}");
+    assert!(
+        first.1.starts_with(&format!("{}:", node.ip)),
+        "SNAT: {first:?}"
+    );
+    lab.restart_agent(&node.name).unwrap();
+    // Same flow after the restart: same backend and the same SNAT port, so the conntrack entry (in the
+    // pinned map) was kept, not re-created.
+    for _ in 0..3 {
+        assert_eq!(udp_ask(&socket), first);
+    }
+}
