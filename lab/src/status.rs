@@ -46,6 +46,15 @@ fn services_json(state: &LabState) -> Vec<Value> {
                 "name": name,
                 "type": spec.type_.unwrap_or_else(|| "ClusterIP".into()),
                 "cluster_ip": spec.cluster_ip,
+                "external_ips": spec.external_ips.clone().unwrap_or_default(),
+                "load_balancer_ips": svc.status.iter()
+                    .flat_map(|s| s.load_balancer.iter())
+                    .flat_map(|lb| lb.ingress.iter().flatten())
+                    .filter_map(|i| i.ip.clone())
+                    .collect::<Vec<_>>(),
+                "external_traffic_policy": spec.external_traffic_policy,
+                "health_check_node_port": spec.health_check_node_port,
+                "load_balancer_source_ranges": spec.load_balancer_source_ranges.clone().unwrap_or_default(),
                 "selector": spec.selector,
                 "ports": spec.ports.unwrap_or_default().iter().map(|p| json!({
                     "name": p.name,

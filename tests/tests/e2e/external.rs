@@ -227,6 +227,19 @@ fn node_ports_and_load_balancer_ips_serve_outside_clients() {
         started.elapsed()
     );
 
+    // `lab status -o json` shows what outside clients use.
+    let status = strait_lab::status::to_json(&lab);
+    let local = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "web-local")
+        .unwrap();
+    assert_eq!(local["load_balancer_ips"], serde_json::json!(["198.51.100.8"]));
+    assert_eq!(local["external_traffic_policy"], "Local");
+    assert!(local["health_check_node_port"].as_u64().is_some(), "{local}");
+    assert_eq!(local["ports"][0]["endpoints"].as_array().unwrap().len(), 3);
+
     // healthCheckNodePort: 200 with local endpoints, 503 without.
     for (service, status, count) in [
         ("default/web-local", "200", 3),
