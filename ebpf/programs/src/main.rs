@@ -17,6 +17,7 @@ mod service_nat;
 mod sock_lb;
 mod stats;
 mod uplink;
+mod xdp_reject;
 mod xdp_uplink;
 
 use aya_ebpf::{

@@ -58,7 +58,7 @@ spec:
   type: LoadBalancer
   externalTrafficPolicy: Local
   selector: {app: nobody}
-  ports: [{port: 80, targetPort: 8080}]
+  ports: [{name: http, port: 80, targetPort: 8080}, {name: dns, port: 53, targetPort: 5353, protocol: UDP}]
 ";
 
 fn lab_with(prefix: &str, manifest: &str) -> (LabGuard, Lab, tempfile::TempDir) {
