@@ -66,7 +66,9 @@ pub struct SourceRange {
 }
 
 /// Key of AFFINITY_V1: a client of a frontend. At the socket layer the client is its network namespace
-/// (every socket of a pod shares it), identified by the kernel's netns cookie.
+/// (every socket of a pod shares it), identified by the kernel's netns cookie; on the per-packet path it
+/// is the client's IPv4 address, tagged with [`AFFINITY_CLIENT_IP_TAG`] (netns cookies are a counter from
+/// 1 and never reach bit 63).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AffinityKey {
@@ -74,6 +76,10 @@ pub struct AffinityKey {
     pub service_id: u32,
     pub pad: u32,
 }
+
+/// Tag of an AFFINITY_V1 key's `netns_cookie` that holds a client IPv4 address (network byte order, in the
+/// low 32 bits) instead of a cookie.
+pub const AFFINITY_CLIENT_IP_TAG: u64 = 1 << 63;
 
 /// Value of AFFINITY_V1: the backend the client was given and when it last used it.
 #[repr(C)]

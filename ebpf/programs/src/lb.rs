@@ -1,16 +1,19 @@
 //! Per-packet backend selection: the frontend of a destination, `loadBalancerSourceRanges`, the backend
-//! (Maglev for external frontends, so every node maps a flow to the same backend; random otherwise) and a
-//! free SNAT port.
+//! (the client's affine one; else Maglev for external frontends, so every node maps a flow to the same
+//! backend; random otherwise) and a free SNAT port.
 
 use aya_ebpf::{helpers::bpf_get_prandom_u32, maps::lpm_trie::Key};
 use strait_abi::{
     BackendAddr, BackendSlotKey, ServiceFrontend, ServiceFrontendKey,
     conntrack::{CT_DIR_REPLY, SNAT_PORT_COUNT, SNAT_PORT_MIN},
-    service::{MAGLEV_TABLE_SIZE, SVC_F_EXTERNAL, SVC_F_SOURCE_RANGES, SourceRange},
+    service::{
+        AFFINITY_CLIENT_IP_TAG, AffinityKey, MAGLEV_TABLE_SIZE, SVC_F_AFFINITY, SVC_F_EXTERNAL,
+        SVC_F_SOURCE_RANGES, SourceRange,
+    },
 };
 
 use crate::{
-    conntrack,
+    affinity, conntrack,
     maps::{MAGLEV_V1, SOURCE_RANGE_V1, SVC_SLOT_V1, SVC_V1},
     nat::Tuple,
 };
@@ -61,9 +64,19 @@ pub fn flow_hash(tuple: &Tuple, proto: u8) -> u32 {
     h ^ (h >> 16)
 }
 
-/// The backend slot and address for a new flow of `frontend`.
+/// The backend for a new flow of `frontend`: the client's affine one (`sessionAffinity: ClientIP`,
+/// keyed by its address), else by Maglev (external frontends) or at random.
 #[inline(always)]
-pub fn pick(frontend: &ServiceFrontend, tuple: &Tuple, proto: u8) -> Option<BackendAddr> {
+pub fn pick(frontend: &ServiceFrontend, tuple: &Tuple, proto: u8, now: u64) -> Option<BackendAddr> {
+    let affinity = frontend.flags & SVC_F_AFFINITY != 0;
+    let key = AffinityKey {
+        netns_cookie: AFFINITY_CLIENT_IP_TAG | u64::from(tuple.saddr),
+        service_id: frontend.service_id,
+        pad: 0,
+    };
+    if affinity && let Some(backend) = affinity::recall(&key, frontend, now) {
+        return Some(backend);
+    }
     let slot = if frontend.flags & SVC_F_EXTERNAL != 0 {
         let bucket = (flow_hash(tuple, proto) as usize) % MAGLEV_TABLE_SIZE;
         // The compiler turns `%` into a multiplication the verifier cannot bound: reload the index so the
@@ -84,12 +97,16 @@ pub fn pick(frontend: &ServiceFrontend, tuple: &Tuple, proto: u8) -> Option<Back
         // SAFETY: helper without arguments.
         unsafe { bpf_get_prandom_u32() }
     } % frontend.backend_count;
-    let key = BackendSlotKey {
+    let slot_key = BackendSlotKey {
         service_id: frontend.service_id,
         slot,
     };
     // SAFETY: the value is copied out at once.
-    unsafe { SVC_SLOT_V1.get(key) }.copied()
+    let backend = unsafe { SVC_SLOT_V1.get(slot_key) }.copied()?;
+    if affinity {
+        affinity::remember(&key, slot, backend, now);
+    }
+    Some(backend)
 }
 
 /// A source port (network byte order) for `snat_addr` towards `backend` that no live flow uses.

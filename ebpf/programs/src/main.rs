@@ -7,6 +7,7 @@
     reason = "eBPF: helpers are inlined into each program so the verifier sees one function per entry point"
 )]
 
+mod affinity;
 mod conntrack;
 mod deliver;
 mod lb;

@@ -83,7 +83,7 @@ pub fn translate(
         // A reset for a flow nobody tracks: nothing to open.
         return Err(Reason::DropNoBackend);
     }
-    let backend = lb::pick(&frontend, &tuple, ip.proto).ok_or(Reason::DropNoBackend)?;
+    let backend = lb::pick(&frontend, &tuple, ip.proto, now).ok_or(Reason::DropNoBackend)?;
     let snat_addr = match origin {
         Origin::Uplink if frontend.flags & SVC_F_LOCAL == 0 => Some(node_address(ip.dst)),
         Origin::Pod if backend.addr == ip.src => Some(u32::from_ne_bytes(HAIRPIN_SNAT_ADDR)),

@@ -10,11 +10,12 @@ use aya_ebpf::{
 use strait_abi::{
     BackendAddr, BackendSlotKey, Direction, Program, Reason, ServiceFrontend, ServiceFrontendKey,
     SockRevNatKey, SockRevNatValue,
-    service::{AffinityKey, AffinityValue, SVC_F_AFFINITY},
+    service::{AffinityKey, SVC_F_AFFINITY},
 };
 
 use crate::{
-    maps::{AFFINITY_V1, SOCK_REVNAT_V1, SVC_SLOT_V1, SVC_V1},
+    affinity,
+    maps::{SOCK_REVNAT_V1, SVC_SLOT_V1, SVC_V1},
     stats,
 };
 
@@ -90,28 +91,8 @@ fn pick_backend(ctx: &SockAddrContext, frontend: &ServiceFrontend) -> Option<Bac
         service_id: frontend.service_id,
         pad: 0,
     };
-    if affinity {
-        // SAFETY: the value is copied out at once.
-        if let Some(previous) = unsafe { AFFINITY_V1.get(key) }.copied() {
-            let timeout_ns = u64::from(frontend.affinity_timeout_s) * 1_000_000_000;
-            let fresh = now.saturating_sub(previous.last_used_ns) <= timeout_ns;
-            if fresh && previous.slot < frontend.backend_count {
-                let slot_key = BackendSlotKey {
-                    service_id: frontend.service_id,
-                    slot: previous.slot,
-                };
-                // SAFETY: the value is copied out at once.
-                let current = unsafe { SVC_SLOT_V1.get(slot_key) }.copied();
-                if current == Some(previous.backend) {
-                    let renewed = AffinityValue {
-                        last_used_ns: now,
-                        ..previous
-                    };
-                    let _ = AFFINITY_V1.insert(key, renewed, 0);
-                    return Some(previous.backend);
-                }
-            }
-        }
+    if affinity && let Some(backend) = affinity::recall(&key, frontend, now) {
+        return Some(backend);
     }
     // SAFETY: helper without arguments.
     let slot = unsafe { bpf_get_prandom_u32() } % frontend.backend_count;
@@ -122,13 +103,7 @@ fn pick_backend(ctx: &SockAddrContext, frontend: &ServiceFrontend) -> Option<Bac
     // SAFETY: the value is copied out at once.
     let backend = unsafe { SVC_SLOT_V1.get(slot_key) }.copied()?;
     if affinity {
-        let value = AffinityValue {
-            last_used_ns: now,
-            slot,
-            pad: 0,
-            backend,
-        };
-        let _ = AFFINITY_V1.insert(key, value, 0);
+        affinity::remember(&key, slot, backend, now);
     }
     Some(backend)
 }

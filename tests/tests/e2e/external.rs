@@ -53,6 +53,15 @@ status:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: web-sticky, namespace: default}
+spec:
+  type: NodePort
+  sessionAffinity: ClientIP
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
 metadata: {name: nobody, namespace: default}
 spec:
   type: LoadBalancer
@@ -176,6 +185,12 @@ fn node_ports_and_load_balancer_ips_serve_outside_clients() {
         );
     }
     assert!(metric(&lab, &node.name, "from-uplink", "service_nat") > 0);
+    // sessionAffinity ClientIP: every new flow of the external client goes to one pod.
+    let sticky = format!("{}:{}", node.ip, node_port(&lab, "default/web-sticky"));
+    let sticky_pods: std::collections::BTreeSet<String> = (0..8)
+        .map(|_| from_outside(&lab, &sticky).unwrap().0)
+        .collect();
+    assert_eq!(sticky_pods.len(), 1, "{sticky_pods:?}");
     assert!(crate::packets(&lab, &node.name, "reverse_nat") > 0);
 
     // loadBalancerSourceRanges: the external client (172.30.0.2) is outside 10.0.0.0/8, so XDP drops it;
@@ -235,9 +250,15 @@ fn node_ports_and_load_balancer_ips_serve_outside_clients() {
         .iter()
         .find(|s| s["name"] == "web-local")
         .unwrap();
-    assert_eq!(local["load_balancer_ips"], serde_json::json!(["198.51.100.8"]));
+    assert_eq!(
+        local["load_balancer_ips"],
+        serde_json::json!(["198.51.100.8"])
+    );
     assert_eq!(local["external_traffic_policy"], "Local");
-    assert!(local["health_check_node_port"].as_u64().is_some(), "{local}");
+    assert!(
+        local["health_check_node_port"].as_u64().is_some(),
+        "{local}"
+    );
     assert_eq!(local["ports"][0]["endpoints"].as_array().unwrap().len(), 3);
 
     // healthCheckNodePort: 200 with local endpoints, 503 without.

@@ -1,0 +1,51 @@
+//! `sessionAffinity: ClientIP`, shared by the socket hooks (client = network namespace) and the
+//! per-packet path (client = source address): a client keeps the backend it was last given while it
+//! comes back within the frontend's timeout and that backend is still in its slot.
+
+use strait_abi::{
+    BackendAddr, BackendSlotKey, ServiceFrontend,
+    service::{AffinityKey, AffinityValue},
+};
+
+use crate::maps::{AFFINITY_V1, SVC_SLOT_V1};
+
+/// The client's affine backend if it is still valid, renewing it.
+#[inline(always)]
+pub fn recall(key: &AffinityKey, frontend: &ServiceFrontend, now: u64) -> Option<BackendAddr> {
+    // SAFETY: the value is copied out at once.
+    let previous = unsafe { AFFINITY_V1.get(key) }.copied()?;
+    let timeout_ns = u64::from(frontend.affinity_timeout_s) * 1_000_000_000;
+    if now.saturating_sub(previous.last_used_ns) > timeout_ns
+        || previous.slot >= frontend.backend_count
+    {
+        return None;
+    }
+    let slot_key = BackendSlotKey {
+        service_id: frontend.service_id,
+        slot: previous.slot,
+    };
+    // SAFETY: the value is copied out at once.
+    let current = unsafe { SVC_SLOT_V1.get(slot_key) }.copied();
+    if current != Some(previous.backend) {
+        return None;
+    }
+    let renewed = AffinityValue {
+        last_used_ns: now,
+        ..previous
+    };
+    let _ = AFFINITY_V1.insert(key, renewed, 0);
+    Some(previous.backend)
+}
+
+/// Records that the client was given `backend` from `slot`.
+#[inline(always)]
+pub fn remember(key: &AffinityKey, slot: u32, backend: BackendAddr, now: u64) {
+    let value = AffinityValue {
+        last_used_ns: now,
+        slot,
+        pad: 0,
+        backend,
+    };
+    // An LRU map makes room by itself; a failed insert only loses the stickiness of this client.
+    let _ = AFFINITY_V1.insert(key, value, 0);
+}
