@@ -87,7 +87,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             )
         })
     };
-    let sweep_task = tokio::spawn(conntrack_gc::run(manager.clone()));
+    let conntrack_stats = conntrack_gc::ConntrackStats::default();
+    let sweep_task = tokio::spawn(conntrack_gc::run(manager.clone(), conntrack_stats.clone()));
     let sync_task = source.map(|(source, origin)| {
         let (node, manager, clock) = (config.node_name.clone(), manager.clone(), clock.clone());
         tokio::spawn(services::run(source, origin, node, manager, clock))
@@ -99,6 +100,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             endpoint_capacity: config.endpoint_capacity,
             manager: manager.clone(),
             sync_clock: clock.clone(),
+            conntrack: conntrack_stats,
+            conntrack_capacity: config.conntrack_capacity,
         },
     ));
 

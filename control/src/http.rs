@@ -10,6 +10,7 @@ use tokio::{
 };
 
 use crate::{
+    conntrack_gc::ConntrackStats,
     endpoints::EndpointManager,
     metrics::{AgentGauges, render},
     services::SyncClock,
@@ -24,6 +25,8 @@ pub struct HttpState {
     pub endpoint_capacity: u32,
     pub manager: Arc<Mutex<EndpointManager>>,
     pub sync_clock: SyncClock,
+    pub conntrack: ConntrackStats,
+    pub conntrack_capacity: u32,
 }
 
 /// Serves HTTP until the task is dropped.
@@ -97,6 +100,9 @@ async fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, St
                 endpoint_capacity: state.endpoint_capacity,
                 ipam_used,
                 ipam_capacity,
+                conntrack_entries: state.conntrack.live(),
+                conntrack_capacity: state.conntrack_capacity,
+                conntrack_expired_total: state.conntrack.expired_total(),
             };
             match manager.dataplane().stats() {
                 Ok(stats) => (

@@ -1,5 +1,5 @@
 //! Prometheus text exposition of the agent's telemetry: packet and byte counters by program, reason and
-//! direction (drops also as their own family), endpoint and IPAM gauges.
+//! direction (drops also as their own family), endpoint, IPAM and conntrack gauges.
 
 use std::fmt::Write as _;
 
@@ -12,6 +12,11 @@ pub struct AgentGauges {
     pub endpoint_capacity: u32,
     pub ipam_used: usize,
     pub ipam_capacity: usize,
+    /// Tracked flow directions of the per-packet service path, as of the last sweep.
+    pub conntrack_entries: u64,
+    pub conntrack_capacity: u32,
+    /// CT entries deleted as expired since the agent started.
+    pub conntrack_expired_total: u64,
 }
 
 /// Renders the exposition text for `node`.
@@ -81,11 +86,32 @@ pub fn render(node: &str, stats: &[StatsSample], gauges: &AgentGauges) -> String
             "Pod addresses this node's pod CIDR can hold.",
             gauges.ipam_capacity as u64,
         ),
+        (
+            "strait_conntrack_entries",
+            "Tracked flow directions (two per flow) of the per-packet service path, at the last sweep.",
+            gauges.conntrack_entries,
+        ),
+        (
+            "strait_conntrack_capacity",
+            "Capacity of the CT map (least recently used entries are evicted beyond it).",
+            u64::from(gauges.conntrack_capacity),
+        ),
     ];
     for (name, help, value) in gauges_list {
         family(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
     }
+    family(
+        &mut out,
+        "strait_conntrack_expired_total",
+        "counter",
+        "CT entries deleted by the agent's sweeper after their state's timeout.",
+    );
+    let _ = writeln!(
+        out,
+        "strait_conntrack_expired_total{{node=\"{node}\"}} {}",
+        gauges.conntrack_expired_total
+    );
     out
 }
 
@@ -140,8 +166,14 @@ mod tests {
                 endpoint_capacity: 100,
                 ipam_used: 3,
                 ipam_capacity: 254,
+                conntrack_entries: 12,
+                conntrack_capacity: 4096,
+                conntrack_expired_total: 5,
             },
         );
+        assert!(text.contains("strait_conntrack_entries{node=\"node-\\\"1\\\"\"} 12"));
+        assert!(text.contains("# TYPE strait_conntrack_expired_total counter"));
+        assert!(text.contains("strait_conntrack_expired_total{node=\"node-\\\"1\\\"\"} 5"));
         assert!(text.contains(
             "strait_packets_total{node=\"node-\\\"1\\\"\",program=\"from-pod\",reason=\"delivered_local\",direction=\"egress\"} 7"
         ));
