@@ -43,18 +43,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         tracing::info!(cgroup = %cgroup.display(), "socket load balancing attached");
     }
     if let Some(uplink) = &config.uplink {
-        let ifindex = netlink
-            .require_link(uplink)
-            .await
-            .with_context(|| format!("finding the uplink {uplink}"))?;
-        dataplane
-            .attach_uplink(uplink, config.xdp_mode)
-            .with_context(|| format!("attaching the uplink programs to {uplink}"))?;
-        let node_ip = config.node_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
-        dataplane
-            .set_node(node_ip, ifindex)
-            .context("writing the node map")?;
-        tracing::info!(%uplink, ifindex, %node_ip, "uplink programs attached (XDP + tcx ingress)");
+        attach_uplink(&config, uplink, &mut dataplane, &netlink).await?;
     }
     let mut manager = EndpointManager::new(&config, dataplane, netlink)?;
     let report = manager.restore().await.context("restoring endpoints")?;
@@ -123,5 +112,27 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let _guard = manager.lock().await;
     let _ = std::fs::remove_file(&config.socket);
     tracing::info!("straitd stopped; the data path stays in place");
+    Ok(())
+}
+
+/// Attaches the uplink programs (XDP + tcx ingress) and records the node's address and uplink for them.
+async fn attach_uplink(
+    config: &AgentConfig,
+    uplink: &str,
+    dataplane: &mut Dataplane,
+    netlink: &Netlink,
+) -> anyhow::Result<()> {
+    let ifindex = netlink
+        .require_link(uplink)
+        .await
+        .with_context(|| format!("finding the uplink {uplink}"))?;
+    dataplane
+        .attach_uplink(uplink, config.xdp_mode)
+        .with_context(|| format!("attaching the uplink programs to {uplink}"))?;
+    let node_ip = config.node_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    dataplane
+        .set_node(node_ip, ifindex)
+        .context("writing the node map")?;
+    tracing::info!(%uplink, ifindex, %node_ip, "uplink programs attached (XDP + tcx ingress)");
     Ok(())
 }

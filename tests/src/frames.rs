@@ -1,9 +1,10 @@
 //! Fixture frames and endpoints shared by the packet-fixture tests and the per-packet cost benchmark:
-//! two pods' addresses and MACs, and builders for TCP, UDP and ARP frames between them.
+//! two pods' addresses and MACs, and builders for TCP, UDP and ARP frames between them (or between any
+//! addresses, for the service fixtures).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
-use etherparse::PacketBuilder;
+use etherparse::{PacketBuilder, TcpHeader};
 use strait_dataplane::{Dataplane, endpoints::Endpoint};
 
 /// Under BPF_PROG_TEST_RUN the skb's device is the namespace's loopback.
@@ -68,5 +69,84 @@ pub fn arp() -> Vec<u8> {
 /// `frame` with the byte at `offset` into the IPv4 header replaced.
 pub fn with_ip_byte(mut frame: Vec<u8>, offset: usize, value: u8) -> Vec<u8> {
     frame[14 + offset] = value;
+    frame
+}
+
+/// Source and destination MAC of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Macs {
+    pub src: [u8; 6],
+    pub dst: [u8; 6],
+}
+
+/// A frame pod SRC sends (to its gateway).
+pub const SENT_BY_SRC: Macs = Macs {
+    src: POD_MAC_SRC,
+    dst: GW_MAC_SRC,
+};
+/// A frame pod DST sends (to its gateway).
+pub const SENT_BY_DST: Macs = Macs {
+    src: POD_MAC_DST,
+    dst: GW_MAC_DST,
+};
+/// A frame as delivered to pod SRC (from its gateway).
+pub const DELIVERED_TO_SRC: Macs = Macs {
+    src: GW_MAC_SRC,
+    dst: POD_MAC_SRC,
+};
+/// A frame as delivered to pod DST (from its gateway).
+pub const DELIVERED_TO_DST: Macs = Macs {
+    src: GW_MAC_DST,
+    dst: POD_MAC_DST,
+};
+/// A frame arriving on the node's uplink from its router.
+pub const FROM_ROUTER: Macs = Macs {
+    src: [0x02, 0, 0, 0, 2, 0x01],
+    dst: [0x02, 0, 0, 0, 2, 0x02],
+};
+
+/// TCP flag bits, as in the header's flags byte.
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+
+/// A TCP segment `src` -> `dst` with the `TCP_*` bits in `flags` and sequence number `seq` (the
+/// acknowledgment number is 1 when ACK is set), no options, and correct IPv4 and TCP checksums.
+pub fn tcp_segment(
+    macs: Macs,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    flags: u8,
+    seq: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut header = TcpHeader::new(src.port(), dst.port(), seq, 64000);
+    header.fin = flags & TCP_FIN != 0;
+    header.syn = flags & TCP_SYN != 0;
+    header.rst = flags & TCP_RST != 0;
+    header.psh = flags & TCP_PSH != 0;
+    header.ack = flags & TCP_ACK != 0;
+    header.acknowledgment_number = u32::from(header.ack);
+    let builder = PacketBuilder::ethernet2(macs.src, macs.dst)
+        .ipv4(src.ip().octets(), dst.ip().octets(), 64)
+        .tcp_header(header);
+    let mut frame = Vec::new();
+    builder
+        .write(&mut frame, payload)
+        .expect("building a TCP frame");
+    frame
+}
+
+/// A UDP datagram `src` -> `dst` with correct IPv4 and UDP checksums.
+pub fn udp_datagram(macs: Macs, src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(macs.src, macs.dst)
+        .ipv4(src.ip().octets(), dst.ip().octets(), 64)
+        .udp(src.port(), dst.port());
+    let mut frame = Vec::new();
+    builder
+        .write(&mut frame, payload)
+        .expect("building a UDP frame");
     frame
 }

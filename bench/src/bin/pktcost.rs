@@ -3,6 +3,12 @@
 //! to the cheapest path of the same program measured in the same run (a non-IPv4 frame handed to the
 //! stack: one header load and one counter update), so the figure says what the path's work costs
 //! beyond the test-run harness itself.
+//!
+//! Paths that rewrite the packet (the per-packet service path) cannot use repeat: every run after the
+//! first would see its own output. They are timed one run per call (the kernel still times the run
+//! itself) and reported as the median over `--single-runs` calls, against the same baseline measured the
+//! same way; they are measured with one service and again with `--services` services in the maps, to show
+//! the cost does not grow with the number of services.
 
 use std::{net::Ipv4Addr, time::Duration};
 
@@ -10,7 +16,10 @@ use anyhow::{Context as _, ensure};
 use aya::programs::{TestRun, TestRunOptions};
 use clap::Parser;
 use serde_json::json;
-use strait_dataplane::{Dataplane, LoadOptions};
+use strait_dataplane::{
+    Dataplane, LoadOptions,
+    services::{Backend, ExternalAccess, L4Proto, ServiceEntry, ServiceKey},
+};
 use strait_tests::frames::{self, DST, SRC};
 
 /// Per-packet cost of strait's eBPF program paths (needs root).
@@ -23,6 +32,12 @@ struct Args {
     /// Measurements per path; the median is reported.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Calls per measurement of a rewriting path (one run each); the median is reported.
+    #[arg(long, default_value_t = 20_000)]
+    single_runs: usize,
+    /// Services in the maps for the second measurement of the service paths.
+    #[arg(long, default_value_t = 10_000)]
+    services: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -83,21 +98,42 @@ fn main() -> anyhow::Result<()> {
         samples.sort();
         results.push((path.name, samples[samples.len() / 2]));
     }
+    let service_results = service_paths(&mut dataplane, &args)?;
+    report(&args, &results, &service_results)
+}
+
+type Results<'a> = [(&'a str, Duration)];
+
+/// Prints both tables (or JSON), each path also as a ratio to its table's baseline (the first row).
+fn report(
+    args: &Args,
+    results: &Results<'_>,
+    service_results: &[(String, Duration)],
+) -> anyhow::Result<()> {
     let baseline = results[0].1.as_secs_f64().max(f64::EPSILON);
+    let single_baseline = service_results[0].1.as_secs_f64().max(f64::EPSILON);
     if args.json {
         let rows: Vec<_> = results
             .iter()
             .map(|(name, d)| json!({ "path": name, "ns_per_packet": d.as_nanos(), "ratio_to_baseline": d.as_secs_f64() / baseline }))
             .collect();
+        let service_rows: Vec<_> = service_results
+            .iter()
+            .map(|(name, d)| json!({ "path": name, "ns_per_packet": d.as_nanos(), "ratio_to_baseline": d.as_secs_f64() / single_baseline }))
+            .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &json!({ "repeat": args.repeat, "rounds": args.rounds, "paths": rows })
-            )?
+            serde_json::to_string_pretty(&json!({
+                "repeat": args.repeat,
+                "rounds": args.rounds,
+                "paths": rows,
+                "single_runs": args.single_runs,
+                "service_paths": service_rows,
+            }))?
         );
     } else {
         println!("{:<42} {:>12} {:>12}", "path", "ns/packet", "x baseline");
-        for (name, d) in &results {
+        for (name, d) in results {
             println!(
                 "{name:<42} {:>12} {:>12.2}",
                 d.as_nanos(),
@@ -108,8 +144,149 @@ fn main() -> anyhow::Result<()> {
             "(median of {} rounds of {} runs each, BPF_PROG_TEST_RUN on this machine)",
             args.rounds, args.repeat
         );
+        println!();
+        println!(
+            "{:<58} {:>12} {:>12}",
+            "service path", "ns/packet", "x baseline"
+        );
+        for (name, d) in service_results {
+            println!(
+                "{name:<58} {:>12} {:>12.2}",
+                d.as_nanos(),
+                d.as_secs_f64() / single_baseline
+            );
+        }
+        println!(
+            "(median of {} single-run calls each; the baseline is the non-IPv4 path timed the same way)",
+            args.single_runs
+        );
     }
     Ok(())
+}
+
+/// The per-packet service paths (tracked flows), with one service and with `--services` services.
+fn service_paths(
+    dataplane: &mut Dataplane,
+    args: &Args,
+) -> anyhow::Result<Vec<(String, Duration)>> {
+    let vip = Ipv4Addr::new(10, 96, 0, 1);
+    let node_ip = Ipv4Addr::new(172, 30, 0, 11);
+    let client = Ipv4Addr::new(172, 30, 0, 2);
+    dataplane.set_node(node_ip, frames::TEST_RUN_IFINDEX)?;
+    let paths = [
+        (
+            Hook::FromPod,
+            "from-pod: non-IPv4 to stack (baseline)",
+            frames::arp(),
+            0,
+        ),
+        (
+            Hook::FromPod,
+            "from-pod: ClusterIP, tracked flow (DNAT)",
+            frames::tcp(SRC, vip),
+            7,
+        ),
+        (
+            Hook::FromUplink,
+            "from-uplink: NodePort, tracked flow (DNAT+SNAT)",
+            frames::tcp(client, node_ip),
+            7,
+        ),
+    ];
+    let mut results = Vec::new();
+    for services in [1, args.services.max(1)] {
+        let mut table = dataplane.read_services()?;
+        dataplane.sync_services(&mut table, &service_entries(vip, node_ip, services))?;
+        for (hook, name, frame, verdict) in &paths {
+            if services > 1 && *verdict == 0 {
+                continue;
+            }
+            // The first run opens the flow; the measured runs hit its CT entry.
+            single_run(dataplane, *hook, frame)?;
+            let mut samples = Vec::with_capacity(args.single_runs);
+            for _ in 0..args.single_runs.max(1) {
+                let (duration, got) = single_run(dataplane, *hook, frame)?;
+                ensure!(
+                    got == *verdict,
+                    "{name}: verdict {got} instead of {verdict}"
+                );
+                samples.push(duration);
+            }
+            samples.sort();
+            let label = if services > 1 {
+                format!("{name} [{services} services]")
+            } else {
+                (*name).to_owned()
+            };
+            results.push((label, samples[samples.len() / 2]));
+        }
+    }
+    Ok(results)
+}
+
+/// Which program a service path runs through.
+#[derive(Clone, Copy)]
+enum Hook {
+    FromPod,
+    FromUplink,
+}
+
+/// One run of `frame`: (the kernel's time for it, verdict).
+fn single_run(
+    dataplane: &mut Dataplane,
+    hook: Hook,
+    frame: &[u8],
+) -> anyhow::Result<(Duration, u32)> {
+    let program = match hook {
+        Hook::FromPod => dataplane.from_pod_program()?,
+        Hook::FromUplink => dataplane.from_uplink_program()?,
+    };
+    let mut out = vec![0u8; frame.len() + 64];
+    let mut options = TestRunOptions::new();
+    options.data_in = Some(frame);
+    options.data_out = Some(&mut out);
+    let result = program.test_run(options).context("BPF_PROG_TEST_RUN")?;
+    Ok((result.duration, result.return_value))
+}
+
+/// The measured ClusterIP (`vip`:8080) and NodePort (`node_ip`:8080) frontends, both to the fixture pod
+/// DST:8080, plus filler ClusterIP services up to `count` frontends in all.
+fn service_entries(vip: Ipv4Addr, node_ip: Ipv4Addr, count: usize) -> Vec<ServiceEntry> {
+    let backend = Backend {
+        addr: DST,
+        port: 8080,
+    };
+    let frontend = |addr: Ipv4Addr, external: Option<ExternalAccess>| ServiceEntry {
+        key: ServiceKey {
+            vip: addr,
+            port: 8080,
+            proto: L4Proto::Tcp,
+        },
+        backends: vec![backend],
+        affinity_timeout_s: None,
+        external,
+    };
+    let mut entries = vec![
+        frontend(vip, None),
+        frontend(node_ip, Some(ExternalAccess::default())),
+    ];
+    for i in 2..count {
+        let [_, _, hi, lo] = u32::try_from(i).unwrap_or(u32::MAX).to_be_bytes();
+        entries.push(ServiceEntry {
+            key: ServiceKey {
+                vip: Ipv4Addr::new(10, 97, hi, lo),
+                port: 80,
+                proto: L4Proto::Tcp,
+            },
+            backends: vec![Backend {
+                addr: Ipv4Addr::new(10, 244, 9, lo),
+                port: 8080,
+            }],
+            affinity_timeout_s: None,
+            external: None,
+        });
+    }
+    entries
 }
 
 fn measure(dataplane: &mut Dataplane, path: &Path, repeat: u32) -> anyhow::Result<Duration> {

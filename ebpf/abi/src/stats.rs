@@ -71,12 +71,11 @@ pub enum Reason {
     PassNonIpv4 = 2,
     /// A socket's service address was translated to a backend.
     ServiceTranslated = 3,
-    /// A packet to a service address was translated to its backend (per-packet path; new or tracked flow).
+    /// A packet to a service address was translated to its backend (per-packet path; new or tracked flow),
+    /// and sent to a local pod or, with `bpf_redirect_neigh`, out of the uplink.
     ServiceNat = 4,
     /// A reply from a backend was translated back to the service address (per-packet path).
     ReverseNat = 5,
-    /// Sent out of the node's uplink with `bpf_redirect_neigh` after a translation.
-    DeliveredUplink = 6,
     /// Passed on by XDP to the tc program (not handled on the fast path).
     PassToTc = 7,
     /// Frame shorter than an Ethernet header.
@@ -93,7 +92,7 @@ pub enum Reason {
     DropNoBackend = 21,
     /// The client is outside the frontend's `loadBalancerSourceRanges`.
     DropSourceRange = 22,
-    /// TCP or UDP header cut short, or a fragment for a service address.
+    /// TCP or UDP header cut short (checked against the IP packet's length, not the frame's).
     DropMalformedL4 = 23,
     /// No free SNAT port for the flow (or rewriting it failed).
     DropNatFailed = 24,
@@ -105,14 +104,13 @@ impl Reason {
     /// Number of reason slots reserved per (program, direction).
     pub const SLOTS: u32 = 32;
     /// Every reason, for user space iteration.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 16] = [
         Reason::DeliveredLocal,
         Reason::PassToStack,
         Reason::PassNonIpv4,
         Reason::ServiceTranslated,
         Reason::ServiceNat,
         Reason::ReverseNat,
-        Reason::DeliveredUplink,
         Reason::PassToTc,
         Reason::DropTruncatedEthernet,
         Reason::DropTruncatedIpv4,
@@ -139,7 +137,6 @@ impl Reason {
             Reason::ServiceTranslated => "service_translated",
             Reason::ServiceNat => "service_nat",
             Reason::ReverseNat => "reverse_nat",
-            Reason::DeliveredUplink => "delivered_uplink",
             Reason::PassToTc => "pass_to_tc",
             Reason::DropTruncatedEthernet => "truncated_ethernet",
             Reason::DropTruncatedIpv4 => "truncated_ipv4",

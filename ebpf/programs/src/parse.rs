@@ -24,6 +24,8 @@ pub struct Ipv4 {
     pub header_len: usize,
     /// A fragment (offset or more-fragments set): no transport header to read, or not at its start.
     pub fragment: bool,
+    /// The packet's total length from its header (the frame may be longer: Ethernet padding).
+    pub total_len: usize,
 }
 
 /// IANA protocol number of TCP.
@@ -57,7 +59,8 @@ pub fn parse_l4(ctx: &TcContext, ip: &Ipv4) -> Result<Option<L4>, Reason> {
     }
     let offset = l4_offset(ip);
     let need = if ip.proto == PROTO_TCP { 14 } else { 8 };
-    if offset + need > ctx.len() as usize {
+    // Bounded by the IP packet, not the frame: padding after a short packet is not a header.
+    if offset + need > ETH_LEN + ip.total_len || offset + need > ctx.len() as usize {
         return Err(Reason::DropMalformedL4);
     }
     if bytes_at(ctx, offset, need).is_none() {
@@ -136,5 +139,6 @@ pub fn parse(ctx: &TcContext) -> Result<Frame, Reason> {
         proto: header[9],
         header_len,
         fragment: fragment_bits != 0,
+        total_len,
     }))
 }

@@ -55,7 +55,10 @@ pub fn reset(ctx: &XdpContext) -> bool {
         swap_macs(frame);
         let saddr = core::ptr::read_unaligned(ip.add(12).cast::<[u8; 4]>());
         let daddr = core::ptr::read_unaligned(ip.add(16).cast::<[u8; 4]>());
-        core::ptr::write_unaligned(ip.cast::<[u8; 20]>(), ipv4_header(daddr, saddr, PROTO_TCP, 40));
+        core::ptr::write_unaligned(
+            ip.cast::<[u8; 20]>(),
+            ipv4_header(daddr, saddr, PROTO_TCP, 40),
+        );
         // TCP: swapped ports, no options, zero window.
         let sport = core::ptr::read_unaligned(tcp.cast::<[u8; 2]>());
         let dport = core::ptr::read_unaligned(tcp.add(2).cast::<[u8; 2]>());

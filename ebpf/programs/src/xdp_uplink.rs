@@ -26,11 +26,12 @@ pub fn xdp_uplink(ctx: &XdpContext) -> (Reason, u32) {
     }
     let eth = start as *const u8;
     // SAFETY: the 42 bytes read below were bounds-checked above.
-    let (ethertype, vihl, frag, proto, saddr, daddr, dport) = unsafe {
+    let (ethertype, vihl, total, frag, proto, saddr, daddr, dport) = unsafe {
         let ip = eth.add(ETH_LEN);
         (
             [*eth.add(12), *eth.add(13)],
             *ip,
+            usize::from(u16::from_be_bytes([*ip.add(2), *ip.add(3)])),
             u16::from_be_bytes([*ip.add(6), *ip.add(7)]) & 0x3fff,
             *ip.add(9),
             core::ptr::read_unaligned(ip.add(12).cast::<u32>()),
@@ -38,11 +39,15 @@ pub fn xdp_uplink(ctx: &XdpContext) -> (Reason, u32) {
             core::ptr::read_unaligned(ip.add(20 + 2).cast::<u16>()),
         )
     };
-    // Only option-less IPv4 TCP/UDP first fragments are decided here; tc handles the rest.
+    // Only whole, option-less IPv4 TCP/UDP packets are decided here (the transport header inside the IP
+    // packet, not in Ethernet padding); tc handles, or drops, the rest.
+    let l4_need = if proto == PROTO_TCP { 20 } else { 8 };
     if ethertype != [0x08, 0x00]
         || vihl != 0x45
         || frag != 0
         || (proto != PROTO_TCP && proto != PROTO_UDP)
+        || total < 20 + l4_need
+        || ETH_LEN + total > end - start
     {
         return (Reason::PassToTc, XDP_PASS);
     }

@@ -13,7 +13,7 @@ use std::{
 };
 
 use strait_dataplane::netns;
-use strait_lab::{cluster::Lab, network::EXTERNAL_IP};
+use strait_lab::{cluster::Lab, network::EXTERNAL_IP, state::NodeRecord};
 use strait_tests::LabGuard;
 
 use crate::examples;
@@ -145,18 +145,23 @@ fn http_get(lab: &Lab, addr: SocketAddr) -> (String, String) {
 fn node_ports_and_load_balancer_ips_serve_outside_clients() {
     let (_guard, mut lab, dir) = lab_with("ext", SERVICES);
     let node = lab.state.nodes[0].clone();
+    traffic_policies_and_affinity(&lab, &node);
+    source_ranges(&mut lab, &node, dir.path());
+    refusals(&lab, &node);
+    status_and_health_checks(&lab, &node);
+}
 
+fn traffic_policies_and_affinity(lab: &Lab, node: &NodeRecord) {
     // externalTrafficPolicy Cluster: the pod sees the node as its client (SNAT, from the SNAT range).
     let cluster_targets = [
-        format!("{}:{}", node.ip, node_port(&lab, "default/web-lb")),
+        format!("{}:{}", node.ip, node_port(lab, "default/web-lb")),
         "198.51.100.7:80".to_owned(),
         "192.0.2.50:80".to_owned(),
     ];
     for target in &cluster_targets {
         let mut pods = std::collections::BTreeSet::new();
         for _ in 0..12 {
-            let (who, peer) =
-                from_outside(&lab, target).unwrap_or_else(|e| panic!("{target}: {e}"));
+            let (who, peer) = from_outside(lab, target).unwrap_or_else(|e| panic!("{target}: {e}"));
             assert!(who.starts_with("default/web-"), "{target}: {who}");
             assert_eq!(
                 peer.ip(),
@@ -173,10 +178,10 @@ fn node_ports_and_load_balancer_ips_serve_outside_clients() {
     }
     // externalTrafficPolicy Local: the client's own address arrives.
     for target in [
-        format!("{}:{}", node.ip, node_port(&lab, "default/web-local")),
+        format!("{}:{}", node.ip, node_port(lab, "default/web-local")),
         "198.51.100.8:80".to_owned(),
     ] {
-        let (who, peer) = from_outside(&lab, &target).unwrap();
+        let (who, peer) = from_outside(lab, &target).unwrap();
         assert!(who.starts_with("default/web-"), "{target}: {who}");
         assert_eq!(
             peer.ip(),
@@ -184,18 +189,20 @@ fn node_ports_and_load_balancer_ips_serve_outside_clients() {
             "{target}: source kept"
         );
     }
-    assert!(metric(&lab, &node.name, "from-uplink", "service_nat") > 0);
+    assert!(metric(lab, &node.name, "from-uplink", "service_nat") > 0);
     // sessionAffinity ClientIP: every new flow of the external client goes to one pod.
-    let sticky = format!("{}:{}", node.ip, node_port(&lab, "default/web-sticky"));
+    let sticky = format!("{}:{}", node.ip, node_port(lab, "default/web-sticky"));
     let sticky_pods: std::collections::BTreeSet<String> = (0..8)
-        .map(|_| from_outside(&lab, &sticky).unwrap().0)
+        .map(|_| from_outside(lab, &sticky).unwrap().0)
         .collect();
     assert_eq!(sticky_pods.len(), 1, "{sticky_pods:?}");
-    assert!(crate::packets(&lab, &node.name, "reverse_nat") > 0);
+    assert!(crate::packets(lab, &node.name, "reverse_nat") > 0);
+}
 
+fn source_ranges(lab: &mut Lab, node: &NodeRecord, dir: &std::path::Path) {
     // loadBalancerSourceRanges: the external client (172.30.0.2) is outside 10.0.0.0/8, so XDP drops it;
     // the node port of the same service is not restricted.
-    let dropped_before = metric(&lab, &node.name, "xdp-uplink", "source_range");
+    let dropped_before = metric(lab, &node.name, "xdp-uplink", "source_range");
     let blocked = lab
         .probe(
             "external",
@@ -205,10 +212,10 @@ fn node_ports_and_load_balancer_ips_serve_outside_clients() {
         )
         .unwrap();
     assert!(blocked.is_err(), "outside the source ranges: {blocked:?}");
-    assert!(metric(&lab, &node.name, "xdp-uplink", "source_range") > dropped_before);
-    let ranged_port = format!("{}:{}", node.ip, node_port(&lab, "default/web-ranges"));
-    assert!(from_outside(&lab, &ranged_port).is_ok());
-    let file = dir.path().join("ranges.yaml");
+    assert!(metric(lab, &node.name, "xdp-uplink", "source_range") > dropped_before);
+    let ranged_port = format!("{}:{}", node.ip, node_port(lab, "default/web-ranges"));
+    assert!(from_outside(lab, &ranged_port).is_ok());
+    let file = dir.join("ranges.yaml");
     std::fs::write(
         &file,
         SERVICES
@@ -220,16 +227,18 @@ fn node_ports_and_load_balancer_ips_serve_outside_clients() {
     .unwrap();
     lab.apply(&file).unwrap();
     assert!(
-        from_outside(&lab, "198.51.100.9:80").is_ok(),
+        from_outside(lab, "198.51.100.9:80").is_ok(),
         "inside the new range"
     );
+}
 
+fn refusals(lab: &Lab, node: &NodeRecord) {
     // No endpoints: refused at once (RST from XDP), not a timeout.
     let started = Instant::now();
     let refused = lab
         .probe(
             "external",
-            &format!("{}:{}", node.ip, node_port(&lab, "default/nobody")),
+            &format!("{}:{}", node.ip, node_port(lab, "default/nobody")),
             false,
             Duration::from_secs(3),
         )
@@ -241,9 +250,31 @@ fn node_ports_and_load_balancer_ips_serve_outside_clients() {
         "{:?}",
         started.elapsed()
     );
+    // UDP: an ICMP port unreachable from XDP, which the client's socket reports as a refusal.
+    let udp_port = spec_of(lab, "default/nobody").ports.unwrap()[1]
+        .node_port
+        .expect("a UDP node port");
+    let started = Instant::now();
+    let refused = lab
+        .probe(
+            "external",
+            &format!("{}:{udp_port}", node.ip),
+            true,
+            Duration::from_secs(3),
+        )
+        .unwrap()
+        .unwrap_err();
+    assert!(refused.contains("refused"), "{refused}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
 
+fn status_and_health_checks(lab: &Lab, node: &NodeRecord) {
     // `lab status -o json` shows what outside clients use.
-    let status = strait_lab::status::to_json(&lab);
+    let status = strait_lab::status::to_json(lab);
     let local = status["services"]
         .as_array()
         .unwrap()
@@ -266,11 +297,11 @@ fn node_ports_and_load_balancer_ips_serve_outside_clients() {
         ("default/web-local", "200", 3),
         ("default/nobody", "503", 0),
     ] {
-        let port = spec_of(&lab, service)
+        let port = spec_of(lab, service)
             .health_check_node_port
             .expect("a health check node port");
         let addr = SocketAddr::from((node.ip, u16::try_from(port).unwrap()));
-        let (line, body) = http_get(&lab, addr);
+        let (line, body) = http_get(lab, addr);
         assert!(line.contains(status), "{service}: {line}");
         assert!(
             body.contains(&format!("\"localEndpoints\":{count}")),
