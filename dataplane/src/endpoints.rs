@@ -3,7 +3,11 @@
 use std::net::Ipv4Addr;
 
 use aya::maps::{HashMap, MapData, MapError};
-use strait_abi::{EndpointInfo, EndpointKey, endpoint::ENDPOINT_F_READY, maps::ENDPOINT_MAP};
+use strait_abi::{
+    EndpointInfo, EndpointKey,
+    endpoint::{ENDPOINT_F_READY, ENDPOINT_F_TRACKED},
+    maps::ENDPOINT_MAP,
+};
 
 use crate::{Dataplane, DataplaneError};
 
@@ -63,8 +67,11 @@ impl Dataplane {
         let capacity = self.endpoint_capacity;
         let mut map = self.endpoint_map()?;
         let key = Endpoint::key(endpoint.addr);
-        let info = endpoint.info();
-        if map.get(&key, 0).ok() == Some(info) {
+        let mut info = endpoint.info();
+        let current = map.get(&key, 0).ok();
+        // The data path's TRACKED bit is not ours to clear: tracked flows of the pod depend on it.
+        info.flags |= current.map_or(0, |c| c.flags & ENDPOINT_F_TRACKED);
+        if current == Some(info) {
             return Ok(false);
         }
         map.insert(key, info, 0)

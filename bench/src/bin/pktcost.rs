@@ -151,7 +151,7 @@ fn report(
         );
         for (name, d) in service_results {
             println!(
-                "{name:<58} {:>12} {:>12.2}",
+                "{name:<66} {:>12} {:>12.2}",
                 d.as_nanos(),
                 d.as_secs_f64() / single_baseline
             );

@@ -27,6 +27,10 @@ pub struct EndpointInfo {
 
 /// The endpoint is ready to receive traffic.
 pub const ENDPOINT_F_READY: u32 = 1;
+/// Set by the data path once the pod is the client or the backend of a flow in CT_V1: only then are its
+/// packets looked up there (pod-to-pod traffic of other pods skips conntrack). User space keeps the bit
+/// when it rewrites the entry.
+pub const ENDPOINT_F_TRACKED: u32 = 2;
 
 const _: () = assert!(core::mem::size_of::<EndpointKey>() == 4);
 const _: () = assert!(core::mem::size_of::<EndpointInfo>() == 24);

@@ -10,7 +10,7 @@ use aya_ebpf::{
     helpers::{bpf_redirect_neigh, bpf_redirect_peer},
     programs::TcContext,
 };
-use strait_abi::{EndpointInfo, EndpointKey, Reason};
+use strait_abi::{EndpointInfo, EndpointKey, Reason, endpoint::ENDPOINT_F_TRACKED};
 
 use crate::{
     maps::{ENDPOINT_V1, NODE_V1},
@@ -31,18 +31,31 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
     };
     // SAFETY: the value is copied out at once; a concurrent update can at worst give a stale copy.
     let source = unsafe { ENDPOINT_V1.get(EndpointKey { addr: ip.src }) }.copied();
-    match source {
+    let source = match source {
         // SAFETY: reading the context's ifindex field.
-        Some(src) if src.host_ifindex == unsafe { (*ctx.skb.skb).ifindex } => {}
+        Some(src) if src.host_ifindex == unsafe { (*ctx.skb.skb).ifindex } => src,
         _ => return Err(Reason::DropSpoofedSource),
-    }
-    if let Some(l4) = parse_l4(ctx, &ip)?
-        && let Some(translated) = service_nat::translate(ctx, &ip, &l4, Origin::Pod)?
+    };
+    let l4 = parse_l4(ctx, &ip)?;
+    // Only a pod that is part of a tracked flow can send a packet conntrack must rewrite.
+    if let Some(l4) = &l4
+        && source.flags & ENDPOINT_F_TRACKED != 0
+        && let Some(translated) = service_nat::tracked(ctx, &ip, l4)?
     {
         let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
         return Ok((translated.reason, verdict));
     }
-    Ok(deliver_local(ctx, ip.dst)?.unwrap_or((Reason::PassToStack, TC_PASS)))
+    // A pod address is never a service address: pod-to-pod traffic goes straight on.
+    if let Some(delivered) = deliver_local(ctx, ip.dst)? {
+        return Ok(delivered);
+    }
+    if let Some(l4) = &l4
+        && let Some(translated) = service_nat::open(ctx, &ip, l4, Origin::Pod)?
+    {
+        let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
+        return Ok((translated.reason, verdict));
+    }
+    Ok((Reason::PassToStack, TC_PASS))
 }
 
 /// Sends a translated packet on: out of the uplink, to a local pod, or to the node's stack.

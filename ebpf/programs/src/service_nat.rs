@@ -10,6 +10,7 @@ use strait_abi::{
     conntrack::{
         CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_SNAT, CT_F_TO_UPLINK, CT_STATE_NEW, HAIRPIN_SNAT_ADDR,
     },
+    endpoint::ENDPOINT_F_TRACKED,
     service::SVC_F_LOCAL,
 };
 
@@ -45,14 +46,29 @@ pub fn translate(
     l4: &L4,
     origin: Origin,
 ) -> Result<Option<Translated>, Reason> {
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let tuple = Tuple {
+    if let Some(translated) = tracked(ctx, ip, l4)? {
+        return Ok(Some(translated));
+    }
+    open(ctx, ip, l4, origin)
+}
+
+/// The packet's flow as seen on the wire.
+#[inline(always)]
+fn tuple_of(ip: &Ipv4, l4: &L4) -> Tuple {
+    Tuple {
         saddr: ip.src,
         daddr: ip.dst,
         sport: l4.sport,
         dport: l4.dport,
-    };
+    }
+}
+
+/// Rewrites the packet from its live CT entry (reply direction first); `None` without one.
+#[inline(always)]
+pub fn tracked(ctx: &TcContext, ip: &Ipv4, l4: &L4) -> Result<Option<Translated>, Reason> {
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let tuple = tuple_of(ip, l4);
     for dir in [CT_DIR_REPLY, CT_DIR_FORWARD] {
         let key = conntrack::key(&tuple, ip.proto, dir);
         if let Some(entry) = conntrack::track(&key, l4.tcp_flags, now) {
@@ -70,6 +86,17 @@ pub fn translate(
             }));
         }
     }
+    Ok(None)
+}
+
+/// Opens a flow to the frontend the packet is addressed to; `None` when it is addressed to none.
+#[inline(always)]
+pub fn open(
+    ctx: &TcContext,
+    ip: &Ipv4,
+    l4: &L4,
+    origin: Origin,
+) -> Result<Option<Translated>, Reason> {
     let Some(frontend) = lb::frontend(ip.dst, l4.dport, ip.proto) else {
         return Ok(None);
     };
@@ -83,6 +110,9 @@ pub fn translate(
         // A reset for a flow nobody tracks: nothing to open.
         return Err(Reason::DropNoBackend);
     }
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let tuple = tuple_of(ip, l4);
     let backend = lb::pick(&frontend, &tuple, ip.proto, now).ok_or(Reason::DropNoBackend)?;
     let snat_addr = match origin {
         Origin::Uplink if frontend.flags & SVC_F_LOCAL == 0 => Some(node_address(ip.dst)),
@@ -102,8 +132,11 @@ pub fn translate(
         sport,
         dport: backend.port,
     };
-    // SAFETY: the value is only tested for presence.
-    let backend_local = unsafe { ENDPOINT_V1.get(EndpointKey { addr: backend.addr }) }.is_some();
+    // Pods of the flow are marked before its entries exist, so none of their packets skips conntrack.
+    let backend_local = mark_tracked(backend.addr);
+    if origin == Origin::Pod {
+        mark_tracked(ip.src);
+    }
     let snat_flag = if snat_addr.is_some() { CT_F_SNAT } else { 0 };
     let forward = CtEntry {
         last_seen_ns: now,
@@ -140,6 +173,21 @@ pub fn translate(
         daddr: new.daddr,
         to_uplink: !backend_local,
     }))
+}
+
+/// Sets ENDPOINT_F_TRACKED on the pod owning `addr`; false when no pod on this node owns it.
+#[inline(always)]
+fn mark_tracked(addr: u32) -> bool {
+    let Some(endpoint) = ENDPOINT_V1.get_ptr_mut(EndpointKey { addr }) else {
+        return false;
+    };
+    // SAFETY: a pointer into the map value; setting a bit that nobody else clears.
+    unsafe {
+        if (*endpoint).flags & ENDPOINT_F_TRACKED == 0 {
+            (*endpoint).flags |= ENDPOINT_F_TRACKED;
+        }
+    }
+    true
 }
 
 /// The SNAT source for external flows: the node's address once the agent has set it, else the address
