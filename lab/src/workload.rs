@@ -1,5 +1,5 @@
 //! The built-in pod workload: answers every TCP connection and every UDP datagram on each declared port
-//! with the pod's `NS/NAME` and a newline. It signals readiness by creating a file once all sockets are bound.
+//! with the pod's `NS/NAME` and a newline, then the client address it saw and a newline. It signals readiness by creating a file once all sockets are bound.
 
 use std::{
     io::Write,
@@ -125,11 +125,14 @@ mod tests {
             thread::sleep(Duration::from_millis(10));
         }
         let mut reply = String::new();
-        TcpStream::connect(("127.0.0.1", tcp))
-            .unwrap()
-            .read_to_string(&mut reply)
-            .unwrap();
-        assert_eq!(reply, "default/web-1\n");
+        let mut stream = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+        let me = stream.local_addr().unwrap();
+        stream.read_to_string(&mut reply).unwrap();
+        assert_eq!(
+            reply,
+            format!("default/web-1\n{me}\n"),
+            "name, then the client it saw"
+        );
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(2)))
@@ -137,6 +140,10 @@ mod tests {
         client.send_to(b"hi", ("127.0.0.1", udp)).unwrap();
         let mut buf = [0u8; 64];
         let n = client.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"default/web-1\n");
+        let me = client.local_addr().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&buf[..n]),
+            format!("default/web-1\n{me}\n")
+        );
     }
 }

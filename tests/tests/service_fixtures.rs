@@ -63,6 +63,9 @@ const XDP_REFUSED: Outcome = (XDP_TX, Reason::DropNoBackend);
 const XDP_NO_BACKEND: Outcome = (XDP_DROP, Reason::DropNoBackend);
 const XDP_OUT_OF_RANGE: Outcome = (XDP_DROP, Reason::DropSourceRange);
 const XDP_TO_TC: Outcome = (XDP_PASS, Reason::PassToTc);
+const XDP_REDIRECT: u32 = 4;
+/// A tracked flow translated and redirected to its pod by XDP.
+const XDP_NAT_TO_POD: Outcome = (XDP_REDIRECT, Reason::ServiceNat);
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -880,4 +883,46 @@ fn checksum_helpers_catch_a_flipped_bit() {
     let mut flipped = frame;
     flipped[56] ^= 0x01;
     assert!(!l4_checksum_ok(&flipped), "payload bit");
+}
+
+#[test]
+fn tracked_flows_to_local_pods_take_the_xdp_fast_path() {
+    let client = sock(CLIENT, 50100);
+    let node_port = sock(NODE_IP, 30090);
+    let udp_port = sock(NODE_IP, 30091);
+    let remote_port = sock(NODE_IP, 30092);
+    let backend = sock(DST, 8080);
+    let remote = sock(Ipv4Addr::new(10, 244, 9, 9), 8080);
+    let mut node = Node::with_node_ip(&[
+        service(node_port, L4Proto::Tcp, &[backend], Some(cluster_policy())),
+        service(udp_port, L4Proto::Udp, &[backend], Some(cluster_policy())),
+        service(remote_port, L4Proto::Tcp, &[remote], Some(cluster_policy())),
+    ]);
+
+    // The first packet is tc's: XDP finds no flow and passes it on; tc opens it.
+    let syn = tcp(FROM_ROUTER, client, node_port, TCP_SYN);
+    node.run_xdp(&syn, XDP_TO_TC);
+    let opened = node.run_from_uplink(&syn, NAT_TO_POD);
+    let snat = source(&opened);
+    // Later packets are rewritten by XDP exactly as tc would, and redirected to the pod's veth.
+    let segment = data(FROM_ROUTER, client, node_port);
+    let out = node.run_xdp(&segment, XDP_NAT_TO_POD);
+    assert_checksums(&out, "XDP-translated data segment");
+    assert_eq!(out, data(DELIVERED_TO_DST, snat, backend));
+    assert_eq!(node.ct().len(), 2, "XDP opens nothing new");
+
+    // UDP, with a checksum and without one.
+    let datagram = udp(FROM_ROUTER, client, udp_port);
+    let opened = node.run_from_uplink(&datagram, NAT_TO_POD);
+    let udp_snat = source(&opened);
+    let out = node.run_xdp(&datagram, XDP_NAT_TO_POD);
+    assert_checksums(&out, "XDP-translated datagram");
+    assert_eq!(out, udp(DELIVERED_TO_DST, udp_snat, backend));
+    let out = node.run_xdp(&unsummed(datagram), XDP_NAT_TO_POD);
+    assert_eq!(out, unsummed(udp(DELIVERED_TO_DST, udp_snat, backend)));
+
+    // A flow whose backend is not on this node stays with tc.
+    let syn = tcp(FROM_ROUTER, client, remote_port, TCP_SYN);
+    node.run_from_uplink(&syn, NAT_TO_STACK);
+    node.run_xdp(&data(FROM_ROUTER, client, remote_port), XDP_TO_TC);
 }

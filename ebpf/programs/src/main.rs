@@ -18,6 +18,7 @@ mod service_nat;
 mod sock_lb;
 mod stats;
 mod uplink;
+mod xdp_nat;
 mod xdp_reject;
 mod xdp_uplink;
 

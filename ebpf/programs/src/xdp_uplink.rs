@@ -1,5 +1,6 @@
 //! XDP on the node's uplink: the fast path for what can be decided before an skb exists. A packet to a
-//! frontend from outside its `loadBalancerSourceRanges` is dropped; a TCP packet to a frontend without
+//! frontend from outside its `loadBalancerSourceRanges` is dropped; a packet of a tracked flow to a pod
+//! on this node is translated and redirected to the pod here (`xdp_nat`); a TCP packet to a frontend without
 //! backends is answered with a RST (UDP: an ICMP port unreachable) sent straight back (`XDP_TX`), as
 //! kube-proxy's reject does; everything
 //! else goes on to the tc program (`from_uplink`), which does the translation.
@@ -12,8 +13,9 @@ use strait_abi::Reason;
 
 use crate::{
     lb,
+    nat::Tuple,
     parse::{ETH_LEN, PROTO_TCP, PROTO_UDP},
-    xdp_reject,
+    xdp_nat, xdp_reject,
 };
 
 /// (reason, XDP verdict) for a frame that arrived on the uplink.
@@ -26,7 +28,7 @@ pub fn xdp_uplink(ctx: &XdpContext) -> (Reason, u32) {
     }
     let eth = start as *const u8;
     // SAFETY: the 42 bytes read below were bounds-checked above.
-    let (ethertype, vihl, total, frag, proto, saddr, daddr, dport) = unsafe {
+    let (ethertype, vihl, total, frag, proto, saddr, daddr, sport, dport) = unsafe {
         let ip = eth.add(ETH_LEN);
         (
             [*eth.add(12), *eth.add(13)],
@@ -36,6 +38,7 @@ pub fn xdp_uplink(ctx: &XdpContext) -> (Reason, u32) {
             *ip.add(9),
             core::ptr::read_unaligned(ip.add(12).cast::<u32>()),
             core::ptr::read_unaligned(ip.add(16).cast::<u32>()),
+            core::ptr::read_unaligned(ip.add(20).cast::<u16>()),
             core::ptr::read_unaligned(ip.add(20 + 2).cast::<u16>()),
         )
     };
@@ -58,7 +61,16 @@ pub fn xdp_uplink(ctx: &XdpContext) -> (Reason, u32) {
         return (Reason::DropSourceRange, XDP_DROP);
     }
     if frontend.backend_count != 0 {
-        return (Reason::PassToTc, XDP_PASS);
+        let tuple = Tuple {
+            saddr,
+            daddr,
+            sport,
+            dport,
+        };
+        return match xdp_nat::forward_tracked(ctx, &tuple, proto) {
+            Some(verdict) => (Reason::ServiceNat, verdict),
+            None => (Reason::PassToTc, XDP_PASS),
+        };
     }
     let answered = if proto == PROTO_TCP {
         xdp_reject::reset(ctx)

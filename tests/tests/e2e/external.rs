@@ -189,7 +189,9 @@ fn traffic_policies_and_affinity(lab: &Lab, node: &NodeRecord) {
             "{target}: source kept"
         );
     }
+    // A flow's first packet is translated by tc, the rest of it by XDP.
     assert!(metric(lab, &node.name, "from-uplink", "service_nat") > 0);
+    assert!(metric(lab, &node.name, "xdp-uplink", "service_nat") > 0);
     // sessionAffinity ClientIP: every new flow of the external client goes to one pod.
     let sticky = format!("{}:{}", node.ip, node_port(lab, "default/web-sticky"));
     let sticky_pods: std::collections::BTreeSet<String> = (0..8)

@@ -1,0 +1,163 @@
+//! The XDP fast path of tracked external flows: a packet of a flow tc has already opened (a CT forward
+//! entry) whose backend is a pod on this node is rewritten right here — addresses, ports, checksums by
+//! RFC 1624 arithmetic, MACs — and redirected to the pod's veth, without an skb being built for the
+//! uplink or tc running. First packets, flows to backends elsewhere and everything unusual stay with tc.
+//!
+//! Checksums are updated as full checksums, which is what frames from a NIC carry. A frame whose
+//! checksum the sender left to offload (CHECKSUM_PARTIAL, e.g. from a veth under generic XDP) is trusted
+//! by the receiving pod as it was before.
+
+use aya_ebpf::{
+    bindings::xdp_action::XDP_REDIRECT, helpers::bpf_ktime_get_ns, helpers::bpf_redirect,
+    programs::XdpContext,
+};
+use strait_abi::{EndpointKey, conntrack::CT_DIR_FORWARD, conntrack::CT_F_TO_UPLINK};
+
+use crate::{
+    conntrack,
+    maps::ENDPOINT_V1,
+    nat::Tuple,
+    parse::{ETH_LEN, PROTO_TCP},
+};
+
+/// Bytes the fast path reads and writes: Ethernet, option-less IPv4, the first 20 bytes of TCP (UDP
+/// needs 8).
+const TCP_HEADERS: usize = ETH_LEN + 20 + 20;
+const UDP_HEADERS: usize = ETH_LEN + 20 + 8;
+
+/// Rewrites and redirects a packet of a tracked flow to its local backend; `None` leaves it to tc.
+/// The caller checked that the frame holds a whole option-less IPv4 TCP/UDP packet.
+#[inline(always)]
+pub fn forward_tracked(ctx: &XdpContext, tuple: &Tuple, proto: u8) -> Option<u32> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    let need = if proto == PROTO_TCP {
+        TCP_HEADERS
+    } else {
+        UDP_HEADERS
+    };
+    if start + need > end || start + TCP_HEADERS.min(need) > end {
+        return None;
+    }
+    let frame = start as *mut u8;
+    let tcp_flags = if proto == PROTO_TCP {
+        if start + TCP_HEADERS > end {
+            return None;
+        }
+        // SAFETY: TCP_HEADERS bytes are in bounds.
+        unsafe { *frame.add(ETH_LEN + 20 + 13) }
+    } else {
+        0
+    };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let entry = conntrack::track(
+        &conntrack::key(tuple, proto, CT_DIR_FORWARD),
+        tcp_flags,
+        now,
+    )?;
+    if entry.flags & CT_F_TO_UPLINK != 0 {
+        return None;
+    }
+    // SAFETY: the value is copied out at once.
+    let pod = unsafe {
+        ENDPOINT_V1.get(EndpointKey {
+            addr: entry.new_daddr,
+        })
+    }
+    .copied()?;
+    let new = conntrack::rewritten(&entry);
+    if start + UDP_HEADERS > end {
+        return None;
+    }
+    // SAFETY: at least UDP_HEADERS bytes are in bounds (TCP_HEADERS for TCP, checked above); XDP frames
+    // are writable.
+    unsafe {
+        let ip = frame.add(ETH_LEN);
+        let l4 = ip.add(20);
+        let l4_check = if proto == PROTO_TCP {
+            l4.add(16)
+        } else {
+            l4.add(6)
+        };
+        let mut ip_sum = read16(ip.add(10));
+        let mut l4_sum = read16(l4_check);
+        let udp_unsummed = proto != PROTO_TCP && l4_sum == 0;
+        for (offset, old, new) in [(12, tuple.saddr, new.saddr), (16, tuple.daddr, new.daddr)] {
+            if old != new {
+                ip_sum = replace32(ip_sum, old, new);
+                l4_sum = replace32(l4_sum, old, new);
+                core::ptr::write_unaligned(ip.add(offset).cast::<u32>(), new);
+            }
+        }
+        for (offset, old, new) in [(0, tuple.sport, new.sport), (2, tuple.dport, new.dport)] {
+            if old != new {
+                l4_sum = replace16(l4_sum, old, new);
+                core::ptr::write_unaligned(l4.add(offset).cast::<u16>(), new);
+            }
+        }
+        write16(ip.add(10), ip_sum);
+        if !udp_unsummed {
+            // A UDP checksum that comes out as zero is sent as all ones (zero means "none").
+            let l4_sum = if proto != PROTO_TCP && l4_sum == 0 {
+                0xffff
+            } else {
+                l4_sum
+            };
+            write16(l4_check, l4_sum);
+        }
+        core::ptr::write_unaligned(frame.cast::<[u8; 6]>(), pod.pod_mac);
+        core::ptr::write_unaligned(frame.add(6).cast::<[u8; 6]>(), pod.host_mac);
+    }
+    // SAFETY: helper call with a plain ifindex.
+    let verdict = unsafe { bpf_redirect(pod.host_ifindex, 0) };
+    u32::try_from(verdict).ok().filter(|v| *v == XDP_REDIRECT)
+}
+
+/// A 16-bit checksum field, as a big-endian number.
+///
+/// # Safety
+/// `at` must point to 2 readable bytes.
+#[inline(always)]
+unsafe fn read16(at: *const u8) -> u16 {
+    // SAFETY: guaranteed by the caller.
+    u16::from_be_bytes(unsafe { core::ptr::read_unaligned(at.cast::<[u8; 2]>()) })
+}
+
+/// # Safety
+/// `at` must point to 2 writable bytes.
+#[inline(always)]
+unsafe fn write16(at: *mut u8, value: u16) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { core::ptr::write_unaligned(at.cast::<[u8; 2]>(), value.to_be_bytes()) };
+}
+
+/// RFC 1624 eqn. 3: the checksum after a 16-bit word changes from `old` to `new` (both as they lie in
+/// memory, i.e. network byte order).
+#[inline(always)]
+fn replace16(check: u16, old: u16, new: u16) -> u16 {
+    let sum = u32::from(!check)
+        + u32::from(!u16::from_be_bytes(old.to_ne_bytes()))
+        + u32::from(u16::from_be_bytes(new.to_ne_bytes()));
+    !fold(sum)
+}
+
+/// The checksum after a 32-bit field (an address, in memory order) changes.
+#[inline(always)]
+fn replace32(check: u16, old: u32, new: u32) -> u16 {
+    let [o0, o1, o2, o3] = old.to_ne_bytes();
+    let [n0, n1, n2, n3] = new.to_ne_bytes();
+    let sum = u32::from(!check)
+        + u32::from(!u16::from_be_bytes([o0, o1]))
+        + u32::from(!u16::from_be_bytes([o2, o3]))
+        + u32::from(u16::from_be_bytes([n0, n1]))
+        + u32::from(u16::from_be_bytes([n2, n3]));
+    !fold(sum)
+}
+
+#[inline(always)]
+fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
