@@ -15,7 +15,7 @@ use std::{
 
 use serde::Serialize;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::AsyncWriteExt,
     net::{TcpListener, TcpStream},
     sync::watch,
     task::JoinHandle,
@@ -23,7 +23,7 @@ use tokio::{
 
 use crate::model::HealthCheck;
 
-const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// How long a client may take to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often [`HealthServer::retry`] tries again to bind ports that failed.
 pub const BIND_RETRY_INTERVAL: Duration = Duration::from_secs(5);
@@ -216,21 +216,7 @@ fn body(status: &Status) -> String {
 
 /// Reads the request head (whatever the method and path, as kube-proxy does) and answers it.
 async fn answer(mut stream: TcpStream, status: &Status) -> std::io::Result<()> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    let read = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD_BYTES {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    tokio::time::timeout(READ_TIMEOUT, read)
-        .await
-        .map_err(|_| std::io::Error::other("request head timed out"))??;
+    let head = crate::http::read_head(&mut stream, READ_TIMEOUT).await?;
     if head.is_empty() {
         return Ok(());
     }
@@ -256,6 +242,8 @@ async fn answer(mut stream: TcpStream, status: &Status) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, SocketAddr};
+
+    use tokio::io::AsyncReadExt;
 
     use super::*;
 

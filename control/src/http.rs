@@ -45,7 +45,11 @@ pub async fn serve(listener: TcpListener, state: HttpState) {
     }
 }
 
-async fn handle(mut stream: TcpStream, state: &HttpState) -> std::io::Result<()> {
+/// Reads an HTTP request head (up to the blank line, at most `MAX_HEAD_BYTES`) within `timeout`.
+pub(crate) async fn read_head(
+    stream: &mut TcpStream,
+    timeout: Duration,
+) -> std::io::Result<Vec<u8>> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     let read = async {
@@ -58,9 +62,14 @@ async fn handle(mut stream: TcpStream, state: &HttpState) -> std::io::Result<()>
         }
         Ok::<_, std::io::Error>(())
     };
-    tokio::time::timeout(Duration::from_secs(5), read)
+    tokio::time::timeout(timeout, read)
         .await
         .map_err(|_| std::io::Error::other("request head timed out"))??;
+    Ok(head)
+}
+
+async fn handle(mut stream: TcpStream, state: &HttpState) -> std::io::Result<()> {
+    let head = read_head(&mut stream, Duration::from_secs(5)).await?;
     let text = String::from_utf8_lossy(&head);
     let mut parts = text.lines().next().unwrap_or_default().split_whitespace();
     let (method, path) = (

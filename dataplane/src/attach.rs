@@ -5,9 +5,9 @@
 use std::{io, path::PathBuf};
 
 use aya::programs::{
-    LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+    LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
     links::{FdLink, LinkError, PinnedLink},
-    tc::{SchedClassifierLink, TcAttachOptions},
+    tc::{SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions},
     xdp::XdpLink,
 };
 
@@ -109,62 +109,136 @@ impl Dataplane {
     }
 }
 
+/// A program that can be attached to an interface through a pinnable link.
+trait LinkedProgram {
+    /// Swaps this program into an existing link; `Ok(false)` when the link is stale.
+    fn adopt(&mut self, link: FdLink, pin: &Path) -> Result<bool, DataplaneError>;
+    /// Attaches anew, returning the link to pin at `pin`.
+    fn attach_new(&mut self, ifname: &str, pin: &Path) -> Result<FdLink, DataplaneError>;
+}
+
+struct TcxIngress<'a> {
+    program: &'a mut SchedClassifier,
+    name: &'static str,
+}
+
+impl TcxIngress<'_> {
+    fn error(&self) -> impl Fn(ProgramError) -> DataplaneError + use<> {
+        let name = self.name;
+        move |source| DataplaneError::Program { name, source }
+    }
+
+    fn attach(&mut self, ifname: &str) -> Result<SchedClassifierLinkId, DataplaneError> {
+        self.program
+            .attach_with_options(
+                ifname,
+                TcAttachType::Ingress,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
+            .map_err(self.error())
+    }
+}
+
+impl LinkedProgram for TcxIngress<'_> {
+    fn adopt(&mut self, link: FdLink, pin: &Path) -> Result<bool, DataplaneError> {
+        let link = SchedClassifierLink::try_from(link).map_err(program_error_from_link(pin))?;
+        adopted(self.program.attach_to_link(link), |id| {
+            self.program.take_link(id).map(drop).map_err(self.error())
+        })
+    }
+
+    fn attach_new(&mut self, ifname: &str, pin: &Path) -> Result<FdLink, DataplaneError> {
+        let id = self.attach(ifname)?;
+        let link = self.program.take_link(id).map_err(self.error())?;
+        FdLink::try_from(link).map_err(|e| DataplaneError::LinkPin {
+            path: pin.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+struct XdpOn<'a> {
+    program: &'a mut Xdp,
+    mode: XdpMode,
+}
+
+fn xdp_error(source: ProgramError) -> DataplaneError {
+    DataplaneError::Program {
+        name: XDP_UPLINK,
+        source,
+    }
+}
+
+impl LinkedProgram for XdpOn<'_> {
+    fn adopt(&mut self, link: FdLink, pin: &Path) -> Result<bool, DataplaneError> {
+        let link = XdpLink::try_from(link).map_err(program_error_from_link(pin))?;
+        adopted(self.program.attach_to_link(link), |id| {
+            self.program.take_link(id).map(drop).map_err(xdp_error)
+        })
+    }
+
+    fn attach_new(&mut self, ifname: &str, pin: &Path) -> Result<FdLink, DataplaneError> {
+        let id = self.program.attach(ifname, self.mode).map_err(xdp_error)?;
+        let link = self.program.take_link(id).map_err(xdp_error)?;
+        FdLink::try_from(link).map_err(|e| DataplaneError::LinkPin {
+            path: pin.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The outcome of swapping a program into a pinned link: on success our handle is dropped (`release`;
+/// the pin keeps the link, now running the new program, alive); a failure means the link is stale.
+fn adopted<Id>(
+    attached: Result<Id, ProgramError>,
+    release: impl FnOnce(Id) -> Result<(), DataplaneError>,
+) -> Result<bool, DataplaneError> {
+    match attached {
+        Ok(id) => release(id).map(|()| true),
+        Err(e) => {
+            tracing::warn!(error = %e, "pinned link is stale, attaching anew");
+            Ok(false)
+        }
+    }
+}
+
+/// Attaches `program` to `ifname`: into the link pinned at `pin` when there is a live one (the program
+/// is swapped in atomically), else with a new link that is then pinned there.
+fn adopt_or_attach(
+    program: &mut impl LinkedProgram,
+    ifname: &str,
+    pin: &Path,
+) -> Result<(), DataplaneError> {
+    match PinnedLink::from_pin(pin) {
+        Ok(pinned) => {
+            if program.adopt(FdLink::from(pinned), pin)? {
+                tracing::debug!(ifname, pin = %pin.display(), "adopted pinned link");
+                return Ok(());
+            }
+            let _ = std::fs::remove_file(pin);
+        }
+        Err(LinkError::SyscallError(e)) if e.io_error.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(DataplaneError::LinkPin {
+                path: pin.to_path_buf(),
+                message: e.to_string(),
+            });
+        }
+    }
+    pin_link(program.attach_new(ifname, pin)?, pin)
+}
+
 fn attach_tcx_ingress(
     program: &mut SchedClassifier,
     name: &'static str,
     ifname: &str,
     pin: Option<PathBuf>,
 ) -> Result<(), DataplaneError> {
-    let program_error = |source| DataplaneError::Program { name, source };
-    let Some(pin) = pin else {
-        program
-            .attach_with_options(
-                ifname,
-                TcAttachType::Ingress,
-                TcAttachOptions::TcxOrder(LinkOrder::default()),
-            )
-            .map_err(program_error)?;
-        return Ok(());
-    };
-    match PinnedLink::from_pin(&pin) {
-        Ok(pinned) => {
-            let fd_link = FdLink::from(pinned);
-            let link =
-                SchedClassifierLink::try_from(fd_link).map_err(program_error_from_link(&pin))?;
-            match program.attach_to_link(link) {
-                Ok(id) => {
-                    // Drop our handle: the pin keeps the link (now running the new program) alive.
-                    let _ = program.take_link(id).map_err(program_error)?;
-                    tracing::debug!(ifname, pin = %pin.display(), "adopted pinned link");
-                    return Ok(());
-                }
-                Err(e) => {
-                    tracing::warn!(ifname, error = %e, "pinned link is stale, attaching anew");
-                    let _ = std::fs::remove_file(&pin);
-                }
-            }
-        }
-        Err(LinkError::SyscallError(e)) if e.io_error.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(DataplaneError::LinkPin {
-                path: pin,
-                message: e.to_string(),
-            });
-        }
+    let mut tcx = TcxIngress { program, name };
+    match pin {
+        Some(pin) => adopt_or_attach(&mut tcx, ifname, &pin),
+        None => tcx.attach(ifname).map(drop),
     }
-    let id = program
-        .attach_with_options(
-            ifname,
-            TcAttachType::Ingress,
-            TcAttachOptions::TcxOrder(LinkOrder::default()),
-        )
-        .map_err(program_error)?;
-    let link = program.take_link(id).map_err(program_error)?;
-    let fd_link = FdLink::try_from(link).map_err(|e| DataplaneError::LinkPin {
-        path: pin.clone(),
-        message: e.to_string(),
-    })?;
-    pin_link(fd_link, &pin)
 }
 
 fn pin_link(link: FdLink, pin: &Path) -> Result<(), DataplaneError> {
@@ -188,45 +262,15 @@ fn attach_xdp(
     mode: XdpMode,
     pin: Option<PathBuf>,
 ) -> Result<(), DataplaneError> {
-    let program_error = |source| DataplaneError::Program {
-        name: XDP_UPLINK,
-        source,
-    };
-    let Some(pin) = pin else {
-        program.attach(ifname, mode).map_err(program_error)?;
-        return Ok(());
-    };
-    match PinnedLink::from_pin(&pin) {
-        Ok(pinned) => {
-            let link =
-                XdpLink::try_from(FdLink::from(pinned)).map_err(program_error_from_link(&pin))?;
-            match program.attach_to_link(link) {
-                Ok(id) => {
-                    let _ = program.take_link(id).map_err(program_error)?;
-                    tracing::debug!(ifname, pin = %pin.display(), "adopted pinned XDP link");
-                    return Ok(());
-                }
-                Err(e) => {
-                    tracing::warn!(ifname, error = %e, "pinned XDP link is stale, attaching anew");
-                    let _ = std::fs::remove_file(&pin);
-                }
-            }
-        }
-        Err(LinkError::SyscallError(e)) if e.io_error.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(DataplaneError::LinkPin {
-                path: pin,
-                message: e.to_string(),
-            });
-        }
+    let mut xdp = XdpOn { program, mode };
+    match pin {
+        Some(pin) => adopt_or_attach(&mut xdp, ifname, &pin),
+        None => xdp
+            .program
+            .attach(ifname, mode)
+            .map(drop)
+            .map_err(xdp_error),
     }
-    let id = program.attach(ifname, mode).map_err(program_error)?;
-    let link = program.take_link(id).map_err(program_error)?;
-    let fd_link = FdLink::try_from(link).map_err(|e| DataplaneError::LinkPin {
-        path: pin.clone(),
-        message: e.to_string(),
-    })?;
-    pin_link(fd_link, &pin)
 }
 
 fn program_error_from_link(pin: &std::path::Path) -> impl FnOnce(LinkError) -> DataplaneError + '_ {

@@ -5,7 +5,7 @@
 use aya::maps::{HashMap, MapData};
 use strait_abi::{
     CtEntry, CtKey,
-    conntrack::{CT_DIR_FORWARD, CT_DIR_REPLY, ct_expired},
+    conntrack::{ct_expired, partner},
     maps::CT_MAP,
 };
 
@@ -29,23 +29,6 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: a valid clock id and a pointer to a live timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
     u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
-}
-
-/// The other direction's key of an entry (see the eBPF `conntrack::partner`).
-pub fn partner(key: &CtKey, entry: &CtEntry) -> CtKey {
-    CtKey {
-        saddr: entry.new_daddr,
-        daddr: entry.new_saddr,
-        sport: entry.new_dport,
-        dport: entry.new_sport,
-        proto: key.proto,
-        dir: if key.dir == CT_DIR_FORWARD {
-            CT_DIR_REPLY
-        } else {
-            CT_DIR_FORWARD
-        },
-        pad: 0,
-    }
 }
 
 impl Dataplane {

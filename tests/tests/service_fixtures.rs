@@ -613,18 +613,15 @@ fn local_node_port_keeps_the_client_source() {
     assert_eq!(out, tcp(SENT_BY_DST, node_port, client, TCP_SYN | TCP_ACK));
 }
 
-/// The user-space mirror of the eBPF `lb::flow_hash` over a flow's first-packet tuple.
+/// The data path's Maglev hash (shared through the ABI) of a flow's first-packet tuple.
 fn flow_hash(src: SocketAddrV4, dst: SocketAddrV4, proto: u8) -> u32 {
-    let ports = u32::from(src.port().to_be()) << 16 | u32::from(dst.port().to_be());
-    let mut h = wire_addr(*src.ip())
-        ^ wire_addr(*dst.ip()).rotate_left(13)
-        ^ ports.rotate_left(7)
-        ^ u32::from(proto);
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
+    strait_abi::service::flow_hash(
+        wire_addr(*src.ip()),
+        wire_addr(*dst.ip()),
+        src.port().to_be(),
+        dst.port().to_be(),
+        proto,
+    )
 }
 
 #[test]

@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::objects::ClusterObjects;
-use super::translate::SERVICE_NAME_LABEL;
+use super::translate::{SERVICE_NAME_LABEL, is_ready};
 
 /// One health check node port to serve: the Service it answers for, the port, and how many of the
 /// Service's ready endpoints are on this node (the answer is 200 when there is at least one, else 503).
@@ -110,19 +110,10 @@ fn slice_service(slice: &EndpointSlice) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// kube-proxy's "ready": `conditions.ready` unset or true.
-fn is_ready(endpoint: &Endpoint) -> bool {
-    endpoint
-        .conditions
-        .as_ref()
-        .and_then(|c| c.ready)
-        .unwrap_or(true)
-}
-
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::ServicePort;
-    use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointPort};
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;

@@ -334,7 +334,7 @@ fn backends(
 }
 
 /// kube-proxy's "ready": `conditions.ready` unset or true.
-fn is_ready(endpoint: &Endpoint) -> bool {
+pub(crate) fn is_ready(endpoint: &Endpoint) -> bool {
     endpoint
         .conditions
         .as_ref()

@@ -88,6 +88,26 @@ pub const fn ct_expired(proto: u8, state: u8, last_seen_ns: u64, now_ns: u64) ->
     now_ns.saturating_sub(last_seen_ns) > ct_timeout_ns(proto, state)
 }
 
+/// The key of the other direction's entry of the flow `key`/`entry` belongs to: packets of the other
+/// direction, once rewritten, are this entry's rewritten tuple reversed, so the partner's key is that
+/// tuple reversed.
+#[inline]
+pub const fn partner(key: &CtKey, entry: &CtEntry) -> CtKey {
+    CtKey {
+        saddr: entry.new_daddr,
+        daddr: entry.new_saddr,
+        sport: entry.new_dport,
+        dport: entry.new_sport,
+        proto: key.proto,
+        dir: if key.dir == CT_DIR_FORWARD {
+            CT_DIR_REPLY
+        } else {
+            CT_DIR_FORWARD
+        },
+        pad: 0,
+    }
+}
+
 const _: () = assert!(core::mem::size_of::<CtKey>() == 16);
 const _: () = assert!(core::mem::size_of::<CtEntry>() == 32);
 

@@ -46,6 +46,20 @@ pub const SVC_F_SOURCE_RANGES: u32 = 8;
 /// an even spread, so up to about 10 backends balance within 1%).
 pub const MAGLEV_TABLE_SIZE: usize = 1021;
 
+/// The hash that picks a flow's Maglev bucket: murmur3's finalizer over the first packet's tuple folded
+/// into 32 bits (addresses and ports in network byte order, as on the wire). Shared so user space can
+/// predict the data path's choice.
+#[inline]
+pub const fn flow_hash(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> u32 {
+    let ports = ((sport as u32) << 16) | dport as u32;
+    let mut h = saddr ^ daddr.rotate_left(13) ^ ports.rotate_left(7) ^ proto as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
 /// Value of MAGLEV_V1 (keyed by service id): for each of [`MAGLEV_TABLE_SIZE`] hash buckets, the backend
 /// slot (in SVC_SLOT_V1) it maps to.
 #[repr(C)]

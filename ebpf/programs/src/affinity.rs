@@ -4,7 +4,7 @@
 
 use strait_abi::{
     BackendAddr, BackendSlotKey, ServiceFrontend,
-    service::{AffinityKey, AffinityValue},
+    service::{AffinityKey, AffinityValue, SVC_F_AFFINITY},
 };
 
 use crate::maps::{AFFINITY_V1, SVC_SLOT_V1};
@@ -48,4 +48,30 @@ pub fn remember(key: &AffinityKey, slot: u32, backend: BackendAddr, now: u64) {
     };
     // An LRU map makes room by itself; a failed insert only loses the stickiness of this client.
     let _ = AFFINITY_V1.insert(key, value, 0);
+}
+
+/// The backend for a new connection of client `key`: with affinity, its affine one while still valid;
+/// else the one in the slot `slot` picks (remembered for next time when the frontend has affinity).
+#[inline(always)]
+pub fn choose(
+    key: &AffinityKey,
+    frontend: &ServiceFrontend,
+    now: u64,
+    slot: impl FnOnce() -> Option<u32>,
+) -> Option<BackendAddr> {
+    let affinity = frontend.flags & SVC_F_AFFINITY != 0;
+    if affinity && let Some(backend) = recall(key, frontend, now) {
+        return Some(backend);
+    }
+    let slot = slot()? % frontend.backend_count;
+    let slot_key = BackendSlotKey {
+        service_id: frontend.service_id,
+        slot,
+    };
+    // SAFETY: the value is copied out at once.
+    let backend = unsafe { SVC_SLOT_V1.get(slot_key) }.copied()?;
+    if affinity {
+        remember(key, slot, backend, now);
+    }
+    Some(backend)
 }

@@ -3,6 +3,7 @@
 //! are treated as absent here and deleted by the agent's sweeper; the LRU map evicts the oldest flows when
 //! it is full.
 
+pub use strait_abi::conntrack::partner;
 use strait_abi::{
     CtEntry, CtKey,
     conntrack::{
@@ -46,25 +47,6 @@ pub fn rewritten(entry: &CtEntry) -> Tuple {
         daddr: entry.new_daddr,
         sport: entry.new_sport,
         dport: entry.new_dport,
-    }
-}
-
-/// The key of the other direction's entry: packets of the other direction, once rewritten, are this
-/// entry's rewritten tuple reversed, so the partner's key is that tuple reversed.
-#[inline(always)]
-pub fn partner(key: &CtKey, entry: &CtEntry) -> CtKey {
-    CtKey {
-        saddr: entry.new_daddr,
-        daddr: entry.new_saddr,
-        sport: entry.new_dport,
-        dport: entry.new_sport,
-        proto: key.proto,
-        dir: if key.dir == CT_DIR_FORWARD {
-            CT_DIR_REPLY
-        } else {
-            CT_DIR_FORWARD
-        },
-        pad: 0,
     }
 }
 

@@ -4,17 +4,17 @@
 
 use aya_ebpf::{helpers::bpf_get_prandom_u32, maps::lpm_trie::Key};
 use strait_abi::{
-    BackendAddr, BackendSlotKey, ServiceFrontend, ServiceFrontendKey,
+    BackendAddr, ServiceFrontend, ServiceFrontendKey,
     conntrack::{CT_DIR_REPLY, SNAT_PORT_COUNT, SNAT_PORT_MIN},
     service::{
-        AFFINITY_CLIENT_IP_TAG, AffinityKey, MAGLEV_TABLE_SIZE, SVC_F_AFFINITY, SVC_F_EXTERNAL,
-        SVC_F_SOURCE_RANGES, SourceRange,
+        AFFINITY_CLIENT_IP_TAG, AffinityKey, MAGLEV_TABLE_SIZE, SVC_F_EXTERNAL,
+        SVC_F_SOURCE_RANGES, SourceRange, flow_hash,
     },
 };
 
 use crate::{
     affinity, conntrack,
-    maps::{MAGLEV_V1, SOURCE_RANGE_V1, SVC_SLOT_V1, SVC_V1},
+    maps::{MAGLEV_V1, SOURCE_RANGE_V1, SVC_V1},
     nat::Tuple,
 };
 
@@ -50,63 +50,43 @@ pub fn source_allowed(frontend: &ServiceFrontend, source: u32) -> bool {
     SOURCE_RANGE_V1.get(&key).is_some()
 }
 
-/// A well-mixed 32-bit hash of a flow (murmur3's finalizer over the folded tuple).
-#[inline(always)]
-pub fn flow_hash(tuple: &Tuple, proto: u8) -> u32 {
-    let mut h = tuple.saddr
-        ^ tuple.daddr.rotate_left(13)
-        ^ (u32::from(tuple.sport) << 16 | u32::from(tuple.dport)).rotate_left(7)
-        ^ u32::from(proto);
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
-}
-
 /// The backend for a new flow of `frontend`: the client's affine one (`sessionAffinity: ClientIP`,
 /// keyed by its address), else by Maglev (external frontends) or at random.
 #[inline(always)]
 pub fn pick(frontend: &ServiceFrontend, tuple: &Tuple, proto: u8, now: u64) -> Option<BackendAddr> {
-    let affinity = frontend.flags & SVC_F_AFFINITY != 0;
     let key = AffinityKey {
         netns_cookie: AFFINITY_CLIENT_IP_TAG | u64::from(tuple.saddr),
         service_id: frontend.service_id,
         pad: 0,
     };
-    if affinity && let Some(backend) = affinity::recall(&key, frontend, now) {
-        return Some(backend);
-    }
-    let slot = if frontend.flags & SVC_F_EXTERNAL != 0 {
-        let bucket = (flow_hash(tuple, proto) as usize) % MAGLEV_TABLE_SIZE;
-        // The compiler turns `%` into a multiplication the verifier cannot bound: reload the index so the
-        // bounds check below is kept and seen.
-        // SAFETY: reading a local.
-        let bucket = unsafe { core::ptr::read_volatile(&raw const bucket) };
-        if bucket >= MAGLEV_TABLE_SIZE {
-            return None;
-        }
-        // SAFETY: the table is read in place; the index was checked against its length.
-        let table = unsafe { MAGLEV_V1.get(frontend.service_id) };
-        match table {
-            Some(table) => *table.slots.get(bucket)?,
+    affinity::choose(&key, frontend, now, || {
+        if frontend.flags & SVC_F_EXTERNAL != 0 {
+            maglev_slot(frontend, tuple, proto)
+        } else {
             // SAFETY: helper without arguments.
-            None => unsafe { bpf_get_prandom_u32() },
+            Some(unsafe { bpf_get_prandom_u32() })
         }
-    } else {
-        // SAFETY: helper without arguments.
-        unsafe { bpf_get_prandom_u32() }
-    } % frontend.backend_count;
-    let slot_key = BackendSlotKey {
-        service_id: frontend.service_id,
-        slot,
-    };
-    // SAFETY: the value is copied out at once.
-    let backend = unsafe { SVC_SLOT_V1.get(slot_key) }.copied()?;
-    if affinity {
-        affinity::remember(&key, slot, backend, now);
+    })
+}
+
+/// The slot the frontend's Maglev table gives the flow (random while the table is missing).
+#[inline(always)]
+fn maglev_slot(frontend: &ServiceFrontend, tuple: &Tuple, proto: u8) -> Option<u32> {
+    let hash = flow_hash(tuple.saddr, tuple.daddr, tuple.sport, tuple.dport, proto);
+    let bucket = (hash as usize) % MAGLEV_TABLE_SIZE;
+    // The compiler turns `%` into a multiplication the verifier cannot bound: reload the index so the
+    // bounds check below is kept and seen.
+    // SAFETY: reading a local.
+    let bucket = unsafe { core::ptr::read_volatile(&raw const bucket) };
+    if bucket >= MAGLEV_TABLE_SIZE {
+        return None;
     }
-    Some(backend)
+    // SAFETY: the table is read in place; the index was checked against its length.
+    match unsafe { MAGLEV_V1.get(frontend.service_id) } {
+        Some(table) => table.slots.get(bucket).copied(),
+        // SAFETY: helper without arguments.
+        None => Some(unsafe { bpf_get_prandom_u32() }),
+    }
 }
 
 /// A source port (network byte order) for `snat_addr` towards `backend` that no live flow uses.

@@ -8,14 +8,13 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use strait_abi::{
-    BackendAddr, BackendSlotKey, Direction, Program, Reason, ServiceFrontend, ServiceFrontendKey,
-    SockRevNatKey, SockRevNatValue,
-    service::{AffinityKey, SVC_F_AFFINITY},
+    BackendAddr, Direction, Program, Reason, ServiceFrontend, ServiceFrontendKey, SockRevNatKey,
+    SockRevNatValue, service::AffinityKey,
 };
 
 use crate::{
     affinity,
-    maps::{SOCK_REVNAT_V1, SVC_SLOT_V1, SVC_V1},
+    maps::{SOCK_REVNAT_V1, SVC_V1},
     stats,
 };
 
@@ -78,7 +77,6 @@ pub fn translate(ctx: &SockAddrContext) -> i32 {
 /// Chooses a backend: the client's affine one while it is fresh and still in its slot, else a random slot.
 #[inline(always)]
 fn pick_backend(ctx: &SockAddrContext, frontend: &ServiceFrontend) -> Option<BackendAddr> {
-    let affinity = frontend.flags & SVC_F_AFFINITY != 0;
     // SAFETY: helpers valid in cgroup sock_addr programs.
     let (now, netns) = unsafe {
         (
@@ -91,21 +89,10 @@ fn pick_backend(ctx: &SockAddrContext, frontend: &ServiceFrontend) -> Option<Bac
         service_id: frontend.service_id,
         pad: 0,
     };
-    if affinity && let Some(backend) = affinity::recall(&key, frontend, now) {
-        return Some(backend);
-    }
     // SAFETY: helper without arguments.
-    let slot = unsafe { bpf_get_prandom_u32() } % frontend.backend_count;
-    let slot_key = BackendSlotKey {
-        service_id: frontend.service_id,
-        slot,
-    };
-    // SAFETY: the value is copied out at once.
-    let backend = unsafe { SVC_SLOT_V1.get(slot_key) }.copied()?;
-    if affinity {
-        affinity::remember(&key, slot, backend, now);
-    }
-    Some(backend)
+    affinity::choose(&key, frontend, now, || {
+        Some(unsafe { bpf_get_prandom_u32() })
+    })
 }
 
 /// Shows the service address instead of the backend; used by recvmsg4 and getpeername4.
