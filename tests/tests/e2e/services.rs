@@ -105,6 +105,7 @@ fn clusterip_spreads_over_ten_replicas_and_follows_scaling() {
         chi2 < 27.88,
         "spread is not uniform (chi-square {chi2:.1}): {seen:?}"
     );
+    eprintln!("spread of {probes} probes over 10 replicas: {seen:?}; chi-square {chi2:.2}");
 
     write(&app, &httpenv(3));
     lab.apply(&app).unwrap();
