@@ -6,7 +6,8 @@
 //! [`LoadReport::errors`] and its last good objects stay in effect, so a half-edited file never takes
 //! services away; a file that disappears takes its objects with it. Polling is cheap: each poll lists
 //! the directory and compares every file's (mtime, length, inode) with the previous listing, and only
-//! when something differs are the files read again.
+//! the files whose stamp differs (or that failed last time) are read again — with one file per object,
+//! as the lab and a mounted ConfigMap write them, a change costs one file, not the whole directory.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -73,6 +74,8 @@ pub struct ManifestDirSource {
     dir: PathBuf,
     fingerprint: Option<Fingerprint>,
     last_good: BTreeMap<PathBuf, ParsedManifest>,
+    /// The stamp each file had when it was last read successfully.
+    read_stamps: BTreeMap<PathBuf, FileStamp>,
 }
 
 impl ManifestDirSource {
@@ -82,6 +85,7 @@ impl ManifestDirSource {
             dir: dir.into(),
             fingerprint: None,
             last_good: BTreeMap::new(),
+            read_stamps: BTreeMap::new(),
         }
     }
 
@@ -100,6 +104,7 @@ impl ManifestDirSource {
     /// for objects with the same key in several files the later file wins. When the directory itself
     /// cannot be listed, every file's last good objects are kept.
     pub fn load(&mut self) -> LoadReport {
+        self.read_stamps.clear();
         let scan = self.scan();
         self.load_scanned(scan)
     }
@@ -119,12 +124,21 @@ impl ManifestDirSource {
         if let Fingerprint::Listed(files) = &fingerprint {
             report.files = files.len();
             self.last_good.retain(|path, _| files.contains_key(path));
-            for path in files.keys() {
+            self.read_stamps.retain(|path, _| files.contains_key(path));
+            for (path, stamp) in files {
+                if self.read_stamps.get(path) == Some(stamp) {
+                    continue;
+                }
                 match read_and_parse(path) {
                     Ok(parsed) => {
                         self.last_good.insert(path.clone(), parsed);
+                        self.read_stamps.insert(path.clone(), *stamp);
                     }
-                    Err(error) => report.errors.push(error.to_string()),
+                    Err(error) => {
+                        // Read again on the next load: the error is reported until the file is fixed.
+                        self.read_stamps.remove(path);
+                        report.errors.push(error.to_string());
+                    }
                 }
             }
         }

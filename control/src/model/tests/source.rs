@@ -207,3 +207,47 @@ fn a_missing_directory_is_reported_once_and_keeps_the_objects() {
     assert_eq!(report.errors.len(), 1);
     assert_eq!(node_names(&report), ["a"]);
 }
+
+#[test]
+fn a_poll_reads_only_the_files_whose_stamp_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = dir.path().join("quiet.yaml");
+    fs::write(&quiet, node("q1")).unwrap();
+    write_atomic(dir.path(), "busy.yaml", &node("b1"));
+    let mut source = ManifestDirSource::new(dir.path());
+    assert_eq!(node_names(&poll(&mut source)), ["b1", "q1"]);
+
+    // Rewrite `quiet` in place with the same length and put its mtime back: its stamp is unchanged, so
+    // a poll must not read it again (which is how the test can tell) while it reads the changed file.
+    let modified = fs::metadata(&quiet).unwrap().modified().unwrap();
+    fs::write(&quiet, node("q2")).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&quiet)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    write_atomic(dir.path(), "busy.yaml", &node("b2"));
+    assert_eq!(node_names(&poll(&mut source)), ["b2", "q1"]);
+    // `load` reads everything.
+    assert_eq!(node_names(&source.load()), ["b2", "q2"]);
+}
+
+#[test]
+fn a_bad_file_is_reported_on_every_load_until_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_atomic(dir.path(), "bad.yaml", "kind: [unclosed");
+    write_atomic(dir.path(), "good.yaml", &node("g1"));
+    let mut source = ManifestDirSource::new(dir.path());
+    let first = poll(&mut source);
+    assert_eq!(first.errors.len(), 1, "{:?}", first.errors);
+    // Another file changes: the bad one is still bad and still reported.
+    write_atomic(dir.path(), "good.yaml", &node("g2"));
+    let second = poll(&mut source);
+    assert_eq!(node_names(&second), ["g2"]);
+    assert!(second.errors[0].contains("bad.yaml"), "{:?}", second.errors);
+    write_atomic(dir.path(), "bad.yaml", &node("fixed"));
+    let third = poll(&mut source);
+    assert!(third.errors.is_empty(), "{:?}", third.errors);
+    assert_eq!(node_names(&third), ["fixed", "g2"]);
+}
