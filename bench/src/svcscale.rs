@@ -41,6 +41,8 @@ pub enum Format {
     Yaml,
     /// One file of concatenated JSON values, one per line.
     Json,
+    /// One JSON file per object, as the lab's control plane writes them.
+    Files,
 }
 
 impl Format {
@@ -48,7 +50,7 @@ impl Format {
     pub fn file_name(self) -> &'static str {
         match self {
             Self::Yaml => "bench-services.yaml",
-            Self::Json => "bench-services.json",
+            Self::Json | Self::Files => "bench-services.json",
         }
     }
 }
@@ -58,6 +60,7 @@ impl fmt::Display for Format {
         f.write_str(match self {
             Self::Yaml => "yaml",
             Self::Json => "json",
+            Self::Files => "files",
         })
     }
 }
@@ -186,7 +189,7 @@ pub fn manifest(
                     out.push_str(&document.map_err(|e| e.to_string())?);
                 }
             }
-            Format::Json => {
+            Format::Json | Format::Files => {
                 for document in [
                     serde_json::to_string(&service),
                     serde_json::to_string(&slice),
@@ -196,6 +199,30 @@ pub fn manifest(
                 }
             }
         }
+    }
+    Ok(out)
+}
+
+/// The objects as one JSON file each: (file name, contents), a Service and its EndpointSlice per index.
+/// With `only` set, just the files of that service index.
+pub fn object_files(
+    services: usize,
+    per_service: usize,
+    variant: Variant,
+    only: Option<usize>,
+) -> Result<Vec<(String, String)>, String> {
+    let indices = match only {
+        Some(index) => index..index + 1,
+        None => 0..services,
+    };
+    let mut out = Vec::with_capacity(indices.len() * 2);
+    for index in indices {
+        let name = service_name(index);
+        let service = serde_json::to_string(&service(index)).map_err(|e| e.to_string())?;
+        let slice = serde_json::to_string(&endpoint_slice(index, per_service, variant))
+            .map_err(|e| e.to_string())?;
+        out.push((format!("bench-svc-{name}.json"), service));
+        out.push((format!("bench-slice-{name}.json"), slice));
     }
     Ok(out)
 }
@@ -324,6 +351,22 @@ mod tests {
         );
         assert_eq!(values[3]["endpoints"][2]["addresses"][0], "10.249.0.6");
         assert_eq!(values[2]["spec"]["ports"][0]["targetPort"], 8080);
+    }
+
+    #[test]
+    fn object_files_hold_one_object_each_and_only_the_changed_service_when_asked() {
+        let all = object_files(3, 2, Variant::Original, None).unwrap();
+        assert_eq!(all.len(), 6);
+        assert!(all.iter().all(|(name, text)| {
+            name.starts_with("bench-") && name.ends_with(".json") && text.starts_with('{')
+        }));
+        let names: std::collections::BTreeSet<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), 6, "names are unique");
+        let one = object_files(3, 2, Variant::Changed(1), Some(1)).unwrap();
+        assert_eq!(one.len(), 2);
+        assert_eq!(one[0], all[2], "the Service itself is unchanged");
+        assert_eq!(one[1].0, all[3].0);
+        assert_ne!(one[1].1, all[3].1, "its slice has new addresses");
     }
 
     #[test]

@@ -62,7 +62,8 @@ struct Args {
     /// One-change measurements (each flips one service's endpoints); the median is reported.
     #[arg(long, default_value_t = 3)]
     changes: usize,
-    /// Format of the published file (one multi-document YAML file, or concatenated JSON values).
+    /// How the objects are published: one multi-document YAML file, one file of concatenated JSON
+    /// values, or one JSON file per object (as the lab writes them; a change then rewrites one file).
     #[arg(long, value_enum, default_value_t = Format::Yaml)]
     format: Format,
     /// Give up waiting for a sync after this many seconds.
@@ -331,20 +332,14 @@ fn run(args: &Args, name: &str, bin_dir: &Path) -> anyhow::Result<Report> {
         "generating {} Services x {} endpoints ({})",
         args.services, args.endpoints, args.format
     ));
-    let text = synth::manifest(
-        args.services,
-        args.endpoints,
-        Variant::Original,
-        args.format,
-    )
-    .map_err(anyhow::Error::msg)?;
-    let file_bytes = text.len();
+    let files = publication(args, Variant::Original, None)?;
+    let file_bytes = files.iter().map(|(_, text)| text.len()).sum();
     progress(format_args!(
-        "publishing {} ({:.1} MB) and waiting for the first full sync",
-        args.format.file_name(),
+        "publishing {} file(s) ({:.1} MB) and waiting for the first full sync",
+        files.len(),
         megabytes(file_bytes)
     ));
-    let first_sync = publisher.publish(&text, |l| {
+    let first_sync = publisher.publish(&files, |l| {
         l.frontends == frontends as u64 && l.added >= args.services as u64
     })?;
     progress(format_args!(
@@ -437,16 +432,16 @@ fn measure_changes(publisher: &Publisher<'_>, args: &Args) -> anyhow::Result<Vec
         } else {
             (Variant::Original, "restored")
         };
-        let text = synth::manifest(args.services, args.endpoints, variant, args.format)
-            .map_err(anyhow::Error::msg)?;
+        let files = publication(args, variant, Some(changed))?;
         progress(format_args!(
-            "change {}/{}: rewriting the file with the endpoints of {}/{} {what}",
+            "change {}/{}: rewriting {} file(s) with the endpoints of {}/{} {what}",
             round + 1,
             args.changes,
+            files.len(),
             synth::NAMESPACE,
             synth::service_name(changed),
         ));
-        let timing = publisher.publish(&text, |l| l.frontends == frontends && l.updated >= 1)?;
+        let timing = publisher.publish(&files, |l| l.frontends == frontends && l.updated >= 1)?;
         progress(format_args!(
             "one change applied: {:.0} ms (agent log: {} updated, {} unchanged, kernel maps took {} ms)",
             timing.wall_ms, timing.agent.updated, timing.agent.unchanged, timing.agent.took_ms
@@ -454,6 +449,22 @@ fn measure_changes(publisher: &Publisher<'_>, args: &Args) -> anyhow::Result<Vec
         rounds.push(timing);
     }
     Ok(rounds)
+}
+
+/// The files to publish for `variant`: the whole single file, or (per-object layout) every object's
+/// file — only service `changed`'s files when it is given.
+fn publication(
+    args: &Args,
+    variant: Variant,
+    changed: Option<usize>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    if args.format == Format::Files {
+        return synth::object_files(args.services, args.endpoints, variant, changed)
+            .map_err(anyhow::Error::msg);
+    }
+    let text = synth::manifest(args.services, args.endpoints, variant, args.format)
+        .map_err(anyhow::Error::msg)?;
+    Ok(vec![(args.format.file_name().to_owned(), text)])
 }
 
 /// The ClusterIP Service for the server pod: port 80 to the pod's named port `http`.
@@ -533,8 +544,7 @@ struct Publisher<'a> {
     lab: &'a Lab,
     node: String,
     log: PathBuf,
-    file: PathBuf,
-    tmp: PathBuf,
+    dir: PathBuf,
     timeout: Duration,
 }
 
@@ -546,8 +556,7 @@ impl<'a> Publisher<'a> {
             lab,
             log: lab.names.node_dir(&node).join("agent.log"),
             node,
-            file: dir.join(args.format.file_name()),
-            tmp: dir.join(format!(".{}.tmp", args.format.file_name())),
+            dir,
             timeout: Duration::from_secs(args.sync_timeout_s),
         }
     }
@@ -559,21 +568,31 @@ impl<'a> Publisher<'a> {
             .and_then(|body| body.trim().parse::<u64>().ok())
     }
 
-    /// Writes `text` as the file (a hidden temporary file, then a rename) and waits until the agent has
-    /// synced it: `/syncz` past the rename, and a `services synced` line accepted by `expected` in the
-    /// agent log.
+    /// Writes `files` (each as a hidden temporary file first, then all renamed into place; timing starts
+    /// at the first rename) and waits until the agent has synced them: `/syncz` past the first rename,
+    /// and a `services synced` line accepted by `expected` in the agent log.
     fn publish(
         &self,
-        text: &str,
+        files: &[(String, String)],
         expected: impl Fn(&SyncLine) -> bool,
     ) -> anyhow::Result<SyncTiming> {
-        let (file, log) = (&self.file, &self.log);
-        fs::write(&self.tmp, text).with_context(|| format!("writing {}", self.tmp.display()))?;
+        let log = &self.log;
+        let file = self
+            .dir
+            .join(files.first().map_or("(none)", |(name, _)| name.as_str()));
+        for (name, text) in files {
+            let tmp = self.dir.join(format!(".{name}.tmp"));
+            fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        }
         let log_offset = fs::metadata(log).map_or(0, |m| m.len());
         let syncz_before = self.syncz().unwrap_or(0);
-        fs::rename(&self.tmp, file).with_context(|| format!("renaming to {}", file.display()))?;
         let renamed = Instant::now();
         let renamed_ms = now_ms();
+        for (name, _) in files {
+            let (tmp, target) = (self.dir.join(format!(".{name}.tmp")), self.dir.join(name));
+            fs::rename(&tmp, &target)
+                .with_context(|| format!("renaming to {}", target.display()))?;
+        }
 
         let mut syncz_last = syncz_before;
         let mut slowest_syncz = Duration::ZERO;
@@ -688,7 +707,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 fn print_table(r: &Report) {
     println!(
-        "svcscale: {} Services x {} endpoints ({} frontends with the real one), one {} file of {:.1} MB; binaries from {}",
+        "svcscale: {} Services x {} endpoints ({} frontends with the real one), published as {} ({:.1} MB); binaries from {}",
         r.services,
         r.endpoints_per_service,
         r.frontends,
