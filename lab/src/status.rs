@@ -138,30 +138,54 @@ pub fn to_table(lab: &Lab) -> String {
         );
     }
     if !state.services.is_empty() {
-        let _ = writeln!(out, "\n{:<40} {:<12} PORTS", "SERVICE", "TYPE");
+        let _ = writeln!(
+            out,
+            "\n{:<36} {:<13} {:<14} {:<28} PORTS",
+            "SERVICE", "TYPE", "CLUSTER-IP", "EXTERNAL-IP"
+        );
         for svc in services_json(state) {
             let ports: Vec<String> = svc["ports"]
                 .as_array()
-                .map(|ps| {
-                    ps.iter()
-                        .map(|p| {
-                            format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP"))
-                        })
-                        .collect()
-                })
+                .map(|ps| ps.iter().map(port_text).collect())
                 .unwrap_or_default();
+            let strings = |key: &str| -> Vec<String> {
+                svc[key]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let external = [strings("load_balancer_ips"), strings("external_ips")].concat();
             let _ = writeln!(
                 out,
-                "{:<40} {:<12} {}",
+                "{:<36} {:<13} {:<14} {:<28} {}",
                 format!(
                     "{}/{}",
                     svc["namespace"].as_str().unwrap_or_default(),
                     svc["name"].as_str().unwrap_or_default()
                 ),
                 svc["type"].as_str().unwrap_or_default(),
+                svc["cluster_ip"].as_str().unwrap_or("<none>"),
+                if external.is_empty() {
+                    "<none>".to_owned()
+                } else {
+                    external.join(",")
+                },
                 ports.join(",")
             );
         }
     }
     out
+}
+
+/// A service port as kubectl shows it: `80/TCP`, or `80:30000/TCP` with a node port.
+fn port_text(port: &Value) -> String {
+    let protocol = port["protocol"].as_str().unwrap_or("TCP");
+    match port["node_port"].as_i64() {
+        Some(node_port) => format!("{}:{node_port}/{protocol}", port["port"]),
+        None => format!("{}/{protocol}", port["port"]),
+    }
 }

@@ -293,6 +293,17 @@ fn status_and_health_checks(lab: &Lab, node: &NodeRecord) {
         "{local}"
     );
     assert_eq!(local["ports"][0]["endpoints"].as_array().unwrap().len(), 3);
+    // The table shows them the way kubectl does.
+    let table = strait_lab::status::to_table(lab);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("default/web-local "))
+        .unwrap_or_else(|| panic!("{table}"));
+    let ports = format!("80:{}/TCP", node_port(lab, "default/web-local"));
+    assert!(
+        row.contains("198.51.100.8") && row.contains(&ports),
+        "{row}"
+    );
 
     // healthCheckNodePort: 200 with local endpoints, 503 without.
     for (service, status, count) in [
