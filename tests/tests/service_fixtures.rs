@@ -674,8 +674,18 @@ fn frontend_without_backends_is_refused() {
     let pod = sock(SRC, 40000);
     let client = sock(CLIENT, 50000);
 
+    // A pod's segment (a socket the hooks never saw) gets a RST back into the pod, from tc.
+    let pod_syn = tcp(SENT_BY_SRC, pod, empty_cluster_ip, TCP_SYN);
+    let out = node.run_from_pod(&pod_syn, (TC_ACT_REDIRECT, Reason::DropNoBackend));
+    assert_rst(
+        &out,
+        &pod_syn,
+        (0, SEQ + 1, TCP_RST | TCP_ACK),
+        "tc RST to a pod",
+    );
+    // A pod's RST is not answered.
     node.run_from_pod(
-        &tcp(SENT_BY_SRC, pod, empty_cluster_ip, TCP_SYN),
+        &tcp(SENT_BY_SRC, pod, empty_cluster_ip, TCP_RST),
         NO_BACKEND,
     );
     let syn = tcp(FROM_ROUTER, client, empty_node_port, TCP_SYN);

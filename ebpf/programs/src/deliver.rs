@@ -14,8 +14,9 @@ use strait_abi::{EndpointInfo, EndpointKey, Reason, endpoint::ENDPOINT_F_TRACKED
 
 use crate::{
     maps::{ENDPOINT_V1, NODE_V1},
-    parse::{ETH_LEN, Frame, bytes_at, parse, parse_l4},
+    parse::{ETH_LEN, Frame, PROTO_TCP, bytes_at, parse, parse_l4},
     service_nat::{self, Origin},
+    tc_reject,
 };
 
 /// Verdict for a dropped packet.
@@ -49,11 +50,20 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
     if let Some(delivered) = deliver_local(ctx, ip.dst)? {
         return Ok(delivered);
     }
-    if let Some(l4) = &l4
-        && let Some(translated) = service_nat::open(ctx, &ip, l4, Origin::Pod)?
-    {
-        let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
-        return Ok((translated.reason, verdict));
+    if let Some(l4) = &l4 {
+        match service_nat::open(ctx, &ip, l4, Origin::Pod) {
+            Ok(Some(translated)) => {
+                let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
+                return Ok((translated.reason, verdict));
+            }
+            Ok(None) => {}
+            // A service without endpoints refuses at once: a RST back into the pod.
+            Err(Reason::DropNoBackend) if ip.proto == PROTO_TCP && ip.header_len == 20 => {
+                let verdict = tc_reject::reset(ctx, source.host_ifindex)?;
+                return Ok((Reason::DropNoBackend, verdict));
+            }
+            Err(reason) => return Err(reason),
+        }
     }
     Ok((Reason::PassToStack, TC_PASS))
 }

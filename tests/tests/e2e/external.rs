@@ -351,7 +351,16 @@ fn untranslated_ask(ns: &std::path::Path, target: SocketAddr) -> (String, String
 
 #[test]
 fn the_per_packet_path_serves_sockets_the_hooks_never_saw() {
-    let (_guard, lab, _dir) = lab_with("pkt", "");
+    let (_guard, lab, _dir) = lab_with(
+        "pkt",
+        "apiVersion: v1
+kind: Service
+metadata: {name: nobody, namespace: default}
+spec:
+  selector: {app: nobody}
+  ports: [{port: 80, targetPort: 8080}]
+",
+    );
     let node = lab.state.nodes[0].name.clone();
     let vip: Ipv4Addr = spec_of(&lab, "default/web")
         .cluster_ip
@@ -368,6 +377,25 @@ fn the_per_packet_path_serves_sockets_the_hooks_never_saw() {
         "the client keeps its address: {peer}"
     );
     assert!(crate::packets(&lab, &node, "service_nat") > translated_before);
+    // A service without endpoints refuses the untranslated socket at once (a RST from tc).
+    let empty: Ipv4Addr = spec_of(&lab, "default/nobody")
+        .cluster_ip
+        .unwrap()
+        .parse()
+        .unwrap();
+    let empty = SocketAddr::from((empty, 80));
+    let started = Instant::now();
+    let refused = netns::run_in(&pod_netns(&lab, "default/client"), move || {
+        TcpStream::connect_timeout(&empty, Duration::from_secs(3))
+    })
+    .unwrap()
+    .expect_err("no endpoints");
+    assert_eq!(
+        refused.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "{refused}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
 
     // Hairpin: a backend reaching its own service lands on itself now and then; it then sees the
     // hairpin address, else its own.
