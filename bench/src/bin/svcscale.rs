@@ -339,8 +339,11 @@ fn run(args: &Args, name: &str, bin_dir: &Path) -> anyhow::Result<Report> {
         files.len(),
         megabytes(file_bytes)
     ));
+    // With one file per object the agent may pick the files up over several polls: the sync that
+    // reaches every frontend ends it, whatever it added itself.
+    let whole = args.format != Format::Files;
     let first_sync = publisher.publish(&files, |l| {
-        l.frontends == frontends as u64 && l.added >= args.services as u64
+        l.frontends == frontends as u64 && (!whole || l.added >= args.services as u64)
     })?;
     progress(format_args!(
         "first full sync: {:.0} ms (agent log: {} frontends, {} added, kernel maps took {} ms)",
@@ -569,7 +572,7 @@ impl<'a> Publisher<'a> {
     }
 
     /// Writes `files` (each as a hidden temporary file first, then all renamed into place; timing starts
-    /// at the first rename) and waits until the agent has synced them: `/syncz` past the first rename,
+    /// at the first rename) and waits until the agent has synced them: `/syncz` past the last rename,
     /// and a `services synced` line accepted by `expected` in the agent log.
     fn publish(
         &self,
@@ -593,6 +596,8 @@ impl<'a> Publisher<'a> {
             fs::rename(&tmp, &target)
                 .with_context(|| format!("renaming to {}", target.display()))?;
         }
+        // A sync counts once it began after the last rename (a poll in between may see only part).
+        let all_renamed_ms = now_ms();
 
         let mut syncz_last = syncz_before;
         let mut slowest_syncz = Duration::ZERO;
@@ -603,7 +608,7 @@ impl<'a> Publisher<'a> {
             let synced = self.syncz().unwrap_or(0);
             slowest_syncz = slowest_syncz.max(asked.elapsed());
             syncz_last = syncz_last.max(synced);
-            if synced > renamed_ms {
+            if synced > all_renamed_ms {
                 break (renamed.elapsed(), false);
             }
             // The agent stamps a sync with the time its poll began; a poll that began in the same
