@@ -33,14 +33,7 @@ pub fn monotonic_ns() -> u64 {
 
 impl Dataplane {
     fn ct_map(&mut self) -> Result<HashMap<&mut MapData, CtKey, CtEntry>, DataplaneError> {
-        let map = self
-            .ebpf
-            .map_mut(CT_MAP)
-            .ok_or(DataplaneError::MapMissing { name: CT_MAP })?;
-        HashMap::try_from(map).map_err(|source| DataplaneError::Map {
-            name: CT_MAP,
-            source,
-        })
+        self.typed_map(CT_MAP)
     }
 
     /// Every CT entry (for tests and inspection).

@@ -52,14 +52,7 @@ impl Dataplane {
     fn endpoint_map(
         &mut self,
     ) -> Result<HashMap<&mut MapData, EndpointKey, EndpointInfo>, DataplaneError> {
-        let map = self
-            .ebpf
-            .map_mut(ENDPOINT_MAP)
-            .ok_or(DataplaneError::MapMissing { name: ENDPOINT_MAP })?;
-        HashMap::try_from(map).map_err(|source| DataplaneError::Map {
-            name: ENDPOINT_MAP,
-            source,
-        })
+        self.typed_map(ENDPOINT_MAP)
     }
 
     /// Inserts or updates an endpoint; returns whether the map changed (unchanged entries are not rewritten).

@@ -141,6 +141,18 @@ impl Dataplane {
         typed_program_mut(&mut self.ebpf, XDP_UPLINK)
     }
 
+    /// The map `name` as its typed aya view (`HashMap<_, K, V>`, `Array<_, V>`, ...).
+    pub(crate) fn typed_map<'a, T>(&'a mut self, name: &'static str) -> Result<T, DataplaneError>
+    where
+        T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MapMissing { name })?;
+        T::try_from(map).map_err(|source| DataplaneError::Map { name, source })
+    }
+
     /// The pin directory, when pinning.
     pub fn pin_dir(&self) -> Option<&Path> {
         self.pin_dir.as_deref()

@@ -15,15 +15,7 @@ impl Dataplane {
         node_ip: Ipv4Addr,
         uplink_ifindex: u32,
     ) -> Result<(), DataplaneError> {
-        let map = self
-            .ebpf
-            .map_mut(NODE_MAP)
-            .ok_or(DataplaneError::MapMissing { name: NODE_MAP })?;
-        let mut array: Array<_, NodeConfig> =
-            Array::try_from(map).map_err(|source| DataplaneError::Map {
-                name: NODE_MAP,
-                source,
-            })?;
+        let mut array: Array<_, NodeConfig> = self.typed_map(NODE_MAP)?;
         let value = NodeConfig {
             node_ip: u32::from_ne_bytes(node_ip.octets()),
             uplink_ifindex,

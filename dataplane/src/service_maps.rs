@@ -61,53 +61,23 @@ impl Dataplane {
     fn svc_map(
         &mut self,
     ) -> Result<HashMap<&mut MapData, ServiceFrontendKey, ServiceFrontend>, DataplaneError> {
-        let map = self
-            .ebpf
-            .map_mut(SVC_MAP)
-            .ok_or(DataplaneError::MapMissing { name: SVC_MAP })?;
-        HashMap::try_from(map).map_err(|source| DataplaneError::Map {
-            name: SVC_MAP,
-            source,
-        })
+        self.typed_map(SVC_MAP)
     }
 
     fn slot_map(
         &mut self,
     ) -> Result<HashMap<&mut MapData, BackendSlotKey, BackendAddr>, DataplaneError> {
-        let map = self
-            .ebpf
-            .map_mut(SVC_SLOT_MAP)
-            .ok_or(DataplaneError::MapMissing { name: SVC_SLOT_MAP })?;
-        HashMap::try_from(map).map_err(|source| DataplaneError::Map {
-            name: SVC_SLOT_MAP,
-            source,
-        })
+        self.typed_map(SVC_SLOT_MAP)
     }
 
     fn maglev_map(&mut self) -> Result<HashMap<&mut MapData, u32, MaglevTable>, DataplaneError> {
-        let map = self
-            .ebpf
-            .map_mut(MAGLEV_MAP)
-            .ok_or(DataplaneError::MapMissing { name: MAGLEV_MAP })?;
-        HashMap::try_from(map).map_err(|source| DataplaneError::Map {
-            name: MAGLEV_MAP,
-            source,
-        })
+        self.typed_map(MAGLEV_MAP)
     }
 
     fn source_range_map(
         &mut self,
     ) -> Result<LpmTrie<&mut MapData, SourceRange, u32>, DataplaneError> {
-        let map = self
-            .ebpf
-            .map_mut(SOURCE_RANGE_MAP)
-            .ok_or(DataplaneError::MapMissing {
-                name: SOURCE_RANGE_MAP,
-            })?;
-        LpmTrie::try_from(map).map_err(|source| DataplaneError::Map {
-            name: SOURCE_RANGE_MAP,
-            source,
-        })
+        self.typed_map(SOURCE_RANGE_MAP)
     }
 
     /// The source prefixes in SOURCE_RANGE_V1, by service id.
