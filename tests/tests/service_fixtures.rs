@@ -716,29 +716,41 @@ fn frontend_without_backends_is_refused() {
 #[test]
 fn udp_to_a_frontend_without_backends_gets_port_unreachable() {
     let empty_node_port = sock(NODE_IP, 30098);
-    let entry = service(empty_node_port, L4Proto::Udp, &[], Some(cluster_policy()));
-    let mut node = Node::with_node_ip(&[entry]);
+    let empty_cluster_ip = sock(EMPTY_VIP, 53);
+    let mut node = Node::with_node_ip(&[
+        service(empty_node_port, L4Proto::Udp, &[], Some(cluster_policy())),
+        service(empty_cluster_ip, L4Proto::Udp, &[], None),
+    ]);
+    // From outside: XDP answers.
     let query = udp(FROM_ROUTER, sock(CLIENT, 50000), empty_node_port);
-
     let out = node.run_xdp(&query, XDP_REFUSED);
+    assert_port_unreachable(&out, &query, (NODE_IP, CLIENT));
+    // From a pod socket the hooks never saw: tc answers, back into the pod.
+    let query = udp(SENT_BY_SRC, sock(SRC, 40000), empty_cluster_ip);
+    let out = node.run_from_pod(&query, (TC_ACT_REDIRECT, Reason::DropNoBackend));
+    assert_port_unreachable(&out, &query, (EMPTY_VIP, SRC));
+}
+
+/// Checks that `out` is the ICMP port unreachable refusing `query`, from `from` to `to`.
+fn assert_port_unreachable(out: &[u8], query: &[u8], (from, to): (Ipv4Addr, Ipv4Addr)) {
     assert_eq!(
         out.len(),
         14 + 20 + 8 + 28,
         "Ethernet, IPv4, ICMP, quoted header"
     );
-    let asked = macs(&query);
+    let asked = macs(query);
     let back = Macs {
         src: asked.dst,
         dst: asked.src,
     };
-    assert_eq!(macs(&out), back, "MACs swapped");
+    assert_eq!(macs(out), back, "MACs swapped");
     assert_eq!(out[12..14], [0x08, 0x00], "EtherType");
     assert_eq!(out[14], 0x45, "IPv4 without options");
     assert_eq!(out[16..18], 56u16.to_be_bytes(), "IPv4 total length");
     assert_eq!(out[23], 1, "protocol ICMP");
-    assert_eq!(out[26..30], NODE_IP.octets(), "from the address asked");
-    assert_eq!(out[30..34], CLIENT.octets(), "to the client");
-    assert!(ip_checksum_ok(&out), "IPv4 header checksum");
+    assert_eq!(out[26..30], from.octets(), "from the address asked");
+    assert_eq!(out[30..34], to.octets(), "to the client");
+    assert!(ip_checksum_ok(out), "IPv4 header checksum");
     assert_eq!(out[34..36], [3, 3], "destination unreachable, port");
     assert_eq!(ones_sum(&[&out[34..]]), 0xffff, "ICMP checksum");
     assert_eq!(

@@ -57,9 +57,14 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
                 return Ok((translated.reason, verdict));
             }
             Ok(None) => {}
-            // A service without endpoints refuses at once: a RST back into the pod.
-            Err(Reason::DropNoBackend) if ip.proto == PROTO_TCP && ip.header_len == 20 => {
-                let verdict = tc_reject::reset(ctx, source.host_ifindex)?;
+            // A service without endpoints refuses at once: a RST (TCP) or an ICMP port unreachable
+            // (UDP) back into the pod.
+            Err(Reason::DropNoBackend) if ip.header_len == 20 => {
+                let verdict = if ip.proto == PROTO_TCP {
+                    tc_reject::reset(ctx, source.host_ifindex)?
+                } else {
+                    tc_reject::port_unreachable(ctx, source.host_ifindex)?
+                };
                 return Ok((Reason::DropNoBackend, verdict));
             }
             Err(reason) => return Err(reason),

@@ -1,11 +1,16 @@
-//! Refusals the node answers itself, built in place over the offending packet: a TCP RST for a segment
-//! and the IPv4 header of an ICMP error, with freshly computed checksums. Shared by XDP (`xdp_reject`)
+//! Refusals the node answers itself, built in place over the offending packet: a TCP RST for a segment,
+//! an ICMP port unreachable for a UDP datagram, with freshly computed checksums. Shared by XDP (`xdp_reject`)
 //! and tc (`tc_reject`), which differ only in how they trim the frame and send it back.
 
 use crate::parse::{ETH_LEN, PROTO_TCP, TCP_RST};
 
 /// Bytes of a reset frame: Ethernet, IPv4 without options, TCP without options.
 pub const RST_LEN: usize = ETH_LEN + 20 + 20;
+/// Bytes an ICMP error puts before the offending datagram's headers: IPv4 header and ICMP header.
+pub const ICMP_PREFIX: usize = 20 + 8;
+/// Bytes of the ICMP error frame: Ethernet, IPv4, ICMP, then the datagram's IPv4 header and 8 bytes.
+pub const ICMP_LEN: usize = ETH_LEN + ICMP_PREFIX + 20 + 8;
+const PROTO_ICMP: u8 = 1;
 const TCP_SYN: u8 = 0x02;
 const TCP_FIN: u8 = 0x01;
 const TCP_ACK: u8 = 0x10;
@@ -59,6 +64,34 @@ pub unsafe fn write_reset(frame: *mut u8) -> bool {
         core::ptr::write_unaligned(tcp.cast::<[u8; 20]>(), tcp_header);
     }
     true
+}
+
+/// Writes the ICMP port unreachable that refuses a UDP datagram. The frame must already be laid out as
+/// the error: the datagram's Ethernet header at the front, [`ICMP_PREFIX`] bytes of room, then the
+/// datagram's (option-less) IPv4 header and its first 8 bytes.
+///
+/// # Safety
+/// `frame` must point to at least [`ICMP_LEN`] readable and writable bytes.
+#[inline(always)]
+pub unsafe fn write_port_unreachable(frame: *mut u8) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        swap_macs(frame);
+        let inner = frame.add(ETH_LEN + ICMP_PREFIX);
+        let saddr = core::ptr::read_unaligned(inner.add(12).cast::<[u8; 4]>());
+        let daddr = core::ptr::read_unaligned(inner.add(16).cast::<[u8; 4]>());
+        let total = u16::try_from(ICMP_LEN - ETH_LEN).unwrap_or(56);
+        core::ptr::write_unaligned(
+            frame.add(ETH_LEN).cast::<[u8; 20]>(),
+            ipv4_header(daddr, saddr, PROTO_ICMP, total),
+        );
+        // Type 3 (destination unreachable), code 3 (port), checksum over the ICMP message.
+        let icmp = frame.add(ETH_LEN + 20);
+        core::ptr::write_unaligned(icmp.cast::<[u8; 8]>(), [3, 3, 0, 0, 0, 0, 0, 0]);
+        let message = core::ptr::read_unaligned(icmp.cast::<[u8; 36]>());
+        let sum = fold(sum_words(&message, 0));
+        core::ptr::write_unaligned(icmp.add(2).cast::<[u8; 2]>(), sum.to_be_bytes());
+    }
 }
 
 /// Swaps the destination and source MACs of the Ethernet header at `frame`.

@@ -8,16 +8,11 @@ use aya_ebpf::{
 
 use crate::{
     parse::ETH_LEN,
-    reject::{RST_LEN, fold, ipv4_header, sum_words, swap_macs, write_reset},
+    reject::{ICMP_LEN, ICMP_PREFIX, RST_LEN, write_port_unreachable, write_reset},
 };
 
-/// Bytes an ICMP error puts before the offending datagram's headers: IPv4 header and ICMP header.
-const ICMP_PREFIX: usize = 20 + 8;
-/// The same, as the (negative) head adjustment that makes room for it.
+/// The head adjustment that makes room for the ICMP error's headers ([`ICMP_PREFIX`] bytes).
 const ICMP_GROW: i32 = -28;
-/// Bytes of the ICMP error frame: Ethernet, IPv4, ICMP, then the datagram's IPv4 header and 8 bytes.
-const ICMP_LEN: usize = ETH_LEN + ICMP_PREFIX + 20 + 8;
-const PROTO_ICMP: u8 = 1;
 
 /// Turns the TCP segment into the RST that refuses it. False when the segment is itself a RST or
 /// cannot be turned around (then it is just dropped).
@@ -56,23 +51,9 @@ pub fn port_unreachable(ctx: &XdpContext) -> bool {
     let frame = start as *mut u8;
     // SAFETY: ICMP_LEN bytes were bounds-checked above; XDP frames are writable.
     unsafe {
-        // The old Ethernet header now sits ICMP_PREFIX bytes in: bring it to the front, swapped.
+        // The old Ethernet header now sits ICMP_PREFIX bytes in: bring it to the front.
         core::ptr::copy(frame.add(ICMP_PREFIX), frame, ETH_LEN);
-        swap_macs(frame);
-        let inner = frame.add(ETH_LEN + ICMP_PREFIX);
-        let saddr = core::ptr::read_unaligned(inner.add(12).cast::<[u8; 4]>());
-        let daddr = core::ptr::read_unaligned(inner.add(16).cast::<[u8; 4]>());
-        let total = u16::try_from(ICMP_LEN - ETH_LEN).unwrap_or(56);
-        core::ptr::write_unaligned(
-            frame.add(ETH_LEN).cast::<[u8; 20]>(),
-            ipv4_header(daddr, saddr, PROTO_ICMP, total),
-        );
-        // Type 3 (destination unreachable), code 3 (port), checksum over the ICMP message.
-        let icmp = frame.add(ETH_LEN + 20);
-        core::ptr::write_unaligned(icmp.cast::<[u8; 8]>(), [3, 3, 0, 0, 0, 0, 0, 0]);
-        let message = core::ptr::read_unaligned(icmp.cast::<[u8; 36]>());
-        let sum = fold(sum_words(&message, 0));
-        core::ptr::write_unaligned(icmp.add(2).cast::<[u8; 2]>(), sum.to_be_bytes());
+        write_port_unreachable(frame);
     }
     let Ok(excess) = i32::try_from(end - start - ICMP_LEN) else {
         return false;

@@ -358,7 +358,7 @@ kind: Service
 metadata: {name: nobody, namespace: default}
 spec:
   selector: {app: nobody}
-  ports: [{port: 80, targetPort: 8080}]
+  ports: [{name: http, port: 80, targetPort: 8080}, {name: dns, port: 53, protocol: UDP}]
 ",
     );
     let node = lab.state.nodes[0].name.clone();
@@ -394,6 +394,24 @@ spec:
         refused.kind(),
         std::io::ErrorKind::ConnectionRefused,
         "{refused}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // UDP: an ICMP port unreachable from tc, which the connected socket reports as a refusal.
+    let empty_dns = SocketAddr::new(empty.ip(), 53);
+    let started = Instant::now();
+    let answer = netns::run_in(&pod_netns(&lab, "default/client"), move || {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.connect(empty_dns)?;
+        socket.set_read_timeout(Some(Duration::from_secs(3)))?;
+        socket.send(b"who\n")?;
+        socket.recv(&mut [0u8; 64])
+    })
+    .unwrap()
+    .expect_err("no endpoints");
+    assert_eq!(
+        answer.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "{answer}"
     );
     assert!(started.elapsed() < Duration::from_secs(2));
 
