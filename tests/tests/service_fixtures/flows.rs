@@ -1,0 +1,296 @@
+//! Translated flows: DNAT, reverse NAT, CT states, SNAT, hairpin, Maglev and the XDP fast path.
+
+use crate::harness::*;
+
+// --- cases ----------------------------------------------------------------------------------------
+
+#[test]
+fn cluster_ip_flow_from_a_pod_is_translated_tracked_and_reversed() {
+    let client = sock(SRC, 40000);
+    let vip = sock(VIP, 80);
+    let backend = sock(DST, 8080);
+    let mut node = Node::new(&[service(vip, L4Proto::Tcp, &[backend], None)]);
+
+    // 1. The first packet is DNATed to the only backend and opens both entries.
+    let out = node.run_from_pod(&tcp(SENT_BY_SRC, client, vip, TCP_SYN), NAT_TO_POD);
+    assert_checksums(&out, "DNATed SYN");
+    assert_eq!(
+        out,
+        tcp(DELIVERED_TO_DST, client, backend, TCP_SYN),
+        "SYN to the VIP becomes SYN to the backend, delivered to its pod"
+    );
+    assert_eq!(node.ct().len(), 2, "{:#?}", node.ct());
+    let forward = ct_key(client, vip, TCP, CT_DIR_FORWARD);
+    let reply = ct_key(backend, client, TCP, CT_DIR_REPLY);
+    let forward_id = node.assert_ct(&forward, [client, backend], CT_STATE_NEW, 0);
+    let reply_id = node.assert_ct(&reply, [vip, client], CT_STATE_NEW, 0);
+    assert_eq!(forward_id, reply_id, "both directions name one service");
+
+    // 2. The backend's reply comes back from the VIP and establishes both directions.
+    let syn_ack = tcp(SENT_BY_DST, backend, client, TCP_SYN | TCP_ACK);
+    let out = node.run_from_pod(&syn_ack, REVNAT_TO_POD);
+    assert_checksums(&out, "reversed SYN-ACK");
+    assert_eq!(
+        out,
+        tcp(DELIVERED_TO_SRC, vip, client, TCP_SYN | TCP_ACK),
+        "the reply appears to come from the VIP"
+    );
+    assert_eq!(
+        node.states([&forward, &reply]),
+        [CT_STATE_ESTABLISHED; 2],
+        "the first reply establishes both directions"
+    );
+
+    // 3. Later forward packets use the entry and open nothing; a FIN closes the forward side.
+    let out = node.run_from_pod(&data(SENT_BY_SRC, client, vip), NAT_TO_POD);
+    assert_checksums(&out, "tracked data segment");
+    assert_eq!(out, data(DELIVERED_TO_DST, client, backend));
+    assert_eq!(node.ct().len(), 2, "{:#?}", node.ct());
+    assert_eq!(node.states([&forward, &reply]), [CT_STATE_ESTABLISHED; 2]);
+
+    let fin = TCP_FIN | TCP_ACK;
+    let out = node.run_from_pod(&tcp(SENT_BY_SRC, client, vip, fin), NAT_TO_POD);
+    assert_checksums(&out, "tracked FIN");
+    assert_eq!(out, tcp(DELIVERED_TO_DST, client, backend, fin));
+    assert_eq!(node.ct().len(), 2, "{:#?}", node.ct());
+    assert_eq!(
+        node.states([&forward, &reply]),
+        [CT_STATE_CLOSING, CT_STATE_ESTABLISHED],
+        "a FIN closes the direction that sent it"
+    );
+}
+
+#[test]
+fn udp_checksums_survive_dnat_and_a_zero_checksum_stays_zero() {
+    let vip = sock(VIP, 53);
+    let backend = sock(DST, 5353);
+    let mut node = Node::new(&[service(vip, L4Proto::Udp, &[backend], None)]);
+
+    let client = sock(SRC, 40001);
+    let out = node.run_from_pod(&udp(SENT_BY_SRC, client, vip), NAT_TO_POD);
+    assert_checksums(&out, "DNATed UDP");
+    assert_eq!(out, udp(DELIVERED_TO_DST, client, backend));
+
+    let out = node.run_from_pod(&udp(SENT_BY_DST, backend, client), REVNAT_TO_POD);
+    assert_checksums(&out, "reversed UDP");
+    assert_eq!(out, udp(DELIVERED_TO_SRC, vip, client));
+    let forward = ct_key(client, vip, UDP, CT_DIR_FORWARD);
+    let reply = ct_key(backend, client, UDP, CT_DIR_REPLY);
+    assert_eq!(
+        node.states([&forward, &reply]),
+        [CT_STATE_ESTABLISHED; 2],
+        "an answer establishes a UDP flow"
+    );
+
+    let client = sock(SRC, 40002);
+    let query = unsummed(udp(SENT_BY_SRC, client, vip));
+    let out = node.run_from_pod(&query, NAT_TO_POD);
+    assert!(ip_checksum_ok(&out), "IPv4 header checksum after DNAT");
+    assert_eq!(
+        out,
+        unsummed(udp(DELIVERED_TO_DST, client, backend)),
+        "a zero UDP checksum (none) stays zero"
+    );
+}
+
+#[test]
+fn hairpin_flow_gets_the_hairpin_source_and_is_reversed() {
+    let client = sock(SRC, 40000);
+    let vip = sock(HAIRPIN_VIP, 80);
+    let backend = sock(SRC, 8080);
+    let mut node = Node::new(&[service(vip, L4Proto::Tcp, &[backend], None)]);
+
+    let out = node.run_from_pod(&tcp(SENT_BY_SRC, client, vip, TCP_SYN), NAT_TO_POD);
+    let snat = source(&out);
+    assert_eq!(
+        *snat.ip(),
+        HAIRPIN_SRC,
+        "a pod reaching itself gets the hairpin source"
+    );
+    assert_snat_port(snat.port(), "hairpin");
+    assert_checksums(&out, "hairpin SYN");
+    assert_eq!(out, tcp(DELIVERED_TO_SRC, snat, backend, TCP_SYN));
+
+    assert_eq!(node.ct().len(), 2, "{:#?}", node.ct());
+    let forward = ct_key(client, vip, TCP, CT_DIR_FORWARD);
+    let reply = ct_key(backend, snat, TCP, CT_DIR_REPLY);
+    node.assert_ct(&forward, [snat, backend], CT_STATE_NEW, CT_F_SNAT);
+    node.assert_ct(&reply, [vip, client], CT_STATE_NEW, CT_F_SNAT);
+
+    let syn_ack = tcp(SENT_BY_SRC, backend, snat, TCP_SYN | TCP_ACK);
+    let out = node.run_from_pod(&syn_ack, REVNAT_TO_POD);
+    assert_checksums(&out, "reversed hairpin SYN-ACK");
+    assert_eq!(
+        out,
+        tcp(DELIVERED_TO_SRC, vip, client, TCP_SYN | TCP_ACK),
+        "the pod sees its own reply come from the VIP"
+    );
+    assert_eq!(node.states([&forward, &reply]), [CT_STATE_ESTABLISHED; 2]);
+}
+
+#[test]
+fn node_port_from_the_uplink_is_snated_to_the_node_and_reversed() {
+    let client = sock(CLIENT, 50000);
+    let node_port = sock(NODE_IP, 30080);
+    let backend = sock(DST, 8080);
+    let entry = service(node_port, L4Proto::Tcp, &[backend], Some(cluster_policy()));
+    let mut node = Node::with_node_ip(&[entry]);
+
+    let syn = tcp(FROM_ROUTER, client, node_port, TCP_SYN);
+    let out = node.run_from_uplink(&syn, NAT_TO_POD);
+    let snat = source(&out);
+    assert_eq!(
+        *snat.ip(),
+        NODE_IP,
+        "externalTrafficPolicy Cluster: SNAT to the node"
+    );
+    assert_snat_port(snat.port(), "NodePort");
+    assert_checksums(&out, "SNATed NodePort SYN");
+    assert_eq!(out, tcp(DELIVERED_TO_DST, snat, backend, TCP_SYN));
+
+    assert_eq!(node.ct().len(), 2, "{:#?}", node.ct());
+    let forward = ct_key(client, node_port, TCP, CT_DIR_FORWARD);
+    let reply = ct_key(backend, snat, TCP, CT_DIR_REPLY);
+    node.assert_ct(&forward, [snat, backend], CT_STATE_NEW, CT_F_SNAT);
+    let reply_flags = CT_F_SNAT | CT_F_TO_UPLINK;
+    node.assert_ct(&reply, [node_port, client], CT_STATE_NEW, reply_flags);
+
+    // The reply leaves for the client; without an uplink it goes to the node's stack.
+    let syn_ack = tcp(SENT_BY_DST, backend, snat, TCP_SYN | TCP_ACK);
+    let out = node.run_from_pod(&syn_ack, REVNAT_TO_STACK);
+    assert_checksums(&out, "reversed NodePort SYN-ACK");
+    assert_eq!(
+        out,
+        tcp(SENT_BY_DST, node_port, client, TCP_SYN | TCP_ACK),
+        "the reply comes from the NodePort, to the original client"
+    );
+    assert_eq!(node.states([&forward, &reply]), [CT_STATE_ESTABLISHED; 2]);
+
+    // With an uplink, it is redirected there (bpf_redirect_neigh).
+    node.dp.set_node(NODE_IP, TEST_RUN_IFINDEX).unwrap();
+    let out = node.run_from_pod(&data(SENT_BY_DST, backend, snat), REVNAT_TO_UPLINK);
+    assert_checksums(&out, "reversed NodePort data");
+    assert_eq!(out, data(SENT_BY_DST, node_port, client));
+}
+
+#[test]
+fn local_node_port_keeps_the_client_source() {
+    let client = sock(CLIENT, 50001);
+    let node_port = sock(NODE_IP, 30081);
+    let backend = sock(DST, 8080);
+    let local = Some(ExternalAccess {
+        local: true,
+        source_ranges: Vec::new(),
+    });
+    let mut node = Node::with_node_ip(&[service(node_port, L4Proto::Tcp, &[backend], local)]);
+
+    let out = node.run_from_uplink(&tcp(FROM_ROUTER, client, node_port, TCP_SYN), NAT_TO_POD);
+    assert_checksums(&out, "DNATed local NodePort SYN");
+    assert_eq!(
+        out,
+        tcp(DELIVERED_TO_DST, client, backend, TCP_SYN),
+        "externalTrafficPolicy Local: the client's source is kept"
+    );
+    assert_eq!(node.ct().len(), 2, "{:#?}", node.ct());
+    let forward = ct_key(client, node_port, TCP, CT_DIR_FORWARD);
+    let reply = ct_key(backend, client, TCP, CT_DIR_REPLY);
+    node.assert_ct(&forward, [client, backend], CT_STATE_NEW, 0);
+    node.assert_ct(&reply, [node_port, client], CT_STATE_NEW, CT_F_TO_UPLINK);
+
+    let syn_ack = tcp(SENT_BY_DST, backend, client, TCP_SYN | TCP_ACK);
+    let out = node.run_from_pod(&syn_ack, REVNAT_TO_STACK);
+    assert_checksums(&out, "reversed local NodePort SYN-ACK");
+    assert_eq!(out, tcp(SENT_BY_DST, node_port, client, TCP_SYN | TCP_ACK));
+}
+
+/// The data path's Maglev hash (shared through the ABI) of a flow's first-packet tuple.
+fn flow_hash(src: SocketAddrV4, dst: SocketAddrV4, proto: u8) -> u32 {
+    strait_abi::service::flow_hash(
+        wire_addr(*src.ip()),
+        wire_addr(*dst.ip()),
+        src.port().to_be(),
+        dst.port().to_be(),
+        proto,
+    )
+}
+
+#[test]
+fn maglev_maps_a_flow_to_the_same_backend_and_spreads_flows() {
+    let node_port = sock(NODE_IP, 30090);
+    let backends = [4, 5].map(|last| sock(Ipv4Addr::new(10, 244, 0, last), 8080));
+    let backends = [sock(DST, 8080), backends[0], backends[1]];
+    let entry = service(node_port, L4Proto::Tcp, &backends, Some(cluster_policy()));
+    let table = maglev::table(&entry.backends);
+    assert_eq!(table.len(), MAGLEV_TABLE_SIZE);
+    let mut node = Node::with_node_ip(std::slice::from_ref(&entry));
+    // DST is a pod on this node; the others are elsewhere (without an uplink: the node's stack).
+    let outcome = |backend: SocketAddrV4| {
+        if *backend.ip() == DST {
+            NAT_TO_POD
+        } else {
+            NAT_TO_STACK
+        }
+    };
+
+    let mut chosen = BTreeSet::new();
+    for port in 50000..50032 {
+        let client = sock(CLIENT, port);
+        let bucket = flow_hash(client, node_port, TCP) as usize % MAGLEV_TABLE_SIZE;
+        let expected = backends[table[bucket] as usize];
+        let syn = tcp(FROM_ROUTER, client, node_port, TCP_SYN);
+        for round in 0..3 {
+            let out = node.run_from_uplink(&syn, outcome(expected));
+            assert_eq!(
+                destination(&out),
+                expected,
+                "client port {port}, round {round}: the Maglev table's backend"
+            );
+            let report = node.dp.sweep_conntrack(FAR_FUTURE).unwrap();
+            assert_eq!((report.expired, report.live), (2, 0), "{report:?}");
+        }
+        chosen.insert(expected);
+    }
+    assert!(chosen.len() > 1, "32 flows all went to {chosen:?}");
+}
+
+#[test]
+fn tracked_flows_to_local_pods_take_the_xdp_fast_path() {
+    let client = sock(CLIENT, 50100);
+    let node_port = sock(NODE_IP, 30090);
+    let udp_port = sock(NODE_IP, 30091);
+    let remote_port = sock(NODE_IP, 30092);
+    let backend = sock(DST, 8080);
+    let remote = sock(Ipv4Addr::new(10, 244, 9, 9), 8080);
+    let mut node = Node::with_node_ip(&[
+        service(node_port, L4Proto::Tcp, &[backend], Some(cluster_policy())),
+        service(udp_port, L4Proto::Udp, &[backend], Some(cluster_policy())),
+        service(remote_port, L4Proto::Tcp, &[remote], Some(cluster_policy())),
+    ]);
+
+    // The first packet is tc's: XDP finds no flow and passes it on; tc opens it.
+    let syn = tcp(FROM_ROUTER, client, node_port, TCP_SYN);
+    node.run_xdp(&syn, XDP_TO_TC);
+    let opened = node.run_from_uplink(&syn, NAT_TO_POD);
+    let snat = source(&opened);
+    // Later packets are rewritten by XDP exactly as tc would, and redirected to the pod's veth.
+    let segment = data(FROM_ROUTER, client, node_port);
+    let out = node.run_xdp(&segment, XDP_NAT_TO_POD);
+    assert_checksums(&out, "XDP-translated data segment");
+    assert_eq!(out, data(DELIVERED_TO_DST, snat, backend));
+    assert_eq!(node.ct().len(), 2, "XDP opens nothing new");
+
+    // UDP, with a checksum and without one.
+    let datagram = udp(FROM_ROUTER, client, udp_port);
+    let opened = node.run_from_uplink(&datagram, NAT_TO_POD);
+    let udp_snat = source(&opened);
+    let out = node.run_xdp(&datagram, XDP_NAT_TO_POD);
+    assert_checksums(&out, "XDP-translated datagram");
+    assert_eq!(out, udp(DELIVERED_TO_DST, udp_snat, backend));
+    let out = node.run_xdp(&unsummed(datagram), XDP_NAT_TO_POD);
+    assert_eq!(out, unsummed(udp(DELIVERED_TO_DST, udp_snat, backend)));
+
+    // A flow whose backend is not on this node stays with tc.
+    let syn = tcp(FROM_ROUTER, client, remote_port, TCP_SYN);
+    node.run_from_uplink(&syn, NAT_TO_STACK);
+    node.run_xdp(&data(FROM_ROUTER, client, remote_port), XDP_TO_TC);
+}

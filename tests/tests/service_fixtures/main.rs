@@ -1,0 +1,15 @@
+//! Packet fixtures for the per-packet service path through BPF_PROG_TEST_RUN on the real verified
+//! programs (`from_pod`, `from_uplink`, `xdp_uplink`): services are written with `sync_services`, frames
+//! are built with correct checksums, and each case checks the verdict, the output frame (checksums
+//! recomputed in full here), the per-reason counter and the CT map.
+//!
+//! Under test-run every frame arrives on the namespace's loopback (ifindex 1), so both fixture pods are
+//! registered behind it: either may send without tripping the anti-spoofing check.
+//!
+//! `harness` holds the shared setup and frame helpers; `flows` the translated flows (DNAT, reverse NAT,
+//! CT states, SNAT, hairpin, Maglev, the XDP fast path); `refusals` everything that is refused, dropped
+//! or swept.
+
+mod flows;
+mod harness;
+mod refusals;
