@@ -5,8 +5,7 @@
 //! [`Lab::connect_bench`] places the client and parses its one-line JSON report.
 
 use std::{
-    io::{BufRead, BufReader},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -34,23 +33,10 @@ pub struct ConnStats {
     pub max_us: u64,
 }
 
-/// One connection: connect, read one line, close. Returns how long it took.
+/// One connection: connect, read the answer, close (the probe's exchange). Returns how long it took.
 fn one(target: SocketAddr, timeout: Duration) -> Result<Duration, String> {
     let started = Instant::now();
-    let stream = TcpStream::connect_timeout(&target, timeout)
-        .map_err(|e| format!("connect {target}: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader
-        .read_line(&mut line)
-        .map_err(|e| format!("read from {target}: {e}"))?;
-    drop(reader);
-    if line.trim().is_empty() {
-        return Err(format!("{target} closed without answering"));
-    }
+    crate::probe::ask(target, false, timeout)?;
     Ok(started.elapsed())
 }
 
