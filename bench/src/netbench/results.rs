@@ -1,0 +1,214 @@
+//! The figures a netbench run produces, as plain serializable data: what was measured (dataplane,
+//! scenario, number of services), the load generator's results, the cost of programming the services,
+//! and the machine it ran on. The report and chart modules only read these.
+
+use serde::{Deserialize, Serialize};
+
+/// A dataplane under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dataplane {
+    /// strait's eBPF programs (the lab's CNI plugin and agent).
+    Strait,
+    /// Pods on a Linux bridge, services in kube-proxy's iptables-mode rules.
+    KubeProxyIptables,
+    /// Pods on a Linux bridge, services in kube-proxy's nftables-mode rules.
+    KubeProxyNftables,
+    /// Pods on a Linux bridge, no service rules: the client talks to the pod's address.
+    Direct,
+}
+
+impl Dataplane {
+    pub const ALL: [Dataplane; 4] = [
+        Self::Strait,
+        Self::KubeProxyIptables,
+        Self::KubeProxyNftables,
+        Self::Direct,
+    ];
+
+    /// The name used on the command line, in tables and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Strait => "strait",
+            Self::KubeProxyIptables => "kube-proxy-iptables",
+            Self::KubeProxyNftables => "kube-proxy-nftables",
+            Self::Direct => "direct",
+        }
+    }
+}
+
+/// Where the client is and what it connects to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// A client pod to the server pod's address, both on one node.
+    PodToPod,
+    /// A client pod to the target Service's ClusterIP (server on the same node).
+    PodToClusterIp,
+    /// A client outside the cluster to the target Service's NodePort on the node's address.
+    ExternalToNodePort,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 3] = [
+        Self::PodToPod,
+        Self::PodToClusterIp,
+        Self::ExternalToNodePort,
+    ];
+
+    /// The name used on the command line, in tables and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PodToPod => "pod-to-pod",
+            Self::PodToClusterIp => "pod-to-clusterip",
+            Self::ExternalToNodePort => "external-to-nodeport",
+        }
+    }
+}
+
+/// Latency percentiles of one request/response or connection test, in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub mean_us: f64,
+}
+
+/// A bulk TCP transfer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stream {
+    /// Bytes the server acknowledged having received.
+    pub bytes: u64,
+    pub seconds: f64,
+    pub gbit_per_s: f64,
+}
+
+/// A request/response test (TCP RR, TCP CRR or UDP RR): completed transactions per second and the
+/// latency of each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    /// Transactions (or connections) completed.
+    pub completed: u64,
+    /// Transactions that failed (refused, reset, timed out, lost datagrams).
+    pub errors: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub latency: Latency,
+}
+
+/// Which load test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Test {
+    /// One TCP connection sending as fast as it can for the duration.
+    TcpStream,
+    /// One TCP connection, one-byte request and response, back to back.
+    TcpRr,
+    /// Connect, one-byte request and response, close; back to back.
+    TcpCrr,
+    /// One-byte UDP request and response, back to back.
+    UdpRr,
+}
+
+impl Test {
+    pub const ALL: [Test; 4] = [Self::TcpStream, Self::TcpRr, Self::TcpCrr, Self::UdpRr];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TcpStream => "tcp-stream",
+            Self::TcpRr => "tcp-rr",
+            Self::TcpCrr => "tcp-crr",
+            Self::UdpRr => "udp-rr",
+        }
+    }
+}
+
+/// The results of the load tests of one cell; a test not run is `None`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub tcp_stream: Option<Stream>,
+    pub tcp_rr: Option<Rate>,
+    pub tcp_crr: Option<Rate>,
+    pub udp_rr: Option<Rate>,
+}
+
+/// What programming the services cost a dataplane.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Programming {
+    /// From handing the services to the dataplane until they are in the kernel: strait's agent sync
+    /// (file rename to `/syncz`), `iptables-restore` or `nft -f` (whole command).
+    pub wall_ms: f64,
+    /// Change of the kernel's unreclaimable slab, vmalloc and per-CPU memory (KiB) across programming;
+    /// noisy (other activity on the machine moves it too), meaningful at thousands of services.
+    pub kernel_kib: i64,
+    /// Resident memory of the userspace agent after programming (strait's `straitd`), KiB. kube-proxy
+    /// itself is not run, so its dataplanes have none.
+    pub agent_rss_kib: Option<u64>,
+    /// Memory locked by the agent's BPF maps (KiB; preallocated at start, so independent of the
+    /// number of services).
+    pub bpf_map_kib: Option<u64>,
+    /// Rules (iptables lines, nftables rules and map elements) or frontends (strait) programmed.
+    pub objects: u64,
+}
+
+/// One cell of the matrix: a dataplane, a scenario and a number of services.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    pub dataplane: Dataplane,
+    pub scenario: Scenario,
+    /// Services present (the target plus fillers); 0 for `direct`, which programs none.
+    pub services: usize,
+    pub measurement: Measurement,
+    pub programming: Option<Programming>,
+}
+
+/// ns/packet of one eBPF program path (BPF_PROG_TEST_RUN with repeat), from `pktcost`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PacketCost {
+    pub path: String,
+    pub ns_per_packet: f64,
+}
+
+/// The machine a run was made on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpu_model: String,
+    pub cpus: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+    pub iptables_version: String,
+    pub nft_version: String,
+}
+
+/// How the run was configured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub quick: bool,
+    /// Seconds each load test ran.
+    pub test_seconds: f64,
+    /// The service counts swept.
+    pub services: Vec<usize>,
+    pub endpoints_per_service: usize,
+    pub started_at: String,
+    pub duration_s: f64,
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub machine: Machine,
+    pub config: RunConfig,
+    pub cells: Vec<Cell>,
+    pub packet_costs: Vec<PacketCost>,
+}
+
+impl RunReport {
+    /// The cell for (dataplane, scenario, services); `direct` matches any service count.
+    pub fn cell(&self, dataplane: Dataplane, scenario: Scenario, services: usize) -> Option<&Cell> {
+        self.cells.iter().find(|c| {
+            c.dataplane == dataplane
+                && c.scenario == scenario
+                && (dataplane == Dataplane::Direct || c.services == services)
+        })
+    }
+}
