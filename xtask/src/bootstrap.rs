@@ -26,8 +26,28 @@ const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 const NIGHTLY_LLVM_PREFIX: &str = "libLLVM.so.22";
 const NIGHTLY_LLVM_SUFFIX: &str = "-nightly";
 
-/// (command, Debian package providing it): a package is installed when its command is not on PATH.
-const PACKAGES: &[(&str, &str)] = &[("ip", "iproute2"), ("ping", "iputils-ping")];
+/// (command or absolute file, Debian package providing it): a package is installed when its command is
+/// not on PATH (or its file does not exist). iptables and nftables are netbench's kube-proxy baselines;
+/// the font is what netbench's charts are drawn with.
+const PACKAGES: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("ping", "iputils-ping"),
+    ("iptables-restore", "iptables"),
+    ("nft", "nftables"),
+    (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "fonts-dejavu-core",
+    ),
+];
+
+/// Where `check` (a command, or an absolute path) is, if it is present.
+fn present(check: &str) -> Option<PathBuf> {
+    if check.starts_with('/') {
+        let path = PathBuf::from(check);
+        return path.exists().then_some(path);
+    }
+    cmd::find_in_path(check)
+}
 
 /// Installs whatever is missing and says what it did.
 pub fn run(ws: &Workspace) -> Result<()> {
@@ -147,10 +167,10 @@ fn bpf_linker(ws: &Workspace) -> Result<bool> {
 fn debian_packages() -> Result<usize> {
     let mut missing = Vec::new();
     for &(command, package) in PACKAGES {
-        if let Some(path) = cmd::find_in_path(command) {
+        if let Some(path) = present(command) {
             println!("ok: {package} present ({})", path.display());
         } else {
-            println!("missing: {package} (no `{command}` on PATH)");
+            println!("missing: {package} (no `{command}`)");
             missing.push(package);
         }
     }
@@ -175,8 +195,8 @@ fn debian_packages() -> Result<usize> {
     for &(command, package) in PACKAGES {
         if missing.contains(&package) {
             ensure!(
-                cmd::find_in_path(command).is_some(),
-                "{package} was installed but `{command}` is still not on PATH"
+                present(command).is_some(),
+                "{package} was installed but `{command}` is still missing"
             );
         }
     }

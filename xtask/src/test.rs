@@ -1,6 +1,6 @@
 //! `cargo xtask test`: bootstrap, then every check in order, stopping at the first failure: rustfmt,
-//! host clippy, eBPF clippy, build, tests. Each step prints its name and duration; a summary table of
-//! the durations closes the run, whether it passed or not.
+//! host clippy, eBPF clippy, build, tests, `netbench --quick`. Each step prints its name and duration;
+//! a summary table of the durations closes the run, whether it passed or not.
 
 use std::{
     io::{BufRead, BufReader},
@@ -198,6 +198,12 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
         .env("STRAIT_BIN_DIR", ws.target.join("debug"))
         .env("RUST_BACKTRACE", "1");
 
+    let mut netbench = Command::new(ws.target.join("debug").join("netbench"));
+    netbench
+        .args(["--quick", "--out"])
+        .arg(ws.target.join("netbench-quick"))
+        .env("STRAIT_BIN_DIR", ws.target.join("debug"));
+
     vec![
         Step {
             name: "fmt",
@@ -242,6 +248,13 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             needs_root: true,
             counts_tests: true,
             command: tests,
+        },
+        Step {
+            name: "netbench (quick)",
+            about: "strait against kube-proxy and the direct path, a bounded subset (figures printed, not asserted)",
+            needs_root: true,
+            counts_tests: false,
+            command: netbench,
         },
     ]
 }
