@@ -36,6 +36,14 @@ impl Dataplane {
         self.typed_map(CT_MAP)
     }
 
+    /// Writes one CT entry as it is (for tests that need a table in a given state).
+    pub fn insert_conntrack(&mut self, key: &CtKey, entry: &CtEntry) -> Result<(), DataplaneError> {
+        let capacity = self.conntrack_capacity;
+        let mut map = self.ct_map()?;
+        map.insert(key, entry, 0)
+            .map_err(|source| DataplaneError::map(CT_MAP, capacity, source))
+    }
+
     /// Every CT entry (for tests and inspection).
     pub fn conntrack_entries(&mut self) -> Result<Vec<(CtKey, CtEntry)>, DataplaneError> {
         let capacity = self.conntrack_capacity;

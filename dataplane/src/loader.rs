@@ -24,6 +24,8 @@ pub const FROM_POD: &str = "from_pod";
 pub const FROM_UPLINK: &str = "from_uplink";
 /// The uplink's XDP program.
 pub const XDP_UPLINK: &str = "xdp_uplink";
+/// The constant in the object that switches `xdp_uplink`'s fast path (see [`LoadOptions::xdp_fast_path`]).
+const XDP_FAST_PATH: &str = "XDP_FAST_PATH";
 /// The socket-level load-balancing programs, attached to the node's cgroup.
 pub const SOCK_LB_PROGRAMS: [&str; 4] = [
     "sock_connect4",
@@ -45,6 +47,10 @@ pub struct LoadOptions {
     pub backend_capacity: u32,
     /// Capacity of the CT map (tracked flow directions; LRU).
     pub conntrack_capacity: u32,
+    /// Whether `xdp_uplink` translates and redirects tracked flows to local pods itself (the XDP fast
+    /// path). Worth it where XDP runs in the driver; in generic (skb) mode the redirect to a veth costs
+    /// more than leaving the packet to tc, so the agent turns it off there.
+    pub xdp_fast_path: bool,
 }
 
 impl Default for LoadOptions {
@@ -55,6 +61,7 @@ impl Default for LoadOptions {
             service_capacity: SVC_MAP_DEFAULT_CAPACITY,
             backend_capacity: SVC_SLOT_MAP_DEFAULT_CAPACITY,
             conntrack_capacity: CT_MAP_DEFAULT_CAPACITY,
+            xdp_fast_path: true,
         }
     }
 }
@@ -75,11 +82,13 @@ impl Dataplane {
         if EBPF_OBJECT.is_empty() {
             return Err(DataplaneError::ObjectMissing);
         }
+        let fast_path = u8::from(options.xdp_fast_path);
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(ENDPOINT_MAP, options.endpoint_capacity);
         loader.map_max_entries(SVC_MAP, options.service_capacity);
         loader.map_max_entries(SVC_SLOT_MAP, options.backend_capacity);
         loader.map_max_entries(CT_MAP, options.conntrack_capacity);
+        loader.override_global(XDP_FAST_PATH, &fast_path, true);
         let map_dir = options.pin_dir.as_ref().map(|dir| dir.join("maps"));
         let map_paths: Vec<(&'static str, PathBuf)> = match &map_dir {
             Some(dir) => {

@@ -473,7 +473,7 @@ fn run_cell(
             p.wall_ms,
             p.kernel_kib,
             p.agent_rss_kib
-                .map(|kib| format!(", agent RSS {:.1} MiB", kib as f64 / 1024.0))
+                .map(|kib| format!(", agent RSS {:.1} MiB", kib_to_mib(kib)))
                 .unwrap_or_default()
         ));
     }
@@ -744,17 +744,24 @@ fn packet_costs(bin_dir: &Path, quick: bool) -> anyhow::Result<Vec<PacketCost>> 
     Ok(costs)
 }
 
+/// KiB as MiB, for display.
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "memory sizes for display, far below 2^52"
+)]
+fn kib_to_mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().trim().to_owned()
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .map(|o| first_line(&String::from_utf8_lossy(&o.stdout)))
-        .unwrap_or_else(|| "not installed".to_owned())
+    Command::new(program).args(args).output().ok().map_or_else(
+        || "not installed".to_owned(),
+        |o| first_line(&String::from_utf8_lossy(&o.stdout)),
+    )
 }
 
 fn machine() -> Machine {
@@ -774,7 +781,7 @@ fn machine() -> Machine {
     Machine {
         cpu_model,
         cpus: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
-        memory_gib: (memory_kib as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+        memory_gib: (kib_to_mib(memory_kib) / 1024.0 * 10.0).round() / 10.0,
         kernel: first_line(&fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default()),
         iptables_version: command_output("iptables", &["--version"]),
         nft_version: command_output("nft", &["--version"]),

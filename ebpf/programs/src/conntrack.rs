@@ -8,7 +8,7 @@ use strait_abi::{
     CtEntry, CtKey,
     conntrack::{
         CT_DIR_FORWARD, CT_DIR_REPLY, CT_STATE_CLOSING, CT_STATE_ESTABLISHED, CT_STATE_NEW,
-        ct_expired,
+        ct_expired, snat_port_reusable,
     },
 };
 
@@ -108,12 +108,19 @@ pub fn create(forward: (&CtKey, &CtEntry), reply: (&CtKey, &CtEntry)) -> Result<
     CT_V1.insert(forward.0, forward.1, 0)
 }
 
-/// Whether a live entry exists for `key`.
+/// Whether the reply direction `key` (a SNAT port towards a backend) can be given to a new flow: no
+/// entry, an expired one, or a closing TCP flow quiet for a second. The closing flow's forward entry is
+/// deleted then, so its late packets are not translated onto the new flow and the sweeper, expiring it
+/// later, cannot delete the new flow's reply entry as its partner.
 #[inline(always)]
-pub fn is_live(key: &CtKey, now: u64) -> bool {
+pub fn claim_snat(key: &CtKey, now: u64) -> bool {
     // SAFETY: the value is copied out at once.
-    match unsafe { CT_V1.get(key) } {
-        Some(entry) => !ct_expired(key.proto, entry.state, entry.last_seen_ns, now),
-        None => false,
+    let Some(entry) = (unsafe { CT_V1.get(key) }).copied() else {
+        return true;
+    };
+    if !snat_port_reusable(key.proto, entry.state, entry.last_seen_ns, now) {
+        return false;
     }
+    let _ = CT_V1.remove(partner(key, &entry));
+    true
 }

@@ -89,7 +89,8 @@ fn maglev_slot(frontend: &ServiceFrontend, tuple: &Tuple, proto: u8) -> Option<u
     }
 }
 
-/// A source port (network byte order) for `snat_addr` towards `backend` that no live flow uses.
+/// A source port (network byte order) for `snat_addr` towards `backend` that no live flow holds (a port
+/// of a flow closed and quiet for a second is taken over, see [`conntrack::claim_snat`]).
 #[inline(always)]
 pub fn snat_port(backend: &BackendAddr, snat_addr: u32, proto: u8, now: u64) -> Option<u16> {
     // SAFETY: helper without arguments.
@@ -104,7 +105,7 @@ pub fn snat_port(backend: &BackendAddr, snat_addr: u32, proto: u8, now: u64) -> 
             sport: backend.port,
             dport: port,
         };
-        if !conntrack::is_live(&conntrack::key(&reply, proto, CT_DIR_REPLY), now) {
+        if conntrack::claim_snat(&conntrack::key(&reply, proto, CT_DIR_REPLY), now) {
             return Some(port);
         }
     }

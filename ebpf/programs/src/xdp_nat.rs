@@ -8,7 +8,9 @@
 //! by the receiving pod as it was before.
 
 use aya_ebpf::{
-    bindings::xdp_action::XDP_REDIRECT, helpers::bpf_ktime_get_ns, helpers::bpf_redirect,
+    EbpfContext as _,
+    bindings::xdp_action::XDP_REDIRECT,
+    helpers::{bpf_check_mtu, bpf_ktime_get_ns, bpf_redirect},
     programs::XdpContext,
 };
 use strait_abi::{EndpointKey, conntrack::CT_DIR_FORWARD, conntrack::CT_F_TO_UPLINK};
@@ -66,6 +68,13 @@ pub fn forward_tracked(ctx: &XdpContext, tuple: &Tuple, proto: u8) -> Option<u32
         })
     }
     .copied()?;
+    // An XDP redirect cannot carry more than the pod link's MTU: a larger frame (a GRO/GSO aggregate, which
+    // generic XDP sees) goes to tc, whose redirect keeps the aggregate whole.
+    let mut mtu_len = 0u32;
+    // SAFETY: helper call with the program's own context and a stack slot for the MTU it reports.
+    if unsafe { bpf_check_mtu(ctx.as_ptr(), pod.host_ifindex, &raw mut mtu_len, 0, 0) } != 0 {
+        return None;
+    }
     let new = conntrack::rewritten(&entry);
     if start + UDP_HEADERS > end {
         return None;

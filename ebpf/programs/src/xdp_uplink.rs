@@ -18,6 +18,12 @@ use crate::{
     xdp_nat, xdp_reject,
 };
 
+/// Whether tracked flows to local pods are translated and redirected here (1) or left to tc (0). The
+/// loader sets it: in generic (skb) mode an XDP redirect to a veth queues the packet for another softirq
+/// pass, which costs more than tc's `bpf_redirect_peer`, so the agent turns the fast path off there.
+#[unsafe(no_mangle)]
+static XDP_FAST_PATH: u8 = 1;
+
 /// (reason, XDP verdict) for a frame that arrived on the uplink.
 #[inline(always)]
 pub fn xdp_uplink(ctx: &XdpContext) -> (Reason, u32) {
@@ -61,6 +67,10 @@ pub fn xdp_uplink(ctx: &XdpContext) -> (Reason, u32) {
         return (Reason::DropSourceRange, XDP_DROP);
     }
     if frontend.backend_count != 0 {
+        // SAFETY: a constant the loader may have rewritten; read it as the kernel sees it.
+        if unsafe { core::ptr::read_volatile(&raw const XDP_FAST_PATH) } == 0 {
+            return (Reason::PassToTc, XDP_PASS);
+        }
         let tuple = Tuple {
             saddr,
             daddr,

@@ -128,6 +128,95 @@ fn hairpin_flow_gets_the_hairpin_source_and_is_reversed() {
     assert_eq!(node.states([&forward, &reply]), [CT_STATE_ESTABLISHED; 2]);
 }
 
+/// Fills the whole SNAT range towards `backend` with closing NodePort flows last used `age_ns` ago,
+/// one old client per port; returns each port's forward key by port.
+fn fill_snat_range(
+    node: &mut Node,
+    node_port: SocketAddrV4,
+    backend: SocketAddrV4,
+    age_ns: u64,
+) -> HashMap<u16, CtKey> {
+    let seen = monotonic_ns() - age_ns;
+    let mut forwards = HashMap::new();
+    for i in 0..SNAT_PORT_COUNT {
+        let port = SNAT_PORT_MIN + i;
+        let old = sock(
+            Ipv4Addr::new(172, 31, (i / 256) as u8, (i % 256) as u8),
+            40000,
+        );
+        let snat = sock(NODE_IP, port);
+        let closing = |new_src: SocketAddrV4, new_dst: SocketAddrV4| CtEntry {
+            last_seen_ns: seen,
+            new_saddr: wire_addr(*new_src.ip()),
+            new_sport: new_src.port().to_be(),
+            new_dport: new_dst.port().to_be(),
+            new_daddr: wire_addr(*new_dst.ip()),
+            state: CT_STATE_CLOSING,
+            flags: CT_F_SNAT,
+            ..CtEntry::default()
+        };
+        let forward = ct_key(old, node_port, TCP, CT_DIR_FORWARD);
+        let reply = ct_key(backend, snat, TCP, CT_DIR_REPLY);
+        node.dp
+            .insert_conntrack(&forward, &closing(snat, backend))
+            .unwrap();
+        node.dp
+            .insert_conntrack(&reply, &closing(node_port, old))
+            .unwrap();
+        forwards.insert(port, forward);
+    }
+    forwards
+}
+
+#[test]
+fn a_snat_port_held_by_a_flow_that_just_closed_is_not_reused() {
+    let node_port = sock(NODE_IP, 30080);
+    let backend = sock(DST, 8080);
+    let entry = service(node_port, L4Proto::Tcp, &[backend], Some(cluster_policy()));
+    let mut node = Node::with_node_ip(&[entry]);
+    fill_snat_range(&mut node, node_port, backend, 0);
+
+    let syn = tcp(FROM_ROUTER, sock(CLIENT, 50000), node_port, TCP_SYN);
+    node.run_from_uplink(&syn, (TC_ACT_SHOT, Reason::DropNatFailed));
+    assert_eq!(
+        node.ct().len(),
+        2 * usize::from(SNAT_PORT_COUNT),
+        "no flow was disturbed"
+    );
+}
+
+#[test]
+fn a_snat_port_of_a_flow_closed_and_quiet_for_a_second_goes_to_a_new_flow() {
+    let node_port = sock(NODE_IP, 30080);
+    let backend = sock(DST, 8080);
+    let entry = service(node_port, L4Proto::Tcp, &[backend], Some(cluster_policy()));
+    let mut node = Node::with_node_ip(&[entry]);
+    let forwards = fill_snat_range(&mut node, node_port, backend, 2_000_000_000);
+
+    let client = sock(CLIENT, 50000);
+    let out = node.run_from_uplink(&tcp(FROM_ROUTER, client, node_port, TCP_SYN), NAT_TO_POD);
+    let snat = source(&out);
+    assert_snat_port(snat.port(), "taken over");
+    let table = node.ct();
+    let old_forward = forwards[&snat.port()];
+    assert!(
+        !table.contains_key(&old_forward),
+        "the old flow's forward entry goes with its port"
+    );
+    assert_eq!(
+        table.len(),
+        2 * usize::from(SNAT_PORT_COUNT),
+        "the old reply entry is overwritten, its forward entry removed, the new forward entry added"
+    );
+    let reply = ct_key(backend, snat, TCP, CT_DIR_REPLY);
+    node.assert_ct(
+        &reply,
+        [node_port, client],
+        CT_STATE_NEW,
+        CT_F_SNAT | CT_F_TO_UPLINK,
+    );
+}
+
 #[test]
 fn node_port_from_the_uplink_is_snated_to_the_node_and_reversed() {
     let client = sock(CLIENT, 50000);
