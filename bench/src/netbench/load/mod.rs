@@ -242,14 +242,4 @@ mod tests {
         }
         assert!(parse_outcome("{\"kind\":\"nonsense\"}").is_err());
     }
-
-    #[test]
-    #[ignore = "temporary figures"]
-    fn tmp_figures() {
-        let target = start_server();
-        for test in Test::ALL {
-            let o = run(test, target, Duration::from_secs(1)).unwrap();
-            println!("FIG {} {}", test.name(), outcome_json(&o));
-        }
-    }
 }
