@@ -62,6 +62,16 @@ fn main() -> anyhow::Result<()> {
     let mut dataplane =
         Dataplane::load(&LoadOptions::default()).context("loading the eBPF object")?;
     frames::register_pods(&mut dataplane);
+    // The XDP fast path checks the frame against the pod link's MTU before redirecting, so DST's link
+    // must exist here: the test-run device stands in for it (redirects only return their verdict).
+    dataplane
+        .upsert_endpoint(&strait_dataplane::endpoints::Endpoint {
+            addr: DST,
+            host_ifindex: frames::TEST_RUN_IFINDEX,
+            pod_mac: frames::POD_MAC_DST,
+            host_mac: frames::GW_MAC_DST,
+        })
+        .context("registering DST behind the test-run device")?;
     let paths = [
         Path {
             name: "from-pod: non-IPv4 to stack (baseline)",
