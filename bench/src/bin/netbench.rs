@@ -30,7 +30,7 @@ use nix::sys::signal::{SigSet, Signal};
 use strait_bench::netbench::{
     bridge_lab::{self, BridgeLab},
     catalog::{Catalog, SERVER_PORT, TARGET_NODE_PORT, TARGET_PORT},
-    charts,
+    charts, headlines,
     kube_iptables::{self, KubeProxyConfig},
     kube_nftables, load, memory, report,
     results::{
@@ -109,6 +109,18 @@ enum Internal {
         #[arg(long, default_value_t = SERVER_PORT)]
         port: u16,
     },
+    /// Re-render the tables, charts and Markdown of a saved run (netbench.json) without measuring.
+    Report {
+        /// The run's JSON (`<out>/netbench.json`).
+        #[arg(long)]
+        from: PathBuf,
+        /// Directory for the charts.
+        #[arg(long, default_value = "target/netbench")]
+        out: PathBuf,
+        /// Also write the Markdown report to this file.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
     /// Run one load test and print its outcome as one JSON line.
     #[command(hide = true)]
     Client {
@@ -179,8 +191,45 @@ fn main() -> anyhow::Result<()> {
             println!("{}", load::outcome_json(&outcome));
             Ok(())
         }
+        Some(Internal::Report {
+            from,
+            out,
+            markdown,
+        }) => {
+            let text =
+                fs::read_to_string(&from).with_context(|| format!("reading {}", from.display()))?;
+            let report: RunReport = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a netbench run", from.display()))?;
+            publish(&report, &out, markdown.as_deref())
+        }
         None => run_matrix(&cli.run),
     }
+}
+
+/// Prints the tables and writes the JSON, the charts and (optionally) the Markdown report.
+fn publish(report: &RunReport, out: &Path, markdown: Option<&Path>) -> anyhow::Result<()> {
+    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    println!("{}", report::terminal_table(report));
+    let json = out.join("netbench.json");
+    report::write_json(report, &json).with_context(|| format!("writing {}", json.display()))?;
+    let charts = charts::write_charts(report, out)?;
+    progress(format_args!(
+        "wrote {} and {} chart(s) in {}",
+        json.display(),
+        charts.len(),
+        out.display()
+    ));
+    if let Some(markdown) = markdown {
+        let base = markdown.parent().unwrap_or(Path::new("."));
+        let links: Vec<(String, String)> = charts
+            .iter()
+            .map(|(title, path)| (title.clone(), relative(path, base)))
+            .collect();
+        fs::write(markdown, headlines::results_document(report, &links))
+            .with_context(|| format!("writing {}", markdown.display()))?;
+        progress(format_args!("wrote {}", markdown.display()));
+    }
+    Ok(())
 }
 
 /// `netbench serve`: binds, says `ready` on stdout, serves until killed.
@@ -392,28 +441,11 @@ fn run_matrix(args: &RunArgs) -> anyhow::Result<()> {
     }
     report.config.duration_s = started.elapsed().as_secs_f64().round();
 
-    println!("{}", report::terminal_table(&report));
-    let json = args.out.join("netbench.json");
-    report::write_json(&report, &json).with_context(|| format!("writing {}", json.display()))?;
-    let charts = charts::write_charts(&report, &args.out)?;
     progress(format_args!(
-        "wrote {} and {} chart(s) in {} ({:.0} s in all)",
-        json.display(),
-        charts.len(),
-        args.out.display(),
+        "all cells measured in {:.0} s",
         report.config.duration_s
     ));
-    if let Some(markdown) = &args.markdown {
-        let base = markdown.parent().unwrap_or(Path::new("."));
-        let links: Vec<(String, String)> = charts
-            .iter()
-            .map(|(title, path)| (title.clone(), relative(path, base)))
-            .collect();
-        fs::write(markdown, report::markdown(&report, &links))
-            .with_context(|| format!("writing {}", markdown.display()))?;
-        progress(format_args!("wrote {}", markdown.display()));
-    }
-    Ok(())
+    publish(&report, &args.out, args.markdown.as_deref())
 }
 
 /// Whether the run needs `command` (only the kube-proxy dataplanes do).

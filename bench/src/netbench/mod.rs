@@ -5,6 +5,7 @@
 pub mod bridge_lab;
 pub mod catalog;
 pub mod charts;
+pub mod headlines;
 pub mod kube_common;
 pub mod kube_iptables;
 pub mod kube_nftables;
