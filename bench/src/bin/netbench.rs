@@ -71,9 +71,13 @@ struct RunArgs {
     /// Endpoints of each filler Service (addresses where nothing answers; they only fill the rules).
     #[arg(long, default_value_t = 3)]
     endpoints: usize,
-    /// Seconds each load test runs (default 5, or 1 with --quick).
+    /// Seconds each load test runs (default 2, or 1 with --quick).
     #[arg(long)]
     seconds: Option<f64>,
+    /// Rounds: every test runs this many times per dataplane, alternating between the dataplanes, and
+    /// the median round is reported (default 3, or 1 with --quick).
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Dataplanes to compare, comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = parse_dataplane,
           default_value = "strait,kube-proxy-iptables,kube-proxy-nftables,direct")]
@@ -95,6 +99,11 @@ struct RunArgs {
     /// Skip the packet-level cost table (pktcost).
     #[arg(long)]
     no_pktcost: bool,
+    /// Do not keep the CPUs awake while measuring. By default one SCHED_IDLE spinner per CPU stops an idle
+    /// virtual CPU from halting: waking a halted vCPU takes ~100 µs on a VM, which would otherwise dominate
+    /// every round trip of every dataplane alike. Spinners yield to any other task at once.
+    #[arg(long)]
+    no_spin: bool,
     /// Give up waiting for strait's agent to sync the Services after this many seconds.
     #[arg(long, default_value_t = 300)]
     sync_timeout_s: u64,
@@ -242,8 +251,8 @@ fn serve(port: u16) -> anyhow::Result<()> {
 
 /// Set by the first SIGINT, SIGTERM or SIGHUP: the run stops at its next [`checkpoint`].
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-/// The lab being measured, torn down at once by a second signal.
-static CURRENT_LAB: Mutex<Option<String>> = Mutex::new(None);
+/// The labs being measured, torn down at once by a second signal.
+static CURRENT_LABS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn checkpoint() -> anyhow::Result<()> {
     ensure!(!INTERRUPTED.load(Ordering::SeqCst), "interrupted");
@@ -266,9 +275,9 @@ fn stop_on_signal() -> anyhow::Result<()> {
                 ));
                 continue;
             }
-            if let Some(lab) = CURRENT_LAB.lock().ok().and_then(|l| l.clone()) {
+            for lab in current_labs().iter() {
                 progress(format_args!("{signal}: removing lab {lab} now"));
-                let _ = strait_lab::down(&lab);
+                let _ = strait_lab::down(lab);
             }
             std::process::exit(130);
         }
@@ -302,7 +311,16 @@ fn export_bin_dir() -> anyhow::Result<PathBuf> {
 struct Plan {
     services: Vec<usize>,
     seconds: f64,
-    cells: Vec<(usize, Scenario, Dataplane)>,
+    rounds: usize,
+    groups: Vec<Group>,
+}
+
+/// The dataplanes measured side by side for one scenario and service count: their labs are up at the
+/// same time and the tests alternate between them, so a slow spell of the machine hits them all alike.
+struct Group {
+    services: usize,
+    scenario: Scenario,
+    dataplanes: Vec<Dataplane>,
 }
 
 fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
@@ -324,29 +342,38 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         (1..=100).contains(&args.endpoints),
         "--endpoints must be between 1 and 100"
     );
-    let seconds = args.seconds.unwrap_or(if args.quick { 1.0 } else { 5.0 });
+    let seconds = args.seconds.unwrap_or(if args.quick { 1.0 } else { 2.0 });
     ensure!(
         (0.2..=120.0).contains(&seconds),
         "--seconds must be between 0.2 and 120"
     );
     ensure!(!args.tests.is_empty(), "--tests names no test");
-    let mut cells = Vec::new();
-    for (i, &n) in services.iter().enumerate() {
+    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 });
+    ensure!(
+        (1..=20).contains(&rounds),
+        "--rounds must be between 1 and 20"
+    );
+    let mut groups = Vec::new();
+    for &n in &services {
         for &scenario in &args.scenarios {
-            for &dataplane in &args.dataplanes {
-                // The direct path programs no service: measured once per scenario.
-                if dataplane == Dataplane::Direct && i > 0 {
-                    continue;
-                }
-                cells.push((n, scenario, dataplane));
-            }
+            // The direct path programs no service, but is measured in every group: it is the yardstick
+            // of the machine's state at that moment.
+            groups.push(Group {
+                services: n,
+                scenario,
+                dataplanes: args.dataplanes.clone(),
+            });
         }
     }
-    ensure!(!cells.is_empty(), "nothing to run");
+    ensure!(
+        !groups.is_empty() && !args.dataplanes.is_empty(),
+        "nothing to run"
+    );
     Ok(Plan {
         services,
         seconds,
-        cells,
+        rounds,
+        groups,
     })
 }
 
@@ -376,17 +403,19 @@ fn run_matrix(args: &RunArgs) -> anyhow::Result<()> {
         );
     }
     stop_on_signal()?;
+    let _spinners = (!args.no_spin).then(Spinners::start);
     fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let started = Instant::now();
     let run_id = base36(std::process::id());
     progress(format_args!(
-        "{} cells ({} services; {} s per test; tests: {}); binaries from {}",
-        plan.cells.len(),
+        "{} groups ({} services; {} round(s) of {} s per test; tests: {}); binaries from {}",
+        plan.groups.len(),
         plan.services
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("/"),
+        plan.rounds,
         plan.seconds,
         args.tests
             .iter()
@@ -408,33 +437,32 @@ fn run_matrix(args: &RunArgs) -> anyhow::Result<()> {
         cells: Vec::new(),
         packet_costs: Vec::new(),
     };
-    for (index, &(services, scenario, dataplane)) in plan.cells.iter().enumerate() {
+    let mut next_lab = 0;
+    for (index, group) in plan.groups.iter().enumerate() {
         checkpoint()?;
-        let lab = format!("nb{run_id}c{index}");
         progress(format_args!(
-            "[{}/{}] {} {} with {services} service(s), lab {lab}",
+            "[{}/{}] {} with {} service(s): {}",
             index + 1,
-            plan.cells.len(),
-            dataplane.name(),
-            scenario.name()
+            plan.groups.len(),
+            group.scenario.name(),
+            group.services,
+            group
+                .dataplanes
+                .iter()
+                .map(|d| d.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
-        *CURRENT_LAB
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(lab.clone());
-        let cell = run_cell(&lab, dataplane, scenario, services, args, plan.seconds).with_context(
-            || {
-                format!(
-                    "{} {} with {services} service(s)",
-                    dataplane.name(),
-                    scenario.name()
-                )
-            },
-        )?;
-        report.cells.push(cell);
+        let cells = run_group(group, &run_id, &mut next_lab, args, &plan).with_context(|| {
+            format!(
+                "{} with {} service(s)",
+                group.scenario.name(),
+                group.services
+            )
+        })?;
+        report.cells.extend(cells);
     }
-    *CURRENT_LAB
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    current_labs().clear();
     if !args.no_pktcost {
         checkpoint()?;
         report.packet_costs = packet_costs(&bin_dir, args.quick)?;
@@ -446,6 +474,55 @@ fn run_matrix(args: &RunArgs) -> anyhow::Result<()> {
         report.config.duration_s
     ));
     publish(&report, &args.out, args.markdown.as_deref())
+}
+
+/// One busy thread per CPU at SCHED_IDLE priority (they run only when nothing else wants the CPU), so
+/// no virtual CPU halts between packets; stopped when dropped.
+struct Spinners {
+    stop: std::sync::Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Spinners {
+    fn start() -> Self {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let threads = (0..cpus)
+            .map(|cpu| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    // SAFETY: plain system calls on this thread with valid, initialised arguments.
+                    unsafe {
+                        let param = libc::sched_param { sched_priority: 0 };
+                        libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param);
+                        let mut set: libc::cpu_set_t = std::mem::zeroed();
+                        libc::CPU_SET(cpu, &mut set);
+                        libc::sched_setaffinity(
+                            0,
+                            std::mem::size_of::<libc::cpu_set_t>(),
+                            &raw const set,
+                        );
+                    }
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        progress(format_args!(
+            "keeping {cpus} CPU(s) awake with SCHED_IDLE spinners (--no-spin to turn off)"
+        ));
+        Self { stop, threads }
+    }
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Whether the run needs `command` (only the kube-proxy dataplanes do).
@@ -489,35 +566,113 @@ impl AnyLab {
     }
 }
 
-fn run_cell(
-    lab_name: &str,
+/// One dataplane's lab, ready to measure.
+struct Prepared {
     dataplane: Dataplane,
-    scenario: Scenario,
-    services: usize,
+    wiring: Wiring,
+    server: ServerGuard,
+    lab: AnyLab,
+    samples: Vec<(Test, load::Outcome)>,
+}
+
+/// Builds the group's labs (one per dataplane), runs `rounds` rounds of every test alternating between
+/// them, then removes them; each cell reports its median round.
+fn run_group(
+    group: &Group,
+    run_id: &str,
+    next_lab: &mut usize,
     args: &RunArgs,
-    seconds: f64,
-) -> anyhow::Result<Cell> {
-    let (lab, wiring) = build(lab_name, dataplane, scenario, services, args)?;
-    if let Some(p) = &wiring.programming {
-        progress(format_args!(
-            "  programmed {} object(s) in {:.1} ms (kernel memory {:+} KiB{})",
-            p.objects,
-            p.wall_ms,
-            p.kernel_kib,
-            p.agent_rss_kib
-                .map(|kib| format!(", agent RSS {:.1} MiB", kib_to_mib(kib)))
-                .unwrap_or_default()
-        ));
-    }
-    tune_client(&wiring.client)?;
-    let mut server = ServerGuard::start(&wiring.server, lab.name())?;
-    let mut measurement = Measurement::default();
-    for &test in &args.tests {
+    plan: &Plan,
+) -> anyhow::Result<Vec<Cell>> {
+    let mut prepared = Vec::new();
+    for &dataplane in &group.dataplanes {
         checkpoint()?;
-        server.ensure_alive()?;
-        let outcome = run_client(&wiring, lab.name(), test, seconds)?;
-        progress(format_args!("  {:<10} {}", test.name(), describe(&outcome)));
-        match (test, outcome) {
+        let name = format!("nb{run_id}c{next_lab}");
+        *next_lab += 1;
+        current_labs().push(name.clone());
+        let (lab, wiring) = build(&name, dataplane, group.scenario, group.services, args)
+            .with_context(|| format!("building lab {name} for {}", dataplane.name()))?;
+        progress(format_args!(
+            "  {:<20} lab {name}{}",
+            dataplane.name(),
+            wiring.programming.map_or_else(String::new, |p| format!(
+                ": programmed {} object(s) in {:.1} ms (kernel memory {:+} KiB{})",
+                p.objects,
+                p.wall_ms,
+                p.kernel_kib,
+                p.agent_rss_kib
+                    .map(|kib| format!(", agent RSS {:.1} MiB", kib_to_mib(kib)))
+                    .unwrap_or_default()
+            ))
+        ));
+        tune_client(&wiring.client)?;
+        let server = ServerGuard::start(&wiring.server, lab.name())?;
+        prepared.push(Prepared {
+            dataplane,
+            wiring,
+            server,
+            lab,
+            samples: Vec::new(),
+        });
+    }
+    for round in 1..=plan.rounds {
+        for &test in &args.tests {
+            for one in &mut prepared {
+                checkpoint()?;
+                one.server.ensure_alive()?;
+                let outcome = run_client(&one.wiring, one.lab.name(), test, plan.seconds)
+                    .with_context(|| format!("{} (round {round})", one.dataplane.name()))?;
+                progress(format_args!(
+                    "  round {round}/{} {:<10} {:<20} {}",
+                    plan.rounds,
+                    test.name(),
+                    one.dataplane.name(),
+                    describe(&outcome)
+                ));
+                one.samples.push((test, outcome));
+            }
+        }
+    }
+    let cells = prepared
+        .iter()
+        .map(|one| cell_of(one, group, &args.tests))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    drop(prepared);
+    current_labs().clear();
+    Ok(cells)
+}
+
+/// The labs up now, removed at once by a second stop signal.
+fn current_labs() -> std::sync::MutexGuard<'static, Vec<String>> {
+    CURRENT_LABS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The headline figure of an outcome, by which rounds are ranked.
+fn figure(outcome: &load::Outcome) -> f64 {
+    match outcome {
+        load::Outcome::Stream(s) => s.gbit_per_s,
+        load::Outcome::Rate(r) => r.per_second,
+    }
+}
+
+/// A dataplane's cell: for each test, the round with the median headline figure (its latencies too,
+/// so a reported p50/p99 is one real run's).
+fn cell_of(one: &Prepared, group: &Group, tests: &[Test]) -> anyhow::Result<Cell> {
+    let mut measurement = Measurement::default();
+    for &test in tests {
+        let mut rounds: Vec<load::Outcome> = one
+            .samples
+            .iter()
+            .filter(|(t, _)| *t == test)
+            .map(|(_, o)| *o)
+            .collect();
+        rounds.sort_by(|a, b| figure(a).total_cmp(&figure(b)));
+        let Some(median) = rounds.get(rounds.len() / 2).copied() else {
+            continue;
+        };
+        match (test, median) {
             (Test::TcpStream, load::Outcome::Stream(s)) => measurement.tcp_stream = Some(s),
             (Test::TcpRr, load::Outcome::Rate(r)) => measurement.tcp_rr = Some(r),
             (Test::TcpCrr, load::Outcome::Rate(r)) => measurement.tcp_crr = Some(r),
@@ -525,18 +680,12 @@ fn run_cell(
             (test, other) => bail!("{} returned {other:?}", test.name()),
         }
     }
-    drop(server);
-    drop(lab);
     Ok(Cell {
-        dataplane,
-        scenario,
-        services: if dataplane == Dataplane::Direct {
-            0
-        } else {
-            services
-        },
+        dataplane: one.dataplane,
+        scenario: group.scenario,
+        services: group.services,
         measurement,
-        programming: wiring.programming,
+        programming: one.wiring.programming,
     })
 }
 

@@ -457,7 +457,21 @@ fn sweep_chart<'a>(
     metric: Metric,
 ) -> Option<Chart<'a>> {
     let counts = service_counts(report, scenario);
-    let lines: Vec<(Dataplane, Vec<(usize, f64)>)> = LINES
+    // A run that measured `direct` beside every service count draws it as a line of its own (it shows the
+    // machine's state at each point); one that measured it once draws it as a reference level.
+    let direct_per_count = report
+        .cells
+        .iter()
+        .filter(|c| c.dataplane == Dataplane::Direct && c.scenario == scenario)
+        .count()
+        > 1;
+    let with_direct = [LINES.as_slice(), &[Dataplane::Direct]].concat();
+    let dataplanes = if direct_per_count {
+        with_direct.as_slice()
+    } else {
+        LINES.as_slice()
+    };
+    let lines: Vec<(Dataplane, Vec<(usize, f64)>)> = dataplanes
         .iter()
         .map(|&dp| {
             let points = counts
@@ -477,6 +491,7 @@ fn sweep_chart<'a>(
     }
     let reference = report
         .cell(Dataplane::Direct, scenario, 0)
+        .filter(|_| !direct_per_count)
         .and_then(|c| metric.value(&c.measurement))
         .filter(|v| v.is_finite());
     let max = lines

@@ -156,7 +156,8 @@ pub struct Programming {
 pub struct Cell {
     pub dataplane: Dataplane,
     pub scenario: Scenario,
-    /// Services present (the target plus fillers); 0 for `direct`, which programs none.
+    /// Services present (the target plus fillers). `direct` programs none; its cell carries the count of
+    /// the group it was measured with (side by side with the other dataplanes).
     pub services: usize,
     pub measurement: Measurement,
     pub programming: Option<Programming>,
@@ -203,12 +204,18 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// The cell for (dataplane, scenario, services); `direct` matches any service count.
+    /// The cell for (dataplane, scenario, services). A `direct` cell measured with that count is preferred;
+    /// failing that, any `direct` cell of the scenario matches (runs that measured it once).
     pub fn cell(&self, dataplane: Dataplane, scenario: Scenario, services: usize) -> Option<&Cell> {
-        self.cells.iter().find(|c| {
-            c.dataplane == dataplane
-                && c.scenario == scenario
-                && (dataplane == Dataplane::Direct || c.services == services)
-        })
+        let matches = |c: &&Cell| c.dataplane == dataplane && c.scenario == scenario;
+        self.cells
+            .iter()
+            .filter(matches)
+            .find(|c| c.services == services)
+            .or_else(|| {
+                (dataplane == Dataplane::Direct)
+                    .then(|| self.cells.iter().find(matches))
+                    .flatten()
+            })
     }
 }
