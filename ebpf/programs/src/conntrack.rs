@@ -66,14 +66,16 @@ pub fn track(key: &CtKey, tcp_flags: u8, now: u64) -> Option<CtEntry> {
             (*entry).state = state;
             (*entry).last_seen_ns = now;
         }
-        if state == CT_STATE_ESTABLISHED && current.state == CT_STATE_NEW {
-            // The first reply establishes the flow in both directions.
-            if let Some(other) = CT_V1.get_ptr_mut(partner(key, &current)) {
-                // SAFETY: as above.
-                unsafe {
-                    (*other).state = CT_STATE_ESTABLISHED;
-                    (*other).last_seen_ns = now;
-                }
+        // The first reply establishes the flow in both directions; a SYN reusing a closed flow's tuple
+        // reopens both (else the reply entry would stay closing and quiet, and a new flow could take its
+        // SNAT port over from under the reopened one).
+        let both = (state == CT_STATE_ESTABLISHED && current.state == CT_STATE_NEW)
+            || (state == CT_STATE_NEW && current.state != CT_STATE_NEW);
+        if both && let Some(other) = CT_V1.get_ptr_mut(partner(key, &current)) {
+            // SAFETY: as above.
+            unsafe {
+                (*other).state = state;
+                (*other).last_seen_ns = now;
             }
         }
     }

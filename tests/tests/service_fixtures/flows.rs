@@ -186,6 +186,31 @@ fn a_snat_port_held_by_a_flow_that_just_closed_is_not_reused() {
 }
 
 #[test]
+fn a_syn_reusing_a_closed_flows_tuple_reopens_both_entries_and_keeps_its_snat_port() {
+    let node_port = sock(NODE_IP, 30080);
+    let backend = sock(DST, 8080);
+    let entry = service(node_port, L4Proto::Tcp, &[backend], Some(cluster_policy()));
+    let mut node = Node::with_node_ip(&[entry]);
+    let forwards = fill_snat_range(&mut node, node_port, backend, 2_000_000_000);
+
+    // The client behind port SNAT_PORT_MIN + 1 connects again from the same port (tcp_tw_reuse).
+    let port = SNAT_PORT_MIN + 1;
+    let old = sock(Ipv4Addr::new(172, 31, 0, 1), 40000);
+    let out = node.run_from_uplink(&tcp(FROM_ROUTER, old, node_port, TCP_SYN), NAT_TO_POD);
+    assert_eq!(
+        source(&out),
+        sock(NODE_IP, port),
+        "the flow keeps its SNAT port"
+    );
+    let reply = ct_key(backend, sock(NODE_IP, port), TCP, CT_DIR_REPLY);
+    assert_eq!(
+        node.states([&forwards[&port], &reply]),
+        [CT_STATE_NEW; 2],
+        "both directions are open again, so the port cannot be taken over as closed and quiet"
+    );
+}
+
+#[test]
 fn a_snat_port_of_a_flow_closed_and_quiet_for_a_second_goes_to_a_new_flow() {
     let node_port = sock(NODE_IP, 30080);
     let backend = sock(DST, 8080);
