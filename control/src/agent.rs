@@ -28,13 +28,12 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         service_capacity: config.service_capacity,
         backend_capacity: config.backend_capacity,
         conntrack_capacity: config.conntrack_capacity,
-        // In generic mode an XDP redirect to a pod's veth is slower than tc's redirect_peer.
-        xdp_fast_path: !matches!(config.xdp_mode, strait_dataplane::XdpMode::Skb),
+        xdp_fast_path: config.xdp_fast_path,
     })
     .context("loading the eBPF data path")?;
     tracing::info!(
         pins = %config.pin_dir().display(),
-        xdp_fast_path = !matches!(config.xdp_mode, strait_dataplane::XdpMode::Skb),
+        xdp_fast_path = config.xdp_fast_path,
         "data path loaded"
     );
     let netlink = Netlink::connect().context("opening netlink")?;

@@ -35,6 +35,9 @@ pub struct AgentConfig {
     pub node_ip: Option<std::net::Ipv4Addr>,
     /// Mode of the uplink's XDP program.
     pub xdp_mode: strait_dataplane::XdpMode,
+    /// Whether XDP translates and redirects packets of tracked flows to local pods itself (otherwise tc
+    /// does); see [`fast_path_default`].
+    pub xdp_fast_path: bool,
     /// cgroup (v2) whose processes get socket-level service load balancing; `None` leaves it off.
     pub cgroup: Option<PathBuf>,
     /// Directory of Kubernetes objects (Services, EndpointSlices, ...) to serve; `None` serves none.
@@ -52,5 +55,26 @@ impl AgentConfig {
     /// The endpoint state file.
     pub fn state_file(&self) -> PathBuf {
         self.state_dir.join("endpoints.json")
+    }
+}
+
+/// The XDP fast path's default for an XDP mode: on where XDP runs in the driver, off in generic (skb)
+/// mode, where an XDP redirect to a pod's veth queues the packet for another softirq pass and costs more
+/// than tc's `bpf_redirect_peer`.
+#[must_use]
+pub fn fast_path_default(mode: strait_dataplane::XdpMode) -> bool {
+    !matches!(mode, strait_dataplane::XdpMode::Skb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fast_path_default;
+    use strait_dataplane::XdpMode;
+
+    #[test]
+    fn the_fast_path_defaults_off_only_in_generic_mode() {
+        assert!(fast_path_default(XdpMode::Default));
+        assert!(fast_path_default(XdpMode::Driver));
+        assert!(!fast_path_default(XdpMode::Skb));
     }
 }

@@ -22,7 +22,7 @@ use crate::{
     names::LabNames,
     network,
     process::{self, Placement},
-    state::{LabState, NodeRecord},
+    state::{LabOptions, LabState, NodeRecord},
 };
 
 /// Port of each agent's HTTP server inside its node namespace.
@@ -72,6 +72,16 @@ impl Lab {
     /// Builds a lab with `nodes` nodes and applies `manifests` if given. Returns once every agent is
     /// healthy and every pod answers; on failure everything made so far is removed.
     pub fn up(name: &str, nodes: usize, manifests: Option<&Path>) -> Result<Self, LabError> {
+        Self::up_with(name, nodes, manifests, LabOptions::default())
+    }
+
+    /// [`Lab::up`] with non-default [`LabOptions`].
+    pub fn up_with(
+        name: &str,
+        nodes: usize,
+        manifests: Option<&Path>,
+        options: LabOptions,
+    ) -> Result<Self, LabError> {
         let names = LabNames::new(name)?;
         if !(1..=200).contains(&nodes) {
             return Err(LabError::Usage(format!(
@@ -87,6 +97,7 @@ impl Lab {
         let mut lab = Self {
             state: LabState {
                 name: name.to_owned(),
+                options,
                 ..LabState::default()
             },
             names,
@@ -197,6 +208,12 @@ impl Lab {
             // The underlay side of the node's veth runs no XDP program, so native XDP_TX (the RST that
             // refuses a connection to a service without endpoints) could not transmit.
             .args(["--xdp-mode", "generic"])
+            .arg("--xdp-fast-path")
+            .arg(if self.state.options.xdp_fast_path {
+                "on"
+            } else {
+                "auto"
+            })
             .env("STRAIT_LAB", &self.names.lab)
             .env(
                 "RUST_LOG",

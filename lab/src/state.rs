@@ -57,6 +57,17 @@ pub struct LabState {
     pub services: BTreeMap<String, Service>,
     /// Deployments by `namespace/name`: (replicas, template hash).
     pub deployments: BTreeMap<String, (usize, String)>,
+    /// How the lab was built; a restarted agent gets the same flags.
+    #[serde(default)]
+    pub options: LabOptions,
+}
+
+/// Choices made when a lab is brought up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabOptions {
+    /// Run the uplink's XDP fast path (tracked external flows translated and redirected to pods by XDP).
+    /// The lab's agents run XDP in generic mode, where the agent leaves it off unless asked.
+    pub xdp_fast_path: bool,
 }
 
 impl LabState {

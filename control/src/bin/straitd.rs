@@ -64,6 +64,11 @@ struct Args {
     /// native XDP_TX cannot transmit; the lab uses it).
     #[arg(long, value_enum, default_value = "auto", requires = "uplink")]
     xdp_mode: XdpModeArg,
+    /// Whether XDP itself translates and redirects the packets of tracked external flows to pods on this
+    /// node (the fast path), or leaves them to tc: `auto` turns it on unless `--xdp-mode generic`, where
+    /// an XDP redirect into a veth costs more than tc's.
+    #[arg(long, value_enum, default_value = "auto", requires = "uplink")]
+    xdp_fast_path: FastPathArg,
     /// cgroup v2 directory whose processes (pods and node) get socket-level service load balancing
     /// [default: off]. On a real node this is the cgroup2 root.
     #[arg(long)]
@@ -89,6 +94,13 @@ enum XdpModeArg {
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum FastPathArg {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -107,6 +119,11 @@ fn main() -> anyhow::Result<()> {
             .with_env_filter(filter)
             .init(),
     }
+    let xdp_mode = match args.xdp_mode {
+        XdpModeArg::Auto => XdpMode::Default,
+        XdpModeArg::Native => XdpMode::Driver,
+        XdpModeArg::Generic => XdpMode::Skb,
+    };
     let config = AgentConfig {
         state_dir: args
             .state_dir
@@ -123,10 +140,11 @@ fn main() -> anyhow::Result<()> {
         conntrack_capacity: args.conntrack_capacity,
         uplink: args.uplink,
         node_ip: args.node_ip,
-        xdp_mode: match args.xdp_mode {
-            XdpModeArg::Auto => XdpMode::Default,
-            XdpModeArg::Native => XdpMode::Driver,
-            XdpModeArg::Generic => XdpMode::Skb,
+        xdp_mode,
+        xdp_fast_path: match args.xdp_fast_path {
+            FastPathArg::Auto => strait_control::config::fast_path_default(xdp_mode),
+            FastPathArg::On => true,
+            FastPathArg::Off => false,
         },
         cgroup: args.cgroup,
         manifests: args.manifests,

@@ -36,6 +36,11 @@ enum LabCommand {
         /// Manifest file or directory (Pods, Deployments, Services, Namespaces) to apply once up.
         #[arg(long)]
         manifests: Option<PathBuf>,
+        /// Turn on the uplink XDP fast path (tracked external flows translated and redirected to pods by
+        /// XDP). The lab's agents run XDP in generic mode, where the fast path is off by default because
+        /// tc's redirect is cheaper there.
+        #[arg(long)]
+        xdp_fast_path: bool,
     },
     /// Create or update the objects in a manifest file or directory.
     Apply {
@@ -182,8 +187,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             name,
             nodes,
             manifests,
+            xdp_fast_path,
         } => {
-            let lab = Lab::up(&name, nodes, manifests.as_deref())?;
+            let options = strait_lab::state::LabOptions { xdp_fast_path };
+            let lab = Lab::up_with(&name, nodes, manifests.as_deref(), options)?;
             print!("{}", status::to_table(&lab));
             println!(
                 "\nlab {name} is up. Try: strait lab probe --name {name} NS/POD IP:PORT; tear down: strait lab down --name {name}"

@@ -77,7 +77,11 @@ fn lab_with(prefix: &str, manifest: &str) -> (LabGuard, Lab, tempfile::TempDir) 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("services.yaml");
     std::fs::write(&file, manifest).unwrap();
-    let mut lab = Lab::up(&guard.name, 1, Some(&examples())).unwrap();
+    // The XDP fast path is on, so that the tracked-flow translation in XDP is driven by real packets.
+    let options = strait_lab::state::LabOptions {
+        xdp_fast_path: true,
+    };
+    let mut lab = Lab::up_with(&guard.name, 1, Some(&examples()), options).unwrap();
     if !manifest.is_empty() {
         lab.apply(&file).unwrap();
     }
