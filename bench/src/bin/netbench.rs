@@ -867,6 +867,9 @@ fn run_client(
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
+    for note in String::from_utf8_lossy(&output.stderr).lines() {
+        eprintln!("netbench:     {note}");
+    }
     let line = stdout.lines().last().unwrap_or_default();
     load::parse_outcome(line).with_context(|| format!("parsing the client's answer {line:?}"))
 }

@@ -88,18 +88,38 @@ pub const fn ct_expired(proto: u8, state: u8, last_seen_ns: u64, now_ns: u64) ->
     now_ns.saturating_sub(last_seen_ns) > ct_timeout_ns(proto, state)
 }
 
-/// How long a closing TCP flow must have been quiet before its SNAT port may go to a new flow. Without
-/// it a port stays taken for the whole closing timeout (10 s), which caps new SNATed connections at
-/// about 450/s per backend; netfilter likewise lets NAT reuse the tuple of a connection in TIME_WAIT.
-pub const SNAT_TAKEOVER_NS: u64 = SECOND_NS;
+/// How long a TCP flow closed from both sides (a FIN each way, or a RST) must have been quiet before its
+/// SNAT port may go to a new flow. Only the last ACK and retransmissions can still follow; netfilter
+/// likewise lets NAT reuse the tuple of a connection in TIME_WAIT. Holding the port for the whole closing
+/// timeout (10 s) would cap new SNATed connections at about 450/s per backend; 1 s held the range
+/// (4,536 ports) so full at netbench's ~3,000 connections/s that 16 random tries failed a few times a
+/// second; 100 ms leaves it about 7 % full at that rate.
+pub const SNAT_REUSE_CLOSED_NS: u64 = SECOND_NS / 10;
 
-/// Whether the SNAT port held by an entry in `state`, last used at `last_seen_ns`, is free at `now_ns`:
-/// the entry has expired, or it is a TCP flow that has been closing and quiet for [`SNAT_TAKEOVER_NS`].
-pub const fn snat_port_reusable(proto: u8, state: u8, last_seen_ns: u64, now_ns: u64) -> bool {
-    ct_expired(proto, state, last_seen_ns, now_ns)
-        || (proto == 6
-            && state == CT_STATE_CLOSING
-            && now_ns.saturating_sub(last_seen_ns) >= SNAT_TAKEOVER_NS)
+/// Whether the SNAT port held by a flow is free at `now_ns`. `reply_*` describe the entry of the port
+/// (the reply direction), `forward_*` its partner (a missing partner counts as closed at time 0). The
+/// port is free once the reply entry has expired, or once a TCP flow has been closed from both sides and
+/// quiet for [`SNAT_REUSE_CLOSED_NS`]. A half-closed flow keeps its port: the open side may still send.
+pub const fn snat_port_reusable(
+    proto: u8,
+    reply_state: u8,
+    reply_seen_ns: u64,
+    forward_state: u8,
+    forward_seen_ns: u64,
+    now_ns: u64,
+) -> bool {
+    if ct_expired(proto, reply_state, reply_seen_ns, now_ns) {
+        return true;
+    }
+    let last_seen = if reply_seen_ns > forward_seen_ns {
+        reply_seen_ns
+    } else {
+        forward_seen_ns
+    };
+    proto == 6
+        && reply_state == CT_STATE_CLOSING
+        && forward_state == CT_STATE_CLOSING
+        && now_ns.saturating_sub(last_seen) >= SNAT_REUSE_CLOSED_NS
 }
 
 /// The key of the other direction's entry of the flow `key`/`entry` belongs to: packets of the other
@@ -141,46 +161,65 @@ mod tests {
     const UDP: u8 = 17;
 
     #[test]
-    fn a_closing_tcp_flow_gives_up_its_snat_port_after_a_quiet_second() {
+    fn a_tcp_flow_closed_from_both_sides_gives_up_its_snat_port_after_a_quiet_moment() {
         let seen = 100 * SECOND_NS;
-        assert!(!snat_port_reusable(TCP, CT_STATE_CLOSING, seen, seen));
+        let closed = |reply_seen, forward_seen, now| {
+            snat_port_reusable(
+                TCP,
+                CT_STATE_CLOSING,
+                reply_seen,
+                CT_STATE_CLOSING,
+                forward_seen,
+                now,
+            )
+        };
+        assert!(!closed(seen, seen, seen));
+        assert!(!closed(seen, seen, seen + SNAT_REUSE_CLOSED_NS - 1));
+        assert!(closed(seen, seen, seen + SNAT_REUSE_CLOSED_NS));
+        // The later of the two directions counts.
+        let later = seen + SECOND_NS;
+        assert!(!closed(seen, later, later + SNAT_REUSE_CLOSED_NS - 1));
+        assert!(!closed(later, seen, later + SNAT_REUSE_CLOSED_NS - 1));
+        assert!(closed(later, seen, later + SNAT_REUSE_CLOSED_NS));
+    }
+
+    #[test]
+    fn a_half_closed_or_open_flow_keeps_its_snat_port_until_it_expires() {
+        let seen = 100 * SECOND_NS;
+        for (reply, forward) in [
+            (CT_STATE_ESTABLISHED, CT_STATE_CLOSING),
+            (CT_STATE_CLOSING, CT_STATE_ESTABLISHED),
+            (CT_STATE_ESTABLISHED, CT_STATE_ESTABLISHED),
+        ] {
+            let reusable = |now| snat_port_reusable(TCP, reply, seen, forward, seen, now);
+            assert!(!reusable(seen + 5 * SECOND_NS), "{reply}/{forward}");
+            let expiry = seen + ct_timeout_ns(TCP, reply) + 1;
+            assert!(reusable(expiry), "{reply}/{forward}");
+        }
         assert!(!snat_port_reusable(
             TCP,
-            CT_STATE_CLOSING,
+            CT_STATE_NEW,
             seen,
-            seen + SNAT_TAKEOVER_NS - 1
-        ));
-        assert!(snat_port_reusable(
-            TCP,
-            CT_STATE_CLOSING,
-            seen,
-            seen + SNAT_TAKEOVER_NS
-        ));
-        // Open flows keep their port until they expire.
-        assert!(!snat_port_reusable(
-            TCP,
-            CT_STATE_ESTABLISHED,
-            seen,
-            seen + 60 * SECOND_NS
-        ));
-        assert!(!snat_port_reusable(
-            TCP,
             CT_STATE_NEW,
             seen,
             seen + 2 * SECOND_NS
         ));
         assert!(snat_port_reusable(
             TCP,
+            CT_STATE_NEW,
+            seen,
             CT_STATE_NEW,
             seen,
             seen + 61 * SECOND_NS
         ));
-        // UDP has no close to see.
-        assert!(!snat_port_reusable(
-            UDP,
-            CT_STATE_CLOSING,
-            seen,
-            seen + 2 * SECOND_NS
-        ));
+    }
+
+    #[test]
+    fn udp_has_no_close_to_see() {
+        let seen = 100 * SECOND_NS;
+        let reusable =
+            |now| snat_port_reusable(UDP, CT_STATE_CLOSING, seen, CT_STATE_CLOSING, seen, now);
+        assert!(!reusable(seen + 2 * SECOND_NS));
+        assert!(reusable(seen + 31 * SECOND_NS));
     }
 }

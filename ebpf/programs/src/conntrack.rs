@@ -60,7 +60,11 @@ pub fn track(key: &CtKey, tcp_flags: u8, now: u64) -> Option<CtEntry> {
         return None;
     }
     let state = next_state(key, current.state, tcp_flags);
-    if state != current.state || now.saturating_sub(current.last_seen_ns) > TOUCH_INTERVAL_NS {
+    let reset = key.proto == PROTO_TCP && tcp_flags & TCP_RST != 0;
+    if state != current.state
+        || reset
+        || now.saturating_sub(current.last_seen_ns) > TOUCH_INTERVAL_NS
+    {
         // SAFETY: as above.
         unsafe {
             (*entry).state = state;
@@ -68,9 +72,10 @@ pub fn track(key: &CtKey, tcp_flags: u8, now: u64) -> Option<CtEntry> {
         }
         // The first reply establishes the flow in both directions; a SYN reusing a closed flow's tuple
         // reopens both (else the reply entry would stay closing and quiet, and a new flow could take its
-        // SNAT port over from under the reopened one).
+        // SNAT port over from under the reopened one); a RST closes both (a FIN only its own side).
         let both = (state == CT_STATE_ESTABLISHED && current.state == CT_STATE_NEW)
-            || (state == CT_STATE_NEW && current.state != CT_STATE_NEW);
+            || (state == CT_STATE_NEW && current.state != CT_STATE_NEW)
+            || reset;
         if both && let Some(other) = CT_V1.get_ptr_mut(partner(key, &current)) {
             // SAFETY: as above.
             unsafe {
@@ -111,8 +116,8 @@ pub fn create(forward: (&CtKey, &CtEntry), reply: (&CtKey, &CtEntry)) -> Result<
 }
 
 /// Whether the reply direction `key` (a SNAT port towards a backend) can be given to a new flow: no
-/// entry, an expired one, or a closing TCP flow quiet for a second. The closing flow's forward entry is
-/// deleted then, so its late packets are not translated onto the new flow and the sweeper, expiring it
+/// entry, an expired one, or a TCP flow closed from both sides and quiet for a moment (see
+/// [`snat_port_reusable`]). The closed flow's forward entry is deleted then, so its late packets are not translated onto the new flow and the sweeper, expiring it
 /// later, cannot delete the new flow's reply entry as its partner.
 #[inline(always)]
 pub fn claim_snat(key: &CtKey, now: u64) -> bool {
@@ -120,9 +125,22 @@ pub fn claim_snat(key: &CtKey, now: u64) -> bool {
     let Some(entry) = (unsafe { CT_V1.get(key) }).copied() else {
         return true;
     };
-    if !snat_port_reusable(key.proto, entry.state, entry.last_seen_ns, now) {
+    let forward_key = partner(key, &entry);
+    // SAFETY: the value is copied out at once.
+    let (forward_state, forward_seen) = match unsafe { CT_V1.get(&forward_key) } {
+        Some(forward) => (forward.state, forward.last_seen_ns),
+        None => (CT_STATE_CLOSING, 0),
+    };
+    if !snat_port_reusable(
+        key.proto,
+        entry.state,
+        entry.last_seen_ns,
+        forward_state,
+        forward_seen,
+        now,
+    ) {
         return false;
     }
-    let _ = CT_V1.remove(partner(key, &entry));
+    let _ = CT_V1.remove(&forward_key);
     true
 }

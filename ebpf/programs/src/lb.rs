@@ -90,7 +90,7 @@ fn maglev_slot(frontend: &ServiceFrontend, tuple: &Tuple, proto: u8) -> Option<u
 }
 
 /// A source port (network byte order) for `snat_addr` towards `backend` that no live flow holds (a port
-/// of a flow closed and quiet for a second is taken over, see [`conntrack::claim_snat`]).
+/// of a flow closed from both sides and quiet for a moment is taken over, see [`conntrack::claim_snat`]).
 #[inline(always)]
 pub fn snat_port(backend: &BackendAddr, snat_addr: u32, proto: u8, now: u64) -> Option<u16> {
     // SAFETY: helper without arguments.

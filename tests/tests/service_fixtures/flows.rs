@@ -58,6 +58,17 @@ fn cluster_ip_flow_from_a_pod_is_translated_tracked_and_reversed() {
         [CT_STATE_CLOSING, CT_STATE_ESTABLISHED],
         "a FIN closes the direction that sent it"
     );
+
+    // 4. A RST closes both directions, also the one that sent no FIN (here it comes from the side whose
+    //    entry is already closing).
+    let rst = TCP_RST | TCP_ACK;
+    let out = node.run_from_pod(&tcp(SENT_BY_SRC, client, vip, rst), NAT_TO_POD);
+    assert_eq!(out, tcp(DELIVERED_TO_DST, client, backend, rst));
+    assert_eq!(
+        node.states([&forward, &reply]),
+        [CT_STATE_CLOSING; 2],
+        "a RST closes the flow in both directions"
+    );
 }
 
 #[test]
@@ -128,15 +139,15 @@ fn hairpin_flow_gets_the_hairpin_source_and_is_reversed() {
     assert_eq!(node.states([&forward, &reply]), [CT_STATE_ESTABLISHED; 2]);
 }
 
-/// Fills the whole SNAT range towards `backend` with closing NodePort flows last used `age_ns` ago,
-/// one old client per port; returns each port's forward key by port.
+/// Fills the whole SNAT range towards `backend` with NodePort flows in the given states (forward, reply),
+/// both last used at `last_seen_ns`, one old client per port; returns each port's forward key by port.
 fn fill_snat_range(
     node: &mut Node,
     node_port: SocketAddrV4,
     backend: SocketAddrV4,
-    age_ns: u64,
+    last_seen_ns: u64,
+    [forward_state, reply_state]: [u8; 2],
 ) -> HashMap<u16, CtKey> {
-    let seen = monotonic_ns() - age_ns;
     let mut forwards = HashMap::new();
     for i in 0..SNAT_PORT_COUNT {
         let port = SNAT_PORT_MIN + i;
@@ -145,53 +156,76 @@ fn fill_snat_range(
             40000,
         );
         let snat = sock(NODE_IP, port);
-        let closing = |new_src: SocketAddrV4, new_dst: SocketAddrV4| CtEntry {
-            last_seen_ns: seen,
+        let entry = |new_src: SocketAddrV4, new_dst: SocketAddrV4, state: u8| CtEntry {
+            last_seen_ns,
             new_saddr: wire_addr(*new_src.ip()),
             new_sport: new_src.port().to_be(),
             new_dport: new_dst.port().to_be(),
             new_daddr: wire_addr(*new_dst.ip()),
-            state: CT_STATE_CLOSING,
+            state,
             flags: CT_F_SNAT,
             ..CtEntry::default()
         };
         let forward = ct_key(old, node_port, TCP, CT_DIR_FORWARD);
         let reply = ct_key(backend, snat, TCP, CT_DIR_REPLY);
         node.dp
-            .insert_conntrack(&forward, &closing(snat, backend))
+            .insert_conntrack(&forward, &entry(snat, backend, forward_state))
             .unwrap();
         node.dp
-            .insert_conntrack(&reply, &closing(node_port, old))
+            .insert_conntrack(&reply, &entry(node_port, old, reply_state))
             .unwrap();
         forwards.insert(port, forward);
     }
     forwards
 }
 
-#[test]
-fn a_snat_port_held_by_a_flow_that_just_closed_is_not_reused() {
+/// A NodePort service with one backend on a node with a node IP: (node, node port, backend).
+fn node_port_node() -> (Node, SocketAddrV4, SocketAddrV4) {
     let node_port = sock(NODE_IP, 30080);
     let backend = sock(DST, 8080);
     let entry = service(node_port, L4Proto::Tcp, &[backend], Some(cluster_policy()));
-    let mut node = Node::with_node_ip(&[entry]);
-    fill_snat_range(&mut node, node_port, backend, 0);
+    (Node::with_node_ip(&[entry]), node_port, backend)
+}
 
+/// Sends a new client's SYN to `node_port` and expects it to be dropped for want of a SNAT port, with
+/// no flow disturbed.
+fn assert_no_snat_port_for_a_new_flow(node: &mut Node, node_port: SocketAddrV4, why: &str) {
     let syn = tcp(FROM_ROUTER, sock(CLIENT, 50000), node_port, TCP_SYN);
     node.run_from_uplink(&syn, (TC_ACT_SHOT, Reason::DropNatFailed));
     assert_eq!(
         node.ct().len(),
         2 * usize::from(SNAT_PORT_COUNT),
-        "no flow was disturbed"
+        "{why}: no flow was disturbed"
     );
 }
 
 #[test]
+fn a_snat_port_held_by_a_flow_that_just_closed_is_not_reused() {
+    let (mut node, node_port, backend) = node_port_node();
+    // Seen "now" even once the range is filled, however long filling takes.
+    let now = monotonic_ns() + 5_000_000_000;
+    fill_snat_range(&mut node, node_port, backend, now, [CT_STATE_CLOSING; 2]);
+    assert_no_snat_port_for_a_new_flow(&mut node, node_port, "just closed");
+}
+
+#[test]
+fn a_half_closed_flow_keeps_its_snat_port_however_quiet() {
+    let (mut node, node_port, backend) = node_port_node();
+    let two_seconds_ago = monotonic_ns() - 2_000_000_000;
+    for states in [
+        [CT_STATE_CLOSING, CT_STATE_ESTABLISHED],
+        [CT_STATE_ESTABLISHED, CT_STATE_CLOSING],
+    ] {
+        fill_snat_range(&mut node, node_port, backend, two_seconds_ago, states);
+        assert_no_snat_port_for_a_new_flow(&mut node, node_port, &format!("{states:?}"));
+    }
+}
+
+#[test]
 fn a_syn_reusing_a_closed_flows_tuple_reopens_both_entries_and_keeps_its_snat_port() {
-    let node_port = sock(NODE_IP, 30080);
-    let backend = sock(DST, 8080);
-    let entry = service(node_port, L4Proto::Tcp, &[backend], Some(cluster_policy()));
-    let mut node = Node::with_node_ip(&[entry]);
-    let forwards = fill_snat_range(&mut node, node_port, backend, 2_000_000_000);
+    let (mut node, node_port, backend) = node_port_node();
+    let quiet = monotonic_ns() - 2 * SNAT_REUSE_CLOSED_NS;
+    let forwards = fill_snat_range(&mut node, node_port, backend, quiet, [CT_STATE_CLOSING; 2]);
 
     // The client behind port SNAT_PORT_MIN + 1 connects again from the same port (tcp_tw_reuse).
     let port = SNAT_PORT_MIN + 1;
@@ -211,12 +245,10 @@ fn a_syn_reusing_a_closed_flows_tuple_reopens_both_entries_and_keeps_its_snat_po
 }
 
 #[test]
-fn a_snat_port_of_a_flow_closed_and_quiet_for_a_second_goes_to_a_new_flow() {
-    let node_port = sock(NODE_IP, 30080);
-    let backend = sock(DST, 8080);
-    let entry = service(node_port, L4Proto::Tcp, &[backend], Some(cluster_policy()));
-    let mut node = Node::with_node_ip(&[entry]);
-    let forwards = fill_snat_range(&mut node, node_port, backend, 2_000_000_000);
+fn a_snat_port_of_a_flow_closed_from_both_sides_and_quiet_goes_to_a_new_flow() {
+    let (mut node, node_port, backend) = node_port_node();
+    let quiet = monotonic_ns() - 2 * SNAT_REUSE_CLOSED_NS;
+    let forwards = fill_snat_range(&mut node, node_port, backend, quiet, [CT_STATE_CLOSING; 2]);
 
     let client = sock(CLIENT, 50000);
     let out = node.run_from_uplink(&tcp(FROM_ROUTER, client, node_port, TCP_SYN), NAT_TO_POD);

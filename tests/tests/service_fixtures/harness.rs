@@ -13,6 +13,7 @@ pub(crate) use strait_abi::{
     conntrack::{
         CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_SNAT, CT_F_TO_UPLINK, CT_STATE_CLOSING,
         CT_STATE_ESTABLISHED, CT_STATE_NEW, HAIRPIN_SNAT_ADDR, SNAT_PORT_COUNT, SNAT_PORT_MIN,
+        SNAT_REUSE_CLOSED_NS,
     },
     service::MAGLEV_TABLE_SIZE,
 };

@@ -184,6 +184,13 @@ fn tcp_crr(target: SocketAddr, duration: Duration) -> Result<Rate, LoadError> {
             first: Box::new(first),
         });
     }
+    if let Some(first) = &phase.first_failure {
+        // The run goes on; what failed is told once, on stderr (the JSON line on stdout stays one line).
+        eprintln!(
+            "netbench client: {} of {attempts} connections to {target} failed; the first: {first}",
+            phase.errors
+        );
+    }
     Ok(phase.rate())
 }
 
