@@ -127,7 +127,7 @@ pub fn claim_snat(key: &CtKey, now: u64) -> bool {
     };
     let forward_key = partner(key, &entry);
     // SAFETY: the value is copied out at once.
-    let (forward_state, forward_seen) = match unsafe { CT_V1.get(&forward_key) } {
+    let (forward_state, forward_seen) = match unsafe { CT_V1.get(forward_key) } {
         Some(forward) => (forward.state, forward.last_seen_ns),
         None => (CT_STATE_CLOSING, 0),
     };
@@ -141,6 +141,6 @@ pub fn claim_snat(key: &CtKey, now: u64) -> bool {
     ) {
         return false;
     }
-    let _ = CT_V1.remove(&forward_key);
+    let _ = CT_V1.remove(forward_key);
     true
 }
