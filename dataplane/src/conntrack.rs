@@ -55,25 +55,46 @@ impl Dataplane {
 
     /// Deletes the entries expired at `now_ns` (CLOCK_MONOTONIC) and their partners.
     pub fn sweep_conntrack(&mut self, now_ns: u64) -> Result<SweepReport, DataplaneError> {
-        let entries = self.conntrack_entries()?;
-        let mut doomed = Vec::new();
-        for (key, entry) in &entries {
-            if ct_expired(key.proto, entry.state, entry.last_seen_ns, now_ns) {
-                doomed.push(*key);
-                doomed.push(partner(key, entry));
-            }
-        }
-        doomed.sort_by_key(|k| (k.saddr, k.daddr, k.sport, k.dport, k.proto, k.dir));
-        doomed.dedup();
+        let snapshot = self.conntrack_entries()?;
+        self.sweep_conntrack_from(&snapshot, now_ns)
+    }
+
+    /// The second half of [`Dataplane::sweep_conntrack`]: deletes the entries that were expired in
+    /// `snapshot` and still are. The programs go on while the table is read, and may give an expired
+    /// entry's key to a new flow (a SNAT port taken over), so each entry is judged again as it is now;
+    /// its partner goes only while it still belongs to the same flow (its own partner is the entry).
+    /// Public so that tests can race a snapshot against the programs.
+    pub fn sweep_conntrack_from(
+        &mut self,
+        snapshot: &[(CtKey, CtEntry)],
+        now_ns: u64,
+    ) -> Result<SweepReport, DataplaneError> {
         let mut map = self.ct_map()?;
         let mut expired = 0;
-        for key in &doomed {
+        for (key, seen) in snapshot {
+            if !ct_expired(key.proto, seen.state, seen.last_seen_ns, now_ns) {
+                continue;
+            }
+            // Gone already (deleted as a partner, or by the programs), or no longer expired.
+            let Ok(current) = map.get(key, 0) else {
+                continue;
+            };
+            if !ct_expired(key.proto, current.state, current.last_seen_ns, now_ns) {
+                continue;
+            }
             if map.remove(key).is_ok() {
+                expired += 1;
+            }
+            let other = partner(key, &current);
+            if let Ok(other_entry) = map.get(&other, 0)
+                && partner(&other, &other_entry) == *key
+                && map.remove(&other).is_ok()
+            {
                 expired += 1;
             }
         }
         Ok(SweepReport {
-            live: entries.len().saturating_sub(expired),
+            live: snapshot.len().saturating_sub(expired),
             expired,
         })
     }

@@ -47,8 +47,9 @@ const TARGET_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 /// Throughput, latency and connection rate: strait against kube-proxy (iptables and nftables modes)
 /// and the direct path, in fresh labs on this machine (needs root).
 ///
-/// A full run (the default) sweeps 1, 1,000 and 10,000 Services with 5-second tests and takes about
-/// 20 minutes on a 2-core machine; `--quick` sweeps 1 and 1,000 with 1-second tests in under 3 minutes.
+/// A full run (the default) sweeps 1, 1,000 and 10,000 Services, three rounds of 2-second tests per
+/// dataplane, and takes about 25 minutes on a 2-core machine; `--quick` sweeps 1 and 1,000 with one round
+/// of 1-second tests in under 3 minutes.
 /// Results go to the terminal (tables with ratios), to `<out>/netbench.json` and to PNG charts in
 /// `<out>/`; `--markdown FILE` also writes them as a Markdown report (bench/RESULTS.md).
 #[derive(Parser, Debug)]

@@ -275,6 +275,40 @@ fn a_snat_port_of_a_flow_closed_from_both_sides_and_quiet_goes_to_a_new_flow() {
 }
 
 #[test]
+fn a_sweep_racing_a_snat_takeover_spares_the_new_flow() {
+    let (mut node, node_port, backend) = node_port_node();
+    // Closed 20 s ago: past the 10 s closing timeout, so every entry is expired.
+    let expired = monotonic_ns() - 20_000_000_000;
+    fill_snat_range(
+        &mut node,
+        node_port,
+        backend,
+        expired,
+        [CT_STATE_CLOSING; 2],
+    );
+    // The sweeper reads the table; before it deletes anything, a new flow takes a port over.
+    let snapshot = node.dp.conntrack_entries().unwrap();
+    let client = sock(CLIENT, 50000);
+    let out = node.run_from_uplink(&tcp(FROM_ROUTER, client, node_port, TCP_SYN), NAT_TO_POD);
+    let snat = source(&out);
+    let report = node
+        .dp
+        .sweep_conntrack_from(&snapshot, monotonic_ns())
+        .unwrap();
+    let forward = ct_key(client, node_port, TCP, CT_DIR_FORWARD);
+    let reply = ct_key(backend, snat, TCP, CT_DIR_REPLY);
+    let table = node.ct();
+    assert_eq!(table.len(), 2, "only the new flow is left: {report:?}");
+    assert_eq!(
+        node.states([&forward, &reply]),
+        [CT_STATE_NEW; 2],
+        "the new flow keeps both entries, although its reply key was expired in the snapshot"
+    );
+    let others = 2 * usize::from(SNAT_PORT_COUNT - 1);
+    assert_eq!((report.expired, report.live), (others, 2));
+}
+
+#[test]
 fn node_port_from_the_uplink_is_snated_to_the_node_and_reversed() {
     let client = sock(CLIENT, 50000);
     let node_port = sock(NODE_IP, 30080);
