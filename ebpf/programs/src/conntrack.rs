@@ -117,8 +117,9 @@ pub fn create(forward: (&CtKey, &CtEntry), reply: (&CtKey, &CtEntry)) -> Result<
 
 /// Whether the reply direction `key` (a SNAT port towards a backend) can be given to a new flow: no
 /// entry, an expired one, or a TCP flow closed from both sides and quiet for a moment (see
-/// [`snat_port_reusable`]). The closed flow's forward entry is deleted then, so its late packets are not translated onto the new flow and the sweeper, expiring it
-/// later, cannot delete the new flow's reply entry as its partner.
+/// [`snat_port_reusable`]). The closed flow's forward entry is deleted then, so its late packets are not
+/// translated onto the new flow and the sweeper, expiring it later, cannot delete the new flow's reply
+/// entry as its partner.
 #[inline(always)]
 pub fn claim_snat(key: &CtKey, now: u64) -> bool {
     // SAFETY: the value is copied out at once.
