@@ -162,6 +162,19 @@ impl NetworkConfig {
     }
 }
 
+/// The `cniVersion` the configuration on stdin declares, exactly as written: `Some` when stdin is a
+/// JSON object whose `cniVersion` is a non-empty string, whether or not the rest of the
+/// configuration is valid or the version supported. Error replies echo it.
+pub fn declared_version(stdin: &[u8]) -> Option<String> {
+    let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(stdin) else {
+        return None;
+    };
+    match map.remove("cniVersion") {
+        Some(Value::String(text)) if !text.is_empty() => Some(text),
+        _ => None,
+    }
+}
+
 fn optional_string<'a>(
     map: &'a Map<String, Value>,
     key: &'static str,
@@ -395,6 +408,35 @@ mod tests {
         assert_eq!(prev.ips[0].ipv4(), Some((Ipv4Addr::new(10, 0, 0, 5), 32)));
         let no_ips = parse(r#"{"cniVersion":"1.0.0","name":"n","prevResult":{}}"#).unwrap();
         assert_eq!(no_ips.prev_result, Some(PrevResult::default()));
+    }
+
+    #[test]
+    fn declared_version_is_read_from_any_object_that_has_one() {
+        let declared = |text: &str| declared_version(text.as_bytes());
+        assert_eq!(
+            declared(r#"{"cniVersion":"0.4.0","name":"n"}"#).as_deref(),
+            Some("0.4.0")
+        );
+        // Invalid otherwise (no name, wrong type, unsupported version): still declared.
+        assert_eq!(
+            declared(r#"{"cniVersion":"1.0.0","type":"bridge"}"#).as_deref(),
+            Some("1.0.0")
+        );
+        assert_eq!(
+            declared(r#"{"cniVersion":"0.2.0"}"#).as_deref(),
+            Some("0.2.0")
+        );
+        for unknown in [
+            "",
+            "not json",
+            "[1]",
+            r#"{"name":"n"}"#,
+            r#"{"cniVersion":1}"#,
+            r#"{"cniVersion":""}"#,
+            r#"{"cniVersion":null}"#,
+        ] {
+            assert_eq!(declared(unknown), None, "{unknown:?}");
+        }
     }
 
     #[test]

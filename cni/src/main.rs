@@ -4,7 +4,7 @@
 use std::{io::Read, process::ExitCode};
 
 use strait_cni::{
-    env::{self, EnvVars},
+    env,
     plugin::{self, Outcome, PluginError, SocketAgent},
 };
 
@@ -13,20 +13,22 @@ fn main() -> ExitCode {
 }
 
 fn outcome() -> Outcome {
-    let vars = match env::process_vars() {
-        Ok(vars) => vars,
-        Err(error) => return Outcome::failure(&PluginError::Env(error)),
-    };
-    match read_stdin(&vars) {
-        Ok(stdin) => plugin::run(&vars, &stdin, &SocketAgent),
-        Err(error) => Outcome::failure(&PluginError::Stdin(error)),
+    // Stdin is read even when the environment is unusable, so the error object can carry the
+    // configuration's cniVersion.
+    let stdin = read_stdin();
+    match (env::process_vars(), stdin) {
+        (Err(error), stdin) => {
+            Outcome::failure(&PluginError::Env(error), &stdin.unwrap_or_default())
+        }
+        (Ok(_), Err(error)) => Outcome::failure(&PluginError::Stdin(error), b""),
+        (Ok(vars), Ok(stdin)) => plugin::run(&vars, &stdin, &SocketAgent),
     }
 }
 
 /// The network configuration; VERSION does not read stdin (it may be a terminal).
-fn read_stdin(vars: &EnvVars) -> std::io::Result<Vec<u8>> {
+fn read_stdin() -> std::io::Result<Vec<u8>> {
     let mut stdin = Vec::new();
-    if vars.get("CNI_COMMAND").map(String::as_str) != Some("VERSION") {
+    if std::env::var_os("CNI_COMMAND").is_none_or(|command| command != "VERSION") {
         std::io::stdin().lock().read_to_end(&mut stdin)?;
     }
     Ok(stdin)

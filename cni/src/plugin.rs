@@ -7,7 +7,7 @@ use std::{io, net::Ipv4Addr, path::Path, process::ExitCode, time::Duration};
 use crate::{
     client::{self, ClientError},
     codes,
-    config::{ConfigError, NetworkConfig, VALID_ATTACHMENTS_KEY},
+    config::{self, ConfigError, NetworkConfig, VALID_ATTACHMENTS_KEY},
     env::{CniEnv, Command, EnvError, EnvVars},
     protocol::{AttachmentKey, AttachmentRequest, ErrorKind, Request, Response},
     result::{AddResult, ErrorReply, VersionReply, to_json},
@@ -55,9 +55,16 @@ impl Outcome {
         }
     }
 
-    /// The CNI error object for `error`, exiting 1.
-    pub fn failure(error: &PluginError) -> Outcome {
-        let reply = ErrorReply::new(error.code(), error.to_string(), error.details());
+    /// The CNI error object for `error`, exiting 1. `stdin` is the network configuration as read
+    /// (empty when it was not): the object carries the `cniVersion` it declares, if any.
+    pub fn failure(error: &PluginError, stdin: &[u8]) -> Outcome {
+        let declared = config::declared_version(stdin);
+        let reply = ErrorReply::new(
+            declared.as_deref(),
+            error.code(),
+            error.to_string(),
+            error.details(),
+        );
         Outcome {
             stdout: to_json(&reply),
             exit_code: 1,
@@ -227,7 +234,7 @@ fn response_name(response: &Response) -> &'static str {
 pub fn run(vars: &EnvVars, stdin: &[u8], agent: &dyn Agent) -> Outcome {
     match dispatch(vars, stdin, agent) {
         Ok(stdout) => Outcome::success(stdout),
-        Err(error) => Outcome::failure(&error),
+        Err(error) => Outcome::failure(&error, stdin),
     }
 }
 

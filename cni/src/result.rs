@@ -113,7 +113,8 @@ impl Default for VersionReply {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorReply {
-    pub cni_version: &'static str,
+    /// The configuration's `cniVersion` as given, or the plugin's own version when it is unknown.
+    pub cni_version: String,
     pub code: u32,
     pub msg: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -121,9 +122,18 @@ pub struct ErrorReply {
 }
 
 impl ErrorReply {
-    pub fn new(code: u32, msg: String, details: String) -> ErrorReply {
+    /// The error object for a configuration that declared `declared_version` (`None` when the
+    /// configuration was unreadable or had no `cniVersion` string). The spec asks for "the same
+    /// value as provided by the configuration", so a declared version is echoed even when the
+    /// plugin does not support it; only an unknown one falls back to [`PLUGIN_SPEC_VERSION`].
+    pub fn new(
+        declared_version: Option<&str>,
+        code: u32,
+        msg: String,
+        details: String,
+    ) -> ErrorReply {
         ErrorReply {
-            cni_version: PLUGIN_SPEC_VERSION,
+            cni_version: declared_version.unwrap_or(PLUGIN_SPEC_VERSION).to_owned(),
             code,
             msg,
             details,
@@ -207,15 +217,24 @@ mod tests {
 
     #[test]
     fn error_reply_has_code_msg_and_details() {
-        let reply = ErrorReply::new(4, "short".into(), "longer".into());
+        let reply = ErrorReply::new(Some("1.0.0"), 4, "short".into(), "longer".into());
         assert_eq!(
             to_json(&reply),
-            r#"{"cniVersion":"1.1.0","code":4,"msg":"short","details":"longer"}"#
+            r#"{"cniVersion":"1.0.0","code":4,"msg":"short","details":"longer"}"#
         );
-        let bare = ErrorReply::new(7, "short".into(), String::new());
+        let bare = ErrorReply::new(Some("0.4.0"), 7, "short".into(), String::new());
         assert_eq!(
             to_json(&bare),
-            r#"{"cniVersion":"1.1.0","code":7,"msg":"short"}"#
+            r#"{"cniVersion":"0.4.0","code":7,"msg":"short"}"#
         );
+    }
+
+    #[test]
+    fn error_reply_falls_back_to_the_plugin_version_only_when_unknown() {
+        let unknown = ErrorReply::new(None, 6, "not json".into(), String::new());
+        assert_eq!(unknown.cni_version, PLUGIN_SPEC_VERSION);
+        // A declared version the plugin does not support is still echoed, as the spec asks.
+        let unsupported = ErrorReply::new(Some("0.2.0"), 1, "too old".into(), String::new());
+        assert_eq!(unsupported.cni_version, "0.2.0");
     }
 }

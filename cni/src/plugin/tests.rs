@@ -113,12 +113,18 @@ fn config_with(extra: &str) -> String {
     format!(r#"{{"cniVersion":"1.1.0","name":"strait","type":"strait-cni",{extra}}}"#)
 }
 
-/// Asserts `outcome` is a CNI error with `code`, and returns its parsed JSON.
+/// Asserts `outcome` is a CNI error with `code` for a configuration declaring cniVersion 1.1.0 (or
+/// none), and returns its parsed JSON.
 fn assert_error(outcome: &Outcome, code: u32) -> Value {
+    assert_versioned_error(outcome, code, "1.1.0")
+}
+
+/// Asserts `outcome` is a CNI error with `code` whose `cniVersion` is `version`.
+fn assert_versioned_error(outcome: &Outcome, code: u32, version: &str) -> Value {
     assert_eq!(outcome.exit_code, 1, "errors exit non-zero: {outcome:?}");
     let reply: Value = serde_json::from_str(&outcome.stdout).expect("error is JSON");
     assert_eq!(reply["code"], code, "{reply}");
-    assert_eq!(reply["cniVersion"], "1.1.0");
+    assert_eq!(reply["cniVersion"], version, "{reply}");
     assert!(
         !reply["msg"].as_str().unwrap().is_empty(),
         "msg must be set: {reply}"
@@ -238,6 +244,36 @@ fn environment_errors_are_code_4_and_name_the_variable() {
 }
 
 #[test]
+fn errors_carry_the_configured_version() {
+    let old = br#"{"cniVersion":"0.4.0","name":"strait","type":"strait-cni"}"#;
+    // An environment error, before the configuration is validated.
+    assert_versioned_error(
+        &run(&env_for("EXPLODE"), old, &FakeAgent::unreachable()),
+        4,
+        "0.4.0",
+    );
+    // An agent that cannot be reached.
+    assert_versioned_error(
+        &run(&env_for("ADD"), old, &FakeAgent::unreachable()),
+        11,
+        "0.4.0",
+    );
+    // An agent that refuses.
+    let refusing = FakeAgent::refusing(ErrorKind::Exhausted);
+    assert_versioned_error(&run(&env_for("ADD"), old, &refusing), 100, "0.4.0");
+    // A configuration that is invalid but declares its version.
+    let nameless = br#"{"cniVersion":"1.0.0"}"#;
+    assert_versioned_error(&run(&env_for("ADD"), nameless, &refusing), 7, "1.0.0");
+    // Only an unreadable configuration falls back to the plugin's own version.
+    assert_versioned_error(&run(&env_for("ADD"), b"{", &refusing), 6, "1.1.0");
+    assert_versioned_error(
+        &run(&env_for("ADD"), br#"{"cniVersion":4}"#, &refusing),
+        7,
+        "1.1.0",
+    );
+}
+
+#[test]
 fn config_errors_have_their_codes() {
     let agent = FakeAgent::with(Response::Added(attachment()));
     let add = env_for("ADD");
@@ -251,7 +287,7 @@ fn config_errors_have_their_codes() {
     let reply = assert_error(&run(&add, wrong_type, &agent), 7);
     assert!(reply["msg"].as_str().unwrap().contains("bridge"));
     let old = br#"{"cniVersion":"0.2.0","name":"strait","type":"strait-cni"}"#;
-    let reply = assert_error(&run(&add, old, &agent), 1);
+    let reply = assert_versioned_error(&run(&add, old, &agent), 1, "0.2.0");
     assert!(reply["msg"].as_str().unwrap().contains("0.2.0"));
     let bad_timeout = config_with(r#""timeoutMs":"soon""#);
     let reply = assert_error(&run(&add, bad_timeout.as_bytes(), &agent), 7);
@@ -376,7 +412,7 @@ fn check_compares_prev_result_with_the_agent() {
 fn check_needs_cni_0_4_0() {
     let agent = FakeAgent::with(Response::Checked(attachment()));
     let old = br#"{"cniVersion":"0.3.1","name":"strait"}"#;
-    let reply = assert_error(&run(&env_for("CHECK"), old, &agent), 1);
+    let reply = assert_versioned_error(&run(&env_for("CHECK"), old, &agent), 1, "0.3.1");
     assert!(reply["msg"].as_str().unwrap().contains("0.4.0"));
     assert!(agent.requests().is_empty());
 }
@@ -417,7 +453,7 @@ fn gc_refuses_without_a_valid_list_or_on_old_versions() {
             .contains("cni.dev/valid-attachments")
     );
     let old = br#"{"cniVersion":"1.0.0","name":"strait","cni.dev/valid-attachments":[]}"#;
-    assert_error(&run(&gc, old, &agent), 1);
+    assert_versioned_error(&run(&gc, old, &agent), 1, "1.0.0");
     assert!(agent.requests().is_empty());
 }
 
