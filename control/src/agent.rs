@@ -85,7 +85,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let sweep_task = tokio::spawn(conntrack_gc::run(manager.clone(), conntrack_stats.clone()));
     let sync_task = source.map(|(source, origin)| {
         let (node, manager, clock) = (config.node_name.clone(), manager.clone(), clock.clone());
-        tokio::spawn(services::run(source, origin, node, manager, clock))
+        let resync = config.resync_interval;
+        tokio::spawn(services::run(source, origin, node, manager, clock, resync))
     });
     let http_task = tokio::spawn(http::serve(
         http_listener,

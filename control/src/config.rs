@@ -44,6 +44,9 @@ pub struct AgentConfig {
     pub manifests: Option<PathBuf>,
     /// Watch the Kubernetes API (in-cluster config or kubeconfig) instead of a directory.
     pub kube: bool,
+    /// How often the incremental model is checked against a full look at the source and a full
+    /// translation (the safety net).
+    pub resync_interval: std::time::Duration,
 }
 
 impl AgentConfig {

@@ -1,29 +1,41 @@
-//! The service sync loop: polls the object source, translates Services and EndpointSlices into service
-//! entries and programs the difference into the data path, and keeps the node's health check node ports
+//! The service sync loop: owns the [`ObjectStore`], feeds it the source's batches, lets the
+//! [`ServiceIndex`] re-translate only the Services each batch touches, and writes only the frontends
+//! whose entry changed into the data path; keeps the node's health check node ports
 //! ([`HealthServer`]) in step. A bad file is logged by name and the rest of the state is kept.
+//!
+//! Every `resync_every`, the loop asks the source to look at everything again and compares the
+//! incremental result with a full translation of the store and with the kernel's table: both must be
+//! no-ops, and any difference is logged as drift and repaired.
 
 use std::{
+    collections::BTreeSet,
     net::{IpAddr, Ipv4Addr},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use strait_dataplane::service_maps::{ServiceTable, SyncReport};
+use strait_dataplane::services::{ServiceEntry, ServiceKey};
+use strait_k8s::ObjectStore;
 use tokio::sync::Mutex;
 
 use crate::{
     endpoints::EndpointManager,
     healthcheck::HealthServer,
-    model::{health::health_checks, source::ObjectSource, translate::service_entries},
+    model::{
+        HealthCheck, ServiceIndex, health::health_checks, source::ObjectSource,
+        source::SourceChange, translate::service_entries,
+    },
 };
 
-/// How often the source is polled for changes.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How long a quiet source is waited on before the loop goes round again.
+pub const WAIT: Duration = Duration::from_millis(200);
 
-/// Wall-clock time (ms since the epoch) at which the last poll that left nothing pending *started*: a
-/// publisher that wrote its objects before that time knows they are in the data path. 0 until then.
+/// Wall-clock time (ms since the epoch) at which the last loop turn that left nothing pending *started*:
+/// a publisher that wrote its objects before that time knows they are in the data path. 0 until then.
 #[derive(Clone, Debug, Default)]
 pub struct SyncClock(Arc<AtomicU64>);
 
@@ -43,13 +55,123 @@ fn now_ms() -> u64 {
 /// Where the agent's objects come from.
 pub type BoxedSource = Box<dyn ObjectSource + Send>;
 
+/// The store, the source feeding it and the services feature's index: moved to a blocking thread for
+/// each turn (reading and parsing files can take a while) and back.
+struct Model {
+    source: BoxedSource,
+    store: ObjectStore,
+    index: ServiceIndex,
+    /// Whether the index has been built (it is, once the source is ready).
+    built: bool,
+    node: String,
+}
+
+/// What one turn found.
+#[derive(Default)]
+struct Turn {
+    errors: Vec<String>,
+    /// Store events the batch caused.
+    events: usize,
+    /// Frontends whose entry may have changed.
+    touched: BTreeSet<ServiceKey>,
+    /// Services re-translated.
+    retranslated: usize,
+    /// New health checks, when they may have changed.
+    health: Option<Vec<HealthCheck>>,
+    /// When the source heard of the batch's first change.
+    noticed: Option<Instant>,
+    /// On a resync: entries where the index and a full translation disagree.
+    drift: Option<usize>,
+}
+
+impl Model {
+    fn turn(&mut self, wait: Duration, resync: bool) -> Turn {
+        let batch = if resync {
+            self.source.resync()
+        } else {
+            self.source.next_batch(wait)
+        };
+        let mut events = Vec::new();
+        for change in batch.changes {
+            match change {
+                SourceChange::Change(change) => events.extend(self.store.apply(change)),
+                SourceChange::Replace(kind, objects) => {
+                    events.extend(self.store.replace(kind, objects));
+                }
+            }
+        }
+        let mut turn = Turn {
+            errors: batch.errors,
+            events: events.len(),
+            noticed: batch.noticed,
+            ..Turn::default()
+        };
+        if !self.source.is_ready() {
+            return turn;
+        }
+        let touched = if self.built {
+            self.index.update(&self.store, &events)
+        } else {
+            self.built = true;
+            let mut all = self.index.rebuild(&self.store);
+            all.health = true;
+            all
+        };
+        turn.touched = touched.frontends;
+        turn.retranslated = touched.services;
+        if touched.health {
+            turn.health = Some(health_checks(&self.store, &self.node));
+        }
+        if resync {
+            let full = service_entries(&self.store, &self.node);
+            let incremental = self.index.entries();
+            let drift = full.len().abs_diff(incremental.len())
+                + full
+                    .iter()
+                    .zip(&incremental)
+                    .filter(|(a, b)| a != b)
+                    .count();
+            if drift > 0 {
+                tracing::warn!(
+                    drift,
+                    "resync: the incremental translation drifted; rebuilding"
+                );
+                turn.touched
+                    .extend(self.index.rebuild(&self.store).frontends);
+            }
+            turn.drift = Some(drift);
+            turn.health = Some(health_checks(&self.store, &self.node));
+        }
+        turn
+    }
+
+    /// The writes that make the kernel's table hold the index's entry for each of `keys`.
+    fn writes(
+        &self,
+        table: &ServiceTable,
+        keys: impl IntoIterator<Item = ServiceKey>,
+    ) -> (Vec<ServiceEntry>, Vec<ServiceKey>) {
+        let (mut upserts, mut removals) = (Vec::new(), Vec::new());
+        for key in keys {
+            match (self.index.entry(&key), table.get(&key)) {
+                (Some(want), Some(have)) if want == have => {}
+                (Some(want), _) => upserts.push(want.clone()),
+                (None, Some(_)) => removals.push(key),
+                (None, None) => {}
+            }
+        }
+        (upserts, removals)
+    }
+}
+
 /// Runs until aborted. `origin` names the source in logs (a directory, or the API server).
 pub async fn run(
-    mut source: BoxedSource,
+    source: BoxedSource,
     origin: String,
     node: String,
     manager: Arc<Mutex<EndpointManager>>,
     clock: SyncClock,
+    resync_every: Duration,
 ) {
     let mut table = match manager.lock().await.dataplane_mut().read_services() {
         Ok(table) => {
@@ -66,72 +188,115 @@ pub async fn run(
     };
     // The agent runs in the node's network namespace: health checks are answered on every node address.
     let mut health = HealthServer::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    // Entries not yet in the kernel: set on every change, cleared once a sync succeeds, so a failed sync
-    // is retried on the next tick.
-    let mut pending = None;
+    let mut model = Some(Model {
+        source,
+        store: ObjectStore::new(),
+        index: ServiceIndex::new(&node),
+        built: false,
+        node,
+    });
+    // Frontends not yet written: kept across turns when a write fails, so it is retried.
+    let mut pending: BTreeSet<ServiceKey> = BTreeSet::new();
+    let mut wait = WAIT;
+    let mut last_resync = Instant::now();
     loop {
-        let poll_started = now_ms();
-        // Reading, parsing and translating can take seconds at 10k services: off the runtime's thread, so
-        // the CNI socket and HTTP keep answering meanwhile.
-        let node_name = node.clone();
-        let polled = tokio::task::spawn_blocking(move || {
-            let report = source.poll();
-            let entries = report.as_ref().map(|r| {
-                (
-                    service_entries(&r.objects, &node_name),
-                    health_checks(&r.objects, &node_name),
-                )
-            });
-            (source, report, entries)
+        let turn_started = now_ms();
+        let resync = last_resync.elapsed() >= resync_every;
+        if resync {
+            last_resync = Instant::now();
+        }
+        let Some(mut current) = model.take() else {
+            return;
+        };
+        let turned = tokio::task::spawn_blocking(move || {
+            let turn = current.turn(wait, resync);
+            (current, turn)
         })
         .await;
-        let Ok((returned, report, entries)) = polled else {
+        let Ok((current, turn)) = turned else {
             tracing::error!("the object source panicked; service sync stops");
             return;
         };
-        source = returned;
-        let mut new_checks = None;
-        if let (Some(report), Some((entries, checks))) = (report, entries) {
-            for error in &report.errors {
-                tracing::warn!(source = %origin, "skipped: {error}");
-            }
-            pending = Some(entries);
-            new_checks = Some(checks);
+        for error in &turn.errors {
+            tracing::warn!(source = %origin, "skipped: {error}");
         }
-        if let Some(entries) = &pending {
-            let started = std::time::Instant::now();
-            let result = manager
-                .lock()
-                .await
-                .dataplane_mut()
-                .sync_services(&mut table, entries);
-            match result {
-                Ok(sync) => {
-                    tracing::info!(
-                        frontends = entries.len(),
-                        added = sync.added,
-                        updated = sync.updated,
-                        removed = sync.removed,
-                        unchanged = sync.unchanged,
-                        took_ms = started.elapsed().as_millis(),
-                        "services synced"
-                    );
-                    pending = None;
-                }
-                Err(error) => tracing::error!(%error, "service sync failed; retrying"),
+        // A busy source is asked again at once, so a publisher learns quickly that its change is in.
+        wait = if turn.events > 0 || !turn.errors.is_empty() {
+            Duration::ZERO
+        } else {
+            WAIT
+        };
+        pending.extend(turn.touched.iter().copied());
+        if turn.drift.is_some() {
+            // The kernel's table is checked in full too.
+            pending.extend(table.entries().map(|e| e.key));
+            pending.extend(current.index.entries().iter().map(|e| e.key));
+        }
+        if !pending.is_empty() {
+            let writes = current.writes(&table, pending.iter().copied());
+            if write_pending(&manager, &mut table, writes, &turn).await {
+                pending.clear();
             }
+        }
+        if let Some(drift) = turn.drift {
+            tracing::info!(drift, frontends = table.len(), "resync done");
         }
         // After the data path, as kube-proxy updates its health server after its rules: a load balancer
         // hears of local endpoints once they can be reached.
-        match new_checks {
+        match turn.health {
             Some(checks) => health.reconcile(&checks).await,
             None => health.retry().await,
         }
-        // Nothing pending: everything written before this poll began is in the data path, whether this
-        // poll found a change or not.
-        if pending.is_none() {
-            clock.0.store(poll_started, Ordering::SeqCst);
+        // Nothing pending: everything written before this turn began is in the data path.
+        if pending.is_empty() && current.built {
+            clock.0.store(turn_started, Ordering::SeqCst);
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        model = Some(current);
+        if wait == Duration::ZERO {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Writes the index's entries for pending frontends into the kernel; false when the write failed
+/// (the loop keeps them pending and tries again).
+async fn write_pending(
+    manager: &Mutex<EndpointManager>,
+    table: &mut ServiceTable,
+    (upserts, removals): (Vec<ServiceEntry>, Vec<ServiceKey>),
+    turn: &Turn,
+) -> bool {
+    let started = Instant::now();
+    let result = if upserts.is_empty() && removals.is_empty() {
+        Ok(SyncReport::default())
+    } else {
+        manager
+            .lock()
+            .await
+            .dataplane_mut()
+            .apply_services(table, &upserts, &removals)
+    };
+    match result {
+        Ok(sync) => {
+            let latency_us = turn.noticed.map_or(0, |n| {
+                u64::try_from(n.elapsed().as_micros()).unwrap_or(u64::MAX)
+            });
+            tracing::info!(
+                frontends = table.len(),
+                events = turn.events,
+                services = turn.retranslated,
+                added = sync.added,
+                updated = sync.updated,
+                removed = sync.removed,
+                took_ms = started.elapsed().as_millis(),
+                latency_us,
+                "services synced"
+            );
+            true
+        }
+        Err(error) => {
+            tracing::error!(%error, "service sync failed; retrying");
+            false
+        }
     }
 }

@@ -165,10 +165,27 @@ impl Dataplane {
         table: &mut ServiceTable,
         desired: &[ServiceEntry],
     ) -> Result<SyncReport, DataplaneError> {
+        let wanted: BTreeSet<ServiceKey> = desired.iter().map(|e| e.key).collect();
+        let stale: Vec<ServiceKey> = table
+            .entries
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .copied()
+            .collect();
+        self.apply_services(table, desired, &stale)
+    }
+
+    /// Writes `upserts` (each skipped when the kernel already holds it) and removes the frontends in
+    /// `removals` (absent ones are skipped): the incremental form of [`sync_services`](Self::sync_services).
+    pub fn apply_services(
+        &mut self,
+        table: &mut ServiceTable,
+        upserts: &[ServiceEntry],
+        removals: &[ServiceKey],
+    ) -> Result<SyncReport, DataplaneError> {
         let svc_cap = self.service_capacity;
         let mut report = SyncReport::default();
-        let wanted: BTreeSet<ServiceKey> = desired.iter().map(|e| e.key).collect();
-        for entry in desired {
+        for entry in upserts {
             match table.entries.get(&entry.key) {
                 Some((_, current)) if current == entry => report.unchanged += 1,
                 Some((id, old)) => {
@@ -185,16 +202,10 @@ impl Dataplane {
                 }
             }
         }
-        let stale: Vec<ServiceKey> = table
-            .entries
-            .keys()
-            .filter(|k| !wanted.contains(k))
-            .copied()
-            .collect();
-        for key in stale {
-            if let Some((id, entry)) = table.entries.remove(&key) {
+        for key in removals {
+            if let Some((id, entry)) = table.entries.remove(key) {
                 self.svc_map()?
-                    .remove(&frontend_key(key))
+                    .remove(&frontend_key(*key))
                     .map_err(map_error(SVC_MAP, svc_cap))?;
                 self.write_external(id, &entry.backends, None, Some(&entry))?;
                 let mut slots = self.slot_map()?;
@@ -335,6 +346,16 @@ impl ServiceTable {
     /// Whether there are no frontends.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The entry the kernel holds for `key`.
+    pub fn get(&self, key: &ServiceKey) -> Option<&ServiceEntry> {
+        self.entries.get(key).map(|(_, entry)| entry)
+    }
+
+    /// Every entry the kernel holds, sorted by key.
+    pub fn entries(&self) -> impl Iterator<Item = &ServiceEntry> {
+        self.entries.values().map(|(_, entry)| entry)
     }
 
     fn take_id(&mut self) -> u32 {

@@ -42,19 +42,7 @@ fn external_addresses<'a>(
     services: impl Iterator<Item = &'a k8s_openapi::api::core::v1::Service>,
 ) -> Vec<Ipv4Addr> {
     let mut out: Vec<Ipv4Addr> = services
-        .flat_map(|service| {
-            let spec_ips = service
-                .spec
-                .iter()
-                .flat_map(|s| s.external_ips.iter().flatten());
-            let lb_ips = service
-                .status
-                .iter()
-                .flat_map(|s| s.load_balancer.iter())
-                .flat_map(|lb| lb.ingress.iter().flatten())
-                .filter_map(|i| i.ip.as_ref());
-            spec_ips.chain(lb_ips).filter_map(|ip| ip.parse().ok())
-        })
+        .flat_map(|service| strait_k8s::service::external_addresses(service).all())
         .collect();
     out.sort();
     out.dedup();

@@ -311,16 +311,19 @@ impl Lab {
 
     /// Applies every object in `path` (file or directory). Pods are created and waited for.
     pub fn apply(&mut self, path: &Path) -> Result<(), LabError> {
-        let loaded = manifests::load_path_skipping_unknown(path)?;
+        let loaded = manifests::load_path(path)?;
         for skipped in &loaded.skipped {
             tracing::warn!("skipped: {skipped}");
         }
-        for object in &loaded.objects {
+        for (_, object) in &loaded.objects {
             match object {
-                Object::Namespace(_) => {}
+                Object::Namespace(_)
+                | Object::Node(_)
+                | Object::EndpointSlice(_)
+                | Object::NetworkPolicy(_) => {}
                 Object::Service(service) => {
                     let key = format!("{}/{}", object.namespace(), object.name());
-                    let mut service = service.clone();
+                    let mut service = (**service).clone();
                     keep_allocations(self.state.services.get(&key), &mut service);
                     let service = self.admit_service(&key, service)?;
                     self.state.services.insert(key, service);
@@ -373,11 +376,14 @@ impl Lab {
 
     /// Deletes every object named in `path`.
     pub fn delete(&mut self, path: &Path) -> Result<(), LabError> {
-        let loaded = manifests::load_path_skipping_unknown(path)?;
-        for object in &loaded.objects {
+        let loaded = manifests::load_path(path)?;
+        for (_, object) in &loaded.objects {
             let key = format!("{}/{}", object.namespace(), object.name());
             match object {
-                Object::Namespace(_) => {}
+                Object::Namespace(_)
+                | Object::Node(_)
+                | Object::EndpointSlice(_)
+                | Object::NetworkPolicy(_) => {}
                 Object::Service(_) => {
                     self.state.services.remove(&key);
                 }

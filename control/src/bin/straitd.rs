@@ -81,6 +81,11 @@ struct Args {
     /// account, or KUBECONFIG) instead of a manifest directory.
     #[arg(long)]
     kube: bool,
+    /// Seconds between full resyncs: the source is looked at again in full, and the incremental
+    /// translation is compared with a full one and with the kernel's maps (both must be no-ops; a
+    /// difference is logged as drift and repaired).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    resync_interval_s: u64,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -149,6 +154,7 @@ fn main() -> anyhow::Result<()> {
         cgroup: args.cgroup,
         manifests: args.manifests,
         kube: args.kube,
+        resync_interval: std::time::Duration::from_secs(args.resync_interval_s),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

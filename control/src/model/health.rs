@@ -17,7 +17,8 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use super::objects::ClusterObjects;
+use strait_k8s::ObjectStore;
+
 use super::translate::{SERVICE_NAME_LABEL, is_ready};
 
 /// One health check node port to serve: the Service it answers for, the port, and how many of the
@@ -31,21 +32,23 @@ pub struct HealthCheck {
 }
 
 /// The health checks node `node_name` serves, sorted by (namespace, name).
-pub fn health_checks(objects: &ClusterObjects, node_name: &str) -> Vec<HealthCheck> {
-    let ports: BTreeMap<(&str, &str), u16> = objects
-        .services
-        .iter()
-        .filter_map(|((namespace, name), service)| {
+pub fn health_checks(store: &ObjectStore, node_name: &str) -> Vec<HealthCheck> {
+    let ports: BTreeMap<(&str, &str), u16> = store
+        .services()
+        .filter_map(|(key, service)| {
             let port = health_check_port(service)?;
-            Some(((namespace.as_str(), name.as_str()), port))
+            Some(((key.namespace.as_str(), key.name.as_str()), port))
         })
         .collect();
+    if ports.is_empty() {
+        return Vec::new();
+    }
     let mut local: BTreeMap<(&str, &str), BTreeSet<Ipv4Addr>> = BTreeMap::new();
-    for ((namespace, _), slice) in &objects.endpoint_slices {
+    for (slice_key, slice) in store.endpoint_slices() {
         let Some(service) = slice_service(slice) else {
             continue;
         };
-        let key = (namespace.as_str(), service);
+        let key = (slice_key.namespace.as_str(), service);
         if !ports.contains_key(&key) {
             continue;
         }
@@ -70,7 +73,7 @@ pub fn health_checks(objects: &ClusterObjects, node_name: &str) -> Vec<HealthChe
 
 /// The Service's `healthCheckNodePort` when it needs one (LoadBalancer, externalTrafficPolicy Local,
 /// a cluster IP) and it is a valid port number.
-fn health_check_port(service: &Service) -> Option<u16> {
+pub fn health_check_port(service: &Service) -> Option<u16> {
     let spec: &ServiceSpec = service.spec.as_ref()?;
     if spec.type_.as_deref() != Some("LoadBalancer")
         || spec.external_traffic_policy.as_deref() != Some("Local")
@@ -115,6 +118,8 @@ mod tests {
     use k8s_openapi::api::core::v1::ServicePort;
     use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use strait_k8s::{Change, Object};
 
     use super::*;
 
@@ -184,18 +189,16 @@ mod tests {
         slice("shop", service, "IPv4", endpoints)
     }
 
-    fn objects(services: Vec<(&str, &str, Service)>, slices: Vec<EndpointSlice>) -> ClusterObjects {
-        let mut objects = ClusterObjects::default();
-        for (namespace, name, service) in services {
-            objects
-                .services
-                .insert((namespace.into(), name.into()), service);
+    fn objects(services: Vec<(&str, &str, Service)>, slices: Vec<EndpointSlice>) -> ObjectStore {
+        let mut objects = ObjectStore::new();
+        for (namespace, name, mut service) in services {
+            service.metadata.namespace = Some(namespace.into());
+            service.metadata.name = Some(name.into());
+            objects.apply(Change::Upsert(Object::from(service)));
         }
-        for (index, slice) in slices.into_iter().enumerate() {
-            let namespace = slice.metadata.namespace.clone().unwrap_or_default();
-            objects
-                .endpoint_slices
-                .insert((namespace, format!("slice-{index}")), slice);
+        for (index, mut slice) in slices.into_iter().enumerate() {
+            slice.metadata.name = Some(format!("slice-{index}"));
+            objects.apply(Change::Upsert(Object::from(slice)));
         }
         objects
     }

@@ -1,57 +1,61 @@
 //! [`KubeSource`]: cluster objects from the Kubernetes API, as an [`ObjectSource`].
 //!
 //! One kube-runtime watcher per kind (Services, EndpointSlices, Nodes, and this node's Pods, selected by
-//! `spec.nodeName`) runs in a background task and feeds a reflector store. The watcher lists, then
-//! watches from the list's resource version; when a watch stream ends it resumes from the last version
-//! seen, and when the API server answers `410 Gone` it lists again (the store keeps the old objects
-//! until the new list is complete, then swaps them in whole). Errors are retried with the watcher's
-//! default backoff.
+//! `spec.nodeName`) runs in a background task and sends what it sees down one channel: an object
+//! applied or deleted on the open watch becomes a [`Change`]; a list (the first one, and the relist
+//! after `410 Gone`) is collected until it is complete and becomes one [`SourceChange::Replace`], so
+//! the store swaps the kind's contents in whole and yields only the difference. The watcher lists,
+//! then watches from the list's resource version; when a watch stream ends it resumes from the last
+//! version seen. Errors are retried with the watcher's default backoff and reported once each.
 //!
-//! Polling is cheap: every event applied to a store bumps a shared generation, and
-//! [`poll`](ObjectSource::poll) builds a snapshot from the stores only when the generation moved or a
-//! watch error is waiting to be reported, and never before every watcher has completed its first list
-//! (until then a partial view could take services away).
+//! The source is not [ready](ObjectSource::is_ready) before every watcher has completed its first
+//! list (until then a partial view could take services away).
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
+use strait_k8s::{Change, Kind, Object};
 use tokio::task::JoinSet;
 
-use super::objects::{ClusterObjects, DEFAULT_NAMESPACE};
-use super::source::{LoadReport, ObjectSource};
+use super::source::{ObjectSource, SourceBatch, SourceChange};
 
 #[cfg(test)]
 mod mock_api;
 #[cfg(test)]
 mod tests;
 
-/// Watch errors kept for the next report; later ones are only counted (each is logged as it happens).
-const MAX_PENDING_ERRORS: usize = 16;
+/// Watch errors kept for one batch; later ones are only counted (each is logged as it happens).
+const MAX_BATCH_ERRORS: usize = 16;
+
+/// What a watcher task tells the source.
+#[derive(Debug)]
+enum Message {
+    Applied(Object),
+    Deleted(Object),
+    ListStarted(Kind),
+    Listed(Kind, Object),
+    ListDone(Kind),
+    Failed(String),
+}
 
 /// Cluster objects from the Kubernetes API, kept current by watchers running on the tokio runtime that
 /// [`start`](Self::start) was called on. Dropping the source stops them.
 #[derive(Debug)]
 pub struct KubeSource {
-    services: Store<Service>,
-    endpoint_slices: Store<EndpointSlice>,
-    nodes: Store<Node>,
-    pods: Store<Pod>,
-    shared: Arc<Shared>,
-    /// The generation the last report was built at; `None` before the first report.
-    reported: Option<u64>,
+    messages: Receiver<Message>,
+    /// Kinds whose first list has not completed yet.
+    unlisted: Vec<Kind>,
+    /// Lists in progress, by kind.
+    listing: Vec<(Kind, Vec<Object>)>,
     /// Dropping the set aborts the watcher tasks.
     _tasks: JoinSet<()>,
 }
@@ -64,21 +68,18 @@ impl KubeSource {
     ///
     /// When called outside a tokio runtime.
     pub fn start(client: Client, node_name: &str) -> Self {
-        let shared = Arc::new(Shared::new(4));
+        let (sender, messages) = mpsc::channel();
         let mut tasks = JoinSet::new();
         let all = watcher::Config::default();
         let this_node = all.clone().fields(&format!("spec.nodeName={node_name}"));
-        let services = spawn(&mut tasks, &shared, Api::all(client.clone()), all.clone());
-        let endpoint_slices = spawn(&mut tasks, &shared, Api::all(client.clone()), all.clone());
-        let nodes = spawn(&mut tasks, &shared, Api::all(client.clone()), all);
-        let pods = spawn(&mut tasks, &shared, Api::all(client), this_node);
+        spawn::<Service>(&mut tasks, &sender, Api::all(client.clone()), all.clone());
+        spawn::<EndpointSlice>(&mut tasks, &sender, Api::all(client.clone()), all.clone());
+        spawn::<Node>(&mut tasks, &sender, Api::all(client.clone()), all);
+        spawn::<Pod>(&mut tasks, &sender, Api::all(client), this_node);
         Self {
-            services,
-            endpoint_slices,
-            nodes,
-            pods,
-            shared,
-            reported: None,
+            messages,
+            unlisted: vec![Kind::Service, Kind::EndpointSlice, Kind::Node, Kind::Pod],
+            listing: Vec::new(),
             _tasks: tasks,
         }
     }
@@ -89,109 +90,75 @@ impl KubeSource {
         Ok(Self::start(Client::try_default().await?, node_name))
     }
 
-    /// True once every watcher has completed its first list.
-    pub fn is_ready(&self) -> bool {
-        self.shared.unlisted.load(Ordering::SeqCst) == 0
-    }
-
-    /// The objects in the stores now.
-    fn snapshot(&self) -> ClusterObjects {
-        ClusterObjects {
-            services: namespaced(&self.services),
-            endpoint_slices: namespaced(&self.endpoint_slices),
-            nodes: self
-                .nodes
-                .state()
-                .into_iter()
-                .filter_map(|node| Some((name(&*node)?, Arc::unwrap_or_clone(node))))
-                .collect(),
-            pods: namespaced(&self.pods),
+    fn take(&mut self, message: Message, batch: &mut SourceBatch, dropped: &mut usize) {
+        match message {
+            Message::Applied(object) => batch
+                .changes
+                .push(SourceChange::Change(Change::Upsert(object))),
+            Message::Deleted(object) => batch
+                .changes
+                .push(SourceChange::Change(Change::Delete(object.key()))),
+            Message::ListStarted(kind) => {
+                self.listing.retain(|(k, _)| *k != kind);
+                self.listing.push((kind, Vec::new()));
+            }
+            Message::Listed(kind, object) => {
+                if let Some((_, objects)) = self.listing.iter_mut().find(|(k, _)| *k == kind) {
+                    objects.push(object);
+                }
+            }
+            Message::ListDone(kind) => {
+                let position = self.listing.iter().position(|(k, _)| *k == kind);
+                let objects = position.map_or_else(Vec::new, |i| self.listing.remove(i).1);
+                self.unlisted.retain(|k| *k != kind);
+                batch.changes.push(SourceChange::Replace(kind, objects));
+            }
+            Message::Failed(error) => {
+                if batch.errors.len() < MAX_BATCH_ERRORS {
+                    batch.errors.push(error);
+                } else {
+                    *dropped += 1;
+                }
+            }
         }
     }
 }
 
 impl ObjectSource for KubeSource {
-    /// `None` until every watcher has listed; then a report whenever a store changed or a watch error
-    /// happened since the previous report. Each error is reported once.
-    fn poll(&mut self) -> Option<LoadReport> {
-        if !self.is_ready() {
-            return None;
+    /// Waits for the first message, then takes every message already queued.
+    fn next_batch(&mut self, timeout: Duration) -> SourceBatch {
+        let mut batch = SourceBatch::default();
+        let mut dropped = 0;
+        let first = match self.messages.recv_timeout(timeout) {
+            Ok(message) => message,
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return batch,
+        };
+        batch.noticed = Some(Instant::now());
+        self.take(first, &mut batch, &mut dropped);
+        while let Ok(message) = self.messages.try_recv() {
+            self.take(message, &mut batch, &mut dropped);
         }
-        // Read the generation before the stores: an event applied in between is in this snapshot and
-        // also triggers the next one, never neither.
-        let generation = self.shared.generation.load(Ordering::SeqCst);
-        let errors = self.shared.take_errors();
-        if self.reported == Some(generation) && errors.is_empty() {
-            return None;
+        if dropped > 0 {
+            batch
+                .errors
+                .push(format!("{dropped} more watch errors (see the log)"));
         }
-        self.reported = Some(generation);
-        Some(LoadReport {
-            objects: self.snapshot(),
-            errors,
-            ..LoadReport::default()
-        })
+        batch
+    }
+
+    fn is_ready(&self) -> bool {
+        self.unlisted.is_empty()
+    }
+
+    /// The watchers relist on their own after `410 Gone`; between those, the watch is the truth, so
+    /// there is nothing to look at again here.
+    fn resync(&mut self) -> SourceBatch {
+        SourceBatch::default()
     }
 }
 
-/// What the watcher tasks tell the source.
-#[derive(Debug)]
-struct Shared {
-    /// Bumped after every change applied to a store.
-    generation: AtomicU64,
-    /// Watchers that have not yet completed their first list.
-    unlisted: AtomicUsize,
-    errors: Mutex<PendingErrors>,
-}
-
-#[derive(Debug, Default)]
-struct PendingErrors {
-    messages: Vec<String>,
-    dropped: usize,
-}
-
-impl Shared {
-    fn new(watchers: usize) -> Self {
-        Self {
-            generation: AtomicU64::new(0),
-            unlisted: AtomicUsize::new(watchers),
-            errors: Mutex::default(),
-        }
-    }
-
-    fn changed(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn push_error(&self, message: String) {
-        let mut pending = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
-        if pending.messages.len() < MAX_PENDING_ERRORS {
-            pending.messages.push(message);
-        } else {
-            pending.dropped += 1;
-        }
-    }
-
-    fn take_errors(&self) -> Vec<String> {
-        let pending =
-            std::mem::take(&mut *self.errors.lock().unwrap_or_else(PoisonError::into_inner));
-        let mut messages = pending.messages;
-        if pending.dropped > 0 {
-            messages.push(format!(
-                "{} more watch errors (see the log)",
-                pending.dropped
-            ));
-        }
-        messages
-    }
-}
-
-/// Spawns the watcher of `api` into `tasks` and returns the store it fills.
-fn spawn<K>(
-    tasks: &mut JoinSet<()>,
-    shared: &Arc<Shared>,
-    api: Api<K>,
-    config: watcher::Config,
-) -> Store<K>
+/// Spawns the watcher of `api` into `tasks`.
+fn spawn<K>(tasks: &mut JoinSet<()>, sender: &Sender<Message>, api: Api<K>, config: watcher::Config)
 where
     K: kube::Resource<DynamicType = ()>
         + k8s_openapi::Resource
@@ -200,20 +167,15 @@ where
         + Debug
         + Send
         + Sync
+        + Into<Object>
         + 'static,
 {
-    let (store, writer) = reflector::store();
-    tasks.spawn(run_watcher(api, config, writer, Arc::clone(shared)));
-    store
+    tasks.spawn(run_watcher(api, config, sender.clone()));
 }
 
-/// Runs one watcher until aborted: applies its events to `writer`'s store and tells `shared`.
-async fn run_watcher<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    writer: Writer<K>,
-    shared: Arc<Shared>,
-) where
+/// Runs one watcher until aborted (or until the source is dropped), sending what it sees.
+async fn run_watcher<K>(api: Api<K>, config: watcher::Config, sender: Sender<Message>)
+where
     K: kube::Resource<DynamicType = ()>
         + k8s_openapi::Resource
         + Clone
@@ -221,61 +183,27 @@ async fn run_watcher<K>(
         + Debug
         + Send
         + Sync
+        + Into<Object>
         + 'static,
 {
-    let mut listed = false;
-    let mut events = pin!(
-        watcher::watcher(api, config)
-            .default_backoff()
-            .reflect(writer)
-    );
+    let Some(kind) = Kind::of(K::API_VERSION, K::KIND) else {
+        return;
+    };
+    let mut events = pin!(watcher::watcher(api, config).default_backoff());
     while let Some(event) = events.next().await {
-        match event {
-            // The store has already applied the event.
-            Ok(Event::Apply(_) | Event::Delete(_)) => shared.changed(),
-            Ok(Event::InitDone) => {
-                if !listed {
-                    listed = true;
-                    shared.unlisted.fetch_sub(1, Ordering::SeqCst);
-                }
-                shared.changed();
-            }
-            // A list in progress fills a buffer; the store changes at `InitDone`.
-            Ok(Event::Init | Event::InitApply(_)) => {}
+        let message = match event {
+            Ok(Event::Apply(object)) => Message::Applied(object.into()),
+            Ok(Event::Delete(object)) => Message::Deleted(object.into()),
+            Ok(Event::Init) => Message::ListStarted(kind),
+            Ok(Event::InitApply(object)) => Message::Listed(kind, object.into()),
+            Ok(Event::InitDone) => Message::ListDone(kind),
             Err(error) => {
                 tracing::warn!(kind = K::KIND, %error, "watch failed; retrying");
-                shared.push_error(format!("{} watch: {error}", K::KIND));
+                Message::Failed(format!("{} watch: {error}", K::KIND))
             }
+        };
+        if sender.send(message).is_err() {
+            return;
         }
     }
-}
-
-/// `metadata.name`, when set and not empty.
-fn name<K: Metadata<Ty = ObjectMeta>>(object: &K) -> Option<String> {
-    object
-        .metadata()
-        .name
-        .clone()
-        .filter(|name| !name.is_empty())
-}
-
-/// The store's objects keyed by `(namespace, name)`, as [`ClusterObjects`] keys them.
-fn namespaced<K>(store: &Store<K>) -> BTreeMap<(String, String), K>
-where
-    K: kube::Resource<DynamicType = ()> + Metadata<Ty = ObjectMeta> + Clone,
-{
-    store
-        .state()
-        .into_iter()
-        .filter_map(|object| {
-            let name = name(&*object)?;
-            let namespace = object
-                .metadata()
-                .namespace
-                .clone()
-                .filter(|ns| !ns.is_empty())
-                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
-            Some(((namespace, name), Arc::unwrap_or_clone(object)))
-        })
-        .collect()
 }

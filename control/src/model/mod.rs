@@ -1,18 +1,21 @@
 //! The agent's model of the cluster and its translation into data-path entries.
 //!
-//! - [`objects`]: [`ClusterObjects`], the Kubernetes objects the agent acts on (Services, EndpointSlices,
-//!   Nodes, Pods as k8s-openapi types), and the parser that reads one manifest file into them.
-//! - [`source`]: where objects come from. [`ManifestDirSource`] polls a directory of manifests; a
-//!   kube-API source will implement the same [`ObjectSource`] trait.
+//! Objects live once, in a [`strait_k8s::ObjectStore`] owned by the sync loop
+//! ([`crate::services`]); sources feed it and features subscribe to its events.
+//!
+//! - [`source`]: where objects come from, as batches of changes. [`ManifestDirSource`] watches a
+//!   directory of manifests (inotify, with a rescan as the safety net); [`KubeSource`] the API server.
 //! - [`translate`]: the pure translation of Services and EndpointSlices into the data path's
-//!   [`ServiceEntry`](strait_dataplane::services::ServiceEntry) list (kube-proxy semantics), and the diff
-//!   between two such lists.
+//!   [`ServiceEntry`](strait_dataplane::services::ServiceEntry) list (kube-proxy semantics), one Service
+//!   or the whole store, and the diff between two lists.
+//! - [`service_index`]: the services feature's subscription: per-Service frontends and the
+//!   EndpointSlices behind them, so an event re-translates only the Services it touches.
 //! - [`health`]: the pure computation of the health check node ports this node serves for
 //!   `externalTrafficPolicy: Local` LoadBalancer Services, with each one's local ready endpoint count.
 
 pub mod health;
 pub mod kube_source;
-pub mod objects;
+pub mod service_index;
 pub mod source;
 pub mod translate;
 
@@ -20,8 +23,7 @@ pub mod translate;
 mod tests;
 
 pub use health::{HealthCheck, health_checks};
-pub use objects::{
-    ClusterObjects, DEFAULT_NAMESPACE, Location, ParseError, ParsedManifest, parse_manifest,
-};
-pub use source::{LoadReport, ManifestDirSource, ObjectSource, SourceError};
+pub use kube_source::KubeSource;
+pub use service_index::{ServiceIndex, Touched};
+pub use source::{ManifestDirSource, ObjectSource, SourceBatch, SourceChange, SourceError};
 pub use translate::{ServiceDiff, diff, service_entries};

@@ -1,44 +1,74 @@
-//! Where the agent's [`ClusterObjects`] come from. [`ObjectSource`] is the interface the agent polls;
-//! [`ManifestDirSource`] implements it over a directory of manifest files (a kube-API source will
-//! implement it too).
+//! Where the agent's objects come from. [`ObjectSource`] is the interface the sync loop reads: it hands
+//! out batches of [`SourceChange`]s for the [`ObjectStore`](strait_k8s::ObjectStore).
+//! [`ManifestDirSource`] implements it over a directory of manifest files; the kube-API source
+//! ([`KubeSource`](super::kube_source::KubeSource)) over the API server's watches.
 //!
-//! The directory source is tolerant: a file that fails to read or parse is reported in
-//! [`LoadReport::errors`] and its last good objects stay in effect, so a half-edited file never takes
-//! services away; a file that disappears takes its objects with it. Polling is cheap: each poll lists
-//! the directory and compares every file's (mtime, length, inode) with the previous listing, and only
-//! the files whose stamp differs (or that failed last time) are read again — with one file per object,
-//! as the lab and a mounted ConfigMap write them, a change costs one file, not the whole directory.
+//! The directory source is incremental: inotify tells it which files changed, and only those are
+//! read again; each file's objects are compared by key with what the file held before, so a file that
+//! drops an object yields a delete. It keeps no copy of any object — only, per file, the keys it
+//! defined. It is tolerant: a file that fails to read or parse is reported in
+//! [`SourceBatch::errors`] and its last good objects stay in effect, so a half-edited file never takes
+//! services away; a file that disappears takes its objects with it. When two files define the same
+//! object, the later file (in name order) wins. [`ObjectSource::resync`] lists the directory and reads
+//! every file whose (mtime, length, inode) differs from when it was last read — the safety net for a
+//! missed or overflowed notification, and the whole mechanism where inotify is not available.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
-use super::objects::{ClusterObjects, ParseError, ParsedManifest, parse_manifest};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use strait_k8s::manifest::{ParseOptions, is_manifest_file, parse_str};
+use strait_k8s::{Change, Kind, Object, ObjectKey};
 
-/// A source of cluster objects, polled by the agent.
-pub trait ObjectSource {
-    /// The current objects when anything may have changed since the previous poll, `None` otherwise.
-    /// The first poll always returns `Some`.
-    fn poll(&mut self) -> Option<LoadReport>;
+/// One step for the store.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceChange {
+    /// Apply one change.
+    Change(Change),
+    /// Replace one kind's contents (a relist).
+    Replace(Kind, Vec<Object>),
 }
 
-/// The outcome of one load: the merged objects and what went wrong on the way.
+/// What a source has seen since the previous batch.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct LoadReport {
-    /// Every object of every file (for a file that failed, its last good objects).
-    pub objects: ClusterObjects,
-    /// One message per problem, naming the file (and document) concerned.
+pub struct SourceBatch {
+    /// Changes, in the order they are to be applied.
+    pub changes: Vec<SourceChange>,
+    /// One message per problem, naming the file (and document) or watch concerned.
     pub errors: Vec<String>,
-    /// Manifest files found in the directory.
-    pub files: usize,
-    /// Documents of kinds the model does not keep, over all files currently in effect.
-    pub ignored: usize,
+    /// When the source heard of the first change of the batch (for latency figures).
+    pub noticed: Option<Instant>,
 }
 
-/// Why a file or the directory could not be read. Reported as text in [`LoadReport::errors`].
+impl SourceBatch {
+    /// True when the batch carries neither changes nor errors.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.errors.is_empty()
+    }
+}
+
+/// A source of cluster objects, read by the agent's sync loop (on a blocking thread).
+pub trait ObjectSource: Send {
+    /// Waits up to `timeout` for something to happen and returns what did; an empty batch when
+    /// nothing did. The first call returns the source's initial view.
+    fn next_batch(&mut self, timeout: Duration) -> SourceBatch;
+
+    /// True once the source holds a complete view (before that, a partial view could take services
+    /// away, so the agent programs nothing).
+    fn is_ready(&self) -> bool;
+
+    /// The safety net: looks at everything again and returns what the incremental path missed
+    /// (normally nothing).
+    fn resync(&mut self) -> SourceBatch;
+}
+
+/// Why a file or the directory could not be read. Reported as text in [`SourceBatch::errors`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SourceError {
@@ -47,10 +77,10 @@ pub enum SourceError {
     #[error("cannot read manifest {}: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
     #[error(transparent)]
-    Parse(#[from] ParseError),
+    Parse(#[from] strait_k8s::ManifestError),
 }
 
-/// What a file looked like when last listed. A change of any field means the file may have changed.
+/// What a file looked like when it was read. A change of any field means the file may have changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FileStamp {
     modified: Option<SystemTime>,
@@ -58,12 +88,24 @@ struct FileStamp {
     inode: u64,
 }
 
-/// The directory as last listed; an unreadable directory is remembered by its error kind, so a
-/// persistent error is reported once rather than on every poll.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Fingerprint {
-    Listed(BTreeMap<PathBuf, FileStamp>),
-    Unreadable(io::ErrorKind),
+/// What the source remembers of one file: its stamp when last read successfully (`None` while it
+/// fails) and the keys of the objects it defined then.
+#[derive(Clone, Debug, Default)]
+struct FileState {
+    stamp: Option<FileStamp>,
+    keys: BTreeSet<ObjectKey>,
+}
+
+/// The inotify events that mean a directory entry may have new content or be gone. Creation is left
+/// out: a file being written is read once its writer closes it (or renames it into place).
+fn watch_flags() -> AddWatchFlags {
+    AddWatchFlags::IN_CLOSE_WRITE
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_ATTRIB
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MOVE_SELF
 }
 
 /// Cluster objects from the manifest files (`*.yaml`, `*.yml`, `*.json`) directly in one directory.
@@ -72,20 +114,25 @@ enum Fingerprint {
 #[derive(Debug)]
 pub struct ManifestDirSource {
     dir: PathBuf,
-    fingerprint: Option<Fingerprint>,
-    last_good: BTreeMap<PathBuf, ParsedManifest>,
-    /// The stamp each file had when it was last read successfully.
-    read_stamps: BTreeMap<PathBuf, FileStamp>,
+    files: BTreeMap<PathBuf, FileState>,
+    /// Every file that defines each key; the last one in name order is the one in effect.
+    defined_by: HashMap<ObjectKey, BTreeSet<PathBuf>>,
+    /// The directory's listing error, reported once until it changes.
+    list_error: Option<io::ErrorKind>,
+    inotify: Option<Inotify>,
+    started: bool,
 }
 
 impl ManifestDirSource {
-    /// A source over `dir`; nothing is read until [`load`](Self::load) or [`poll`](ObjectSource::poll).
+    /// A source over `dir`; nothing is read until the first [`next_batch`](ObjectSource::next_batch).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
-            fingerprint: None,
-            last_good: BTreeMap::new(),
-            read_stamps: BTreeMap::new(),
+            files: BTreeMap::new(),
+            defined_by: HashMap::new(),
+            list_error: None,
+            inotify: None,
+            started: false,
         }
     }
 
@@ -94,100 +141,246 @@ impl ManifestDirSource {
         &self.dir
     }
 
-    /// True when the directory listing or any file's stamp differs from the last load (always true
-    /// before the first load). Costs one directory listing and one `stat` per file.
-    pub fn changed(&self) -> bool {
-        self.fingerprint.as_ref() != Some(&self.scan().0)
+    /// Whether changes are noticed through inotify (else only [`resync`](ObjectSource::resync) and
+    /// the timeout-driven rescans see them).
+    pub fn is_watching(&self) -> bool {
+        self.inotify.is_some()
     }
 
-    /// Reads and parses every manifest file now, whether or not anything changed, in file-name order;
-    /// for objects with the same key in several files the later file wins. When the directory itself
-    /// cannot be listed, every file's last good objects are kept.
-    pub fn load(&mut self) -> LoadReport {
-        self.read_stamps.clear();
-        let scan = self.scan();
-        self.load_scanned(scan)
+    /// Starts (or restarts) the inotify watch on the directory; without it the source rescans.
+    fn watch(&mut self) {
+        self.inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .ok()
+            .filter(|inotify| inotify.add_watch(&self.dir, watch_flags()).is_ok());
     }
 
-    fn load_scanned(
-        &mut self,
-        (fingerprint, list_error): (Fingerprint, Option<io::Error>),
-    ) -> LoadReport {
-        let mut report = LoadReport::default();
-        if let Some(source) = list_error {
-            let error = SourceError::ListDir {
-                dir: self.dir.clone(),
-                source,
-            };
-            report.errors.push(error.to_string());
+    /// The files whose names inotify reported within `timeout` (`None`: rescan everything, because
+    /// the queue overflowed, the directory itself moved, or there is no watch).
+    fn wait_for_names(&mut self, timeout: Duration) -> Option<BTreeSet<PathBuf>> {
+        let Some(inotify) = &self.inotify else {
+            std::thread::sleep(timeout);
+            return None;
+        };
+        let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut fds, PollTimeout::from(millis)), Ok(n) if n > 0) {
+            return Some(BTreeSet::new());
         }
-        if let Fingerprint::Listed(files) = &fingerprint {
-            report.files = files.len();
-            self.last_good.retain(|path, _| files.contains_key(path));
-            self.read_stamps.retain(|path, _| files.contains_key(path));
-            for (path, stamp) in files {
-                if self.read_stamps.get(path) == Some(stamp) {
-                    continue;
-                }
-                match read_and_parse(path) {
-                    Ok(parsed) => {
-                        self.last_good.insert(path.clone(), parsed);
-                        self.read_stamps.insert(path.clone(), *stamp);
+        let mut names = BTreeSet::new();
+        let (mut rewatch, mut rescan) = (false, false);
+        loop {
+            match inotify.read_events() {
+                Ok(events) if !events.is_empty() => {
+                    for event in events {
+                        if event.mask.intersects(
+                            AddWatchFlags::IN_Q_OVERFLOW
+                                | AddWatchFlags::IN_DELETE_SELF
+                                | AddWatchFlags::IN_MOVE_SELF
+                                | AddWatchFlags::IN_IGNORED,
+                        ) {
+                            rewatch = true;
+                        }
+                        if let Some(name) = event.name {
+                            // A mounted ConfigMap swaps its `..data` link: every file may have changed.
+                            rescan |= name.to_string_lossy().starts_with("..");
+                            names.insert(self.dir.join(name));
+                        }
                     }
-                    Err(error) => {
-                        // Read again on the next load: the error is reported until the file is fixed.
-                        self.read_stamps.remove(path);
-                        report.errors.push(error.to_string());
-                    }
                 }
+                _ => break,
             }
         }
-        for parsed in self.last_good.values() {
-            report.objects.merge_from(&parsed.objects);
-            report.ignored += parsed.ignored;
+        if rewatch {
+            self.watch();
         }
-        self.fingerprint = Some(fingerprint);
-        report
+        (!rewatch && !rescan).then_some(names)
     }
 
-    /// Lists the directory. The listing is taken before any file is read, so a file that changes while
-    /// being loaded shows up as a change on the next poll rather than being missed.
-    fn scan(&self) -> (Fingerprint, Option<io::Error>) {
-        match list(&self.dir) {
-            Ok(files) => (Fingerprint::Listed(files), None),
-            Err(error) => (Fingerprint::Unreadable(error.kind()), Some(error)),
+    /// Reads the named files again (those that exist and are manifests) and drops the ones that are
+    /// gone, adding what changed to `batch`.
+    fn refresh(&mut self, paths: &BTreeSet<PathBuf>, batch: &mut SourceBatch) {
+        for path in paths {
+            if !is_manifest_file(path) {
+                continue;
+            }
+            match stamp_of(path) {
+                Some(stamp) => self.read_file(path, stamp, batch),
+                None => self.drop_file(path, batch),
+            }
         }
+    }
+
+    /// Lists the directory and refreshes every file that is new, gone, changed since it was read, or
+    /// failed last time.
+    fn rescan(&mut self, batch: &mut SourceBatch) {
+        let listed = match list(&self.dir) {
+            Ok(listed) => {
+                self.list_error = None;
+                if self.inotify.is_none() {
+                    self.watch(); // the directory may have appeared since
+                }
+                listed
+            }
+            Err(source) => {
+                if self.list_error != Some(source.kind()) {
+                    self.list_error = Some(source.kind());
+                    let error = SourceError::ListDir {
+                        dir: self.dir.clone(),
+                        source,
+                    };
+                    batch.errors.push(error.to_string());
+                }
+                return;
+            }
+        };
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !listed.contains_key(*p))
+            .cloned()
+            .collect();
+        for path in gone {
+            self.drop_file(&path, batch);
+        }
+        for (path, stamp) in listed {
+            if self.files.get(&path).and_then(|f| f.stamp) != Some(stamp) {
+                self.read_file(&path, stamp, batch);
+            }
+        }
+    }
+
+    /// Reads one file and records the difference with what it defined before.
+    fn read_file(&mut self, path: &Path, stamp: FileStamp, batch: &mut SourceBatch) {
+        let parsed = fs::read_to_string(path)
+            .map_err(|source| SourceError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+            .and_then(|text| Ok(parse_str(path, &text, &ParseOptions::AGENT)?));
+        let objects = match parsed {
+            Ok(loaded) => loaded.into_objects(),
+            Err(error) => {
+                // Keep the last good objects; read again on the next look (the error is reported
+                // until the file is fixed).
+                batch.errors.push(error.to_string());
+                self.files.entry(path.to_path_buf()).or_default().stamp = None;
+                return;
+            }
+        };
+        let mut now: BTreeMap<ObjectKey, Object> = BTreeMap::new();
+        for object in objects {
+            now.insert(object.key(), object); // a later document with the same key wins
+        }
+        let before = std::mem::take(&mut self.files.entry(path.to_path_buf()).or_default().keys);
+        for key in before.iter().filter(|k| !now.contains_key(*k)) {
+            self.undefine(key, path, batch);
+        }
+        let keys: BTreeSet<ObjectKey> = now.keys().cloned().collect();
+        for (key, object) in now {
+            let files = self.defined_by.entry(key).or_default();
+            files.insert(path.to_path_buf());
+            if files.last().map(PathBuf::as_path) == Some(path) {
+                batch
+                    .changes
+                    .push(SourceChange::Change(Change::Upsert(object)));
+            }
+        }
+        let state = self.files.entry(path.to_path_buf()).or_default();
+        state.stamp = Some(stamp);
+        state.keys = keys;
+    }
+
+    /// Forgets a file that is gone: its objects go, unless another file defines them too.
+    fn drop_file(&mut self, path: &Path, batch: &mut SourceBatch) {
+        let Some(state) = self.files.remove(path) else {
+            return;
+        };
+        for key in &state.keys {
+            self.undefine(key, path, batch);
+        }
+    }
+
+    /// `path` no longer defines `key`: delete it, or fall back to the next file that defines it.
+    fn undefine(&mut self, key: &ObjectKey, path: &Path, batch: &mut SourceBatch) {
+        let Some(files) = self.defined_by.get_mut(key) else {
+            return;
+        };
+        let was_in_effect = files.last().map(PathBuf::as_path) == Some(path);
+        files.remove(path);
+        let fallback = files.last().cloned();
+        if files.is_empty() {
+            self.defined_by.remove(key);
+        }
+        if !was_in_effect {
+            return;
+        }
+        let object = fallback.and_then(|file| {
+            let text = fs::read_to_string(&file).ok()?;
+            let loaded = parse_str(&file, &text, &ParseOptions::AGENT).ok()?;
+            loaded.into_objects().into_iter().rfind(|o| o.key() == *key)
+        });
+        batch.changes.push(SourceChange::Change(match object {
+            Some(object) => Change::Upsert(object),
+            None => Change::Delete(key.clone()),
+        }));
+    }
+
+    /// Files that failed last time.
+    fn failed(&self) -> BTreeSet<PathBuf> {
+        self.files
+            .iter()
+            .filter(|(_, f)| f.stamp.is_none())
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 }
 
 impl ObjectSource for ManifestDirSource {
-    fn poll(&mut self) -> Option<LoadReport> {
-        let scan = self.scan();
-        if self.fingerprint.as_ref() == Some(&scan.0) {
-            return None;
+    fn next_batch(&mut self, timeout: Duration) -> SourceBatch {
+        let mut batch = SourceBatch::default();
+        if !self.started {
+            self.started = true;
+            // Watch before the first listing, so nothing written in between is missed.
+            self.watch();
+            batch.noticed = Some(Instant::now());
+            self.rescan(&mut batch);
+            return batch;
         }
-        Some(self.load_scanned(scan))
+        let names = self.wait_for_names(timeout);
+        let noticed = Instant::now();
+        match names {
+            Some(names) if names.is_empty() => {}
+            Some(mut names) => {
+                names.extend(self.failed());
+                self.refresh(&names, &mut batch);
+            }
+            None => self.rescan(&mut batch),
+        }
+        if !batch.is_empty() {
+            batch.noticed = Some(noticed);
+        }
+        batch
+    }
+
+    fn is_ready(&self) -> bool {
+        self.started
+    }
+
+    fn resync(&mut self) -> SourceBatch {
+        let mut batch = SourceBatch::default();
+        self.rescan(&mut batch);
+        batch
     }
 }
 
-fn read_and_parse(path: &Path) -> Result<ParsedManifest, SourceError> {
-    let text = fs::read_to_string(path).map_err(|source| SourceError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(parse_manifest(path, &text)?)
-}
-
-/// Whether a directory entry named `name` is a manifest file this source reads: `*.yaml`, `*.yml` or
-/// `*.json` (any case), not hidden. `*.tmp` names fail the extension test.
-fn is_manifest_name(name: &str) -> bool {
-    let extension = Path::new(name).extension().and_then(|e| e.to_str());
-    !name.starts_with('.')
-        && extension.is_some_and(|ext| {
-            ["yaml", "yml", "json"]
-                .iter()
-                .any(|wanted| ext.eq_ignore_ascii_case(wanted))
-        })
+/// The stamp of `path` (following links) if it is a regular file.
+fn stamp_of(path: &Path) -> Option<FileStamp> {
+    let meta = fs::metadata(path).ok()?;
+    meta.is_file().then(|| FileStamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        inode: meta.ino(),
+    })
 }
 
 /// Every manifest file in `dir` with its stamp, sorted by path. Entries that vanish while being listed,
@@ -195,24 +388,11 @@ fn is_manifest_name(name: &str) -> bool {
 fn list(dir: &Path) -> io::Result<BTreeMap<PathBuf, FileStamp>> {
     let mut files = BTreeMap::new();
     for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        if !is_manifest_name(&name) {
+        let path = entry?.path();
+        if path.file_name().and_then(|n| n.to_str()).is_none() || !is_manifest_file(&path) {
             continue;
         }
-        let path = entry.path();
-        // `fs::metadata` follows symbolic links.
-        let Ok(meta) = fs::metadata(&path) else {
-            continue;
-        };
-        if meta.is_file() {
-            let stamp = FileStamp {
-                modified: meta.modified().ok(),
-                len: meta.len(),
-                inode: meta.ino(),
-            };
+        if let Some(stamp) = stamp_of(&path) {
             files.insert(path, stamp);
         }
     }

@@ -26,6 +26,10 @@
 //! Backends are deduplicated and sorted by (address, port), so the same endpoints always give the same
 //! slots; entries are sorted by key. When two Services claim the same frontend, the first in (namespace,
 //! name) order keeps it.
+//!
+//! [`service_frontends`] translates one Service (what [`ServiceIndex`](super::service_index::ServiceIndex)
+//! calls per change); [`service_entries`] translates the whole store (the first sync and the periodic
+//! resync that checks the incremental path).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -35,11 +39,10 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use strait_dataplane::services::{
     Backend, ExternalAccess, L4Proto, Prefix, ServiceEntry, ServiceKey,
 };
+use strait_k8s::ObjectStore;
+use strait_k8s::service::{cluster_ipv4, external_addresses, slice_service};
 
-use super::objects::ClusterObjects;
-
-/// Label that ties an EndpointSlice to its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub use strait_k8s::service::SERVICE_NAME_LABEL;
 
 /// What changed between two entry lists: entries to write (new, or with different backends) and
 /// frontends to delete. Unchanged entries appear in neither list. Both lists are sorted by key.
@@ -57,71 +60,86 @@ impl ServiceDiff {
 }
 
 /// The service entries for node `node_name`, sorted by key (see the module documentation for the rules).
-pub fn service_entries(objects: &ClusterObjects, node_name: &str) -> Vec<ServiceEntry> {
-    let slices = slices_by_service(objects);
-    let node_ips = node_addresses(objects, node_name);
+pub fn service_entries(store: &ObjectStore, node_name: &str) -> Vec<ServiceEntry> {
+    let slices = slices_by_service(store);
+    let node_ips = node_addresses(store, node_name);
     let mut entries: BTreeMap<ServiceKey, ServiceEntry> = BTreeMap::new();
-    for ((namespace, name), service) in &objects.services {
-        let Some(spec) = service.spec.as_ref() else {
-            continue;
-        };
-        let Some(vip) = cluster_ipv4(service) else {
-            continue;
-        };
-        let internal_local =
-            (spec.internal_traffic_policy.as_deref() == Some("Local")).then_some(node_name);
-        let external_local =
-            (spec.external_traffic_policy.as_deref() == Some("Local")).then_some(node_name);
-        let affinity = affinity_timeout(spec);
+    for (key, service) in store.services() {
         let slices = slices
-            .get(&(namespace.as_str(), name.as_str()))
+            .get(&(key.namespace.as_str(), key.name.as_str()))
             .map_or(&[][..], Vec::as_slice);
-        let (external_ips, lb_ips) = external_addresses(service);
-        let external_access = |source_ranges: Vec<Prefix>| {
-            Some(ExternalAccess {
-                local: external_local.is_some(),
-                source_ranges,
-            })
+        for entry in service_frontends(service, slices, &node_ips, node_name) {
+            entries.entry(entry.key).or_insert(entry);
+        }
+    }
+    entries.into_values().collect()
+}
+
+/// The frontends of one Service, sorted by key, given its IPv4 EndpointSlices (in slice-name order)
+/// and this node's addresses. When the Service lists the same frontend twice, the first one counts.
+pub fn service_frontends(
+    service: &Service,
+    slices: &[&EndpointSlice],
+    node_ips: &[Ipv4Addr],
+    node_name: &str,
+) -> Vec<ServiceEntry> {
+    let mut entries: BTreeMap<ServiceKey, ServiceEntry> = BTreeMap::new();
+    let Some(spec) = service.spec.as_ref() else {
+        return Vec::new();
+    };
+    let Some(vip) = cluster_ipv4(service) else {
+        return Vec::new();
+    };
+    let internal_local =
+        (spec.internal_traffic_policy.as_deref() == Some("Local")).then_some(node_name);
+    let external_local =
+        (spec.external_traffic_policy.as_deref() == Some("Local")).then_some(node_name);
+    let affinity = affinity_timeout(spec);
+    let external = external_addresses(service);
+    let external_access = |source_ranges: Vec<Prefix>| {
+        Some(ExternalAccess {
+            local: external_local.is_some(),
+            source_ranges,
+        })
+    };
+    let node_port_type = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+    for port in spec.ports.iter().flatten() {
+        let (Some(proto), Some(number)) =
+            (l4_proto(port.protocol.as_deref()), port_number(port.port))
+        else {
+            continue;
         };
-        let node_port_type = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
-        for port in spec.ports.iter().flatten() {
-            let (Some(proto), Some(number)) =
-                (l4_proto(port.protocol.as_deref()), port_number(port.port))
-            else {
-                continue;
+        let mut add = |vip: Ipv4Addr,
+                       port_number: u16,
+                       local: Option<&str>,
+                       external: Option<ExternalAccess>| {
+            let key = ServiceKey {
+                vip,
+                port: port_number,
+                proto,
             };
-            let mut add = |vip: Ipv4Addr,
-                           port_number: u16,
-                           local: Option<&str>,
-                           external: Option<ExternalAccess>| {
-                let key = ServiceKey {
-                    vip,
-                    port: port_number,
-                    proto,
-                };
-                entries.entry(key).or_insert_with(|| ServiceEntry {
-                    key,
-                    backends: backends(slices, port.name.as_deref(), proto, local),
-                    affinity_timeout_s: affinity,
-                    external,
-                });
-            };
-            add(vip, number, internal_local, None);
-            for ip in &external_ips {
-                add(*ip, number, external_local, external_access(Vec::new()));
-            }
-            for ip in &lb_ips {
-                add(
-                    *ip,
-                    number,
-                    external_local,
-                    external_access(source_ranges(spec)),
-                );
-            }
-            if node_port_type && let Some(node_port) = port.node_port.and_then(port_number) {
-                for ip in &node_ips {
-                    add(*ip, node_port, external_local, external_access(Vec::new()));
-                }
+            entries.entry(key).or_insert_with(|| ServiceEntry {
+                key,
+                backends: backends(slices, port.name.as_deref(), proto, local),
+                affinity_timeout_s: affinity,
+                external,
+            });
+        };
+        add(vip, number, internal_local, None);
+        for ip in &external.external_ips {
+            add(*ip, number, external_local, external_access(Vec::new()));
+        }
+        for ip in &external.load_balancer_ips {
+            add(
+                *ip,
+                number,
+                external_local,
+                external_access(source_ranges(spec)),
+            );
+        }
+        if node_port_type && let Some(node_port) = port.node_port.and_then(port_number) {
+            for ip in node_ips {
+                add(*ip, node_port, external_local, external_access(Vec::new()));
             }
         }
     }
@@ -130,8 +148,8 @@ pub fn service_entries(objects: &ClusterObjects, node_name: &str) -> Vec<Service
 
 /// This node's IPv4 addresses (InternalIP and ExternalIP) from its Node object: NodePorts are served on
 /// them.
-fn node_addresses(objects: &ClusterObjects, node_name: &str) -> Vec<Ipv4Addr> {
-    let Some(node) = objects.nodes.get(node_name) else {
+pub fn node_addresses(store: &ObjectStore, node_name: &str) -> Vec<Ipv4Addr> {
+    let Some(node) = store.node("", node_name) else {
         return Vec::new();
     };
     let mut out: Vec<Ipv4Addr> = node
@@ -141,29 +159,6 @@ fn node_addresses(objects: &ClusterObjects, node_name: &str) -> Vec<Ipv4Addr> {
         .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
         .filter_map(|a| a.address.parse().ok())
         .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// `spec.externalIPs` and `status.loadBalancer.ingress[].ip` (IPv4), each sorted and deduplicated:
-/// served on the service port.
-fn external_addresses(service: &Service) -> (Vec<Ipv4Addr>, Vec<Ipv4Addr>) {
-    let spec_ips = service
-        .spec
-        .iter()
-        .flat_map(|s| s.external_ips.iter().flatten());
-    let lb_ips = service
-        .status
-        .iter()
-        .flat_map(|s| s.load_balancer.iter())
-        .flat_map(|lb| lb.ingress.iter().flatten())
-        .filter_map(|i| i.ip.as_ref());
-    (parsed_sorted(spec_ips), parsed_sorted(lb_ips))
-}
-
-fn parsed_sorted<'a>(ips: impl Iterator<Item = &'a String>) -> Vec<Ipv4Addr> {
-    let mut out: Vec<Ipv4Addr> = ips.filter_map(|ip| ip.parse().ok()).collect();
     out.sort();
     out.dedup();
     out
@@ -230,20 +225,12 @@ pub fn diff(old: &[ServiceEntry], new: &[ServiceEntry]) -> ServiceDiff {
 }
 
 /// The IPv4 EndpointSlices of each Service, by (namespace, service name), in slice-name order.
-fn slices_by_service(objects: &ClusterObjects) -> BTreeMap<(&str, &str), Vec<&EndpointSlice>> {
+fn slices_by_service(store: &ObjectStore) -> BTreeMap<(&str, &str), Vec<&EndpointSlice>> {
     let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
-    for ((namespace, _), slice) in &objects.endpoint_slices {
-        if slice.address_type != "IPv4" {
-            continue;
-        }
-        let service = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(SERVICE_NAME_LABEL));
-        if let Some(service) = service {
+    for (key, slice) in store.endpoint_slices() {
+        if let Some(service) = ipv4_slice_service(slice) {
             by_service
-                .entry((namespace.as_str(), service.as_str()))
+                .entry((key.namespace.as_str(), service))
                 .or_default()
                 .push(slice);
         }
@@ -251,23 +238,11 @@ fn slices_by_service(objects: &ClusterObjects) -> BTreeMap<(&str, &str), Vec<&En
     by_service
 }
 
-/// The Service's IPv4 cluster IP, or `None` for headless, ExternalName and IPv6-only Services.
-fn cluster_ipv4(service: &Service) -> Option<Ipv4Addr> {
-    let spec: &ServiceSpec = service.spec.as_ref()?;
-    if spec.type_.as_deref() == Some("ExternalName") {
-        return None;
-    }
-    let primary = spec
-        .cluster_ip
-        .as_deref()
-        .filter(|ip| !ip.is_empty())
-        .or_else(|| spec.cluster_ips.as_ref()?.first().map(String::as_str))?;
-    if primary.is_empty() || primary == "None" {
-        return None;
-    }
-    std::iter::once(primary)
-        .chain(spec.cluster_ips.iter().flatten().map(String::as_str))
-        .find_map(|ip| ip.parse::<Ipv4Addr>().ok())
+/// The Service an IPv4 EndpointSlice belongs to; `None` for other families and unlabelled slices.
+pub fn ipv4_slice_service(slice: &EndpointSlice) -> Option<&str> {
+    (slice.address_type == "IPv4")
+        .then(|| slice_service(slice))
+        .flatten()
 }
 
 /// The protocol of a service or slice port (`None` means TCP); `None` for protocols the data path

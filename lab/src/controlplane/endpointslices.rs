@@ -23,11 +23,10 @@ use k8s_openapi::{
         core::v1::{ObjectReference, Service, ServicePort},
         discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice},
     },
-    apimachinery::pkg::{
-        apis::meta::v1::{ObjectMeta, OwnerReference},
-        util::intstr::IntOrString,
-    },
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
+
+use strait_k8s::service::TargetPort;
 
 use crate::{
     manifests::{DEFAULT_NAMESPACE, alphabet_digits},
@@ -55,12 +54,6 @@ struct ResolvedPort {
     protocol: String,
     port: i32,
     app_protocol: Option<String>,
-}
-
-/// Where a service port sends traffic.
-enum Target<'a> {
-    Number(i32),
-    Name(&'a str),
 }
 
 /// The EndpointSlices for `service` given all pods of the lab. `terminating` holds the ids
@@ -105,9 +98,9 @@ pub fn endpoint_slices(
     if groups.is_empty() {
         let ports = service_ports
             .iter()
-            .filter_map(|port| match target(port) {
-                Target::Number(number) => Some(resolved(port, number)),
-                Target::Name(_) => None,
+            .filter_map(|port| match strait_k8s::service::target_port(port) {
+                TargetPort::Number(number) => Some(resolved(port, number)),
+                TargetPort::Name(_) => None,
             })
             .collect();
         groups.insert(ports, Vec::new());
@@ -145,17 +138,8 @@ fn service_name(service: &Service) -> &str {
     service.metadata.name.as_deref().unwrap_or_default()
 }
 
-/// The service port's `targetPort`, defaulted to `port` as the API server does.
-fn target(port: &ServicePort) -> Target<'_> {
-    match &port.target_port {
-        Some(IntOrString::Int(number)) if *number != 0 => Target::Number(*number),
-        Some(IntOrString::String(name)) if !name.is_empty() => Target::Name(name),
-        _ => Target::Number(port.port),
-    }
-}
-
 fn protocol(port: &ServicePort) -> &str {
-    port.protocol.as_deref().unwrap_or("TCP")
+    strait_k8s::service::protocol(port)
 }
 
 fn resolved(port: &ServicePort, number: i32) -> ResolvedPort {
@@ -169,17 +153,11 @@ fn resolved(port: &ServicePort, number: i32) -> ResolvedPort {
 
 /// Kubernetes' `FindPort`: the number `port` reaches on `pod`, if any.
 fn resolve(port: &ServicePort, pod: &PodRecord) -> Option<ResolvedPort> {
-    let number = match target(port) {
-        Target::Number(number) => number,
-        Target::Name(name) => {
-            let protocol = protocol(port);
-            pod.ports
-                .iter()
-                .find(|p| p.name.as_deref() == Some(name) && p.protocol.as_str() == protocol)
-                .map(|p| i32::from(p.port))?
-        }
-    };
-    Some(resolved(port, number))
+    let pod_ports = pod
+        .ports
+        .iter()
+        .map(|p| (p.name.as_deref(), p.protocol.as_str(), i32::from(p.port)));
+    strait_k8s::service::find_port(port, pod_ports).map(|number| resolved(port, number))
 }
 
 fn endpoint(pod: &PodRecord, terminating: bool, publish_not_ready: bool) -> Endpoint {

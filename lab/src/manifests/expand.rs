@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
 use serde::{Deserialize, Serialize};
 
-use super::namespace_of;
+use strait_k8s::object::namespace_of;
 
 /// Label Kubernetes puts on Pods of a Deployment (holds [`pod_template_hash`]).
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";

@@ -9,10 +9,101 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep};
 
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use strait_k8s::ObjectStore;
+
 use super::KubeSource;
 use super::mock_api::{Kind, MockApi, TIMEOUT, WatchStream};
-use crate::model::objects::ClusterObjects;
-use crate::model::source::{LoadReport, ObjectSource};
+use crate::model::source::{ObjectSource, SourceChange};
+
+/// The store's objects, as the tests look at them.
+#[derive(Debug, Default)]
+struct ClusterObjects {
+    services: BTreeMap<(String, String), Service>,
+    endpoint_slices: BTreeMap<(String, String), EndpointSlice>,
+    nodes: BTreeMap<String, Node>,
+    pods: BTreeMap<(String, String), Pod>,
+}
+
+impl ClusterObjects {
+    fn of(store: &ObjectStore) -> Self {
+        let key = |k: &strait_k8s::ObjectKey| (k.namespace.clone(), k.name.clone());
+        Self {
+            services: store.services().map(|(k, o)| (key(k), o.clone())).collect(),
+            endpoint_slices: store
+                .endpoint_slices()
+                .map(|(k, o)| (key(k), o.clone()))
+                .collect(),
+            nodes: store
+                .nodes()
+                .map(|(k, o)| (k.name.clone(), o.clone()))
+                .collect(),
+            pods: store.pods().map(|(k, o)| (key(k), o.clone())).collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.services.is_empty()
+            && self.endpoint_slices.is_empty()
+            && self.nodes.is_empty()
+            && self.pods.is_empty()
+    }
+}
+
+/// What the store holds after a batch, and the errors reported since the previous report.
+#[derive(Debug)]
+struct LoadReport {
+    objects: ClusterObjects,
+    errors: Vec<String>,
+}
+
+/// A source and the store its batches go to, as the agent's loop uses them.
+struct Watched {
+    source: KubeSource,
+    store: ObjectStore,
+    errors: Vec<String>,
+    /// Whether the first report (the one that comes once the source is ready) has been made.
+    reported: bool,
+}
+
+impl Watched {
+    fn new(source: KubeSource) -> Self {
+        Self {
+            source,
+            store: ObjectStore::new(),
+            errors: Vec::new(),
+            reported: false,
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.source.is_ready()
+    }
+
+    /// Applies what the source has now; a report when the source is ready and anything changed or
+    /// went wrong (errors from before readiness come with the first report).
+    fn poll(&mut self) -> Option<LoadReport> {
+        let batch = self.source.next_batch(Duration::ZERO);
+        let mut events = 0;
+        for change in batch.changes {
+            events += match change {
+                SourceChange::Change(change) => usize::from(self.store.apply(change).is_some()),
+                SourceChange::Replace(kind, objects) => self.store.replace(kind, objects).len(),
+            };
+        }
+        self.errors.extend(batch.errors);
+        let first = !self.reported;
+        if !self.source.is_ready() || (!first && events == 0 && self.errors.is_empty()) {
+            return None;
+        }
+        self.reported = true;
+        Some(LoadReport {
+            objects: ClusterObjects::of(&self.store),
+            errors: std::mem::take(&mut self.errors),
+        })
+    }
+}
 
 const NODE: &str = "node-1";
 
@@ -123,7 +214,7 @@ fn addresses(objects: &ClusterObjects, name: &str) -> Vec<String> {
 /// Polls every 10 ms until a report satisfies `done` and returns it, with the errors of the reports
 /// skipped on the way put in front of its own, so no error goes unseen. Fails after [`TIMEOUT`].
 async fn report_where(
-    source: &mut KubeSource,
+    source: &mut Watched,
     api: &MockApi,
     what: &str,
     done: impl Fn(&LoadReport) -> bool,
@@ -173,7 +264,7 @@ async fn serve_empty(api: &mut MockApi, kinds: &[Kind]) -> Vec<WatchStream> {
 #[tokio::test]
 async fn services_follow_events_watch_restarts_and_the_relist_after_gone() {
     let (client, mut api) = MockApi::start();
-    let mut source = KubeSource::start(client, NODE);
+    let mut source = Watched::new(KubeSource::start(client, NODE));
     let initial = [
         service("web", "10.96.0.10", "90"),
         service("db", "10.96.0.11", "95"),
@@ -184,7 +275,10 @@ async fn services_follow_events_watch_restarts_and_the_relist_after_gone() {
     let report = report_where(&mut source, &api, "the listed services", |_| true).await;
     assert_eq!(names(&report.objects.services), ["shop/db", "shop/web"]);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    assert_eq!(source.poll(), None, "nothing changed since the last report");
+    assert!(
+        source.poll().is_none(),
+        "nothing changed since the last report"
+    );
 
     // Events on the open watch.
     services.event("ADDED", service("cache", "10.96.0.12", "101"));
@@ -246,14 +340,14 @@ async fn services_follow_events_watch_restarts_and_the_relist_after_gone() {
         "errors are reported once: {:?}",
         report.errors
     );
-    assert_eq!(source.poll(), None);
+    assert!(source.poll().is_none());
     api.assert_no_unexpected_requests();
 }
 
 #[tokio::test]
 async fn endpoint_slices_follow_events_and_the_relist_after_gone() {
     let (client, mut api) = MockApi::start();
-    let mut source = KubeSource::start(client, NODE);
+    let mut source = Watched::new(KubeSource::start(client, NODE));
     let initial = [
         slice("web-abc", &["10.244.1.4"], "190"),
         slice("db-xyz", &["10.244.1.9"], "195"),
@@ -299,7 +393,7 @@ async fn endpoint_slices_follow_events_and_the_relist_after_gone() {
 #[tokio::test]
 async fn reports_only_once_every_kind_is_listed_and_watches_this_nodes_pods() {
     let (client, mut api) = MockApi::start();
-    let mut source = KubeSource::start(client, NODE);
+    let mut source = Watched::new(KubeSource::start(client, NODE));
     let _services = list_and_watch(
         &mut api,
         Kind::Services,
@@ -325,7 +419,7 @@ async fn reports_only_once_every_kind_is_listed_and_watches_this_nodes_pods() {
     // The pods are not listed yet: a partial view is never reported.
     sleep(Duration::from_millis(300)).await;
     assert!(!source.is_ready());
-    assert_eq!(source.poll(), None);
+    assert!(source.poll().is_none());
 
     let pods = api.expect_list(Kind::Pods).await;
     assert_eq!(
@@ -359,7 +453,7 @@ async fn reports_only_once_every_kind_is_listed_and_watches_this_nodes_pods() {
 #[tokio::test]
 async fn dropping_the_source_stops_its_watchers() {
     let (client, mut api) = MockApi::start();
-    let mut source = KubeSource::start(client, NODE);
+    let mut source = Watched::new(KubeSource::start(client, NODE));
     let watches = serve_empty(&mut api, &Kind::ALL).await;
     let report = report_where(&mut source, &api, "the empty lists", |_| true).await;
     assert!(report.objects.is_empty());

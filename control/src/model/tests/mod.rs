@@ -1,6 +1,5 @@
-//! Unit tests of the cluster model: manifest parsing, the directory source, the translation into
-//! service entries and their diff.
+//! Unit tests of the cluster model: the directory source, and the translation into service entries
+//! (full and incremental) and their diff.
 
-mod objects;
 mod source;
 mod translate;

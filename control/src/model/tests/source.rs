@@ -1,33 +1,80 @@
-//! Tests of [`ManifestDirSource`]: tolerance of bad files, removal, skipped names and change detection.
+//! Tests of [`ManifestDirSource`]: incremental changes by file, tolerance of bad files, removal,
+//! skipped names, the later file winning, the resync safety net, all through a real [`ObjectStore`].
 
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
-use crate::model::source::{LoadReport, ManifestDirSource, ObjectSource};
+use strait_k8s::{Event, Kind, ObjectStore};
+
+use crate::model::source::{ManifestDirSource, ObjectSource, SourceBatch, SourceChange};
+
+/// Long enough for inotify to report a write on a loaded machine; a batch returns as soon as it does.
+const WAIT: Duration = Duration::from_secs(5);
 
 fn node(name: &str) -> String {
     format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n")
 }
 
-/// Writes `text` the way a careful writer does: to a `.tmp` file, then renamed into place.
+fn node_with_label(name: &str, label: &str) -> String {
+    format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{l: {label}}}}}\n")
+}
+
+/// Writes `text` the way a careful writer does: to a hidden `.tmp` file, then renamed into place.
 fn write_atomic(dir: &Path, name: &str, text: &str) {
     let tmp = dir.join(format!(".{name}.tmp"));
     fs::write(&tmp, text).unwrap();
     fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
-fn node_names(report: &LoadReport) -> Vec<&str> {
-    report.objects.nodes.keys().map(String::as_str).collect()
+/// A source and the store its batches are applied to.
+struct Harness {
+    source: ManifestDirSource,
+    store: ObjectStore,
 }
 
-fn poll(source: &mut ManifestDirSource) -> LoadReport {
-    source
-        .poll()
-        .expect("the directory changed, so poll must report")
+impl Harness {
+    fn new(dir: &Path) -> Self {
+        Self {
+            source: ManifestDirSource::new(dir),
+            store: ObjectStore::new(),
+        }
+    }
+
+    /// Applies one batch; returns it with the store events it caused.
+    fn apply(&mut self, batch: SourceBatch) -> (SourceBatch, Vec<Event>) {
+        let mut events = Vec::new();
+        for change in batch.changes.clone() {
+            match change {
+                SourceChange::Change(change) => events.extend(self.store.apply(change)),
+                SourceChange::Replace(kind, objects) => {
+                    events.extend(self.store.replace(kind, objects));
+                }
+            }
+        }
+        (batch, events)
+    }
+
+    /// The next non-empty batch (fails after [`WAIT`]).
+    fn step(&mut self) -> (SourceBatch, Vec<Event>) {
+        let batch = self.source.next_batch(WAIT);
+        assert!(!batch.is_empty(), "no batch within {WAIT:?}");
+        self.apply(batch)
+    }
+
+    /// Asserts nothing arrives within a short while.
+    fn quiet(&mut self) {
+        let batch = self.source.next_batch(Duration::from_millis(100));
+        assert!(batch.is_empty(), "{batch:?}");
+    }
+
+    fn nodes(&self) -> Vec<String> {
+        self.store.nodes().map(|(k, _)| k.name.clone()).collect()
+    }
 }
 
 #[test]
-fn first_poll_loads_and_an_unchanged_directory_polls_none() {
+fn first_batch_loads_everything_and_later_ones_only_what_changed() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("b.yaml"), node("b")).unwrap();
     fs::write(
@@ -45,19 +92,28 @@ fn first_poll_loads_and_an_unchanged_directory_polls_none() {
     .unwrap();
     fs::write(dir.path().join("README.md"), "not a manifest").unwrap();
 
-    let mut source = ManifestDirSource::new(dir.path());
-    assert!(source.changed());
-    let report = poll(&mut source);
-    assert_eq!(node_names(&report), ["a", "b", "c"]);
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-    assert_eq!(report.files, 3);
-    assert_eq!(report.ignored, 1);
+    let mut h = Harness::new(dir.path());
+    assert!(!h.source.is_ready());
+    let (batch, events) = h.step();
+    assert!(h.source.is_ready() && h.source.is_watching());
+    assert_eq!(h.nodes(), ["a", "b", "c"]);
+    assert!(batch.errors.is_empty(), "{:?}", batch.errors);
+    assert_eq!(events.len(), 3);
+    h.quiet();
 
-    assert!(!source.changed());
-    assert_eq!(source.poll(), None);
-    assert_eq!(source.poll(), None);
-    // `load` always reads.
-    assert_eq!(node_names(&source.load()), ["a", "b", "c"]);
+    // One file rewritten: one change, for the one object that changed.
+    write_atomic(dir.path(), "b.yaml", &node_with_label("b", "x"));
+    let (batch, events) = h.step();
+    assert_eq!(batch.changes.len(), 1, "{batch:?}");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].key.to_string(), "node/b");
+    assert!(batch.noticed.is_some());
+    // The same content again: the source reads it, the store sees no change.
+    write_atomic(dir.path(), "b.yaml", &node_with_label("b", "x"));
+    let (_, events) = h.step();
+    assert!(events.is_empty(), "{events:?}");
+    // The resync finds nothing the notifications missed.
+    assert!(h.source.resync().is_empty());
 }
 
 #[test]
@@ -65,35 +121,29 @@ fn a_bad_rewrite_keeps_the_previous_objects_and_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nodes.yaml");
     fs::write(&path, node("good")).unwrap();
-    let mut source = ManifestDirSource::new(dir.path());
-    assert_eq!(node_names(&poll(&mut source)), ["good"]);
+    let mut h = Harness::new(dir.path());
+    h.step();
+    assert_eq!(h.nodes(), ["good"]);
 
-    // Rewritten in place (a different length, so the change is seen even within one mtime tick).
     fs::write(
         &path,
         "apiVersion: v1\nkind: Node\nmetadata: {name: [oops\n",
     )
     .unwrap();
-    assert!(source.changed());
-    let report = poll(&mut source);
-    assert_eq!(
-        node_names(&report),
-        ["good"],
-        "the last good parse stays in effect"
-    );
-    assert_eq!(report.errors.len(), 1);
-    assert!(
-        report.errors[0].contains("nodes.yaml"),
-        "{:?}",
-        report.errors
-    );
-    assert_eq!(source.poll(), None);
+    let (batch, events) = h.step();
+    assert_eq!(h.nodes(), ["good"], "the last good objects stay in effect");
+    assert!(events.is_empty());
+    assert_eq!(batch.errors.len(), 1);
+    assert!(batch.errors[0].contains("nodes.yaml"), "{:?}", batch.errors);
+    // The resync reports the bad file again until it is fixed.
+    assert_eq!(h.source.resync().errors.len(), 1);
 
     // Fixed: the new objects replace the old ones and the error is gone.
     write_atomic(dir.path(), "nodes.yaml", &node("fixed"));
-    let report = poll(&mut source);
-    assert_eq!(node_names(&report), ["fixed"]);
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let (batch, _) = h.step();
+    assert_eq!(h.nodes(), ["fixed"]);
+    assert!(batch.errors.is_empty(), "{:?}", batch.errors);
+    assert!(h.source.resync().is_empty());
 }
 
 #[test]
@@ -105,149 +155,98 @@ fn a_bad_new_file_contributes_nothing_but_its_error() {
         "apiVersion: v1\nkind: Node\nmetadata: {}\n",
     )
     .unwrap();
-    let mut source = ManifestDirSource::new(dir.path());
-    let report = poll(&mut source);
-    assert_eq!(node_names(&report), ["a"]);
-    assert_eq!(report.errors.len(), 1);
+    let mut h = Harness::new(dir.path());
+    let (batch, _) = h.step();
+    assert_eq!(h.nodes(), ["a"]);
+    assert_eq!(batch.errors.len(), 1);
     assert!(
-        report.errors[0].contains("b.yaml document 1"),
+        batch.errors[0].contains("b.yaml document 1"),
         "{:?}",
-        report.errors
+        batch.errors
     );
 }
 
 #[test]
-fn a_removed_file_drops_its_objects() {
+fn a_removed_file_drops_its_objects_and_a_dropped_document_deletes_one() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("a.yaml"), node("a")).unwrap();
-    fs::write(dir.path().join("b.yaml"), node("b")).unwrap();
-    let mut source = ManifestDirSource::new(dir.path());
-    assert_eq!(node_names(&poll(&mut source)), ["a", "b"]);
-
+    fs::write(
+        dir.path().join("b.yaml"),
+        format!("{}---\n{}", node("b1"), node("b2")),
+    )
+    .unwrap();
+    let mut h = Harness::new(dir.path());
+    h.step();
+    assert_eq!(h.nodes(), ["a", "b1", "b2"]);
     fs::remove_file(dir.path().join("a.yaml")).unwrap();
-    let report = poll(&mut source);
-    assert_eq!(node_names(&report), ["b"]);
-    assert_eq!(report.files, 1);
-}
-
-#[test]
-fn a_removed_bad_file_drops_its_last_good_objects_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.yaml");
-    fs::write(&path, node("a")).unwrap();
-    let mut source = ManifestDirSource::new(dir.path());
-    poll(&mut source);
-    fs::write(&path, "{").unwrap();
-    assert_eq!(node_names(&poll(&mut source)), ["a"]);
-    fs::remove_file(&path).unwrap();
-    let report = poll(&mut source);
-    assert!(report.objects.is_empty());
-    assert!(report.errors.is_empty());
+    h.step();
+    assert_eq!(h.nodes(), ["b1", "b2"]);
+    write_atomic(dir.path(), "b.yaml", &node("b2"));
+    let (_, events) = h.step();
+    assert_eq!(h.nodes(), ["b2"]);
+    assert_eq!(events.len(), 1);
+    assert!(events[0].new.is_none(), "b1 deleted: {events:?}");
 }
 
 #[test]
 fn tmp_and_hidden_files_are_ignored() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("a.yaml"), node("a")).unwrap();
-    let mut source = ManifestDirSource::new(dir.path());
-    poll(&mut source);
-
-    // An atomic write in progress, a hidden file and a half-written `.tmp` with a manifest-like name.
-    fs::write(dir.path().join(".b.yaml.tmp"), node("b")).unwrap();
     fs::write(dir.path().join(".hidden.yaml"), node("hidden")).unwrap();
-    fs::write(dir.path().join("c.yaml.tmp"), "{").unwrap();
-    assert!(!source.changed());
-    assert_eq!(source.poll(), None);
-    assert_eq!(node_names(&source.load()), ["a"]);
+    fs::write(dir.path().join("b.yaml.tmp"), node("tmp")).unwrap();
+    let mut h = Harness::new(dir.path());
+    h.step();
+    assert_eq!(h.nodes(), ["a"]);
+    fs::write(dir.path().join("c.yaml.tmp"), node("c")).unwrap();
+    h.quiet();
 }
 
 #[test]
-fn the_later_file_wins_for_the_same_key() {
+fn the_later_file_wins_and_the_earlier_takes_over_when_it_lets_go() {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(
-        dir.path().join("1.yaml"),
-        "apiVersion: v1\nkind: Node\nmetadata: {name: n, labels: {from: one}}\n",
-    )
-    .unwrap();
-    fs::write(
-        dir.path().join("2.yaml"),
-        "apiVersion: v1\nkind: Node\nmetadata: {name: n, labels: {from: two}}\n",
-    )
-    .unwrap();
-    let report = ManifestDirSource::new(dir.path()).load();
-    assert_eq!(
-        report.objects.nodes["n"].metadata.labels.as_ref().unwrap()["from"],
-        "two"
-    );
+    fs::write(dir.path().join("a.yaml"), node_with_label("n", "from-a")).unwrap();
+    fs::write(dir.path().join("b.yaml"), node_with_label("n", "from-b")).unwrap();
+    let mut h = Harness::new(dir.path());
+    h.step();
+    let label = |h: &Harness| {
+        h.store
+            .node("", "n")
+            .unwrap()
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()["l"]
+            .clone()
+    };
+    assert_eq!(label(&h), "from-b");
+    // Rewriting the earlier file changes nothing in effect.
+    write_atomic(dir.path(), "a.yaml", &node_with_label("n", "from-a2"));
+    let batch = h.source.next_batch(WAIT);
+    assert!(batch.changes.is_empty(), "{batch:?}");
+    assert_eq!(label(&h), "from-b");
+    // The later file lets go: the earlier file's object takes over.
+    fs::remove_file(dir.path().join("b.yaml")).unwrap();
+    h.step();
+    assert_eq!(label(&h), "from-a2");
+    fs::remove_file(dir.path().join("a.yaml")).unwrap();
+    h.step();
+    assert!(h.nodes().is_empty());
 }
 
 #[test]
-fn a_missing_directory_is_reported_once_and_keeps_the_objects() {
+fn a_missing_directory_is_reported_once_and_picked_up_by_the_resync() {
     let parent = tempfile::tempdir().unwrap();
-    let dir = parent.path().join("manifests");
-    let mut source = ManifestDirSource::new(&dir);
-    let report = poll(&mut source);
-    assert!(report.objects.is_empty());
-    assert_eq!(report.errors.len(), 1);
-    assert!(
-        report.errors[0].contains("manifests"),
-        "{:?}",
-        report.errors
-    );
-    assert_eq!(source.poll(), None, "a persistent error is reported once");
-
+    let dir = parent.path().join("objects");
+    let mut h = Harness::new(&dir);
+    let batch = h.source.next_batch(WAIT);
+    assert_eq!(batch.errors.len(), 1, "{batch:?}");
+    assert!(batch.errors[0].contains("objects"), "{:?}", batch.errors);
+    assert!(!h.source.is_watching());
+    assert!(h.source.resync().is_empty(), "reported once");
     fs::create_dir(&dir).unwrap();
     fs::write(dir.join("a.yaml"), node("a")).unwrap();
-    assert_eq!(node_names(&poll(&mut source)), ["a"]);
-
-    // The directory goes away: the error is reported and the last good objects stay.
-    fs::remove_file(dir.join("a.yaml")).unwrap();
-    fs::remove_dir(&dir).unwrap();
-    let report = poll(&mut source);
-    assert_eq!(report.errors.len(), 1);
-    assert_eq!(node_names(&report), ["a"]);
-}
-
-#[test]
-fn a_poll_reads_only_the_files_whose_stamp_changed() {
-    let dir = tempfile::tempdir().unwrap();
-    let quiet = dir.path().join("quiet.yaml");
-    fs::write(&quiet, node("q1")).unwrap();
-    write_atomic(dir.path(), "busy.yaml", &node("b1"));
-    let mut source = ManifestDirSource::new(dir.path());
-    assert_eq!(node_names(&poll(&mut source)), ["b1", "q1"]);
-
-    // Rewrite `quiet` in place with the same length and put its mtime back: its stamp is unchanged, so
-    // a poll must not read it again (which is how the test can tell) while it reads the changed file.
-    let modified = fs::metadata(&quiet).unwrap().modified().unwrap();
-    fs::write(&quiet, node("q2")).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&quiet)
-        .unwrap()
-        .set_modified(modified)
-        .unwrap();
-    write_atomic(dir.path(), "busy.yaml", &node("b2"));
-    assert_eq!(node_names(&poll(&mut source)), ["b2", "q1"]);
-    // `load` reads everything.
-    assert_eq!(node_names(&source.load()), ["b2", "q2"]);
-}
-
-#[test]
-fn a_bad_file_is_reported_on_every_load_until_fixed() {
-    let dir = tempfile::tempdir().unwrap();
-    write_atomic(dir.path(), "bad.yaml", "kind: [unclosed");
-    write_atomic(dir.path(), "good.yaml", &node("g1"));
-    let mut source = ManifestDirSource::new(dir.path());
-    let first = poll(&mut source);
-    assert_eq!(first.errors.len(), 1, "{:?}", first.errors);
-    // Another file changes: the bad one is still bad and still reported.
-    write_atomic(dir.path(), "good.yaml", &node("g2"));
-    let second = poll(&mut source);
-    assert_eq!(node_names(&second), ["g2"]);
-    assert!(second.errors[0].contains("bad.yaml"), "{:?}", second.errors);
-    write_atomic(dir.path(), "bad.yaml", &node("fixed"));
-    let third = poll(&mut source);
-    assert!(third.errors.is_empty(), "{:?}", third.errors);
-    assert_eq!(node_names(&third), ["fixed", "g2"]);
+    let batch = h.source.resync();
+    h.apply(batch);
+    assert_eq!(h.nodes(), ["a"]);
+    assert_eq!(h.store.count(Kind::Node), 1);
 }

@@ -1,4 +1,7 @@
-//! Tests of [`service_entries`] and [`diff`], on objects built from YAML.
+//! Tests of [`service_entries`](translate::service_entries) and [`diff`], on objects built from YAML.
+//! Every translation is also made by the incremental [`ServiceIndex`], once rebuilt from the whole
+//! store and once fed the objects one event at a time (in an order that puts slices before their
+//! Services), and all three must agree.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -6,14 +9,44 @@ use std::path::Path;
 use strait_dataplane::services::{
     Backend, ExternalAccess, L4Proto, Prefix, ServiceEntry, ServiceKey,
 };
+use strait_k8s::manifest::{ParseOptions, parse_str};
+use strait_k8s::{Change, Kind, ObjectStore};
 
-use crate::model::objects::{ClusterObjects, parse_manifest};
-use crate::model::translate::{ServiceDiff, diff, service_entries};
+use crate::model::service_index::ServiceIndex;
+use crate::model::translate::{self, ServiceDiff, diff};
 
-fn objects(yaml: &str) -> ClusterObjects {
-    parse_manifest(Path::new("test.yaml"), yaml)
-        .unwrap()
-        .objects
+fn objects(yaml: &str) -> ObjectStore {
+    let loaded = parse_str(Path::new("test.yaml"), yaml, &ParseOptions::AGENT).unwrap();
+    let mut store = ObjectStore::new();
+    store.apply_all(loaded.into_objects().into_iter().map(Change::Upsert));
+    store
+}
+
+/// The full translation, checked against the incremental index.
+fn service_entries(store: &ObjectStore, node: &str) -> Vec<ServiceEntry> {
+    let full = translate::service_entries(store, node);
+    let mut rebuilt = ServiceIndex::new(node);
+    rebuilt.rebuild(store);
+    assert_eq!(rebuilt.entries(), full, "rebuilt index");
+
+    let mut incremental = ServiceIndex::new(node);
+    let mut growing = ObjectStore::new();
+    let mut objects: Vec<_> = [Kind::EndpointSlice, Kind::Node, Kind::Service]
+        .into_iter()
+        .flat_map(|kind| {
+            store
+                .of_kind(kind)
+                .map(|(_, o)| o.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    objects.reverse();
+    for object in objects {
+        let events: Vec<_> = growing.apply(Change::Upsert(object)).into_iter().collect();
+        incremental.update(&growing, &events);
+    }
+    assert_eq!(incremental.entries(), full, "index fed one event at a time");
+    full
 }
 
 fn ip(text: &str) -> Ipv4Addr {
@@ -68,7 +101,7 @@ ports:
 - {name: sctp, port: 9, protocol: SCTP}
 ";
 
-fn web() -> ClusterObjects {
+fn web() -> ObjectStore {
     let mut yaml = service(
         "web",
         "  clusterIP: 10.96.0.10\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n  \
@@ -226,7 +259,7 @@ fn terminating_endpoints_are_used_only_when_none_is_ready() {
     );
 }
 
-fn local_service() -> ClusterObjects {
+fn local_service() -> ObjectStore {
     let mut yaml = service(
         "local",
         "  clusterIP: 10.96.0.13\n  internalTrafficPolicy: Local\n  ports: [{name: http, port: 80}]\n",
@@ -270,14 +303,9 @@ fn internal_traffic_policy_local_uses_only_this_nodes_endpoints() {
 #[test]
 fn cluster_policy_ignores_the_node() {
     let mut objects = local_service();
-    let spec = objects
-        .services
-        .get_mut(&("shop".to_owned(), "local".to_owned()))
-        .unwrap()
-        .spec
-        .as_mut()
-        .unwrap();
-    spec.internal_traffic_policy = Some("Cluster".to_owned());
+    let mut service = objects.service("shop", "local").unwrap().clone();
+    service.spec.as_mut().unwrap().internal_traffic_policy = Some("Cluster".to_owned());
+    objects.apply(Change::Upsert(service.into()));
     let entries = service_entries(&objects, "node-4");
     assert_eq!(
         entries[0].backends,

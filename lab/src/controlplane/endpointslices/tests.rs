@@ -2,6 +2,7 @@
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::ServiceSpec;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::*;
 use crate::manifests::{PodPort, Protocol};

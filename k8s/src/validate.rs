@@ -1,5 +1,5 @@
-//! Validation of the fields this lab relies on, following the rules of the
-//! Kubernetes API server (object names, ports, protocols, selectors).
+//! Validation of the fields strait relies on, following the rules of the Kubernetes API server (object
+//! names, ports, protocols, selectors), for manifests that no API server has seen (the lab's).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -9,7 +9,8 @@ use k8s_openapi::api::core::v1::{ContainerPort, PodSpec, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::Object;
+use crate::object::Object;
+use crate::selector::{Requirement, Selector};
 
 /// What is wrong with an object, by field path (e.g.
 /// `spec.template.spec.containers[0].ports[1].containerPort`).
@@ -17,7 +18,7 @@ use super::Object;
 pub enum Violation {
     /// The value is invalid for Kubernetes itself.
     Invalid { field: String, problem: String },
-    /// Kubernetes accepts the value but this lab cannot implement it (SCTP).
+    /// Kubernetes accepts the value but strait does not implement it (SCTP).
     Unsupported {
         field: String,
         what: String,
@@ -35,7 +36,7 @@ impl fmt::Display for Violation {
                 supported,
             } => write!(
                 f,
-                "{field}: {what} is not supported by this lab (supported: {supported})"
+                "{field}: {what} is not supported (supported: {supported})"
             ),
         }
     }
@@ -50,7 +51,7 @@ fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Violation {
 
 type Checked = Result<(), Violation>;
 
-/// Checks `object` as the API server would for the fields this lab uses.
+/// Checks `object` as the API server would for the fields strait uses.
 pub fn validate(object: &Object) -> Checked {
     match object {
         Object::Pod(pod) => {
@@ -64,6 +65,9 @@ pub fn validate(object: &Object) -> Checked {
         Object::Deployment(deployment) => validate_deployment(deployment),
         Object::Service(service) => validate_service(service),
         Object::Namespace(namespace) => metadata(&namespace.metadata, NameRule::Label, false),
+        Object::Node(node) => metadata(&node.metadata, NameRule::Subdomain, false),
+        Object::EndpointSlice(slice) => metadata(&slice.metadata, NameRule::Subdomain, true),
+        Object::NetworkPolicy(policy) => metadata(&policy.metadata, NameRule::Subdomain, true),
     }
 }
 
@@ -121,46 +125,24 @@ fn validate_deployment(deployment: &Deployment) -> Checked {
 }
 
 fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> Checked {
-    let match_labels = selector.match_labels.clone().unwrap_or_default();
-    let expressions = selector.match_expressions.as_deref().unwrap_or_default();
-    if match_labels.is_empty() && expressions.is_empty() {
+    let parsed = Selector::new(selector).map_err(|e| invalid("spec.selector", e.to_string()))?;
+    if parsed.is_empty() {
         return Err(invalid("spec.selector", "must not be empty"));
     }
-    for (key, value) in &match_labels {
-        if labels.get(key) != Some(value) {
-            return Err(invalid(
-                "spec.selector.matchLabels",
-                format!("{key}={value} does not match spec.template.metadata.labels"),
-            ));
-        }
+    match parsed.first_unmet(labels) {
+        None => Ok(()),
+        Some(Requirement::In(key, values)) if values.len() == 1 => Err(invalid(
+            "spec.selector.matchLabels",
+            format!(
+                "{key}={} does not match spec.template.metadata.labels",
+                values[0]
+            ),
+        )),
+        Some(unmet) => Err(invalid(
+            "spec.selector",
+            format!("{unmet:?} does not match spec.template.metadata.labels"),
+        )),
     }
-    for (i, req) in expressions.iter().enumerate() {
-        let field = format!("spec.selector.matchExpressions[{i}]");
-        let values = req.values.as_deref().unwrap_or_default();
-        let label = labels.get(&req.key);
-        let ok = match req.operator.as_str() {
-            "In" => label.is_some_and(|l| values.contains(l)),
-            "NotIn" => label.is_none_or(|l| !values.contains(l)),
-            "Exists" => label.is_some(),
-            "DoesNotExist" => label.is_none(),
-            other => {
-                return Err(invalid(
-                    format!("{field}.operator"),
-                    format!("must be In, NotIn, Exists or DoesNotExist, got {other:?}"),
-                ));
-            }
-        };
-        if !ok {
-            return Err(invalid(
-                field,
-                format!(
-                    "({} {} {values:?}) does not match spec.template.metadata.labels",
-                    req.key, req.operator
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn pod_spec(spec: &PodSpec, prefix: &str) -> Checked {
@@ -248,13 +230,26 @@ fn validate_service(service: &Service) -> Checked {
         return Err(invalid("spec.ports", "is empty"));
     }
     let mut names = BTreeSet::new();
+    let mut seen_ports = BTreeSet::new();
+    let mut seen_node_ports = BTreeSet::new();
     for (i, port) in ports.iter().enumerate() {
-        service_port(
-            port,
-            &format!("spec.ports[{i}]"),
-            ports.len() > 1,
-            &mut names,
-        )?;
+        let field = format!("spec.ports[{i}]");
+        service_port(port, &field, ports.len() > 1, &mut names)?;
+        let protocol = port.protocol.as_deref().unwrap_or("TCP");
+        if !seen_ports.insert((port.port, protocol)) {
+            return Err(invalid(
+                field,
+                format!("duplicate value: port {}/{protocol}", port.port),
+            ));
+        }
+        if let Some(node_port) = port.node_port.filter(|p| *p != 0)
+            && !seen_node_ports.insert((node_port, protocol))
+        {
+            return Err(invalid(
+                format!("{field}.nodePort"),
+                format!("duplicate value: nodePort {node_port}/{protocol}"),
+            ));
+        }
     }
     Ok(())
 }
@@ -305,7 +300,7 @@ fn label_shape_ok(s: &str) -> bool {
 }
 
 /// RFC 1123 label: namespace, container and Service-port names.
-pub(crate) fn dns1123_label(s: &str) -> Result<(), String> {
+pub fn dns1123_label(s: &str) -> Result<(), String> {
     if s.len() <= 63 && label_shape_ok(s) {
         Ok(())
     } else {
@@ -316,7 +311,7 @@ pub(crate) fn dns1123_label(s: &str) -> Result<(), String> {
 }
 
 /// RFC 1123 subdomain: Pod and Deployment names.
-pub(crate) fn dns1123_subdomain(s: &str) -> Result<(), String> {
+pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
     if s.len() <= 253 && s.split('.').all(label_shape_ok) {
         Ok(())
     } else {
@@ -328,7 +323,7 @@ pub(crate) fn dns1123_subdomain(s: &str) -> Result<(), String> {
 }
 
 /// RFC 1035 label: Service names (must also start with a letter).
-pub(crate) fn dns1035_label(s: &str) -> Result<(), String> {
+pub fn dns1035_label(s: &str) -> Result<(), String> {
     if s.len() <= 63 && label_shape_ok(s) && s.starts_with(|c: char| c.is_ascii_lowercase()) {
         Ok(())
     } else {
@@ -340,7 +335,7 @@ pub(crate) fn dns1035_label(s: &str) -> Result<(), String> {
 }
 
 /// IANA service name: container port names and named target ports.
-pub(crate) fn iana_svc_name(s: &str) -> Result<(), String> {
+pub fn iana_svc_name(s: &str) -> Result<(), String> {
     let ok = (1..=15).contains(&s.len())
         && label_shape_ok(s)
         && !s.contains("--")
