@@ -66,6 +66,14 @@ struct Model {
     node: String,
 }
 
+/// What the kernel needs: entries to write, frontends to remove, and how many looked at were right.
+#[derive(Default)]
+struct Writes {
+    upserts: Vec<ServiceEntry>,
+    removals: Vec<ServiceKey>,
+    unchanged: usize,
+}
+
 /// What one turn found.
 #[derive(Default)]
 struct Turn {
@@ -146,21 +154,22 @@ impl Model {
     }
 
     /// The writes that make the kernel's table hold the index's entry for each of `keys`.
-    fn writes(
-        &self,
-        table: &ServiceTable,
-        keys: impl IntoIterator<Item = ServiceKey>,
-    ) -> (Vec<ServiceEntry>, Vec<ServiceKey>) {
-        let (mut upserts, mut removals) = (Vec::new(), Vec::new());
+    fn writes(&self, table: &ServiceTable, keys: impl IntoIterator<Item = ServiceKey>) -> Writes {
+        let mut writes = Writes::default();
+        let Writes {
+            upserts,
+            removals,
+            unchanged,
+        } = &mut writes;
         for key in keys {
             match (self.index.entry(&key), table.get(&key)) {
-                (Some(want), Some(have)) if want == have => {}
+                (Some(want), Some(have)) if want == have => *unchanged += 1,
                 (Some(want), _) => upserts.push(want.clone()),
                 (None, Some(_)) => removals.push(key),
                 (None, None) => {}
             }
         }
-        (upserts, removals)
+        writes
     }
 }
 
@@ -263,9 +272,14 @@ pub async fn run(
 async fn write_pending(
     manager: &Mutex<EndpointManager>,
     table: &mut ServiceTable,
-    (upserts, removals): (Vec<ServiceEntry>, Vec<ServiceKey>),
+    writes: Writes,
     turn: &Turn,
 ) -> bool {
+    let Writes {
+        upserts,
+        removals,
+        unchanged,
+    } = writes;
     let started = Instant::now();
     let result = if upserts.is_empty() && removals.is_empty() {
         Ok(SyncReport::default())
@@ -283,11 +297,12 @@ async fn write_pending(
             });
             tracing::info!(
                 frontends = table.len(),
-                events = turn.events,
-                services = turn.retranslated,
                 added = sync.added,
                 updated = sync.updated,
                 removed = sync.removed,
+                unchanged,
+                events = turn.events,
+                services = turn.retranslated,
                 took_ms = started.elapsed().as_millis(),
                 latency_us,
                 "services synced"
