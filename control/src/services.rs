@@ -17,6 +17,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use strait_dataplane::Dataplane;
 use strait_dataplane::service_maps::{ServiceTable, SyncReport};
 use strait_dataplane::services::{ServiceEntry, ServiceKey};
 use strait_k8s::ObjectStore;
@@ -36,13 +37,78 @@ pub const WAIT: Duration = Duration::from_millis(200);
 
 /// Wall-clock time (ms since the epoch) at which the last loop turn that left nothing pending *started*:
 /// a publisher that wrote its objects before that time knows they are in the data path. 0 until then.
+/// It also keeps the last [`SYNC_RECORDS`] syncs that wrote to the kernel, for benchmarks and metrics.
 #[derive(Clone, Debug, Default)]
-pub struct SyncClock(Arc<AtomicU64>);
+pub struct SyncClock {
+    last_ms: Arc<AtomicU64>,
+    records: Arc<std::sync::Mutex<std::collections::VecDeque<SyncRecord>>>,
+}
+
+/// How many [`SyncRecord`]s a [`SyncClock`] keeps.
+pub const SYNC_RECORDS: usize = 4096;
+
+/// One sync that wrote to the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncRecord {
+    /// When it finished, ms since the epoch.
+    pub at_ms: u64,
+    /// From the source hearing of the batch's first change to the last map write, in µs.
+    pub latency_us: u64,
+    /// The map writes alone, in µs.
+    pub write_us: u64,
+    /// Store events in the batch.
+    pub events: usize,
+    /// Services translated again.
+    pub services: usize,
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+    /// Frontends in the kernel afterwards.
+    pub frontends: usize,
+}
 
 impl SyncClock {
     /// The last successful sync's start, in ms since the epoch.
     pub fn last_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
+        self.last_ms.load(Ordering::SeqCst)
+    }
+
+    /// The syncs recorded so far (oldest first, at most [`SYNC_RECORDS`]).
+    pub fn records(&self) -> Vec<SyncRecord> {
+        let records = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        records.iter().copied().collect()
+    }
+
+    fn record(&self, record: SyncRecord) {
+        let mut records = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if records.len() == SYNC_RECORDS {
+            records.pop_front();
+        }
+        records.push_back(record);
+    }
+}
+
+/// What owns the data path the loop writes into: the agent's endpoint manager, or a bare
+/// [`Dataplane`] (benchmarks).
+pub trait DataplaneOwner: Send + 'static {
+    fn dataplane_mut(&mut self) -> &mut Dataplane;
+}
+
+impl DataplaneOwner for EndpointManager {
+    fn dataplane_mut(&mut self) -> &mut Dataplane {
+        EndpointManager::dataplane_mut(self)
+    }
+}
+
+impl DataplaneOwner for Dataplane {
+    fn dataplane_mut(&mut self) -> &mut Dataplane {
+        self
     }
 }
 
@@ -174,11 +240,11 @@ impl Model {
 }
 
 /// Runs until aborted. `origin` names the source in logs (a directory, or the API server).
-pub async fn run(
+pub async fn run<M: DataplaneOwner>(
     source: BoxedSource,
     origin: String,
     node: String,
-    manager: Arc<Mutex<EndpointManager>>,
+    manager: Arc<Mutex<M>>,
     clock: SyncClock,
     resync_every: Duration,
 ) {
@@ -243,7 +309,7 @@ pub async fn run(
         }
         if !pending.is_empty() {
             let writes = current.writes(&table, pending.iter().copied());
-            if write_pending(&manager, &mut table, writes, &turn).await {
+            if write_pending(&manager, &mut table, writes, &turn, &clock).await {
                 pending.clear();
             }
         }
@@ -258,7 +324,7 @@ pub async fn run(
         }
         // Nothing pending: everything written before this turn began is in the data path.
         if pending.is_empty() && current.built {
-            clock.0.store(turn_started, Ordering::SeqCst);
+            clock.last_ms.store(turn_started, Ordering::SeqCst);
         }
         model = Some(current);
         if wait == Duration::ZERO {
@@ -269,11 +335,12 @@ pub async fn run(
 
 /// Writes the index's entries for pending frontends into the kernel; false when the write failed
 /// (the loop keeps them pending and tries again).
-async fn write_pending(
-    manager: &Mutex<EndpointManager>,
+async fn write_pending<M: DataplaneOwner>(
+    manager: &Mutex<M>,
     table: &mut ServiceTable,
     writes: Writes,
     turn: &Turn,
+    clock: &SyncClock,
 ) -> bool {
     let Writes {
         upserts,
@@ -292,8 +359,19 @@ async fn write_pending(
     };
     match result {
         Ok(sync) => {
-            let latency_us = turn.noticed.map_or(0, |n| {
-                u64::try_from(n.elapsed().as_micros()).unwrap_or(u64::MAX)
+            let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            let write_us = micros(started.elapsed());
+            let latency_us = turn.noticed.map_or(write_us, |n| micros(n.elapsed()));
+            clock.record(SyncRecord {
+                at_ms: now_ms(),
+                latency_us,
+                write_us,
+                events: turn.events,
+                services: turn.retranslated,
+                added: sync.added,
+                updated: sync.updated,
+                removed: sync.removed,
+                frontends: table.len(),
             });
             tracing::info!(
                 frontends = table.len(),
