@@ -280,4 +280,13 @@ fn plugin_reports_spec_error_codes() {
             "{what}: message"
         );
     }
+
+    // The error object carries the configuration's cniVersion, not the plugin's own.
+    let old = r#"{"cniVersion":"0.4.0","name":"strait","type":"strait-cni","agentSocket":"/run/strait-test-nobody-listens.sock"}"#;
+    let (ok, error) = plugin(&add, old);
+    assert!(!ok);
+    assert_eq!(error["code"], 11, "{error}");
+    assert_eq!(error["cniVersion"], "0.4.0", "{error}");
+    let (_, error) = plugin(&[], old);
+    assert_eq!(error["cniVersion"], "0.4.0", "{error}");
 }
