@@ -1,10 +1,14 @@
 //! Socket-level service load balancing: at connect (TCP, connected UDP) and sendmsg (unconnected UDP) a
 //! service address is replaced by a backend chosen at random among the frontend's slots, once per
 //! connection, so no packet is ever translated. What was replaced is remembered per socket, so recvmsg and
-//! getpeername show the service address again.
+//! getpeername show the service address again. A frontend without backends fails the call at once with
+//! ECONNREFUSED, the error a kube-proxy client sees.
 
 use aya_ebpf::{
-    helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_netns_cookie, bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_ktime_get_ns,
+        bpf_set_retval,
+    },
     programs::SockAddrContext,
 };
 use strait_abi::{
@@ -20,8 +24,25 @@ use crate::{
 
 /// Verdict that lets the socket call proceed.
 pub const ALLOW: i32 = 1;
-/// Verdict that fails the socket call (the application sees EPERM at once).
+/// Verdict that fails the socket call: with the errno set by [`refuse`], else EPERM.
 pub const REJECT: i32 = 0;
+/// `ECONNREFUSED` (Linux errno 111).
+const ECONNREFUSED: i32 = 111;
+
+/// Fails the connect or sendmsg with ECONNREFUSED rather than the EPERM a bare [`REJECT`] gives,
+/// which reads as a policy denial. kube-proxy's REJECT rule (an ICMP port unreachable) makes a TCP
+/// connect fail with ECONNREFUSED; a connected UDP socket sees the same on its next call. An
+/// unconnected UDP sendto also gets ECONNREFUSED here, at once: under kube-proxy the datagram would
+/// be sent and the ICMP answer ignored (a pod) or the send fail with EPERM (the node's own
+/// processes), and neither silence nor a permission error tells the sender that the Service has no
+/// endpoints. `bpf_set_retval` is available to connect4 and sendmsg4 programs since Linux 5.18;
+/// the kernel hands a negative errno set there to the caller when the program rejects.
+#[inline(always)]
+fn refuse() -> i32 {
+    // SAFETY: the helper takes a plain integer and is valid in cgroup connect4/sendmsg4 programs.
+    unsafe { bpf_set_retval(-ECONNREFUSED) };
+    REJECT
+}
 
 /// Translates a service address to a backend; used by connect4 and sendmsg4.
 #[inline(always)]
@@ -43,11 +64,11 @@ pub fn translate(ctx: &SockAddrContext) -> i32 {
     };
     if frontend.backend_count == 0 {
         stats::count(Program::SockLb, Reason::DropNoBackend, Direction::Egress, 0);
-        return REJECT;
+        return refuse();
     }
     let Some(backend) = pick_backend(ctx, &frontend) else {
         stats::count(Program::SockLb, Reason::DropNoBackend, Direction::Egress, 0);
-        return REJECT;
+        return refuse();
     };
     // SAFETY: the socket context is valid for the helper.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };

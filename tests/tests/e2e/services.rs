@@ -2,7 +2,16 @@
 //! ClusterIP, an even spread, scaling down and back), named target ports, UDP, services without endpoints,
 //! hairpin, node clients, and endpoint removal.
 
-use std::{collections::BTreeMap, fs, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fs::{self, File},
+    io::ErrorKind,
+    net::{Ipv4Addr, SocketAddrV4},
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    path::Path,
+    process::Command,
+    time::Duration,
+};
 
 use strait_lab::cluster::Lab;
 use strait_tests::LabGuard;
@@ -142,7 +151,7 @@ kind: Service
 metadata: {name: nobody, namespace: default}
 spec:
   selector: {app: nothing-has-this-label}
-  ports: [{port: 80, targetPort: 8080}]
+  ports: [{name: http, port: 80, targetPort: 8080}, {name: dns, port: 53, protocol: UDP}]
 ";
 
 #[test]
@@ -175,15 +184,33 @@ fn named_ports_udp_empty_services_hairpin_and_removal() {
         vec!["default/server"]
     );
 
-    // A service without endpoints refuses at once instead of letting the client time out.
+    // A service without endpoints refuses at once (ECONNREFUSED, as kube-proxy's REJECT gives, not
+    // an EPERM that reads as a policy denial) instead of letting the client time out: TCP connect,
+    // UDP connect and an unconnected UDP sendto.
     let before = packets_sock(&lab, &node, "no_backend");
-    let nobody = format!("{}:80", cluster_ip(&lab, "default/nobody"));
-    let refused = lab
-        .probe("default/client", &nobody, false, Duration::from_secs(5))
-        .unwrap();
-    let why = refused.expect_err("a service without endpoints answered");
-    assert!(why.contains("os error 1"), "not refused at once: {why}");
-    assert_eq!(packets_sock(&lab, &node, "no_backend"), before + 1);
+    let nobody_ip: Ipv4Addr = cluster_ip(&lab, "default/nobody").parse().unwrap();
+    for (port, udp) in [(80, false), (53, true)] {
+        let refused = lab
+            .probe(
+                "default/client",
+                &format!("{nobody_ip}:{port}"),
+                udp,
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        let why = refused.expect_err("a service without endpoints answered");
+        assert!(
+            why.starts_with("connect ") && why.contains("(os error 111)"),
+            "not refused at connect: {why}"
+        );
+    }
+    let sent = sendto_from(&lab, "default/client", SocketAddrV4::new(nobody_ip, 53));
+    assert_eq!(
+        sent.map_err(|e| e.kind()),
+        Err(ErrorKind::ConnectionRefused),
+        "unconnected sendto"
+    );
+    assert_eq!(packets_sock(&lab, &node, "no_backend"), before + 3);
 
     // Hairpin: a web pod reaches itself through its own service.
     let web_pod = lab
@@ -210,6 +237,57 @@ fn named_ports_udp_empty_services_hairpin_and_removal() {
         .probe(&from_node, &dns, true, Duration::from_millis(500))
         .unwrap();
     assert!(gone.is_err(), "the deleted server still answers: {gone:?}");
+}
+
+/// Sends one datagram to `target` from an unconnected UDP socket in a child placed like `who`'s
+/// processes (its network namespace and cgroup, where the sendmsg4 hook applies), and returns what
+/// `sendto` returned. The child does the send between fork and exec, so a failed send fails the
+/// spawn with the send's errno; a successful one goes on to exec `true`.
+fn sendto_from(lab: &Lab, who: &str, target: SocketAddrV4) -> std::io::Result<()> {
+    let placement = lab.placement(who).unwrap();
+    let netns = File::open(&placement.netns).unwrap();
+    let procs = File::options()
+        .write(true)
+        .open(placement.cgroup.unwrap().join("cgroup.procs"))
+        .unwrap();
+    let (netns_fd, procs_fd) = (netns.as_raw_fd(), procs.as_raw_fd());
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: target.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*target.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let mut command = Command::new("true");
+    // SAFETY: the closure makes only async-signal-safe system calls, on fds and memory that stay
+    // valid until the spawn returns.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0
+                || libc::write(procs_fd, b"0".as_ptr().cast(), 1) != 1
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            let socket = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+            if socket < 0
+                || libc::sendto(
+                    socket,
+                    b"who\n".as_ptr().cast(),
+                    4,
+                    0,
+                    (&raw const addr).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                ) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let status = command.status()?;
+    assert!(status.success(), "{status}");
+    Ok(())
 }
 
 fn packets_sock(lab: &Lab, node: &str, reason: &str) -> u64 {
