@@ -239,6 +239,8 @@ pub struct SyncLine {
     pub unchanged: u64,
     /// How long the agent's kernel-map sync took (the diff and map writes; not reading or parsing).
     pub took_ms: u64,
+    /// From the agent hearing of the change (inotify, watch event) to its last map write, µs.
+    pub latency_us: u64,
 }
 
 /// Parses a `services synced` line of the agent's text log (`<RFC 3339 time>  INFO target: services
@@ -263,6 +265,7 @@ pub fn parse_sync_line(line: &str) -> Option<SyncLine> {
         removed: field("removed").unwrap_or_default(),
         unchanged: field("unchanged").unwrap_or_default(),
         took_ms: field("took_ms")?,
+        latency_us: field("latency_us").unwrap_or_default(),
     })
 }
 
@@ -374,7 +377,8 @@ mod tests {
     #[test]
     fn reads_the_agents_sync_line() {
         let line = "2025-03-01T12:00:01.234567Z  INFO strait_control::services: services synced \
-                    frontends=10001 added=10000 updated=0 removed=0 unchanged=1 took_ms=812";
+                    frontends=10001 added=10000 updated=0 removed=0 unchanged=1 events=20002 \
+                    services=10000 took_ms=812 latency_us=431250";
         assert_eq!(
             parse_sync_line(line),
             Some(SyncLine {
@@ -385,6 +389,7 @@ mod tests {
                 removed: 0,
                 unchanged: 1,
                 took_ms: 812,
+                latency_us: 431_250,
             })
         );
         assert_eq!(

@@ -35,6 +35,10 @@ use strait_bench::svcscale::{
 };
 use strait_lab::{cluster::Lab, connbench::ConnStats};
 
+mod kube_proxy;
+mod kube_run;
+mod mock_api;
+
 /// The client and server pods of `examples/pods.yaml`.
 const CLIENT: &str = "default/client";
 const SERVER: &str = "default/server";
@@ -54,24 +58,59 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     services: usize,
     /// Endpoints per synthetic Service.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     endpoints: usize,
     /// Sequential connections per latency figure.
     #[arg(long, default_value_t = 2_000)]
     connects: usize,
-    /// One-change measurements (each flips one service's endpoints); the median is reported.
-    #[arg(long, default_value_t = 3)]
+    /// One-change measurements (each flips one service's EndpointSlice); p50 and p99 are reported.
+    #[arg(long, default_value_t = 100)]
     changes: usize,
-    /// How the objects are published: one multi-document YAML file, one file of concatenated JSON
-    /// values, or one JSON file per object (as the lab writes them; a change then rewrites one file).
-    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    /// How the objects are published to the directory source: one multi-document YAML file, one file
+    /// of concatenated JSON values, or one JSON file per object (as the lab writes them; a change then
+    /// rewrites one file, and only this layout gets the sustained-rate run).
+    #[arg(long, value_enum, default_value_t = Format::Files)]
     format: Format,
+    /// Which agent source to measure: the manifest directory (a lab with the real agent), the
+    /// Kubernetes API (the agent's sync loop and kube source in this process, against a stand-in API
+    /// server on loopback, writing real kernel maps), or both.
+    #[arg(long, value_enum, default_value_t = SourceArg::Both)]
+    source: SourceArg,
+    /// Changes per second in the sustained run (each to another Service).
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Seconds the sustained run lasts.
+    #[arg(long, default_value_t = 3.0)]
+    sustain_s: f64,
+    /// kube-proxy's own sync costs at the same scale, measured here: iptables-restore only, or also
+    /// nft (minutes at 10,000 Services), or none.
+    #[arg(long, value_enum, default_value_t = KubeProxyArg::All)]
+    kube_proxy: KubeProxyArg,
+    /// A bounded run for CI: 1,000 Services, 20 changes, 1 s of sustained changes, 200 connects.
+    #[arg(long)]
+    quick: bool,
     /// Give up waiting for a sync after this many seconds.
     #[arg(long, default_value_t = 600)]
     sync_timeout_s: u64,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// `--source`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum SourceArg {
+    Dir,
+    Kube,
+    Both,
+}
+
+/// `--kube-proxy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum KubeProxyArg {
+    None,
+    Iptables,
+    All,
 }
 
 fn progress(message: impl std::fmt::Display) {
@@ -223,8 +262,61 @@ struct Phase {
     cluster_ip: ConnStats,
 }
 
+/// The headline figures (from the directory run when there is one, else the kube run), then each
+/// run's details.
 #[derive(Debug, Serialize)]
 struct Report {
+    services: usize,
+    endpoints_per_service: usize,
+    /// Time to the first full sync, ms.
+    full_sync_ms: f64,
+    /// One EndpointSlice change, from the agent hearing of it to its last map write: p50 and p99, ms.
+    change_p50_ms: f64,
+    change_p99_ms: f64,
+    /// The agent's RSS after the changes (directory run only), MiB.
+    agent_rss_mib: Option<f64>,
+    /// The same figures for the kube source.
+    kube_full_sync_ms: Option<f64>,
+    kube_change_p50_ms: Option<f64>,
+    kube_change_p99_ms: Option<f64>,
+    dir: Option<DirRun>,
+    kube: Option<kube_run::KubeRun>,
+    kube_proxy: Option<kube_proxy::KubeProxySync>,
+}
+
+/// Nearest-rank percentile of `values` (`q` in 0..=1); 0 for none.
+fn percentile(values: &[u64], q: f64) -> u64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = whole(q * count_f64(sorted.len())).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// A count as a float (exact far beyond any count here).
+#[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+pub(crate) fn count_f64(n: usize) -> f64 {
+    n as f64
+}
+
+/// `x` rounded up to a whole count (negative and NaN give 0).
+#[expect(
+    clippy::cast_sign_loss,
+    clippy::cast_possible_truncation,
+    reason = "clamped to 0 first; counts far below usize::MAX"
+)]
+pub(crate) fn whole(x: f64) -> usize {
+    x.ceil().max(0.0) as usize
+}
+
+fn us_to_ms(us: u64) -> f64 {
+    float(us) / 1e3
+}
+
+#[derive(Debug, Serialize)]
+struct DirRun {
     lab: String,
     bin_dir: String,
     services: usize,
@@ -246,6 +338,23 @@ struct Report {
     latency_n: Phase,
     /// ClusterIP latency ratios.
     cluster_ip_ratios: Ratios,
+    /// The agent's event-to-map latency of each change round, µs.
+    change_latency_us: Vec<u64>,
+    /// A stream of changes at a fixed rate (per-object files only).
+    sustained: Option<DirSustained>,
+}
+
+/// The directory run's stream of changes.
+#[derive(Debug, Serialize)]
+struct DirSustained {
+    rate_hz: f64,
+    changes: usize,
+    sent_hz: f64,
+    /// From the last rename until `/syncz` passed it.
+    lag_ms: f64,
+    /// The agent's syncs during the stream and their event-to-map latencies, µs.
+    syncs: usize,
+    latency_us: Vec<u64>,
 }
 
 /// The latency ratios the benchmark exists for.
@@ -271,7 +380,13 @@ impl Ratios {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.quick {
+        args.services = 1_000;
+        args.changes = 20;
+        args.sustain_s = 1.0;
+        args.connects = 200;
+    }
     ensure!(
         nix::unistd::geteuid().is_root(),
         "svcscale builds a lab (namespaces, BPF): run it as root"
@@ -289,19 +404,66 @@ fn main() -> anyhow::Result<()> {
         "--connects must be between 1 and 100000"
     );
     ensure!(
-        (1..=50).contains(&args.changes),
-        "--changes must be between 1 and 50"
+        (1..=1_000).contains(&args.changes),
+        "--changes must be between 1 and 1000"
+    );
+    ensure!(
+        args.rate > 0.0 && args.rate <= 10_000.0 && args.sustain_s > 0.0 && args.sustain_s <= 60.0,
+        "--rate must be in (0, 10000] and --sustain-s in (0, 60]"
     );
     let bin_dir = export_bin_dir()?;
     let name = format!("svcscale{}", base36(std::process::id()));
     tear_down_on_signal(name.clone())?;
-    let guard = LabGuard { name };
-    let report = run(&args, &guard.name, &bin_dir);
-    drop(guard);
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        std::process::exit(130);
-    }
-    let report = report?;
+    let dir = if args.source == SourceArg::Kube {
+        None
+    } else {
+        let guard = LabGuard { name };
+        let dir = run(&args, &guard.name, &bin_dir);
+        drop(guard);
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        Some(dir?)
+    };
+    let kube = if args.source == SourceArg::Dir {
+        None
+    } else {
+        progress(format_args!(
+            "kube source: {} Services x {} endpoints from a stand-in API server on loopback",
+            args.services, args.endpoints
+        ));
+        let run = kube_run::run(
+            args.services,
+            args.endpoints,
+            args.changes,
+            args.rate,
+            args.sustain_s,
+            Duration::from_secs(args.sync_timeout_s),
+        )
+        .context("the kube-source run")?;
+        Some(run)
+    };
+    let kube_proxy = if args.kube_proxy == KubeProxyArg::None {
+        None
+    } else {
+        progress(format_args!(
+            "kube-proxy: timing iptables-restore{} at the same scale",
+            if args.kube_proxy == KubeProxyArg::All {
+                " and nft"
+            } else {
+                ""
+            }
+        ));
+        Some(
+            kube_proxy::measure(
+                args.services,
+                args.endpoints,
+                args.kube_proxy == KubeProxyArg::All,
+            )
+            .context("timing kube-proxy's syncs")?,
+        )
+    };
+    let report = Report::new(&args, dir, kube, kube_proxy);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -310,7 +472,37 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(args: &Args, name: &str, bin_dir: &Path) -> anyhow::Result<Report> {
+impl Report {
+    fn new(
+        args: &Args,
+        dir: Option<DirRun>,
+        kube: Option<kube_run::KubeRun>,
+        kube_proxy: Option<kube_proxy::KubeProxySync>,
+    ) -> Self {
+        let kube_changes = kube.as_ref().map(|k| k.change_latency_us.clone());
+        let (full_sync_ms, changes) = match (&dir, &kube) {
+            (Some(d), _) => (d.first_sync.wall_ms, d.change_latency_us.clone()),
+            (None, Some(k)) => (k.full_sync_ms, k.change_latency_us.clone()),
+            (None, None) => (f64::NAN, Vec::new()),
+        };
+        Self {
+            services: args.services,
+            endpoints_per_service: args.endpoints,
+            full_sync_ms,
+            change_p50_ms: us_to_ms(percentile(&changes, 0.5)),
+            change_p99_ms: us_to_ms(percentile(&changes, 0.99)),
+            agent_rss_mib: dir.as_ref().map(|d| mib(d.memory_after_change.rss_kib)),
+            kube_full_sync_ms: kube.as_ref().map(|k| k.full_sync_ms),
+            kube_change_p50_ms: kube_changes.as_ref().map(|c| us_to_ms(percentile(c, 0.5))),
+            kube_change_p99_ms: kube_changes.as_ref().map(|c| us_to_ms(percentile(c, 0.99))),
+            dir,
+            kube,
+            kube_proxy,
+        }
+    }
+}
+
+fn run(args: &Args, name: &str, bin_dir: &Path) -> anyhow::Result<DirRun> {
     let pods = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pods.yaml");
     progress(format_args!(
         "bringing up lab {name} (1 node, {}; binaries from {})",
@@ -356,14 +548,20 @@ fn run(args: &Args, name: &str, bin_dir: &Path) -> anyhow::Result<Report> {
     let latency_n = measure_phase(&lab, frontends, vip, server_ip, args.connects)?;
 
     let change_rounds = measure_changes(&publisher, args)?;
+    let change_rounds_copy = change_rounds.clone();
     let mut by_wall = change_rounds.clone();
     by_wall.sort_by(|a, b| a.wall_ms.total_cmp(&b.wall_ms));
     let one_change = by_wall[by_wall.len() / 2];
+    let sustained = if args.format == Format::Files {
+        Some(measure_sustained(&publisher, args)?)
+    } else {
+        None
+    };
     let memory_after_change = agent_memory(agent_pid)?;
     // The real Service still works with everything in place.
     expect_server(&lab, vip, "after the changes")?;
 
-    Ok(Report {
+    Ok(DirRun {
         lab: name.to_owned(),
         bin_dir: bin_dir.display().to_string(),
         services: args.services,
@@ -383,7 +581,86 @@ fn run(args: &Args, name: &str, bin_dir: &Path) -> anyhow::Result<Report> {
         cluster_ip_ratios: Ratios::of(&latency_1, &latency_n),
         latency_1,
         latency_n,
+        change_latency_us: change_rounds_latency(&change_rounds_copy),
+        sustained,
     })
+}
+
+fn change_rounds_latency(rounds: &[SyncTiming]) -> Vec<u64> {
+    rounds.iter().map(|t| t.agent.latency_us).collect()
+}
+
+/// Writes one Service's EndpointSlice file after another at `--rate` for `--sustain-s`, each to
+/// another Service, without waiting; then waits until the agent has synced past the last rename.
+fn measure_sustained(publisher: &Publisher<'_>, args: &Args) -> anyhow::Result<DirSustained> {
+    let count = whole((args.rate * args.sustain_s).round()).max(1);
+    let interval = Duration::from_secs_f64(1.0 / args.rate);
+    progress(format_args!(
+        "sustained: {count} changes at {} per second, each to another Service",
+        args.rate
+    ));
+    let log_offset = fs::metadata(&publisher.log).map_or(0, |m| m.len());
+    let start = Instant::now();
+    for k in 0..count {
+        checkpoint()?;
+        let index = (args.changes * 7_919 + k * 104_729) % args.services;
+        let files = synth::object_files(
+            args.services,
+            args.endpoints,
+            Variant::Changed(index),
+            Some(index),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let due = start + interval * u32::try_from(k).unwrap_or(u32::MAX);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        publisher.write_now(&files)?;
+    }
+    let sent_secs = start.elapsed().as_secs_f64();
+    let last = Instant::now();
+    let last_ms = now_ms();
+    while publisher.syncz().unwrap_or(0) <= last_ms {
+        checkpoint()?;
+        ensure!(
+            last.elapsed() < publisher.timeout,
+            "the agent did not catch up with the stream within {:?}",
+            publisher.timeout
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let lag = last.elapsed();
+    let lines = sync_lines(&publisher.log, log_offset);
+    let updated: u64 = lines.iter().map(|l| l.updated).sum();
+    if updated < count as u64 {
+        progress(format_args!(
+            "note: the stream's syncs updated {updated} frontends for {count} changes (some changes \
+             flipped a Service back to where an earlier one had left it)"
+        ));
+    }
+    Ok(DirSustained {
+        rate_hz: args.rate,
+        changes: count,
+        sent_hz: count_f64(count) / sent_secs.max(1e-9),
+        lag_ms: ms(lag),
+        syncs: lines.len(),
+        latency_us: lines.iter().map(|l| l.latency_us).collect(),
+    })
+}
+
+/// Every `services synced` line of `log` after `offset`.
+fn sync_lines(log: &Path, offset: u64) -> Vec<SyncLine> {
+    let Ok(mut file) = fs::File::open(log) else {
+        return Vec::new();
+    };
+    if file.seek(SeekFrom::Start(offset)).is_err() {
+        return Vec::new();
+    }
+    let mut text = String::new();
+    if file.read_to_string(&mut text).is_err() {
+        return Vec::new();
+    }
+    text.lines().filter_map(parse_sync_line).collect()
 }
 
 /// Applies the one real Service (for the server pod) as a user would and checks that the client reaches
@@ -564,6 +841,17 @@ impl<'a> Publisher<'a> {
         }
     }
 
+    /// Writes `files` (hidden temporary file, then renamed into place) without waiting for the agent.
+    fn write_now(&self, files: &[(String, String)]) -> anyhow::Result<()> {
+        for (name, text) in files {
+            let tmp = self.dir.join(format!(".{name}.tmp"));
+            fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+            fs::rename(&tmp, self.dir.join(name))
+                .with_context(|| format!("renaming {}", tmp.display()))?;
+        }
+        Ok(())
+    }
+
     fn syncz(&self) -> Option<u64> {
         self.lab
             .agent_get(&self.node, "/syncz")
@@ -712,7 +1000,116 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 fn print_table(r: &Report) {
     println!(
-        "svcscale: {} Services x {} endpoints ({} frontends with the real one), published as {} ({:.1} MB); binaries from {}",
+        "svcscale: {} Services x {} endpoints",
+        r.services, r.endpoints_per_service
+    );
+    println!(
+        "{:<34} {:>12} {:>14} {:>14} {:>12}",
+        "source", "full sync ms", "change p50 ms", "change p99 ms", "RSS MiB"
+    );
+    if let Some(d) = &r.dir {
+        println!(
+            "{:<34} {:>12.0} {:>14.3} {:>14.3} {:>12}",
+            format!("manifest directory ({})", d.format),
+            d.first_sync.wall_ms,
+            r.change_p50_ms,
+            r.change_p99_ms,
+            r.agent_rss_mib
+                .map_or_else(|| "-".to_owned(), |m| format!("{m:.1}"))
+        );
+    }
+    if let Some(k) = &r.kube {
+        println!(
+            "{:<34} {:>12.0} {:>14.3} {:>14.3} {:>12}",
+            "Kubernetes API (stand-in server)",
+            k.full_sync_ms,
+            r.kube_change_p50_ms.unwrap_or(f64::NAN),
+            r.kube_change_p99_ms.unwrap_or(f64::NAN),
+            "-"
+        );
+    }
+    println!(
+        "  change: one EndpointSlice, from the agent hearing of it (inotify / watch event) to its last map write"
+    );
+    let sustained = |what: &str,
+                     rate: f64,
+                     sent: f64,
+                     n: usize,
+                     syncs: usize,
+                     lag: f64,
+                     lat: &[u64]| {
+        println!(
+            "  sustained {what}: {n} changes at {rate:.0}/s (sent {sent:.0}/s) in {syncs} syncs; caught up {lag:.1} ms \
+             after the last; per-sync latency p50 {:.3} ms, p99 {:.3} ms",
+            us_to_ms(percentile(lat, 0.5)),
+            us_to_ms(percentile(lat, 0.99))
+        );
+    };
+    if let Some(s) = r.dir.as_ref().and_then(|d| d.sustained.as_ref()) {
+        sustained(
+            "(directory)",
+            s.rate_hz,
+            s.sent_hz,
+            s.changes,
+            s.syncs,
+            s.lag_ms,
+            &s.latency_us,
+        );
+    }
+    if let Some(k) = &r.kube {
+        let s = &k.sustained;
+        sustained(
+            "(kube)",
+            s.rate_hz,
+            s.sent_hz,
+            s.changes,
+            s.syncs,
+            s.lag_ms,
+            &s.latency_us,
+        );
+        println!(
+            "  kube: {} of {} Services read back from the kernel with their last endpoints",
+            k.verified_services, k.services
+        );
+    }
+    if let Some(kp) = &r.kube_proxy {
+        print_kube_proxy(r, kp);
+    }
+    if let Some(d) = &r.dir {
+        println!();
+        print_dir(d);
+    }
+}
+
+fn print_kube_proxy(r: &Report, kp: &kube_proxy::KubeProxySync) {
+    {
+        let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+        println!();
+        println!(
+            "kube-proxy at the same scale (same machine, same run): iptables-restore full {} ms (cold {} ms, {} rules), \
+             partial {} ms ({:.1} MB input); nft -f full {} ms ({} rules and elements), partial {} ms",
+            opt(kp.iptables_full_ms),
+            opt(kp.iptables_full_cold_ms),
+            kp.iptables_rules,
+            opt(kp.iptables_partial_ms),
+            megabytes(kp.iptables_partial_bytes),
+            opt(kp.nft_full_ms),
+            kp.nft_rules,
+            opt(kp.nft_partial_ms)
+        );
+        if let Some(partial) = kp.iptables_partial_ms {
+            println!(
+                "  one change: strait p99 {:.3} ms vs iptables partial restore {partial:.0} ms ({:.0}x)",
+                r.change_p99_ms,
+                partial / r.change_p99_ms.max(1e-3)
+            );
+        }
+    }
+}
+
+fn print_dir(r: &DirRun) {
+    println!(
+        "directory run: {} Services x {} endpoints ({} frontends with the real one), published as {} ({:.1} MB); binaries from {}",
         r.services,
         r.endpoints_per_service,
         r.frontends,
@@ -728,7 +1125,7 @@ fn print_table(r: &Report) {
     print_latency(r);
 }
 
-fn print_sync(r: &Report) {
+fn print_sync(r: &DirRun) {
     println!(
         "{:<40} {:>8} {:>8} {:>12} {:>14}   agent's sync line",
         "sync", "wall ms", "log ms", "before maps", "slowest /syncz"
@@ -773,7 +1170,7 @@ fn print_sync(r: &Report) {
     );
 }
 
-fn print_memory(r: &Report) {
+fn print_memory(r: &DirRun) {
     println!(
         "{:<30} {:>10} {:>10} {:>10} {:>14}",
         "agent memory", "VmRSS MiB", "VmHWM MiB", "RSS delta", "KiB/service"
@@ -794,7 +1191,7 @@ fn print_memory(r: &Report) {
     }
 }
 
-fn print_latency(r: &Report) {
+fn print_latency(r: &DirRun) {
     println!(
         "connection latency, {} sequential connects each from {CLIENT} (connect + read answer + close), µs; \
          median of {BLOCKS} alternating blocks",

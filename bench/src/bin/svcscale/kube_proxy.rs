@@ -1,0 +1,254 @@
+//! kube-proxy's own sync costs at svcscale's scale, measured on this machine in the same run: the
+//! netbench generators write kube-proxy's iptables-mode `iptables-restore` input and nftables-mode
+//! `nft -f` script for the same synthetic Services, and the real tools load them into a run-unique
+//! network namespace (deleted afterwards, also on failure).
+//!
+//! - Full sync: the whole input, as kube-proxy writes it at start and on every periodic full sync
+//!   (iptables: once into an empty namespace, then again over the loaded rules, which is what a
+//!   steady-state full sync costs).
+//! - Partial sync after one EndpointSlice change (one Service's endpoints replaced). iptables: what
+//!   kube-proxy's partial sync (`MinimizeIPTablesRestore`) restores with `--noflush`: the table headers,
+//!   every top-level chain in full (`KUBE-SERVICES` names every Service, so it is rewritten each time),
+//!   and only the changed Service's `KUBE-SVC-`/`KUBE-SEP-` chains, plus `-X` for its old endpoint
+//!   chains. nftables: one transaction that adds the new endpoint chains, flushes and refills the
+//!   service chain, and deletes the old endpoint chains.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use strait_bench::netbench::catalog::{Catalog, Frontend, TargetPosition};
+use strait_bench::netbench::kube_iptables::{
+    KubeProxyConfig, ext_chain, iptables_restore, sep_chain, svc_chain,
+};
+use strait_bench::netbench::kube_nftables::{endpoint_chain, nft_ruleset, service_chain};
+use strait_bench::svcscale::{self as synth, Variant};
+
+/// kube-proxy's figures (ms); `None` where the tool is missing or was not asked for.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct KubeProxySync {
+    pub iptables_rules: usize,
+    pub iptables_full_cold_ms: Option<f64>,
+    pub iptables_full_ms: Option<f64>,
+    pub iptables_partial_ms: Option<f64>,
+    pub iptables_partial_bytes: usize,
+    pub nft_rules: usize,
+    pub nft_full_ms: Option<f64>,
+    pub nft_partial_ms: Option<f64>,
+}
+
+/// A network namespace deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> anyhow::Result<Self> {
+        let name = format!("svcscale-kp-{}", std::process::id());
+        let status = Command::new("ip").args(["netns", "add", &name]).status()?;
+        if !status.success() {
+            bail!("ip netns add {name} failed");
+        }
+        Ok(Self(name))
+    }
+
+    /// Runs `command` in the namespace with `input` on stdin and returns how long it took.
+    fn time(&self, command: &[&str], input: &str) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {command:?}"))?;
+        let mut stdin = child.stdin.take().context("stdin")?;
+        stdin.write_all(input.as_bytes())?;
+        drop(stdin);
+        let out = child.wait_with_output()?;
+        let took = started.elapsed();
+        if !out.status.success() {
+            bail!(
+                "{command:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+        Ok(took)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The frontends of `services` synthetic Services (no target Service: svcscale's own set).
+fn frontends(services: usize, per_service: usize, changed: Option<usize>) -> Vec<Frontend> {
+    let mut catalog = Catalog::new(
+        Ipv4Addr::new(10, 96, 0, 10),
+        &[Ipv4Addr::new(10, 244, 1, 3)],
+        services,
+        per_service,
+        TargetPosition::Middle,
+    );
+    if let Some(index) = changed {
+        let slice_index = catalog.slices.iter().position(|s| {
+            s.metadata.name.as_deref() == Some(&format!("{}-bench", synth::service_name(index)))
+        });
+        if let Some(i) = slice_index {
+            catalog.slices[i] = synth::endpoint_slice(index, per_service, Variant::Changed(index));
+        }
+    }
+    catalog.frontends()
+}
+
+/// The per-Service chain a line declares or appends to, if it is one.
+fn service_chain_of(line: &str) -> Option<&str> {
+    let rest = line
+        .strip_prefix(':')
+        .or_else(|| line.strip_prefix("-A "))?;
+    let chain = rest.split_whitespace().next()?;
+    [
+        "KUBE-SVC-",
+        "KUBE-SEP-",
+        "KUBE-EXT-",
+        "KUBE-FW-",
+        "KUBE-SVL-",
+    ]
+    .iter()
+    .any(|p| chain.starts_with(p))
+    .then_some(chain)
+}
+
+/// kube-proxy's partial `iptables-restore` input for the change from `old` to `new` of one Service.
+fn iptables_partial(full_new: &str, old: &Frontend, new: &Frontend) -> String {
+    let mut keep: BTreeSet<String> = BTreeSet::from([svc_chain(new), ext_chain(new)]);
+    keep.extend(new.backends.iter().map(|b| sep_chain(new, b)));
+    let stale: Vec<String> = old
+        .backends
+        .iter()
+        .map(|b| sep_chain(old, b))
+        .filter(|c| !keep.contains(c))
+        .collect();
+    let mut out = String::new();
+    let mut table = "";
+    for line in full_new.lines() {
+        if line.starts_with('*') {
+            table = line;
+        }
+        if table == "*nat" && line == "COMMIT" {
+            // Stale chains are flushed by declaring them, then deleted.
+            for chain in &stale {
+                let _ = writeln!(out, "-X {chain}");
+            }
+        }
+        match service_chain_of(line) {
+            Some(chain) if !keep.contains(chain) => {}
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        if line == "*nat" {
+            for chain in &stale {
+                let _ = writeln!(out, ":{chain} - [0:0]");
+            }
+        }
+    }
+    out
+}
+
+/// kube-proxy's nftables transaction for the change from `old` to `new` of one Service.
+fn nft_partial(full_new: &str, old: &Frontend, new: &Frontend) -> String {
+    let svc = service_chain(new);
+    let new_endpoints: Vec<String> = new
+        .backends
+        .iter()
+        .map(|b| endpoint_chain(new, b))
+        .collect();
+    let old_endpoints: Vec<String> = old
+        .backends
+        .iter()
+        .map(|b| endpoint_chain(old, b))
+        .filter(|c| !new_endpoints.contains(c))
+        .collect();
+    let mentions = |line: &str, chain: &str| line.split_whitespace().nth(4) == Some(chain);
+    let mut out = String::new();
+    for chain in &new_endpoints {
+        for line in full_new.lines().filter(|l| mentions(l, chain)) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let _ = writeln!(out, "flush chain ip kube-proxy {svc}");
+    for line in full_new
+        .lines()
+        .filter(|l| l.starts_with("add rule") && mentions(l, &svc))
+    {
+        out.push_str(line);
+        out.push('\n');
+    }
+    for chain in &old_endpoints {
+        let _ = writeln!(out, "flush chain ip kube-proxy {chain}");
+        let _ = writeln!(out, "delete chain ip kube-proxy {chain}");
+    }
+    out
+}
+
+/// Measures kube-proxy's syncs for `services` x `per_service`; `nft` also times nftables mode (slow at
+/// large counts: minutes at 10,000 Services here).
+pub fn measure(services: usize, per_service: usize, nft: bool) -> anyhow::Result<KubeProxySync> {
+    let config = KubeProxyConfig::default();
+    let changed = services / 2;
+    let before = frontends(services, per_service, None);
+    let after = frontends(services, per_service, Some(changed));
+    let name = synth::service_name(changed);
+    let (old, new) = (
+        before
+            .iter()
+            .find(|f| f.name == name)
+            .context("the changed frontend")?,
+        after
+            .iter()
+            .find(|f| f.name == name)
+            .context("the changed frontend")?,
+    );
+    let mut out = KubeProxySync::default();
+    let netns = Netns::new()?;
+
+    let full = iptables_restore(&before, &config);
+    let full_after = iptables_restore(&after, &config);
+    out.iptables_rules = full.rules;
+    if which::which("iptables-restore").is_ok() {
+        let restore = ["iptables-restore", "--noflush", "--counters"];
+        out.iptables_full_cold_ms = Some(ms(netns.time(&restore, &full.text)?));
+        out.iptables_full_ms = Some(ms(netns.time(&restore, &full.text)?));
+        let partial = iptables_partial(&full_after.text, old, new);
+        out.iptables_partial_bytes = partial.len();
+        out.iptables_partial_ms = Some(ms(netns.time(&restore, &partial)?));
+    }
+    if nft && which::which("nft").is_ok() {
+        let script = nft_ruleset(&before, &config);
+        let script_after = nft_ruleset(&after, &config);
+        out.nft_rules = script.rules;
+        out.nft_full_ms = Some(ms(netns.time(&["nft", "-f", "-"], &script.text)?));
+        let partial = nft_partial(&script_after.text, old, new);
+        out.nft_partial_ms = Some(ms(netns.time(&["nft", "-f", "-"], &partial)?));
+    }
+    Ok(out)
+}

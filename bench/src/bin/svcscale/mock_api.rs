@@ -1,0 +1,254 @@
+//! A stand-in Kubernetes API server for the benchmarks: plain HTTP/1.1 on loopback, serving typed lists
+//! of Services, EndpointSlices, Nodes and Pods, and open watches that carry the events the benchmark
+//! [sends](MockApiServer::send) — what the agent's kube source talks to, with no cluster behind it.
+//!
+//! Requests are answered per connection on a thread of their own (HTTP keep-alive honoured). A list is
+//! answered whole (no continuation), with the server's current resource version; a watch
+//! (`watch=true`) is answered with a chunked stream that stays open until the server is dropped.
+//! Anything else gets a 404. Only loopback addresses are ever bound.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// The collections served, by path.
+const COLLECTIONS: [(&str, &str, &str); 4] = [
+    ("/api/v1/services", "v1", "Service"),
+    (
+        "/apis/discovery.k8s.io/v1/endpointslices",
+        "discovery.k8s.io/v1",
+        "EndpointSlice",
+    ),
+    ("/api/v1/nodes", "v1", "Node"),
+    ("/api/v1/pods", "v1", "Pod"),
+];
+
+#[derive(Default)]
+struct State {
+    /// Objects by collection path, then by `namespace/name`.
+    objects: BTreeMap<&'static str, BTreeMap<String, Value>>,
+    /// Open watches by collection path.
+    watches: BTreeMap<&'static str, Vec<Sender<String>>>,
+}
+
+/// The server; dropping it stops accepting and ends every open watch.
+pub struct MockApiServer {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    version: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl MockApiServer {
+    /// Starts serving `objects` (each with `apiVersion` and `kind` of a served collection) on an
+    /// ephemeral loopback port.
+    pub fn start(objects: impl IntoIterator<Item = Value>) -> io::Result<Self> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let addr = listener.local_addr()?;
+        let server = Self {
+            addr,
+            state: Arc::default(),
+            version: Arc::new(AtomicU64::new(1)),
+            stop: Arc::default(),
+        };
+        {
+            let mut state = server.lock();
+            for object in objects {
+                if let Some(path) = collection_of(&object) {
+                    state
+                        .objects
+                        .entry(path)
+                        .or_default()
+                        .insert(object_id(&object), object);
+                }
+            }
+        }
+        let (state, version, stop) = (
+            Arc::clone(&server.state),
+            Arc::clone(&server.version),
+            Arc::clone(&server.stop),
+        );
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let (state, version, stop) =
+                    (Arc::clone(&state), Arc::clone(&version), Arc::clone(&stop));
+                thread::spawn(move || {
+                    let _ = serve(stream, &state, &version, &stop);
+                });
+            }
+        });
+        Ok(server)
+    }
+
+    /// The base URL (`http://127.0.0.1:<port>`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stores `object` and sends `event_type` (`ADDED`, `MODIFIED`, `DELETED`) with it to every watch
+    /// of its collection, with a new resource version.
+    pub fn send(&self, event_type: &str, mut object: Value) {
+        let Some(path) = collection_of(&object) else {
+            return;
+        };
+        let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
+        object["metadata"]["resourceVersion"] = Value::String(version.to_string());
+        let mut state = self.lock();
+        let id = object_id(&object);
+        if event_type == "DELETED" {
+            state.objects.entry(path).or_default().remove(&id);
+        } else {
+            state
+                .objects
+                .entry(path)
+                .or_default()
+                .insert(id, object.clone());
+        }
+        let line = json!({"type": event_type, "object": object}).to_string();
+        if let Some(watches) = state.watches.get_mut(path) {
+            watches.retain(|watch| watch.send(line.clone()).is_ok());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for MockApiServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.lock().watches.clear();
+        // Wake the accept loop so it sees the stop flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn collection_of(object: &Value) -> Option<&'static str> {
+    let api_version = object.get("apiVersion")?.as_str()?;
+    let kind = object.get("kind")?.as_str()?;
+    COLLECTIONS
+        .iter()
+        .find(|(_, v, k)| *v == api_version && *k == kind)
+        .map(|(path, _, _)| *path)
+}
+
+fn object_id(object: &Value) -> String {
+    let meta = &object["metadata"];
+    format!(
+        "{}/{}",
+        meta["namespace"].as_str().unwrap_or_default(),
+        meta["name"].as_str().unwrap_or_default()
+    )
+}
+
+/// Answers requests on one connection until it closes or a watch ends it.
+fn serve(
+    stream: TcpStream,
+    state: &Mutex<State>,
+    version: &AtomicU64,
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        // Skip the headers (GET requests carry no body).
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header)? == 0 || header == "\r\n" || header == "\n" {
+                break;
+            }
+        }
+        let target = request_line.split_whitespace().nth(1).unwrap_or("/");
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let Some((path, api_version, kind)) = COLLECTIONS.iter().find(|(p, _, _)| *p == path)
+        else {
+            respond(
+                &mut writer,
+                "404 Not Found",
+                &json!({"kind": "Status", "code": 404}),
+            )?;
+            continue;
+        };
+        if query
+            .split('&')
+            .any(|pair| pair == "watch=true" || pair == "watch=1")
+        {
+            let (sender, events) = channel();
+            state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .watches
+                .entry(path)
+                .or_default()
+                .push(sender);
+            return stream_watch(&mut writer, &events, stop);
+        }
+        let list = {
+            let state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            let items: Vec<&Value> = state
+                .objects
+                .get(path)
+                .into_iter()
+                .flat_map(|o| o.values())
+                .collect();
+            json!({
+                "apiVersion": api_version,
+                "kind": format!("{kind}List"),
+                "metadata": {"resourceVersion": version.load(Ordering::SeqCst).to_string()},
+                "items": items,
+            })
+        };
+        respond(&mut writer, "200 OK", &list)?;
+    }
+}
+
+fn respond(writer: &mut TcpStream, status: &str, body: &Value) -> io::Result<()> {
+    let body = body.to_string();
+    write!(
+        writer,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    writer.flush()
+}
+
+/// Streams watch events as chunks until the server stops (or the client goes away).
+fn stream_watch(
+    writer: &mut TcpStream,
+    events: &Receiver<String>,
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    writer.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )?;
+    writer.flush()?;
+    while !stop.load(Ordering::SeqCst) {
+        match events.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                let line = format!("{line}\n");
+                write!(writer, "{:x}\r\n{line}\r\n", line.len())?;
+                writer.flush()?;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    writer.write_all(b"0\r\n\r\n")?;
+    writer.flush()
+}
