@@ -6,6 +6,7 @@
 mod bootstrap;
 mod cmd;
 mod demo;
+mod parallel;
 mod test;
 
 use std::{

@@ -1,16 +1,19 @@
 //! `cargo xtask test`: bootstrap, then every check in order, stopping at the first failure: rustfmt,
-//! host clippy, eBPF clippy, build, tests, `netbench --quick`. Each step prints its name and duration;
-//! a summary table of the durations closes the run, whether it passed or not.
+//! host clippy, eBPF clippy, build (binaries and test binaries), tests, `netbench --quick`,
+//! `svcscale --quick`. Each step prints its name and duration; a summary table of the durations closes
+//! the run, whether it passed or not. The test step runs the lab suite beside the other test binaries
+//! ([`crate::parallel`]), unless arguments for `cargo test` were given, which then runs as before.
 
 use std::{
     io::{BufRead, BufReader},
+    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Result, bail};
 
-use crate::{Workspace, bootstrap, cmd};
+use crate::{Workspace, bootstrap, cmd, parallel};
 
 /// Options of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -29,6 +32,8 @@ struct Step {
     /// Whether the step is `cargo test`, whose `test result:` lines are added up.
     counts_tests: bool,
     command: Command,
+    /// Run the test binaries with [`parallel`] instead of `command` (which stays the fallback shown).
+    parallel_tests: Option<PathBuf>,
 }
 
 /// Test counts added up over every `test result:` line of `cargo test`.
@@ -123,13 +128,63 @@ impl Step {
         if !self.counts_tests {
             return cmd::run(&mut self.command);
         }
-        let counted = run_counting(&mut self.command)?;
+        let counted = match &self.parallel_tests {
+            Some(root) => run_parallel(root, &self.command)?,
+            None => run_counting(&mut self.command)?,
+        };
         *tally = Some(counted);
         if counted.passed == 0 {
             bail!("cargo test ran no test");
         }
         Ok(())
     }
+}
+
+/// Builds the test binaries once and runs them with [`parallel::run`] (the lab suite beside the rest),
+/// printing each one's output as it ends and adding up the `test result:` lines. `template` supplies
+/// the environment.
+fn run_parallel(root: &std::path::Path, template: &Command) -> Result<Tally> {
+    let binaries = parallel::build(root)?;
+    let envs: Vec<(String, PathBuf)> = template
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_string_lossy().into_owned(), PathBuf::from(v?))))
+        .collect();
+    println!(
+        "running {} test binaries: the lab suite (e2e) beside the others",
+        binaries.len()
+    );
+    let mut tally = Tally::default();
+    let mut failed = Vec::new();
+    let ran = parallel::run(
+        &binaries,
+        |b| b.name.ends_with("/e2e"),
+        &envs,
+        |ran| {
+            println!(
+                "\n--- {} ({}, {})",
+                ran.binary.name,
+                cmd::format_duration(ran.took),
+                if ran.ok { "ok" } else { "FAILED" }
+            );
+            print!("{}", ran.output);
+            for line in ran.output.lines() {
+                tally.add_line(line);
+            }
+            if !ran.ok {
+                failed.push(ran.binary.name.clone());
+            }
+        },
+    )?;
+    println!("\ntest binaries by duration:");
+    let mut by_time: Vec<_> = ran.iter().collect();
+    by_time.sort_by_key(|r| std::cmp::Reverse(r.took));
+    for r in by_time {
+        println!("  {:>8}  {}", cmd::format_duration(r.took), r.binary.name);
+    }
+    if !failed.is_empty() {
+        bail!("test binaries failed: {}", failed.join(", "));
+    }
+    Ok(tally)
 }
 
 /// Runs `cargo test`, echoing its output while adding up its `test result:` lines.
@@ -204,6 +259,11 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
         .arg(ws.target.join("netbench-quick"))
         .env("STRAIT_BIN_DIR", ws.target.join("debug"));
 
+    let mut svcscale = Command::new(ws.target.join("debug").join("svcscale"));
+    svcscale
+        .arg("--quick")
+        .env("STRAIT_BIN_DIR", ws.target.join("debug"));
+
     vec![
         Step {
             name: "fmt",
@@ -211,6 +271,7 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             needs_root: false,
             counts_tests: false,
             command: cargo(&["fmt", "--all", "--", "--check"]),
+            parallel_tests: None,
         },
         Step {
             name: "clippy (host)",
@@ -227,6 +288,7 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
                 "-D",
                 "warnings",
             ]),
+            parallel_tests: None,
         },
         Step {
             name: "clippy (ebpf)",
@@ -234,6 +296,7 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             needs_root: false,
             counts_tests: false,
             command: ebpf_clippy,
+            parallel_tests: None,
         },
         Step {
             name: "build",
@@ -241,13 +304,15 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             needs_root: false,
             counts_tests: false,
             command: cargo(&["build", "--workspace", "--exclude", "strait-ebpf", "--bins"]),
+            parallel_tests: None,
         },
         Step {
             name: "test",
-            about: "run the workspace tests (needs root)",
+            about: "run the workspace tests (needs root): the lab suite beside the other test binaries",
             needs_root: true,
             counts_tests: true,
             command: tests,
+            parallel_tests: args.cargo_test_args.is_empty().then(|| ws.root.clone()),
         },
         Step {
             name: "netbench (quick)",
@@ -255,6 +320,15 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             needs_root: true,
             counts_tests: false,
             command: netbench,
+            parallel_tests: None,
+        },
+        Step {
+            name: "svcscale (quick)",
+            about: "1,000 Services through both agent sources, changes one by one and sustained, beside kube-proxy's syncs (figures printed, not asserted)",
+            needs_root: true,
+            counts_tests: false,
+            command: svcscale,
+            parallel_tests: None,
         },
     ]
 }
