@@ -19,7 +19,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use strait_k8s::ObjectStore;
 
-use super::translate::{SERVICE_NAME_LABEL, is_ready};
+use super::translate::is_ready;
 
 /// One health check node port to serve: the Service it answers for, the port, and how many of the
 /// Service's ready endpoints are on this node (the answer is 200 when there is at least one, else 503).
@@ -105,12 +105,7 @@ fn slice_service(slice: &EndpointSlice) -> Option<&str> {
     if slice.address_type != "IPv4" || !has_port {
         return None;
     }
-    slice
-        .metadata
-        .labels
-        .as_ref()?
-        .get(SERVICE_NAME_LABEL)
-        .map(String::as_str)
+    strait_k8s::service::slice_service(slice)
 }
 
 #[cfg(test)]
@@ -120,6 +115,8 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use strait_k8s::{Change, Object};
+
+    use crate::model::translate::SERVICE_NAME_LABEL;
 
     use super::*;
 

@@ -341,20 +341,7 @@ struct DirRun {
     /// The agent's event-to-map latency of each change round, µs.
     change_latency_us: Vec<u64>,
     /// A stream of changes at a fixed rate (per-object files only).
-    sustained: Option<DirSustained>,
-}
-
-/// The directory run's stream of changes.
-#[derive(Debug, Serialize)]
-struct DirSustained {
-    rate_hz: f64,
-    changes: usize,
-    sent_hz: f64,
-    /// From the last rename until `/syncz` passed it.
-    lag_ms: f64,
-    /// The agent's syncs during the stream and their event-to-map latencies, µs.
-    syncs: usize,
-    latency_us: Vec<u64>,
+    sustained: Option<kube_run::Sustained>,
 }
 
 /// The latency ratios the benchmark exists for.
@@ -592,7 +579,10 @@ fn change_rounds_latency(rounds: &[SyncTiming]) -> Vec<u64> {
 
 /// Writes one Service's EndpointSlice file after another at `--rate` for `--sustain-s`, each to
 /// another Service, without waiting; then waits until the agent has synced past the last rename.
-fn measure_sustained(publisher: &Publisher<'_>, args: &Args) -> anyhow::Result<DirSustained> {
+fn measure_sustained(
+    publisher: &Publisher<'_>,
+    args: &Args,
+) -> anyhow::Result<kube_run::Sustained> {
     let count = whole((args.rate * args.sustain_s).round()).max(1);
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     progress(format_args!(
@@ -638,7 +628,7 @@ fn measure_sustained(publisher: &Publisher<'_>, args: &Args) -> anyhow::Result<D
              flipped a Service back to where an earlier one had left it)"
         ));
     }
-    Ok(DirSustained {
+    Ok(kube_run::Sustained {
         rate_hz: args.rate,
         changes: count,
         sent_hz: count_f64(count) / sent_secs.max(1e-9),
@@ -1031,42 +1021,24 @@ fn print_table(r: &Report) {
     println!(
         "  change: one EndpointSlice, from the agent hearing of it (inotify / watch event) to its last map write"
     );
-    let sustained = |what: &str,
-                     rate: f64,
-                     sent: f64,
-                     n: usize,
-                     syncs: usize,
-                     lag: f64,
-                     lat: &[u64]| {
+    let sustained = |what: &str, s: &kube_run::Sustained| {
         println!(
-            "  sustained {what}: {n} changes at {rate:.0}/s (sent {sent:.0}/s) in {syncs} syncs; caught up {lag:.1} ms \
+            "  sustained {what}: {} changes at {:.0}/s (sent {:.0}/s) in {} syncs; caught up {:.1} ms \
              after the last; per-sync latency p50 {:.3} ms, p99 {:.3} ms",
-            us_to_ms(percentile(lat, 0.5)),
-            us_to_ms(percentile(lat, 0.99))
+            s.changes,
+            s.rate_hz,
+            s.sent_hz,
+            s.syncs,
+            s.lag_ms,
+            us_to_ms(percentile(&s.latency_us, 0.5)),
+            us_to_ms(percentile(&s.latency_us, 0.99))
         );
     };
     if let Some(s) = r.dir.as_ref().and_then(|d| d.sustained.as_ref()) {
-        sustained(
-            "(directory)",
-            s.rate_hz,
-            s.sent_hz,
-            s.changes,
-            s.syncs,
-            s.lag_ms,
-            &s.latency_us,
-        );
+        sustained("(directory)", s);
     }
     if let Some(k) = &r.kube {
-        let s = &k.sustained;
-        sustained(
-            "(kube)",
-            s.rate_hz,
-            s.sent_hz,
-            s.changes,
-            s.syncs,
-            s.lag_ms,
-            &s.latency_us,
-        );
+        sustained("(kube)", &k.sustained);
         println!(
             "  kube: {} of {} Services read back from the kernel with their last endpoints",
             k.verified_services, k.services
