@@ -2,4 +2,5 @@
 //! benchmarks themselves are the binaries (`pktcost`, `svcscale`, `netbench`).
 
 pub mod netbench;
+pub mod stdout;
 pub mod svcscale;

@@ -10,12 +10,13 @@
 //! same way; they are measured with one service and again with `--services` services in the maps, to show
 //! the cost does not grow with the number of services.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{fmt::Write as _, net::Ipv4Addr, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, ensure};
 use aya::programs::{TestRun, TestRunOptions};
 use clap::Parser;
 use serde_json::json;
+use strait_bench::stdout;
 use strait_dataplane::{
     Dataplane, LoadOptions,
     services::{Backend, ExternalAccess, L4Proto, ServiceEntry, ServiceKey},
@@ -49,7 +50,20 @@ struct Path {
     verdict: u32,
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs; a reader that closed stdout ends the output quietly (exit status 0), any other error is
+/// reported on stderr (exit status 1).
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if stdout::is_closed_stdout(error.as_ref()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     ensure!(
         nix::unistd::geteuid().is_root(),
@@ -131,46 +145,48 @@ fn report(
             .iter()
             .map(|(name, d)| json!({ "path": name, "ns_per_packet": d.as_nanos(), "ratio_to_baseline": d.as_secs_f64() / single_baseline }))
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "repeat": args.repeat,
-                "rounds": args.rounds,
-                "paths": rows,
-                "single_runs": args.single_runs,
-                "service_paths": service_rows,
-            }))?
-        );
-    } else {
-        println!("{:<42} {:>12} {:>12}", "path", "ns/packet", "x baseline");
-        for (name, d) in results {
-            println!(
-                "{name:<42} {:>12} {:>12.2}",
-                d.as_nanos(),
-                d.as_secs_f64() / baseline
-            );
-        }
-        println!(
-            "(median of {} rounds of {} runs each, BPF_PROG_TEST_RUN on this machine)",
-            args.rounds, args.repeat
-        );
-        println!();
-        println!(
-            "{:<58} {:>12} {:>12}",
-            "service path", "ns/packet", "x baseline"
-        );
-        for (name, d) in service_results {
-            println!(
-                "{name:<66} {:>12} {:>12.2}",
-                d.as_nanos(),
-                d.as_secs_f64() / single_baseline
-            );
-        }
-        println!(
-            "(median of {} single-run calls each; the baseline is the non-IPv4 path timed the same way)",
-            args.single_runs
+        stdout::print(serde_json::to_string_pretty(&json!({
+            "repeat": args.repeat,
+            "rounds": args.rounds,
+            "paths": rows,
+            "single_runs": args.single_runs,
+            "service_paths": service_rows,
+        }))?)?;
+        return Ok(());
+    }
+    let mut text = format!("{:<42} {:>12} {:>12}\n", "path", "ns/packet", "x baseline");
+    for (name, d) in results {
+        let _ = writeln!(
+            text,
+            "{name:<42} {:>12} {:>12.2}",
+            d.as_nanos(),
+            d.as_secs_f64() / baseline
         );
     }
+    let _ = writeln!(
+        text,
+        "(median of {} rounds of {} runs each, BPF_PROG_TEST_RUN on this machine)\n",
+        args.rounds, args.repeat
+    );
+    let _ = writeln!(
+        text,
+        "{:<58} {:>12} {:>12}",
+        "service path", "ns/packet", "x baseline"
+    );
+    for (name, d) in service_results {
+        let _ = writeln!(
+            text,
+            "{name:<66} {:>12} {:>12.2}",
+            d.as_nanos(),
+            d.as_secs_f64() / single_baseline
+        );
+    }
+    let _ = write!(
+        text,
+        "(median of {} single-run calls each; the baseline is the non-IPv4 path timed the same way)",
+        args.single_runs
+    );
+    stdout::print(text)?;
     Ok(())
 }
 
