@@ -1,11 +1,15 @@
 //! NodePort allocation like the API server's: every port of a NodePort or LoadBalancer Service gets a
 //! node port from the range 30000-32767 (the Kubernetes default); a requested one must be in the range and
-//! not taken by another service port of the same protocol. A LoadBalancer Service with
+//! not held by another service, whatever the protocol (the API server allocates node ports per number;
+//! only ports of one service with the same port number, such as `53/TCP` and `53/UDP`, share one). A LoadBalancer Service with
 //! `externalTrafficPolicy: Local` also gets a `healthCheckNodePort` from the same range, distinct from
 //! every node port and health check port of every service (whatever the protocol, as it is one TCP
 //! listener on every node); any other Service may not set one.
 
-use std::{collections::BTreeSet, ops::RangeInclusive};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ops::RangeInclusive,
+};
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 
@@ -19,12 +23,12 @@ pub enum NodePortError {
     #[error("service {service}: nodePort {port} is outside the range {}-{}", NODE_PORT_RANGE.start(), NODE_PORT_RANGE.end())]
     OutOfRange { service: String, port: i32 },
     #[error(
-        "service {service}: nodePort {port}/{protocol} is already allocated to another service"
+        "service {service}: spec.ports[{index}].nodePort: Invalid value: {port}: provided port is already allocated (node ports are allocated per number, whatever the protocol)"
     )]
     InUse {
         service: String,
+        index: usize,
         port: i32,
-        protocol: String,
     },
     #[error("service {service}: no free node port left in {}-{}", NODE_PORT_RANGE.start(), NODE_PORT_RANGE.end())]
     Exhausted { service: String },
@@ -67,10 +71,6 @@ fn health_check_node_port(service: &Service) -> Option<i32> {
 
 fn ports(service: &Service) -> impl Iterator<Item = &ServicePort> {
     service.spec.iter().flat_map(|s| s.ports.iter().flatten())
-}
-
-fn protocol(port: &ServicePort) -> String {
-    port.protocol.clone().unwrap_or_else(|| "TCP".into())
 }
 
 /// A re-applied Service keeps the `healthCheckNodePort` it was given when it still needs one and the
@@ -139,9 +139,11 @@ fn requested_health_check_node_port(
     }
 }
 
-/// Node ports for the service's ports: a requested one must be free for its protocol and not another
-/// service's health check port; a missing one is the lowest free one that is not this service's
-/// requested health check port either.
+/// Node ports for the service's ports, as the API server allocates them: one allocator for the range, so
+/// a number held by any port of another service (whatever its protocol) or by a health check port is
+/// taken. Within the service, ports with the same port number (`53/TCP` and `53/UDP`) share one node
+/// port; other ports may not share one. Requested node ports are claimed first; each missing one is
+/// then the lowest free number that is not this service's requested health check port either.
 fn assign_service_ports(
     service: &mut Service,
     key: &str,
@@ -149,51 +151,56 @@ fn assign_service_ports(
     health_ports: &BTreeSet<i32>,
     own_health: Option<i32>,
 ) -> Result<(), NodePortError> {
-    let mut used: BTreeSet<(i32, String)> = others
+    let mut used: BTreeSet<i32> = others
         .iter()
         .flat_map(|s| ports(s))
-        .filter_map(|p| p.node_port.map(|n| (n, protocol(p))))
+        .filter_map(|p| p.node_port)
         .collect();
-    let ports = service
+    used.extend(health_ports);
+    // This service's node ports: node port -> the service port number that holds it.
+    let mut own: BTreeMap<i32, i32> = BTreeMap::new();
+    // Service port number -> its (first) node port, shared by ports of the same number.
+    let mut by_port: BTreeMap<i32, i32> = BTreeMap::new();
+    let ports: Vec<&mut ServicePort> = service
         .spec
         .iter_mut()
-        .flat_map(|s| s.ports.iter_mut().flatten());
-    let mut missing = Vec::new();
-    for port in ports {
-        let proto = protocol(port);
-        match port.node_port {
-            Some(n) if !NODE_PORT_RANGE.contains(&u16::try_from(n).unwrap_or(0)) => {
-                return Err(NodePortError::OutOfRange {
-                    service: key.to_owned(),
-                    port: n,
-                });
-            }
-            Some(n) => {
-                if health_ports.contains(&n) || !used.insert((n, proto.clone())) {
-                    return Err(NodePortError::InUse {
-                        service: key.to_owned(),
-                        port: n,
-                        protocol: proto,
-                    });
-                }
-            }
-            None => missing.push(port),
-        }
-    }
-    for port in missing {
-        let proto = protocol(port);
-        let free = NODE_PORT_RANGE
-            .map(i32::from)
-            .find(|n| {
-                !used.contains(&(*n, proto.clone()))
-                    && !health_ports.contains(n)
-                    && own_health != Some(*n)
-            })
-            .ok_or_else(|| NodePortError::Exhausted {
+        .flat_map(|s| s.ports.iter_mut().flatten())
+        .collect();
+    for (index, port) in ports.iter().enumerate() {
+        let Some(n) = port.node_port else { continue };
+        if !NODE_PORT_RANGE.contains(&u16::try_from(n).unwrap_or(0)) {
+            return Err(NodePortError::OutOfRange {
                 service: key.to_owned(),
-            })?;
-        used.insert((free, proto));
-        port.node_port = Some(free);
+                port: n,
+            });
+        }
+        let shared = own.get(&n).is_some_and(|holder| *holder == port.port);
+        if !shared && (used.contains(&n) || own.contains_key(&n)) {
+            return Err(NodePortError::InUse {
+                service: key.to_owned(),
+                index,
+                port: n,
+            });
+        }
+        own.insert(n, port.port);
+        by_port.entry(port.port).or_insert(n);
+    }
+    for port in ports {
+        if port.node_port.is_some() {
+            continue;
+        }
+        let n = match by_port.get(&port.port) {
+            Some(n) => *n,
+            None => NODE_PORT_RANGE
+                .map(i32::from)
+                .find(|n| !used.contains(n) && !own.contains_key(n) && own_health != Some(*n))
+                .ok_or_else(|| NodePortError::Exhausted {
+                    service: key.to_owned(),
+                })?,
+        };
+        own.insert(n, port.port);
+        by_port.insert(port.port, n);
+        port.node_port = Some(n);
     }
     Ok(())
 }
@@ -277,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn ports_get_the_lowest_free_node_ports_per_protocol() {
+    fn ports_get_the_lowest_free_node_ports_whatever_the_protocol() {
         let taken = service("NodePort", &[(80, Some(30000), "TCP")]);
         let mut svc = service(
             "LoadBalancer",
@@ -288,10 +295,44 @@ mod tests {
             ],
         );
         assign_node_ports(&mut svc, "default/web", [&taken]).unwrap();
+        // 30000 is held over TCP, which takes the number for UDP too.
         assert_eq!(
             node_ports(&svc),
-            vec![Some(30001), Some(30000), Some(30005)]
+            vec![Some(30001), Some(30002), Some(30005)]
         );
+    }
+
+    #[test]
+    fn ports_of_one_service_with_the_same_number_share_a_node_port() {
+        let mut dns = service(
+            "NodePort",
+            &[(53, None, "TCP"), (53, None, "UDP"), (54, None, "UDP")],
+        );
+        assign_node_ports(&mut dns, "default/dns", []).unwrap();
+        assert_eq!(
+            node_ports(&dns),
+            vec![Some(30000), Some(30000), Some(30001)]
+        );
+        // A requested one is shared with the other protocol's port of the same number, even after it.
+        let mut asked = service("NodePort", &[(53, None, "TCP"), (53, Some(30100), "UDP")]);
+        assign_node_ports(&mut asked, "default/dns", [&dns]).unwrap();
+        assert_eq!(node_ports(&asked), vec![Some(30100), Some(30100)]);
+        // Ports of different numbers may not share one; a missing one never takes a requested one.
+        let mut clash = service(
+            "NodePort",
+            &[(80, Some(30200), "TCP"), (81, Some(30200), "UDP")],
+        );
+        assert_eq!(
+            assign_node_ports(&mut clash, "default/web", []),
+            Err(NodePortError::InUse {
+                service: "default/web".into(),
+                index: 1,
+                port: 30200
+            })
+        );
+        let mut order = service("NodePort", &[(80, None, "TCP"), (81, Some(30000), "TCP")]);
+        assign_node_ports(&mut order, "default/web", []).unwrap();
+        assert_eq!(node_ports(&order), vec![Some(30001), Some(30000)]);
     }
 
     #[test]
@@ -317,9 +358,23 @@ mod tests {
             assign_node_ports(&mut dup, "default/b", [&taken]),
             Err(NodePortError::InUse { port: 30080, .. })
         ));
+        // The API server allocates node ports per number: the same number over UDP is taken too.
         let mut udp = service("NodePort", &[(81, Some(30080), "UDP")]);
-        assign_node_ports(&mut udp, "default/c", [&taken])
-            .expect("the same number over UDP is free");
+        let error = assign_node_ports(&mut udp, "default/c", [&taken]).unwrap_err();
+        assert_eq!(
+            error,
+            NodePortError::InUse {
+                service: "default/c".into(),
+                index: 0,
+                port: 30080
+            }
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("provided port is already allocated"),
+            "{error}"
+        );
     }
 
     /// A LoadBalancer Service with `externalTrafficPolicy: Local` and the given health check port.
@@ -338,13 +393,14 @@ mod tests {
     #[test]
     fn local_load_balancers_get_a_health_check_port_no_one_else_holds() {
         // 30000 is another service's UDP node port, 30001 another's health check port; this service's
-        // own TCP port takes 30000 (free for TCP) and the health check port must avoid all three.
+        // own TCP port takes 30002 (node ports are per number) and the health check port must avoid
+        // all of them.
         let udp = service("NodePort", &[(53, Some(30000), "UDP")]);
         let checked = local_lb(&[(80, Some(30005), "TCP")], Some(30001));
         let mut svc = local_lb(&[(80, None, "TCP")], None);
         assign_node_ports(&mut svc, "default/web", [&udp, &checked]).unwrap();
-        assert_eq!(node_ports(&svc), vec![Some(30000)]);
-        assert_eq!(health(&svc), Some(30002));
+        assert_eq!(node_ports(&svc), vec![Some(30002)]);
+        assert_eq!(health(&svc), Some(30003));
     }
 
     #[test]
