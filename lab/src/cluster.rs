@@ -1,9 +1,8 @@
-//! The lab orchestrator: `up`, `apply`, `delete`, `down`, `exec`, `probe` and the agent queries. It plays
-//! the control plane's part (scheduling pods onto nodes, expanding Deployments) and the container
+//! The lab orchestrator: `up`, `down`, `exec`, `probe` and the agent queries (`apply` and `delete` are in
+//! [`crate::apply`]). It plays the control plane's part (scheduling pods onto nodes) and the container
 //! runtime's part (namespaces, cgroups, CNI calls, workload processes).
 
 use std::{
-    collections::BTreeSet,
     fs,
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpStream},
@@ -12,13 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
 use strait_dataplane::{bpffs, netns};
 
 use crate::{
     LabError, cgroup, cni_exec,
-    manifests::{self, Object},
     names::LabNames,
     network,
     process::{self, Placement},
@@ -104,7 +101,7 @@ impl Lab {
             bin_dir,
         };
         let built = lab.build(nodes).and_then(|()| match manifests {
-            Some(path) => lab.apply(path),
+            Some(path) => lab.apply(path).map(drop),
             None => Ok(()),
         });
         if let Err(error) = built {
@@ -309,101 +306,6 @@ impl Lab {
         }
     }
 
-    /// Applies every object in `path` (file or directory). Pods are created and waited for.
-    pub fn apply(&mut self, path: &Path) -> Result<(), LabError> {
-        let loaded = manifests::load_path(path)?;
-        for skipped in &loaded.skipped {
-            tracing::warn!("skipped: {skipped}");
-        }
-        for (_, object) in &loaded.objects {
-            match object {
-                Object::Namespace(_)
-                | Object::Node(_)
-                | Object::EndpointSlice(_)
-                | Object::NetworkPolicy(_) => {}
-                Object::Service(service) => {
-                    let key = format!("{}/{}", object.namespace(), object.name());
-                    let mut service = (**service).clone();
-                    keep_allocations(self.state.services.get(&key), &mut service);
-                    let service = self.admit_service(&key, service)?;
-                    self.state.services.insert(key, service);
-                    self.save()?;
-                }
-                Object::Pod(pod) => {
-                    let spec = manifests::pod_from_pod(pod);
-                    if self
-                        .state
-                        .pod(&format!("{}/{}", spec.namespace, spec.name))
-                        .is_none()
-                    {
-                        self.create_pod(&spec)?;
-                    }
-                }
-                Object::Deployment(deployment) => self.reconcile_deployment(object, deployment)?,
-            }
-        }
-        self.publish()?;
-        self.announce_external_addresses()
-    }
-
-    /// Makes the pods of a Deployment match it: pods of an older template are replaced, surplus pods
-    /// removed, missing ones created.
-    fn reconcile_deployment(
-        &mut self,
-        object: &Object,
-        deployment: &Deployment,
-    ) -> Result<(), LabError> {
-        let key = format!("{}/{}", object.namespace(), object.name());
-        let replicas = manifests::deployment_replicas(deployment);
-        let hash = manifests::pod_template_hash(&deployment.spec.template);
-        for pod in self.state.pods_owned_by(&key) {
-            if pod.template_hash.as_deref() != Some(&hash) {
-                self.delete_pod(&pod)?;
-            }
-        }
-        let current = self.state.pods_owned_by(&key);
-        for surplus in current.iter().skip(replicas) {
-            self.delete_pod(surplus)?;
-        }
-        let existing: BTreeSet<String> = self.state.pods.iter().map(|p| p.name.clone()).collect();
-        let missing = replicas.saturating_sub(current.len());
-        for spec in manifests::pods_for_deployment(deployment, &existing, missing) {
-            self.create_pod(&spec)?;
-        }
-        self.state.deployments.insert(key, (replicas, hash));
-        self.save()
-    }
-
-    /// Deletes every object named in `path`.
-    pub fn delete(&mut self, path: &Path) -> Result<(), LabError> {
-        let loaded = manifests::load_path(path)?;
-        for (_, object) in &loaded.objects {
-            let key = format!("{}/{}", object.namespace(), object.name());
-            match object {
-                Object::Namespace(_)
-                | Object::Node(_)
-                | Object::EndpointSlice(_)
-                | Object::NetworkPolicy(_) => {}
-                Object::Service(_) => {
-                    self.state.services.remove(&key);
-                }
-                Object::Pod(_) => {
-                    if let Some(pod) = self.state.pod(&key).cloned() {
-                        self.delete_pod(&pod)?;
-                    }
-                }
-                Object::Deployment(_) => {
-                    for pod in self.state.pods_owned_by(&key) {
-                        self.delete_pod(&pod)?;
-                    }
-                    self.state.deployments.remove(&key);
-                }
-            }
-            self.save()?;
-        }
-        self.publish()
-    }
-
     /// Where `who` runs: `NS/POD`, `node/NAME` or `external`.
     pub fn placement(&self, who: &str) -> Result<Placement, LabError> {
         if who == "external" {
@@ -436,7 +338,9 @@ impl Lab {
         })
     }
 
-    /// Runs `argv` in `who`'s namespace and cgroup with inherited stdio; returns its exit code.
+    /// Runs `argv` in `who`'s namespace and cgroup with inherited stdio; returns its exit status as a
+    /// shell gives it (128 + the signal for a command killed by one). A command that cannot be run is
+    /// [`LabError::Exec`] (see [`LabError::exit_code`]).
     pub fn exec(&self, who: &str, argv: &[String]) -> Result<i32, LabError> {
         let (program, args) = argv
             .split_first()
@@ -448,7 +352,7 @@ impl Lab {
         let status = child
             .wait()
             .map_err(|e| LabError::io(format!("waiting for {program}"), e))?;
-        Ok(status.code().unwrap_or(128))
+        Ok(exit_code(status))
     }
 
     /// Resolves `HOST:PORT`, where HOST is an IPv4 address or a pod `NS/NAME`.
@@ -523,33 +427,11 @@ impl Lab {
     }
 }
 
-/// A re-applied Service keeps the ClusterIP and node ports it was given unless the manifest asks for
-/// others.
-fn keep_allocations(
-    old: Option<&k8s_openapi::api::core::v1::Service>,
-    new: &mut k8s_openapi::api::core::v1::Service,
-) {
-    let Some(old_spec) = old.and_then(|s| s.spec.as_ref()) else {
-        return;
-    };
-    let Some(spec) = new.spec.as_mut() else {
-        return;
-    };
-    if spec.cluster_ip.as_deref().is_none_or(str::is_empty) {
-        spec.cluster_ip.clone_from(&old_spec.cluster_ip);
-        spec.cluster_ips.clone_from(&old_spec.cluster_ips);
-    }
-    for port in spec
-        .ports
-        .iter_mut()
-        .flatten()
-        .filter(|p| p.node_port.is_none())
-    {
-        port.node_port = old_spec
-            .ports
-            .iter()
-            .flatten()
-            .find(|o| o.port == port.port && o.protocol == port.protocol)
-            .and_then(|o| o.node_port);
-    }
+/// A finished command's status as a shell reports it: its exit code, or 128 + the signal that ended it.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(128)
 }

@@ -3,11 +3,13 @@
 //! `strait-cni` exactly as a container runtime would, running a built-in workload that names itself.
 
 pub mod announce;
+pub mod apply;
 pub mod cgroup;
 pub mod cluster;
 pub mod cni_exec;
 pub mod connbench;
 pub mod controlplane;
+pub mod listing;
 pub mod manifests;
 pub mod names;
 pub mod network;
@@ -30,7 +32,7 @@ use strait_dataplane::DataplaneError;
 pub enum LabError {
     #[error(transparent)]
     Name(#[from] names::BadLabName),
-    #[error("lab {0} does not exist (see `strait lab status --all` or `ls /run/strait-lab`)")]
+    #[error("lab {0} does not exist (`strait lab list` shows the labs on this machine)")]
     NoSuchLab(String),
     #[error("lab {0} already exists; tear it down first with `strait lab down --name {0}`")]
     Exists(String),
@@ -40,6 +42,19 @@ pub enum LabError {
     Usage(String),
     #[error(transparent)]
     Manifest(#[from] manifests::ManifestError),
+    /// An object the API server would refuse (its namespace does not exist, its node port is taken,
+    /// ...): `at` names the file and document, `reason` the object and what is wrong.
+    #[error("{at}: {reason}")]
+    Rejected {
+        at: Box<manifests::Location>,
+        reason: String,
+    },
+    /// A command given to `exec` could not be started (not found, not executable).
+    #[error("cannot run {program:?}: {error}")]
+    Exec {
+        program: String,
+        error: std::io::Error,
+    },
     #[error("CNI {command} failed{}: {message}", code.map(|c| format!(" with code {c}")).unwrap_or_default())]
     Cni {
         command: String,
@@ -48,11 +63,11 @@ pub enum LabError {
     },
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
-    #[error("{action}: {source}")]
+    /// The I/O error is part of the message (and not also a `source`, which would print it twice).
+    #[error("{action}: {error}")]
     Io {
         action: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -61,7 +76,17 @@ impl LabError {
     pub fn io(action: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             action: action.into(),
-            source,
+            error: source,
+        }
+    }
+
+    /// The exit status a shell gives for this error where it has one: 127 for a command that does not
+    /// exist, 126 for one that cannot be executed.
+    pub fn exit_code(&self) -> Option<u8> {
+        match self {
+            Self::Exec { error, .. } if error.kind() == std::io::ErrorKind::NotFound => Some(127),
+            Self::Exec { .. } => Some(126),
+            _ => None,
         }
     }
 }

@@ -66,11 +66,25 @@ pub fn spawn_in(
             Ok(())
         });
     }
-    let child = command
-        .spawn()
-        .map_err(|e| LabError::io(format!("starting {}", command.get_program().display()), e))?;
+    let child = command.spawn().map_err(|error| {
+        let program = command.get_program().display().to_string();
+        if is_command_error(&error) {
+            LabError::Exec { program, error }
+        } else {
+            LabError::io(format!("starting {program}"), error)
+        }
+    })?;
     drop((netns, procs));
     Ok(child)
+}
+
+/// Whether a spawn error is about the command itself (what a shell reports with 127 or 126: not found,
+/// not executable), not about placing it in its namespace and cgroup.
+fn is_command_error(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ENOENT | libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::ENOTDIR)
+    )
 }
 
 /// Whether `pid` is alive (and not a zombie).

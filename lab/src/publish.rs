@@ -3,7 +3,7 @@
 //! the pods, and the whole set (with the Node objects) is written to the lab's cluster directory, which every agent watches.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -11,7 +11,7 @@ use std::{
 const SYNC_TIMEOUT: Duration = Duration::from_secs(15);
 
 use k8s_openapi::{
-    api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus, Service},
+    api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus, Service, ServicePort},
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 
@@ -26,47 +26,75 @@ use crate::{
     state::NodeRecord,
 };
 
-impl Lab {
-    /// Completes a Service as the API server would before storing it: a ClusterIP unless it asks for one
-    /// (or is headless), node ports for NodePort and LoadBalancer ports, and a healthCheckNodePort (kept
-    /// across re-applies) for a LoadBalancer with externalTrafficPolicy Local. Errors name the service;
-    /// the lab's state is not touched.
-    pub(crate) fn admit_service(
-        &self,
-        key: &str,
-        mut service: Service,
-    ) -> Result<Service, LabError> {
-        let others: Vec<&Service> = self
-            .state
-            .services
-            .iter()
-            .filter(|(k, _)| k.as_str() != key)
-            .map(|(_, s)| s)
-            .collect();
-        let has_ip = service
-            .spec
-            .as_ref()
-            .and_then(|s| s.cluster_ip.as_deref())
-            .is_some_and(|ip| !ip.is_empty());
-        let mut allocator = ClusterIpAllocator::from_services(others.iter().copied());
-        if has_ip {
-            // An explicit address is validated (range, duplicates) the same way.
-            allocator
-                .allocate(&service)
-                .map_err(|e| LabError::Usage(e.to_string()))?;
-        } else if let Some(ip) = allocator
-            .allocate(&service)
-            .map_err(|e| LabError::Usage(e.to_string()))?
-        {
-            assign(&mut service, ip);
+/// Completes a Service as the API server would before storing it under `key`: a ClusterIP unless it asks
+/// for one (or is headless), node ports for NodePort and LoadBalancer ports, and a healthCheckNodePort
+/// for a LoadBalancer with externalTrafficPolicy Local; a re-applied Service keeps what it was given
+/// unless the manifest asks for something else. `services` are the stored Services (this one's earlier
+/// version included). The error names the service and what is wrong; nothing is changed.
+pub(crate) fn admit_service(
+    services: &BTreeMap<String, Service>,
+    key: &str,
+    mut service: Service,
+) -> Result<Service, String> {
+    let old = services.get(key);
+    keep_allocations(old, &mut service);
+    let others: Vec<&Service> = services
+        .iter()
+        .filter(|(k, _)| k.as_str() != key)
+        .map(|(_, s)| s)
+        .collect();
+    let has_ip = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.cluster_ip.as_deref())
+        .is_some_and(|ip| !ip.is_empty());
+    let mut allocator = ClusterIpAllocator::from_services(others.iter().copied());
+    // An explicit (or kept) address is validated (range, duplicates) and completed the same way, so
+    // a re-applied Service equals its stored self.
+    if let Some(ip) = allocator.allocate(&service).map_err(|e| e.to_string())? {
+        assign(&mut service, ip);
+        if !has_ip {
             tracing::info!(service = %key, %ip, "assigned ClusterIP");
         }
-        keep_health_check_node_port(self.state.services.get(key), &mut service);
-        assign_node_ports(&mut service, key, others.iter().copied())
-            .map_err(|e| LabError::Usage(e.to_string()))?;
-        Ok(service)
     }
+    keep_health_check_node_port(old, &mut service);
+    assign_node_ports(&mut service, key, others.iter().copied()).map_err(|e| e.to_string())?;
+    Ok(service)
+}
 
+/// A re-applied Service keeps the ClusterIP and node ports it was given unless the manifest asks for
+/// others.
+fn keep_allocations(old: Option<&Service>, new: &mut Service) {
+    let Some(old_spec) = old.and_then(|s| s.spec.as_ref()) else {
+        return;
+    };
+    let Some(spec) = new.spec.as_mut() else {
+        return;
+    };
+    if spec.cluster_ip.as_deref().is_none_or(str::is_empty) {
+        spec.cluster_ip.clone_from(&old_spec.cluster_ip);
+        spec.cluster_ips.clone_from(&old_spec.cluster_ips);
+    }
+    for port in spec
+        .ports
+        .iter_mut()
+        .flatten()
+        .filter(|p| p.node_port.is_none())
+    {
+        port.node_port = old_spec
+            .ports
+            .iter()
+            .flatten()
+            .find(|o| o.port == port.port && protocol(o) == protocol(port))
+            .and_then(|o| o.node_port);
+    }
+}
+
+fn protocol(port: &ServicePort) -> &str {
+    port.protocol.as_deref().unwrap_or("TCP")
+}
+
+impl Lab {
     /// Recomputes EndpointSlices and writes every object (Nodes, Services, EndpointSlices) for the agents,
     /// then waits until they have synced.
     pub(crate) fn publish(&mut self) -> Result<(), LabError> {

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fs, net::Ipv4Addr, path::Path};
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use serde::{Deserialize, Serialize};
 
 use crate::{LabError, manifests::PodPort};
@@ -53,6 +53,10 @@ pub struct LabState {
     pub name: String,
     pub nodes: Vec<NodeRecord>,
     pub pods: Vec<PodRecord>,
+    /// Namespaces applied to the lab, by name (the built-in ones, [`crate::apply::BUILTIN_NAMESPACES`],
+    /// exist without being here).
+    #[serde(default)]
+    pub namespaces: BTreeMap<String, Namespace>,
     /// Services by `namespace/name`.
     pub services: BTreeMap<String, Service>,
     /// Deployments by `namespace/name`: (replicas, template hash).

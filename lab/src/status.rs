@@ -1,11 +1,14 @@
-//! `strait lab status`: the lab's nodes, pods and services as a table for people or JSON for machines.
+//! `strait lab status`: the lab's nodes, pods and services (with each one's count of ready endpoints, so
+//! an empty Service stands out) as a table for people, a wide table, or JSON for machines.
 
 use std::{collections::BTreeSet, fmt::Write as _};
 
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 
-use crate::{cluster::Lab, controlplane::endpoint_slices, process, state::LabState};
+use crate::{
+    cluster::Lab, controlplane::endpoint_slices, listing::table, process, state::LabState,
+};
 
 /// The JSON view of a lab.
 pub fn to_json(lab: &Lab) -> Value {
@@ -30,6 +33,9 @@ pub fn to_json(lab: &Lab) -> Value {
             "ports": p.ports,
             "owner": p.owner,
         })).collect::<Vec<_>>(),
+        "namespaces": crate::apply::BUILTIN_NAMESPACES.iter().copied()
+            .chain(state.namespaces.keys().map(String::as_str))
+            .collect::<Vec<_>>(),
         "services": services_json(state),
     })
 }
@@ -56,6 +62,7 @@ fn services_json(state: &LabState) -> Vec<Value> {
                 "health_check_node_port": spec.health_check_node_port,
                 "load_balancer_source_ranges": spec.load_balancer_source_ranges.clone().unwrap_or_default(),
                 "selector": spec.selector,
+                "endpoint_count": ready_addresses(svc, state),
                 "ports": spec.ports.unwrap_or_default().iter().map(|p| json!({
                     "name": p.name,
                     "port": p.port,
@@ -94,9 +101,31 @@ fn endpoints_of(service: &Service, state: &LabState, port_name: Option<&str>) ->
     out
 }
 
+/// How many distinct pod addresses are ready endpoints of the service.
+fn ready_addresses(service: &Service, state: &LabState) -> usize {
+    let mut addresses = BTreeSet::new();
+    for slice in endpoint_slices(service, &state.pods, &BTreeSet::new()) {
+        for endpoint in slice.endpoints.iter().flatten() {
+            if endpoint.conditions.as_ref().and_then(|c| c.ready) != Some(false) {
+                addresses.extend(endpoint.addresses.iter().cloned());
+            }
+        }
+    }
+    addresses.len()
+}
+
 /// The table view of a lab.
 pub fn to_table(lab: &Lab) -> String {
-    let state = &lab.state;
+    render_table(&lab.state, false)
+}
+
+/// The table view of a lab with more columns (pod namespaces and labels, service selectors and
+/// endpoint addresses).
+pub fn to_wide_table(lab: &Lab) -> String {
+    render_table(&lab.state, true)
+}
+
+fn render_table(state: &LabState, wide: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -106,79 +135,184 @@ pub fn to_table(lab: &Lab) -> String {
         state.pods.len(),
         state.services.len()
     );
-    let _ = writeln!(out, "{:<20} {:<14} {:<16} AGENT", "NODE", "IP", "POD CIDR");
-    for n in &state.nodes {
-        let agent = if process::alive(n.agent_pid) {
-            format!("running (pid {})", n.agent_pid)
-        } else {
-            "NOT RUNNING".to_owned()
-        };
-        let _ = writeln!(
-            out,
-            "{:<20} {:<14} {:<16} {agent}",
-            n.name,
-            n.ip.to_string(),
-            n.pod_cidr
-        );
-    }
-    let _ = writeln!(out, "\n{:<40} {:<14} {:<20} PORTS", "POD", "IP", "NODE");
-    for p in &state.pods {
-        let ports: Vec<String> = p
-            .ports
-            .iter()
-            .map(|port| format!("{}/{}", port.port, port.protocol))
-            .collect();
-        let _ = writeln!(
-            out,
-            "{:<40} {:<14} {:<20} {}",
-            p.id(),
-            p.ip.to_string(),
-            p.node,
-            ports.join(",")
-        );
+    out.push_str(&nodes_table(state, wide));
+    let pods = pods_table(state, wide);
+    if !pods.is_empty() {
+        out.push('\n');
+        out.push_str(&pods);
     }
     if !state.services.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n{:<36} {:<13} {:<14} {:<28} PORTS",
-            "SERVICE", "TYPE", "CLUSTER-IP", "EXTERNAL-IP"
-        );
-        for svc in services_json(state) {
+        out.push('\n');
+        out.push_str(&services_table(state, wide));
+    }
+    let namespaces: Vec<&str> = state.namespaces.keys().map(String::as_str).collect();
+    if !namespaces.is_empty() {
+        let _ = writeln!(out, "\nnamespaces applied: {}", namespaces.join(", "));
+    }
+    out
+}
+
+fn nodes_table(state: &LabState, wide: bool) -> String {
+    let mut headers = vec!["NODE", "IP", "POD CIDR", "AGENT"];
+    if wide {
+        headers.push("NETNS");
+    }
+    let rows: Vec<Vec<String>> = state
+        .nodes
+        .iter()
+        .map(|n| {
+            let agent = if process::alive(n.agent_pid) {
+                format!("running (pid {})", n.agent_pid)
+            } else {
+                "NOT RUNNING".to_owned()
+            };
+            let mut row = vec![n.name.clone(), n.ip.to_string(), n.pod_cidr.clone(), agent];
+            if wide {
+                row.push(n.netns.clone());
+            }
+            row
+        })
+        .collect();
+    table(&headers, &rows)
+}
+
+/// The pods' table; empty without pods.
+fn pods_table(state: &LabState, wide: bool) -> String {
+    let mut headers = vec!["POD", "IP", "NODE", "PORTS"];
+    if wide {
+        headers.extend(["LABELS", "OWNER"]);
+    }
+    let rows: Vec<Vec<String>> = state
+        .pods
+        .iter()
+        .map(|p| {
+            let ports: Vec<String> = p
+                .ports
+                .iter()
+                .map(|port| format!("{}/{}", port.port, port.protocol))
+                .collect();
+            let mut row = vec![
+                p.id(),
+                p.ip.to_string(),
+                p.node.clone(),
+                or_none(ports.join(",")),
+            ];
+            if wide {
+                let labels: Vec<String> =
+                    p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                row.push(or_none(labels.join(",")));
+                row.push(p.owner.clone().unwrap_or_else(|| "<none>".into()));
+            }
+            row
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    table(&headers, &rows)
+}
+
+/// The services' table, with a note for each one whose selector matches no ready pod.
+fn services_table(state: &LabState, wide: bool) -> String {
+    let services = services_json(state);
+    let mut headers = vec![
+        "SERVICE",
+        "TYPE",
+        "CLUSTER-IP",
+        "EXTERNAL-IP",
+        "PORTS",
+        "ENDPOINTS",
+    ];
+    if wide {
+        headers.extend(["SELECTOR", "ENDPOINT ADDRESSES"]);
+    }
+    let mut empty = Vec::new();
+    let rows: Vec<Vec<String>> = services
+        .iter()
+        .map(|svc| {
             let ports: Vec<String> = svc["ports"]
                 .as_array()
                 .map(|ps| ps.iter().map(port_text).collect())
                 .unwrap_or_default();
-            let strings = |key: &str| -> Vec<String> {
-                svc[key]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
+            let external = [
+                strings(svc, "load_balancer_ips"),
+                strings(svc, "external_ips"),
+            ]
+            .concat();
+            let id = format!(
+                "{}/{}",
+                svc["namespace"].as_str().unwrap_or_default(),
+                svc["name"].as_str().unwrap_or_default()
+            );
+            let count = svc["endpoint_count"].as_u64().unwrap_or_default();
+            if count == 0 && !svc["selector"].is_null() {
+                empty.push(id.clone());
+            }
+            let mut row = vec![
+                id,
+                svc["type"].as_str().unwrap_or_default().to_owned(),
+                svc["cluster_ip"].as_str().unwrap_or("<none>").to_owned(),
+                or_none(external.join(",")),
+                ports.join(","),
+                count.to_string(),
+            ];
+            if wide {
+                let selector: Vec<String> = svc["selector"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
                             .collect()
                     })
-                    .unwrap_or_default()
-            };
-            let external = [strings("load_balancer_ips"), strings("external_ips")].concat();
-            let _ = writeln!(
-                out,
-                "{:<36} {:<13} {:<14} {:<28} {}",
-                format!(
-                    "{}/{}",
-                    svc["namespace"].as_str().unwrap_or_default(),
-                    svc["name"].as_str().unwrap_or_default()
-                ),
-                svc["type"].as_str().unwrap_or_default(),
-                svc["cluster_ip"].as_str().unwrap_or("<none>"),
-                if external.is_empty() {
-                    "<none>".to_owned()
-                } else {
-                    external.join(",")
-                },
-                ports.join(",")
-            );
-        }
+                    .unwrap_or_default();
+                row.push(or_none(selector.join(",")));
+                row.push(or_none(endpoint_addresses(svc).join(",")));
+            }
+            row
+        })
+        .collect();
+    let mut out = table(&headers, &rows);
+    for id in empty {
+        let _ = writeln!(
+            out,
+            "note: service {id} has no endpoints: no ready pod matches its selector"
+        );
     }
     out
+}
+
+/// `<none>` for an empty cell, as kubectl shows it.
+fn or_none(text: String) -> String {
+    if text.is_empty() {
+        "<none>".to_owned()
+    } else {
+        text
+    }
+}
+
+/// The strings of the array `key` of a service's JSON view.
+fn strings(svc: &Value, key: &str) -> Vec<String> {
+    svc[key]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every `IP:PORT` endpoint of a service's JSON view, over all its ports.
+fn endpoint_addresses(svc: &Value) -> Vec<String> {
+    let mut all: Vec<String> = svc["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| strings(p, "endpoints"))
+        .collect();
+    all.sort();
+    all.dedup();
+    all
 }
 
 /// A service port as kubectl shows it: `80/TCP`, or `80:30000/TCP` with a node port.
@@ -187,5 +321,87 @@ fn port_text(port: &Value) -> String {
     match port["node_port"].as_i64() {
         Some(node_port) => format!("{}:{node_port}/{protocol}", port["port"]),
         None => format!("{}/{protocol}", port["port"]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::state::PodRecord;
+
+    fn service(name: &str, app: &str) -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"selector": {"app": app}, "clusterIP": "10.96.0.10",
+                     "ports": [{"port": 80, "targetPort": 8080}]},
+        }))
+        .unwrap()
+    }
+
+    fn state() -> LabState {
+        let mut state = LabState {
+            name: "t".into(),
+            ..LabState::default()
+        };
+        state.pods.push(PodRecord {
+            namespace: "default".into(),
+            name: "web-1".into(),
+            node: "t-node-1".into(),
+            container_id: String::new(),
+            netns: String::new(),
+            cgroup: String::new(),
+            ip: Ipv4Addr::new(10, 244, 1, 4),
+            ports: Vec::new(),
+            labels: [("app".to_owned(), "web".to_owned())].into(),
+            owner: None,
+            template_hash: None,
+            workload_pid: 0,
+        });
+        state
+            .services
+            .insert("default/web".into(), service("web", "web"));
+        state
+            .services
+            .insert("default/lost".into(), service("lost", "nobody"));
+        state
+    }
+
+    #[test]
+    fn services_show_their_endpoint_counts_and_empty_ones_stand_out() {
+        let state = state();
+        let json = services_json(&state);
+        let count =
+            |name: &str| json.iter().find(|s| s["name"] == name).unwrap()["endpoint_count"].clone();
+        assert_eq!(count("web"), 1);
+        assert_eq!(count("lost"), 0);
+
+        let text = render_table(&state, false);
+        let row = |id: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{id} ")))
+                .unwrap_or_else(|| panic!("{text}"))
+                .to_owned()
+        };
+        assert!(text.contains("ENDPOINTS"), "{text}");
+        assert!(row("default/web").ends_with(" 1"), "{text}");
+        assert!(row("default/lost").ends_with(" 0"), "{text}");
+        assert!(
+            text.contains("note: service default/lost has no endpoints"),
+            "{text}"
+        );
+        assert!(!text.contains("service default/web has no"), "{text}");
+
+        let wide = render_table(&state, true);
+        let web = wide
+            .lines()
+            .find(|l| l.starts_with("default/web "))
+            .unwrap();
+        assert!(
+            web.contains("app=web") && web.ends_with("10.244.1.4:8080"),
+            "{wide}"
+        );
+        assert!(wide.contains("web-1") && wide.contains("LABELS"), "{wide}");
     }
 }

@@ -1,11 +1,21 @@
 //! `strait`: the strait command line. `strait lab ...` builds and drives a local cluster made of network
 //! namespaces (see `strait lab --help`).
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    io::Read as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use strait_lab::{cluster::Lab, connbench, probe, status, workload};
+use strait_lab::{
+    cluster::Lab,
+    connbench,
+    listing::{self, Output},
+    probe, status, workload,
+};
 use tracing_subscriber::EnvFilter;
 
 /// strait: eBPF networking for Kubernetes.
@@ -42,28 +52,49 @@ enum LabCommand {
         #[arg(long)]
         xdp_fast_path: bool,
     },
-    /// Create or update the objects in a manifest file or directory.
+    /// Create or update the objects in a manifest file or directory (`-` reads standard input), as
+    /// `kubectl apply -f`: the whole input is checked first and nothing of it is applied when an object
+    /// is refused; prints what happened to each object (`service/web created`).
     Apply {
         #[arg(long, default_value = "lab")]
         name: String,
-        /// Manifest file or directory.
+        /// Manifest file or directory, or `-` for standard input.
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
     },
-    /// Delete the objects named in a manifest file or directory.
+    /// Delete the objects named in a manifest file or directory (`-` reads standard input), as
+    /// `kubectl delete -f`: prints `service "web" deleted` per object; exits with 1 when any object
+    /// was not found (after deleting the others).
     Delete {
         #[arg(long, default_value = "lab")]
         name: String,
+        /// Manifest file or directory, or `-` for standard input.
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
     },
-    /// Show nodes, pods (with IPs and nodes) and services.
+    /// Show nodes, pods (with IPs and nodes) and services (with their ready endpoint counts).
     Status {
         #[arg(long, default_value = "lab")]
         name: String,
-        /// Output format: table or json.
-        #[arg(short = 'o', long = "output", default_value = "table")]
-        output: String,
+        /// Output format: json, yaml or wide (default: a table).
+        #[arg(
+            short = 'o',
+            long = "output",
+            default_value = "table",
+            hide_default_value = true
+        )]
+        output: Output,
+    },
+    /// List the labs on this machine (from their state directories under /run/strait-lab).
+    List {
+        /// Output format: json, yaml or wide (default: a table).
+        #[arg(
+            short = 'o',
+            long = "output",
+            default_value = "table",
+            hide_default_value = true
+        )]
+        output: Output,
     },
     /// Tear a lab down: every process, namespace, link, cgroup and pin it made, also after a crash.
     Down {
@@ -108,16 +139,33 @@ enum LabCommand {
         /// Only this node.
         #[arg(long)]
         node: Option<String>,
+        /// Output format: json, yaml or wide (default: a table).
+        #[arg(
+            short = 'o',
+            long = "output",
+            default_value = "table",
+            hide_default_value = true
+        )]
+        output: Output,
     },
-    /// Show each agent's Prometheus metrics (non-zero series only unless --all-series).
+    /// Show each agent's metrics, one series a row (non-zero series only unless --all-series).
     Metrics {
         #[arg(long, default_value = "lab")]
         name: String,
+        /// Only this node.
         #[arg(long)]
         node: Option<String>,
         /// Include zero-valued series.
         #[arg(long)]
         all_series: bool,
+        /// Output format: json, yaml or wide (default: a table).
+        #[arg(
+            short = 'o',
+            long = "output",
+            default_value = "table",
+            hide_default_value = true
+        )]
+        output: Output,
     },
     /// Restart a node's agent (SIGTERM, then start a new one); pods keep talking meanwhile.
     RestartAgent {
@@ -198,23 +246,52 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         LabCommand::Apply { name, file } => {
             let mut lab = Lab::open(&name)?;
-            lab.apply(&file)
-                .with_context(|| format!("applying {}", file.display()))?;
-            println!("applied {}", file.display());
+            let applied = match stdin_text(&file)? {
+                Some(text) => lab.apply_str(Path::new(STDIN), &text)?,
+                None => lab.apply(&file)?,
+            };
+            for object in applied {
+                println!("{object}");
+            }
         }
         LabCommand::Delete { name, file } => {
             let mut lab = Lab::open(&name)?;
-            lab.delete(&file)
-                .with_context(|| format!("deleting {}", file.display()))?;
-            println!("deleted the objects of {}", file.display());
+            let deleted = match stdin_text(&file)? {
+                Some(text) => lab.delete_str(Path::new(STDIN), &text)?,
+                None => lab.delete(&file)?,
+            };
+            let mut failed = false;
+            for object in deleted {
+                if object.is_error() {
+                    eprintln!("{object}");
+                    failed = true;
+                } else {
+                    println!("{object}");
+                }
+            }
+            if failed {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         LabCommand::Status { name, output } => {
             let lab = Lab::open(&name)?;
-            match output.as_str() {
-                "json" => println!("{}", serde_json::to_string_pretty(&status::to_json(&lab))?),
-                "table" => print!("{}", status::to_table(&lab)),
-                other => anyhow::bail!("unknown output format {other:?}: use table or json"),
-            }
+            print!(
+                "{}",
+                output.render(&status::to_json(&lab), |wide| if wide {
+                    status::to_wide_table(&lab)
+                } else {
+                    status::to_table(&lab)
+                })
+            );
+        }
+        LabCommand::List { output } => {
+            let labs = listing::labs();
+            print!(
+                "{}",
+                output.render(&listing::labs_json(&labs), |wide| {
+                    listing::labs_table(&labs, wide)
+                })
+            );
         }
         LabCommand::Down { name, all } => {
             let labs = if all { Lab::list() } else { vec![name] };
@@ -228,8 +305,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
         } => {
             let lab = Lab::open(&name)?;
-            let code = lab.exec(&target, &command)?;
-            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+            return match lab.exec(&target, &command) {
+                Ok(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))),
+                // A command that cannot be run exits as a shell's would: 127 not found, 126 not
+                // executable.
+                Err(error) => match error.exit_code() {
+                    Some(code) => {
+                        eprintln!("error: {error}");
+                        Ok(ExitCode::from(code))
+                    }
+                    None => Err(error.into()),
+                },
+            };
         }
         LabCommand::Probe {
             name,
@@ -248,22 +335,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             return Ok(report_probe(answer, true));
         }
-        LabCommand::Endpoints { name, node } => {
+        LabCommand::Endpoints { name, node, output } => {
             let lab = Lab::open(&name)?;
+            let mut per_node = Vec::new();
             for n in nodes_of(&lab, node) {
-                println!("# node {n}");
-                print!("{}", lab.agent_get(&n, "/endpoints")?);
+                let body = lab.agent_get(&n, "/endpoints")?;
+                let attachments = listing::parse_endpoints(&n, &body)?;
+                per_node.push((n, attachments));
             }
+            print!(
+                "{}",
+                output.render(&listing::endpoints_json(&per_node), |wide| {
+                    listing::endpoints_table(&per_node, wide)
+                })
+            );
         }
         LabCommand::Metrics {
             name,
             node,
             all_series,
+            output,
         } => {
             let lab = Lab::open(&name)?;
+            let mut samples = Vec::new();
             for n in nodes_of(&lab, node) {
-                print_metrics(&lab.agent_get(&n, "/metrics")?, all_series);
+                let text = lab.agent_get(&n, "/metrics")?;
+                samples.extend(listing::parse_metrics(&n, &text, all_series));
             }
+            print!(
+                "{}",
+                output.render(&listing::metrics_json(&samples), |wide| {
+                    listing::metrics_table(&samples, wide)
+                })
+            );
         }
         LabCommand::RestartAgent { name, node } => {
             let mut lab = Lab::open(&name)?;
@@ -337,12 +441,19 @@ fn tear_down(lab: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_metrics(text: &str, all_series: bool) {
-    for line in text.lines() {
-        if all_series || !(line.starts_with('#') || line.ends_with(" 0")) {
-            println!("{line}");
-        }
+/// How standard input is named in messages about its manifests.
+const STDIN: &str = "<stdin>";
+
+/// The text of standard input when `file` is `-` (kubectl's `-f -`), else `None`.
+fn stdin_text(file: &Path) -> anyhow::Result<Option<String>> {
+    if file != Path::new("-") {
+        return Ok(None);
     }
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("reading manifests from standard input")?;
+    Ok(Some(text))
 }
 
 fn nodes_of(lab: &Lab, only: Option<String>) -> Vec<String> {

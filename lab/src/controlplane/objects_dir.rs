@@ -158,19 +158,18 @@ impl WriteReport {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ObjectsDirError {
-    #[error("{action} {}: {source}", path.display())]
+    // The underlying errors are part of the messages (not also `source`s, which would print them twice).
+    #[error("{action} {}: {error}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
-    #[error("serializing {kind} {name}: {source}")]
+    #[error("serializing {kind} {name}: {error}")]
     Serialize {
         kind: &'static str,
         name: String,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error(
         "{kind} {field} {value:?} cannot be used in a file name (expected a Kubernetes name: lowercase letters, digits, '-' and '.')"
@@ -186,10 +185,10 @@ pub enum ObjectsDirError {
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ObjectsDirError {
     let path = path.to_owned();
-    move |source| ObjectsDirError::Io {
+    move |error| ObjectsDirError::Io {
         action,
         path,
-        source,
+        error,
     }
 }
 
@@ -246,10 +245,10 @@ pub fn write_objects(dir: &Path, objects: &[ObjectFile]) -> Result<WriteReport, 
         let file = object.file_name()?;
         let content = object
             .content()
-            .map_err(|source| ObjectsDirError::Serialize {
+            .map_err(|error| ObjectsDirError::Serialize {
                 kind: object.kind(),
                 name: object.name().to_owned(),
-                source,
+                error,
             })?;
         if files.insert(file.clone(), content).is_some() {
             return Err(ObjectsDirError::Duplicate(file));

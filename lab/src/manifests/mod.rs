@@ -31,6 +31,12 @@ pub fn parse_str(file: &std::path::Path, text: &str) -> Result<Vec<Object>, Mani
     strait_k8s::manifest::parse_str(file, text, &LAB).map(Loaded::into_objects)
 }
 
+/// Parses manifest text as the lab reads it ([`LAB`]), keeping each object's location and the
+/// documents that were skipped; `file` names the input in errors (`<stdin>` for standard input).
+pub fn parse_loaded(file: &std::path::Path, text: &str) -> Result<Loaded, ManifestError> {
+    strait_k8s::manifest::parse_str(file, text, &LAB)
+}
+
 /// Reads a manifest file or directory as the lab reads it ([`LAB`]).
 pub fn load_path(path: &std::path::Path) -> Result<Loaded, ManifestError> {
     strait_k8s::manifest::load_path(path, &LAB)

@@ -2,6 +2,7 @@
 //! torn down by guards even on failure). One test binary; each file is one concern.
 
 mod apply;
+mod cli;
 mod cni;
 mod datapath;
 mod external;

@@ -1,0 +1,443 @@
+//! `strait lab apply` and `strait lab delete`, the way the API server and kubectl do them.
+//!
+//! Apply reads the whole input, then [`plan`]s it: every object is checked against the lab's objects as
+//! the API server would check it (its namespace exists, its ClusterIP and node ports are free, a running
+//! Pod's ports are not changed), in order, with the objects before it in the same input counted, before
+//! anything changes. Only then are the changes made, and each object reports what happened to it, as
+//! kubectl prints it: `service/web created`, `configured` or `unchanged`. Delete removes what exists and
+//! reports each object: `service "web" deleted`, or `services "web" not found` for one that does not.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    path::Path,
+};
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Namespace, Service},
+};
+use strait_k8s::Kind;
+
+use crate::{
+    LabError,
+    cluster::Lab,
+    manifests::{self, Loaded, Object, PodPort, PodSpecLite},
+    publish::admit_service,
+    state::LabState,
+};
+
+/// The namespaces every cluster has: they exist without being applied and cannot be deleted.
+pub const BUILTIN_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// What applying did to one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+impl Action {
+    /// `created`, `configured` or `unchanged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Configured => "configured",
+            Action::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// One object's apply result; displayed as kubectl prints it: `deployment.apps/web created`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub kind: Kind,
+    /// The object's namespace; empty for cluster-scoped kinds.
+    pub namespace: String,
+    pub name: String,
+    pub action: Action,
+}
+
+impl fmt::Display for Applied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{} {}",
+            self.kind.resource(),
+            self.name,
+            self.action.as_str()
+        )
+    }
+}
+
+/// What deleting one object came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    /// The object does not exist.
+    NotFound,
+    /// The object may not be deleted, for the reason given.
+    Forbidden(&'static str),
+}
+
+/// One object's delete result; displayed as kubectl prints it: `service "web" deleted`, or
+/// `Error from server (NotFound): services "web" not found`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deleted {
+    pub kind: Kind,
+    /// The object's namespace; empty for cluster-scoped kinds.
+    pub namespace: String,
+    pub name: String,
+    pub outcome: DeleteOutcome,
+}
+
+impl Deleted {
+    /// Whether the object was not deleted (an error for kubectl, which then exits with 1).
+    pub fn is_error(&self) -> bool {
+        self.outcome != DeleteOutcome::Deleted
+    }
+}
+
+impl fmt::Display for Deleted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (resource, plural, name) = (self.kind.resource(), plural(self.kind), &self.name);
+        match self.outcome {
+            DeleteOutcome::Deleted => write!(f, "{resource} {name:?} deleted"),
+            DeleteOutcome::NotFound => {
+                write!(
+                    f,
+                    "Error from server (NotFound): {plural} {name:?} not found"
+                )
+            }
+            DeleteOutcome::Forbidden(why) => write!(
+                f,
+                "Error from server (Forbidden): {plural} {name:?} is forbidden: {why}"
+            ),
+        }
+    }
+}
+
+/// The plural resource name the API server uses in its messages (`services "web" not found`).
+pub fn plural(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Namespace => "namespaces",
+        Kind::Node => "nodes",
+        Kind::Service => "services",
+        Kind::EndpointSlice => "endpointslices.discovery.k8s.io",
+        Kind::Pod => "pods",
+        Kind::Deployment => "deployments.apps",
+        Kind::NetworkPolicy => "networkpolicies.networking.k8s.io",
+    }
+}
+
+/// One change apply makes, decided before any is made.
+#[derive(Debug)]
+enum Step {
+    Namespace(String, Box<Namespace>),
+    Service(String, Box<Service>),
+    CreatePod(PodSpecLite),
+    /// New labels for the pod `namespace/name` (the only thing about a running pod that changes).
+    Relabel(String, BTreeMap<String, String>),
+    Deployment(String, Box<Deployment>),
+}
+
+/// What applying an input will do: its changes in order, and each object's result.
+#[derive(Debug)]
+pub struct Plan {
+    steps: Vec<Step>,
+    pub applied: Vec<Applied>,
+}
+
+/// Checks every object of `loaded` against `state` (and the objects before it in `loaded`) as the API
+/// server would, and decides what applying them does. Nothing is changed; the first refused object
+/// is the error ([`LabError::Rejected`], naming its file and document).
+pub fn plan(state: &LabState, loaded: &Loaded) -> Result<Plan, LabError> {
+    let mut namespaces = state.namespaces.clone();
+    let mut services = state.services.clone();
+    let mut pods: BTreeMap<String, (BTreeMap<String, String>, Vec<PodPort>)> = state
+        .pods
+        .iter()
+        .map(|p| (p.id(), (p.labels.clone(), p.ports.clone())))
+        .collect();
+    let mut deployments = state.deployments.clone();
+    let mut plan = Plan {
+        steps: Vec::new(),
+        applied: Vec::new(),
+    };
+    for (at, object) in &loaded.objects {
+        let kind = object.kind_of();
+        let name = object.name().to_owned();
+        let namespace = if kind.is_namespaced() {
+            object.namespace().to_owned()
+        } else {
+            String::new()
+        };
+        let reject = |reason: String| LabError::Rejected {
+            at: Box::new(at.clone()),
+            reason: format!("{}/{name}: {reason}", kind.resource()),
+        };
+        if kind.is_namespaced()
+            && !BUILTIN_NAMESPACES.contains(&namespace.as_str())
+            && !namespaces.contains_key(&namespace)
+        {
+            return Err(reject(format!("namespaces {namespace:?} not found")));
+        }
+        let key = format!("{namespace}/{name}");
+        let action = match object {
+            Object::Namespace(applied) => {
+                let previous = namespaces.get(&name).cloned().or_else(|| {
+                    BUILTIN_NAMESPACES
+                        .contains(&name.as_str())
+                        .then(|| bare_namespace(&name))
+                });
+                let action = compare(previous.as_ref(), applied);
+                namespaces.insert(name.clone(), (**applied).clone());
+                plan.steps
+                    .push(Step::Namespace(name.clone(), applied.clone()));
+                action
+            }
+            Object::Service(service) => {
+                let admitted =
+                    admit_service(&services, &key, (**service).clone()).map_err(reject)?;
+                let action = compare(services.get(&key), &admitted);
+                services.insert(key.clone(), admitted.clone());
+                plan.steps.push(Step::Service(key, Box::new(admitted)));
+                action
+            }
+            Object::Pod(pod) => {
+                let spec = manifests::pod_from_pod(pod);
+                match pods.get(&key) {
+                    None => {
+                        pods.insert(key, (spec.labels.clone(), spec.ports.clone()));
+                        plan.steps.push(Step::CreatePod(spec));
+                        Action::Created
+                    }
+                    Some((_, ports)) if *ports != spec.ports => {
+                        return Err(reject(
+                            "Forbidden: pod updates may not change fields other than labels and \
+                             images (a running pod keeps its container ports: delete it first)"
+                                .to_owned(),
+                        ));
+                    }
+                    Some((labels, _)) if *labels == spec.labels => Action::Unchanged,
+                    Some(_) => {
+                        pods.insert(key.clone(), (spec.labels.clone(), spec.ports));
+                        plan.steps.push(Step::Relabel(key, spec.labels));
+                        Action::Configured
+                    }
+                }
+            }
+            Object::Deployment(deployment) => {
+                let wanted = (
+                    manifests::deployment_replicas(deployment),
+                    manifests::pod_template_hash(&deployment.spec.template),
+                );
+                let action = compare(deployments.get(&key), &wanted);
+                deployments.insert(key.clone(), wanted);
+                plan.steps.push(Step::Deployment(key, deployment.clone()));
+                action
+            }
+            // Not among the kinds the lab reads (manifests::LAB).
+            Object::Node(_) | Object::EndpointSlice(_) | Object::NetworkPolicy(_) => continue,
+        };
+        plan.applied.push(Applied {
+            kind,
+            namespace,
+            name,
+            action,
+        });
+    }
+    Ok(plan)
+}
+
+/// `created` without a previous version, `unchanged` when it equals the new one, else `configured`.
+fn compare<T: PartialEq>(previous: Option<&T>, new: &T) -> Action {
+    match previous {
+        None => Action::Created,
+        Some(previous) if previous == new => Action::Unchanged,
+        Some(_) => Action::Configured,
+    }
+}
+
+/// A built-in namespace as the lab holds it before anyone applies it: its name alone.
+fn bare_namespace(name: &str) -> Namespace {
+    Namespace {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        ..Namespace::default()
+    }
+}
+
+impl Lab {
+    /// Applies every object in `path` (file or directory), as `kubectl apply -f` does: the whole input is
+    /// read and checked first ([`plan`]; nothing is applied when any object is refused), then applied in
+    /// order. Pods are created and waited for; returns once the agents have the services. Returns each
+    /// object's result.
+    pub fn apply(&mut self, path: &Path) -> Result<Vec<Applied>, LabError> {
+        let loaded = manifests::load_path(path)?;
+        self.apply_loaded(&loaded)
+    }
+
+    /// [`Lab::apply`] for manifest text; `file` names it in errors (`<stdin>` for standard input).
+    pub fn apply_str(&mut self, file: &Path, text: &str) -> Result<Vec<Applied>, LabError> {
+        let loaded = manifests::parse_loaded(file, text)?;
+        self.apply_loaded(&loaded)
+    }
+
+    /// [`Lab::apply`] for objects already read.
+    pub fn apply_loaded(&mut self, loaded: &Loaded) -> Result<Vec<Applied>, LabError> {
+        for skipped in &loaded.skipped {
+            tracing::warn!("skipped: {skipped}");
+        }
+        let plan = plan(&self.state, loaded)?;
+        for step in plan.steps {
+            match step {
+                Step::Namespace(name, namespace) => {
+                    self.state.namespaces.insert(name, *namespace);
+                    self.save()?;
+                }
+                Step::Service(key, service) => {
+                    self.state.services.insert(key, *service);
+                    self.save()?;
+                }
+                Step::CreatePod(spec) => self.create_pod(&spec)?,
+                Step::Relabel(id, labels) => {
+                    if let Some(pod) = self.state.pods.iter_mut().find(|p| p.id() == id) {
+                        pod.labels = labels;
+                    }
+                    self.save()?;
+                }
+                Step::Deployment(key, deployment) => {
+                    self.reconcile_deployment(&key, &deployment)?;
+                }
+            }
+        }
+        self.publish()?;
+        self.announce_external_addresses()?;
+        Ok(plan.applied)
+    }
+
+    /// Makes the pods of the Deployment `key` (`namespace/name`) match it: pods of an older template are
+    /// replaced, surplus pods removed, missing ones created.
+    fn reconcile_deployment(&mut self, key: &str, deployment: &Deployment) -> Result<(), LabError> {
+        let replicas = manifests::deployment_replicas(deployment);
+        let hash = manifests::pod_template_hash(&deployment.spec.template);
+        for pod in self.state.pods_owned_by(key) {
+            if pod.template_hash.as_deref() != Some(&hash) {
+                self.delete_pod(&pod)?;
+            }
+        }
+        let current = self.state.pods_owned_by(key);
+        for surplus in current.iter().skip(replicas) {
+            self.delete_pod(surplus)?;
+        }
+        let existing: BTreeSet<String> = self.state.pods.iter().map(|p| p.name.clone()).collect();
+        let missing = replicas.saturating_sub(current.len());
+        for spec in manifests::pods_for_deployment(deployment, &existing, missing) {
+            self.create_pod(&spec)?;
+        }
+        self.state
+            .deployments
+            .insert(key.to_owned(), (replicas, hash));
+        self.save()
+    }
+
+    /// Deletes every object named in `path`, as `kubectl delete -f` does: what exists is deleted (a
+    /// Namespace with everything in it), the rest is reported [`DeleteOutcome::NotFound`] (or
+    /// [`DeleteOutcome::Forbidden`] for a built-in namespace). The input is read whole first.
+    pub fn delete(&mut self, path: &Path) -> Result<Vec<Deleted>, LabError> {
+        let loaded = manifests::load_path(path)?;
+        self.delete_loaded(&loaded)
+    }
+
+    /// [`Lab::delete`] for manifest text; `file` names it in errors (`<stdin>` for standard input).
+    pub fn delete_str(&mut self, file: &Path, text: &str) -> Result<Vec<Deleted>, LabError> {
+        let loaded = manifests::parse_loaded(file, text)?;
+        self.delete_loaded(&loaded)
+    }
+
+    /// [`Lab::delete`] for objects already read.
+    pub fn delete_loaded(&mut self, loaded: &Loaded) -> Result<Vec<Deleted>, LabError> {
+        let mut results = Vec::new();
+        for (_, object) in &loaded.objects {
+            let kind = object.kind_of();
+            let name = object.name().to_owned();
+            let namespace = if kind.is_namespaced() {
+                object.namespace().to_owned()
+            } else {
+                String::new()
+            };
+            let key = format!("{namespace}/{name}");
+            let outcome = match object {
+                Object::Namespace(_) => self.delete_namespace(&name)?,
+                Object::Service(_) => found(self.state.services.remove(&key).is_some()),
+                Object::Pod(_) => match self.state.pod(&key).cloned() {
+                    Some(pod) => {
+                        self.delete_pod(&pod)?;
+                        DeleteOutcome::Deleted
+                    }
+                    None => DeleteOutcome::NotFound,
+                },
+                Object::Deployment(_) => {
+                    let pods = self.state.pods_owned_by(&key);
+                    let existed = self.state.deployments.remove(&key).is_some() || !pods.is_empty();
+                    for pod in pods {
+                        self.delete_pod(&pod)?;
+                    }
+                    found(existed)
+                }
+                Object::Node(_) | Object::EndpointSlice(_) | Object::NetworkPolicy(_) => continue,
+            };
+            self.save()?;
+            results.push(Deleted {
+                kind,
+                namespace,
+                name,
+                outcome,
+            });
+        }
+        self.publish()?;
+        Ok(results)
+    }
+
+    /// Deletes the namespace `name` and every pod, Deployment and Service in it.
+    fn delete_namespace(&mut self, name: &str) -> Result<DeleteOutcome, LabError> {
+        if BUILTIN_NAMESPACES.contains(&name) {
+            return Ok(DeleteOutcome::Forbidden(
+                "this namespace may not be deleted",
+            ));
+        }
+        if self.state.namespaces.remove(name).is_none() {
+            return Ok(DeleteOutcome::NotFound);
+        }
+        let inside = |key: &str| key.split_once('/').is_some_and(|(ns, _)| ns == name);
+        let pods: Vec<_> = self
+            .state
+            .pods
+            .iter()
+            .filter(|p| p.namespace == name)
+            .cloned()
+            .collect();
+        for pod in pods {
+            self.delete_pod(&pod)?;
+        }
+        self.state.deployments.retain(|key, _| !inside(key));
+        self.state.services.retain(|key, _| !inside(key));
+        Ok(DeleteOutcome::Deleted)
+    }
+}
+
+fn found(existed: bool) -> DeleteOutcome {
+    if existed {
+        DeleteOutcome::Deleted
+    } else {
+        DeleteOutcome::NotFound
+    }
+}
+
+#[cfg(test)]
+mod tests;

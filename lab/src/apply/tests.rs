@@ -1,0 +1,254 @@
+//! [`plan`]'s checks and results on lab states built in memory, and the kubectl-style result lines.
+
+use std::{net::Ipv4Addr, path::Path};
+
+use super::*;
+use crate::state::PodRecord;
+
+fn loaded(text: &str) -> Loaded {
+    manifests::parse_loaded(Path::new("in.yaml"), text).expect("the manifest parses")
+}
+
+/// Plans `text` against `state` and makes the plan's changes to `state` as `Lab::apply` would, without
+/// a runtime (pods are recorded, not started); returns the result lines.
+fn apply(state: &mut LabState, text: &str) -> Result<Vec<String>, LabError> {
+    let plan = plan(state, &loaded(text))?;
+    for step in plan.steps {
+        match step {
+            Step::Namespace(name, ns) => {
+                state.namespaces.insert(name, *ns);
+            }
+            Step::Service(key, service) => {
+                state.services.insert(key, *service);
+            }
+            Step::CreatePod(spec) => state.pods.push(PodRecord {
+                namespace: spec.namespace,
+                name: spec.name,
+                node: "n".into(),
+                container_id: String::new(),
+                netns: String::new(),
+                cgroup: String::new(),
+                ip: Ipv4Addr::LOCALHOST,
+                ports: spec.ports,
+                labels: spec.labels,
+                owner: None,
+                template_hash: None,
+                workload_pid: 0,
+            }),
+            Step::Relabel(id, labels) => {
+                state.pods.iter_mut().find(|p| p.id() == id).unwrap().labels = labels;
+            }
+            Step::Deployment(key, deployment) => {
+                let wanted = (
+                    manifests::deployment_replicas(&deployment),
+                    manifests::pod_template_hash(&deployment.spec.template),
+                );
+                state.deployments.insert(key, wanted);
+            }
+        }
+    }
+    Ok(plan.applied.iter().map(ToString::to_string).collect())
+}
+
+fn service(namespace: &str, name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}}}\n\
+         spec: {{selector: {{app: {name}}}, ports: [{{port: {port}}}]}}\n---\n"
+    )
+}
+
+fn node_port_service(name: &str, node_port: u16, protocol: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  type: NodePort\n  \
+         selector: {{app: {name}}}\n  ports: [{{port: 80, nodePort: {node_port}, protocol: {protocol}}}]\n---\n"
+    )
+}
+
+const SHOP: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n";
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: busybox, ports: [{containerPort: 8080}]}]}
+---
+";
+
+fn pod(labels: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: x, labels: {{{labels}}}}}\n\
+         spec: {{containers: [{{name: c, image: busybox, ports: [{{containerPort: {port}}}]}}]}}\n---\n"
+    )
+}
+
+#[test]
+fn a_namespace_must_exist_before_objects_in_it() {
+    let mut state = LabState::default();
+    let error = apply(&mut state, &service("shop", "web", 80)).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.starts_with("in.yaml document 1: service/web: namespaces \"shop\" not found"),
+        "{text}"
+    );
+    assert!(state.services.is_empty());
+    // Created earlier in the same input (not later), or by an earlier apply.
+    let later = format!("{}{SHOP}", service("shop", "web", 80));
+    assert!(apply(&mut state, &later).is_err());
+    assert!(
+        state.namespaces.is_empty(),
+        "nothing of a refused input is applied"
+    );
+    let lines = apply(&mut state, &format!("{SHOP}{}", service("shop", "web", 80))).unwrap();
+    assert_eq!(lines, ["namespace/shop created", "service/web created"]);
+    let lines = apply(&mut state, &service("shop", "api", 80)).unwrap();
+    assert_eq!(lines, ["service/api created"]);
+    // The built-in namespaces always exist.
+    for ns in BUILTIN_NAMESPACES {
+        apply(&mut state, &service(ns, "web", 80)).unwrap();
+    }
+}
+
+#[test]
+fn results_say_created_configured_or_unchanged() {
+    let mut state = LabState::default();
+    let all = format!(
+        "{SHOP}{}{DEPLOYMENT}{}",
+        service("default", "web", 80),
+        pod("app: x", 80)
+    );
+    assert_eq!(
+        apply(&mut state, &all).unwrap(),
+        [
+            "namespace/shop created",
+            "service/web created",
+            "deployment.apps/web created",
+            "pod/x created"
+        ]
+    );
+    assert_eq!(
+        apply(&mut state, &all).unwrap(),
+        [
+            "namespace/shop unchanged",
+            "service/web unchanged",
+            "deployment.apps/web unchanged",
+            "pod/x unchanged"
+        ]
+    );
+    let ip = state.services["default/web"]
+        .spec
+        .as_ref()
+        .unwrap()
+        .cluster_ip
+        .clone();
+    let changed = format!(
+        "{}{}{}",
+        service("default", "web", 81),
+        DEPLOYMENT.replace("replicas: 2", "replicas: 3"),
+        pod("app: y", 80)
+    );
+    assert_eq!(
+        apply(&mut state, &changed).unwrap(),
+        [
+            "service/web configured",
+            "deployment.apps/web configured",
+            "pod/x configured"
+        ]
+    );
+    let spec = state.services["default/web"].spec.clone().unwrap();
+    assert_eq!(
+        spec.cluster_ip, ip,
+        "a configured service keeps its ClusterIP"
+    );
+    assert_eq!(spec.ports.unwrap()[0].port, 81);
+    assert_eq!(state.pods[0].labels["app"], "y");
+    assert_eq!(state.deployments["default/web"].0, 3);
+    // A built-in namespace applied as it is: unchanged; with labels: configured.
+    let default = "apiVersion: v1\nkind: Namespace\nmetadata: {name: default}\n";
+    assert_eq!(
+        apply(&mut state, default).unwrap(),
+        ["namespace/default unchanged"]
+    );
+    let labelled = "apiVersion: v1\nkind: Namespace\nmetadata: {name: default, labels: {a: b}}\n";
+    assert_eq!(
+        apply(&mut state, labelled).unwrap(),
+        ["namespace/default configured"]
+    );
+}
+
+#[test]
+fn a_running_pod_keeps_its_ports() {
+    let mut state = LabState::default();
+    apply(&mut state, &pod("app: x", 80)).unwrap();
+    let error = apply(&mut state, &pod("app: x", 81))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("pod/x: Forbidden: pod updates may not change"),
+        "{error}"
+    );
+    assert_eq!(state.pods[0].ports[0].port, 80);
+}
+
+#[test]
+fn a_node_port_held_over_one_protocol_is_refused_over_the_other() {
+    let mut state = LabState::default();
+    apply(&mut state, &node_port_service("tcp", 30080, "TCP")).unwrap();
+    // Checked before anything changes: the valid first service of the input is not applied either.
+    let input = format!(
+        "{}{}",
+        service("default", "fine", 80),
+        node_port_service("udp", 30080, "UDP")
+    );
+    let error = apply(&mut state, &input).unwrap_err().to_string();
+    assert!(
+        error.contains("in.yaml document 2: service/udp:")
+            && error.contains("30080: provided port is already allocated"),
+        "{error}"
+    );
+    assert_eq!(state.services.keys().collect::<Vec<_>>(), ["default/tcp"]);
+    // Re-applying the holder itself is fine, and keeps the port.
+    assert_eq!(
+        apply(&mut state, &node_port_service("tcp", 30080, "TCP")).unwrap(),
+        ["service/tcp unchanged"]
+    );
+}
+
+#[test]
+fn delete_results_read_as_kubectl_prints_them() {
+    let line = |kind, name: &str, outcome| {
+        Deleted {
+            kind,
+            namespace: "default".into(),
+            name: name.into(),
+            outcome,
+        }
+        .to_string()
+    };
+    assert_eq!(
+        line(Kind::Service, "web", DeleteOutcome::Deleted),
+        "service \"web\" deleted"
+    );
+    assert_eq!(
+        line(Kind::Deployment, "web", DeleteOutcome::Deleted),
+        "deployment.apps \"web\" deleted"
+    );
+    assert_eq!(
+        line(Kind::Service, "web", DeleteOutcome::NotFound),
+        "Error from server (NotFound): services \"web\" not found"
+    );
+    let forbidden = Deleted {
+        kind: Kind::Namespace,
+        namespace: String::new(),
+        name: "default".into(),
+        outcome: DeleteOutcome::Forbidden("this namespace may not be deleted"),
+    };
+    assert!(forbidden.is_error());
+    assert_eq!(
+        forbidden.to_string(),
+        "Error from server (Forbidden): namespaces \"default\" is forbidden: this namespace may not be deleted"
+    );
+}
