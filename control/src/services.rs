@@ -35,6 +35,22 @@ use crate::{
 /// How long a quiet source is waited on before the loop goes round again.
 pub const WAIT: Duration = Duration::from_millis(200);
 
+/// After a busy turn the source is asked again at once, then once more after this pause, then waited on
+/// for [`WAIT`]: the quick turns start (and so stamp `/syncz`, whose resolution is a millisecond) after
+/// a publisher's write within a few milliseconds, instead of after the next full wait.
+const SETTLE: Duration = Duration::from_millis(2);
+
+/// How soon the loop asks the source again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// At once, without waiting: the last turn was busy.
+    Now,
+    /// After [`SETTLE`], without waiting.
+    Settle,
+    /// Waiting up to [`WAIT`] for something to happen.
+    Idle,
+}
+
 /// Wall-clock time (ms since the epoch) at which the last loop turn that left nothing pending *started*:
 /// a publisher that wrote its objects before that time knows they are in the data path. 0 until then.
 /// It also keeps the last [`SYNC_RECORDS`] syncs that wrote to the kernel, for benchmarks and metrics.
@@ -272,9 +288,19 @@ pub async fn run<M: DataplaneOwner>(
     });
     // Frontends not yet written: kept across turns when a write fails, so it is retried.
     let mut pending: BTreeSet<ServiceKey> = BTreeSet::new();
-    let mut wait = WAIT;
+    let mut pace = Pace::Idle;
     let mut last_resync = Instant::now();
     loop {
+        if pace == Pace::Settle {
+            tokio::time::sleep(SETTLE).await;
+        }
+        let wait = if pace == Pace::Idle {
+            WAIT
+        } else {
+            Duration::ZERO
+        };
+        // The batch holds every change the source had heard of when it was asked, so once it is in
+        // the data path, everything written before this instant is.
         let turn_started = now_ms();
         let resync = last_resync.elapsed() >= resync_every;
         if resync {
@@ -295,11 +321,14 @@ pub async fn run<M: DataplaneOwner>(
         for error in &turn.errors {
             tracing::warn!(source = %origin, "skipped: {error}");
         }
-        // A busy source is asked again at once, so a publisher learns quickly that its change is in.
-        wait = if turn.events > 0 || !turn.errors.is_empty() {
-            Duration::ZERO
+        // A busy source is asked again at once, then briefly, so a publisher learns quickly that its
+        // change is in.
+        pace = if turn.events > 0 || !turn.errors.is_empty() {
+            Pace::Now
+        } else if pace == Pace::Now {
+            Pace::Settle
         } else {
-            WAIT
+            Pace::Idle
         };
         pending.extend(turn.touched.iter().copied());
         if turn.drift.is_some() {
@@ -327,7 +356,7 @@ pub async fn run<M: DataplaneOwner>(
             clock.last_ms.store(turn_started, Ordering::SeqCst);
         }
         model = Some(current);
-        if wait == Duration::ZERO {
+        if pace == Pace::Now {
             tokio::task::yield_now().await;
         }
     }
