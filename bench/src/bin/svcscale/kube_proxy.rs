@@ -29,9 +29,12 @@ use strait_bench::netbench::kube_iptables::{
 use strait_bench::netbench::kube_nftables::{endpoint_chain, nft_ruleset, service_chain};
 use strait_bench::svcscale::{self as synth, Variant};
 
-/// kube-proxy's figures (ms); `None` where the tool is missing or was not asked for.
+/// kube-proxy's figures (ms); `None` where the tool is missing, was not asked for, or ran past
+/// `limit_s` (then also named in `timed_out`).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct KubeProxySync {
+    pub limit_s: u64,
+    pub timed_out: Vec<String>,
     pub iptables_rules: usize,
     pub iptables_full_cold_ms: Option<f64>,
     pub iptables_full_ms: Option<f64>,
@@ -55,8 +58,14 @@ impl Netns {
         Ok(Self(name))
     }
 
-    /// Runs `command` in the namespace with `input` on stdin and returns how long it took.
-    fn time(&self, command: &[&str], input: &str) -> anyhow::Result<Duration> {
+    /// Runs `command` in the namespace with `input` on stdin and returns how long it took; `None`
+    /// when it ran past `limit` (it is killed then). Stops early when the run is interrupted.
+    fn time(
+        &self,
+        command: &[&str],
+        input: &str,
+        limit: Duration,
+    ) -> anyhow::Result<Option<Duration>> {
         let started = Instant::now();
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.0])
@@ -69,19 +78,27 @@ impl Netns {
         let mut stdin = child.stdin.take().context("stdin")?;
         stdin.write_all(input.as_bytes())?;
         drop(stdin);
-        let out = child.wait_with_output()?;
-        let took = started.elapsed();
-        if !out.status.success() {
-            bail!(
-                "{command:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .take(5)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let took = started.elapsed();
+                if !status.success() {
+                    let mut stderr = String::new();
+                    if let Some(mut pipe) = child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+                    }
+                    let first: Vec<&str> = stderr.lines().take(5).collect();
+                    bail!("{command:?} failed: {}", first.join("; "));
+                }
+                return Ok(Some(took));
+            }
+            if started.elapsed() > limit || super::checkpoint().is_err() {
+                let _ = child.kill();
+                let _ = child.wait();
+                super::checkpoint()?;
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(took)
     }
 }
 
@@ -212,7 +229,12 @@ fn nft_partial(full_new: &str, old: &Frontend, new: &Frontend) -> String {
 
 /// Measures kube-proxy's syncs for `services` x `per_service`; `nft` also times nftables mode (slow at
 /// large counts: minutes at 10,000 Services here).
-pub fn measure(services: usize, per_service: usize, nft: bool) -> anyhow::Result<KubeProxySync> {
+pub fn measure(
+    services: usize,
+    per_service: usize,
+    nft: bool,
+    limit: Duration,
+) -> anyhow::Result<KubeProxySync> {
     let config = KubeProxyConfig::default();
     let changed = services / 2;
     let before = frontends(services, per_service, None);
@@ -228,27 +250,63 @@ pub fn measure(services: usize, per_service: usize, nft: bool) -> anyhow::Result
             .find(|f| f.name == name)
             .context("the changed frontend")?,
     );
-    let mut out = KubeProxySync::default();
+    let mut out = KubeProxySync {
+        limit_s: limit.as_secs(),
+        ..KubeProxySync::default()
+    };
     let netns = Netns::new()?;
+    let mut timed_out = Vec::new();
+    let mut time = |what: &str, command: &[&str], input: &str| -> anyhow::Result<Option<f64>> {
+        super::progress(format_args!(
+            "kube-proxy: {what} ({:.1} MB of input)",
+            super::megabytes(input.len())
+        ));
+        let took = netns.time(command, input, limit)?;
+        if took.is_none() {
+            super::progress(format_args!(
+                "kube-proxy: {what} ran past {limit:?}; stopped"
+            ));
+            timed_out.push(what.to_owned());
+        }
+        Ok(took.map(ms))
+    };
 
     let full = iptables_restore(&before, &config);
     let full_after = iptables_restore(&after, &config);
     out.iptables_rules = full.rules;
     if which::which("iptables-restore").is_ok() {
         let restore = ["iptables-restore", "--noflush", "--counters"];
-        out.iptables_full_cold_ms = Some(ms(netns.time(&restore, &full.text)?));
-        out.iptables_full_ms = Some(ms(netns.time(&restore, &full.text)?));
-        let partial = iptables_partial(&full_after.text, old, new);
-        out.iptables_partial_bytes = partial.len();
-        out.iptables_partial_ms = Some(ms(netns.time(&restore, &partial)?));
+        out.iptables_full_cold_ms = time(
+            "iptables-restore, full, into empty tables",
+            &restore,
+            &full.text,
+        )?;
+        if out.iptables_full_cold_ms.is_some() {
+            out.iptables_full_ms = time(
+                "iptables-restore, full, over the loaded rules",
+                &restore,
+                &full.text,
+            )?;
+            let partial = iptables_partial(&full_after.text, old, new);
+            out.iptables_partial_bytes = partial.len();
+            out.iptables_partial_ms = time(
+                "iptables-restore, partial, one Service changed",
+                &restore,
+                &partial,
+            )?;
+        }
     }
     if nft && which::which("nft").is_ok() {
         let script = nft_ruleset(&before, &config);
         let script_after = nft_ruleset(&after, &config);
         out.nft_rules = script.rules;
-        out.nft_full_ms = Some(ms(netns.time(&["nft", "-f", "-"], &script.text)?));
-        let partial = nft_partial(&script_after.text, old, new);
-        out.nft_partial_ms = Some(ms(netns.time(&["nft", "-f", "-"], &partial)?));
+        let nft_f = ["nft", "-f", "-"];
+        out.nft_full_ms = time("nft -f, full", &nft_f, &script.text)?;
+        if out.nft_full_ms.is_some() {
+            let partial = nft_partial(&script_after.text, old, new);
+            out.nft_partial_ms = time("nft -f, partial, one Service changed", &nft_f, &partial)?;
+        }
     }
+    out.timed_out = timed_out;
     Ok(out)
 }

@@ -86,6 +86,9 @@ struct Args {
     /// nft (minutes at 10,000 Services), or none.
     #[arg(long, value_enum, default_value_t = KubeProxyArg::All)]
     kube_proxy: KubeProxyArg,
+    /// Stop timing a kube-proxy tool after this many seconds (reported as timed out).
+    #[arg(long, default_value_t = 300)]
+    kube_proxy_limit_s: u64,
     /// A bounded run for CI: 1,000 Services, 20 changes, 1 s of sustained changes, 200 connects.
     #[arg(long)]
     quick: bool,
@@ -366,8 +369,8 @@ impl Ratios {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let mut args = Args::parse();
+/// Applies `--quick` and checks the arguments.
+fn checked(mut args: Args) -> anyhow::Result<Args> {
     if args.quick {
         args.services = 1_000;
         args.changes = 20;
@@ -398,6 +401,11 @@ fn main() -> anyhow::Result<()> {
         args.rate > 0.0 && args.rate <= 10_000.0 && args.sustain_s > 0.0 && args.sustain_s <= 60.0,
         "--rate must be in (0, 10000] and --sustain-s in (0, 60]"
     );
+    Ok(args)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = checked(Args::parse())?;
     let bin_dir = export_bin_dir()?;
     let name = format!("svcscale{}", base36(std::process::id()));
     tear_down_on_signal(name.clone())?;
@@ -410,7 +418,15 @@ fn main() -> anyhow::Result<()> {
         if INTERRUPTED.load(Ordering::SeqCst) {
             std::process::exit(130);
         }
-        Some(dir?)
+        let dir = dir?;
+        progress(format_args!(
+            "directory source: first full sync {:.0} ms; change p50 {:.3} ms, p99 {:.3} ms (event to map); agent RSS {:.1} MiB",
+            dir.first_sync.wall_ms,
+            us_to_ms(percentile(&dir.change_latency_us, 0.5)),
+            us_to_ms(percentile(&dir.change_latency_us, 0.99)),
+            mib(dir.memory_after_change.rss_kib)
+        ));
+        Some(dir)
     };
     let kube = if args.source == SourceArg::Dir {
         None
@@ -428,6 +444,12 @@ fn main() -> anyhow::Result<()> {
             Duration::from_secs(args.sync_timeout_s),
         )
         .context("the kube-source run")?;
+        progress(format_args!(
+            "kube source: first full sync {:.0} ms; change p50 {:.3} ms, p99 {:.3} ms (event to map)",
+            run.full_sync_ms,
+            us_to_ms(percentile(&run.change_latency_us, 0.5)),
+            us_to_ms(percentile(&run.change_latency_us, 0.99)),
+        ));
         Some(run)
     };
     let kube_proxy = if args.kube_proxy == KubeProxyArg::None {
@@ -446,6 +468,7 @@ fn main() -> anyhow::Result<()> {
                 args.services,
                 args.endpoints,
                 args.kube_proxy == KubeProxyArg::All,
+                Duration::from_secs(args.kube_proxy_limit_s),
             )
             .context("timing kube-proxy's syncs")?,
         )
@@ -1055,7 +1078,8 @@ fn print_table(r: &Report) {
 
 fn print_kube_proxy(r: &Report, kp: &kube_proxy::KubeProxySync) {
     {
-        let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+        let limit = format!("> {} s", kp.limit_s);
+        let opt = |v: Option<f64>| v.map_or_else(|| limit.clone(), |v| format!("{v:.0}"));
         println!();
         println!(
             "kube-proxy at the same scale (same machine, same run): iptables-restore full {} ms (cold {} ms, {} rules), \
