@@ -199,8 +199,14 @@ pub fn plan(state: &LabState, loaded: &Loaded) -> Result<Plan, LabError> {
                 action
             }
             Object::Service(service) => {
+                // Admission errors name the service themselves (`service default/web: ...`).
                 let admitted =
-                    admit_service(&services, &key, (**service).clone()).map_err(reject)?;
+                    admit_service(&services, &key, (**service).clone()).map_err(|reason| {
+                        LabError::Rejected {
+                            at: Box::new(at.clone()),
+                            reason,
+                        }
+                    })?;
                 let action = compare(services.get(&key), &admitted);
                 services.insert(key.clone(), admitted.clone());
                 plan.steps.push(Step::Service(key, Box::new(admitted)));

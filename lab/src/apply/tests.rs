@@ -205,7 +205,7 @@ fn a_node_port_held_over_one_protocol_is_refused_over_the_other() {
     );
     let error = apply(&mut state, &input).unwrap_err().to_string();
     assert!(
-        error.contains("in.yaml document 2: service/udp:")
+        error.starts_with("in.yaml document 2: service default/udp: spec.ports[0].nodePort")
             && error.contains("30080: provided port is already allocated"),
         "{error}"
     );
