@@ -3,9 +3,10 @@
 //! for exploring, with the commands to do so and to tear it down printed at the end.
 
 use std::{
+    io::Write as _,
     net::{IpAddr, SocketAddr},
     path::PathBuf,
-    process::Command,
+    process::{Command, Stdio},
 };
 
 use anyhow::{Context as _, Result, ensure};
@@ -60,7 +61,79 @@ impl Lab {
         heading(what);
         cmd::run(&mut self.command(subcommand, rest)).with_context(|| format!("demo step: {what}"))
     }
+
+    /// Shows and runs `strait lab apply -f -` with `manifest` on standard input (as a here-document).
+    /// With `refused`, the lab must refuse it (non-zero exit) and the step succeeds when it does.
+    fn apply_stdin(&self, what: &str, manifest: &str, refused: bool) -> Result<()> {
+        heading(what);
+        let mut command = self.command("apply", &["-f", "-"]);
+        println!("$ {} <<'YAML'\n{manifest}YAML", cmd::display(&command));
+        let mut child = command
+            .stdin(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("demo step: {what}: cannot start strait"))?;
+        child
+            .stdin
+            .take()
+            .context("no stdin pipe")?
+            .write_all(manifest.as_bytes())
+            .with_context(|| format!("demo step: {what}: writing the manifest"))?;
+        let status = child.wait().context("waiting for strait")?;
+        if refused {
+            ensure!(
+                !status.success(),
+                "demo step: {what}: the lab accepted a manifest an API server refuses"
+            );
+            println!("(refused: {status}; nothing of it was applied)");
+        } else {
+            ensure!(status.success(), "demo step: {what}: failed ({status})");
+        }
+        Ok(())
+    }
 }
+
+/// A Namespace, a Service in it that selects no pod (status flags it), and a NodePort Service for the
+/// `web` Deployment of examples/ on node port [`NODE_PORT`].
+const NEW_OBJECTS: &str = "apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart, namespace: shop}
+spec: {selector: {app: cart}, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-np, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http, nodePort: 30080}]
+";
+
+/// The node port of `web-np` in [`NEW_OBJECTS`].
+const NODE_PORT: u16 = 30080;
+
+/// A misspelt field, refused as `kubectl apply` (strict field validation) refuses it.
+const MISSPELT: &str = "apiVersion: v1
+kind: Service
+metadata: {name: typo, namespace: default}
+spec:
+  selecter: {app: web}
+  ports: [{port: 80}]
+";
+
+/// A node port that `web-np` holds over TCP, asked for over UDP: the API server allocates node ports per
+/// number, whatever the protocol.
+const PORT_TAKEN: &str = "apiVersion: v1
+kind: Service
+metadata: {name: dns-np, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 53, protocol: UDP, nodePort: 30080}]
+";
 
 fn tour(lab: &Lab) -> Result<()> {
     heading("clear an earlier demo lab, if any");
@@ -73,6 +146,7 @@ fn tour(lab: &Lab) -> Result<()> {
         &["--nodes", "1", "--manifests", "examples/"],
     )?;
     lab.run("nodes, pods and services", "status", &[])?;
+    manifests(lab)?;
 
     heading("pick two pods from the lab's JSON status");
     let json = cmd::output(&mut lab.command("status", &["-o", "json"]))
@@ -134,8 +208,47 @@ fn tour(lab: &Lab) -> Result<()> {
             ],
         )?;
     }
+    if let Some(node_ip) = status["nodes"][0]["ip"].as_str() {
+        let target = format!("{node_ip}:{NODE_PORT}");
+        lab.run(
+            &format!("the NodePort Service from outside the cluster ({target}); the pod saw the node's SNAT address"),
+            "probe",
+            &["--show-peer", "external", &target],
+        )?;
+    }
     lab.run("the agent's endpoint table", "endpoints", &[])?;
     lab.run("the agent's counters", "metrics", &[])?;
+    Ok(())
+}
+
+/// `apply` as kubectl answers it: per-object results, standard input, and manifests an API server
+/// refuses.
+fn manifests(lab: &Lab) -> Result<()> {
+    lab.run(
+        "apply the same manifests again: each object says what happened to it, as with kubectl",
+        "apply",
+        &["-f", "examples/"],
+    )?;
+    lab.apply_stdin(
+        "new objects from standard input: a namespace, a Service without pods, a NodePort Service",
+        NEW_OBJECTS,
+        false,
+    )?;
+    lab.run(
+        "services with their endpoint counts: shop/cart selects no pod",
+        "status",
+        &[],
+    )?;
+    lab.apply_stdin(
+        "a misspelt field is refused, with the file, document and field named",
+        MISSPELT,
+        true,
+    )?;
+    lab.apply_stdin(
+        "a node port another Service holds is refused, whatever the protocol",
+        PORT_TAKEN,
+        true,
+    )?;
     Ok(())
 }
 
@@ -143,13 +256,14 @@ fn explore(lab: &Lab) {
     let strait = cmd::display(&Command::new(&lab.strait));
     println!(
         "\nThe lab `{LAB}` is up. Explore it with `{strait} lab <subcommand> --name {LAB} ...`:
-  status                          nodes, pods and services (`-o json` for JSON)
+  status                          nodes, pods and services (`-o wide|json|yaml` for more)
   probe <ns>/<pod> <ip>:<port>    connect from a pod (`--udp` for a UDP exchange)
   exec <ns>/<pod> -- <command>    run a command inside a pod's network namespace
-  apply -f <file>                 create or change objects from a manifest
-  delete -f <file>                remove the objects of a manifest
+  apply -f <file|dir|->           create or change objects from manifests (`-`: standard input)
+  delete -f <file|dir|->          remove the objects of manifests
   endpoints                       the agent's endpoint table
   metrics                         the agent's counters
+Agent logs: /run/strait-lab/{LAB}/nodes/<node>/agent.log; `strait lab list` shows every lab.
 Tear it down with: {}",
         cmd::display(&lab.command("down", &[]))
     );
