@@ -37,7 +37,12 @@ fn pods_manifest() -> String {
              labels:\n    app: {name}\nspec:\n  containers:\n    - name: {name}\n      image: netbench\n"
         )
     };
-    format!("{}---\n{}", pod("client"), pod(TARGET_NAME))
+    // The lab, like an API server, refuses objects in a namespace that does not exist.
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {TARGET_NAMESPACE}\n---\n{}---\n{}",
+        pod("client"),
+        pod(TARGET_NAME)
+    )
 }
 
 /// A strait lab set up for one netbench cell.
@@ -229,15 +234,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_pods_manifest_parses_as_two_pods_in_the_benchmark_namespace() {
+    fn the_pods_manifest_parses_as_the_benchmark_namespace_and_two_pods_in_it() {
         let objects =
             strait_lab::manifests::parse_str(std::path::Path::new("pods.yaml"), &pods_manifest())
                 .unwrap();
         let names: Vec<String> = objects
             .iter()
-            .map(|o| format!("{}/{}", o.namespace(), o.name()))
+            .map(|o| format!("{} {}/{}", o.kind(), o.namespace(), o.name()))
             .collect();
-        assert_eq!(names, ["netbench/client", "netbench/server"]);
+        assert_eq!(
+            names,
+            [
+                "Namespace netbench/netbench",
+                "Pod netbench/client",
+                "Pod netbench/server"
+            ]
+        );
     }
 
     #[test]

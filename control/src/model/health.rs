@@ -33,22 +33,22 @@ pub struct HealthCheck {
 
 /// The health checks node `node_name` serves, sorted by (namespace, name).
 pub fn health_checks(store: &ObjectStore, node_name: &str) -> Vec<HealthCheck> {
-    let ports: BTreeMap<(&str, &str), u16> = store
+    let ports: BTreeMap<(String, String), u16> = store
         .services()
         .filter_map(|(key, service)| {
-            let port = health_check_port(service)?;
-            Some(((key.namespace.as_str(), key.name.as_str()), port))
+            let port = health_check_port(&service)?;
+            Some(((key.namespace.clone(), key.name.clone()), port))
         })
         .collect();
     if ports.is_empty() {
         return Vec::new();
     }
-    let mut local: BTreeMap<(&str, &str), BTreeSet<Ipv4Addr>> = BTreeMap::new();
+    let mut local: BTreeMap<(String, String), BTreeSet<Ipv4Addr>> = BTreeMap::new();
     for (slice_key, slice) in store.endpoint_slices() {
-        let Some(service) = slice_service(slice) else {
+        let Some(service) = slice_service(&slice) else {
             continue;
         };
-        let key = (slice_key.namespace.as_str(), service);
+        let key = (slice_key.namespace.clone(), service.to_owned());
         if !ports.contains_key(&key) {
             continue;
         }
@@ -63,10 +63,12 @@ pub fn health_checks(store: &ObjectStore, node_name: &str) -> Vec<HealthCheck> {
     ports
         .into_iter()
         .map(|((namespace, name), port)| HealthCheck {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
+            local_endpoints: local
+                .get(&(namespace.clone(), name.clone()))
+                .map_or(0, BTreeSet::len),
+            namespace,
+            name,
             port,
-            local_endpoints: local.get(&(namespace, name)).map_or(0, BTreeSet::len),
         })
         .collect()
 }

@@ -76,7 +76,7 @@ impl ServiceIndex {
         *self = Self::new(&self.node_name);
         self.node_ips = node_addresses(store, &self.node_name);
         for (key, slice) in store.endpoint_slices() {
-            if let Some(service) = ipv4_slice_service(slice) {
+            if let Some(service) = ipv4_slice_service(&slice) {
                 self.link_slice(&key.namespace, &key.name, service);
             }
         }
@@ -164,7 +164,7 @@ impl ServiceIndex {
     fn retranslate(&mut self, store: &ObjectStore, id: &ServiceId, touched: &mut Touched) {
         let (namespace, name) = (&id.0, &id.1);
         let service = store.service(namespace, name);
-        let new = match service {
+        let new = match &service {
             Some(service) => {
                 let slices: Vec<_> = self
                     .slices
@@ -173,13 +173,14 @@ impl ServiceIndex {
                     .flatten()
                     .filter_map(|slice| store.endpoint_slice(namespace, slice))
                     .collect();
+                let slices: Vec<&_> = slices.iter().collect();
                 service_frontends(service, &slices, &self.node_ips, &self.node_name)
             }
             None => Vec::new(),
         };
         touched.services += 1;
         let had_health = self.health.contains(id);
-        let has_health = service.and_then(health_check_port).is_some();
+        let has_health = service.as_ref().and_then(health_check_port).is_some();
         touched.health |= had_health || has_health;
         if has_health {
             self.health.insert(id.clone());

@@ -65,10 +65,12 @@ pub fn service_entries(store: &ObjectStore, node_name: &str) -> Vec<ServiceEntry
     let node_ips = node_addresses(store, node_name);
     let mut entries: BTreeMap<ServiceKey, ServiceEntry> = BTreeMap::new();
     for (key, service) in store.services() {
-        let slices = slices
-            .get(&(key.namespace.as_str(), key.name.as_str()))
-            .map_or(&[][..], Vec::as_slice);
-        for entry in service_frontends(service, slices, &node_ips, node_name) {
+        let slices: Vec<&EndpointSlice> = slices
+            .get(&(key.namespace.clone(), key.name.clone()))
+            .into_iter()
+            .flatten()
+            .collect();
+        for entry in service_frontends(&service, &slices, &node_ips, node_name) {
             entries.entry(entry.key).or_insert(entry);
         }
     }
@@ -225,12 +227,12 @@ pub fn diff(old: &[ServiceEntry], new: &[ServiceEntry]) -> ServiceDiff {
 }
 
 /// The IPv4 EndpointSlices of each Service, by (namespace, service name), in slice-name order.
-fn slices_by_service(store: &ObjectStore) -> BTreeMap<(&str, &str), Vec<&EndpointSlice>> {
-    let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+fn slices_by_service(store: &ObjectStore) -> BTreeMap<(String, String), Vec<EndpointSlice>> {
+    let mut by_service: BTreeMap<(String, String), Vec<EndpointSlice>> = BTreeMap::new();
     for (key, slice) in store.endpoint_slices() {
-        if let Some(service) = ipv4_slice_service(slice) {
+        if let Some(service) = ipv4_slice_service(&slice).map(str::to_owned) {
             by_service
-                .entry((key.namespace.as_str(), service))
+                .entry((key.namespace.clone(), service))
                 .or_default()
                 .push(slice);
         }

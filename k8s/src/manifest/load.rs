@@ -267,7 +267,7 @@ fn typed(
     if options.validate
         && let Err(violation) = validate(&object)
     {
-        let (kind, name, at) = (kind.name(), object.name().to_owned(), at.boxed());
+        let (kind, name, at) = (kind.name(), display_name(value), at.boxed());
         return Err(match violation {
             Violation::Invalid { field, problem } => ManifestError::Invalid {
                 at,
