@@ -36,6 +36,10 @@ pub struct KubeProxySync {
     pub limit_s: u64,
     pub timed_out: Vec<String>,
     pub iptables_rules: usize,
+    /// The same input loaded as netbench loads it (`iptables-restore` without `--noflush`: whole
+    /// tables replaced), for comparison with kube-proxy's own flags below.
+    pub iptables_replace_ms: Option<f64>,
+    /// kube-proxy's own invocation (`iptables-restore --noflush --counters`).
     pub iptables_full_cold_ms: Option<f64>,
     pub iptables_full_ms: Option<f64>,
     pub iptables_partial_ms: Option<f64>,
@@ -49,8 +53,8 @@ pub struct KubeProxySync {
 struct Netns(String);
 
 impl Netns {
-    fn new() -> anyhow::Result<Self> {
-        let name = format!("svcscale-kp-{}", std::process::id());
+    fn new(role: &str) -> anyhow::Result<Self> {
+        let name = format!("svcscale-{role}-{}", std::process::id());
         let status = Command::new("ip").args(["netns", "add", &name]).status()?;
         if !status.success() {
             bail!("ip netns add {name} failed");
@@ -75,30 +79,46 @@ impl Netns {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("running {command:?}"))?;
+        // Fed from a thread: a slow tool reads its input slowly, and the limit must hold meanwhile.
         let mut stdin = child.stdin.take().context("stdin")?;
-        stdin.write_all(input.as_bytes())?;
-        drop(stdin);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                let took = started.elapsed();
-                if !status.success() {
-                    let mut stderr = String::new();
-                    if let Some(mut pipe) = child.stderr.take() {
-                        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-                    }
-                    let first: Vec<&str> = stderr.lines().take(5).collect();
-                    bail!("{command:?} failed: {}", first.join("; "));
+        let input = input.to_owned();
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+        let result = wait_limited(&mut child, command, started, limit);
+        let _ = feeder.join();
+        result
+    }
+}
+
+/// Waits for `child` until `limit` has passed since `started` (then kills it and returns `None`) or
+/// the run is interrupted.
+fn wait_limited(
+    child: &mut std::process::Child,
+    command: &[&str],
+    started: Instant,
+    limit: Duration,
+) -> anyhow::Result<Option<Duration>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let took = started.elapsed();
+            if !status.success() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
                 }
-                return Ok(Some(took));
+                let first: Vec<&str> = stderr.lines().take(5).collect();
+                bail!("{command:?} failed: {}", first.join("; "));
             }
-            if started.elapsed() > limit || super::checkpoint().is_err() {
-                let _ = child.kill();
-                let _ = child.wait();
-                super::checkpoint()?;
-                return Ok(None);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            return Ok(Some(took));
         }
+        if started.elapsed() > limit || super::checkpoint().is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            super::checkpoint()?;
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -254,7 +274,7 @@ pub fn measure(
         limit_s: limit.as_secs(),
         ..KubeProxySync::default()
     };
-    let netns = Netns::new()?;
+    let netns = Netns::new("kp")?;
     let mut timed_out = Vec::new();
     let mut time = |what: &str, command: &[&str], input: &str| -> anyhow::Result<Option<f64>> {
         super::progress(format_args!(
@@ -276,6 +296,7 @@ pub fn measure(
     out.iptables_rules = full.rules;
     if which::which("iptables-restore").is_ok() {
         let restore = ["iptables-restore", "--noflush", "--counters"];
+
         out.iptables_full_cold_ms = time(
             "iptables-restore, full, into empty tables",
             &restore,
@@ -305,6 +326,17 @@ pub fn measure(
         if out.nft_full_ms.is_some() {
             let partial = nft_partial(&script_after.text, old, new);
             out.nft_partial_ms = time("nft -f, partial, one Service changed", &nft_f, &partial)?;
+        }
+    }
+    if which::which("iptables-restore").is_ok() {
+        // netbench's way, in a namespace of its own: whole tables replaced.
+        let fresh = Netns::new("replace")?;
+        super::progress(format_args!(
+            "kube-proxy: iptables-restore, tables replaced as netbench loads them"
+        ));
+        match fresh.time(&["iptables-restore"], &full.text, limit)? {
+            Some(took) => out.iptables_replace_ms = Some(ms(took)),
+            None => timed_out.push("iptables-restore, tables replaced".to_owned()),
         }
     }
     out.timed_out = timed_out;
