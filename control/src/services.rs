@@ -26,10 +26,7 @@ use tokio::sync::Mutex;
 use crate::{
     endpoints::EndpointManager,
     healthcheck::HealthServer,
-    model::{
-        HealthCheck, ServiceIndex, health::health_checks, source::ObjectSource,
-        source::SourceChange, translate::service_entries,
-    },
+    model::{HealthCheck, ServiceIndex, source::ObjectSource, source::SourceChange},
 };
 
 /// How long a quiet source is waited on before the loop goes round again.
@@ -210,10 +207,14 @@ impl Model {
         turn.touched = touched.frontends;
         turn.retranslated = touched.services;
         if touched.health {
-            turn.health = Some(health_checks(&self.store, &self.node));
+            turn.health = Some(self.index.health_checks(&self.store));
         }
         if resync {
-            let full = service_entries(&self.store, &self.node);
+            // A fresh index built from the whole store (decoding one Service at a time, so the
+            // check costs no more memory than the index itself).
+            let mut fresh = ServiceIndex::new(&self.node);
+            fresh.rebuild(&self.store);
+            let full = fresh.entries();
             let incremental = self.index.entries();
             let drift = full.len().abs_diff(incremental.len())
                 + full
@@ -230,7 +231,7 @@ impl Model {
                     .extend(self.index.rebuild(&self.store).frontends);
             }
             turn.drift = Some(drift);
-            turn.health = Some(health_checks(&self.store, &self.node));
+            turn.health = Some(self.index.health_checks(&self.store));
         }
         turn
     }

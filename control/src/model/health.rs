@@ -73,6 +73,31 @@ pub fn health_checks(store: &ObjectStore, node_name: &str) -> Vec<HealthCheck> {
         .collect()
 }
 
+/// The health check of one Service, given its EndpointSlices (those that do not count by the rules
+/// above are skipped); `None` when it needs none.
+pub fn health_check(
+    namespace: &str,
+    name: &str,
+    service: &Service,
+    slices: &[EndpointSlice],
+    node_name: &str,
+) -> Option<HealthCheck> {
+    let port = health_check_port(service)?;
+    let local: BTreeSet<Ipv4Addr> = slices
+        .iter()
+        .filter(|slice| slice_service(slice) == Some(name))
+        .flat_map(|slice| slice.endpoints.iter().flatten())
+        .filter(|e| e.node_name.as_deref() == Some(node_name) && is_ready(e))
+        .filter_map(|e| e.addresses.first()?.parse::<Ipv4Addr>().ok())
+        .collect();
+    Some(HealthCheck {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        port,
+        local_endpoints: local.len(),
+    })
+}
+
 /// The Service's `healthCheckNodePort` when it needs one (LoadBalancer, externalTrafficPolicy Local,
 /// a cluster IP) and it is a valid port number.
 pub fn health_check_port(service: &Service) -> Option<u16> {

@@ -19,11 +19,11 @@ use std::net::Ipv4Addr;
 use strait_dataplane::services::{ServiceEntry, ServiceKey};
 use strait_k8s::{Event, Kind, Object, ObjectStore};
 
-use super::health::health_check_port;
+use super::health::{HealthCheck, health_check, health_check_port};
 use super::translate::{ipv4_slice_service, node_addresses, service_frontends};
 
-/// `(namespace, name)` of a Service.
-type ServiceId = (String, String);
+/// A Service's number in the index (interned `(namespace, name)`; numbers are not reused).
+type ServiceId = u32;
 
 /// What one update did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,21 +36,48 @@ pub struct Touched {
     pub health: bool,
 }
 
+/// What the index keeps of one Service (present or not: its slices may come first).
+#[derive(Debug, Default)]
+struct ServiceState {
+    namespace: Box<str>,
+    name: Box<str>,
+    /// Its IPv4 EndpointSlices' names, sorted.
+    slices: Vec<Box<str>>,
+    /// Its frontends, sorted by key.
+    frontends: Vec<ServiceEntry>,
+    /// Whether it has a health check node port.
+    health: bool,
+}
+
+/// The Services claiming one frontend, in (namespace, name) order; almost always exactly one.
+#[derive(Debug)]
+enum Claimants {
+    One(ServiceId),
+    Many(Vec<ServiceId>),
+}
+
+impl Claimants {
+    fn first(&self) -> ServiceId {
+        match self {
+            Claimants::One(id) => *id,
+            Claimants::Many(ids) => ids[0],
+        }
+    }
+}
+
 /// The incremental translation of Services into frontends for one node.
 #[derive(Debug, Default)]
 pub struct ServiceIndex {
     node_name: String,
     node_ips: Vec<Ipv4Addr>,
-    /// IPv4 EndpointSlice `(namespace, name)` -> the Service name it is labelled for.
-    slice_owner: HashMap<(String, String), String>,
-    /// Service -> the names of its IPv4 EndpointSlices.
-    slices: HashMap<ServiceId, BTreeSet<String>>,
-    /// Service -> its frontends, sorted by key.
-    frontends: HashMap<ServiceId, Vec<ServiceEntry>>,
+    /// `(namespace, name)` -> number.
+    ids: HashMap<(Box<str>, Box<str>), ServiceId>,
+    /// By number.
+    states: Vec<ServiceState>,
+    /// IPv4 EndpointSlice `(namespace, name)` -> the Service it is labelled for.
+    slice_owner: HashMap<(Box<str>, Box<str>), ServiceId>,
     /// Frontend -> the Services that claim it.
-    claims: BTreeMap<ServiceKey, BTreeSet<ServiceId>>,
-    /// Services with a health check node port.
-    health: BTreeSet<ServiceId>,
+    claims: BTreeMap<ServiceKey, Claimants>,
 }
 
 impl ServiceIndex {
@@ -62,9 +89,32 @@ impl ServiceIndex {
         }
     }
 
-    /// Number of Services indexed (with or without frontends).
+    /// Number of Services with frontends.
     pub fn services(&self) -> usize {
-        self.frontends.len()
+        self.states
+            .iter()
+            .filter(|s| !s.frontends.is_empty())
+            .count()
+    }
+
+    /// The number of `(namespace, name)`, given one if it has none.
+    fn intern(&mut self, namespace: &str, name: &str) -> ServiceId {
+        if let Some(id) = self.ids.get(&(Box::from(namespace), Box::from(name))) {
+            return *id;
+        }
+        let id = ServiceId::try_from(self.states.len()).expect("fewer than 2^32 Services");
+        self.ids.insert((namespace.into(), name.into()), id);
+        self.states.push(ServiceState {
+            namespace: namespace.into(),
+            name: name.into(),
+            ..ServiceState::default()
+        });
+        id
+    }
+
+    fn order(&self, id: ServiceId) -> (&str, &str) {
+        let state = &self.states[id as usize];
+        (&state.namespace, &state.name)
     }
 
     /// Indexes the whole store from scratch; every frontend is touched.
@@ -77,14 +127,18 @@ impl ServiceIndex {
         self.node_ips = node_addresses(store, &self.node_name);
         for (key, slice) in store.endpoint_slices() {
             if let Some(service) = ipv4_slice_service(&slice) {
-                self.link_slice(&key.namespace, &key.name, service);
+                let id = self.intern(&key.namespace, service);
+                self.link_slice(&key.namespace, &key.name, id);
             }
         }
         let services: Vec<ServiceId> = store
-            .services()
-            .map(|(k, _)| (k.namespace.clone(), k.name.clone()))
+            .keys(Kind::Service)
+            .map(|k| (k.namespace.clone(), k.name.clone()))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|(namespace, name)| self.intern(&namespace, &name))
             .collect();
-        for id in &services {
+        for id in services {
             self.retranslate(store, id, &mut touched);
         }
         touched
@@ -98,36 +152,41 @@ impl ServiceIndex {
             let key = &event.key;
             match key.kind {
                 Kind::Service => {
-                    dirty.insert((key.namespace.clone(), key.name.clone()));
+                    dirty.insert(self.intern(&key.namespace, &key.name));
                 }
                 Kind::EndpointSlice => {
-                    let slice_id = (key.namespace.clone(), key.name.clone());
+                    let slice_id = (
+                        Box::from(key.namespace.as_str()),
+                        Box::from(key.name.as_str()),
+                    );
                     if let Some(old) = self.slice_owner.remove(&slice_id) {
-                        if let Some(names) =
-                            self.slices.get_mut(&(key.namespace.clone(), old.clone()))
-                        {
-                            names.remove(&key.name);
-                        }
-                        dirty.insert((key.namespace.clone(), old));
+                        let slices = &mut self.states[old as usize].slices;
+                        slices.retain(|s| **s != *key.name);
+                        dirty.insert(old);
                     }
                     if let Some(Object::EndpointSlice(slice)) = event.new.as_deref()
                         && let Some(service) = ipv4_slice_service(slice)
                     {
-                        self.link_slice(&key.namespace, &key.name, service);
-                        dirty.insert((key.namespace.clone(), service.to_owned()));
+                        let id = self.intern(&key.namespace, service);
+                        self.link_slice(&key.namespace, &key.name, id);
+                        dirty.insert(id);
                     }
                 }
                 Kind::Node if key.name == self.node_name => {
                     let ips = node_addresses(store, &self.node_name);
                     if ips != self.node_ips {
                         self.node_ips = ips;
-                        dirty.extend(self.frontends.keys().cloned());
+                        dirty.extend(
+                            (0..self.states.len())
+                                .filter(|i| !self.states[*i].frontends.is_empty())
+                                .filter_map(|i| ServiceId::try_from(i).ok()),
+                        );
                     }
                 }
                 _ => {}
             }
         }
-        for id in &dirty {
+        for id in dirty {
             self.retranslate(store, id, &mut touched);
         }
         touched
@@ -135,12 +194,12 @@ impl ServiceIndex {
 
     /// The entry the data path should hold for `key`: the first claimant's.
     pub fn entry(&self, key: &ServiceKey) -> Option<&ServiceEntry> {
-        let first = self.claims.get(key)?.first()?;
-        self.frontends
-            .get(first)?
+        let first = self.claims.get(key)?.first();
+        let frontends = &self.states[first as usize].frontends;
+        frontends
             .binary_search_by(|e| e.key.cmp(key))
             .ok()
-            .map(|i| &self.frontends[first][i])
+            .map(|i| &frontends[i])
     }
 
     /// Every effective entry, sorted by key.
@@ -151,27 +210,96 @@ impl ServiceIndex {
             .collect()
     }
 
-    fn link_slice(&mut self, namespace: &str, slice: &str, service: &str) {
+    /// The health checks this node serves, sorted by (namespace, name): only the Services known to
+    /// have a health check node port are read.
+    pub fn health_checks(&self, store: &ObjectStore) -> Vec<HealthCheck> {
+        let mut checks: Vec<HealthCheck> = self
+            .states
+            .iter()
+            .filter(|s| s.health)
+            .filter_map(|s| {
+                let service = store.service(&s.namespace, &s.name)?;
+                let slices: Vec<_> = s
+                    .slices
+                    .iter()
+                    .filter_map(|slice| store.endpoint_slice(&s.namespace, slice))
+                    .collect();
+                health_check(&s.namespace, &s.name, &service, &slices, &self.node_name)
+            })
+            .collect();
+        checks.sort();
+        checks
+    }
+
+    fn link_slice(&mut self, namespace: &str, slice: &str, id: ServiceId) {
         self.slice_owner
-            .insert((namespace.to_owned(), slice.to_owned()), service.to_owned());
-        self.slices
-            .entry((namespace.to_owned(), service.to_owned()))
-            .or_default()
-            .insert(slice.to_owned());
+            .insert((namespace.into(), slice.into()), id);
+        let slices = &mut self.states[id as usize].slices;
+        if let Err(at) = slices.binary_search_by(|s| (**s).cmp(slice)) {
+            slices.insert(at, slice.into());
+        }
+    }
+
+    fn claim(&mut self, key: ServiceKey, id: ServiceId) {
+        let order = |index: &Self, id: ServiceId| {
+            let (namespace, name) = index.order(id);
+            (namespace.to_owned(), name.to_owned())
+        };
+        let new_order = order(self, id);
+        let current = self.claims.remove(&key);
+        let claimants = match current {
+            None => Claimants::One(id),
+            Some(Claimants::One(other)) if other == id => Claimants::One(id),
+            Some(Claimants::One(other)) => {
+                let mut ids = vec![other, id];
+                ids.sort_by_key(|i| order(self, *i));
+                Claimants::Many(ids)
+            }
+            Some(Claimants::Many(mut ids)) => {
+                if !ids.contains(&id) {
+                    let at = ids
+                        .iter()
+                        .position(|i| order(self, *i) > new_order)
+                        .unwrap_or(ids.len());
+                    ids.insert(at, id);
+                }
+                Claimants::Many(ids)
+            }
+        };
+        self.claims.insert(key, claimants);
+    }
+
+    fn unclaim(&mut self, key: ServiceKey, id: ServiceId) {
+        let Some(current) = self.claims.remove(&key) else {
+            return;
+        };
+        match current {
+            Claimants::One(other) if other == id => {}
+            Claimants::One(other) => {
+                self.claims.insert(key, Claimants::One(other));
+            }
+            Claimants::Many(mut ids) => {
+                ids.retain(|i| *i != id);
+                let rest = if ids.len() == 1 {
+                    Claimants::One(ids[0])
+                } else {
+                    Claimants::Many(ids)
+                };
+                self.claims.insert(key, rest);
+            }
+        }
     }
 
     /// Translates one Service again and records which frontends changed.
-    fn retranslate(&mut self, store: &ObjectStore, id: &ServiceId, touched: &mut Touched) {
-        let (namespace, name) = (&id.0, &id.1);
-        let service = store.service(namespace, name);
+    fn retranslate(&mut self, store: &ObjectStore, id: ServiceId, touched: &mut Touched) {
+        let state = &self.states[id as usize];
+        let service = store.service(&state.namespace, &state.name);
         let new = match &service {
             Some(service) => {
-                let slices: Vec<_> = self
+                let slices: Vec<_> = state
                     .slices
-                    .get(id)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|slice| store.endpoint_slice(namespace, slice))
+                    .iter()
+                    .filter_map(|slice| store.endpoint_slice(&state.namespace, slice))
                     .collect();
                 let slices: Vec<&_> = slices.iter().collect();
                 service_frontends(service, &slices, &self.node_ips, &self.node_name)
@@ -179,39 +307,29 @@ impl ServiceIndex {
             None => Vec::new(),
         };
         touched.services += 1;
-        let had_health = self.health.contains(id);
         let has_health = service.as_ref().and_then(health_check_port).is_some();
-        touched.health |= had_health || has_health;
-        if has_health {
-            self.health.insert(id.clone());
-        } else {
-            self.health.remove(id);
+        let state = &mut self.states[id as usize];
+        touched.health |= state.health || has_health;
+        state.health = has_health;
+        let old = std::mem::replace(&mut state.frontends, new);
+        let new_keys: Vec<ServiceKey> = state.frontends.iter().map(|e| e.key).collect();
+        let changed: Vec<ServiceKey> = state
+            .frontends
+            .iter()
+            .filter(|e| {
+                old.binary_search_by(|o| o.key.cmp(&e.key))
+                    .map_or(true, |i| old[i] != **e)
+            })
+            .map(|e| e.key)
+            .collect();
+        touched.frontends.extend(changed);
+        for key in &new_keys {
+            self.claim(*key, id);
         }
-        let old = if service.is_some() {
-            self.frontends.insert(id.clone(), new.clone())
-        } else {
-            if self.slices.get(id).is_some_and(BTreeSet::is_empty) {
-                self.slices.remove(id);
-            }
-            self.frontends.remove(id)
-        }
-        .unwrap_or_default();
-        let old_by_key: BTreeMap<ServiceKey, &ServiceEntry> =
-            old.iter().map(|e| (e.key, e)).collect();
-        for entry in &new {
-            if old_by_key.get(&entry.key) != Some(&entry) {
+        for entry in &old {
+            if new_keys.binary_search(&entry.key).is_err() {
                 touched.frontends.insert(entry.key);
-            }
-            self.claims.entry(entry.key).or_default().insert(id.clone());
-        }
-        let new_keys: BTreeSet<ServiceKey> = new.iter().map(|e| e.key).collect();
-        for key in old_by_key.keys().filter(|k| !new_keys.contains(k)) {
-            touched.frontends.insert(*key);
-            if let Some(claimants) = self.claims.get_mut(key) {
-                claimants.remove(id);
-                if claimants.is_empty() {
-                    self.claims.remove(key);
-                }
+                self.unclaim(entry.key, id);
             }
         }
     }
@@ -379,5 +497,46 @@ mod tests {
         apply(&mut store, &mut index, Change::Delete(b));
         assert!(index.entry(&key("10.96.0.1")).is_none());
         assert!(index.entries().is_empty());
+    }
+
+    #[test]
+    fn health_checks_from_the_index_match_the_full_scan() {
+        let mut store = ObjectStore::new();
+        let mut index = ServiceIndex::new("n1");
+        let mut lb = match service("lb", "10.96.0.5") {
+            Object::Service(s) => *s,
+            _ => unreachable!(),
+        };
+        let spec = lb.spec.as_mut().unwrap();
+        spec.type_ = Some("LoadBalancer".into());
+        spec.external_traffic_policy = Some("Local".into());
+        spec.health_check_node_port = Some(31_000);
+        let mut local = match slice("lb-x", "lb", "10.244.1.7") {
+            Object::EndpointSlice(s) => *s,
+            _ => unreachable!(),
+        };
+        local.endpoints.as_mut().unwrap()[0].node_name = Some("n1".into());
+        for change in [
+            Change::Upsert(lb.into()),
+            Change::Upsert(local.into()),
+            Change::Upsert(service("plain", "10.96.0.6")),
+            Change::Upsert(slice("lb-y", "lb", "10.244.2.7")),
+        ] {
+            apply(&mut store, &mut index, change);
+        }
+        let checks = index.health_checks(&store);
+        assert_eq!(checks, crate::model::health::health_checks(&store, "n1"));
+        assert_eq!(checks.len(), 1);
+        assert_eq!((checks[0].port, checks[0].local_endpoints), (31_000, 1));
+        let touched = apply(
+            &mut store,
+            &mut index,
+            Change::Delete(ObjectKey::namespaced(Kind::EndpointSlice, "shop", "lb-x")),
+        );
+        assert!(
+            touched.health,
+            "a change to a health-checked Service's slices says so"
+        );
+        assert_eq!(index.health_checks(&store)[0].local_endpoints, 0);
     }
 }
