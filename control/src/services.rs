@@ -37,6 +37,20 @@ pub const WAIT: Duration = Duration::from_millis(200);
 /// a publisher's write within a few milliseconds, instead of after the next full wait.
 const SETTLE: Duration = Duration::from_millis(2);
 
+/// A turn with at least this many store events (a first sync, a relist) is followed by handing the
+/// memory it freed back to the system.
+const TRIM_AFTER_EVENTS: usize = 1_000;
+
+/// Gives memory the allocator holds but no longer uses back to the system. A first sync of 10,000
+/// Services decodes every object once on its way into the (encoded) store; glibc keeps the freed
+/// pages, which left the agent at 129 MiB RSS for 35 MiB of live data.
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas; it takes no
+    // pointers and is safe to call at any time from any thread.
+    let released = unsafe { libc::malloc_trim(0) };
+    tracing::debug!(released = released != 0, "freed memory handed back");
+}
+
 /// How soon the loop asks the source again.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pace {
@@ -355,6 +369,9 @@ pub async fn run<M: DataplaneOwner>(
         // Nothing pending: everything written before this turn began is in the data path.
         if pending.is_empty() && current.built {
             clock.last_ms.store(turn_started, Ordering::SeqCst);
+        }
+        if turn.events >= TRIM_AFTER_EVENTS {
+            release_freed_memory();
         }
         model = Some(current);
         if pace == Pace::Now {
