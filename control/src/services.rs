@@ -26,7 +26,10 @@ use tokio::sync::Mutex;
 use crate::{
     endpoints::EndpointManager,
     healthcheck::HealthServer,
-    model::{HealthCheck, ServiceIndex, source::ObjectSource, source::SourceChange},
+    model::{
+        HealthCheck, ServiceIndex, Touched, source::ObjectSource, source::SourceBatch,
+        source::SourceChange,
+    },
 };
 
 /// How long a quiet source is waited on before the loop goes round again.
@@ -50,6 +53,9 @@ fn release_freed_memory() {
     let released = unsafe { libc::malloc_trim(0) };
     tracing::debug!(released = released != 0, "freed memory handed back");
 }
+
+/// Store events handed to the index at a time within one batch.
+const EVENT_CHUNK: usize = 256;
 
 /// How soon the loop asks the source again.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -187,37 +193,58 @@ struct Turn {
 
 impl Model {
     fn turn(&mut self, wait: Duration, resync: bool) -> Turn {
-        let batch = if resync {
-            self.source.resync()
-        } else {
-            self.source.next_batch(wait)
-        };
+        // Each change goes into the store as the source finds it, and the index hears of the events
+        // in chunks, so a large batch (a first sync, a relist) never holds its objects all at once.
+        let Self {
+            source,
+            store,
+            index,
+            built,
+            ..
+        } = self;
+        let indexing = *built && source.is_ready();
         let mut events = Vec::new();
-        for change in batch.changes {
+        let mut event_count = 0;
+        let mut touched = Touched::default();
+        let mut sink = |change: SourceChange| {
+            let before = events.len();
             match change {
-                SourceChange::Change(change) => events.extend(self.store.apply(change)),
-                SourceChange::Replace(kind, objects) => {
-                    events.extend(self.store.replace(kind, objects));
-                }
+                SourceChange::Change(change) => events.extend(store.apply(change)),
+                SourceChange::Replace(kind, objects) => events.extend(store.replace(kind, objects)),
             }
+            event_count += events.len() - before;
+            if events.len() >= EVENT_CHUNK {
+                if indexing {
+                    touched.merge(index.update(store, &events));
+                }
+                events.clear();
+            }
+        };
+        let mut batch = SourceBatch::with_sink(&mut sink);
+        if resync {
+            source.resync(&mut batch);
+        } else {
+            source.next_batch(wait, &mut batch);
         }
+        let (errors, noticed) = (batch.errors, batch.noticed);
+        if indexing {
+            touched.merge(index.update(store, &events));
+        }
+        drop(events);
         let mut turn = Turn {
-            errors: batch.errors,
-            events: events.len(),
-            noticed: batch.noticed,
+            errors,
+            events: event_count,
+            noticed,
             ..Turn::default()
         };
         if !self.source.is_ready() {
             return turn;
         }
-        let touched = if self.built {
-            self.index.update(&self.store, &events)
-        } else {
+        if !self.built {
             self.built = true;
-            let mut all = self.index.rebuild(&self.store);
-            all.health = true;
-            all
-        };
+            touched = self.index.rebuild(&self.store);
+            touched.health = true;
+        }
         turn.touched = touched.frontends;
         turn.retranslated = touched.services;
         if touched.health {

@@ -90,14 +90,12 @@ impl KubeSource {
         Ok(Self::start(Client::try_default().await?, node_name))
     }
 
-    fn take(&mut self, message: Message, batch: &mut SourceBatch, dropped: &mut usize) {
+    fn take(&mut self, message: Message, batch: &mut SourceBatch<'_>, dropped: &mut usize) {
         match message {
-            Message::Applied(object) => batch
-                .changes
-                .push(SourceChange::Change(Change::Upsert(object))),
-            Message::Deleted(object) => batch
-                .changes
-                .push(SourceChange::Change(Change::Delete(object.key()))),
+            Message::Applied(object) => batch.push(SourceChange::Change(Change::Upsert(object))),
+            Message::Deleted(object) => {
+                batch.push(SourceChange::Change(Change::Delete(object.key())));
+            }
             Message::ListStarted(kind) => {
                 self.listing.retain(|(k, _)| *k != kind);
                 self.listing.push((kind, Vec::new()));
@@ -111,7 +109,7 @@ impl KubeSource {
                 let position = self.listing.iter().position(|(k, _)| *k == kind);
                 let objects = position.map_or_else(Vec::new, |i| self.listing.remove(i).1);
                 self.unlisted.retain(|k| *k != kind);
-                batch.changes.push(SourceChange::Replace(kind, objects));
+                batch.push(SourceChange::Replace(kind, objects));
             }
             Message::Failed(error) => {
                 if batch.errors.len() < MAX_BATCH_ERRORS {
@@ -126,24 +124,22 @@ impl KubeSource {
 
 impl ObjectSource for KubeSource {
     /// Waits for the first message, then takes every message already queued.
-    fn next_batch(&mut self, timeout: Duration) -> SourceBatch {
-        let mut batch = SourceBatch::default();
+    fn next_batch(&mut self, timeout: Duration, batch: &mut SourceBatch<'_>) {
         let mut dropped = 0;
         let first = match self.messages.recv_timeout(timeout) {
             Ok(message) => message,
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return batch,
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
         };
         batch.noticed = Some(Instant::now());
-        self.take(first, &mut batch, &mut dropped);
+        self.take(first, batch, &mut dropped);
         while let Ok(message) = self.messages.try_recv() {
-            self.take(message, &mut batch, &mut dropped);
+            self.take(message, batch, &mut dropped);
         }
         if dropped > 0 {
             batch
                 .errors
                 .push(format!("{dropped} more watch errors (see the log)"));
         }
-        batch
     }
 
     fn is_ready(&self) -> bool {
@@ -152,9 +148,7 @@ impl ObjectSource for KubeSource {
 
     /// The watchers relist on their own after `410 Gone`; between those, the watch is the truth, so
     /// there is nothing to look at again here.
-    fn resync(&mut self) -> SourceBatch {
-        SourceBatch::default()
-    }
+    fn resync(&mut self, _batch: &mut SourceBatch<'_>) {}
 }
 
 /// Spawns the watcher of `api` into `tasks`.

@@ -36,6 +36,15 @@ pub struct Touched {
     pub health: bool,
 }
 
+impl Touched {
+    /// Adds what another update touched.
+    pub fn merge(&mut self, other: Touched) {
+        self.frontends.extend(other.frontends);
+        self.services += other.services;
+        self.health |= other.health;
+    }
+}
+
 /// What the index keeps of one Service (present or not: its slices may come first).
 #[derive(Debug, Default)]
 struct ServiceState {

@@ -35,37 +35,84 @@ pub enum SourceChange {
     Replace(Kind, Vec<Object>),
 }
 
-/// What a source has seen since the previous batch.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SourceBatch {
-    /// Changes, in the order they are to be applied.
+/// What a source has seen since the previous batch. Changes go to the batch's sink as the source
+/// finds them (the agent applies each to its store at once, so a first sync of thousands of objects
+/// never holds them all decoded), or, for a batch without a sink, are collected in `changes`.
+#[derive(Default)]
+pub struct SourceBatch<'s> {
+    /// Changes, in the order they are to be applied (only for a batch without a sink).
     pub changes: Vec<SourceChange>,
+    /// How many changes the batch carried.
+    pub count: usize,
     /// One message per problem, naming the file (and document) or watch concerned.
     pub errors: Vec<String>,
     /// When the source heard of the first change of the batch (for latency figures).
     pub noticed: Option<Instant>,
+    sink: Option<&'s mut dyn FnMut(SourceChange)>,
 }
 
-impl SourceBatch {
+impl<'s> SourceBatch<'s> {
+    /// A batch that hands every change to `sink`.
+    pub fn with_sink(sink: &'s mut dyn FnMut(SourceChange)) -> Self {
+        Self {
+            sink: Some(sink),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a change.
+    pub fn push(&mut self, change: SourceChange) {
+        self.count += 1;
+        match &mut self.sink {
+            Some(sink) => sink(change),
+            None => self.changes.push(change),
+        }
+    }
+
     /// True when the batch carries neither changes nor errors.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.errors.is_empty()
+        self.count == 0 && self.errors.is_empty()
+    }
+}
+
+impl std::fmt::Debug for SourceBatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceBatch")
+            .field("changes", &self.changes)
+            .field("count", &self.count)
+            .field("errors", &self.errors)
+            .field("noticed", &self.noticed)
+            .finish_non_exhaustive()
     }
 }
 
 /// A source of cluster objects, read by the agent's sync loop (on a blocking thread).
 pub trait ObjectSource: Send {
-    /// Waits up to `timeout` for something to happen and returns what did; an empty batch when
-    /// nothing did. The first call returns the source's initial view.
-    fn next_batch(&mut self, timeout: Duration) -> SourceBatch;
+    /// Waits up to `timeout` for something to happen and puts what did into `batch` (nothing when
+    /// nothing did). The first call gives the source's initial view.
+    fn next_batch(&mut self, timeout: Duration, batch: &mut SourceBatch<'_>);
 
     /// True once the source holds a complete view (before that, a partial view could take services
     /// away, so the agent programs nothing).
     fn is_ready(&self) -> bool;
 
-    /// The safety net: looks at everything again and returns what the incremental path missed
-    /// (normally nothing).
-    fn resync(&mut self) -> SourceBatch;
+    /// The safety net: looks at everything again and puts what the incremental path missed
+    /// (normally nothing) into `batch`.
+    fn resync(&mut self, batch: &mut SourceBatch<'_>);
+
+    /// [`next_batch`](Self::next_batch) into a batch that collects its changes.
+    fn collect(&mut self, timeout: Duration) -> SourceBatch<'static> {
+        let mut batch = SourceBatch::default();
+        self.next_batch(timeout, &mut batch);
+        batch
+    }
+
+    /// [`resync`](Self::resync) into a batch that collects its changes.
+    fn collect_resync(&mut self) -> SourceBatch<'static> {
+        let mut batch = SourceBatch::default();
+        self.resync(&mut batch);
+        batch
+    }
 }
 
 /// Why a file or the directory could not be read. Reported as text in [`SourceBatch::errors`].
@@ -198,7 +245,7 @@ impl ManifestDirSource {
 
     /// Reads the named files again (those that exist and are manifests) and drops the ones that are
     /// gone, adding what changed to `batch`.
-    fn refresh(&mut self, paths: &BTreeSet<PathBuf>, batch: &mut SourceBatch) {
+    fn refresh(&mut self, paths: &BTreeSet<PathBuf>, batch: &mut SourceBatch<'_>) {
         for path in paths {
             if !is_manifest_file(path) {
                 continue;
@@ -212,7 +259,7 @@ impl ManifestDirSource {
 
     /// Lists the directory and refreshes every file that is new, gone, changed since it was read, or
     /// failed last time.
-    fn rescan(&mut self, batch: &mut SourceBatch) {
+    fn rescan(&mut self, batch: &mut SourceBatch<'_>) {
         let listed = match list(&self.dir) {
             Ok(listed) => {
                 self.list_error = None;
@@ -250,7 +297,7 @@ impl ManifestDirSource {
     }
 
     /// Reads one file and records the difference with what it defined before.
-    fn read_file(&mut self, path: &Path, stamp: FileStamp, batch: &mut SourceBatch) {
+    fn read_file(&mut self, path: &Path, stamp: FileStamp, batch: &mut SourceBatch<'_>) {
         let parsed = fs::read_to_string(path)
             .map_err(|source| SourceError::Read {
                 path: path.to_path_buf(),
@@ -280,9 +327,7 @@ impl ManifestDirSource {
             let files = self.defined_by.entry(key).or_default();
             files.insert(path.to_path_buf());
             if files.last().map(PathBuf::as_path) == Some(path) {
-                batch
-                    .changes
-                    .push(SourceChange::Change(Change::Upsert(object)));
+                batch.push(SourceChange::Change(Change::Upsert(object)));
             }
         }
         let state = self.files.entry(path.to_path_buf()).or_default();
@@ -291,7 +336,7 @@ impl ManifestDirSource {
     }
 
     /// Forgets a file that is gone: its objects go, unless another file defines them too.
-    fn drop_file(&mut self, path: &Path, batch: &mut SourceBatch) {
+    fn drop_file(&mut self, path: &Path, batch: &mut SourceBatch<'_>) {
         let Some(state) = self.files.remove(path) else {
             return;
         };
@@ -301,7 +346,7 @@ impl ManifestDirSource {
     }
 
     /// `path` no longer defines `key`: delete it, or fall back to the next file that defines it.
-    fn undefine(&mut self, key: &ObjectKey, path: &Path, batch: &mut SourceBatch) {
+    fn undefine(&mut self, key: &ObjectKey, path: &Path, batch: &mut SourceBatch<'_>) {
         let Some(files) = self.defined_by.get_mut(key) else {
             return;
         };
@@ -319,7 +364,7 @@ impl ManifestDirSource {
             let loaded = parse_str(&file, &text, &ParseOptions::AGENT).ok()?;
             loaded.into_objects().into_iter().rfind(|o| o.key() == *key)
         });
-        batch.changes.push(SourceChange::Change(match object {
+        batch.push(SourceChange::Change(match object {
             Some(object) => Change::Upsert(object),
             None => Change::Delete(key.clone()),
         }));
@@ -336,15 +381,14 @@ impl ManifestDirSource {
 }
 
 impl ObjectSource for ManifestDirSource {
-    fn next_batch(&mut self, timeout: Duration) -> SourceBatch {
-        let mut batch = SourceBatch::default();
+    fn next_batch(&mut self, timeout: Duration, batch: &mut SourceBatch<'_>) {
         if !self.started {
             self.started = true;
             // Watch before the first listing, so nothing written in between is missed.
             self.watch();
             batch.noticed = Some(Instant::now());
-            self.rescan(&mut batch);
-            return batch;
+            self.rescan(batch);
+            return;
         }
         let names = self.wait_for_names(timeout);
         let noticed = Instant::now();
@@ -352,24 +396,21 @@ impl ObjectSource for ManifestDirSource {
             Some(names) if names.is_empty() => {}
             Some(mut names) => {
                 names.extend(self.failed());
-                self.refresh(&names, &mut batch);
+                self.refresh(&names, batch);
             }
-            None => self.rescan(&mut batch),
+            None => self.rescan(batch),
         }
         if !batch.is_empty() {
             batch.noticed = Some(noticed);
         }
-        batch
     }
 
     fn is_ready(&self) -> bool {
         self.started
     }
 
-    fn resync(&mut self) -> SourceBatch {
-        let mut batch = SourceBatch::default();
-        self.rescan(&mut batch);
-        batch
+    fn resync(&mut self, batch: &mut SourceBatch<'_>) {
+        self.rescan(batch);
     }
 }
 

@@ -84,7 +84,7 @@ impl Watched {
     /// Applies what the source has now; a report when the source is ready and anything changed or
     /// went wrong (errors from before readiness come with the first report).
     fn poll(&mut self) -> Option<LoadReport> {
-        let batch = self.source.next_batch(Duration::ZERO);
+        let batch = self.source.collect(Duration::ZERO);
         let mut events = 0;
         for change in batch.changes {
             events += match change {

@@ -42,7 +42,7 @@ impl Harness {
     }
 
     /// Applies one batch; returns it with the store events it caused.
-    fn apply(&mut self, batch: SourceBatch) -> (SourceBatch, Vec<Event>) {
+    fn apply(&mut self, batch: SourceBatch<'static>) -> (SourceBatch<'static>, Vec<Event>) {
         let mut events = Vec::new();
         for change in batch.changes.clone() {
             match change {
@@ -56,15 +56,15 @@ impl Harness {
     }
 
     /// The next non-empty batch (fails after [`WAIT`]).
-    fn step(&mut self) -> (SourceBatch, Vec<Event>) {
-        let batch = self.source.next_batch(WAIT);
+    fn step(&mut self) -> (SourceBatch<'static>, Vec<Event>) {
+        let batch = self.source.collect(WAIT);
         assert!(!batch.is_empty(), "no batch within {WAIT:?}");
         self.apply(batch)
     }
 
     /// Asserts nothing arrives within a short while.
     fn quiet(&mut self) {
-        let batch = self.source.next_batch(Duration::from_millis(100));
+        let batch = self.source.collect(Duration::from_millis(100));
         assert!(batch.is_empty(), "{batch:?}");
     }
 
@@ -113,7 +113,7 @@ fn first_batch_loads_everything_and_later_ones_only_what_changed() {
     let (_, events) = h.step();
     assert!(events.is_empty(), "{events:?}");
     // The resync finds nothing the notifications missed.
-    assert!(h.source.resync().is_empty());
+    assert!(h.source.collect_resync().is_empty());
 }
 
 #[test]
@@ -136,14 +136,14 @@ fn a_bad_rewrite_keeps_the_previous_objects_and_names_the_file() {
     assert_eq!(batch.errors.len(), 1);
     assert!(batch.errors[0].contains("nodes.yaml"), "{:?}", batch.errors);
     // The resync reports the bad file again until it is fixed.
-    assert_eq!(h.source.resync().errors.len(), 1);
+    assert_eq!(h.source.collect_resync().errors.len(), 1);
 
     // Fixed: the new objects replace the old ones and the error is gone.
     write_atomic(dir.path(), "nodes.yaml", &node("fixed"));
     let (batch, _) = h.step();
     assert_eq!(h.nodes(), ["fixed"]);
     assert!(batch.errors.is_empty(), "{:?}", batch.errors);
-    assert!(h.source.resync().is_empty());
+    assert!(h.source.collect_resync().is_empty());
 }
 
 #[test]
@@ -221,7 +221,7 @@ fn the_later_file_wins_and_the_earlier_takes_over_when_it_lets_go() {
     assert_eq!(label(&h), "from-b");
     // Rewriting the earlier file changes nothing in effect.
     write_atomic(dir.path(), "a.yaml", &node_with_label("n", "from-a2"));
-    let batch = h.source.next_batch(WAIT);
+    let batch = h.source.collect(WAIT);
     assert!(batch.changes.is_empty(), "{batch:?}");
     assert_eq!(label(&h), "from-b");
     // The later file lets go: the earlier file's object takes over.
@@ -238,14 +238,14 @@ fn a_missing_directory_is_reported_once_and_picked_up_by_the_resync() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("objects");
     let mut h = Harness::new(&dir);
-    let batch = h.source.next_batch(WAIT);
+    let batch = h.source.collect(WAIT);
     assert_eq!(batch.errors.len(), 1, "{batch:?}");
     assert!(batch.errors[0].contains("objects"), "{:?}", batch.errors);
     assert!(!h.source.is_watching());
-    assert!(h.source.resync().is_empty(), "reported once");
+    assert!(h.source.collect_resync().is_empty(), "reported once");
     fs::create_dir(&dir).unwrap();
     fs::write(dir.join("a.yaml"), node("a")).unwrap();
-    let batch = h.source.resync();
+    let batch = h.source.collect_resync();
     h.apply(batch);
     assert_eq!(h.nodes(), ["a"]);
     assert_eq!(h.store.count(Kind::Node), 1);
