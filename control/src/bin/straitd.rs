@@ -111,7 +111,18 @@ enum LogFormat {
     Json,
 }
 
+/// glibc gives every thread that allocates an arena of its own; the sync loop parses on tokio's
+/// blocking threads, and each arena kept its own freed pages. Two arenas are plenty for the agent.
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only sets an allocator parameter; called first thing in main, before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    limit_malloc_arenas();
     let args = Args::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     match args.log_format {
