@@ -70,8 +70,12 @@ pub fn parse_artifacts(messages: &str) -> Vec<TestBinary> {
 /// The package name in a cargo package id (`path+file:///w/tests#strait-tests@0.1.0`, or the older
 /// `strait-tests 0.1.0 (path+file:///...)`).
 fn package_name(id: &str) -> Option<&str> {
-    if let Some((_, rest)) = id.rsplit_once('#') {
-        return rest.split('@').next();
+    if let Some((url, rest)) = id.rsplit_once('#') {
+        // `...#name@version`, or `.../name#version` when the name is the directory's.
+        return match rest.split_once('@') {
+            Some((name, _)) => Some(name),
+            None => url.rsplit('/').next(),
+        };
     }
     id.split_whitespace().next()
 }
@@ -178,6 +182,8 @@ mod tests {
             "\n",
             r#"{"reason":"compiler-artifact","package_id":"path+file:///w/k8s#strait-k8s@0.1.0","manifest_path":"/w/k8s/Cargo.toml","target":{"kind":["lib"],"name":"strait_k8s"},"profile":{"test":false},"executable":null}"#,
             "\n",
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/xtask#0.1.0","manifest_path":"/w/xtask/Cargo.toml","target":{"kind":["bin"],"name":"xtask"},"profile":{"test":true},"executable":"/w/target/debug/deps/xtask-3"}"#,
+            "\n",
             r#"{"reason":"build-finished","success":true}"#,
             "\nnot json\n"
         );
@@ -194,6 +200,11 @@ mod tests {
                     name: "strait-k8s/lib".into(),
                     path: "/w/target/debug/deps/strait_k8s-2".into(),
                     dir: "/w/k8s".into(),
+                },
+                TestBinary {
+                    name: "xtask/xtask".into(),
+                    path: "/w/target/debug/deps/xtask-3".into(),
+                    dir: "/w/xtask".into(),
                 },
             ]
         );
