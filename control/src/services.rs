@@ -40,8 +40,8 @@ pub const WAIT: Duration = Duration::from_millis(200);
 /// a publisher's write within a few milliseconds, instead of after the next full wait.
 const SETTLE: Duration = Duration::from_millis(2);
 
-/// A turn with at least this many store events (a first sync, a relist) is followed by handing the
-/// memory it freed back to the system.
+/// Once this many store events (a first sync, a relist) have passed and a turn finds nothing new, the
+/// memory they freed is handed back to the system.
 const TRIM_AFTER_EVENTS: usize = 1_000;
 
 /// Gives memory the allocator holds but no longer uses back to the system. A first sync of 10,000
@@ -332,6 +332,7 @@ pub async fn run<M: DataplaneOwner>(
     let mut pending: BTreeSet<ServiceKey> = BTreeSet::new();
     let mut pace = Pace::Idle;
     let mut last_resync = Instant::now();
+    let mut events_since_trim = 0;
     loop {
         if pace == Pace::Settle {
             tokio::time::sleep(SETTLE).await;
@@ -397,8 +398,11 @@ pub async fn run<M: DataplaneOwner>(
         if pending.is_empty() && current.built {
             clock.last_ms.store(turn_started, Ordering::SeqCst);
         }
-        if turn.events >= TRIM_AFTER_EVENTS {
+        // Once a burst of events (a first sync arrives over many turns) has passed.
+        events_since_trim += turn.events;
+        if turn.events == 0 && events_since_trim >= TRIM_AFTER_EVENTS {
             release_freed_memory();
+            events_since_trim = 0;
         }
         model = Some(current);
         if pace == Pace::Now {
