@@ -308,14 +308,25 @@ pub fn measure(
                 &restore,
                 &full.text,
             )?;
-            let partial = iptables_partial(&full_after.text, old, new);
-            out.iptables_partial_bytes = partial.len();
-            out.iptables_partial_ms = time(
-                "iptables-restore, partial, one Service changed",
-                &restore,
-                &partial,
+        } else {
+            // The rules are loaded the fast way (tables replaced) so the partial sync can still be
+            // timed against a full ruleset.
+            super::progress(format_args!(
+                "kube-proxy: loading the rules with tables replaced, to time the partial sync"
+            ));
+            time(
+                "iptables-restore, tables replaced (setup)",
+                &["iptables-restore"],
+                &full.text,
             )?;
         }
+        let partial = iptables_partial(&full_after.text, old, new);
+        out.iptables_partial_bytes = partial.len();
+        out.iptables_partial_ms = time(
+            "iptables-restore, partial, one Service changed",
+            &restore,
+            &partial,
+        )?;
     }
     if nft && which::which("nft").is_ok() {
         let script = nft_ruleset(&before, &config);
