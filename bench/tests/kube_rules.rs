@@ -10,7 +10,7 @@ use std::{
 };
 
 use strait_bench::netbench::{
-    catalog::{Catalog, Frontend, Protocol},
+    catalog::{Catalog, Frontend, Protocol, TargetPosition},
     kube_iptables::{KubeProxyConfig, ext_chain, iptables_restore, sep_chain, svc_chain},
     kube_nftables::{endpoint_chain, nft_ruleset, service_chain},
 };
@@ -69,15 +69,22 @@ fn run(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().expect("wait for the tool")
 }
 
-/// The target Service (NodePort, TCP and UDP, three servers), two ClusterIP fillers with three
-/// endpoints, and a ClusterIP service without endpoints.
+/// The target Service (NodePort, TCP and UDP, three servers; first, so `frontends[0]` is its TCP
+/// port), two ClusterIP fillers with three endpoints, and a ClusterIP service without endpoints.
 fn frontends() -> Vec<Frontend> {
     let servers = [
         Ipv4Addr::new(10, 244, 1, 3),
         Ipv4Addr::new(10, 244, 1, 4),
         Ipv4Addr::new(10, 244, 2, 3),
     ];
-    let mut frontends = Catalog::new(Ipv4Addr::new(10, 96, 0, 10), &servers, 2, 3).frontends();
+    let mut frontends = Catalog::new(
+        Ipv4Addr::new(10, 96, 0, 10),
+        &servers,
+        2,
+        3,
+        TargetPosition::First,
+    )
+    .frontends();
     frontends.push(Frontend {
         namespace: "netbench".to_owned(),
         name: "empty".to_owned(),

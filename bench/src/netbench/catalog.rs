@@ -3,8 +3,17 @@
 //! `EndpointSlice` objects, and their flattening into kube-proxy's unit of work, one [`Frontend`] per
 //! service port (kube-proxy's `ServicePortName`). strait reads the objects; the kube-proxy rule
 //! generators read the frontends, so both dataplanes program exactly the same set.
+//!
+//! Where the target stands among the fillers is a [`TargetPosition`]. kube-proxy's iptables mode
+//! writes one `KUBE-SERVICES` rule per service port in an order it does not control, and a packet
+//! walks that chain until its rule matches, so an average Service sits in the middle; netbench
+//! measures there by default. The order does not matter to strait (hash maps) nor to kube-proxy's
+//! nftables mode (`service-ips` is a verdict map, one hash lookup), but every dataplane gets the same
+//! order all the same.
 
 use std::{collections::BTreeMap, fmt, net::Ipv4Addr};
+
+use serde::{Deserialize, Serialize};
 
 use k8s_openapi::{
     api::{
@@ -26,6 +35,41 @@ pub const TARGET_PORT: u16 = 80;
 pub const SERVER_PORT: u16 = 5201;
 /// The target Service's node port (TCP and UDP).
 pub const TARGET_NODE_PORT: u16 = 30080;
+
+/// Where the target Service stands among the filler Services, in the objects and so in the rules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetPosition {
+    /// Before every filler: iptables' best case (its `KUBE-SERVICES` rules come first).
+    First,
+    /// After half of the fillers (rounded down): where an average Service sits.
+    #[default]
+    Middle,
+    /// After every filler: iptables' worst case.
+    Last,
+}
+
+impl TargetPosition {
+    pub const ALL: [TargetPosition; 3] = [Self::First, Self::Middle, Self::Last];
+
+    /// The name used on the command line, in reports and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::First => "first",
+            Self::Middle => "middle",
+            Self::Last => "last",
+        }
+    }
+
+    /// How many of `fillers` filler Services come before the target.
+    pub fn fillers_before(self, fillers: usize) -> usize {
+        match self {
+            Self::First => 0,
+            Self::Middle => fillers / 2,
+            Self::Last => fillers,
+        }
+    }
+}
 
 /// A transport protocol of a service port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -172,27 +216,38 @@ pub fn target_slice(servers: &[Ipv4Addr]) -> EndpointSlice {
 impl Catalog {
     /// The target Service with ClusterIP `cluster_ip` in front of `servers`, plus `fillers` synthetic
     /// ClusterIP Services of `per_filler` endpoints each — the same objects `svcscale` publishes
-    /// (ClusterIPs from 10.97.0.1, endpoints from 10.250.0.1, where nothing answers).
+    /// (ClusterIPs from 10.97.0.1, endpoints from 10.250.0.1, where nothing answers) — with the target
+    /// at `position` among them.
     pub fn new(
         cluster_ip: Ipv4Addr,
         servers: &[Ipv4Addr],
         fillers: usize,
         per_filler: usize,
+        position: TargetPosition,
     ) -> Self {
         let mut target = target_service();
         if let Some(spec) = target.spec.as_mut() {
             spec.cluster_ip = Some(cluster_ip.to_string());
             spec.cluster_ips = Some(vec![cluster_ip.to_string()]);
         }
-        let mut services = vec![target];
-        let mut slices = vec![target_slice(servers)];
+        let mut services = Vec::with_capacity(fillers + 1);
+        let mut slices = Vec::with_capacity(fillers + 1);
+        let before = position.fillers_before(fillers);
         for index in 0..fillers {
+            if index == before {
+                services.push(target.clone());
+                slices.push(target_slice(servers));
+            }
             services.push(svcscale::service(index));
             slices.push(svcscale::endpoint_slice(
                 index,
                 per_filler,
                 svcscale::Variant::Original,
             ));
+        }
+        if before == fillers {
+            services.push(target);
+            slices.push(target_slice(servers));
         }
         Self { services, slices }
     }
@@ -277,7 +332,13 @@ mod tests {
     #[test]
     fn target_and_fillers_flatten_to_one_frontend_per_port() {
         let server = Ipv4Addr::new(10, 244, 1, 3);
-        let catalog = Catalog::new(Ipv4Addr::new(10, 96, 0, 10), &[server], 2, 3);
+        let catalog = Catalog::new(
+            Ipv4Addr::new(10, 96, 0, 10),
+            &[server],
+            2,
+            3,
+            TargetPosition::First,
+        );
         let frontends = catalog.frontends();
         assert_eq!(frontends.len(), 4, "{frontends:#?}");
         let tcp = &frontends[0];
@@ -302,11 +363,57 @@ mod tests {
 
     #[test]
     fn unready_endpoints_are_left_out() {
-        let mut catalog = Catalog::new(Ipv4Addr::new(10, 96, 0, 10), &[], 1, 2);
+        let mut catalog = Catalog::new(
+            Ipv4Addr::new(10, 96, 0, 10),
+            &[],
+            1,
+            2,
+            TargetPosition::First,
+        );
         let endpoints = catalog.slices[1].endpoints.as_mut().unwrap();
         endpoints[0].conditions.as_mut().unwrap().ready = Some(false);
         let frontends = catalog.frontends();
         assert!(frontends[0].backends.is_empty());
         assert_eq!(frontends[2].backends.len(), 1);
+    }
+
+    #[test]
+    fn the_target_stands_where_asked_and_every_filler_stays() {
+        let names = |position| {
+            Catalog::new(Ipv4Addr::new(10, 96, 0, 10), &[], 5, 1, position)
+                .services
+                .iter()
+                .map(|s| s.metadata.name.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+        for (position, index) in [
+            (TargetPosition::First, 0),
+            (TargetPosition::Middle, 2),
+            (TargetPosition::Last, 5),
+        ] {
+            let names = names(position);
+            assert_eq!(names.len(), 6, "{names:?}");
+            assert_eq!(names[index], TARGET_NAME, "{position:?}: {names:?}");
+            let fillers: Vec<&String> = names.iter().filter(|n| *n != TARGET_NAME).collect();
+            assert_eq!(fillers.len(), 5);
+            assert!(fillers.windows(2).all(|w| w[0] < w[1]), "{fillers:?}");
+        }
+        // The slices follow their Services.
+        let catalog = Catalog::new(
+            Ipv4Addr::new(10, 96, 0, 10),
+            &[],
+            5,
+            1,
+            TargetPosition::Last,
+        );
+        assert_eq!(
+            catalog.slices[5].metadata.name.as_deref(),
+            Some("server-netbench")
+        );
+        // No fillers: the target alone, wherever it is asked to stand.
+        for position in TargetPosition::ALL {
+            let alone = Catalog::new(Ipv4Addr::new(10, 96, 0, 10), &[], 0, 1, position);
+            assert_eq!(alone.services.len(), 1);
+        }
     }
 }

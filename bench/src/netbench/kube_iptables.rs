@@ -636,4 +636,35 @@ mod tests {
                 .any(|l| l.ends_with("-j KUBE-MARK-MASQ") && l.contains("! -s "))
         );
     }
+
+    #[test]
+    fn the_targets_jump_lands_at_the_requested_index_of_kube_services() {
+        use crate::netbench::catalog::{Catalog, TARGET_NAME, TargetPosition};
+        let fillers = 6;
+        for (position, index) in [
+            (TargetPosition::First, 0),
+            (TargetPosition::Middle, 3),
+            (TargetPosition::Last, 6),
+        ] {
+            let catalog = Catalog::new(
+                Ipv4Addr::new(10, 96, 0, 10),
+                &[Ipv4Addr::new(10, 244, 1, 3)],
+                fillers,
+                3,
+                position,
+            );
+            let frontends = catalog.frontends();
+            let target = frontends.iter().find(|f| f.name == TARGET_NAME).unwrap();
+            let text = iptables_restore(&frontends, &KubeProxyConfig::default()).text;
+            let services = targets(&parse(&text)["nat"].1["KUBE-SERVICES"]);
+            // One jump per filler, two for the target (TCP, UDP), then the node ports.
+            assert_eq!(services.len(), fillers + 3, "{services:?}");
+            assert_eq!(
+                services.iter().position(|t| *t == svc_chain(target)),
+                Some(index),
+                "{position:?}: {services:?}"
+            );
+            assert_eq!(services.last().map(String::as_str), Some("KUBE-NODEPORTS"));
+        }
+    }
 }

@@ -545,4 +545,37 @@ mod tests {
         assert_eq!(rules(text, "reject-chain"), ["reject"]);
         assert!(!text.contains(&service_chain(&frontends[1])));
     }
+
+    #[test]
+    fn the_target_position_moves_elements_of_a_verdict_map_and_nothing_else() {
+        use crate::netbench::catalog::{Catalog, TargetPosition};
+        let script = |position| {
+            let catalog = Catalog::new(
+                Ipv4Addr::new(10, 96, 0, 10),
+                &[Ipv4Addr::new(10, 244, 1, 3)],
+                6,
+                3,
+                position,
+            );
+            nft_ruleset(&catalog.frontends(), &KubeProxyConfig::default()).text
+        };
+        let (first, last) = (script(TargetPosition::First), script(TargetPosition::Last));
+        assert_ne!(first, last, "the objects come in another order");
+        let sorted = |text: &str| {
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            lines.sort();
+            lines
+        };
+        // The same statements: the target's `service-ips` element is looked up by hash wherever it
+        // stands, so in nftables mode the position costs nothing.
+        assert_eq!(sorted(&first), sorted(&last));
+        let target = "10.96.0.10 . tcp . 80";
+        let index = |text: &str| {
+            elements(text, "service-ips")
+                .iter()
+                .position(|e| e.contains(target))
+        };
+        assert_eq!(index(&first), Some(0));
+        assert_eq!(index(&last), Some(6));
+    }
 }

@@ -1,16 +1,23 @@
 //! netbench: throughput, latency and connection rate through strait and through the standard stack
 //! (a bridge CNI with kube-proxy's iptables or nftables rules), measured side by side in the same run.
-//! The binary (`src/bin/netbench.rs`) orchestrates; these modules are its parts.
+//! [`run`] orchestrates a run and [`publish`] writes its results; the binary (`src/bin/netbench.rs`)
+//! is only the command line. The other modules are their parts.
 
 pub mod bridge_lab;
 pub mod catalog;
 pub mod charts;
 pub mod headlines;
+pub mod host;
 pub mod kube_common;
 pub mod kube_iptables;
 pub mod kube_nftables;
 pub mod load;
 pub mod memory;
+pub mod publish;
 pub mod report;
 pub mod results;
+pub mod run;
+pub mod spin;
+pub mod stats;
 pub mod strait_stack;
+pub mod wiring;

@@ -10,7 +10,12 @@ use std::{
     path::Path,
 };
 
-use super::results::{Cell, Dataplane, Measurement, Programming, Rate, RunReport, Scenario};
+use super::{
+    results::{Cell, Dataplane, Metric, Programming, Rate, RatioRecord, RunReport, Scenario},
+    run::FULL_ROUNDS,
+    stats::{RatioEstimate, order_statistic},
+};
+use table::Table;
 
 /// Shown where a value is missing (test not run, cell absent, ratio undefined).
 pub const MISSING: &str = "–";
@@ -22,87 +27,56 @@ pub const BASELINES: [Dataplane; 3] = [
     Dataplane::Direct,
 ];
 
-/// strait's figure divided by a baseline's, per headline metric. A ratio above 1 means strait has
-/// more of the quantity: better for the rates (stream, rr, crr, udp), worse for the p99 latencies.
-/// `None` where either side was not measured or the baseline's figure is 0.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Ratios {
-    pub stream_gbit_per_s: Option<f64>,
-    pub rr_per_second: Option<f64>,
-    pub rr_p99: Option<f64>,
-    pub crr_per_second: Option<f64>,
-    pub crr_p99: Option<f64>,
-    pub udp_per_second: Option<f64>,
-    pub udp_p99: Option<f64>,
-}
-
-impl Ratios {
-    /// The ratios of `strait`'s measurement to `baseline`'s.
-    pub fn between(strait: &Measurement, baseline: &Measurement) -> Self {
-        let stream = |m: &Measurement| m.tcp_stream.map(|s| s.gbit_per_s);
-        let rate =
-            |m: &Measurement, pick: fn(&Measurement) -> Option<Rate>| pick(m).map(|r| r.per_second);
-        let p99 = |m: &Measurement, pick: fn(&Measurement) -> Option<Rate>| {
-            pick(m).map(|r| r.latency.p99_us)
-        };
-        let rr = |m: &Measurement| m.tcp_rr;
-        let crr = |m: &Measurement| m.tcp_crr;
-        let udp = |m: &Measurement| m.udp_rr;
-        Self {
-            stream_gbit_per_s: ratio(stream(strait), stream(baseline)),
-            rr_per_second: ratio(rate(strait, rr), rate(baseline, rr)),
-            rr_p99: ratio(p99(strait, rr), p99(baseline, rr)),
-            crr_per_second: ratio(rate(strait, crr), rate(baseline, crr)),
-            crr_p99: ratio(p99(strait, crr), p99(baseline, crr)),
-            udp_per_second: ratio(rate(strait, udp), rate(baseline, udp)),
-            udp_p99: ratio(p99(strait, udp), p99(baseline, udp)),
-        }
-    }
-
-    /// The ratios in table column order (see [`RATIO_HEADERS`]).
-    pub fn columns(&self) -> [Option<f64>; 7] {
-        [
-            self.stream_gbit_per_s,
-            self.rr_per_second,
-            self.rr_p99,
-            self.crr_per_second,
-            self.crr_p99,
-            self.udp_per_second,
-            self.udp_p99,
-        ]
+/// The caption of the ratio table, saying which way is better and what the marks mean.
+pub fn ratio_caption(report: &RunReport) -> &'static str {
+    if report.cells.iter().any(|c| c.rounds.len() > 1) {
+        "strait ÷ baseline: above 1 means strait has more. \
+         ↑ rates: higher is better; ↓ p99 latency: lower is better.\n\
+         Each ratio is the median of the per-round ratios (round r of strait ÷ round r of the \
+         baseline,\nmeasured back to back); ≈ marks a ratio whose interval over the rounds \
+         includes 1: within noise."
+    } else {
+        "strait ÷ baseline: above 1 means strait has more. \
+         ↑ rates: higher is better; ↓ p99 latency: lower is better.\n\
+         This run kept no rounds: each ratio divides the reported (median-round) figures, without \
+         an interval."
     }
 }
 
-/// Column headers of the ratio columns: ↑ higher is better (rates), ↓ lower is better (latency).
-pub const RATIO_HEADERS: [&str; 7] = [
-    "stream ↑",
-    "rr tps ↑",
-    "rr p99 ↓",
-    "crr/s ↑",
-    "crr p99 ↓",
-    "udp tps ↑",
-    "udp p99 ↓",
-];
-
-/// The caption of the ratio table, saying which way is better.
-pub const RATIO_CAPTION: &str = "strait ÷ baseline: above 1 means strait has more. \
-    ↑ rates: higher is better; ↓ p99 latency: lower is better.";
-
-/// One row of the ratio table: strait against one baseline in one scenario at one service count.
+/// One row of the ratio table: strait against one baseline in one scenario at one service count, one
+/// estimate per [`Metric::ALL`] (`None` where either side was not measured).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RatioRow {
     pub scenario: Scenario,
     pub services: usize,
     pub baseline: Dataplane,
-    pub ratios: Ratios,
+    pub ratios: [Option<RatioEstimate>; 7],
 }
 
-/// `a / b`, or `None` if either is missing or `b` is not a positive, finite number.
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 && b.is_finite() && a.is_finite() => Some(a / b),
-        _ => None,
+impl RatioRow {
+    /// The estimate for `metric`.
+    pub fn get(&self, metric: Metric) -> Option<RatioEstimate> {
+        Metric::ALL
+            .iter()
+            .position(|m| *m == metric)
+            .and_then(|i| self.ratios[i])
     }
+}
+
+/// strait ÷ `baseline` for `metric`: over paired rounds when both cells were measured side by side
+/// (same service count, same number of rounds), else from the reported figures alone (no interval).
+pub fn estimate(strait: &Cell, baseline: &Cell, metric: Metric) -> Option<RatioEstimate> {
+    let paired = (strait.services == baseline.services)
+        .then(|| {
+            RatioEstimate::paired(&strait.round_values(metric), &baseline.round_values(metric))
+        })
+        .flatten();
+    paired.or_else(|| {
+        RatioEstimate::single(
+            metric.value(&strait.measurement),
+            metric.value(&baseline.measurement),
+        )
+    })
 }
 
 /// The headline ratios for every scenario that has cells × every service count × every baseline
@@ -116,10 +90,12 @@ pub fn ratios(report: &RunReport) -> Vec<RatioRow> {
         for services in service_counts(report, scenario) {
             let strait = report.cell(Dataplane::Strait, scenario, services);
             for baseline in BASELINES {
-                let ratios = match (strait, report.cell(baseline, scenario, services)) {
-                    (Some(s), Some(b)) => Ratios::between(&s.measurement, &b.measurement),
-                    _ => Ratios::default(),
-                };
+                let mut ratios = [None; 7];
+                if let (Some(s), Some(b)) = (strait, report.cell(baseline, scenario, services)) {
+                    for (slot, metric) in ratios.iter_mut().zip(Metric::ALL) {
+                        *slot = estimate(s, b, metric);
+                    }
+                }
                 rows.push(RatioRow {
                     scenario,
                     services,
@@ -130,6 +106,45 @@ pub fn ratios(report: &RunReport) -> Vec<RatioRow> {
         }
     }
     rows
+}
+
+/// Every known ratio as the JSON carries it, with its within-noise verdict.
+pub fn ratio_records(report: &RunReport) -> Vec<RatioRecord> {
+    ratios(report)
+        .into_iter()
+        .flat_map(|row| {
+            Metric::ALL
+                .into_iter()
+                .zip(row.ratios)
+                .filter_map(move |(metric, estimate)| {
+                    estimate.map(|estimate| RatioRecord {
+                        scenario: row.scenario,
+                        services: row.services,
+                        baseline: row.baseline,
+                        metric,
+                        estimate,
+                        within_noise: estimate.within_noise(),
+                    })
+                })
+        })
+        .collect()
+}
+
+/// A ratio for a table: `1.23`, `≈1.02` when within noise, [`MISSING`] when unknown.
+pub fn ratio_text(estimate: Option<RatioEstimate>) -> String {
+    match estimate {
+        None => MISSING.to_owned(),
+        Some(e) if e.within_noise() == Some(true) => format!("≈{:.2}", e.ratio),
+        Some(e) => format!("{:.2}", e.ratio),
+    }
+}
+
+/// A ratio's interval for a table: `0.95–1.10`, [`MISSING`] without one.
+pub fn interval_text(estimate: Option<RatioEstimate>) -> String {
+    estimate.and_then(|e| e.interval).map_or_else(
+        || MISSING.to_owned(),
+        |i| format!("{:.2}–{:.2}", i.low, i.high),
+    )
 }
 
 /// The service counts of a scenario's sweep, ascending: those configured plus those of its
@@ -152,95 +167,6 @@ pub fn services_label(services: usize) -> String {
         format!("{}k", services / 1000)
     } else {
         services.to_string()
-    }
-}
-
-/// A table both renderers share, so the terminal and Markdown show the same content.
-struct Table {
-    headers: Vec<String>,
-    /// Per column: right-aligned (numbers) or left-aligned (names).
-    right: Vec<bool>,
-    rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    fn new(headers: &[&str], right: &[bool]) -> Self {
-        debug_assert_eq!(headers.len(), right.len());
-        Self {
-            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
-            right: right.to_vec(),
-            rows: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, row: Vec<String>) {
-        debug_assert_eq!(row.len(), self.headers.len());
-        self.rows.push(row);
-    }
-
-    fn widths(&self) -> Vec<usize> {
-        (0..self.headers.len())
-            .map(|i| {
-                self.rows
-                    .iter()
-                    .map(|r| r[i].chars().count())
-                    .chain([self.headers[i].chars().count()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect()
-    }
-
-    fn line(cells: &[String], widths: &[usize], right: &[bool]) -> String {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .zip(right)
-            .map(|((cell, &w), &r)| {
-                if r {
-                    format!("{cell:>w$}")
-                } else {
-                    format!("{cell:<w$}")
-                }
-            })
-            .collect();
-        padded.join("  ").trim_end().to_owned()
-    }
-
-    fn terminal(&self, out: &mut String) {
-        let widths = self.widths();
-        out.push_str(&Self::line(&self.headers, &widths, &self.right));
-        out.push('\n');
-        let total = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
-        out.push_str(&"-".repeat(total));
-        out.push('\n');
-        for row in &self.rows {
-            out.push_str(&Self::line(row, &widths, &self.right));
-            out.push('\n');
-        }
-    }
-
-    fn markdown(&self, out: &mut String) {
-        let escape = |s: &String| s.replace('|', "\\|");
-        out.push_str("| ");
-        out.push_str(
-            &self
-                .headers
-                .iter()
-                .map(escape)
-                .collect::<Vec<_>>()
-                .join(" | "),
-        );
-        out.push_str(" |\n|");
-        for &r in &self.right {
-            out.push_str(if r { " ---: |" } else { " :--- |" });
-        }
-        out.push('\n');
-        for row in &self.rows {
-            out.push_str("| ");
-            out.push_str(&row.iter().map(escape).collect::<Vec<_>>().join(" | "));
-            out.push_str(" |\n");
-        }
     }
 }
 
@@ -320,13 +246,21 @@ fn load_table(report: &RunReport, scenario: Scenario) -> Option<Table> {
     Some(table)
 }
 
-fn ratio_table(report: &RunReport) -> Option<Table> {
+/// The ratio table (`intervals` false) or the table of their intervals (`intervals` true).
+fn ratio_table(report: &RunReport, intervals: bool) -> Option<Table> {
     let rows = ratios(report);
-    if rows.is_empty() {
+    if rows.is_empty()
+        || (intervals
+            && !rows
+                .iter()
+                .flat_map(|r| r.ratios)
+                .flatten()
+                .any(|e| e.interval.is_some()))
+    {
         return None;
     }
     let mut headers = vec!["scenario", "services", "baseline"];
-    headers.extend(RATIO_HEADERS);
+    headers.extend(Metric::ALL.map(Metric::header));
     let mut right = vec![false, true, false];
     right.extend([true; 7]);
     let mut table = Table::new(&headers, &right);
@@ -336,10 +270,76 @@ fn ratio_table(report: &RunReport) -> Option<Table> {
             row.services.to_string(),
             row.baseline.name().to_owned(),
         ];
-        cells.extend(row.ratios.columns().into_iter().map(|r| opt(r, 2)));
+        if intervals {
+            cells.extend(row.ratios.map(interval_text));
+        } else {
+            cells.extend(row.ratios.map(ratio_text));
+        }
         table.push(cells);
     }
     Some(table)
+}
+
+/// What the interval table's heading says about its coverage.
+fn interval_caption(report: &RunReport) -> String {
+    let rounds = report.config.rounds;
+    let Some((k, coverage)) = order_statistic(rounds) else {
+        return "No interval with fewer than 2 rounds.".to_owned();
+    };
+    let which = if k == 1 {
+        "the lowest to the highest per-round ratio".to_owned()
+    } else {
+        format!("the {k}th lowest to the {k}th highest per-round ratio")
+    };
+    format!(
+        "Interval of each ratio: {which} (a distribution-free interval for the median).\n\
+         With {rounds} rounds it holds the true median ratio with probability {:.1} %{}.",
+        coverage * 100.0,
+        if coverage < 0.95 {
+            " (less sure than 95 %: fewer rounds than a full run)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The spread of each cell's headline figures over its rounds, as `-min/+max %` of the reported value.
+fn spread_table(report: &RunReport, scenario: Scenario) -> Option<Table> {
+    let cells: Vec<&Cell> = scenario_cells(report, scenario)
+        .into_iter()
+        .filter(|c| c.rounds.len() > 1)
+        .collect();
+    if cells.is_empty() {
+        return None;
+    }
+    let mut headers = vec!["dataplane", "services", "rounds"];
+    headers.extend(Metric::ALL.map(|m| m.header().trim_end_matches([' ', '↑', '↓'])));
+    let mut right = vec![false, true, true];
+    right.extend([true; 7]);
+    let mut table = Table::new(&headers, &right);
+    for cell in cells {
+        let mut row = vec![
+            cell.dataplane.name().to_owned(),
+            cell.services.to_string(),
+            cell.rounds.len().to_string(),
+        ];
+        row.extend(Metric::ALL.map(|metric| spread_text(cell, metric)));
+        table.push(row);
+    }
+    Some(table)
+}
+
+/// `-6/+4%`: the lowest and highest round of `metric` relative to the cell's reported value.
+pub fn spread_text(cell: &Cell, metric: Metric) -> String {
+    cell.spread
+        .get(&metric)
+        .zip(metric.value(&cell.measurement))
+        .and_then(|(range, center)| range.relative_percent(center))
+        .map_or_else(
+            || MISSING.to_owned(),
+            // Whole percents, through an integer so that -0.3 % shows as +0, not -0.
+            |(down, up)| format!("{:+}/{:+}%", down.round() as i64, up.round() as i64),
+        )
 }
 
 /// What programming cost each (dataplane, services), sorted by dataplane then services. Programming
@@ -424,11 +424,25 @@ fn services_list(report: &RunReport) -> String {
         .join(", ")
 }
 
+/// `5 rounds`, with a warning below a full run's count.
+fn rounds_text(rounds: usize) -> String {
+    match rounds {
+        0 => "rounds not recorded".to_owned(),
+        1 => "1 round (no spread, no interval)".to_owned(),
+        n if n < FULL_ROUNDS => {
+            format!("{n} rounds (fewer than a full run's {FULL_ROUNDS}: less sure intervals)")
+        }
+        n => format!("{n} rounds"),
+    }
+}
+
 fn config_line(report: &RunReport) -> String {
     let c = &report.config;
     format!(
-        "config: {} run, {} s per test, services [{}], {} endpoints/service, started {}, took {:.0} s",
+        "config: {} run, {}, {} s per test\n\
+         services [{}], {} endpoints/service, started {}, took {:.0} s",
         if c.quick { "quick" } else { "full" },
+        rounds_text(c.rounds),
         c.test_seconds,
         services_list(report),
         c.endpoints_per_service,
@@ -437,23 +451,82 @@ fn config_line(report: &RunReport) -> String {
     )
 }
 
-/// The whole report as fixed-width text for a terminal: the machine and configuration, one load-test
-/// table per scenario, the ratio table, the programming table and (when present) the per-packet
-/// costs.
+/// Where the target Service stood, and what that means for each dataplane.
+pub fn position_text(report: &RunReport) -> String {
+    format!(
+        "{} of the filler Services (iptables walks KUBE-SERVICES in that order; nftables and strait \
+         look it up by hash)",
+        report.config.target_position.name()
+    )
+}
+
+/// The CPU condition of each test, `tcp-rr spinners, tcp-crr idle CPUs, …`.
+pub fn conditions_text(report: &RunReport) -> String {
+    if report.config.conditions.is_empty() {
+        return "not recorded".to_owned();
+    }
+    report
+        .config
+        .conditions
+        .iter()
+        .map(|(test, condition)| format!("{} {}", test.name(), condition.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What the calibration that chose the round trips' condition measured, when the run had one.
+pub fn calibration_text(report: &RunReport) -> Option<String> {
+    report.config.calibration.map(|c| {
+        format!(
+            "on {}, tcp-rr p50 {:.1} µs with idle CPUs and {:.1} µs with spinners: round trips with {}",
+            c.dataplane.name(),
+            c.idle_p50_us,
+            c.spinners_p50_us,
+            c.round_trip_condition().name()
+        )
+    })
+}
+
+/// The whole report as fixed-width text for a terminal: the machine and configuration, per scenario
+/// the load tests and their spread over the rounds, the ratios and their intervals, the programming
+/// table and (when present) the per-packet costs.
 pub fn terminal_table(report: &RunReport) -> String {
     let mut out = String::new();
-    out.push_str(&machine_line(report));
-    out.push('\n');
-    out.push_str(&config_line(report));
-    out.push('\n');
+    let _ = writeln!(out, "{}", machine_line(report));
+    let _ = writeln!(out, "{}", config_line(report));
+    let _ = writeln!(out, "target Service: {}", position_text(report));
+    let _ = writeln!(out, "CPUs per test: {}", conditions_text(report));
+    if let Some(calibration) = calibration_text(report) {
+        let _ = writeln!(out, "calibration: {calibration}");
+    }
     for scenario in Scenario::ALL {
         if let Some(table) = load_table(report, scenario) {
-            let _ = write!(out, "\n== {}: load tests ==\n", scenario.name());
+            let _ = write!(
+                out,
+                "\n== {}: load tests (median round) ==\n",
+                scenario.name()
+            );
+            table.terminal(&mut out);
+        }
+        if let Some(table) = spread_table(report, scenario) {
+            let _ = write!(
+                out,
+                "\n== {}: spread over the rounds (lowest/highest round vs the median) ==\n",
+                scenario.name()
+            );
             table.terminal(&mut out);
         }
     }
-    if let Some(table) = ratio_table(report) {
-        let _ = write!(out, "\n== ratios ==\n{RATIO_CAPTION}\n");
+    if let Some(table) = ratio_table(report, false) {
+        let _ = write!(out, "\n== ratios ==\n{}\n", ratio_caption(report));
+        table.terminal(&mut out);
+    }
+    if let Some(table) = ratio_table(report, true) {
+        let _ = write!(
+            out,
+            "\n== ratio intervals ==\n{}\n",
+            interval_caption(report)
+        );
         table.terminal(&mut out);
     }
     if let Some(table) = programming_table(report) {
@@ -482,23 +555,50 @@ pub fn markdown(report: &RunReport, charts: &[(String, String)]) -> String {
     out.push_str("\n### Configuration\n\n");
     let _ = write!(
         out,
-        "- Run: {}\n- Seconds per load test: {}\n- Service counts: {}\n- Endpoints per service: {}\n\
+        "- Run: {}\n- Rounds: {}\n- Seconds per load test: {}\n- Service counts: {}\n\
+         - Endpoints per service: {}\n- Target Service: {}\n- CPUs per test: {}{}\n\
          - Started: {}\n- Duration: {:.0} s\n",
         if c.quick { "quick" } else { "full" },
+        rounds_text(c.rounds),
         c.test_seconds,
         services_list(report),
         c.endpoints_per_service,
+        position_text(report),
+        conditions_text(report),
+        calibration_text(report)
+            .map(|text| format!(" (calibration {text})"))
+            .unwrap_or_default(),
         c.started_at,
         c.duration_s
     );
     for scenario in Scenario::ALL {
         if let Some(table) = load_table(report, scenario) {
-            let _ = write!(out, "\n### Load tests: {}\n\n", scenario.name());
+            let _ = write!(
+                out,
+                "\n### Load tests: {} (median round)\n\n",
+                scenario.name()
+            );
+            table.markdown(&mut out);
+        }
+        if let Some(table) = spread_table(report, scenario) {
+            let _ = write!(
+                out,
+                "\n#### Spread over the rounds: {}\n\nLowest and highest round against the median.\n\n",
+                scenario.name()
+            );
             table.markdown(&mut out);
         }
     }
-    if let Some(table) = ratio_table(report) {
-        let _ = write!(out, "\n### Ratios\n\n{RATIO_CAPTION}\n\n");
+    if let Some(table) = ratio_table(report, false) {
+        let _ = write!(out, "\n### Ratios\n\n{}\n\n", ratio_caption(report));
+        table.markdown(&mut out);
+    }
+    if let Some(table) = ratio_table(report, true) {
+        let _ = write!(
+            out,
+            "\n### Ratio intervals\n\n{}\n\n",
+            interval_caption(report)
+        );
         table.markdown(&mut out);
     }
     if let Some(table) = programming_table(report) {
@@ -526,332 +626,6 @@ pub fn write_json(report: &RunReport, path: &Path) -> io::Result<()> {
     writer.flush()
 }
 
+mod table;
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::netbench::results::{Latency, Machine, PacketCost, RunConfig, Stream};
-
-    fn rate(per_second: f64, p50_us: f64, p99_us: f64) -> Rate {
-        Rate {
-            completed: 1000,
-            errors: 0,
-            seconds: 1.0,
-            per_second,
-            latency: Latency {
-                p50_us,
-                p99_us,
-                mean_us: p50_us,
-            },
-        }
-    }
-
-    fn measurement(scale: f64) -> Measurement {
-        Measurement {
-            tcp_stream: Some(Stream {
-                bytes: 1,
-                seconds: 1.0,
-                gbit_per_s: 10.0 * scale,
-            }),
-            tcp_rr: Some(rate(20_000.0 * scale, 40.0 / scale, 80.0 / scale)),
-            tcp_crr: Some(rate(1000.0 * scale, 100.0 / scale, 200.0 / scale)),
-            udp_rr: Some(rate(25_000.0 * scale, 30.0 / scale, 60.0 / scale)),
-        }
-    }
-
-    fn cell(
-        dataplane: Dataplane,
-        scenario: Scenario,
-        services: usize,
-        measurement: Measurement,
-        wall_ms: f64,
-    ) -> Cell {
-        Cell {
-            dataplane,
-            scenario,
-            services,
-            measurement,
-            programming: (dataplane != Dataplane::Direct).then_some(Programming {
-                wall_ms,
-                kernel_kib: -12,
-                agent_rss_kib: (dataplane == Dataplane::Strait).then_some(30 * 1024),
-                bpf_map_kib: (dataplane == Dataplane::Strait).then_some(64 * 1024),
-                #[allow(clippy::cast_sign_loss)]
-                objects: services as u64 * 3,
-            }),
-        }
-    }
-
-    /// Two scenarios at 1 and 1000 services: strait twice as good as iptables everywhere, nftables
-    /// measured only in pod-to-clusterip at 1 service, direct in both scenarios.
-    pub(crate) fn sample_report() -> RunReport {
-        use Dataplane::{Direct, KubeProxyIptables, KubeProxyNftables, Strait};
-        use Scenario::{ExternalToNodePort, PodToClusterIp};
-        let mut cells = Vec::new();
-        for scenario in [PodToClusterIp, ExternalToNodePort] {
-            for services in [1, 1000] {
-                #[allow(clippy::cast_precision_loss)]
-                let wall = services as f64;
-                cells.push(cell(Strait, scenario, services, measurement(2.0), wall));
-                cells.push(cell(
-                    KubeProxyIptables,
-                    scenario,
-                    services,
-                    measurement(1.0),
-                    3.0 * wall,
-                ));
-            }
-            cells.push(cell(Direct, scenario, 0, measurement(4.0), 0.0));
-        }
-        cells.push(cell(
-            KubeProxyNftables,
-            PodToClusterIp,
-            1,
-            measurement(1.6),
-            2.0,
-        ));
-        RunReport {
-            machine: Machine {
-                cpu_model: "Test CPU 9000".to_owned(),
-                cpus: 8,
-                memory_gib: 31.3,
-                kernel: "6.12.0-test".to_owned(),
-                iptables_version: "1.8.11".to_owned(),
-                nft_version: "1.1.1".to_owned(),
-            },
-            config: RunConfig {
-                quick: true,
-                test_seconds: 5.0,
-                services: vec![1, 1000],
-                endpoints_per_service: 1,
-                started_at: "2025-01-01T00:00:00Z".to_owned(),
-                duration_s: 321.0,
-            },
-            cells,
-            packet_costs: vec![PacketCost {
-                path: "tc ingress clusterip".to_owned(),
-                ns_per_packet: 42.5,
-            }],
-        }
-    }
-
-    fn row(rows: &[RatioRow], scenario: Scenario, services: usize, baseline: Dataplane) -> Ratios {
-        rows.iter()
-            .find(|r| r.scenario == scenario && r.services == services && r.baseline == baseline)
-            .unwrap_or_else(|| panic!("no row {scenario:?} {services} {baseline:?}"))
-            .ratios
-    }
-
-    fn close(a: Option<f64>, b: f64) -> bool {
-        a.is_some_and(|a| (a - b).abs() < 1e-9)
-    }
-
-    #[test]
-    fn ratio_arithmetic_and_direction() {
-        let report = sample_report();
-        let rows = ratios(&report);
-        let r = row(
-            &rows,
-            Scenario::PodToClusterIp,
-            1000,
-            Dataplane::KubeProxyIptables,
-        );
-        // strait 2000 conn/s against 1000: 2.00; p99 100 µs against 200 µs: 0.50.
-        assert!(close(r.crr_per_second, 2.0), "{r:?}");
-        assert!(close(r.crr_p99, 0.5), "{r:?}");
-        assert!(close(r.stream_gbit_per_s, 2.0), "{r:?}");
-        assert!(close(r.rr_per_second, 2.0), "{r:?}");
-        assert!(close(r.rr_p99, 0.5), "{r:?}");
-        assert!(close(r.udp_per_second, 2.0), "{r:?}");
-        assert!(close(r.udp_p99, 0.5), "{r:?}");
-        // direct (services 0) matches every count: strait has half its rates, twice its latency.
-        let d = row(&rows, Scenario::ExternalToNodePort, 1000, Dataplane::Direct);
-        assert!(close(d.crr_per_second, 0.5), "{d:?}");
-        assert!(close(d.crr_p99, 2.0), "{d:?}");
-        let n = row(
-            &rows,
-            Scenario::PodToClusterIp,
-            1,
-            Dataplane::KubeProxyNftables,
-        );
-        assert!(close(n.crr_per_second, 1.25), "{n:?}");
-        // nftables was not measured at 1000 services or in the other scenario.
-        assert_eq!(
-            row(
-                &rows,
-                Scenario::PodToClusterIp,
-                1000,
-                Dataplane::KubeProxyNftables
-            ),
-            Ratios::default()
-        );
-        assert_eq!(
-            row(
-                &rows,
-                Scenario::ExternalToNodePort,
-                1,
-                Dataplane::KubeProxyNftables
-            ),
-            Ratios::default()
-        );
-        // pod-to-pod has no cells, so no rows; 2 scenarios × 2 counts × 3 baselines.
-        assert!(rows.iter().all(|r| r.scenario != Scenario::PodToPod));
-        assert_eq!(rows.len(), 12);
-    }
-
-    #[test]
-    fn ratio_of_missing_test_or_zero_baseline_is_none() {
-        let strait = measurement(2.0);
-        let mut baseline = measurement(1.0);
-        baseline.tcp_stream = None;
-        baseline.tcp_crr.as_mut().unwrap().per_second = 0.0;
-        let r = Ratios::between(&strait, &baseline);
-        assert_eq!(r.stream_gbit_per_s, None);
-        assert_eq!(r.crr_per_second, None);
-        assert!(close(r.crr_p99, 0.5));
-    }
-
-    #[test]
-    fn terminal_table_has_every_dataplane_and_number() {
-        let report = sample_report();
-        let text = terminal_table(&report);
-        for dataplane in Dataplane::ALL {
-            assert!(
-                text.contains(dataplane.name()),
-                "{} missing:\n{text}",
-                dataplane.name()
-            );
-        }
-        for line in text.lines() {
-            assert!(line.chars().count() <= 140, "line too long: {line}");
-        }
-        // strait at 1000 services in pod-to-clusterip: 20 Gbit/s, rr 40000/s 20/40 µs, crr 2000/s
-        // 50/100 µs, udp 50000/s 15/30 µs.
-        let strait_row = text
-            .lines()
-            .find(|l| l.starts_with("strait ") && l.split_whitespace().nth(1) == Some("1000"))
-            .unwrap_or_else(|| panic!("no strait 1000 row:\n{text}"));
-        let fields: Vec<&str> = strait_row.split_whitespace().collect();
-        assert_eq!(
-            fields,
-            [
-                "strait",
-                "1000",
-                "20.00",
-                "40000",
-                "20.0/40.0",
-                "2000",
-                "50.0/100.0",
-                "50000",
-                "15.0/30.0",
-                "0"
-            ]
-        );
-        let iptables_row = text
-            .lines()
-            .find(|l| l.starts_with("kube-proxy-iptables ") && l.contains(" 1000 "))
-            .unwrap();
-        assert!(iptables_row.contains("10.00") && iptables_row.contains("100.0/200.0"));
-        // The ratio table: crr 2.00 and crr p99 0.50 against iptables; nftables at 1000 missing.
-        let ratio_row = text
-            .lines()
-            .find(|l| {
-                l.starts_with("pod-to-clusterip")
-                    && l.contains(" 1000 ")
-                    && l.contains("kube-proxy-iptables")
-            })
-            .unwrap();
-        assert_eq!(
-            ratio_row.split_whitespace().skip(3).collect::<Vec<_>>(),
-            ["2.00", "2.00", "0.50", "2.00", "0.50", "2.00", "0.50"]
-        );
-        let missing_row = text
-            .lines()
-            .find(|l| {
-                l.starts_with("pod-to-clusterip")
-                    && l.contains(" 1000 ")
-                    && l.contains("kube-proxy-nftables")
-            })
-            .unwrap();
-        assert_eq!(
-            missing_row.split_whitespace().skip(3).collect::<Vec<_>>(),
-            [MISSING; 7]
-        );
-        assert!(text.contains("higher is better") && text.contains("lower is better"));
-        // Programming, packet costs, machine and configuration.
-        let programming = text
-            .lines()
-            .find(|l| l.starts_with("strait ") && l.split_whitespace().count() == 7)
-            .unwrap();
-        assert_eq!(
-            programming.split_whitespace().collect::<Vec<_>>(),
-            ["strait", "1", "1.0", "-12", "30.0", "64.0", "3"]
-        );
-        assert!(text.contains("tc ingress clusterip") && text.contains("42.5"));
-        assert!(text.contains("Test CPU 9000 (8 CPUs)") && text.contains("6.12.0-test"));
-        assert!(text.contains("services [1, 1000]"));
-    }
-
-    #[test]
-    fn markdown_has_sections_tables_and_images() {
-        let report = sample_report();
-        let charts = vec![(
-            "TCP connections per second".to_owned(),
-            "netbench/crr-pod-to-clusterip.png".to_owned(),
-        )];
-        let md = markdown(&report, &charts);
-        assert!(md.starts_with("## Results\n"), "{md}");
-        for heading in [
-            "### Machine",
-            "### Configuration",
-            "### Load tests: pod-to-clusterip",
-            "### Load tests: external-to-nodeport",
-            "### Ratios",
-            "### Programming the services",
-            "### Per-packet cost",
-            "### Charts",
-        ] {
-            assert!(md.contains(heading), "{heading} missing:\n{md}");
-        }
-        assert!(!md.contains("### Load tests: pod-to-pod"));
-        assert!(md.contains(
-            "| dataplane | services | stream Gbit/s | rr tps | rr p50/p99 µs | crr conn/s |"
-        ));
-        assert!(md.contains("| strait | 1000 | 20.00 | 40000 | 20.0/40.0 | 2000 | 50.0/100.0 |"));
-        assert!(
-            md.contains("| pod-to-clusterip | 1000 | kube-proxy-iptables | 2.00 | 2.00 | 0.50 |")
-        );
-        assert!(md.contains(&format!(
-            "| pod-to-clusterip | 1000 | kube-proxy-nftables | {MISSING} |"
-        )));
-        assert!(md.contains("![TCP connections per second](netbench/crr-pod-to-clusterip.png)"));
-        assert!(md.contains("- CPU: Test CPU 9000 (8 CPUs)\n"));
-        assert!(md.contains("- Service counts: 1, 1000"));
-        // Every table row has as many cells as its header.
-        for line in md
-            .lines()
-            .filter(|l| l.starts_with("| dataplane | services | stream"))
-        {
-            assert_eq!(line.matches(" | ").count(), 9);
-        }
-    }
-
-    #[test]
-    fn json_round_trips() {
-        let report = sample_report();
-        let dir = tempfile::TempDir::new().unwrap();
-        let path = dir.path().join("netbench.json");
-        write_json(&report, &path).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\n  \"machine\": {"), "not pretty:\n{text}");
-        let back: RunReport = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, report);
-    }
-
-    #[test]
-    fn services_labels() {
-        assert_eq!(services_label(1), "1");
-        assert_eq!(services_label(1000), "1k");
-        assert_eq!(services_label(10_000), "10k");
-        assert_eq!(services_label(1500), "1500");
-    }
-}
+pub(crate) mod tests;

@@ -2,7 +2,15 @@
 //! scenario, number of services), the load generator's results, the cost of programming the services,
 //! and the machine it ran on. The report and chart modules only read these.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+pub use super::{
+    catalog::TargetPosition,
+    spin::{Calibration, Condition},
+    stats::{Interval, Range, RatioEstimate},
+};
 
 /// A dataplane under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -132,6 +140,68 @@ pub struct Measurement {
     pub udp_rr: Option<Rate>,
 }
 
+/// A headline figure of a [`Measurement`]: what the tables, spreads and ratios are about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    StreamGbitPerS,
+    RrPerSecond,
+    RrP99Us,
+    CrrPerSecond,
+    CrrP99Us,
+    UdpPerSecond,
+    UdpP99Us,
+}
+
+impl Metric {
+    /// Table column order.
+    pub const ALL: [Metric; 7] = [
+        Self::StreamGbitPerS,
+        Self::RrPerSecond,
+        Self::RrP99Us,
+        Self::CrrPerSecond,
+        Self::CrrP99Us,
+        Self::UdpPerSecond,
+        Self::UdpP99Us,
+    ];
+
+    /// The figure in `m`, if its test ran.
+    pub fn value(self, m: &Measurement) -> Option<f64> {
+        match self {
+            Self::StreamGbitPerS => m.tcp_stream.map(|s| s.gbit_per_s),
+            Self::RrPerSecond => m.tcp_rr.map(|r| r.per_second),
+            Self::RrP99Us => m.tcp_rr.map(|r| r.latency.p99_us),
+            Self::CrrPerSecond => m.tcp_crr.map(|r| r.per_second),
+            Self::CrrP99Us => m.tcp_crr.map(|r| r.latency.p99_us),
+            Self::UdpPerSecond => m.udp_rr.map(|r| r.per_second),
+            Self::UdpP99Us => m.udp_rr.map(|r| r.latency.p99_us),
+        }
+    }
+
+    /// The test the figure comes from.
+    pub fn test(self) -> Test {
+        match self {
+            Self::StreamGbitPerS => Test::TcpStream,
+            Self::RrPerSecond | Self::RrP99Us => Test::TcpRr,
+            Self::CrrPerSecond | Self::CrrP99Us => Test::TcpCrr,
+            Self::UdpPerSecond | Self::UdpP99Us => Test::UdpRr,
+        }
+    }
+
+    /// Column header: ↑ higher is better (rates), ↓ lower is better (latency).
+    pub fn header(self) -> &'static str {
+        match self {
+            Self::StreamGbitPerS => "stream ↑",
+            Self::RrPerSecond => "rr tps ↑",
+            Self::RrP99Us => "rr p99 ↓",
+            Self::CrrPerSecond => "crr/s ↑",
+            Self::CrrP99Us => "crr p99 ↓",
+            Self::UdpPerSecond => "udp tps ↑",
+            Self::UdpP99Us => "udp p99 ↓",
+        }
+    }
+}
+
 /// What programming the services cost a dataplane.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Programming {
@@ -159,8 +229,35 @@ pub struct Cell {
     /// Services present (the target plus fillers). `direct` programs none; its cell carries the count of
     /// the group it was measured with (side by side with the other dataplanes).
     pub services: usize,
+    /// Per test, the round with the median headline figure (its latencies too, so a reported p50/p99
+    /// is one real round's).
     pub measurement: Measurement,
+    /// Every round in the order measured; round `r` of each dataplane of a group was measured back to
+    /// back with the others' round `r`. Empty in runs saved before rounds were kept.
+    #[serde(default)]
+    pub rounds: Vec<Measurement>,
+    /// The smallest and largest value of each headline figure over the rounds.
+    #[serde(default)]
+    pub spread: BTreeMap<Metric, Range>,
     pub programming: Option<Programming>,
+}
+
+impl Cell {
+    /// Each round's value of `metric` (`None` for a round where its test did not run).
+    pub fn round_values(&self, metric: Metric) -> Vec<Option<f64>> {
+        self.rounds.iter().map(|m| metric.value(m)).collect()
+    }
+
+    /// The min–max spread of every headline figure over [`Cell::rounds`].
+    pub fn spread_of(rounds: &[Measurement]) -> BTreeMap<Metric, Range> {
+        Metric::ALL
+            .into_iter()
+            .filter_map(|metric| {
+                let values: Vec<f64> = rounds.iter().filter_map(|m| metric.value(m)).collect();
+                Range::of(&values).map(|range| (metric, range))
+            })
+            .collect()
+    }
 }
 
 /// ns/packet of one eBPF program path (BPF_PROG_TEST_RUN with repeat), from `pktcost`.
@@ -187,11 +284,27 @@ pub struct RunConfig {
     pub quick: bool,
     /// Seconds each load test ran.
     pub test_seconds: f64,
+    /// Rounds of every test per dataplane (0: not recorded, runs before rounds were kept).
+    #[serde(default)]
+    pub rounds: usize,
+    /// Where the target Service stood among the fillers (runs before the option put it first).
+    #[serde(default = "first")]
+    pub target_position: TargetPosition,
+    /// The condition of the CPUs each test ran in (empty: not recorded).
+    #[serde(default)]
+    pub conditions: BTreeMap<Test, Condition>,
+    /// What the start of the run measured to choose the round-trip tests' condition (`--spin auto`).
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
     /// The service counts swept.
     pub services: Vec<usize>,
     pub endpoints_per_service: usize,
     pub started_at: String,
     pub duration_s: f64,
+}
+
+fn first() -> TargetPosition {
+    TargetPosition::First
 }
 
 /// Everything a run produced.
@@ -201,6 +314,24 @@ pub struct RunReport {
     pub config: RunConfig,
     pub cells: Vec<Cell>,
     pub packet_costs: Vec<PacketCost>,
+    /// strait ÷ each baseline, per scenario, service count and headline figure, as the report shows
+    /// them (derived from the cells; written for readers of the JSON, recomputed on every render).
+    #[serde(default)]
+    pub ratios: Vec<RatioRecord>,
+}
+
+/// One ratio of the report, as written to JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RatioRecord {
+    pub scenario: Scenario,
+    pub services: usize,
+    pub baseline: Dataplane,
+    pub metric: Metric,
+    #[serde(flatten)]
+    pub estimate: RatioEstimate,
+    /// Whether the interval includes 1 (strait and the baseline cannot be told apart in this run);
+    /// `null` without an interval (fewer than 2 rounds).
+    pub within_noise: Option<bool>,
 }
 
 impl RunReport {
