@@ -93,11 +93,17 @@ pub fn results_document(report: &RunReport, charts: &[(String, String)]) -> Stri
     );
     let lines = headlines(report);
     if !lines.is_empty() {
+        let how = if report.cells.iter().any(|c| c.rounds.len() > 1) {
+            "the median of the per-round ratios, with the interval over the rounds (see Ratio \
+             intervals below); \"within noise\" means the interval includes 1"
+        } else {
+            "this run kept no rounds, so each ratio divides the reported (median-round) figures, \
+             without an interval"
+        };
         let _ = write!(
             out,
-            "## Headlines\n\nRatios are strait ÷ baseline, measured in the same run: the median of the \
-             per-round ratios, with the interval over the rounds (see Ratio intervals below); \
-             \"within noise\" means the interval includes 1. Target Service: {}. CPUs per test: {}.\n\n",
+            "## Headlines\n\nRatios are strait ÷ baseline, measured in the same run: {how}. Target \
+             Service: {}. CPUs per test: {}.\n\n",
             report::position_text(report),
             report::conditions_text(report),
         );
@@ -172,6 +178,7 @@ mod tests {
         assert!(lines[1].contains("strait vs direct: 0.90×"), "{}", lines[1]);
         let document = results_document(&report, &[]);
         assert!(document.starts_with("# netbench results"));
+        assert!(document.contains("this run kept no rounds"), "{document}");
         assert!(document.contains(REGENERATE));
         assert!(document.contains("## Results"));
     }
@@ -210,6 +217,7 @@ mod tests {
             "{}",
             lines[0]
         );
+        assert!(results_document(&report, &[]).contains("the median of the per-round ratios"));
         // The p99 was the same in every round: 1.00 with a one-point interval, which holds 1.
         assert!(
             lines[0].contains("1.00× (1.00–1.00 over 3 rounds, within noise) the p99"),

@@ -559,7 +559,11 @@ pub fn markdown(report: &RunReport, charts: &[(String, String)]) -> String {
          - Endpoints per service: {}\n- Target Service: {}\n- CPUs per test: {}{}\n\
          - Started: {}\n- Duration: {:.0} s\n",
         if c.quick { "quick" } else { "full" },
-        rounds_text(c.rounds),
+        if c.rounds == 0 {
+            "not recorded".to_owned()
+        } else {
+            rounds_text(c.rounds)
+        },
         c.test_seconds,
         services_list(report),
         c.endpoints_per_service,
