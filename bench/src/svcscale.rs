@@ -243,6 +243,23 @@ pub struct SyncLine {
     pub latency_us: u64,
 }
 
+/// Every `services synced` line of the agent's log `log` written after `offset` (none when it cannot
+/// be read).
+pub fn sync_lines(log: &std::path::Path, offset: u64) -> Vec<SyncLine> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(log) else {
+        return Vec::new();
+    };
+    if file.seek(SeekFrom::Start(offset)).is_err() {
+        return Vec::new();
+    }
+    let mut text = String::new();
+    if file.read_to_string(&mut text).is_err() {
+        return Vec::new();
+    }
+    text.lines().filter_map(parse_sync_line).collect()
+}
+
 /// Parses a `services synced` line of the agent's text log (`<RFC 3339 time>  INFO target: services
 /// synced frontends=.. added=.. updated=.. removed=.. unchanged=.. took_ms=..`).
 pub fn parse_sync_line(line: &str) -> Option<SyncLine> {

@@ -6,7 +6,6 @@
 
 use std::{
     fs,
-    io::{Read as _, Seek as _, SeekFrom},
     net::Ipv4Addr,
     path::PathBuf,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -19,7 +18,7 @@ use super::{
     memory,
     results::Programming,
 };
-use crate::svcscale::parse_sync_line;
+use crate::svcscale::sync_lines;
 
 /// The file the run's Services and EndpointSlices are published in.
 const SERVICES_FILE: &str = "netbench-services.json";
@@ -199,21 +198,6 @@ pub fn signed_delta(before: Option<u64>, after: Option<u64>) -> i64 {
         }
         _ => 0,
     }
-}
-
-/// The `services synced` lines logged after `offset`.
-fn sync_lines(log: &std::path::Path, offset: u64) -> Vec<crate::svcscale::SyncLine> {
-    let Ok(mut file) = fs::File::open(log) else {
-        return Vec::new();
-    };
-    if file.seek(SeekFrom::Start(offset)).is_err() {
-        return Vec::new();
-    }
-    let mut text = String::new();
-    if file.read_to_string(&mut text).is_err() {
-        return Vec::new();
-    }
-    text.lines().filter_map(parse_sync_line).collect()
 }
 
 /// When the last sync logged after `offset` finished (ms since the epoch), if it added anything.

@@ -475,7 +475,10 @@ fn main() -> anyhow::Result<()> {
     };
     let report = Report::new(&args, dir, kube, kube_proxy);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        match strait_bench::stdout::print(serde_json::to_string_pretty(&report)?) {
+            Err(error) if strait_bench::stdout::is_closed_stdout(&error) => {}
+            result => result?,
+        }
     } else {
         print_table(&report);
     }
@@ -643,7 +646,7 @@ fn measure_sustained(
         std::thread::sleep(Duration::from_millis(1));
     }
     let lag = last.elapsed();
-    let lines = sync_lines(&publisher.log, log_offset);
+    let lines = synth::sync_lines(&publisher.log, log_offset);
     let updated: u64 = lines.iter().map(|l| l.updated).sum();
     if updated < count as u64 {
         progress(format_args!(
@@ -659,21 +662,6 @@ fn measure_sustained(
         syncs: lines.len(),
         latency_us: lines.iter().map(|l| l.latency_us).collect(),
     })
-}
-
-/// Every `services synced` line of `log` after `offset`.
-fn sync_lines(log: &Path, offset: u64) -> Vec<SyncLine> {
-    let Ok(mut file) = fs::File::open(log) else {
-        return Vec::new();
-    };
-    if file.seek(SeekFrom::Start(offset)).is_err() {
-        return Vec::new();
-    }
-    let mut text = String::new();
-    if file.read_to_string(&mut text).is_err() {
-        return Vec::new();
-    }
-    text.lines().filter_map(parse_sync_line).collect()
 }
 
 /// Applies the one real Service (for the server pod) as a user would and checks that the client reaches
