@@ -280,7 +280,8 @@ pub fn plan(options: &Options) -> Result<Plan, RunError> {
     })
 }
 
-fn base36(mut n: u32) -> String {
+/// `n` in base 36 (run-unique lab names stay short).
+pub fn base36(mut n: u32) -> String {
     let mut digits = Vec::new();
     loop {
         digits.push(char::from_digit(n % 36, 36).unwrap_or('0'));
