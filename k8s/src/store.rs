@@ -21,6 +21,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use serde::de::DeserializeOwned;
 
 use crate::object::{Kind, Object, ObjectKey};
 
@@ -152,6 +153,17 @@ impl ObjectStore {
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = (&ObjectKey, Object)> {
         self.encoded(kind)
             .filter_map(move |(key, bytes)| Some((key, decode(kind, bytes)?)))
+    }
+
+    /// Every object of one kind, in key order, decoded one at a time as `T`: a view with only the
+    /// fields its caller reads (serde skips the rest), which costs a scan of each encoding instead of
+    /// a full decode. Objects that do not decode as `T` are left out.
+    pub fn views<'s, T: DeserializeOwned + 's>(
+        &'s self,
+        kind: Kind,
+    ) -> impl Iterator<Item = (&'s ObjectKey, T)> + 's {
+        self.encoded(kind)
+            .filter_map(|(key, bytes)| Some((key, serde_json::from_slice(bytes).ok()?)))
     }
 
     typed_getter!(

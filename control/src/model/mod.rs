@@ -10,9 +10,11 @@
 //!   or the whole store, and the diff between two lists.
 //! - [`service_index`]: the services feature's subscription: per-Service frontends and the
 //!   EndpointSlices behind them, so an event re-translates only the Services it touches.
+//! - [`batch_objects`]: the objects a chunk of events brought, read before the store's encoding.
 //! - [`health`]: the pure computation of the health check node ports this node serves for
 //!   `externalTrafficPolicy: Local` LoadBalancer Services, with each one's local ready endpoint count.
 
+pub mod batch_objects;
 pub mod health;
 pub mod kube_source;
 pub mod service_index;

@@ -19,8 +19,9 @@ use std::net::Ipv4Addr;
 use strait_dataplane::services::{ServiceEntry, ServiceKey};
 use strait_k8s::{Event, Kind, Object, ObjectStore};
 
+use super::batch_objects::BatchObjects;
 use super::health::{HealthCheck, health_check, health_check_port};
-use super::translate::{ipv4_slice_service, node_addresses, service_frontends};
+use super::translate::{SliceOwner, ipv4_slice_service, node_addresses, service_frontends};
 
 /// A Service's number in the index (interned `(namespace, name)`; numbers are not reused).
 type ServiceId = u32;
@@ -58,6 +59,43 @@ struct ServiceState {
     health: bool,
 }
 
+/// Values by `(namespace, name)`, looked up by `&str` without allocating (a first sync looks up every
+/// Service and slice name a few times).
+#[derive(Debug)]
+struct Namespaced<V>(HashMap<Box<str>, HashMap<Box<str>, V>>);
+
+impl<V> Default for Namespaced<V> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+impl<V: Copy> Namespaced<V> {
+    fn get(&self, namespace: &str, name: &str) -> Option<V> {
+        self.0.get(namespace)?.get(name).copied()
+    }
+
+    fn insert(&mut self, namespace: &str, name: &str, value: V) {
+        match self.0.get_mut(namespace) {
+            Some(names) => names.insert(name.into(), value),
+            None => self
+                .0
+                .entry(namespace.into())
+                .or_default()
+                .insert(name.into(), value),
+        };
+    }
+
+    fn remove(&mut self, namespace: &str, name: &str) -> Option<V> {
+        let names = self.0.get_mut(namespace)?;
+        let value = names.remove(name);
+        if names.is_empty() {
+            self.0.remove(namespace);
+        }
+        value
+    }
+}
+
 /// The Services claiming one frontend, in (namespace, name) order; almost always exactly one.
 #[derive(Debug)]
 enum Claimants {
@@ -80,11 +118,11 @@ pub struct ServiceIndex {
     node_name: String,
     node_ips: Vec<Ipv4Addr>,
     /// `(namespace, name)` -> number.
-    ids: HashMap<(Box<str>, Box<str>), ServiceId>,
+    ids: Namespaced<ServiceId>,
     /// By number.
     states: Vec<ServiceState>,
     /// IPv4 EndpointSlice `(namespace, name)` -> the Service it is labelled for.
-    slice_owner: HashMap<(Box<str>, Box<str>), ServiceId>,
+    slice_owner: Namespaced<ServiceId>,
     /// Frontend -> the Services that claim it.
     claims: BTreeMap<ServiceKey, Claimants>,
 }
@@ -108,11 +146,11 @@ impl ServiceIndex {
 
     /// The number of `(namespace, name)`, given one if it has none.
     fn intern(&mut self, namespace: &str, name: &str) -> ServiceId {
-        if let Some(id) = self.ids.get(&(Box::from(namespace), Box::from(name))) {
-            return *id;
+        if let Some(id) = self.ids.get(namespace, name) {
+            return id;
         }
         let id = ServiceId::try_from(self.states.len()).expect("fewer than 2^32 Services");
-        self.ids.insert((namespace.into(), name.into()), id);
+        self.ids.insert(namespace, name, id);
         self.states.push(ServiceState {
             namespace: namespace.into(),
             name: name.into(),
@@ -134,8 +172,8 @@ impl ServiceIndex {
         };
         *self = Self::new(&self.node_name);
         self.node_ips = node_addresses(store, &self.node_name);
-        for (key, slice) in store.endpoint_slices() {
-            if let Some(service) = ipv4_slice_service(&slice) {
+        for (key, slice) in store.views::<SliceOwner>(Kind::EndpointSlice) {
+            if let Some(service) = slice.ipv4_service() {
                 let id = self.intern(&key.namespace, service);
                 self.link_slice(&key.namespace, &key.name, id);
             }
@@ -147,8 +185,9 @@ impl ServiceIndex {
             .into_iter()
             .map(|(namespace, name)| self.intern(&namespace, &name))
             .collect();
+        let objects = BatchObjects::store_only(store);
         for id in services {
-            self.retranslate(store, id, &mut touched);
+            self.retranslate(&objects, id, &mut touched);
         }
         touched
     }
@@ -164,11 +203,7 @@ impl ServiceIndex {
                     dirty.insert(self.intern(&key.namespace, &key.name));
                 }
                 Kind::EndpointSlice => {
-                    let slice_id = (
-                        Box::from(key.namespace.as_str()),
-                        Box::from(key.name.as_str()),
-                    );
-                    if let Some(old) = self.slice_owner.remove(&slice_id) {
+                    if let Some(old) = self.slice_owner.remove(&key.namespace, &key.name) {
                         let slices = &mut self.states[old as usize].slices;
                         slices.retain(|s| **s != *key.name);
                         dirty.insert(old);
@@ -195,8 +230,9 @@ impl ServiceIndex {
                 _ => {}
             }
         }
+        let objects = BatchObjects::new(store, events);
         for id in dirty {
-            self.retranslate(store, id, &mut touched);
+            self.retranslate(&objects, id, &mut touched);
         }
         touched
     }
@@ -241,8 +277,7 @@ impl ServiceIndex {
     }
 
     fn link_slice(&mut self, namespace: &str, slice: &str, id: ServiceId) {
-        self.slice_owner
-            .insert((namespace.into(), slice.into()), id);
+        self.slice_owner.insert(namespace, slice, id);
         let slices = &mut self.states[id as usize].slices;
         if let Err(at) = slices.binary_search_by(|s| (**s).cmp(slice)) {
             slices.insert(at, slice.into());
@@ -254,7 +289,6 @@ impl ServiceIndex {
             let (namespace, name) = index.order(id);
             (namespace.to_owned(), name.to_owned())
         };
-        let new_order = order(self, id);
         let current = self.claims.remove(&key);
         let claimants = match current {
             None => Claimants::One(id),
@@ -266,6 +300,7 @@ impl ServiceIndex {
             }
             Some(Claimants::Many(mut ids)) => {
                 if !ids.contains(&id) {
+                    let new_order = order(self, id);
                     let at = ids
                         .iter()
                         .position(|i| order(self, *i) > new_order)
@@ -300,23 +335,23 @@ impl ServiceIndex {
     }
 
     /// Translates one Service again and records which frontends changed.
-    fn retranslate(&mut self, store: &ObjectStore, id: ServiceId, touched: &mut Touched) {
+    fn retranslate(&mut self, objects: &BatchObjects<'_>, id: ServiceId, touched: &mut Touched) {
         let state = &self.states[id as usize];
-        let service = store.service(&state.namespace, &state.name);
+        let service = objects.service(&state.namespace, &state.name);
         let new = match &service {
             Some(service) => {
                 let slices: Vec<_> = state
                     .slices
                     .iter()
-                    .filter_map(|slice| store.endpoint_slice(&state.namespace, slice))
+                    .filter_map(|slice| objects.endpoint_slice(&state.namespace, slice))
                     .collect();
-                let slices: Vec<&_> = slices.iter().collect();
+                let slices: Vec<&_> = slices.iter().map(|s| &**s).collect();
                 service_frontends(service, &slices, &self.node_ips, &self.node_name)
             }
             None => Vec::new(),
         };
         touched.services += 1;
-        let has_health = service.as_ref().and_then(health_check_port).is_some();
+        let has_health = service.as_deref().and_then(health_check_port).is_some();
         let state = &mut self.states[id as usize];
         touched.health |= state.health || has_health;
         state.health = has_health;

@@ -247,6 +247,34 @@ pub fn ipv4_slice_service(slice: &EndpointSlice) -> Option<&str> {
         .flatten()
 }
 
+/// What [`ipv4_slice_service`] reads of an EndpointSlice, as a view the store decodes without the
+/// slice's endpoints ([`ObjectStore::views`](strait_k8s::ObjectStore::views)): rebuilding the index
+/// learns each slice's Service at the cost of a scan, and decodes the slice in full only once, when
+/// its Service is translated.
+#[derive(Debug, serde::Deserialize)]
+pub struct SliceOwner {
+    #[serde(rename = "addressType")]
+    address_type: String,
+    #[serde(default)]
+    metadata: SliceOwnerMeta,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct SliceOwnerMeta {
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+impl SliceOwner {
+    /// The Service of an IPv4 slice, as [`ipv4_slice_service`] says.
+    pub fn ipv4_service(&self) -> Option<&str> {
+        (self.address_type == "IPv4")
+            .then(|| self.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL))
+            .flatten()
+            .map(String::as_str)
+    }
+}
+
 /// The protocol of a service or slice port (`None` means TCP); `None` for protocols the data path
 /// does not balance (SCTP, unknown).
 fn l4_proto(protocol: Option<&str>) -> Option<L4Proto> {

@@ -1,5 +1,6 @@
 //! Reading manifest files and directories into typed [`Object`]s, as [`ParseOptions`] say.
 
+use std::borrow::Cow;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{Location, ManifestError, ParseOptions, strict};
 use crate::object::{Kind, Object};
@@ -102,13 +104,19 @@ fn parse_into(
     out: &mut Loaded,
 ) -> Result<(), ManifestError> {
     if extension_is(file, "json") {
-        let stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+        let stream = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
         for (index, doc) in stream.enumerate() {
             let at = Location::new(file, index + 1);
-            let value = doc.map_err(|error| ManifestError::Json {
+            let json_error = |error| ManifestError::Json {
                 at: at.boxed(),
                 error,
-            })?;
+            };
+            let raw = doc.map_err(json_error)?;
+            if let Some(object) = direct(raw.get(), options) {
+                out.objects.push((at, object));
+                continue;
+            }
+            let value = serde_json::from_str(raw.get()).map_err(json_error)?;
             document(&at, value, options, out)?;
         }
         return Ok(());
@@ -125,6 +133,43 @@ fn parse_into(
         document(&at, value, options, out)?;
     }
     Ok(())
+}
+
+/// A document's type fields, read without building the document.
+#[derive(Deserialize)]
+struct TypeFields<'a> {
+    #[serde(rename = "apiVersion", borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
+}
+
+/// The fast path for a JSON document that needs no field-by-field checks (not strict, not validated):
+/// an object of a kind the caller reads, decoded straight from its text into its type, without the
+/// intermediate [`Value`] (which made parsing most of an agent's first sync). `None` for anything
+/// else (another kind, a list, an error), which the general path then handles and reports.
+fn direct(json: &str, options: &ParseOptions<'_>) -> Option<Object> {
+    if options.strict || options.validate {
+        return None;
+    }
+    let fields: TypeFields<'_> = serde_json::from_str(json).ok()?;
+    let kind =
+        Kind::of(&fields.api_version?, &fields.kind?).filter(|k| options.kinds.contains(k))?;
+    let object = match kind {
+        Kind::Namespace => from::<Namespace>(json),
+        Kind::Node => from::<Node>(json),
+        Kind::Service => from::<Service>(json),
+        Kind::EndpointSlice => from::<EndpointSlice>(json),
+        Kind::Pod => from::<Pod>(json),
+        Kind::Deployment => from::<Deployment>(json),
+        Kind::NetworkPolicy => from::<NetworkPolicy>(json),
+    }?;
+    (!object.name().is_empty()).then_some(object)
+}
+
+/// `json` decoded as a `T`, as an [`Object`].
+fn from<T: DeserializeOwned + Into<Object>>(json: &str) -> Option<Object> {
+    serde_json::from_str::<T>(json).ok().map(Into::into)
 }
 
 fn supported(kinds: &[Kind]) -> String {

@@ -379,3 +379,54 @@ fn strict_fields_duplicate_ports_and_agent_options() {
     assert_eq!(loaded.objects[0].0.item, Some(1));
     assert_eq!(loaded.skipped.len(), 2);
 }
+
+/// The agent's JSON documents take the direct path (straight into their type); what it yields must be
+/// what the general path (through a JSON value) yields, and documents it cannot take must still get
+/// the general path's handling and errors.
+#[test]
+fn agent_json_direct_path_matches_the_general_path() {
+    let text = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"shop","labels":{"a":"b"}},
+        "spec":{"clusterIP":"10.96.0.10","ports":[{"name":"http","port":80,"targetPort":"http"}],"future":1}}
+        {"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"web-1","namespace":"shop",
+        "labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4",
+        "endpoints":[{"addresses":["10.244.0.5"],"conditions":{"ready":true},"nodeName":"n1"}],
+        "ports":[{"name":"http","port":8080,"protocol":"TCP"}]}
+        {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}
+        {"apiVersion":"v1","kind":"ServiceList","items":[{"metadata":{"name":"listed","namespace":"shop"},"spec":{"ports":[{"port":81}]}}]}"#;
+    let file = Path::new("objects.json");
+    let direct = super::parse_str(file, text, &ParseOptions::AGENT).unwrap();
+    // Validation sends every document down the general path.
+    let general_options = ParseOptions {
+        validate: true,
+        ..ParseOptions::AGENT
+    };
+    let general = super::parse_str(file, text, &general_options).unwrap();
+    assert_eq!(direct.objects, general.objects);
+    let keys: Vec<String> = direct
+        .objects
+        .iter()
+        .map(|(_, o)| o.key().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "service/shop/web",
+            "endpointslice/shop/web-1",
+            "service/shop/listed"
+        ]
+    );
+    assert_eq!(direct.objects[2].0.document, 4);
+    assert_eq!(direct.skipped.len(), 1, "the ConfigMap is skipped");
+
+    // A document that fails to decode, or has no name, gets the general path's error.
+    let bad =
+        r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web"},"spec":{"ports":"no"}}"#;
+    let err = super::parse_str(file, bad, &ParseOptions::AGENT).unwrap_err();
+    assert!(
+        matches!(&err, ManifestError::Decode { name, .. } if name == "web"),
+        "{err}"
+    );
+    let unnamed = r#"{"apiVersion":"v1","kind":"Service","metadata":{}}"#;
+    let err = super::parse_str(file, unnamed, &ParseOptions::AGENT).unwrap_err();
+    assert!(matches!(err, ManifestError::MissingName { .. }), "{err}");
+}

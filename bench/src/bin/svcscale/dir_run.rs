@@ -49,8 +49,10 @@ pub(super) fn run(args: &Args, name: &str, bin_dir: &Path) -> anyhow::Result<Dir
         l.frontends == frontends as u64 && (!whole || l.added >= args.services as u64)
     })?;
     progress(format_args!(
-        "first full sync: {:.0} ms (agent log: {} frontends, {} added, kernel maps took {} ms)",
+        "first full sync: {:.0} ms (the renames took {:.0} ms; agent log: {} frontends, {} added, \
+         kernel maps took {} ms)",
         first_sync.wall_ms,
+        first_sync.renames_ms,
         first_sync.agent.frontends,
         first_sync.agent.added,
         first_sync.agent.took_ms
@@ -385,6 +387,7 @@ impl<'a> Publisher<'a> {
         }
         // A sync counts once it began after the last rename (a poll in between may see only part).
         let all_renamed_ms = now_ms();
+        let renames = renamed.elapsed();
 
         let mut syncz_last = syncz_before;
         let mut slowest_syncz = Duration::ZERO;
@@ -429,6 +432,7 @@ impl<'a> Publisher<'a> {
         let log_ms = agent.at_ms.map(|at| signed(at) - signed(renamed_ms));
         let mut timing = SyncTiming {
             wall_ms: ms(wall),
+            renames_ms: ms(renames),
             log_ms,
             agent,
             before_map_sync_ms: log_ms.map(|l| l - signed(agent.took_ms)),

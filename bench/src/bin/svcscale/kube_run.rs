@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 use super::mock_api::MockApiServer;
 
 /// The node the run plays.
-const NODE: &str = "svcscale-node";
+pub(super) const NODE: &str = "svcscale-node";
 
 /// What the kube-source run measured.
 #[derive(Clone, Debug, Serialize)]
@@ -61,7 +61,7 @@ pub struct Sustained {
 }
 
 /// A pin directory on bpffs, removed on drop.
-struct Pins(PathBuf);
+pub(super) struct Pins(PathBuf);
 
 impl Drop for Pins {
     fn drop(&mut self) {
@@ -94,7 +94,7 @@ fn node_json() -> Value {
 }
 
 /// Waits until `done` holds for the clock's records (polled every 100 µs) or `timeout` passes.
-fn wait_for(
+pub(super) fn wait_for(
     clock: &SyncClock,
     timeout: Duration,
     what: &str,
@@ -219,11 +219,18 @@ impl Changer<'_> {
 }
 
 /// Loads the data path with room for `services` x `per_service`, pinned under a run-unique directory.
-fn load(services: usize, per_service: usize) -> anyhow::Result<(Pins, Dataplane)> {
+/// A fresh data path sized for `services` x `per_service`, pinned under a directory named for this
+/// process and `run`.
+pub(super) fn load(
+    services: usize,
+    per_service: usize,
+    run: &str,
+) -> anyhow::Result<(Pins, Dataplane)> {
     strait_dataplane::bpffs::ensure_mounted(std::path::Path::new("/sys/fs/bpf"))
         .context("mounting bpffs")?;
-    let pins =
-        Pins(PathBuf::from("/sys/fs/bpf").join(format!("strait-svcscale-{}", std::process::id())));
+    let pins = Pins(
+        PathBuf::from("/sys/fs/bpf").join(format!("strait-svcscale-{}-{run}", std::process::id())),
+    );
     let capacity = u32::try_from(services.saturating_mul(2).max(65_536)).unwrap_or(u32::MAX);
     let backends = services
         .saturating_mul(per_service)
@@ -263,7 +270,7 @@ pub fn run(
     timeout: Duration,
 ) -> anyhow::Result<KubeRun> {
     ensure!(services > 0, "--services must be at least 1");
-    let (_pins, dataplane) = load(services, per_service)?;
+    let (_pins, dataplane) = load(services, per_service, "kube")?;
     let server = MockApiServer::start(objects(services, per_service)?)
         .context("starting the stand-in API server")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

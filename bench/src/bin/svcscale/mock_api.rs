@@ -3,7 +3,7 @@
 //! [sends](MockApiServer::send) — what the agent's kube source talks to, with no cluster behind it.
 //!
 //! Requests are answered per connection on a thread of their own (HTTP keep-alive honoured). A list is
-//! answered whole (no continuation), with the server's current resource version; a watch
+//! answered whole (no continuation) from a serialized copy made at start and again after each change; a watch
 //! (`watch=true`) is answered with a chunked stream that stays open until the server is dropped.
 //! Anything else gets a 404. Only loopback addresses are ever bound.
 
@@ -36,6 +36,43 @@ struct State {
     objects: BTreeMap<&'static str, BTreeMap<String, Value>>,
     /// Open watches by collection path.
     watches: BTreeMap<&'static str, Vec<Sender<String>>>,
+    /// Each collection's list response, serialized: rendered when the server starts (before any timing
+    /// begins) and again after a change, so serving a list is writing bytes. A real API server answers
+    /// from its watch cache on another machine; rendering 10,000 objects here at request time would
+    /// take CPU from the agent under test on the same two cores.
+    lists: BTreeMap<&'static str, Arc<String>>,
+}
+
+impl State {
+    /// The list response of collection `path`, rendered now if it is not cached.
+    fn list(&mut self, path: &'static str, version: u64) -> Arc<String> {
+        if let Some(body) = self.lists.get(path) {
+            return Arc::clone(body);
+        }
+        let (api_version, kind) = COLLECTIONS
+            .iter()
+            .find(|(p, _, _)| *p == path)
+            .map_or(("v1", "Unknown"), |(_, api_version, kind)| {
+                (*api_version, *kind)
+            });
+        let items: Vec<&Value> = self
+            .objects
+            .get(path)
+            .into_iter()
+            .flat_map(|o| o.values())
+            .collect();
+        let body = Arc::new(
+            json!({
+                "apiVersion": api_version,
+                "kind": format!("{kind}List"),
+                "metadata": {"resourceVersion": version.to_string()},
+                "items": items,
+            })
+            .to_string(),
+        );
+        self.lists.insert(path, Arc::clone(&body));
+        body
+    }
 }
 
 /// The server; dropping it stops accepting and ends every open watch.
@@ -68,6 +105,9 @@ impl MockApiServer {
                         .or_default()
                         .insert(object_id(&object), object);
                 }
+            }
+            for (path, _, _) in COLLECTIONS {
+                state.list(path, 1);
             }
         }
         let (state, version, stop) = (
@@ -105,6 +145,7 @@ impl MockApiServer {
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         object["metadata"]["resourceVersion"] = Value::String(version.to_string());
         let mut state = self.lock();
+        state.lists.remove(path);
         let id = object_id(&object);
         if event_type == "DELETED" {
             state.objects.entry(path).or_default().remove(&id);
@@ -176,13 +217,9 @@ fn serve(
         }
         let target = request_line.split_whitespace().nth(1).unwrap_or("/");
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let Some((path, api_version, kind)) = COLLECTIONS.iter().find(|(p, _, _)| *p == path)
-        else {
-            respond(
-                &mut writer,
-                "404 Not Found",
-                &json!({"kind": "Status", "code": 404}),
-            )?;
+        let Some((path, _, _)) = COLLECTIONS.iter().find(|(p, _, _)| *p == path) else {
+            let status = json!({"kind": "Status", "code": 404}).to_string();
+            respond(&mut writer, "404 Not Found", &status)?;
             continue;
         };
         if query
@@ -199,27 +236,15 @@ fn serve(
                 .push(sender);
             return stream_watch(&mut writer, &events, stop);
         }
-        let list = {
-            let state = state.lock().unwrap_or_else(PoisonError::into_inner);
-            let items: Vec<&Value> = state
-                .objects
-                .get(path)
-                .into_iter()
-                .flat_map(|o| o.values())
-                .collect();
-            json!({
-                "apiVersion": api_version,
-                "kind": format!("{kind}List"),
-                "metadata": {"resourceVersion": version.load(Ordering::SeqCst).to_string()},
-                "items": items,
-            })
-        };
+        let list = state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .list(path, version.load(Ordering::SeqCst));
         respond(&mut writer, "200 OK", &list)?;
     }
 }
 
-fn respond(writer: &mut TcpStream, status: &str, body: &Value) -> io::Result<()> {
-    let body = body.to_string();
+fn respond(writer: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
     write!(
         writer,
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",

@@ -250,3 +250,49 @@ fn a_missing_directory_is_reported_once_and_picked_up_by_the_resync() {
     assert_eq!(h.nodes(), ["a"]);
     assert_eq!(h.store.count(Kind::Node), 1);
 }
+
+/// Many files are read several windows at a time on a few threads; what the batch carries must be what
+/// reading them one by one in name order gives: every object, bad files named, the later file winning
+/// across windows, and a change after it seen as one.
+#[test]
+fn many_files_read_in_parallel_windows_apply_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..700 {
+        fs::write(
+            dir.path().join(format!("n{i:04}.yaml")),
+            node(&format!("n{i:04}")),
+        )
+        .unwrap();
+    }
+    // The same Node in the first and the last file: the last (another window) wins.
+    fs::write(
+        dir.path().join("a-first.yaml"),
+        node_with_label("dup", "first"),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("z-last.yaml"),
+        node_with_label("dup", "last"),
+    )
+    .unwrap();
+    fs::write(dir.path().join("n0350-bad.yaml"), "kind: [").unwrap();
+
+    let mut h = Harness::new(dir.path());
+    let (batch, _) = h.step();
+    assert_eq!(h.store.count(Kind::Node), 701);
+    assert_eq!(batch.errors.len(), 1, "{:?}", batch.errors);
+    assert!(
+        batch.errors[0].contains("n0350-bad.yaml"),
+        "{:?}",
+        batch.errors
+    );
+    let dup = h.store.node("", "dup").unwrap();
+    assert_eq!(dup.metadata.labels.unwrap()["l"], "last");
+
+    // The last file goes: the first one's Node takes its place.
+    fs::remove_file(dir.path().join("z-last.yaml")).unwrap();
+    let (_, events) = h.step();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let dup = h.store.node("", "dup").unwrap();
+    assert_eq!(dup.metadata.labels.unwrap()["l"], "first");
+}
