@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use strait_dataplane::{Dataplane, LoadOptions, bpffs, netlink::Netlink};
+use strait_dataplane::{Dataplane, LoadOptions, bpffs, conntrack, netlink::Netlink};
 use tokio::{net::TcpListener, signal::unix::SignalKind, sync::Mutex};
 
 use crate::{
@@ -36,6 +36,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         xdp_fast_path = config.xdp_fast_path,
         "data path loaded"
     );
+    reserve_snat_ports()?;
     let netlink = Netlink::connect().context("opening netlink")?;
     let mut dataplane = dataplane;
     if let Some(cgroup) = &config.cgroup {
@@ -122,6 +123,24 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
 }
 
 /// Attaches the uplink programs (XDP + tcx ingress) and records the node's address and uplink for them.
+/// Keeps the node's own connections off the data path's SNAT ports (see
+/// [`conntrack::reserve_snat_ports`]); the agent does not start without that.
+fn reserve_snat_ports() -> anyhow::Result<()> {
+    let (first, last) = conntrack::SNAT_PORTS;
+    let reserved = conntrack::reserve_snat_ports().with_context(|| {
+        format!(
+            "reserving the SNAT ports {first}-{last} in net.ipv4.ip_local_reserved_ports (the node's \
+             own connections must never use them)"
+        )
+    })?;
+    if reserved {
+        tracing::info!(
+            "reserved the SNAT ports {first}-{last} in net.ipv4.ip_local_reserved_ports"
+        );
+    }
+    Ok(())
+}
+
 async fn attach_uplink(
     config: &AgentConfig,
     uplink: &str,

@@ -1,15 +1,26 @@
 //! CT_V1 from user space: counting the tracked flows and sweeping the expired ones (the programs treat an
 //! expired entry as absent but cannot delete it; the LRU map only evicts when full). An expired entry's
-//! partner (the other direction of the same flow) is deleted with it.
+//! partner (the other direction of the same flow) is deleted with it. Also the reservation of the SNAT
+//! port range in the node's own port allocation.
 
 use aya::maps::{HashMap, MapData};
 use strait_abi::{
     CtEntry, CtKey,
-    conntrack::{ct_expired, partner},
+    conntrack::{SNAT_PORT_COUNT, SNAT_PORT_MIN, ct_expired, partner},
     maps::CT_MAP,
 };
 
 use crate::{Dataplane, DataplaneError};
+
+/// The source ports the data path gives SNATed flows (first, last).
+pub const SNAT_PORTS: (u16, u16) = (SNAT_PORT_MIN, SNAT_PORT_MIN + (SNAT_PORT_COUNT - 1));
+
+/// Reserves [`SNAT_PORTS`] in the node's `net.ipv4.ip_local_reserved_ports`, so no connection the node
+/// opens itself can take a source port that an external flow's reply entry matches (nodes often raise
+/// `ip_local_port_range` to 65535). `Ok(false)` when they were reserved already.
+pub fn reserve_snat_ports() -> Result<bool, DataplaneError> {
+    crate::sysctl::reserve_local_ports(SNAT_PORTS.0, SNAT_PORTS.1)
+}
 
 /// What a sweep found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -18,3 +18,73 @@ pub fn read(key: &str) -> Result<String, DataplaneError> {
         .map(|v| v.trim().to_owned())
         .map_err(|e| DataplaneError::io(format!("reading sysctl {key}"), e))
 }
+
+/// Turns IPv6 off on interface `ifname` (`net.ipv6.conf.<ifname>.disable_ipv6 = 1`): no link-local
+/// address, no router advertisements accepted, nothing sent or received over IPv6. `Ok(false)` when the
+/// kernel has no IPv6 at all (nothing to turn off).
+pub fn disable_ipv6(ifname: &str) -> Result<bool, DataplaneError> {
+    if !std::path::Path::new("/proc/sys/net/ipv6/conf").exists() {
+        return Ok(false);
+    }
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+    fs::write(&path, "1")
+        .map_err(|e| DataplaneError::io(format!("turning IPv6 off on {ifname} ({path})"), e))?;
+    Ok(true)
+}
+
+/// Whether the port list `list` (the format of `net.ipv4.ip_local_reserved_ports`: comma-separated
+/// ports and `a-b` ranges) covers every port of `first..=last`.
+pub fn ports_cover(list: &str, first: u16, last: u16) -> bool {
+    let mut ranges: Vec<(u16, u16)> = list
+        .split(',')
+        .filter_map(|part| {
+            let part = part.trim();
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+        })
+        .collect();
+    ranges.sort_unstable();
+    let mut next = u32::from(first);
+    for (a, b) in ranges {
+        if u32::from(a) > next {
+            break;
+        }
+        next = next.max(u32::from(b) + 1);
+    }
+    next > u32::from(last)
+}
+
+/// Keeps the node's own connections off `first..=last` (the data path's SNAT ports) by adding the range
+/// to `net.ipv4.ip_local_reserved_ports`, keeping what is reserved already. `Ok(false)` when it was
+/// reserved before.
+pub fn reserve_local_ports(first: u16, last: u16) -> Result<bool, DataplaneError> {
+    const KEY: &str = "net.ipv4.ip_local_reserved_ports";
+    let current = read(KEY)?;
+    if ports_cover(&current, first, last) {
+        return Ok(false);
+    }
+    let range = format!("{first}-{last}");
+    let new = if current.is_empty() {
+        range
+    } else {
+        format!("{current},{range}")
+    };
+    write(KEY, &new)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ports_cover;
+
+    #[test]
+    fn port_lists_cover_ranges_as_the_kernel_writes_them() {
+        assert!(ports_cover("61000-65535", 61000, 65535));
+        assert!(ports_cover("8080,60000-62000,62001-65535", 61000, 65535));
+        assert!(!ports_cover("", 61000, 65535));
+        assert!(!ports_cover("61000-65534", 61000, 65535));
+        assert!(!ports_cover("61001-65535", 61000, 65535));
+        assert!(!ports_cover("61000-62000,62002-65535", 61000, 65535));
+        assert!(ports_cover("65535,61000-65534", 61000, 65535));
+    }
+}

@@ -66,6 +66,28 @@ pub fn arp() -> Vec<u8> {
     frame
 }
 
+/// An ICMPv6 router advertisement (fe80::1 to all nodes, router lifetime 1800 s), as a pod with
+/// CAP_NET_RAW could send one to make itself the node's IPv6 default router.
+pub fn ipv6_router_advertisement() -> Vec<u8> {
+    let mut frame = vec![0x33, 0x33, 0, 0, 0, 1];
+    frame.extend_from_slice(&POD_MAC_SRC);
+    frame.extend_from_slice(&[0x86, 0xdd]);
+    // IPv6: version 6, payload 16 bytes, next header ICMPv6 (58), hop limit 255.
+    frame.extend_from_slice(&[0x60, 0, 0, 0, 0, 16, 58, 255]);
+    let mut link_local = [0u8; 16];
+    link_local[..2].copy_from_slice(&[0xfe, 0x80]);
+    link_local[15] = 1;
+    frame.extend_from_slice(&link_local);
+    let mut all_nodes = [0u8; 16];
+    all_nodes[..2].copy_from_slice(&[0xff, 0x02]);
+    all_nodes[15] = 1;
+    frame.extend_from_slice(&all_nodes);
+    // ICMPv6 type 134 (router advertisement), code 0, checksum left 0, hop limit 64, no flags,
+    // router lifetime 1800 s, reachable time and retransmit timer unset.
+    frame.extend_from_slice(&[134, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0]);
+    frame
+}
+
 /// `frame` with the byte at `offset` into the IPv4 header replaced.
 pub fn with_ip_byte(mut frame: Vec<u8>, offset: usize, value: u8) -> Vec<u8> {
     frame[14 + offset] = value;

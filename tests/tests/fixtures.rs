@@ -8,7 +8,10 @@ use aya::programs::{TestRun, TestRunOptions};
 use strait_abi::{Direction, Program, Reason};
 use strait_dataplane::{Dataplane, LoadOptions, endpoints::Endpoint};
 use strait_tests::{
-    frames::{self, DST, GW_MAC_DST, POD_MAC_DST, SRC, arp, tcp, udp, with_ip_byte},
+    frames::{
+        self, DST, GW_MAC_DST, POD_MAC_DST, SRC, arp, ipv6_router_advertisement, tcp, udp,
+        with_ip_byte,
+    },
     require_root,
 };
 
@@ -54,10 +57,9 @@ struct Case {
     reason: Reason,
 }
 
-#[test]
-fn from_pod_fixture_table() {
-    let mut dataplane = loaded();
-    let cases = [
+/// Every frame from_pod is run on, with what must happen to it.
+fn from_pod_cases() -> Vec<Case> {
+    vec![
         Case {
             description: "TCP to a local pod is redirected",
             frame: tcp(SRC, DST),
@@ -77,10 +79,16 @@ fn from_pod_fixture_table() {
             reason: Reason::PassToStack,
         },
         Case {
-            description: "ARP goes to the stack",
+            description: "ARP from a pod is dropped (its neighbours are permanent entries)",
             frame: arp(),
-            verdict: TC_ACT_OK,
-            reason: Reason::PassNonIpv4,
+            verdict: TC_ACT_SHOT,
+            reason: Reason::DropNonIpv4,
+        },
+        Case {
+            description: "an IPv6 router advertisement from a pod is dropped",
+            frame: ipv6_router_advertisement(),
+            verdict: TC_ACT_SHOT,
+            reason: Reason::DropNonIpv4,
         },
         Case {
             description: "unregistered source is a spoof",
@@ -112,8 +120,13 @@ fn from_pod_fixture_table() {
             verdict: TC_ACT_SHOT,
             reason: Reason::DropMalformedIpv4,
         },
-    ];
-    for case in cases {
+    ]
+}
+
+#[test]
+fn from_pod_fixture_table() {
+    let mut dataplane = loaded();
+    for case in from_pod_cases() {
         let before = counter(&dataplane, case.reason);
         let (verdict, out) = run(&mut dataplane, &case.frame);
         assert_eq!(verdict, case.verdict, "{}: verdict", case.description);

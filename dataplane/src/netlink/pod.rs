@@ -1,7 +1,7 @@
 //! Pod plumbing: one veth pair per pod, the host side in the node namespace and the pod side (renamed to
 //! the runtime's interface name) in the pod namespace with a /32 address, a link-local gateway that has a
 //! permanent neighbour entry pointing at the host side, and a default route through it. No bridge: the
-//! node's eBPF programs deliver between pods.
+//! node's eBPF programs deliver between pods. IPv6 is turned off on the host side.
 
 use std::{fs::File, net::Ipv4Addr, os::fd::AsRawFd, path::PathBuf};
 
@@ -72,6 +72,9 @@ async fn configure(
         .await?;
     let pod_mac = pod.link_mac(&spec.pod_ifname).await?;
 
+    // Before the link comes up, so it never gets an IPv6 address or hears a router advertisement: a
+    // pod must not reach the node over IPv6 (the data path drops it too).
+    crate::sysctl::disable_ipv6(&spec.host_ifname)?;
     node.set_up(host_ifindex).await?;
     node.add_permanent_neighbour(host_ifindex, spec.addr, pod_mac)
         .await?;

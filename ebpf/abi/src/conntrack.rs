@@ -49,10 +49,14 @@ pub const CT_DIR_REPLY: u8 = 1;
 
 /// TCP: only the opening side has been seen (or a UDP flow without a reply yet).
 pub const CT_STATE_NEW: u8 = 0;
-/// Both sides have been seen.
+/// Both sides have been seen (TCP: the handshake completed; UDP: a reply came).
 pub const CT_STATE_ESTABLISHED: u8 = 1;
 /// TCP: a FIN or RST was seen.
 pub const CT_STATE_CLOSING: u8 = 2;
+/// TCP: the answering side replied (SYN-ACK) but the opener has not acknowledged it yet. Short-lived
+/// like [`CT_STATE_NEW`]: a client that sends SYNs and never completes the handshake must not hold SNAT
+/// ports for the established timeout.
+pub const CT_STATE_SYN_RECV: u8 = 3;
 
 /// The source was rewritten too (SNAT for `externalTrafficPolicy: Cluster`, hairpin).
 pub const CT_F_SNAT: u8 = 1;
@@ -71,8 +75,8 @@ pub const SNAT_PORT_COUNT: u16 = 4_536;
 const SECOND_NS: u64 = 1_000_000_000;
 
 /// How long an entry may stay unused in `state` before it is expired (nanoseconds). TCP follows Cilium's
-/// defaults (SYN 60 s, established 6 h, closing 10 s); UDP follows Linux conntrack (30 s until a reply,
-/// then 120 s).
+/// defaults (handshake 60 s, whether only the SYN or also the SYN-ACK was seen; established 6 h; closing
+/// 10 s); UDP follows Linux conntrack (30 s until a reply, then 120 s).
 pub const fn ct_timeout_ns(proto: u8, state: u8) -> u64 {
     match (proto, state) {
         (6, CT_STATE_ESTABLISHED) => 21_600 * SECOND_NS,
@@ -212,6 +216,19 @@ mod tests {
             seen,
             seen + 61 * SECOND_NS
         ));
+    }
+
+    /// A half-open handshake (the backend answered, the client never acknowledged) gives its SNAT port
+    /// back after the handshake timeout, not the established one: a few thousand SYNs must not block a
+    /// NodePort's backend for hours.
+    #[test]
+    fn a_half_open_handshake_frees_its_snat_port_after_a_minute() {
+        let seen = 100 * SECOND_NS;
+        assert_eq!(ct_timeout_ns(TCP, CT_STATE_SYN_RECV), 60 * SECOND_NS);
+        let reusable =
+            |now| snat_port_reusable(TCP, CT_STATE_SYN_RECV, seen, CT_STATE_SYN_RECV, seen, now);
+        assert!(!reusable(seen + 59 * SECOND_NS));
+        assert!(reusable(seen + 61 * SECOND_NS));
     }
 
     #[test]

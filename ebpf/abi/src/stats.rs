@@ -67,7 +67,7 @@ pub enum Reason {
     DeliveredLocal = 0,
     /// IPv4 with a destination that is not a local pod: handed to the node's stack unchanged.
     PassToStack = 1,
-    /// Not IPv4 (ARP, IPv6, ...): handed to the node's stack unchanged.
+    /// Not IPv4 (ARP, IPv6, ...) from outside the node: handed to the node's stack unchanged.
     PassNonIpv4 = 2,
     /// A socket's service address was translated to a backend.
     ServiceTranslated = 3,
@@ -96,6 +96,10 @@ pub enum Reason {
     DropMalformedL4 = 23,
     /// No free SNAT port for the flow (or rewriting it failed).
     DropNatFailed = 24,
+    /// Not IPv4 (IPv6, ARP, ...) from a pod: pods get IPv4 only, and their neighbours are permanent
+    /// entries, so nothing else is needed; passing IPv6 on would let a pod send router advertisements to
+    /// the node (the CVE-2020-10749 class) or reach node services on `[::]`.
+    DropNonIpv4 = 25,
 }
 
 impl Reason {
@@ -104,7 +108,7 @@ impl Reason {
     /// Number of reason slots reserved per (program, direction).
     pub const SLOTS: u32 = 32;
     /// Every reason, for user space iteration.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::DeliveredLocal,
         Reason::PassToStack,
         Reason::PassNonIpv4,
@@ -121,6 +125,7 @@ impl Reason {
         Reason::DropSourceRange,
         Reason::DropMalformedL4,
         Reason::DropNatFailed,
+        Reason::DropNonIpv4,
     ];
 
     /// Whether this reason means the packet was dropped.
@@ -147,6 +152,7 @@ impl Reason {
             Reason::DropSourceRange => "source_range",
             Reason::DropMalformedL4 => "malformed_l4",
             Reason::DropNatFailed => "nat_failed",
+            Reason::DropNonIpv4 => "non_ipv4",
         }
     }
 }

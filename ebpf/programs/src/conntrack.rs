@@ -8,9 +8,11 @@ use strait_abi::{
     CtEntry, CtKey,
     conntrack::{
         CT_DIR_FORWARD, CT_DIR_REPLY, CT_STATE_CLOSING, CT_STATE_ESTABLISHED, CT_STATE_NEW,
-        ct_expired, snat_port_reusable,
+        CT_STATE_SYN_RECV, ct_expired, snat_port_reusable,
     },
 };
+
+use aya_ebpf::bindings::BPF_NOEXIST;
 
 use crate::{
     maps::CT_V1,
@@ -70,10 +72,13 @@ pub fn track(key: &CtKey, tcp_flags: u8, now: u64) -> Option<CtEntry> {
             (*entry).state = state;
             (*entry).last_seen_ns = now;
         }
-        // The first reply establishes the flow in both directions; a SYN reusing a closed flow's tuple
-        // reopens both (else the reply entry would stay closing and quiet, and a new flow could take its
-        // SNAT port over from under the reopened one); a RST closes both (a FIN only its own side).
-        let both = (state == CT_STATE_ESTABLISHED && current.state == CT_STATE_NEW)
+        // The handshake's steps (the first reply, the opener's ACK) move both directions; a SYN reusing
+        // a closed flow's tuple reopens both (else the reply entry would stay closing and quiet, and a
+        // new flow could take its SNAT port over from under the reopened one); a RST closes both (a FIN
+        // only its own side).
+        let opening = |s: u8| s == CT_STATE_NEW || s == CT_STATE_SYN_RECV;
+        let both = (opening(current.state)
+            && (state == CT_STATE_SYN_RECV || state == CT_STATE_ESTABLISHED))
             || (state == CT_STATE_NEW && current.state != CT_STATE_NEW)
             || reset;
         if both && let Some(other) = CT_V1.get_ptr_mut(partner(key, &current)) {
@@ -91,6 +96,9 @@ pub fn track(key: &CtKey, tcp_flags: u8, now: u64) -> Option<CtEntry> {
     })
 }
 
+/// The state after a packet with `tcp_flags` on entry `key` in `state`. TCP: NEW (the opener's SYN)
+/// -> SYN_RECV (the first reply) -> ESTABLISHED (the opener's next ACK) -> CLOSING (a FIN or RST);
+/// UDP: NEW -> ESTABLISHED at the first reply.
 #[inline(always)]
 fn next_state(key: &CtKey, state: u8, tcp_flags: u8) -> u8 {
     if key.proto == PROTO_TCP {
@@ -101,6 +109,13 @@ fn next_state(key: &CtKey, state: u8, tcp_flags: u8) -> u8 {
             // A new connection reusing the tuple of a closed one starts over.
             return CT_STATE_NEW;
         }
+        if key.dir == CT_DIR_REPLY && state == CT_STATE_NEW {
+            return CT_STATE_SYN_RECV;
+        }
+        if key.dir == CT_DIR_FORWARD && state == CT_STATE_SYN_RECV && tcp_flags & TCP_ACK != 0 {
+            return CT_STATE_ESTABLISHED;
+        }
+        return state;
     }
     if key.dir == CT_DIR_REPLY && state == CT_STATE_NEW {
         return CT_STATE_ESTABLISHED;
@@ -117,9 +132,9 @@ pub fn create(forward: (&CtKey, &CtEntry), reply: (&CtKey, &CtEntry)) -> Result<
 
 /// Whether the reply direction `key` (a SNAT port towards a backend) can be given to a new flow: no
 /// entry, an expired one, or a TCP flow closed from both sides and quiet for a moment (see
-/// [`snat_port_reusable`]). The closed flow's forward entry is deleted then, so its late packets are not
-/// translated onto the new flow and the sweeper, expiring it later, cannot delete the new flow's reply
-/// entry as its partner.
+/// [`snat_port_reusable`]). The old flow's entries are deleted then: its forward entry, so its late
+/// packets are not translated onto the new flow and the sweeper, expiring it later, cannot delete the
+/// new flow's reply entry as its partner; its reply entry, so [`reserve`] can take the port.
 #[inline(always)]
 pub fn claim_snat(key: &CtKey, now: u64) -> bool {
     // SAFETY: the value is copied out at once.
@@ -143,5 +158,13 @@ pub fn claim_snat(key: &CtKey, now: u64) -> bool {
         return false;
     }
     let _ = CT_V1.remove(forward_key);
+    let _ = CT_V1.remove(key);
     true
+}
+
+/// Writes `entry` under `key` only if no entry is there (`BPF_NOEXIST`): false when another CPU took
+/// the key first.
+#[inline(always)]
+pub fn reserve(key: &CtKey, entry: &CtEntry) -> bool {
+    CT_V1.insert(key, entry, u64::from(BPF_NOEXIST)).is_ok()
 }

@@ -1,7 +1,8 @@
 //! Delivery: a packet for a pod on this node goes straight into that pod's namespace with
 //! `bpf_redirect_peer`, after the MACs are rewritten as if the node had routed it; a translated packet
 //! whose destination is outside the node leaves through the uplink with `bpf_redirect_neigh`; anything
-//! else goes to the node's stack unchanged. A pod must own its source address (anti-spoofing), and its
+//! else goes to the node's stack unchanged. A pod may send only IPv4 (no IPv6, no ARP: see
+//! [`Reason::DropNonIpv4`]) and must own its source address (anti-spoofing), and its
 //! TCP/UDP packets go through the per-packet service path first (tracked flows, and service addresses the
 //! socket hooks did not translate).
 
@@ -27,8 +28,9 @@ pub const TC_PASS: i32 = TC_ACT_OK;
 /// Decides what happens to a packet a pod sent: (reason, tc verdict), or the drop reason.
 #[inline(always)]
 pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
+    // Pods speak IPv4 only; their neighbour entries are permanent, so not even ARP is needed.
     let Frame::Ipv4(ip) = parse(ctx)? else {
-        return Ok((Reason::PassNonIpv4, TC_PASS));
+        return Err(Reason::DropNonIpv4);
     };
     // SAFETY: the value is copied out at once; a concurrent update can at worst give a stale copy.
     let source = unsafe { ENDPOINT_V1.get(EndpointKey { addr: ip.src }) }.copied();

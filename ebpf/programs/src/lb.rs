@@ -4,7 +4,7 @@
 
 use aya_ebpf::{helpers::bpf_get_prandom_u32, maps::lpm_trie::Key};
 use strait_abi::{
-    BackendAddr, ServiceFrontend, ServiceFrontendKey,
+    BackendAddr, CtEntry, ServiceFrontend, ServiceFrontendKey,
     conntrack::{CT_DIR_REPLY, SNAT_PORT_COUNT, SNAT_PORT_MIN},
     service::{
         AFFINITY_CLIENT_IP_TAG, AffinityKey, MAGLEV_TABLE_SIZE, SVC_F_EXTERNAL,
@@ -90,22 +90,31 @@ fn maglev_slot(frontend: &ServiceFrontend, tuple: &Tuple, proto: u8) -> Option<u
 }
 
 /// A source port (network byte order) for `snat_addr` towards `backend` that no live flow holds (a port
-/// of a flow closed from both sides and quiet for a moment is taken over, see [`conntrack::claim_snat`]).
+/// of a flow closed from both sides and quiet for a moment is taken over, see [`conntrack::claim_snat`]),
+/// reserved by writing the flow's `reply` entry under it only if no entry exists: two CPUs opening flows
+/// at once can never be given the same port.
 #[inline(always)]
-pub fn snat_port(backend: &BackendAddr, snat_addr: u32, proto: u8, now: u64) -> Option<u16> {
+pub fn snat_port(
+    backend: &BackendAddr,
+    snat_addr: u32,
+    proto: u8,
+    now: u64,
+    reply: &CtEntry,
+) -> Option<u16> {
     // SAFETY: helper without arguments.
     let start = unsafe { bpf_get_prandom_u32() };
     for attempt in 0..SNAT_TRIES {
         let offset = (start.wrapping_add(attempt.wrapping_mul(2_654_435_761))
             % u32::from(SNAT_PORT_COUNT)) as u16;
         let port = (SNAT_PORT_MIN + offset).to_be();
-        let reply = Tuple {
+        let tuple = Tuple {
             saddr: backend.addr,
             daddr: snat_addr,
             sport: backend.port,
             dport: port,
         };
-        if conntrack::claim_snat(&conntrack::key(&reply, proto, CT_DIR_REPLY), now) {
+        let key = conntrack::key(&tuple, proto, CT_DIR_REPLY);
+        if conntrack::claim_snat(&key, now) && conntrack::reserve(&key, reply) {
             return Some(port);
         }
     }

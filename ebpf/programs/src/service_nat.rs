@@ -119,10 +119,34 @@ pub fn open(
         Origin::Pod if backend.addr == ip.src => Some(u32::from_ne_bytes(HAIRPIN_SNAT_ADDR)),
         _ => None,
     };
+    // Pods of the flow are marked before its entries exist, so none of their packets skips conntrack.
+    let backend_local = mark_tracked(backend.addr);
+    if origin == Origin::Pod {
+        mark_tracked(ip.src);
+    }
+    let snat_flag = if snat_addr.is_some() { CT_F_SNAT } else { 0 };
+    // The reply entry does not depend on the SNAT port (the port is in its key), so it can reserve it.
+    let reply = CtEntry {
+        last_seen_ns: now,
+        new_saddr: tuple.daddr,
+        new_sport: tuple.dport,
+        new_daddr: tuple.saddr,
+        new_dport: tuple.sport,
+        state: CT_STATE_NEW,
+        flags: snat_flag
+            | if origin == Origin::Uplink {
+                CT_F_TO_UPLINK
+            } else {
+                0
+            },
+        pad: 0,
+        service_id: frontend.service_id,
+        pad2: 0,
+    };
     let (saddr, sport) = match snat_addr {
         Some(addr) => (
             addr,
-            lb::snat_port(&backend, addr, ip.proto, now).ok_or(Reason::DropNatFailed)?,
+            lb::snat_port(&backend, addr, ip.proto, now, &reply).ok_or(Reason::DropNatFailed)?,
         ),
         None => (ip.src, l4.sport),
     };
@@ -132,36 +156,13 @@ pub fn open(
         sport,
         dport: backend.port,
     };
-    // Pods of the flow are marked before its entries exist, so none of their packets skips conntrack.
-    let backend_local = mark_tracked(backend.addr);
-    if origin == Origin::Pod {
-        mark_tracked(ip.src);
-    }
-    let snat_flag = if snat_addr.is_some() { CT_F_SNAT } else { 0 };
     let forward = CtEntry {
-        last_seen_ns: now,
         new_saddr: new.saddr,
         new_sport: new.sport,
         new_dport: new.dport,
         new_daddr: new.daddr,
-        state: CT_STATE_NEW,
         flags: snat_flag | if backend_local { 0 } else { CT_F_TO_UPLINK },
-        pad: 0,
-        service_id: frontend.service_id,
-        pad2: 0,
-    };
-    let reply = CtEntry {
-        new_saddr: tuple.daddr,
-        new_sport: tuple.dport,
-        new_daddr: tuple.saddr,
-        new_dport: tuple.sport,
-        flags: snat_flag
-            | if origin == Origin::Uplink {
-                CT_F_TO_UPLINK
-            } else {
-                0
-            },
-        ..forward
+        ..reply
     };
     let forward_key = conntrack::key(&tuple, ip.proto, CT_DIR_FORWARD);
     let reply_key = conntrack::partner(&forward_key, &forward);

@@ -26,7 +26,7 @@ fn cluster_ip_flow_from_a_pod_is_translated_tracked_and_reversed() {
     let reply_id = node.assert_ct(&reply, [vip, client], CT_STATE_NEW, 0);
     assert_eq!(forward_id, reply_id, "both directions name one service");
 
-    // 2. The backend's reply comes back from the VIP and establishes both directions.
+    // 2. The backend's reply comes back from the VIP; the handshake is half done in both directions.
     let syn_ack = tcp(SENT_BY_DST, backend, client, TCP_SYN | TCP_ACK);
     let out = node.run_from_pod(&syn_ack, REVNAT_TO_POD);
     assert_checksums(&out, "reversed SYN-ACK");
@@ -37,16 +37,21 @@ fn cluster_ip_flow_from_a_pod_is_translated_tracked_and_reversed() {
     );
     assert_eq!(
         node.states([&forward, &reply]),
-        [CT_STATE_ESTABLISHED; 2],
-        "the first reply establishes both directions"
+        [CT_STATE_SYN_RECV; 2],
+        "the first reply moves both directions to SYN_RECV, not yet established"
     );
 
-    // 3. Later forward packets use the entry and open nothing; a FIN closes the forward side.
+    // 3. The opener's ACK establishes both directions; later forward packets use the entry and open
+    // nothing; a FIN closes the forward side.
     let out = node.run_from_pod(&data(SENT_BY_SRC, client, vip), NAT_TO_POD);
     assert_checksums(&out, "tracked data segment");
     assert_eq!(out, data(DELIVERED_TO_DST, client, backend));
     assert_eq!(node.ct().len(), 2, "{:#?}", node.ct());
-    assert_eq!(node.states([&forward, &reply]), [CT_STATE_ESTABLISHED; 2]);
+    assert_eq!(
+        node.states([&forward, &reply]),
+        [CT_STATE_ESTABLISHED; 2],
+        "the opener's ACK establishes both directions"
+    );
 
     let fin = TCP_FIN | TCP_ACK;
     let out = node.run_from_pod(&tcp(SENT_BY_SRC, client, vip, fin), NAT_TO_POD);
@@ -136,7 +141,7 @@ fn hairpin_flow_gets_the_hairpin_source_and_is_reversed() {
         tcp(DELIVERED_TO_SRC, vip, client, TCP_SYN | TCP_ACK),
         "the pod sees its own reply come from the VIP"
     );
-    assert_eq!(node.states([&forward, &reply]), [CT_STATE_ESTABLISHED; 2]);
+    assert_eq!(node.states([&forward, &reply]), [CT_STATE_SYN_RECV; 2]);
 }
 
 /// Fills the whole SNAT range towards `backend` with NodePort flows in the given states (forward, reply),
@@ -344,7 +349,17 @@ fn node_port_from_the_uplink_is_snated_to_the_node_and_reversed() {
         tcp(SENT_BY_DST, node_port, client, TCP_SYN | TCP_ACK),
         "the reply comes from the NodePort, to the original client"
     );
-    assert_eq!(node.states([&forward, &reply]), [CT_STATE_ESTABLISHED; 2]);
+    // A client that never acknowledges leaves a half-open flow with the handshake's short timeout
+    // (its SNAT port comes back within a minute), not an established one holding it for hours.
+    assert_eq!(node.states([&forward, &reply]), [CT_STATE_SYN_RECV; 2]);
+    let ack = data(FROM_ROUTER, client, node_port);
+    let out = node.run_from_uplink(&ack, NAT_TO_POD);
+    assert_eq!(out, data(DELIVERED_TO_DST, snat, backend));
+    assert_eq!(
+        node.states([&forward, &reply]),
+        [CT_STATE_ESTABLISHED; 2],
+        "the client's ACK establishes the flow"
+    );
 
     // With an uplink, it is redirected there (bpf_redirect_neigh).
     node.dp.set_node(NODE_IP, TEST_RUN_IFINDEX).unwrap();
