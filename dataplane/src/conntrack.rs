@@ -1,12 +1,12 @@
 //! CT_V1 from user space: counting the tracked flows and sweeping the expired ones (the programs treat an
-//! expired entry as absent but cannot delete it; the LRU map only evicts when full). An expired entry's
-//! partner (the other direction of the same flow) is deleted with it. Also the reservation of the SNAT
+//! expired flow as absent but cannot delete it; the LRU map only evicts when full). A flow's two entries
+//! (one per direction) are judged and deleted together. Also the reservation of the SNAT
 //! port range in the node's own port allocation.
 
 use aya::maps::{HashMap, MapData};
 use strait_abi::{
     CtEntry, CtKey,
-    conntrack::{SNAT_PORT_COUNT, SNAT_PORT_MIN, ct_expired, partner},
+    conntrack::{SNAT_PORT_COUNT, SNAT_PORT_MIN, ct_expired, flow_expired, partner},
     maps::CT_MAP,
 };
 
@@ -64,7 +64,9 @@ impl Dataplane {
             .collect()
     }
 
-    /// Deletes the entries expired at `now_ns` (CLOCK_MONOTONIC) and their partners.
+    /// Deletes the flows expired at `now_ns` (CLOCK_MONOTONIC): both entries, judged together
+    /// ([`flow_expired`]: a flow lives while either direction is used). An entry without a partner is
+    /// judged alone.
     pub fn sweep_conntrack(&mut self, now_ns: u64) -> Result<SweepReport, DataplaneError> {
         let snapshot = self.conntrack_entries()?;
         self.sweep_conntrack_from(&snapshot, now_ns)
@@ -83,6 +85,7 @@ impl Dataplane {
         let mut map = self.ct_map()?;
         let mut expired = 0;
         for (key, seen) in snapshot {
+            // A flow never expires sooner than either entry alone says.
             if !ct_expired(key.proto, seen.state, seen.last_seen_ns, now_ns) {
                 continue;
             }
@@ -93,14 +96,28 @@ impl Dataplane {
             if !ct_expired(key.proto, current.state, current.last_seen_ns, now_ns) {
                 continue;
             }
+            let other = partner(key, &current);
+            // The partner, while it still belongs to this flow (its own partner is this entry).
+            let other_entry = map
+                .get(&other, 0)
+                .ok()
+                .filter(|o| partner(&other, o) == *key);
+            if let Some(o) = other_entry
+                && !flow_expired(
+                    key.proto,
+                    current.state,
+                    current.last_seen_ns,
+                    o.state,
+                    o.last_seen_ns,
+                    now_ns,
+                )
+            {
+                continue;
+            }
             if map.remove(key).is_ok() {
                 expired += 1;
             }
-            let other = partner(key, &current);
-            if let Ok(other_entry) = map.get(&other, 0)
-                && partner(&other, &other_entry) == *key
-                && map.remove(&other).is_ok()
-            {
+            if other_entry.is_some() && map.remove(&other).is_ok() {
                 expired += 1;
             }
         }

@@ -92,6 +92,40 @@ pub const fn ct_expired(proto: u8, state: u8, last_seen_ns: u64, now_ns: u64) ->
     now_ns.saturating_sub(last_seen_ns) > ct_timeout_ns(proto, state)
 }
 
+/// The timeout of a flow whose two entries are in `a` and `b` (see [`flow_expired`]): TCP closes only
+/// once both sides have (a half-closed flow is established until its open side is done), is established
+/// once either entry is, and is in its handshake otherwise; UDP is established once a reply came.
+pub const fn flow_timeout_ns(proto: u8, a: u8, b: u8) -> u64 {
+    let state = if proto == 6 && a == CT_STATE_CLOSING && b == CT_STATE_CLOSING {
+        CT_STATE_CLOSING
+    } else if a == CT_STATE_ESTABLISHED || b == CT_STATE_ESTABLISHED {
+        CT_STATE_ESTABLISHED
+    } else {
+        CT_STATE_NEW
+    };
+    ct_timeout_ns(proto, state)
+}
+
+/// Whether a flow has expired at `now_ns`: the later use of its two entries against the flow's timeout
+/// ([`flow_timeout_ns`]). A flow quiet in one direction (a one-way UDP stream, a half-closed TCP flow)
+/// lives as long as the other direction is used. Never sooner than [`ct_expired`] says of either entry
+/// alone, so an entry that is not expired by itself needs no look at its partner.
+pub const fn flow_expired(
+    proto: u8,
+    a_state: u8,
+    a_seen_ns: u64,
+    b_state: u8,
+    b_seen_ns: u64,
+    now_ns: u64,
+) -> bool {
+    let last_seen = if a_seen_ns > b_seen_ns {
+        a_seen_ns
+    } else {
+        b_seen_ns
+    };
+    now_ns.saturating_sub(last_seen) > flow_timeout_ns(proto, a_state, b_state)
+}
+
 /// How long a TCP flow closed from both sides (a FIN each way, or a RST) must have been quiet before its
 /// SNAT port may go to a new flow. Only the last ACK and retransmissions can still follow; netfilter
 /// likewise lets NAT reuse the tuple of a connection in TIME_WAIT. Holding the port for the whole closing
@@ -102,8 +136,9 @@ pub const SNAT_REUSE_CLOSED_NS: u64 = SECOND_NS / 10;
 
 /// Whether the SNAT port held by a flow is free at `now_ns`. `reply_*` describe the entry of the port
 /// (the reply direction), `forward_*` its partner (a missing partner counts as closed at time 0). The
-/// port is free once the reply entry has expired, or once a TCP flow has been closed from both sides and
-/// quiet for [`SNAT_REUSE_CLOSED_NS`]. A half-closed flow keeps its port: the open side may still send.
+/// port is free once the flow has expired ([`flow_expired`]), or once a TCP flow has been closed from both
+/// sides and quiet for [`SNAT_REUSE_CLOSED_NS`]. A half-closed flow keeps its port: the open side may
+/// still send.
 pub const fn snat_port_reusable(
     proto: u8,
     reply_state: u8,
@@ -112,7 +147,14 @@ pub const fn snat_port_reusable(
     forward_seen_ns: u64,
     now_ns: u64,
 ) -> bool {
-    if ct_expired(proto, reply_state, reply_seen_ns, now_ns) {
+    if flow_expired(
+        proto,
+        reply_state,
+        reply_seen_ns,
+        forward_state,
+        forward_seen_ns,
+        now_ns,
+    ) {
         return true;
     }
     let last_seen = if reply_seen_ns > forward_seen_ns {
@@ -197,8 +239,10 @@ mod tests {
         ] {
             let reusable = |now| snat_port_reusable(TCP, reply, seen, forward, seen, now);
             assert!(!reusable(seen + 5 * SECOND_NS), "{reply}/{forward}");
-            let expiry = seen + ct_timeout_ns(TCP, reply) + 1;
-            assert!(reusable(expiry), "{reply}/{forward}");
+            // A half-closed flow is established until its open side is done.
+            let established = ct_timeout_ns(TCP, CT_STATE_ESTABLISHED);
+            assert!(!reusable(seen + established), "{reply}/{forward}");
+            assert!(reusable(seen + established + 1), "{reply}/{forward}");
         }
         assert!(!snat_port_reusable(
             TCP,
@@ -229,6 +273,86 @@ mod tests {
             |now| snat_port_reusable(TCP, CT_STATE_SYN_RECV, seen, CT_STATE_SYN_RECV, seen, now);
         assert!(!reusable(seen + 59 * SECOND_NS));
         assert!(reusable(seen + 61 * SECOND_NS));
+    }
+
+    /// A flow lives as long as either direction is used: a one-way UDP stream, a half-closed TCP flow
+    /// whose open side still sends. The closing timeout applies once both sides have closed.
+    #[test]
+    fn a_flow_expires_on_the_later_of_its_directions() {
+        let old = 100 * SECOND_NS;
+        let recent = old + 100 * SECOND_NS;
+        let now = recent + SECOND_NS;
+        // UDP: the reply entry has been silent for 101 s, the forward one is in use.
+        assert!(ct_expired(
+            UDP,
+            CT_STATE_ESTABLISHED,
+            old,
+            now + 30 * SECOND_NS
+        ));
+        assert!(!flow_expired(
+            UDP,
+            CT_STATE_ESTABLISHED,
+            old,
+            CT_STATE_ESTABLISHED,
+            recent,
+            now
+        ));
+        assert!(flow_expired(
+            UDP,
+            CT_STATE_ESTABLISHED,
+            old,
+            CT_STATE_ESTABLISHED,
+            recent,
+            recent + 121 * SECOND_NS
+        ));
+        // TCP half-closed: the closed side quiet for 101 s, the open side sending.
+        assert!(ct_expired(TCP, CT_STATE_CLOSING, old, now));
+        assert!(!flow_expired(
+            TCP,
+            CT_STATE_CLOSING,
+            old,
+            CT_STATE_ESTABLISHED,
+            recent,
+            now
+        ));
+        // Closed from both sides: the closing timeout from the later close.
+        assert!(!flow_expired(
+            TCP,
+            CT_STATE_CLOSING,
+            old,
+            CT_STATE_CLOSING,
+            recent,
+            recent + 10 * SECOND_NS
+        ));
+        assert!(flow_expired(
+            TCP,
+            CT_STATE_CLOSING,
+            old,
+            CT_STATE_CLOSING,
+            recent,
+            recent + 11 * SECOND_NS
+        ));
+        // A handshake that never completed, with a FIN thrown in, keeps the handshake's timeout.
+        assert!(flow_expired(
+            TCP,
+            CT_STATE_CLOSING,
+            old,
+            CT_STATE_SYN_RECV,
+            old,
+            old + 61 * SECOND_NS
+        ));
+        // Never sooner than either entry alone.
+        for (a, b) in [
+            (CT_STATE_NEW, CT_STATE_NEW),
+            (CT_STATE_SYN_RECV, CT_STATE_ESTABLISHED),
+            (CT_STATE_CLOSING, CT_STATE_ESTABLISHED),
+            (CT_STATE_CLOSING, CT_STATE_CLOSING),
+        ] {
+            for proto in [TCP, UDP] {
+                assert!(flow_timeout_ns(proto, a, b) >= ct_timeout_ns(proto, a));
+                assert!(flow_timeout_ns(proto, a, b) >= ct_timeout_ns(proto, b));
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use strait_abi::{
     CtEntry, CtKey,
     conntrack::{
         CT_DIR_FORWARD, CT_DIR_REPLY, CT_STATE_CLOSING, CT_STATE_ESTABLISHED, CT_STATE_NEW,
-        CT_STATE_SYN_RECV, ct_expired, snat_port_reusable,
+        CT_STATE_SYN_RECV, ct_expired, flow_expired, snat_port_reusable,
     },
 };
 
@@ -58,8 +58,21 @@ pub fn track(key: &CtKey, tcp_flags: u8, now: u64) -> Option<CtEntry> {
     let entry = CT_V1.get_ptr_mut(key)?;
     // SAFETY: a pointer into the map value; plain fields, racing writers can only leave a stale value.
     let current = unsafe { *entry };
+    // An entry expired by itself may belong to a flow whose other direction is in use (a one-way UDP
+    // stream, a half-closed TCP flow): the flow decides.
     if ct_expired(key.proto, current.state, current.last_seen_ns, now) {
-        return None;
+        // SAFETY: the value is copied out at once.
+        let other = unsafe { CT_V1.get(partner(key, &current)) }.copied()?;
+        if flow_expired(
+            key.proto,
+            current.state,
+            current.last_seen_ns,
+            other.state,
+            other.last_seen_ns,
+            now,
+        ) {
+            return None;
+        }
     }
     let state = next_state(key, current.state, tcp_flags);
     let reset = key.proto == PROTO_TCP && tcp_flags & TCP_RST != 0;

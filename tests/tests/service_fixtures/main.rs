@@ -7,9 +7,10 @@
 //! registered behind it: either may send without tripping the anti-spoofing check.
 //!
 //! `harness` holds the shared setup and frame helpers; `flows` the translated flows (DNAT, reverse NAT,
-//! CT states, SNAT, hairpin, Maglev, the XDP fast path); `refusals` everything that is refused, dropped
-//! or swept.
+//! CT states, SNAT, hairpin, Maglev, the XDP fast path); `expiry` how long one-way and half-closed flows
+//! live; `refusals` everything that is refused, dropped or swept.
 
+mod expiry;
 mod flows;
 mod harness;
 mod refusals;
