@@ -84,7 +84,8 @@ pub enum Reason {
     DropTruncatedIpv4 = 17,
     /// IPv4 header with a wrong version, a header length under 20 bytes, or a total length that does not fit.
     DropMalformedIpv4 = 18,
-    /// Source address does not belong to the pod whose interface sent the packet.
+    /// Source address does not belong to the pod whose interface sent the packet; on the uplink, a source
+    /// address that exists only inside the node (a local pod's, the hairpin source, the node's own).
     DropSpoofedSource = 19,
     /// Rewriting the frame for delivery failed.
     DropRewriteFailed = 20,

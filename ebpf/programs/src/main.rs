@@ -13,6 +13,7 @@ mod deliver;
 mod lb;
 mod maps;
 mod nat;
+mod node_local;
 mod parse;
 mod reject;
 mod service_nat;

@@ -1,13 +1,15 @@
 //! tcx ingress on the node's uplink: traffic from outside the node. TCP/UDP to a frontend (NodePort,
 //! LoadBalancer ingress IP, externalIP) or of a tracked flow goes through the per-packet service path and
 //! on to its pod (or back out of the uplink); a packet for a pod on this node is delivered to it; the
-//! rest goes to the node's stack.
+//! rest goes to the node's stack. A source address that exists only inside the node is forged
+//! ([`node_local`]) and dropped.
 
 use aya_ebpf::programs::TcContext;
 use strait_abi::Reason;
 
 use crate::{
     deliver::{TC_PASS, deliver_local, forward},
+    node_local,
     parse::{Frame, parse, parse_l4},
     service_nat::{self, Origin},
 };
@@ -18,6 +20,9 @@ pub fn from_uplink(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
     let Frame::Ipv4(ip) = parse(ctx)? else {
         return Ok((Reason::PassNonIpv4, TC_PASS));
     };
+    if node_local::is_node_local(ip.src) {
+        return Err(Reason::DropSpoofedSource);
+    }
     if let Some(l4) = parse_l4(ctx, &ip)?
         && let Some(translated) = service_nat::translate(ctx, &ip, &l4, Origin::Uplink)?
     {

@@ -14,6 +14,7 @@ use strait_abi::Reason;
 use crate::{
     lb,
     nat::Tuple,
+    node_local,
     parse::{ETH_LEN, PROTO_TCP, PROTO_UDP},
     xdp_nat, xdp_reject,
 };
@@ -48,6 +49,11 @@ pub fn xdp_uplink(ctx: &XdpContext) -> (Reason, u32) {
             core::ptr::read_unaligned(ip.add(20 + 2).cast::<u16>()),
         )
     };
+    // A forged node-local source is dropped first, whatever the packet carries (tc drops the IPv4
+    // packets this program passes on).
+    if ethertype == [0x08, 0x00] && node_local::is_node_local(saddr) {
+        return (Reason::DropSpoofedSource, XDP_DROP);
+    }
     // Only whole, option-less IPv4 TCP/UDP packets are decided here (the transport header inside the IP
     // packet, not in Ethernet padding); tc handles, or drops, the rest.
     let l4_need = if proto == PROTO_TCP { 20 } else { 8 };

@@ -243,3 +243,38 @@ fn checksum_helpers_catch_a_flipped_bit() {
     flipped[56] ^= 0x01;
     assert!(!l4_checksum_ok(&flipped), "payload bit");
 }
+
+/// An on-link host forging a source that exists only inside the node (a local pod, the node itself, the
+/// hairpin source) is dropped by both uplink programs, before any CT lookup: it cannot pose as a
+/// backend's reply to a tracked flow.
+#[test]
+fn forged_node_local_sources_from_the_uplink_are_dropped() {
+    let node_port = sock(NODE_IP, 30080);
+    let backend = sock(DST, 8080);
+    let entry = service(node_port, L4Proto::Tcp, &[backend], Some(cluster_policy()));
+    let mut node = Node::with_node_ip(&[entry]);
+    // A tracked NodePort flow, SNATed to the node.
+    let client = sock(CLIENT, 50000);
+    let out = node.run_from_uplink(&tcp(FROM_ROUTER, client, node_port, TCP_SYN), NAT_TO_POD);
+    let snat = source(&out);
+    let flows = node.ct();
+
+    let spoofed = (TC_ACT_SHOT, Reason::DropSpoofedSource);
+    let xdp_spoofed = (XDP_DROP, Reason::DropSpoofedSource);
+    for (forged, what) in [
+        (backend, "the backend pod's address (a forged reply)"),
+        (sock(SRC, 8080), "another local pod's address"),
+        (sock(NODE_IP, 22), "the node's own address"),
+        (sock(HAIRPIN_SRC, 8080), "the hairpin source"),
+    ] {
+        let reply = tcp(FROM_ROUTER, forged, snat, TCP_SYN | TCP_ACK);
+        node.run_from_uplink(&reply, spoofed);
+        node.run_xdp(&reply, xdp_spoofed);
+        let to_node_port = udp(FROM_ROUTER, forged, node_port);
+        node.run_from_uplink(&to_node_port, spoofed);
+        node.run_xdp(&to_node_port, xdp_spoofed);
+        assert_eq!(node.ct(), flows, "{what}: no flow opened or changed");
+    }
+    // The real client still gets through.
+    node.run_from_uplink(&data(FROM_ROUTER, client, node_port), NAT_TO_POD);
+}
