@@ -8,7 +8,7 @@
 //! no-ops, and any difference is logged as drift and repaired.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap},
     net::{IpAddr, Ipv4Addr},
     sync::{
         Arc,
@@ -333,6 +333,8 @@ pub async fn run<M: DataplaneOwner>(
     let mut pace = Pace::Idle;
     let mut last_resync = Instant::now();
     let mut events_since_trim = 0;
+    // Frontends the kernel refused, with the last error logged for each.
+    let mut refusing: HashMap<ServiceKey, String> = HashMap::new();
     loop {
         if pace == Pace::Settle {
             tokio::time::sleep(SETTLE).await;
@@ -381,8 +383,11 @@ pub async fn run<M: DataplaneOwner>(
         }
         if !pending.is_empty() {
             let writes = current.writes(&table, pending.iter().copied());
-            if write_pending(&manager, &mut table, writes, &turn, &clock).await {
+            if let Some(refused) = write_pending(&manager, &mut table, writes, &turn, &clock).await
+            {
                 pending.clear();
+                pending.extend(refused.iter().map(|(key, _)| *key));
+                report_refused(&current.index, refused, &mut refusing);
             }
         }
         if let Some(drift) = turn.drift {
@@ -394,8 +399,9 @@ pub async fn run<M: DataplaneOwner>(
             Some(checks) => health.reconcile(&checks).await,
             None => health.retry().await,
         }
-        // Nothing pending: everything written before this turn began is in the data path.
-        if pending.is_empty() && current.built {
+        // Nothing pending but what the kernel refuses (logged by Service, retried): everything else
+        // written before this turn began is in the data path.
+        if current.built && pending.iter().all(|key| refusing.contains_key(key)) {
             clock.last_ms.store(turn_started, Ordering::SeqCst);
         }
         // Once a burst of events (a first sync arrives over many turns) has passed.
@@ -411,15 +417,45 @@ pub async fn run<M: DataplaneOwner>(
     }
 }
 
-/// Writes the index's entries for pending frontends into the kernel; false when the write failed
-/// (the loop keeps them pending and tries again).
+/// Logs the frontends the kernel refused, by Service, once per distinct error (they are retried every
+/// turn), and the ones that went in after all.
+fn report_refused(
+    index: &ServiceIndex,
+    refused: Vec<(ServiceKey, String)>,
+    refusing: &mut HashMap<ServiceKey, String>,
+) {
+    let name = |key: &ServiceKey| {
+        index
+            .owner(key)
+            .map_or_else(|| "(none)".to_owned(), |(ns, name)| format!("{ns}/{name}"))
+    };
+    let now: HashMap<ServiceKey, String> = refused.into_iter().collect();
+    for (key, error) in &now {
+        if refusing.get(key) != Some(error) {
+            tracing::warn!(
+                service = %name(key),
+                frontend = ?key,
+                %error,
+                "cannot write this frontend into the data path; every other one is in place, retrying"
+            );
+        }
+    }
+    for key in refusing.keys().filter(|k| !now.contains_key(*k)) {
+        tracing::info!(service = %name(key), frontend = ?key, "frontend written after all");
+    }
+    *refusing = now;
+}
+
+/// Writes the index's entries for pending frontends into the kernel; `None` when the write failed as a
+/// whole (the loop keeps them all pending and tries again), else the frontends the kernel refused (with
+/// why), the others being in place.
 async fn write_pending<M: DataplaneOwner>(
     manager: &Mutex<M>,
     table: &mut ServiceTable,
     writes: Writes,
     turn: &Turn,
     clock: &SyncClock,
-) -> bool {
+) -> Option<Vec<(ServiceKey, String)>> {
     let Writes {
         upserts,
         removals,
@@ -461,13 +497,19 @@ async fn write_pending<M: DataplaneOwner>(
                 services = turn.retranslated,
                 took_ms = started.elapsed().as_millis(),
                 latency_us,
+                refused = sync.failed.len(),
                 "services synced"
             );
-            true
+            Some(
+                sync.failed
+                    .into_iter()
+                    .map(|(key, error)| (key, error.to_string()))
+                    .collect(),
+            )
         }
         Err(error) => {
             tracing::error!(%error, "service sync failed; retrying");
-            false
+            None
         }
     }
 }

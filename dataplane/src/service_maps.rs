@@ -27,21 +27,27 @@ use crate::{
     services::{Backend, ExternalAccess, L4Proto, Prefix, ServiceEntry, ServiceKey},
 };
 
-/// What one sync changed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What one sync changed, and the frontends it could not write.
+#[derive(Debug, Default)]
 pub struct SyncReport {
     pub added: usize,
     pub updated: usize,
     pub removed: usize,
     pub unchanged: usize,
+    /// Frontends that could not be written or removed, with why. Every other frontend was; a failed new
+    /// frontend leaves nothing behind (its slots, Maglev table and ranges are freed, its id reused), a
+    /// failed update or removal stays as the table says the kernel holds it, for the caller to retry.
+    pub failed: Vec<(ServiceKey, DataplaneError)>,
 }
 
 /// The service entries in the kernel, with their slot-range ids.
 #[derive(Debug, Default)]
 pub struct ServiceTable {
     entries: BTreeMap<ServiceKey, (u32, ServiceEntry)>,
-    /// Next unused slot-range id (ids are not reused; u32 is ample).
+    /// Next never-used slot-range id.
     next_id: u32,
+    /// Ids given back by failed new frontends, used again first.
+    free_ids: Vec<u32>,
 }
 
 fn frontend_key(key: ServiceKey) -> ServiceFrontendKey {
@@ -183,42 +189,101 @@ impl Dataplane {
         upserts: &[ServiceEntry],
         removals: &[ServiceKey],
     ) -> Result<SyncReport, DataplaneError> {
-        let svc_cap = self.service_capacity;
         let mut report = SyncReport::default();
+        // Removals first: they make room in full maps for the new frontends.
+        for key in removals {
+            let Some((id, entry)) = table.entries.get(key).cloned() else {
+                continue;
+            };
+            match self.remove_service(id, &entry) {
+                Ok(()) => {
+                    table.entries.remove(key);
+                    report.removed += 1;
+                }
+                Err(error) => report.failed.push((*key, error)),
+            }
+        }
         for entry in upserts {
             match table.entries.get(&entry.key) {
                 Some((_, current)) if current == entry => report.unchanged += 1,
                 Some((id, old)) => {
                     let (id, old) = (*id, old.clone());
-                    self.write_service(id, entry, Some(&old))?;
-                    table.entries.insert(entry.key, (id, entry.clone()));
-                    report.updated += 1;
+                    match self.write_service(id, entry, Some(&old)) {
+                        Ok(()) => {
+                            table.entries.insert(entry.key, (id, entry.clone()));
+                            report.updated += 1;
+                        }
+                        Err(error) => report.failed.push((entry.key, error)),
+                    }
                 }
                 None => {
                     let id = table.take_id();
-                    self.write_service(id, entry, None)?;
-                    table.entries.insert(entry.key, (id, entry.clone()));
-                    report.added += 1;
+                    match self.write_service(id, entry, None) {
+                        Ok(()) => {
+                            table.entries.insert(entry.key, (id, entry.clone()));
+                            report.added += 1;
+                        }
+                        Err(error) => {
+                            self.free_service(id, entry);
+                            table.free_ids.push(id);
+                            report.failed.push((entry.key, error));
+                        }
+                    }
                 }
-            }
-        }
-        for key in removals {
-            if let Some((id, entry)) = table.entries.remove(key) {
-                self.svc_map()?
-                    .remove(&frontend_key(*key))
-                    .map_err(map_error(SVC_MAP, svc_cap))?;
-                self.write_external(id, &entry.backends, None, Some(&entry))?;
-                let mut slots = self.slot_map()?;
-                for slot in 0..entry.backends.len() as u32 {
-                    let _ = slots.remove(&BackendSlotKey {
-                        service_id: id,
-                        slot,
-                    });
-                }
-                report.removed += 1;
             }
         }
         Ok(report)
+    }
+
+    /// Removes frontend `entry` (id `id`) and everything it holds.
+    fn remove_service(&mut self, id: u32, entry: &ServiceEntry) -> Result<(), DataplaneError> {
+        let svc_cap = self.service_capacity;
+        self.svc_map()?
+            .remove(&frontend_key(entry.key))
+            .map_err(map_error(SVC_MAP, svc_cap))?;
+        self.write_external(id, &entry.backends, None, Some(entry))?;
+        let mut slots = self.slot_map()?;
+        for slot in 0..entry.backends.len() as u32 {
+            let _ = slots.remove(&BackendSlotKey {
+                service_id: id,
+                slot,
+            });
+        }
+        Ok(())
+    }
+
+    /// Frees whatever a failed write of the new frontend `entry` under id `id` left: its slots, Maglev
+    /// table and source ranges (the frontend itself is written last, so a failed write never left it).
+    /// Best effort: what is not there is skipped.
+    fn free_service(&mut self, id: u32, entry: &ServiceEntry) {
+        if let Ok(mut slots) = self.slot_map() {
+            for slot in 0..entry.backends.len() as u32 {
+                let _ = slots.remove(&BackendSlotKey {
+                    service_id: id,
+                    slot,
+                });
+            }
+        }
+        if let Ok(mut maglev) = self.maglev_map() {
+            let _ = maglev.remove(&id);
+        }
+        if let (Some(external), Ok(mut trie)) = (&entry.external, self.source_range_map()) {
+            for prefix in &external.source_ranges {
+                let _ = trie.remove(&range_key(id, *prefix));
+            }
+        }
+    }
+
+    /// The backend slots in SVC_SLOT_V1 (for tests and inspection: every slot belongs to a frontend).
+    pub fn service_slot_count(&mut self) -> Result<usize, DataplaneError> {
+        let slot_cap = self.backend_capacity;
+        let slots = self.slot_map()?;
+        let mut count = 0;
+        for key in slots.keys() {
+            key.map_err(map_error(SVC_SLOT_MAP, slot_cap))?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// Writes (or, with `external` unset, removes) the Maglev table and source ranges of frontend `id`;
@@ -365,6 +430,9 @@ impl ServiceTable {
     }
 
     fn take_id(&mut self) -> u32 {
+        if let Some(id) = self.free_ids.pop() {
+            return id;
+        }
         let id = self.next_id.max(1);
         self.next_id = id + 1;
         id

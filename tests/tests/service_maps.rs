@@ -80,8 +80,10 @@ fn restarted_dataplane_adopts_services_and_syncs_by_difference() {
     assert_eq!(report.unchanged, 2, "{report:?}");
 }
 
+/// A full map refuses one frontend, not the sync: the others are written, the refused one is named with
+/// the map that is full, nothing it had written stays behind, and its id is used again.
 #[test]
-fn full_service_map_is_a_named_error() {
+fn full_service_map_refuses_one_frontend_and_leaks_nothing() {
     require_root();
     let mut dataplane = Dataplane::load(&LoadOptions {
         service_capacity: 2,
@@ -89,18 +91,33 @@ fn full_service_map_is_a_named_error() {
     })
     .unwrap();
     let mut table = dataplane.read_services().unwrap();
-    let error = dataplane
-        .sync_services(
-            &mut table,
-            &[
-                entry(1, &[1], None),
-                entry(2, &[1], None),
-                entry(3, &[1], None),
-            ],
-        )
-        .unwrap_err();
+    let desired = [
+        entry(1, &[1, 2], None),
+        entry(2, &[1], None),
+        entry(3, &[1, 2, 3], None),
+    ];
+    let report = dataplane.sync_services(&mut table, &desired).unwrap();
+    assert_eq!((report.added, report.failed.len()), (2, 1), "{report:?}");
+    let (key, error) = &report.failed[0];
+    assert_eq!(*key, desired[2].key);
     assert!(
         error.to_string().contains("SVC_V1 is full (2 entries)"),
         "{error}"
     );
+    assert_eq!(table.len(), 2);
+    assert_eq!(
+        dataplane.service_slot_count().unwrap(),
+        3,
+        "the refused frontend's slots were freed"
+    );
+    // Retried after room was made: it goes in, and the kernel holds exactly what is desired.
+    let report = dataplane.sync_services(&mut table, &desired[1..]).unwrap();
+    assert_eq!(
+        (report.added, report.removed, report.failed.len()),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(dataplane.service_slot_count().unwrap(), 4);
+    let reread = dataplane.read_services().unwrap();
+    assert_eq!(reread.entries().cloned().collect::<Vec<_>>(), desired[1..]);
 }

@@ -247,6 +247,11 @@ impl ServiceIndex {
             .map(|i| &frontends[i])
     }
 
+    /// The Service (namespace, name) whose entry `key` holds: the first claimant.
+    pub fn owner(&self, key: &ServiceKey) -> Option<(&str, &str)> {
+        Some(self.order(self.claims.get(key)?.first()))
+    }
+
     /// Every effective entry, sorted by key.
     pub fn entries(&self) -> Vec<ServiceEntry> {
         self.claims
