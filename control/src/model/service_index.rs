@@ -9,7 +9,8 @@
 //! - this node's Node: every Service with node ports, when the node's addresses changed;
 //! - anything else: nothing.
 //!
-//! When two Services claim one frontend, the first in (namespace, name) order keeps it, as in the full
+//! When two Services claim one frontend, a ClusterIP claim beats an external one (externalIPs,
+//! LoadBalancer ingress), then the first in (namespace, name) order keeps it, as in the full
 //! translation ([`service_entries`](super::translate::service_entries)); the periodic resync compares
 //! the two and logs any difference.
 
@@ -21,7 +22,9 @@ use strait_k8s::{Event, Kind, Object, ObjectStore};
 
 use super::batch_objects::BatchObjects;
 use super::health::{HealthCheck, health_check, health_check_port};
-use super::translate::{SliceOwner, ipv4_slice_service, node_addresses, service_frontends};
+use super::translate::{
+    SliceOwner, ipv4_slice_service, node_addresses, precedence, service_frontends,
+};
 
 /// A Service's number in the index (interned `(namespace, name)`; numbers are not reused).
 type ServiceId = u32;
@@ -290,9 +293,14 @@ impl ServiceIndex {
     }
 
     fn claim(&mut self, key: ServiceKey, id: ServiceId) {
+        // A ClusterIP claim first, then (namespace, name): as the full translation decides.
         let order = |index: &Self, id: ServiceId| {
+            let frontends = &index.states[id as usize].frontends;
+            let rank = frontends
+                .binary_search_by(|e| e.key.cmp(&key))
+                .map_or(u8::MAX, |i| precedence(&frontends[i]));
             let (namespace, name) = index.order(id);
-            (namespace.to_owned(), name.to_owned())
+            (rank, namespace.to_owned(), name.to_owned())
         };
         let current = self.claims.remove(&key);
         let claimants = match current {

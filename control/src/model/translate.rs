@@ -24,8 +24,9 @@
 //!   connections instead of passing them on.
 //!
 //! Backends are deduplicated and sorted by (address, port), so the same endpoints always give the same
-//! slots; entries are sorted by key. When two Services claim the same frontend, the first in (namespace,
-//! name) order keeps it.
+//! slots; entries are sorted by key. When two Services claim the same frontend, a ClusterIP beats an
+//! address reached from outside (externalIPs, LoadBalancer ingress: see [`precedence`]), then the first
+//! in (namespace, name) order keeps it.
 //!
 //! [`service_frontends`] translates one Service (what [`ServiceIndex`](super::service_index::ServiceIndex)
 //! calls per change); [`service_entries`] translates the whole store (the first sync and the periodic
@@ -71,10 +72,24 @@ pub fn service_entries(store: &ObjectStore, node_name: &str) -> Vec<ServiceEntry
             .flatten()
             .collect();
         for entry in service_frontends(&service, &slices, &node_ips, node_name) {
-            entries.entry(entry.key).or_insert(entry);
+            match entries.get(&entry.key) {
+                // A ClusterIP outranks an address reached from outside (externalIPs, ingress), so no
+                // Service can take another's ClusterIP over; among equals the first Service keeps it.
+                Some(held) if precedence(held) <= precedence(&entry) => {}
+                _ => {
+                    entries.insert(entry.key, entry);
+                }
+            }
         }
     }
     entries.into_values().collect()
+}
+
+/// How strongly an entry claims its frontend when two Services name the same one (lower wins): a
+/// ClusterIP before an address reached from outside the cluster (externalIPs, LoadBalancer ingress),
+/// which any Service can write into its spec (the CVE-2020-8554 class).
+pub fn precedence(entry: &ServiceEntry) -> u8 {
+    u8::from(entry.external.is_some())
 }
 
 /// The frontends of one Service, sorted by key, given its IPv4 EndpointSlices (in slice-name order)

@@ -426,6 +426,50 @@ fn the_first_service_keeps_a_contested_frontend() {
     );
 }
 
+/// A Service cannot take another's ClusterIP over by naming it in its externalIPs (or as its
+/// LoadBalancer ingress), whatever the names' order: the ClusterIP keeps it (the CVE-2020-8554 class).
+#[test]
+fn a_cluster_ip_outranks_the_same_address_as_an_external_ip() {
+    let mut yaml = service(
+        "a-hijack",
+        "  clusterIP: 10.96.0.30
+  externalIPs: [10.96.0.10]
+  ports: [{port: 53, protocol: UDP}]
+",
+    );
+    yaml += &slice(
+        "a-hijack-1",
+        "a-hijack",
+        "IPv4",
+        "ports: [{port: 9053, protocol: UDP}]\nendpoints: [{addresses: [10.244.9.9]}]\n",
+    );
+    yaml += &service(
+        "z-dns",
+        "  clusterIP: 10.96.0.10
+  ports: [{port: 53, protocol: UDP}]
+",
+    );
+    yaml += &slice(
+        "z-dns-1",
+        "z-dns",
+        "IPv4",
+        "ports: [{port: 53, protocol: UDP}]\nendpoints: [{addresses: [10.244.1.53]}]\n",
+    );
+    let entries = service_entries(&objects(&yaml), "n");
+    let dns = entries
+        .iter()
+        .find(|e| e.key == key("10.96.0.10", 53, L4Proto::Udp))
+        .unwrap();
+    assert_eq!(dns.backends, backends(&[("10.244.1.53", 53)]));
+    assert!(dns.external.is_none(), "{dns:?}");
+    // The hijacker keeps its own ClusterIP.
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.key == key("10.96.0.30", 53, L4Proto::Udp))
+    );
+}
+
 #[test]
 fn diff_reports_only_changes() {
     let k = |port| key("10.96.0.1", port, L4Proto::Tcp);
