@@ -21,24 +21,9 @@ use crate::{
 /// Runs the agent until a termination signal.
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(node = %config.node_name, pod_cidr = %config.pod_cidr, "straitd starting");
-    bpffs::ensure_mounted(&config.bpffs).context("preparing bpffs")?;
-    let dataplane = Dataplane::load(&LoadOptions {
-        pin_dir: Some(config.pin_dir()),
-        endpoint_capacity: config.endpoint_capacity,
-        service_capacity: config.service_capacity,
-        backend_capacity: config.backend_capacity,
-        conntrack_capacity: config.conntrack_capacity,
-        xdp_fast_path: config.xdp_fast_path,
-    })
-    .context("loading the eBPF data path")?;
-    tracing::info!(
-        pins = %config.pin_dir().display(),
-        xdp_fast_path = config.xdp_fast_path,
-        "data path loaded"
-    );
+    let mut dataplane = load_data_path(&config)?;
     reserve_snat_ports()?;
     let netlink = Netlink::connect().context("opening netlink")?;
-    let mut dataplane = dataplane;
     if let Some(cgroup) = &config.cgroup {
         dataplane.attach_socket_lb(cgroup).with_context(|| {
             format!(
@@ -85,9 +70,13 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let conntrack_stats = conntrack_gc::ConntrackStats::default();
     let sweep_task = tokio::spawn(conntrack_gc::run(manager.clone(), conntrack_stats.clone()));
     let sync_task = source.map(|(source, origin)| {
-        let (node, manager, clock) = (config.node_name.clone(), manager.clone(), clock.clone());
-        let resync = config.resync_interval;
-        tokio::spawn(services::run(source, origin, node, manager, clock, resync))
+        tokio::spawn(services::run(
+            source,
+            origin,
+            config.sync_settings(),
+            manager.clone(),
+            clock.clone(),
+        ))
     });
     let http_task = tokio::spawn(http::serve(
         http_listener,
@@ -123,6 +112,26 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
 }
 
 /// Attaches the uplink programs (XDP + tcx ingress) and records the node's address and uplink for them.
+/// Loads (or adopts the pinned) eBPF data path with the configured capacities.
+fn load_data_path(config: &AgentConfig) -> anyhow::Result<Dataplane> {
+    bpffs::ensure_mounted(&config.bpffs).context("preparing bpffs")?;
+    let dataplane = Dataplane::load(&LoadOptions {
+        pin_dir: Some(config.pin_dir()),
+        endpoint_capacity: config.endpoint_capacity,
+        service_capacity: config.service_capacity,
+        backend_capacity: config.backend_capacity,
+        conntrack_capacity: config.conntrack_capacity,
+        xdp_fast_path: config.xdp_fast_path,
+    })
+    .context("loading the eBPF data path")?;
+    tracing::info!(
+        pins = %config.pin_dir().display(),
+        xdp_fast_path = config.xdp_fast_path,
+        "data path loaded"
+    );
+    Ok(dataplane)
+}
+
 /// Keeps the node's own connections off the data path's SNAT ports (see
 /// [`conntrack::reserve_snat_ports`]); the agent does not start without that.
 fn reserve_snat_ports() -> anyhow::Result<()> {

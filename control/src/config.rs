@@ -11,6 +11,10 @@ pub struct AgentConfig {
     pub node_name: String,
     /// The node's pod CIDR; pod addresses are allocated from it.
     pub pod_cidr: Ipv4Net,
+    /// The cluster's pod range (every node's pod CIDR) and Service range: no Service may claim an
+    /// address inside them as an externalIP or LoadBalancer ingress.
+    pub cluster_cidr: Ipv4Net,
+    pub service_cidr: Ipv4Net,
     /// Link-local gateway address every pod routes through.
     pub gateway: std::net::Ipv4Addr,
     /// Unix socket the CNI plugin talks to.
@@ -50,6 +54,17 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
+    /// What the service sync loop translates for.
+    pub fn sync_settings(&self) -> crate::services::SyncSettings {
+        crate::services::SyncSettings {
+            node: self.node_name.clone(),
+            reserved: crate::model::translate::ReservedAddresses {
+                cidrs: vec![self.cluster_cidr, self.service_cidr],
+            },
+            resync_every: self.resync_interval,
+        }
+    }
+
     /// Where this node's maps and links are pinned.
     pub fn pin_dir(&self) -> PathBuf {
         self.bpffs.join("strait").join(&self.node_name)

@@ -28,7 +28,7 @@ use crate::{
     healthcheck::HealthServer,
     model::{
         HealthCheck, ServiceIndex, Touched, source::ObjectSource, source::SourceBatch,
-        source::SourceChange,
+        source::SourceChange, translate::ReservedAddresses,
     },
 };
 
@@ -163,6 +163,8 @@ struct Model {
     /// Whether the index has been built (it is, once the source is ready).
     built: bool,
     node: String,
+    /// Addresses no Service may claim as external.
+    reserved: ReservedAddresses,
 }
 
 /// What the kernel needs: entries to write, frontends to remove, and how many looked at were right.
@@ -253,7 +255,7 @@ impl Model {
         if resync {
             // A fresh index built from the whole store (decoding one Service at a time, so the
             // check costs no more memory than the index itself).
-            let mut fresh = ServiceIndex::new(&self.node);
+            let mut fresh = ServiceIndex::new(&self.node).with_reserved(self.reserved.clone());
             fresh.rebuild(&self.store);
             let full = fresh.entries();
             let incremental = self.index.entries();
@@ -297,36 +299,40 @@ impl Model {
     }
 }
 
+/// What the sync loop translates for: this node, the addresses no Service may claim as external, and
+/// how often the safety net runs.
+#[derive(Clone, Debug)]
+pub struct SyncSettings {
+    pub node: String,
+    pub reserved: ReservedAddresses,
+    pub resync_every: Duration,
+}
+
 /// Runs until aborted. `origin` names the source in logs (a directory, or the API server).
 pub async fn run<M: DataplaneOwner>(
     source: BoxedSource,
     origin: String,
-    node: String,
+    settings: SyncSettings,
     manager: Arc<Mutex<M>>,
     clock: SyncClock,
-    resync_every: Duration,
 ) {
-    let mut table = match manager.lock().await.dataplane_mut().read_services() {
-        Ok(table) => {
-            tracing::info!(
-                frontends = table.len(),
-                "adopted service entries from the kernel"
-            );
-            table
-        }
-        Err(error) => {
-            tracing::error!(%error, "cannot read the service maps; service sync is off");
-            return;
-        }
+    let SyncSettings {
+        node,
+        reserved,
+        resync_every,
+    } = settings;
+    let Some(mut table) = adopt_kernel_table(&manager).await else {
+        return;
     };
     // The agent runs in the node's network namespace: health checks are answered on every node address.
     let mut health = HealthServer::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let mut model = Some(Model {
         source,
         store: ObjectStore::new(),
-        index: ServiceIndex::new(&node),
+        index: ServiceIndex::new(&node).with_reserved(reserved.clone()),
         built: false,
         node,
+        reserved,
     });
     // Frontends not yet written: kept across turns when a write fails, so it is retried.
     let mut pending: BTreeSet<ServiceKey> = BTreeSet::new();
@@ -413,6 +419,24 @@ pub async fn run<M: DataplaneOwner>(
         model = Some(current);
         if pace == Pace::Now {
             tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// The service entries already in the kernel (a restart adopts them); `None` (logged) when the maps
+/// cannot be read, and service sync is off.
+async fn adopt_kernel_table<M: DataplaneOwner>(manager: &Mutex<M>) -> Option<ServiceTable> {
+    match manager.lock().await.dataplane_mut().read_services() {
+        Ok(table) => {
+            tracing::info!(
+                frontends = table.len(),
+                "adopted service entries from the kernel"
+            );
+            Some(table)
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot read the service maps; service sync is off");
+            None
         }
     }
 }

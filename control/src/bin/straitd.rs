@@ -22,6 +22,16 @@ struct Args {
     /// The node's pod CIDR (Node.spec.podCIDR), e.g. 10.244.1.0/24. Pod addresses come from it.
     #[arg(long, env = "STRAIT_POD_CIDR")]
     pod_cidr: Ipv4Net,
+    /// The cluster's pod range (every node's pod CIDR, kube-controller-manager's --cluster-cidr). A
+    /// Service naming an address inside it as an externalIP or LoadBalancer ingress is refused (logged
+    /// by name): it would capture pod traffic.
+    #[arg(long, env = "STRAIT_CLUSTER_CIDR", default_value = "10.244.0.0/16")]
+    cluster_cidr: Ipv4Net,
+    /// The Service range (kube-apiserver's --service-cluster-ip-range). A Service naming an address
+    /// inside it as an externalIP or LoadBalancer ingress is refused (logged by name): it could pose as
+    /// another Service's ClusterIP.
+    #[arg(long, env = "STRAIT_SERVICE_CIDR", default_value = "10.96.0.0/12")]
+    service_cidr: Ipv4Net,
     /// Link-local gateway every pod routes through (answered by the host side of its veth).
     #[arg(long, default_value = "169.254.1.1")]
     gateway: std::net::Ipv4Addr,
@@ -146,6 +156,8 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| PathBuf::from("/var/lib/strait").join(&args.node_name)),
         node_name: args.node_name,
         pod_cidr: args.pod_cidr,
+        cluster_cidr: args.cluster_cidr,
+        service_cidr: args.service_cidr,
         gateway: args.gateway,
         socket: args.socket,
         bpffs: args.bpffs,

@@ -23,7 +23,8 @@ use strait_k8s::{Event, Kind, Object, ObjectStore};
 use super::batch_objects::BatchObjects;
 use super::health::{HealthCheck, health_check, health_check_port};
 use super::translate::{
-    SliceOwner, ipv4_slice_service, node_addresses, precedence, service_frontends,
+    ReservedAddresses, SliceOwner, ipv4_slice_service, node_addresses, precedence,
+    refused_external, service_frontends,
 };
 
 /// A Service's number in the index (interned `(namespace, name)`; numbers are not reused).
@@ -128,6 +129,8 @@ pub struct ServiceIndex {
     slice_owner: Namespaced<ServiceId>,
     /// Frontend -> the Services that claim it.
     claims: BTreeMap<ServiceKey, Claimants>,
+    /// Addresses no Service may claim as external.
+    reserved: ReservedAddresses,
 }
 
 impl ServiceIndex {
@@ -137,6 +140,13 @@ impl ServiceIndex {
             node_name: node_name.to_owned(),
             ..Self::default()
         }
+    }
+
+    /// The index with `reserved` refused as externalIPs and ingress addresses.
+    #[must_use]
+    pub fn with_reserved(mut self, reserved: ReservedAddresses) -> Self {
+        self.reserved = reserved;
+        self
     }
 
     /// Number of Services with frontends.
@@ -173,7 +183,7 @@ impl ServiceIndex {
             frontends: self.claims.keys().copied().collect(),
             ..Touched::default()
         };
-        *self = Self::new(&self.node_name);
+        *self = Self::new(&self.node_name).with_reserved(std::mem::take(&mut self.reserved));
         self.node_ips = node_addresses(store, &self.node_name);
         for (key, slice) in store.views::<SliceOwner>(Kind::EndpointSlice) {
             if let Some(service) = slice.ipv4_service() {
@@ -359,7 +369,20 @@ impl ServiceIndex {
                     .filter_map(|slice| objects.endpoint_slice(&state.namespace, slice))
                     .collect();
                 let slices: Vec<&_> = slices.iter().map(|s| &**s).collect();
-                service_frontends(service, &slices, &self.node_ips, &self.node_name)
+                for (ip, why) in refused_external(service, &self.reserved, &self.node_ips) {
+                    tracing::warn!(
+                        service = %format!("{}/{}", state.namespace, state.name),
+                        address = %ip,
+                        "externalIP or LoadBalancer ingress refused: {why}"
+                    );
+                }
+                service_frontends(
+                    service,
+                    &slices,
+                    &self.node_ips,
+                    &self.node_name,
+                    &self.reserved,
+                )
             }
             None => Vec::new(),
         };
@@ -516,7 +539,10 @@ mod tests {
             Change::Upsert(service("late", "10.96.1.1")),
         );
         assert_eq!(touched, Touched::default());
-        assert_eq!(index.entries(), service_entries(&store, "n1"));
+        assert_eq!(
+            index.entries(),
+            service_entries(&store, "n1", &ReservedAddresses::default())
+        );
     }
 
     #[test]

@@ -35,6 +35,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
+use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use strait_dataplane::services::{
@@ -61,7 +62,11 @@ impl ServiceDiff {
 }
 
 /// The service entries for node `node_name`, sorted by key (see the module documentation for the rules).
-pub fn service_entries(store: &ObjectStore, node_name: &str) -> Vec<ServiceEntry> {
+pub fn service_entries(
+    store: &ObjectStore,
+    node_name: &str,
+    reserved: &ReservedAddresses,
+) -> Vec<ServiceEntry> {
     let slices = slices_by_service(store);
     let node_ips = node_addresses(store, node_name);
     let mut entries: BTreeMap<ServiceKey, ServiceEntry> = BTreeMap::new();
@@ -71,7 +76,7 @@ pub fn service_entries(store: &ObjectStore, node_name: &str) -> Vec<ServiceEntry
             .into_iter()
             .flatten()
             .collect();
-        for entry in service_frontends(&service, &slices, &node_ips, node_name) {
+        for entry in service_frontends(&service, &slices, &node_ips, node_name, reserved) {
             match entries.get(&entry.key) {
                 // A ClusterIP outranks an address reached from outside (externalIPs, ingress), so no
                 // Service can take another's ClusterIP over; among equals the first Service keeps it.
@@ -83,6 +88,45 @@ pub fn service_entries(store: &ObjectStore, node_name: &str) -> Vec<ServiceEntry
         }
     }
     entries.into_values().collect()
+}
+
+/// Addresses no Service may claim as an externalIP or LoadBalancer ingress: the cluster's own ranges
+/// (pod and service CIDRs). This node's addresses are refused too (see [`refused_external`]). Empty by
+/// default (nothing refused but the node's addresses).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReservedAddresses {
+    pub cidrs: Vec<Ipv4Net>,
+}
+
+impl ReservedAddresses {
+    /// The range `ip` falls in, if any.
+    pub fn range_of(&self, ip: Ipv4Addr) -> Option<Ipv4Net> {
+        self.cidrs.iter().copied().find(|net| net.contains(&ip))
+    }
+}
+
+/// The externalIPs and ingress addresses of `service` that are refused, with why: inside a reserved
+/// range, or one of this node's addresses (a Service there would capture the node's own traffic).
+pub fn refused_external(
+    service: &Service,
+    reserved: &ReservedAddresses,
+    node_ips: &[Ipv4Addr],
+) -> Vec<(Ipv4Addr, String)> {
+    let external = external_addresses(service);
+    external
+        .external_ips
+        .iter()
+        .chain(&external.load_balancer_ips)
+        .filter_map(|ip| {
+            if let Some(range) = reserved.range_of(*ip) {
+                Some((*ip, format!("inside the cluster's range {range}")))
+            } else if node_ips.contains(ip) {
+                Some((*ip, "an address of this node".to_owned()))
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// How strongly an entry claims its frontend when two Services name the same one (lower wins): a
@@ -99,6 +143,7 @@ pub fn service_frontends(
     slices: &[&EndpointSlice],
     node_ips: &[Ipv4Addr],
     node_name: &str,
+    reserved: &ReservedAddresses,
 ) -> Vec<ServiceEntry> {
     let mut entries: BTreeMap<ServiceKey, ServiceEntry> = BTreeMap::new();
     let Some(spec) = service.spec.as_ref() else {
@@ -112,7 +157,15 @@ pub fn service_frontends(
     let external_local =
         (spec.external_traffic_policy.as_deref() == Some("Local")).then_some(node_name);
     let affinity = affinity_timeout(spec);
-    let external = external_addresses(service);
+    let mut external = external_addresses(service);
+    let refused: Vec<Ipv4Addr> = refused_external(service, reserved, node_ips)
+        .into_iter()
+        .map(|(ip, _)| ip)
+        .collect();
+    external.external_ips.retain(|ip| !refused.contains(ip));
+    external
+        .load_balancer_ips
+        .retain(|ip| !refused.contains(ip));
     let external_access = |source_ranges: Vec<Prefix>| {
         Some(ExternalAccess {
             local: external_local.is_some(),

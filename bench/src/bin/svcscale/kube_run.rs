@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use strait_bench::svcscale::{self as synth, Variant};
 use strait_control::model::KubeSource;
+use strait_control::model::translate::ReservedAddresses;
 use strait_control::services::{self, SyncClock, SyncRecord};
 use strait_dataplane::services::ServiceKey;
 use strait_dataplane::{Dataplane, LoadOptions};
@@ -219,6 +220,21 @@ impl Changer<'_> {
 }
 
 /// Loads the data path with room for `services` x `per_service`, pinned under a run-unique directory.
+/// The sync loop's settings for the benchmark's node: the default ranges refused as external
+/// addresses, no resync during the run.
+pub(super) fn settings() -> services::SyncSettings {
+    services::SyncSettings {
+        node: NODE.to_owned(),
+        reserved: ReservedAddresses {
+            cidrs: ["10.244.0.0/16", "10.96.0.0/12"]
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect(),
+        },
+        resync_every: Duration::from_hours(1),
+    }
+}
+
 /// A fresh data path sized for `services` x `per_service`, pinned under a directory named for this
 /// process and `run`.
 pub(super) fn load(
@@ -286,10 +302,9 @@ pub fn run(
     let task = runtime.spawn(services::run(
         Box::new(KubeSource::start(client, NODE)),
         "stand-in-api".to_owned(),
-        NODE.to_owned(),
+        settings(),
         Arc::clone(&dataplane),
         clock.clone(),
-        Duration::from_hours(1),
     ));
     let records = wait_for(&clock, timeout, "the first full sync", |r| {
         r.last().is_some_and(|l| l.frontends >= services)

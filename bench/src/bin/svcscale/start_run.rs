@@ -16,7 +16,7 @@ use strait_control::model::ManifestDirSource;
 use strait_control::services::{self, SyncClock};
 use tokio::sync::Mutex;
 
-use super::kube_run::{NODE, load, wait_for};
+use super::kube_run::{load, settings, wait_for};
 use super::{ms, progress};
 
 /// Rounds of the measurement.
@@ -83,10 +83,9 @@ fn one_round(
     let task = runtime.spawn(services::run(
         Box::new(ManifestDirSource::new(dir)),
         dir.display().to_string(),
-        NODE.to_owned(),
+        settings(),
         Arc::new(Mutex::new(dataplane)),
         clock.clone(),
-        Duration::from_hours(1),
     ));
     let synced = wait_for(&clock, timeout, "the first full sync", |records| {
         records.last().is_some_and(|r| r.frontends >= services)

@@ -13,7 +13,7 @@ use strait_k8s::manifest::{ParseOptions, parse_str};
 use strait_k8s::{Change, Kind, ObjectStore};
 
 use crate::model::service_index::ServiceIndex;
-use crate::model::translate::{self, ServiceDiff, diff};
+use crate::model::translate::{self, ReservedAddresses, ServiceDiff, diff};
 
 fn objects(yaml: &str) -> ObjectStore {
     let loaded = parse_str(Path::new("test.yaml"), yaml, &ParseOptions::AGENT).unwrap();
@@ -22,14 +22,33 @@ fn objects(yaml: &str) -> ObjectStore {
     store
 }
 
+/// The ranges the tests' agent refuses as external addresses (straitd's defaults).
+fn reserved() -> ReservedAddresses {
+    ReservedAddresses {
+        cidrs: vec![
+            "10.244.0.0/16".parse().unwrap(),
+            "10.96.0.0/12".parse().unwrap(),
+        ],
+    }
+}
+
 /// The full translation, checked against the incremental index.
 fn service_entries(store: &ObjectStore, node: &str) -> Vec<ServiceEntry> {
-    let full = translate::service_entries(store, node);
-    let mut rebuilt = ServiceIndex::new(node);
+    service_entries_refusing(store, node, &reserved())
+}
+
+/// [`service_entries`] with other reserved ranges.
+fn service_entries_refusing(
+    store: &ObjectStore,
+    node: &str,
+    reserved: &ReservedAddresses,
+) -> Vec<ServiceEntry> {
+    let full = translate::service_entries(store, node, reserved);
+    let mut rebuilt = ServiceIndex::new(node).with_reserved(reserved.clone());
     rebuilt.rebuild(store);
     assert_eq!(rebuilt.entries(), full, "rebuilt index");
 
-    let mut incremental = ServiceIndex::new(node);
+    let mut incremental = ServiceIndex::new(node).with_reserved(reserved.clone());
     let mut growing = ObjectStore::new();
     let mut objects: Vec<_> = [Kind::EndpointSlice, Kind::Node, Kind::Service]
         .into_iter()
@@ -427,7 +446,8 @@ fn the_first_service_keeps_a_contested_frontend() {
 }
 
 /// A Service cannot take another's ClusterIP over by naming it in its externalIPs (or as its
-/// LoadBalancer ingress), whatever the names' order: the ClusterIP keeps it (the CVE-2020-8554 class).
+/// LoadBalancer ingress), whatever the names' order: the ClusterIP keeps it (the CVE-2020-8554 class),
+/// even with no range reserved (a service CIDR set wrong).
 #[test]
 fn a_cluster_ip_outranks_the_same_address_as_an_external_ip() {
     let mut yaml = service(
@@ -455,7 +475,7 @@ fn a_cluster_ip_outranks_the_same_address_as_an_external_ip() {
         "IPv4",
         "ports: [{port: 53, protocol: UDP}]\nendpoints: [{addresses: [10.244.1.53]}]\n",
     );
-    let entries = service_entries(&objects(&yaml), "n");
+    let entries = service_entries_refusing(&objects(&yaml), "n", &ReservedAddresses::default());
     let dns = entries
         .iter()
         .find(|e| e.key == key("10.96.0.10", 53, L4Proto::Udp))
@@ -468,6 +488,50 @@ fn a_cluster_ip_outranks_the_same_address_as_an_external_ip() {
             .iter()
             .any(|e| e.key == key("10.96.0.30", 53, L4Proto::Udp))
     );
+}
+
+/// externalIPs and ingress addresses inside the cluster's ranges, or equal to this node's address, are
+/// refused; the others stay.
+#[test]
+fn external_addresses_inside_the_clusters_ranges_or_on_the_node_are_refused() {
+    let yaml = [
+        "---\napiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus:\n  addresses:\n    - {type: InternalIP, address: 172.30.0.11}\n".to_owned(),
+        service(
+            "greedy",
+            "  type: LoadBalancer\n  clusterIP: 10.96.0.40\n  externalIPs: [10.96.0.10, 10.244.3.3, 172.30.0.11, 192.0.2.7]\n  ports: [{port: 80, nodePort: 30081}]\nstatus:\n  loadBalancer: {ingress: [{ip: 10.244.9.9}, {ip: 198.51.100.7}]}\n",
+        ),
+    ]
+    .concat();
+    let store = objects(&yaml);
+    let vips: Vec<(Ipv4Addr, u16)> = service_entries(&store, "n1")
+        .iter()
+        .map(|e| (e.key.vip, e.key.port))
+        .collect();
+    assert_eq!(
+        vips,
+        [
+            (ip("10.96.0.40"), 80),
+            (ip("172.30.0.11"), 30081),
+            (ip("192.0.2.7"), 80),
+            (ip("198.51.100.7"), 80),
+        ],
+        "only the ClusterIP, the node port and the outside addresses"
+    );
+    let service = store.service("shop", "greedy").unwrap();
+    let refused: Vec<(Ipv4Addr, String)> =
+        translate::refused_external(&service, &reserved(), &[ip("172.30.0.11")]);
+    let addresses: Vec<Ipv4Addr> = refused.iter().map(|(a, _)| *a).collect();
+    assert_eq!(
+        addresses,
+        [
+            ip("10.96.0.10"),
+            ip("10.244.3.3"),
+            ip("172.30.0.11"),
+            ip("10.244.9.9")
+        ]
+    );
+    assert!(refused[0].1.contains("10.96.0.0/12"), "{refused:?}");
+    assert!(refused[2].1.contains("this node"), "{refused:?}");
 }
 
 #[test]
