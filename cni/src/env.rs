@@ -243,7 +243,20 @@ fn validate_container_id(id: &str) -> Result<(), EnvError> {
 }
 
 fn validate_ifname(name: &str) -> Result<(), EnvError> {
-    let reason = if name.len() > MAX_IFNAME_LEN {
+    match ifname_problem(name) {
+        Some(reason) => Err(EnvError::InvalidIfname {
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Why `name` cannot be an interface name, if it cannot.
+pub(crate) fn ifname_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("empty")
+    } else if name.len() > MAX_IFNAME_LEN {
         Some("longer than 15 bytes")
     } else if name == "." || name == ".." {
         Some("'.' and '..' are not allowed")
@@ -254,13 +267,6 @@ fn validate_ifname(name: &str) -> Result<(), EnvError> {
         Some("it contains '/', ':' or whitespace")
     } else {
         None
-    };
-    match reason {
-        Some(reason) => Err(EnvError::InvalidIfname {
-            name: name.to_owned(),
-            reason,
-        }),
-        None => Ok(()),
     }
 }
 

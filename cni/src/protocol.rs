@@ -15,6 +15,23 @@ pub struct AttachmentKey {
     pub ifname: String,
 }
 
+impl AttachmentKey {
+    /// What is wrong with the key as the CNI spec defines its parts (a container id is
+    /// `[a-zA-Z0-9][a-zA-Z0-9_.-]*`; an interface name at most 15 bytes, not `.` or `..`, without `/`,
+    /// `:` or whitespace); `None` when it is valid. The agent checks every request with it: its socket
+    /// is a boundary of its own, whatever the plugin checked.
+    pub fn problem(&self) -> Option<String> {
+        if !crate::env::is_valid_identifier(&self.container_id) {
+            return Some(format!(
+                "container id {:?} is not [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+                self.container_id
+            ));
+        }
+        crate::env::ifname_problem(&self.ifname)
+            .map(|reason| format!("interface name {:?}: {reason}", self.ifname))
+    }
+}
+
 /// What the runtime asked for, forwarded to the agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttachmentRequest {

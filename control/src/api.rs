@@ -1,9 +1,11 @@
 //! The agent API on its unix socket: one JSON request line in, one JSON response line out, per
 //! connection. Requests are served one at a time by the endpoint manager, so CNI calls never interleave.
+//! The socket is root's only (mode 0600, and each caller's SO_PEERCRED uid checked), and every request's
+//! attachment keys are checked as the CNI spec defines them before anything is done.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{os::unix::fs::PermissionsExt as _, path::Path, sync::Arc, time::Duration};
 
-use strait_cni::protocol::{ErrorKind, Request, Response};
+use strait_cni::protocol::{AttachmentKey, ErrorKind, Request, Response};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
@@ -47,7 +49,10 @@ pub fn bind(path: &Path) -> Result<UnixListener, ApiError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(listen_error)?;
     }
-    UnixListener::bind(path).map_err(listen_error)
+    let listener = UnixListener::bind(path).map_err(listen_error)?;
+    // Only root may connect (each caller is checked too: see `handle`).
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(listen_error)?;
+    Ok(listener)
 }
 
 /// Serves requests until the task is dropped.
@@ -71,6 +76,21 @@ pub async fn serve(listener: UnixListener, manager: Arc<Mutex<EndpointManager>>)
 }
 
 async fn handle(stream: UnixStream, manager: &Mutex<EndpointManager>) -> std::io::Result<()> {
+    // A caller that is not root is refused before it is read: the socket's mode is the first guard,
+    // the caller's credentials (SO_PEERCRED) the second.
+    let caller = stream.peer_cred()?;
+    if caller.uid() != 0 {
+        tracing::warn!(uid = caller.uid(), pid = ?caller.pid(), "agent API caller refused: not root");
+        let refused = error(
+            ErrorKind::InvalidRequest,
+            format!("permission denied: uid {} is not root", caller.uid()),
+        );
+        let (_, mut write) = stream.into_split();
+        let mut out = serde_json::to_vec(&refused).map_err(std::io::Error::other)?;
+        out.push(b'\n');
+        write.write_all(&out).await?;
+        return write.shutdown().await;
+    }
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64));
     let mut line = String::new();
@@ -101,7 +121,20 @@ async fn handle(stream: UnixStream, manager: &Mutex<EndpointManager>) -> std::io
     write.shutdown().await
 }
 
+/// What is wrong with the attachment keys a request names, if anything.
+fn key_problem(request: &Request) -> Option<String> {
+    match request {
+        Request::Add(req) | Request::Check(req) => req.key.problem(),
+        Request::Del(key) => key.problem(),
+        Request::Gc { valid } => valid.iter().find_map(AttachmentKey::problem),
+        Request::Status => None,
+    }
+}
+
 async fn dispatch(request: Request, manager: &Mutex<EndpointManager>) -> Response {
+    if let Some(problem) = key_problem(&request) {
+        return error(ErrorKind::InvalidRequest, problem);
+    }
     let mut manager = manager.lock().await;
     let result: Result<Response, RequestError> = match request {
         Request::Add(req) => manager.add(&req).await.map(Response::Added),

@@ -1,5 +1,6 @@
 //! The CNI plugin driven exactly as a runtime drives it: ADD/CHECK/DEL/GC against a live agent, a failed
-//! ADD undone completely, and the spec's error codes for bad environments, configs and an absent agent.
+//! ADD undone completely, the spec's error codes for bad environments, configs and an absent agent, and the
+//! agent socket's own guard (root only, keys checked).
 
 use std::{
     io::Write,
@@ -9,7 +10,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use strait_cni::protocol::AttachmentKey;
+use strait_cni::protocol::{AttachmentKey, ErrorKind, Request, Response};
 use strait_control::naming::host_ifname;
 use strait_dataplane::{netlink::Netlink, netns};
 use strait_lab::{
@@ -309,4 +310,74 @@ fn plugin_reports_spec_error_codes() {
     assert_eq!(error["cniVersion"], "0.4.0", "{error}");
     let (_, error) = plugin(&[], old);
     assert_eq!(error["cniVersion"], "0.4.0", "{error}");
+}
+
+/// One request on the agent socket, as the plugin sends it; the agent's answer.
+fn agent_request(socket: &Path, request: &Request) -> Response {
+    use std::io::{BufRead, BufReader};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    let mut line = serde_json::to_vec(request).unwrap();
+    line.push(b'\n');
+    // A refused caller may be answered before its request is read.
+    let _ = stream.write_all(&line);
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).unwrap();
+    serde_json::from_str(&answer).unwrap()
+}
+
+/// The agent socket is root's only (its mode, and each caller's credentials), and the agent checks every
+/// attachment key as the CNI spec defines it, whatever the plugin checked.
+#[test]
+fn agent_socket_refuses_other_users_and_bad_keys() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let guard = LabGuard::new("ck");
+    let (lab, _node) = empty_lab(&guard);
+    let socket = PathBuf::from(&lab.state.nodes[0].agent_socket);
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+
+    for (container_id, ifname) in [
+        ("../../etc", "eth0"),
+        ("-dash", "eth0"),
+        ("", "eth0"),
+        ("ok", "a/b"),
+        ("ok", "waytoolonginterfacename"),
+    ] {
+        let key = AttachmentKey {
+            container_id: container_id.into(),
+            ifname: ifname.into(),
+        };
+        let answer = agent_request(&socket, &Request::Del(key));
+        assert!(
+            matches!(
+                &answer,
+                Response::Error {
+                    kind: ErrorKind::InvalidRequest,
+                    ..
+                }
+            ),
+            "{container_id:?}/{ifname:?}: {answer:?}"
+        );
+    }
+    assert!(matches!(
+        agent_request(&socket, &Request::Status),
+        Response::Status { ready: true, .. }
+    ));
+
+    // A caller that is not root: this thread alone drops to nobody (the raw syscall changes only the
+    // calling thread's credentials), and is refused even though the socket file would let it in.
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let as_nobody = socket.clone();
+    let answer = std::thread::spawn(move || {
+        // SAFETY: changes the credentials of this thread only; it ends right after.
+        let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+        assert_eq!(rc, 0, "setresuid");
+        agent_request(&as_nobody, &Request::Status)
+    })
+    .join()
+    .unwrap();
+    assert!(
+        matches!(&answer, Response::Error { message, .. } if message.contains("not root")),
+        "{answer:?}"
+    );
 }
