@@ -3,7 +3,11 @@
 //! state, undoing every step already taken when a later one fails, and restores all of it after a restart
 //! without touching what is still correct.
 
-use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    path::{Component, Path},
+};
 
 use strait_cni::protocol::{Attachment, AttachmentKey, AttachmentRequest, ErrorKind, format_mac};
 use strait_dataplane::{
@@ -379,13 +383,41 @@ fn validate(request: &AttachmentRequest) -> Result<(), RequestError> {
             "container id is empty",
         ));
     }
-    if !Path::new(&request.netns).exists() {
-        return Err(RequestError::new(
-            ErrorKind::InvalidRequest,
-            format!("network namespace {} does not exist", request.netns),
-        ));
+    if let Some(problem) = netns_problem(&request.netns) {
+        return Err(RequestError::new(ErrorKind::InvalidRequest, problem));
     }
     Ok(())
+}
+
+/// The directories whose entries may be a pod's network namespace: where containerd and CRI-O (and
+/// `ip netns`) bind-mount them. A path elsewhere (`/proc/1/ns/net`, the node's own namespace) would
+/// have the agent plumb a "pod" into a namespace no runtime made for it.
+pub const NETNS_DIRS: [&str; 2] = ["/run/netns", "/var/run/netns"];
+
+/// What is wrong with `path` as a pod's network namespace: not an entry of [`NETNS_DIRS`] (lexically:
+/// no `..`), a symbolic link, or absent.
+fn netns_problem(path: &str) -> Option<String> {
+    let path_ref = Path::new(path);
+    let plain = path_ref.is_absolute()
+        && path_ref
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    let in_dir = path_ref
+        .parent()
+        .is_some_and(|dir| NETNS_DIRS.iter().any(|allowed| Path::new(allowed) == dir));
+    if !plain || !in_dir {
+        return Some(format!(
+            "network namespace {path} is not an entry of {}",
+            NETNS_DIRS.join(" or ")
+        ));
+    }
+    match std::fs::symlink_metadata(path_ref) {
+        Err(_) => Some(format!("network namespace {path} does not exist")),
+        Ok(meta) if meta.file_type().is_symlink() => {
+            Some(format!("network namespace {path} is a symbolic link"))
+        }
+        Ok(_) => None,
+    }
 }
 
 fn pod_label(request: &AttachmentRequest) -> String {
@@ -433,7 +465,7 @@ mod tests {
             pod_namespace: None,
             pod_name: None,
         };
-        let long = validate(&request("a-very-long-interface", "/proc/self/ns/net")).unwrap_err();
+        let long = validate(&request("a-very-long-interface", "/run/netns/x")).unwrap_err();
         assert_eq!(long.kind, ErrorKind::InvalidRequest);
         let missing = validate(&request("eth0", "/run/netns/does-not-exist-strait")).unwrap_err();
         assert!(
@@ -441,6 +473,20 @@ mod tests {
             "{}",
             missing.message
         );
-        validate(&request("eth0", "/proc/self/ns/net")).unwrap();
+        // Only entries of the runtimes' netns directories: not the node's (or any process's) own.
+        for elsewhere in [
+            "/proc/1/ns/net",
+            "/proc/self/ns/net",
+            "/run/netns/../../proc/1/ns/net",
+            "run/netns/x",
+            "/run/netns/sub/x",
+        ] {
+            let refused = validate(&request("eth0", elsewhere)).unwrap_err();
+            assert!(
+                refused.message.contains("is not an entry of"),
+                "{elsewhere}: {}",
+                refused.message
+            );
+        }
     }
 }

@@ -152,6 +152,20 @@ fn add_check_del_gc_against_a_live_agent() {
         cni_code(cni(&node, "ADD", "pod-x", Some(missing), None)),
         Some(7)
     );
+    // A namespace outside the runtimes' netns directories (here the node's own) is refused, and
+    // nothing is plumbed into it.
+    let allocated_before = allocated(&lab, &node.name);
+    assert_eq!(
+        cni_code(cni(
+            &node,
+            "ADD",
+            "pod-y",
+            Some(Path::new("/proc/1/ns/net")),
+            None
+        )),
+        Some(7)
+    );
+    assert_eq!(allocated(&lab, &node.name), allocated_before);
 
     cni(&node, "ADD", "pod-c", Some(&c.path), None).unwrap();
     let valid = json!([{ "containerID": "pod-b", "ifname": "eth0" }]);
