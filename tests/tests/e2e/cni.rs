@@ -69,6 +69,32 @@ fn cni_code(result: Result<Value, LabError>) -> Option<u64> {
     }
 }
 
+/// What ADD and the agent's start set up around a pod on the node: IPv6 off on the host side of the
+/// pod's link (a pod cannot reach the node over IPv6), and the SNAT ports reserved in the node's own
+/// port allocation.
+fn assert_node_guards(node: &Node, container_id: &str) {
+    // The host side of the pod's link has IPv6 off: a pod cannot reach the node over IPv6.
+    let host_veth = host_ifname(&AttachmentKey {
+        container_id: container_id.into(),
+        ifname: "eth0".into(),
+    });
+    let sysctl = format!("/proc/sys/net/ipv6/conf/{host_veth}/disable_ipv6");
+    let ipv6_off = netns::run_in(&node.netns, move || std::fs::read_to_string(sysctl))
+        .unwrap()
+        .unwrap();
+    assert_eq!(ipv6_off.trim(), "1", "disable_ipv6 on {host_veth}");
+    // The agent reserved its SNAT ports in the node's own port allocation.
+    let reserved = netns::run_in(&node.netns, || {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports")
+    })
+    .unwrap()
+    .unwrap();
+    assert!(
+        strait_dataplane::sysctl::ports_cover(&reserved, 61000, 65535),
+        "ip_local_reserved_ports: {reserved:?}"
+    );
+}
+
 #[test]
 fn add_check_del_gc_against_a_live_agent() {
     let guard = LabGuard::new("cn");
@@ -95,26 +121,7 @@ fn add_check_del_gc_against_a_live_agent() {
             .ends_with("/32")
     );
     assert_eq!(ip_a.octets()[..3], [10, 244, 1]);
-    // The host side of the pod's link has IPv6 off: a pod cannot reach the node over IPv6.
-    let host_veth = host_ifname(&AttachmentKey {
-        container_id: "pod-a".into(),
-        ifname: "eth0".into(),
-    });
-    let sysctl = format!("/proc/sys/net/ipv6/conf/{host_veth}/disable_ipv6");
-    let ipv6_off = netns::run_in(&node.netns, move || std::fs::read_to_string(sysctl))
-        .unwrap()
-        .unwrap();
-    assert_eq!(ipv6_off.trim(), "1", "disable_ipv6 on {host_veth}");
-    // The agent reserved its SNAT ports in the node's own port allocation.
-    let reserved = netns::run_in(&node.netns, || {
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports")
-    })
-    .unwrap()
-    .unwrap();
-    assert!(
-        strait_dataplane::sysctl::ports_cover(&reserved, 61000, 65535),
-        "ip_local_reserved_ports: {reserved:?}"
-    );
+    assert_node_guards(&node, "pod-a");
     let ip_b = cni_exec::result_address(&cni(&node, "ADD", "pod-b", Some(&b.path), None).unwrap())
         .unwrap();
     assert_ne!(ip_a, ip_b);
