@@ -84,10 +84,29 @@ pub fn fast_path_default(mode: strait_dataplane::XdpMode) -> bool {
     !matches!(mode, strait_dataplane::XdpMode::Skb)
 }
 
+/// The port of the agent's HTTP server.
+pub const HTTP_PORT: u16 = 9962;
+
+/// Where the agent's HTTP server listens unless told: the node's address when it is known (Prometheus
+/// scrapes it there), else loopback only; never every address, since `/endpoints` names every pod.
+pub fn default_http_addr(node_ip: Option<std::net::Ipv4Addr>) -> SocketAddr {
+    SocketAddr::from((node_ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST), HTTP_PORT))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::fast_path_default;
+    use super::{default_http_addr, fast_path_default};
     use strait_dataplane::XdpMode;
+
+    #[test]
+    fn http_listens_on_the_node_address_or_loopback_by_default() {
+        let node = std::net::Ipv4Addr::new(172, 30, 0, 11);
+        assert_eq!(
+            default_http_addr(Some(node)).to_string(),
+            "172.30.0.11:9962"
+        );
+        assert_eq!(default_http_addr(None).to_string(), "127.0.0.1:9962");
+    }
 
     #[test]
     fn the_fast_path_defaults_off_only_in_generic_mode() {

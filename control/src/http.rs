@@ -1,5 +1,7 @@
 //! The agent's small HTTP server: `/healthz` (200 once the data path is loaded and restored),
 //! `/metrics` (Prometheus text) and `/endpoints` (JSON list of this node's attachments). GET only.
+//! At most [`MAX_CONNECTIONS`] connections are served at once (more are closed at once), and each
+//! gets [`CONNECTION_DEADLINE`] in all, so slow or idle clients cannot pile up.
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,6 +20,12 @@ use crate::{
 
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 
+/// Connections served at once; one more is closed as soon as it is accepted.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long one connection may take in all (reading the request, writing the answer).
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Shared state the handlers read.
 #[derive(Clone)]
 pub struct HttpState {
@@ -31,16 +39,25 @@ pub struct HttpState {
 
 /// Serves HTTP until the task is dropped.
 pub async fn serve(listener: TcpListener, state: HttpState) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(%peer, "http connection closed: {MAX_CONNECTIONS} already open");
+            drop(stream);
             continue;
         };
         let state = state.clone();
         tokio::spawn(async move {
-            if let Err(error) = handle(stream, &state).await {
-                tracing::debug!(%error, "http connection failed");
+            match tokio::time::timeout(CONNECTION_DEADLINE, handle(stream, &state)).await {
+                Ok(Err(error)) => tracing::debug!(%error, "http connection failed"),
+                Err(_) => tracing::debug!(%peer, "http connection closed: past its deadline"),
+                Ok(Ok(())) => {}
             }
+            drop(slot);
         });
     }
 }

@@ -44,9 +44,11 @@ struct Args {
     /// bpffs mount point (mounted if absent); pins go under <bpffs>/strait/<node-name>/.
     #[arg(long, default_value = strait_dataplane::bpffs::DEFAULT_BPFFS)]
     bpffs: PathBuf,
-    /// Listen address for /healthz, /metrics (Prometheus) and /endpoints.
-    #[arg(long, default_value = "0.0.0.0:9962")]
-    http_addr: SocketAddr,
+    /// Listen address for /healthz, /metrics (Prometheus) and /endpoints. Default: the node's address
+    /// (--node-ip) on port 9962, else 127.0.0.1:9962; not every address, since /endpoints names every
+    /// pod on the node.
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
     /// Capacity of the ENDPOINT map (pods this node can hold).
     #[arg(long, default_value_t = 16_384)]
     endpoint_capacity: u32,
@@ -161,7 +163,9 @@ fn main() -> anyhow::Result<()> {
         gateway: args.gateway,
         socket: args.socket,
         bpffs: args.bpffs,
-        http_addr: args.http_addr,
+        http_addr: args
+            .http_addr
+            .unwrap_or_else(|| strait_control::config::default_http_addr(args.node_ip)),
         endpoint_capacity: args.endpoint_capacity,
         service_capacity: args.service_capacity,
         backend_capacity: args.backend_capacity,

@@ -402,3 +402,36 @@ fn agent_socket_refuses_other_users_and_bad_keys() {
         "{answer:?}"
     );
 }
+
+/// The agent's HTTP server serves at most 64 connections at once: one more is closed as soon as it is
+/// accepted, and the slots come back when the clients go.
+#[test]
+fn agent_http_caps_its_connections() {
+    let guard = LabGuard::new("ch");
+    let (lab, node) = empty_lab(&guard);
+    let port = lab.state.nodes[0].http_port;
+    let connect = |netns: &Path| {
+        netns::run_in(netns, move || {
+            TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+        })
+        .unwrap()
+        .unwrap()
+    };
+    let idle: Vec<TcpStream> = (0..64).map(|_| connect(&node.netns)).collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut extra = connect(&node.netns);
+    extra
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let read = std::io::Read::read(&mut extra, &mut buf);
+    assert!(
+        matches!(read, Ok(0))
+            || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the 65th connection is closed at once: {read:?}"
+    );
+    drop(idle);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    lab.agent_get(&node.name, "/healthz")
+        .expect("served again once the idle clients left");
+}
