@@ -29,10 +29,49 @@ fn netns_error(path: &Path, source: impl Into<std::io::Error>) -> DataplaneError
     }
 }
 
+/// Makes [`NETNS_RUN_DIR`] a shared mount point of its own, as `ip netns add` does (a bind mount of
+/// itself, then shared). Namespaces bound under the plain directory were hidden, and could no longer
+/// be removed, once an `ip netns add` running beside a lab made that mount point over them.
+fn share_run_dir() -> Result<(), nix::Error> {
+    let shared = || {
+        mount(
+            None::<&str>,
+            NETNS_RUN_DIR,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    match shared() {
+        // Not a mount point yet: bind it onto itself first.
+        Err(nix::Error::EINVAL) => {
+            mount(
+                Some(NETNS_RUN_DIR),
+                NETNS_RUN_DIR,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )?;
+            shared()
+        }
+        other => other,
+    }
+}
+
 /// Creates the named namespace `name` and returns its path. Fails if it exists.
 pub fn create(name: &str) -> Result<PathBuf, DataplaneError> {
+    static SHARED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     let target = path(name);
     fs::create_dir_all(NETNS_RUN_DIR).map_err(|e| netns_error(&target, e))?;
+    {
+        let mut shared = SHARED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !*shared {
+            share_run_dir().map_err(|e| netns_error(Path::new(NETNS_RUN_DIR), e))?;
+            *shared = true;
+        }
+    }
     File::options()
         .write(true)
         .create_new(true)

@@ -224,7 +224,8 @@ impl Dataplane {
                             report.added += 1;
                         }
                         Err(error) => {
-                            self.free_service(id, entry);
+                            // Best effort: the write's own error is the one to report.
+                            let _ = self.free_service(id, entry);
                             table.free_ids.push(id);
                             report.failed.push((entry.key, error));
                         }
@@ -235,12 +236,19 @@ impl Dataplane {
         Ok(report)
     }
 
-    /// Removes frontend `entry` (id `id`) and everything it holds.
+    /// Removes frontend `entry` (id `id`), then what it holds.
     fn remove_service(&mut self, id: u32, entry: &ServiceEntry) -> Result<(), DataplaneError> {
         let svc_cap = self.service_capacity;
         self.svc_map()?
             .remove(&frontend_key(entry.key))
             .map_err(map_error(SVC_MAP, svc_cap))?;
+        self.free_service(id, entry)
+    }
+
+    /// Removes what frontend `entry` under id `id` holds besides the frontend itself: its Maglev table,
+    /// source ranges and slots. Also what a failed write of a new frontend left (the frontend is
+    /// written last, so a failed write never left it); slots that are not there are skipped.
+    fn free_service(&mut self, id: u32, entry: &ServiceEntry) -> Result<(), DataplaneError> {
         self.write_external(id, &entry.backends, None, Some(entry))?;
         let mut slots = self.slot_map()?;
         for slot in 0..entry.backends.len() as u32 {
@@ -250,28 +258,6 @@ impl Dataplane {
             });
         }
         Ok(())
-    }
-
-    /// Frees whatever a failed write of the new frontend `entry` under id `id` left: its slots, Maglev
-    /// table and source ranges (the frontend itself is written last, so a failed write never left it).
-    /// Best effort: what is not there is skipped.
-    fn free_service(&mut self, id: u32, entry: &ServiceEntry) {
-        if let Ok(mut slots) = self.slot_map() {
-            for slot in 0..entry.backends.len() as u32 {
-                let _ = slots.remove(&BackendSlotKey {
-                    service_id: id,
-                    slot,
-                });
-            }
-        }
-        if let Ok(mut maglev) = self.maglev_map() {
-            let _ = maglev.remove(&id);
-        }
-        if let (Some(external), Ok(mut trie)) = (&entry.external, self.source_range_map()) {
-            for prefix in &external.source_ranges {
-                let _ = trie.remove(&range_key(id, *prefix));
-            }
-        }
     }
 
     /// The backend slots in SVC_SLOT_V1 (for tests and inspection: every slot belongs to a frontend).

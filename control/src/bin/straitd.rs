@@ -4,7 +4,7 @@ use std::{io::IsTerminal as _, net::SocketAddr, path::PathBuf};
 
 use clap::Parser;
 use ipnet::Ipv4Net;
-use strait_control::{AgentConfig, run};
+use strait_control::{AgentConfig, model::translate::ReservedAddresses, run};
 use strait_dataplane::XdpMode;
 use tracing_subscriber::EnvFilter;
 
@@ -25,12 +25,12 @@ struct Args {
     /// The cluster's pod range (every node's pod CIDR, kube-controller-manager's --cluster-cidr). A
     /// Service naming an address inside it as an externalIP or LoadBalancer ingress is refused (logged
     /// by name): it would capture pod traffic.
-    #[arg(long, env = "STRAIT_CLUSTER_CIDR", default_value = "10.244.0.0/16")]
+    #[arg(long, env = "STRAIT_CLUSTER_CIDR", default_value = ReservedAddresses::DEFAULT_CLUSTER_CIDR)]
     cluster_cidr: Ipv4Net,
     /// The Service range (kube-apiserver's --service-cluster-ip-range). A Service naming an address
     /// inside it as an externalIP or LoadBalancer ingress is refused (logged by name): it could pose as
     /// another Service's ClusterIP.
-    #[arg(long, env = "STRAIT_SERVICE_CIDR", default_value = "10.96.0.0/12")]
+    #[arg(long, env = "STRAIT_SERVICE_CIDR", default_value = ReservedAddresses::DEFAULT_SERVICE_CIDR)]
     service_cidr: Ipv4Net,
     /// Link-local gateway every pod routes through (answered by the host side of its veth).
     #[arg(long, default_value = "169.254.1.1")]

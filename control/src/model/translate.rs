@@ -99,6 +99,21 @@ pub struct ReservedAddresses {
 }
 
 impl ReservedAddresses {
+    /// Kubernetes' usual ranges, straitd's defaults: pods 10.244.0.0/16 (`--cluster-cidr`) and
+    /// Services 10.96.0.0/12 (`--service-cidr`).
+    pub const DEFAULT_CLUSTER_CIDR: &'static str = "10.244.0.0/16";
+    pub const DEFAULT_SERVICE_CIDR: &'static str = "10.96.0.0/12";
+
+    /// The default ranges.
+    pub fn defaults() -> Self {
+        Self {
+            cidrs: [Self::DEFAULT_CLUSTER_CIDR, Self::DEFAULT_SERVICE_CIDR]
+                .iter()
+                .map(|cidr| cidr.parse().expect("a valid default range"))
+                .collect(),
+        }
+    }
+
     /// The range `ip` falls in, if any.
     pub fn range_of(&self, ip: Ipv4Addr) -> Option<Ipv4Net> {
         self.cidrs.iter().copied().find(|net| net.contains(&ip))

@@ -225,12 +225,7 @@ impl Changer<'_> {
 pub(super) fn settings() -> services::SyncSettings {
     services::SyncSettings {
         node: NODE.to_owned(),
-        reserved: ReservedAddresses {
-            cidrs: ["10.244.0.0/16", "10.96.0.0/12"]
-                .iter()
-                .filter_map(|c| c.parse().ok())
-                .collect(),
-        },
+        reserved: ReservedAddresses::defaults(),
         resync_every: Duration::from_hours(1),
     }
 }

@@ -24,12 +24,7 @@ fn objects(yaml: &str) -> ObjectStore {
 
 /// The ranges the tests' agent refuses as external addresses (straitd's defaults).
 fn reserved() -> ReservedAddresses {
-    ReservedAddresses {
-        cidrs: vec![
-            "10.244.0.0/16".parse().unwrap(),
-            "10.96.0.0/12".parse().unwrap(),
-        ],
-    }
+    ReservedAddresses::defaults()
 }
 
 /// The full translation, checked against the incremental index.
