@@ -144,13 +144,33 @@ pub fn tcp_segment(
     seq: u32,
     payload: &[u8],
 ) -> Vec<u8> {
+    tcp_segment_acking(
+        macs,
+        src,
+        dst,
+        flags,
+        (seq, u32::from(flags & TCP_ACK != 0)),
+        payload,
+    )
+}
+
+/// As [`tcp_segment`], with the sequence and acknowledgment numbers given as `(seq, ack)` (the
+/// acknowledgment number is sent whether or not ACK is set).
+pub fn tcp_segment_acking(
+    macs: Macs,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    flags: u8,
+    (seq, ack): (u32, u32),
+    payload: &[u8],
+) -> Vec<u8> {
     let mut header = TcpHeader::new(src.port(), dst.port(), seq, 64000);
     header.fin = flags & TCP_FIN != 0;
     header.syn = flags & TCP_SYN != 0;
     header.rst = flags & TCP_RST != 0;
     header.psh = flags & TCP_PSH != 0;
     header.ack = flags & TCP_ACK != 0;
-    header.acknowledgment_number = u32::from(header.ack);
+    header.acknowledgment_number = ack;
     let builder = PacketBuilder::ethernet2(macs.src, macs.dst)
         .ipv4(src.ip().octets(), dst.ip().octets(), 64)
         .tcp_header(header);

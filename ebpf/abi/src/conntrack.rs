@@ -36,10 +36,15 @@ pub struct CtEntry {
     pub state: u8,
     /// `CT_F_*` flags.
     pub flags: u8,
-    pub pad: u16,
+    /// TCP: 1 once a segment of this direction was seen and [`CtEntry::seq_end`] holds its end.
+    pub seq_seen: u8,
+    pub pad: u8,
     /// The frontend's service id (host byte order), for accounting.
     pub service_id: u32,
-    pub pad2: u32,
+    /// TCP: the sequence number after the furthest segment this direction sent (its `seq` plus payload,
+    /// SYN and FIN; host byte order): what the other side acknowledges at most. A RST must lie close
+    /// below it to count ([`rst_plausible`]).
+    pub seq_end: u32,
 }
 
 /// Entry for packets travelling in the direction of the first packet.
@@ -168,6 +173,38 @@ pub const fn snat_port_reusable(
         && now_ns.saturating_sub(last_seen) >= SNAT_REUSE_CLOSED_NS
 }
 
+/// How far below the furthest sequence number a direction sent a RST of that direction may lie and
+/// still close the flow: netfilter allows the receiver's largest window; strait does not learn window
+/// scales, so it allows 1 MiB (a typical scaled window; Linux's default maximum receive buffer is 6 MiB
+/// but windows that large are rare). A blind attacker must guess within 1 MiB of 4 GiB per try.
+pub const RST_WINDOW: u32 = 1 << 20;
+
+/// Whether `a` comes after `b` in TCP sequence space (RFC 1982 serial arithmetic).
+pub const fn seq_after(a: u32, b: u32) -> bool {
+    a.wrapping_sub(b).cast_signed() > 0
+}
+
+/// Whether a RST (sequence number `seq`, acknowledgment `ack` when `has_ack`) sent in the direction of
+/// `sender` may close the flow whose other direction is `receiver`, as an endpoint could have sent it.
+/// Once the sender's segments have been seen its RST must lie within [`RST_WINDOW`] below (or at) the
+/// end of what it sent: a RST from a live socket carries its next sequence number, a RST answering a
+/// stray segment carries that segment's acknowledgment, which is at most that. A side that has sent
+/// nothing yet (the answer to a SYN) may only refuse it: with ACK, acknowledging exactly the opener's
+/// SYN (RFC 9293's rule for SYN-SENT). Anything else is a blind or stale reset and must not tear the
+/// flow down (netfilter marks it INVALID, and kube-proxy drops INVALID packets).
+pub const fn rst_plausible(
+    sender: &CtEntry,
+    receiver: &CtEntry,
+    seq: u32,
+    ack: u32,
+    has_ack: bool,
+) -> bool {
+    if sender.seq_seen != 0 {
+        return sender.seq_end.wrapping_sub(seq) <= RST_WINDOW;
+    }
+    has_ack && receiver.seq_seen != 0 && receiver.seq_end == ack
+}
+
 /// The key of the other direction's entry of the flow `key`/`entry` belongs to: packets of the other
 /// direction, once rewritten, are this entry's rewritten tuple reversed, so the partner's key is that
 /// tuple reversed.
@@ -205,6 +242,78 @@ mod tests {
 
     const TCP: u8 = 6;
     const UDP: u8 = 17;
+
+    fn sent_up_to(seq_end: u32) -> CtEntry {
+        CtEntry {
+            seq_seen: 1,
+            seq_end,
+            ..CtEntry::default()
+        }
+    }
+
+    #[test]
+    fn a_rst_counts_only_near_the_end_of_what_its_sender_sent() {
+        let receiver = sent_up_to(7);
+        // Near the sender's next sequence number, across the wrap too.
+        for end in [5_000, 100, u32::MAX - 3] {
+            let sender = sent_up_to(end);
+            assert!(rst_plausible(&sender, &receiver, end, 0, false), "{end}");
+            assert!(rst_plausible(
+                &sender,
+                &receiver,
+                end.wrapping_sub(RST_WINDOW),
+                0,
+                false
+            ));
+            assert!(!rst_plausible(
+                &sender,
+                &receiver,
+                end.wrapping_sub(RST_WINDOW + 1),
+                0,
+                false
+            ));
+            // Beyond what the sender ever sent: forged.
+            assert!(
+                !rst_plausible(&sender, &receiver, end.wrapping_add(1), 0, false),
+                "{end}"
+            );
+            assert!(!rst_plausible(
+                &sender,
+                &receiver,
+                end.wrapping_add(1 << 31),
+                7,
+                true
+            ));
+        }
+    }
+
+    #[test]
+    fn a_side_that_sent_nothing_may_only_refuse_the_syn() {
+        let silent = CtEntry::default();
+        let opener = sent_up_to(1_001);
+        assert!(rst_plausible(&silent, &opener, 0, 1_001, true));
+        assert!(
+            !rst_plausible(&silent, &opener, 0, 1_002, true),
+            "wrong ack"
+        );
+        assert!(
+            !rst_plausible(&silent, &opener, 0, 1_001, false),
+            "no ACK flag"
+        );
+        assert!(
+            !rst_plausible(&silent, &CtEntry::default(), 0, 0, true),
+            "nothing known"
+        );
+    }
+
+    #[test]
+    fn sequence_numbers_compare_across_the_wrap() {
+        assert!(seq_after(2, 1));
+        assert!(!seq_after(1, 2));
+        assert!(!seq_after(5, 5));
+        assert!(seq_after(3, u32::MAX - 2));
+        assert!(!seq_after(u32::MAX - 2, 3));
+    }
 
     #[test]
     fn a_tcp_flow_closed_from_both_sides_gives_up_its_snat_port_after_a_quiet_moment() {

@@ -7,6 +7,7 @@
 
 pub mod conntrack;
 pub mod endpoint;
+pub mod fragment;
 pub mod maps;
 pub mod node;
 pub mod service;

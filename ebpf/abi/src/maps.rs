@@ -43,11 +43,17 @@ pub const SOURCE_RANGE_MAP: &str = "SOURCE_RANGE_V1";
 /// Default number of allowed source prefixes over all frontends.
 pub const SOURCE_RANGE_MAP_DEFAULT_CAPACITY: u32 = 16_384;
 
+/// Ports of fragmented datagrams of translated flows (LRU): [`crate::fragment::FragKey`] ->
+/// [`crate::fragment::FragPorts`].
+pub const FRAG_MAP: &str = "FRAG_V1";
+/// Default number of fragmented datagrams remembered at once (LRU).
+pub const FRAG_MAP_DEFAULT_CAPACITY: u32 = 8_192;
+
 /// This node's facts (one-entry array): [`crate::NodeConfig`].
 pub const NODE_MAP: &str = "NODE_V1";
 
 /// Every map the object declares, in the order the loader pins them.
-pub const ALL_MAPS: [&str; 10] = [
+pub const ALL_MAPS: [&str; 11] = [
     ENDPOINT_MAP,
     STATS_MAP,
     SVC_MAP,
@@ -58,4 +64,5 @@ pub const ALL_MAPS: [&str; 10] = [
     MAGLEV_MAP,
     SOURCE_RANGE_MAP,
     NODE_MAP,
+    FRAG_MAP,
 ];

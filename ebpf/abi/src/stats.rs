@@ -76,6 +76,10 @@ pub enum Reason {
     ServiceNat = 4,
     /// A reply from a backend was translated back to the service address (per-packet path).
     ReverseNat = 5,
+    /// An ICMP error (destination unreachable, fragmentation needed, time exceeded) about a packet of a
+    /// translated flow, translated like the flow (outer and quoted headers) and sent to the flow's side
+    /// that sent the quoted packet.
+    IcmpErrorNat = 6,
     /// Passed on by XDP to the tc program (not handled on the fast path).
     PassToTc = 7,
     /// Frame shorter than an Ethernet header.
@@ -101,6 +105,10 @@ pub enum Reason {
     /// entries, so nothing else is needed; passing IPv6 on would let a pod send router advertisements to
     /// the node (the CVE-2020-10749 class) or reach node services on `[::]`.
     DropNonIpv4 = 25,
+    /// A TCP RST of a tracked flow whose sequence number is not one its sender could have sent (see
+    /// `conntrack::rst_plausible`): a blind or stale reset, dropped before it can close the flow and
+    /// free its SNAT port.
+    DropRstOutOfWindow = 26,
 }
 
 impl Reason {
@@ -109,13 +117,14 @@ impl Reason {
     /// Number of reason slots reserved per (program, direction).
     pub const SLOTS: u32 = 32;
     /// Every reason, for user space iteration.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Reason::DeliveredLocal,
         Reason::PassToStack,
         Reason::PassNonIpv4,
         Reason::ServiceTranslated,
         Reason::ServiceNat,
         Reason::ReverseNat,
+        Reason::IcmpErrorNat,
         Reason::PassToTc,
         Reason::DropTruncatedEthernet,
         Reason::DropTruncatedIpv4,
@@ -127,6 +136,7 @@ impl Reason {
         Reason::DropMalformedL4,
         Reason::DropNatFailed,
         Reason::DropNonIpv4,
+        Reason::DropRstOutOfWindow,
     ];
 
     /// Whether this reason means the packet was dropped.
@@ -143,6 +153,7 @@ impl Reason {
             Reason::ServiceTranslated => "service_translated",
             Reason::ServiceNat => "service_nat",
             Reason::ReverseNat => "reverse_nat",
+            Reason::IcmpErrorNat => "icmp_error_nat",
             Reason::PassToTc => "pass_to_tc",
             Reason::DropTruncatedEthernet => "truncated_ethernet",
             Reason::DropTruncatedIpv4 => "truncated_ipv4",
@@ -154,6 +165,7 @@ impl Reason {
             Reason::DropMalformedL4 => "malformed_l4",
             Reason::DropNatFailed => "nat_failed",
             Reason::DropNonIpv4 => "non_ipv4",
+            Reason::DropRstOutOfWindow => "rst_out_of_window",
         }
     }
 }

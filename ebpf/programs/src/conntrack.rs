@@ -1,14 +1,15 @@
-//! Connection tracking for the per-packet service path: lookup of live entries, per-packet state and
-//! timestamp updates, and creation of a flow's two entries (see `strait_abi::conntrack`). Expired entries
+//! Connection tracking for the per-packet service path: lookup of live entries, per-packet state,
+//! timestamp and TCP sequence updates, the RST plausibility check, and creation of a flow's two entries
+//! (see `strait_abi::conntrack`). Expired entries
 //! are treated as absent here and deleted by the agent's sweeper; the LRU map evicts the oldest flows when
 //! it is full.
 
 pub use strait_abi::conntrack::partner;
 use strait_abi::{
-    CtEntry, CtKey,
+    CtEntry, CtKey, Reason,
     conntrack::{
         CT_DIR_FORWARD, CT_DIR_REPLY, CT_STATE_CLOSING, CT_STATE_ESTABLISHED, CT_STATE_NEW,
-        CT_STATE_SYN_RECV, ct_expired, flow_expired, snat_port_reusable,
+        CT_STATE_SYN_RECV, ct_expired, flow_expired, rst_plausible, seq_after, snat_port_reusable,
     },
 };
 
@@ -17,13 +18,8 @@ use aya_ebpf::bindings::BPF_NOEXIST;
 use crate::{
     maps::CT_V1,
     nat::Tuple,
-    parse::{PROTO_TCP, TCP_FIN, TCP_RST},
+    parse::{L4, PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
-
-/// TCP SYN flag.
-const TCP_SYN: u8 = 0x02;
-/// TCP ACK flag.
-const TCP_ACK: u8 = 0x10;
 /// An entry's timestamp is rewritten at most this often (ns) while its state stays the same.
 const TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
 
@@ -52,17 +48,23 @@ pub fn rewritten(entry: &CtEntry) -> Tuple {
     }
 }
 
-/// The live entry for `key`, updated for this packet (timestamp, TCP state), as a copy.
+/// The live entry for `key`, updated for this packet (timestamp, TCP state, the end of what this
+/// direction sent), as a copy. A RST its sender could not have sent ([`rst_plausible`]) changes nothing
+/// and is refused with [`Reason::DropRstOutOfWindow`].
 #[inline(always)]
-pub fn track(key: &CtKey, tcp_flags: u8, now: u64) -> Option<CtEntry> {
-    let entry = CT_V1.get_ptr_mut(key)?;
+pub fn track(key: &CtKey, l4: &L4, now: u64) -> Result<Option<CtEntry>, Reason> {
+    let Some(entry) = CT_V1.get_ptr_mut(key) else {
+        return Ok(None);
+    };
     // SAFETY: a pointer into the map value; plain fields, racing writers can only leave a stale value.
     let current = unsafe { *entry };
     // An entry expired by itself may belong to a flow whose other direction is in use (a one-way UDP
     // stream, a half-closed TCP flow): the flow decides.
     if ct_expired(key.proto, current.state, current.last_seen_ns, now) {
         // SAFETY: the value is copied out at once.
-        let other = unsafe { CT_V1.get(partner(key, &current)) }.copied()?;
+        let Some(other) = (unsafe { CT_V1.get(partner(key, &current)) }).copied() else {
+            return Ok(None);
+        };
         if flow_expired(
             key.proto,
             current.state,
@@ -71,42 +73,78 @@ pub fn track(key: &CtKey, tcp_flags: u8, now: u64) -> Option<CtEntry> {
             other.last_seen_ns,
             now,
         ) {
-            return None;
+            return Ok(None);
         }
     }
-    let state = next_state(key, current.state, tcp_flags);
-    let reset = key.proto == PROTO_TCP && tcp_flags & TCP_RST != 0;
+    let segment = key.proto == PROTO_TCP && l4.has_seq;
+    let reset = segment && l4.tcp_flags & TCP_RST != 0;
+    if reset {
+        // SAFETY: the value is copied out at once.
+        let other = unsafe { CT_V1.get(partner(key, &current)) }
+            .copied()
+            .unwrap_or_default();
+        let has_ack = l4.tcp_flags & TCP_ACK != 0;
+        if !rst_plausible(&current, &other, l4.seq, l4.ack, has_ack) {
+            return Err(Reason::DropRstOutOfWindow);
+        }
+    }
+    let state = if key.proto == PROTO_TCP && !l4.has_seq {
+        // A later fragment carries no flags.
+        current.state
+    } else {
+        next_state(key, current.state, l4.tcp_flags)
+    };
+    // A new connection on a closed one's tuple starts its sequence numbers afresh.
+    let reopened = state == CT_STATE_NEW && current.state != CT_STATE_NEW;
+    let advanced =
+        segment && (current.seq_seen == 0 || reopened || seq_after(l4.seq_end, current.seq_end));
     if state != current.state
         || reset
+        || advanced
         || now.saturating_sub(current.last_seen_ns) > TOUCH_INTERVAL_NS
     {
         // SAFETY: as above.
         unsafe {
             (*entry).state = state;
             (*entry).last_seen_ns = now;
-        }
-        // The handshake's steps (the first reply, the opener's ACK) move both directions; a SYN reusing
-        // a closed flow's tuple reopens both (else the reply entry would stay closing and quiet, and a
-        // new flow could take its SNAT port over from under the reopened one); a RST closes both (a FIN
-        // only its own side).
-        let opening = |s: u8| s == CT_STATE_NEW || s == CT_STATE_SYN_RECV;
-        let both = (opening(current.state)
-            && (state == CT_STATE_SYN_RECV || state == CT_STATE_ESTABLISHED))
-            || (state == CT_STATE_NEW && current.state != CT_STATE_NEW)
-            || reset;
-        if both && let Some(other) = CT_V1.get_ptr_mut(partner(key, &current)) {
-            // SAFETY: as above.
-            unsafe {
-                (*other).state = state;
-                (*other).last_seen_ns = now;
+            if advanced {
+                (*entry).seq_end = l4.seq_end;
+                (*entry).seq_seen = 1;
             }
         }
+        update_partner(key, &current, state, reset, now);
     }
-    Some(CtEntry {
+    Ok(Some(CtEntry {
         state,
         last_seen_ns: now,
         ..current
-    })
+    }))
+}
+
+/// Moves the other direction of the flow along where a packet of `key` (whose entry was `current`)
+/// speaks for both: the handshake's steps (the first reply, the opener's ACK); a SYN reusing a closed
+/// flow's tuple, which reopens both (else the reply entry would stay closing and quiet, and a new flow
+/// could take its SNAT port over from under the reopened one); a RST, which closes both (a FIN only its
+/// own side).
+#[inline(always)]
+fn update_partner(key: &CtKey, current: &CtEntry, state: u8, reset: bool, now: u64) {
+    let opening = |s: u8| s == CT_STATE_NEW || s == CT_STATE_SYN_RECV;
+    let reopened = state == CT_STATE_NEW && current.state != CT_STATE_NEW;
+    let both = (opening(current.state)
+        && (state == CT_STATE_SYN_RECV || state == CT_STATE_ESTABLISHED))
+        || reopened
+        || reset;
+    if both && let Some(other) = CT_V1.get_ptr_mut(partner(key, current)) {
+        // SAFETY: a pointer into the map value; plain fields.
+        unsafe {
+            (*other).state = state;
+            (*other).last_seen_ns = now;
+            if reopened {
+                // The other side of the new connection has sent nothing yet.
+                (*other).seq_seen = 0;
+            }
+        }
+    }
 }
 
 /// The state after a packet with `tcp_flags` on entry `key` in `state`. TCP: NEW (the opener's SYN)

@@ -4,7 +4,8 @@
 //! else goes to the node's stack unchanged. A pod may send only IPv4 (no IPv6, no ARP: see
 //! [`Reason::DropNonIpv4`]) and must own its source address (anti-spoofing), and its
 //! TCP/UDP packets go through the per-packet service path first (tracked flows, and service addresses the
-//! socket hooks did not translate).
+//! socket hooks did not translate), as do later fragments of translated datagrams (`fragments`) and ICMP
+//! errors about translated flows (`icmp_nat`).
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -14,6 +15,7 @@ use aya_ebpf::{
 use strait_abi::{EndpointInfo, EndpointKey, Reason, endpoint::ENDPOINT_F_TRACKED};
 
 use crate::{
+    fragments, icmp_nat,
     maps::{ENDPOINT_V1, NODE_V1},
     parse::{ETH_LEN, Frame, PROTO_TCP, bytes_at, parse, parse_l4},
     service_nat::{self, Origin},
@@ -39,12 +41,23 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
         Some(src) if src.host_ifindex == unsafe { (*ctx.skb.skb).ifindex } => src,
         _ => return Err(Reason::DropSpoofedSource),
     };
-    let l4 = parse_l4(ctx, &ip)?;
-    // Only a pod that is part of a tracked flow can send a packet conntrack must rewrite.
+    // Only a pod that is part of a tracked flow can send a packet conntrack must rewrite: a packet
+    // of the flow, a later fragment of one of its datagrams, or an ICMP error about one.
+    let tracked = source.flags & ENDPOINT_F_TRACKED != 0;
+    if tracked && let Some(translated) = icmp_nat::translate(ctx, &ip, Origin::Pod)? {
+        let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
+        return Ok((translated.reason, verdict));
+    }
+    let l4 = match parse_l4(ctx, &ip)? {
+        Some(l4) => Some(l4),
+        None if tracked => fragments::ports(&ip),
+        None => None,
+    };
     if let Some(l4) = &l4
-        && source.flags & ENDPOINT_F_TRACKED != 0
+        && tracked
         && let Some(translated) = service_nat::tracked(ctx, &ip, l4)?
     {
+        fragments::remember(&ip, l4);
         let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
         return Ok((translated.reason, verdict));
     }
@@ -55,13 +68,14 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
     if let Some(l4) = &l4 {
         match service_nat::open(ctx, &ip, l4, Origin::Pod) {
             Ok(Some(translated)) => {
+                fragments::remember(&ip, l4);
                 let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
                 return Ok((translated.reason, verdict));
             }
             Ok(None) => {}
             // A service without endpoints refuses at once: a RST (TCP) or an ICMP port unreachable
             // (UDP) back into the pod.
-            Err(Reason::DropNoBackend) if ip.header_len == 20 => {
+            Err(Reason::DropNoBackend) if ip.header_len == 20 && !ip.later_fragment => {
                 let verdict = if ip.proto == PROTO_TCP {
                     tc_reject::reset(ctx, source.host_ifindex)?
                 } else {

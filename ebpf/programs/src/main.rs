@@ -9,7 +9,10 @@
 
 mod affinity;
 mod conntrack;
+mod csum;
 mod deliver;
+mod fragments;
+mod icmp_nat;
 mod lb;
 mod maps;
 mod nat;

@@ -8,9 +8,10 @@ use aya_ebpf::{
 use strait_abi::{
     BackendAddr, BackendSlotKey, CtEntry, CtKey, EndpointInfo, EndpointKey, NodeConfig,
     ServiceFrontend, ServiceFrontendKey, SockRevNatKey, SockRevNatValue, StatsValue,
+    fragment::{FragKey, FragPorts},
     maps::{
         AFFINITY_MAP_DEFAULT_CAPACITY, CT_MAP_DEFAULT_CAPACITY, ENDPOINT_MAP_DEFAULT_CAPACITY,
-        MAGLEV_MAP_DEFAULT_CAPACITY, SOCK_REVNAT_MAP_DEFAULT_CAPACITY,
+        FRAG_MAP_DEFAULT_CAPACITY, MAGLEV_MAP_DEFAULT_CAPACITY, SOCK_REVNAT_MAP_DEFAULT_CAPACITY,
         SOURCE_RANGE_MAP_DEFAULT_CAPACITY, SVC_MAP_DEFAULT_CAPACITY, SVC_SLOT_MAP_DEFAULT_CAPACITY,
     },
     service::{AffinityKey, AffinityValue, MaglevTable, SourceRange},
@@ -64,3 +65,8 @@ pub static SOURCE_RANGE_V1: LpmTrie<SourceRange, u32> =
 /// This node's facts (see `strait_abi::node`).
 #[map(name = "NODE_V1")]
 pub static NODE_V1: Array<NodeConfig> = Array::with_max_entries(1, 0);
+
+/// Ports of fragmented datagrams of translated flows (see `strait_abi::fragment`).
+#[map(name = "FRAG_V1")]
+pub static FRAG_V1: LruHashMap<FragKey, FragPorts> =
+    LruHashMap::with_max_entries(FRAG_MAP_DEFAULT_CAPACITY, 0);

@@ -1,6 +1,7 @@
 //! Rewriting a packet's addresses and ports in place, with the IPv4 header checksum and the TCP/UDP
 //! checksum (pseudo header included) fixed up incrementally by the kernel's csum helpers. A UDP
-//! checksum of zero ("none") stays zero.
+//! checksum of zero ("none") stays zero. A later fragment has no transport header: only its addresses
+//! change (the first fragment's checksum update covers the whole datagram's pseudo header).
 
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
@@ -26,6 +27,9 @@ const IP_DADDR: usize = ETH_LEN + 16;
 /// Rewrites `old` into `new` (only the fields that differ).
 #[inline(always)]
 pub fn rewrite(ctx: &TcContext, ip: &Ipv4, old: &Tuple, new: &Tuple) -> Result<(), Reason> {
+    if ip.later_fragment {
+        return rewrite_addresses(ctx, old, new);
+    }
     let l4 = l4_offset(ip);
     let (csum, extra) = if ip.proto == PROTO_TCP {
         (l4 + 16, 0)
@@ -43,6 +47,23 @@ pub fn rewrite(ctx: &TcContext, ip: &Ipv4, old: &Tuple, new: &Tuple) -> Result<(
     }
     if old.dport != new.dport {
         port(ctx, l4 + 2, csum, extra, old.dport, new.dport)?;
+    }
+    Ok(())
+}
+
+/// Rewrites the addresses of a packet without a transport header (IPv4 header checksum only).
+#[inline(always)]
+pub fn rewrite_addresses(ctx: &TcContext, old: &Tuple, new: &Tuple) -> Result<(), Reason> {
+    for (offset, from, to) in [
+        (IP_SADDR, old.saddr, new.saddr),
+        (IP_DADDR, old.daddr, new.daddr),
+    ] {
+        if from != to {
+            ctx.l3_csum_replace(IP_CSUM, u64::from(from), u64::from(to), 4)
+                .map_err(|_| Reason::DropNatFailed)?;
+            ctx.store(offset, &to, 0)
+                .map_err(|_| Reason::DropNatFailed)?;
+        }
     }
     Ok(())
 }

@@ -22,8 +22,12 @@ pub struct Ipv4 {
     pub proto: u8,
     /// Header length in bytes (20-60): the transport header starts at `ETH_LEN + header_len`.
     pub header_len: usize,
-    /// A fragment (offset or more-fragments set): no transport header to read, or not at its start.
-    pub fragment: bool,
+    /// A later fragment (offset set): no transport header; its ports come from the first fragment.
+    pub later_fragment: bool,
+    /// More fragments follow (with no offset: the first fragment, which carries the transport header).
+    pub more_fragments: bool,
+    /// The identification field (as on the wire): which fragments belong together.
+    pub id: u16,
     /// The packet's total length from its header (the frame may be longer: Ethernet padding).
     pub total_len: usize,
 }
@@ -36,13 +40,47 @@ pub const PROTO_UDP: u8 = 17;
 pub const TCP_FIN: u8 = 0x01;
 /// TCP RST flag.
 pub const TCP_RST: u8 = 0x04;
+/// TCP SYN flag.
+pub const TCP_SYN: u8 = 0x02;
+/// TCP ACK flag.
+pub const TCP_ACK: u8 = 0x10;
 
-/// Ports (network byte order) and, for TCP, the flags byte.
+/// Ports (network byte order) and, for TCP, what conntrack reads of the segment.
 #[derive(Clone, Copy)]
 pub struct L4 {
     pub sport: u16,
     pub dport: u16,
     pub tcp_flags: u8,
+    /// TCP sequence and acknowledgment numbers (host byte order).
+    pub seq: u32,
+    pub ack: u32,
+    /// The sequence number after this segment (see [`tcp_seq_end`]).
+    pub seq_end: u32,
+    /// Whether `seq`, `ack` and `seq_end` were read (a TCP header, not a later fragment's ports).
+    pub has_seq: bool,
+}
+
+impl L4 {
+    /// Ports only: UDP, or a later fragment whose ports its first fragment gave.
+    #[inline(always)]
+    pub fn ports(sport: u16, dport: u16) -> Self {
+        Self {
+            sport,
+            dport,
+            tcp_flags: 0,
+            seq: 0,
+            ack: 0,
+            seq_end: 0,
+            has_seq: false,
+        }
+    }
+}
+
+/// The sequence number after a segment starting at `seq` with `payload` bytes: SYN and FIN count one.
+#[inline(always)]
+pub fn tcp_seq_end(seq: u32, payload: usize, flags: u8) -> u32 {
+    let control = u32::from(flags & TCP_SYN != 0) + u32::from(flags & TCP_FIN != 0);
+    seq.wrapping_add(payload as u32).wrapping_add(control)
 }
 
 /// Offset of the transport header.
@@ -51,10 +89,11 @@ pub fn l4_offset(ip: &Ipv4) -> usize {
     ETH_LEN + (ip.header_len & 0x3c)
 }
 
-/// The ports of a TCP or UDP packet that is not a fragment; `None` for other protocols and fragments.
+/// The ports of a TCP or UDP packet (a first fragment too: it carries the transport header), with the
+/// TCP segment's numbers; `None` for other protocols and later fragments.
 #[inline(always)]
 pub fn parse_l4(ctx: &TcContext, ip: &Ipv4) -> Result<Option<L4>, Reason> {
-    if (ip.proto != PROTO_TCP && ip.proto != PROTO_UDP) || ip.fragment {
+    if (ip.proto != PROTO_TCP && ip.proto != PROTO_UDP) || ip.later_fragment {
         return Ok(None);
     }
     let offset = l4_offset(ip);
@@ -66,25 +105,35 @@ pub fn parse_l4(ctx: &TcContext, ip: &Ipv4) -> Result<Option<L4>, Reason> {
     if bytes_at(ctx, offset, need).is_none() {
         let _ = ctx.pull_data((offset + need) as u32);
     }
-    let l4 = bytes_at(ctx, offset, 14)
-        .or_else(|| bytes_at(ctx, offset, 8))
-        .ok_or(Reason::DropMalformedL4)?;
-    // SAFETY: `bytes_at` checked at least 8 bytes are in bounds; the 14th only when it checked 14.
-    unsafe {
-        let sport = u16::from_ne_bytes([*l4, *l4.add(1)]);
-        let dport = u16::from_ne_bytes([*l4.add(2), *l4.add(3)]);
-        let tcp_flags = if ip.proto == PROTO_TCP {
-            let flags = bytes_at(ctx, offset, 14).ok_or(Reason::DropMalformedL4)?;
-            *flags.add(13)
-        } else {
-            0
-        };
-        Ok(Some(L4 {
-            sport,
-            dport,
-            tcp_flags,
-        }))
+    let l4 = bytes_at(ctx, offset, 8).ok_or(Reason::DropMalformedL4)?;
+    // SAFETY: `bytes_at` checked 8 bytes are in bounds.
+    let (sport, dport) = unsafe {
+        (
+            u16::from_ne_bytes([*l4, *l4.add(1)]),
+            u16::from_ne_bytes([*l4.add(2), *l4.add(3)]),
+        )
+    };
+    if ip.proto != PROTO_TCP {
+        return Ok(Some(L4::ports(sport, dport)));
     }
+    let tcp = bytes_at(ctx, offset, 14).ok_or(Reason::DropMalformedL4)?;
+    // SAFETY: `bytes_at` checked 14 bytes are in bounds.
+    let header: [u8; 14] = unsafe { core::ptr::read_unaligned(tcp.cast()) };
+    let seq = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    let ack = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+    let flags = header[13];
+    let payload = ip
+        .total_len
+        .saturating_sub((ip.header_len & 0x3c) + usize::from(header[12] >> 4) * 4);
+    Ok(Some(L4 {
+        sport,
+        dport,
+        tcp_flags: flags,
+        seq,
+        ack,
+        seq_end: tcp_seq_end(seq, payload, flags),
+        has_seq: true,
+    }))
 }
 
 /// What the frame carries.
@@ -132,13 +181,15 @@ pub fn parse(ctx: &TcContext) -> Result<Frame, Reason> {
     if ETH_LEN + total_len > len {
         return Err(Reason::DropTruncatedIpv4);
     }
-    let fragment_bits = u16::from_be_bytes([header[6], header[7]]) & 0x3fff;
+    let fragment_bits = u16::from_be_bytes([header[6], header[7]]);
     Ok(Frame::Ipv4(Ipv4 {
         src: u32::from_ne_bytes([header[12], header[13], header[14], header[15]]),
         dst: u32::from_ne_bytes([header[16], header[17], header[18], header[19]]),
         proto: header[9],
         header_len,
-        fragment: fragment_bits != 0,
+        later_fragment: fragment_bits & 0x1fff != 0,
+        more_fragments: fragment_bits & 0x2000 != 0,
+        id: u16::from_ne_bytes([header[4], header[5]]),
         total_len,
     }))
 }

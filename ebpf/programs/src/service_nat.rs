@@ -71,7 +71,7 @@ pub fn tracked(ctx: &TcContext, ip: &Ipv4, l4: &L4) -> Result<Option<Translated>
     let tuple = tuple_of(ip, l4);
     for dir in [CT_DIR_REPLY, CT_DIR_FORWARD] {
         let key = conntrack::key(&tuple, ip.proto, dir);
-        if let Some(entry) = conntrack::track(&key, l4.tcp_flags, now) {
+        if let Some(entry) = conntrack::track(&key, l4, now)? {
             let new = conntrack::rewritten(&entry);
             rewrite(ctx, ip, &tuple, &new)?;
             let reason = if dir == CT_DIR_FORWARD {
@@ -97,6 +97,10 @@ pub fn open(
     l4: &L4,
     origin: Origin,
 ) -> Result<Option<Translated>, Reason> {
+    if ip.later_fragment {
+        // Only a datagram's first fragment (the one with the ports) may open a flow.
+        return Ok(None);
+    }
     let Some(frontend) = lb::frontend(ip.dst, l4.dport, ip.proto) else {
         return Ok(None);
     };
@@ -110,6 +114,7 @@ pub fn open(
         // A reset for a flow nobody tracks: nothing to open.
         return Err(Reason::DropNoBackend);
     }
+
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let tuple = tuple_of(ip, l4);
@@ -139,9 +144,10 @@ pub fn open(
             } else {
                 0
             },
+        seq_seen: 0,
         pad: 0,
         service_id: frontend.service_id,
-        pad2: 0,
+        seq_end: 0,
     };
     let (saddr, sport) = match snat_addr {
         Some(addr) => (
@@ -162,6 +168,8 @@ pub fn open(
         new_dport: new.dport,
         new_daddr: new.daddr,
         flags: snat_flag | if backend_local { 0 } else { CT_F_TO_UPLINK },
+        seq_seen: u8::from(l4.has_seq),
+        seq_end: l4.seq_end,
         ..reply
     };
     let forward_key = conntrack::key(&tuple, ip.proto, CT_DIR_FORWARD);

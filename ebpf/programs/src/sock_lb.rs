@@ -2,7 +2,10 @@
 //! service address is replaced by a backend chosen at random among the frontend's slots, once per
 //! connection, so no packet is ever translated. What was replaced is remembered per socket, so recvmsg and
 //! getpeername show the service address again. A frontend without backends fails the call at once with
-//! ECONNREFUSED, the error a kube-proxy client sees.
+//! ECONNREFUSED, the error a kube-proxy client sees. A frontend with `loadBalancerSourceRanges` is left
+//! alone here: at connect time the socket has no source address yet, so its packets go on to the
+//! per-packet path, which judges the pod's own address against the ranges (and drops it outside them, as
+//! kube-proxy does); the node's own processes reach such an address the way outside clients do.
 
 use aya_ebpf::{
     helpers::{
@@ -13,7 +16,8 @@ use aya_ebpf::{
 };
 use strait_abi::{
     BackendAddr, Direction, Program, Reason, ServiceFrontend, ServiceFrontendKey, SockRevNatKey,
-    SockRevNatValue, service::AffinityKey,
+    SockRevNatValue,
+    service::{AffinityKey, SVC_F_SOURCE_RANGES},
 };
 
 use crate::{
@@ -62,6 +66,10 @@ pub fn translate(ctx: &SockAddrContext) -> i32 {
     let Some(frontend) = (unsafe { SVC_V1.get(key) }).copied() else {
         return ALLOW;
     };
+    if frontend.flags & SVC_F_SOURCE_RANGES != 0 {
+        // The client's address decides, and only the packets carry it.
+        return ALLOW;
+    }
     if frontend.backend_count == 0 {
         stats::count(Program::SockLb, Reason::DropNoBackend, Direction::Egress, 0);
         return refuse();

@@ -1,7 +1,8 @@
 //! tcx ingress on the node's uplink: traffic from outside the node. TCP/UDP to a frontend (NodePort,
 //! LoadBalancer ingress IP, externalIP) or of a tracked flow goes through the per-packet service path and
 //! on to its pod (or back out of the uplink); a packet for a pod on this node is delivered to it; the
-//! rest goes to the node's stack. A source address that exists only inside the node is forged
+//! rest goes to the node's stack. Later fragments of translated datagrams and ICMP errors about translated
+//! flows are translated like their flows (`fragments`, `icmp_nat`). A source address that exists only inside the node is forged
 //! ([`node_local`]) and dropped.
 
 use aya_ebpf::programs::TcContext;
@@ -9,7 +10,7 @@ use strait_abi::Reason;
 
 use crate::{
     deliver::{TC_PASS, deliver_local, forward},
-    node_local,
+    fragments, icmp_nat, node_local,
     parse::{Frame, parse, parse_l4},
     service_nat::{self, Origin},
 };
@@ -23,9 +24,18 @@ pub fn from_uplink(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
     if node_local::is_node_local(ip.src) {
         return Err(Reason::DropSpoofedSource);
     }
-    if let Some(l4) = parse_l4(ctx, &ip)?
+    if let Some(translated) = icmp_nat::translate(ctx, &ip, Origin::Uplink)? {
+        let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
+        return Ok((translated.reason, verdict));
+    }
+    let l4 = match parse_l4(ctx, &ip)? {
+        Some(l4) => Some(l4),
+        None => fragments::ports(&ip),
+    };
+    if let Some(l4) = l4
         && let Some(translated) = service_nat::translate(ctx, &ip, &l4, Origin::Uplink)?
     {
+        fragments::remember(&ip, &l4);
         let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
         return Ok((translated.reason, verdict));
     }

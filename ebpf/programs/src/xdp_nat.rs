@@ -17,9 +17,10 @@ use strait_abi::{EndpointKey, conntrack::CT_DIR_FORWARD, conntrack::CT_F_TO_UPLI
 
 use crate::{
     conntrack,
+    csum::{read16, replace16, replace32, write16},
     maps::ENDPOINT_V1,
     nat::Tuple,
-    parse::{ETH_LEN, PROTO_TCP},
+    parse::{ETH_LEN, L4, PROTO_TCP, TCP_RST, tcp_seq_end},
 };
 
 /// Bytes the fast path reads and writes: Ethernet, option-less IPv4, the first 20 bytes of TCP (UDP
@@ -42,22 +43,25 @@ pub fn forward_tracked(ctx: &XdpContext, tuple: &Tuple, proto: u8) -> Option<u32
         return None;
     }
     let frame = start as *mut u8;
-    let tcp_flags = if proto == PROTO_TCP {
+    let l4 = if proto == PROTO_TCP {
         if start + TCP_HEADERS > end {
             return None;
         }
         // SAFETY: TCP_HEADERS bytes are in bounds.
-        unsafe { *frame.add(ETH_LEN + 20 + 13) }
+        let segment = unsafe { tcp_segment(frame, tuple) };
+        // A reset is judged by tc (it may be dropped with a counted reason).
+        if segment.tcp_flags & TCP_RST != 0 {
+            return None;
+        }
+        segment
     } else {
-        0
+        L4::ports(tuple.sport, tuple.dport)
     };
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let entry = conntrack::track(
-        &conntrack::key(tuple, proto, CT_DIR_FORWARD),
-        tcp_flags,
-        now,
-    )?;
+    let entry = conntrack::track(&conntrack::key(tuple, proto, CT_DIR_FORWARD), &l4, now)
+        .ok()
+        .flatten()?;
     if entry.flags & CT_F_TO_UPLINK != 0 {
         return None;
     }
@@ -123,50 +127,41 @@ pub fn forward_tracked(ctx: &XdpContext, tuple: &Tuple, proto: u8) -> Option<u32
     u32::try_from(verdict).ok().filter(|v| *v == XDP_REDIRECT)
 }
 
-/// A 16-bit checksum field, as a big-endian number.
+/// The TCP segment at the start of the option-less IPv4 packet in `frame`, as conntrack reads it.
 ///
 /// # Safety
-/// `at` must point to 2 readable bytes.
+/// `frame` must hold [`TCP_HEADERS`] readable bytes.
 #[inline(always)]
-unsafe fn read16(at: *const u8) -> u16 {
+unsafe fn tcp_segment(frame: *const u8, tuple: &Tuple) -> L4 {
     // SAFETY: guaranteed by the caller.
-    u16::from_be_bytes(unsafe { core::ptr::read_unaligned(at.cast::<[u8; 2]>()) })
-}
-
-/// # Safety
-/// `at` must point to 2 writable bytes.
-#[inline(always)]
-unsafe fn write16(at: *mut u8, value: u16) {
-    // SAFETY: guaranteed by the caller.
-    unsafe { core::ptr::write_unaligned(at.cast::<[u8; 2]>(), value.to_be_bytes()) };
-}
-
-/// RFC 1624 eqn. 3: the checksum after a 16-bit word changes from `old` to `new` (both as they lie in
-/// memory, i.e. network byte order).
-#[inline(always)]
-fn replace16(check: u16, old: u16, new: u16) -> u16 {
-    let sum = u32::from(!check)
-        + u32::from(!u16::from_be_bytes(old.to_ne_bytes()))
-        + u32::from(u16::from_be_bytes(new.to_ne_bytes()));
-    !fold(sum)
-}
-
-/// The checksum after a 32-bit field (an address, in memory order) changes.
-#[inline(always)]
-fn replace32(check: u16, old: u32, new: u32) -> u16 {
-    let [o0, o1, o2, o3] = old.to_ne_bytes();
-    let [n0, n1, n2, n3] = new.to_ne_bytes();
-    let sum = u32::from(!check)
-        + u32::from(!u16::from_be_bytes([o0, o1]))
-        + u32::from(!u16::from_be_bytes([o2, o3]))
-        + u32::from(u16::from_be_bytes([n0, n1]))
-        + u32::from(u16::from_be_bytes([n2, n3]));
-    !fold(sum)
-}
-
-#[inline(always)]
-fn fold(mut sum: u32) -> u16 {
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum as u16
+    unsafe {
+        let ip = frame.add(ETH_LEN);
+        let tcp = ip.add(20);
+        let total = u16::from_be_bytes([*ip.add(2), *ip.add(3)]);
+        let header = [
+            *tcp.add(4),
+            *tcp.add(5),
+            *tcp.add(6),
+            *tcp.add(7),
+            *tcp.add(8),
+            *tcp.add(9),
+            *tcp.add(10),
+            *tcp.add(11),
+            *tcp.add(12),
+            *tcp.add(13),
+        ];
+        let seq = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let ack = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        let flags = header[9];
+        let payload = usize::from(total).saturating_sub(20 + usize::from(header[8] >> 4) * 4);
+        L4 {
+            sport: tuple.sport,
+            dport: tuple.dport,
+            tcp_flags: flags,
+            seq,
+            ack,
+            seq_end: tcp_seq_end(seq, payload, flags),
+            has_seq: true,
+        }
+    }
 }

@@ -221,6 +221,17 @@ fn source_ranges(lab: &mut Lab, node: &NodeRecord, dir: &std::path::Path) {
     assert!(metric(lab, &node.name, "xdp-uplink", "source_range") > dropped_before);
     let ranged_port = format!("{}:{}", node.ip, node_port(lab, "default/web-ranges"));
     assert!(from_outside(lab, &ranged_port).is_ok());
+    // A pod (10.244.0.0/16, inside 10.0.0.0/8) is judged by its own address too.
+    let from_pod = |lab: &Lab| {
+        lab.probe(
+            "default/client",
+            "198.51.100.9:80",
+            false,
+            Duration::from_millis(600),
+        )
+        .unwrap()
+    };
+    assert!(from_pod(lab).is_ok(), "a pod inside the source ranges");
     let file = dir.join("ranges.yaml");
     std::fs::write(
         &file,
@@ -236,6 +247,12 @@ fn source_ranges(lab: &mut Lab, node: &NodeRecord, dir: &std::path::Path) {
         from_outside(lab, "198.51.100.9:80").is_ok(),
         "inside the new range"
     );
+    // Now the pod is outside the ranges: its connect is not translated by the socket hook, and the
+    // per-packet path drops it (before, the socket hook let any pod through).
+    let from_pod_before = crate::packets(lab, &node.name, "source_range");
+    let blocked = from_pod(lab);
+    assert!(blocked.is_err(), "a pod outside the source ranges: {blocked:?}");
+    assert!(crate::packets(lab, &node.name, "source_range") > from_pod_before);
 }
 
 fn refusals(lab: &Lab, node: &NodeRecord) {

@@ -12,8 +12,8 @@ pub(crate) use strait_abi::{
     CtEntry, CtKey, Direction, Program, Reason,
     conntrack::{
         CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_SNAT, CT_F_TO_UPLINK, CT_STATE_CLOSING,
-        CT_STATE_ESTABLISHED, CT_STATE_NEW, CT_STATE_SYN_RECV, HAIRPIN_SNAT_ADDR, SNAT_PORT_COUNT,
-        SNAT_PORT_MIN, SNAT_REUSE_CLOSED_NS,
+        CT_STATE_ESTABLISHED, CT_STATE_NEW, CT_STATE_SYN_RECV, HAIRPIN_SNAT_ADDR, RST_WINDOW,
+        SNAT_PORT_COUNT, SNAT_PORT_MIN, SNAT_REUSE_CLOSED_NS,
     },
     service::MAGLEV_TABLE_SIZE,
 };
@@ -30,7 +30,7 @@ pub(crate) use strait_tests::{
     frames::{
         self, DELIVERED_TO_DST, DELIVERED_TO_SRC, DST, FROM_ROUTER, GW_MAC_DST, Macs, POD_MAC_DST,
         SENT_BY_DST, SENT_BY_SRC, SRC, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN,
-        TEST_RUN_IFINDEX, tcp_segment, udp_datagram,
+        TEST_RUN_IFINDEX, tcp_segment, tcp_segment_acking, udp_datagram,
     },
     require_root,
 };
@@ -291,9 +291,11 @@ impl Node {
             new_daddr: wire_addr(*dst.ip()),
             state,
             flags,
+            // Sequence tracking has cases of its own (`sequence`).
+            seq_seen: entry.seq_seen,
             pad: 0,
             service_id: entry.service_id,
-            pad2: 0,
+            seq_end: entry.seq_end,
         };
         assert_eq!(*entry, want, "CT entry for {key:?}");
         assert!(

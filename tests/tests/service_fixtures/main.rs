@@ -8,9 +8,14 @@
 //!
 //! `harness` holds the shared setup and frame helpers; `flows` the translated flows (DNAT, reverse NAT,
 //! CT states, SNAT, hairpin, Maglev, the XDP fast path); `expiry` how long one-way and half-closed flows
-//! live; `refusals` everything that is refused, dropped or swept.
+//! live; `refusals` everything that is refused, dropped or swept; `resets` which TCP resets may close a
+//! flow; `icmp_errors` and `fragments` how errors about translated flows and fragmented datagrams are
+//! translated.
 
 mod expiry;
 mod flows;
+mod fragments;
 mod harness;
+mod icmp_errors;
 mod refusals;
+mod resets;

@@ -162,7 +162,7 @@ fn source_ranges_drop_strangers_at_xdp_and_tc() {
 }
 
 #[test]
-fn malformed_tcp_is_dropped_and_fragments_are_not_translated() {
+fn malformed_tcp_is_dropped_and_only_a_first_fragment_opens_a_flow() {
     let vip = sock(VIP, 80);
     let mut node = Node::new(&[service(vip, L4Proto::Tcp, &[sock(DST, 8080)], None)]);
     let syn = tcp(SENT_BY_SRC, sock(SRC, 40000), vip, TCP_SYN);
@@ -170,13 +170,16 @@ fn malformed_tcp_is_dropped_and_fragments_are_not_translated() {
     node.run_from_pod(&short_tcp(&syn), MALFORMED);
     assert!(node.ct().is_empty(), "nothing malformed is tracked");
 
-    // A first fragment (more-fragments set) and a later one: no transport header to translate by.
-    for (what, flags_and_offset) in [("first fragment", 0x2000u16), ("later fragment", 0x0004)] {
-        let fragment = with_ip_bytes(syn.clone(), 6, &flags_and_offset.to_be_bytes());
-        let out = node.run_from_pod(&fragment, TO_STACK);
-        assert_eq!(out, fragment, "{what}: not translated");
-    }
-    assert!(node.ct().is_empty(), "fragments are not tracked");
+    // A later fragment has no transport header: nothing to open a flow by.
+    let later = with_ip_bytes(syn.clone(), 6, &0x0004u16.to_be_bytes());
+    let out = node.run_from_pod(&later, TO_STACK);
+    assert_eq!(out, later, "later fragment: not translated");
+    assert!(node.ct().is_empty(), "a later fragment opens no flow");
+    // A first fragment carries the ports: it is translated like a whole packet.
+    let first = with_ip_bytes(syn, 6, &0x2000u16.to_be_bytes());
+    let out = node.run_from_pod(&first, NAT_TO_POD);
+    assert_eq!(destination(&out), sock(DST, 8080));
+    assert_eq!(node.ct().len(), 2, "the first fragment opened the flow");
 }
 
 #[test]
