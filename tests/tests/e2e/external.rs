@@ -62,6 +62,14 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: server-udp, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: server}
+  ports: [{name: dns, port: 53, targetPort: dns, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
 metadata: {name: nobody, namespace: default}
 spec:
   type: LoadBalancer
@@ -152,7 +160,33 @@ fn node_ports_and_load_balancer_ips_serve_outside_clients() {
     traffic_policies_and_affinity(&lab, &node);
     source_ranges(&mut lab, &node, dir.path());
     refusals(&lab, &node);
+    fragmented_datagrams(&lab, &node);
     status_and_health_checks(&lab, &node);
+}
+
+/// A UDP datagram larger than the path's MTU reaches a NodePort's pod in fragments: the first is
+/// translated by its ports, the later ones by the ports the first left behind (before, only the first
+/// fragment was translated and the pod never saw a whole datagram).
+fn fragmented_datagrams(lab: &Lab, node: &NodeRecord) {
+    let target = SocketAddr::from((node.ip, node_port(lab, "default/server-udp")));
+    let external = netns::path(&lab.names.external_netns());
+    let answer = netns::run_in(&external, move || -> std::io::Result<String> {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        socket.connect(target)?;
+        socket.set_read_timeout(Some(Duration::from_millis(500)))?;
+        let mut buf = [0u8; 512];
+        // The stack splits 4,000 bytes into three fragments at the link's 1,500-byte MTU.
+        for _ in 0..4 {
+            socket.send(&[b'x'; 4000])?;
+            if let Ok(n) = socket.recv(&mut buf) {
+                return Ok(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        Err(std::io::Error::other("no answer to a fragmented datagram"))
+    })
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{target}: {e}"));
+    assert!(answer.starts_with("default/server\n"), "{target}: {answer:?}");
 }
 
 fn traffic_policies_and_affinity(lab: &Lab, node: &NodeRecord) {
