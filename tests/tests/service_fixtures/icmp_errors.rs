@@ -80,7 +80,7 @@ fn node_port_flow(
     )]);
     let first = match proto {
         L4Proto::Tcp => tcp(FROM_ROUTER, client, node_port, TCP_SYN),
-        _ => udp(FROM_ROUTER, client, node_port),
+        L4Proto::Udp => udp(FROM_ROUTER, client, node_port),
     };
     let snat = source(&node.run_from_uplink(&first, NAT_TO_POD));
     (node, client, node_port, snat, backend)
