@@ -186,7 +186,10 @@ fn fragmented_datagrams(lab: &Lab, node: &NodeRecord) {
     })
     .unwrap()
     .unwrap_or_else(|e| panic!("{target}: {e}"));
-    assert!(answer.starts_with("default/server\n"), "{target}: {answer:?}");
+    assert!(
+        answer.starts_with("default/server\n"),
+        "{target}: {answer:?}"
+    );
 }
 
 fn traffic_policies_and_affinity(lab: &Lab, node: &NodeRecord) {
@@ -285,7 +288,10 @@ fn source_ranges(lab: &mut Lab, node: &NodeRecord, dir: &std::path::Path) {
     // per-packet path drops it (before, the socket hook let any pod through).
     let from_pod_before = crate::packets(lab, &node.name, "source_range");
     let blocked = from_pod(lab);
-    assert!(blocked.is_err(), "a pod outside the source ranges: {blocked:?}");
+    assert!(
+        blocked.is_err(),
+        "a pod outside the source ranges: {blocked:?}"
+    );
     assert!(crate::packets(lab, &node.name, "source_range") > from_pod_before);
 }
 
