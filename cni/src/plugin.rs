@@ -153,7 +153,7 @@ impl PluginError {
             }
             | PluginError::NotReady(_) => codes::PLUGIN_NOT_AVAILABLE,
             PluginError::Agent {
-                source: ClientError::Unreachable { .. },
+                source: ClientError::Unreachable { .. } | ClientError::Closed { .. },
                 ..
             } => codes::TRY_AGAIN_LATER,
             PluginError::Agent { .. } => codes::IO_FAILURE,
@@ -178,6 +178,10 @@ impl PluginError {
             PluginError::Agent { source, .. } => match source {
                 ClientError::Unreachable { .. } => {
                     "straitd creates its socket once it is ready; try again later".to_owned()
+                }
+                ClientError::Closed { .. } => {
+                    "straitd went away before it answered (stopped or restarted); try again later"
+                        .to_owned()
                 }
                 _ => "check straitd's logs; strait-cni and straitd may be different versions"
                     .to_owned(),
@@ -225,6 +229,7 @@ fn response_name(response: &Response) -> &'static str {
         Response::Checked(_) => "checked",
         Response::Collected { .. } => "collected",
         Response::Status { .. } => "status",
+        Response::Attachments(_) => "attachments",
         Response::Error { .. } => "error",
     }
 }

@@ -60,6 +60,9 @@ pub enum Request {
     Gc { valid: Vec<AttachmentKey> },
     /// Whether the agent is ready to add pods (CNI STATUS).
     Status,
+    /// Every attachment of the node, with pods' container ids and namespace paths: served on the
+    /// root-only socket, never over HTTP.
+    Attachments,
 }
 
 /// A finished attachment, as the agent records it.
@@ -81,6 +84,17 @@ pub struct Attachment {
     pub address: Ipv4Addr,
     /// The link-local gateway the pod routes through.
     pub gateway: Ipv4Addr,
+}
+
+/// The node's attachments, as [`Request::Attachments`] is answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentList {
+    /// Attachments in service, ordered by key.
+    pub attachments: Vec<Attachment>,
+    /// Attachments a DEL (or GC) began to remove but could not finish yet: their address stays
+    /// reserved until their link is gone, and the removal is retried.
+    #[serde(default)]
+    pub deleting: Vec<Attachment>,
 }
 
 /// Why the agent refused.
@@ -108,6 +122,7 @@ pub enum Response {
     Checked(Attachment),
     Collected { removed: Vec<AttachmentKey> },
     Status { ready: bool, message: String },
+    Attachments(AttachmentList),
     Error { kind: ErrorKind, message: String },
 }
 
@@ -132,6 +147,41 @@ mod tests {
         let text = serde_json::to_string(&request).unwrap();
         assert_eq!(text, r#"{"op":"del","container_id":"abc","ifname":"eth0"}"#);
         assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), request);
+    }
+
+    #[test]
+    fn keys_follow_the_cni_specs_rules() {
+        let key = |container_id: &str, ifname: &str| AttachmentKey {
+            container_id: container_id.into(),
+            ifname: ifname.into(),
+        };
+        for valid in ["a", "0", "c0ffee", "Pod_1.x-y", "9-._"] {
+            assert_eq!(key(valid, "eth0").problem(), None, "{valid:?}");
+        }
+        // Alphanumerics plus '_', '.' and '-', starting with an alphanumeric (ASCII only).
+        for invalid in [
+            "", "-a", ".a", "_a", "a b", "a/b", "../x", "a:b", "é", "a\n",
+        ] {
+            let problem = key(invalid, "eth0").problem().expect(invalid);
+            assert!(problem.contains("container id"), "{invalid:?}: {problem}");
+        }
+        for invalid in ["", ".", "..", "a/b", "a:b", "a b", "sixteen-bytes-xx"] {
+            let problem = key("c1", invalid).problem().expect(invalid);
+            assert!(problem.contains("interface name"), "{invalid:?}: {problem}");
+        }
+    }
+
+    #[test]
+    fn attachment_listing_round_trips_with_its_tag() {
+        let request = serde_json::to_string(&Request::Attachments).unwrap();
+        assert_eq!(request, r#"{"op":"attachments"}"#);
+        let answer = Response::Attachments(AttachmentList::default());
+        let text = serde_json::to_string(&answer).unwrap();
+        assert_eq!(
+            text,
+            r#"{"result":"attachments","attachments":[],"deleting":[]}"#
+        );
+        assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), answer);
     }
 
     #[test]

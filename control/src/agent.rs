@@ -42,11 +42,18 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         adopted = report.adopted,
         dropped = report.dropped,
         stale_map_entries = report.stale_map_entries,
+        deletions_finished = report.deletions_finished,
+        deletions_pending = report.deletions_pending,
         "endpoints restored"
     );
+    let endpoint_gauges = manager.gauges();
+    let counters = manager
+        .dataplane()
+        .stats_reader()
+        .context("opening the STATS map for /metrics")?;
     let manager = Arc::new(Mutex::new(manager));
 
-    let socket = api::bind(&config.socket)?;
+    let (socket, bound_socket) = api::bind(&config.socket)?;
     let http_listener = TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("listening for HTTP on {}", config.http_addr))?;
@@ -83,7 +90,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         HttpState {
             node: config.node_name.clone(),
             endpoint_capacity: config.endpoint_capacity,
-            manager: manager.clone(),
+            endpoints: endpoint_gauges,
+            counters: Arc::new(counters),
             sync_clock: clock.clone(),
             conntrack: conntrack_stats,
             conntrack_capacity: config.conntrack_capacity,
@@ -106,9 +114,20 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     }
     // Wait for an in-flight request to finish before leaving.
     let _guard = manager.lock().await;
-    let _ = std::fs::remove_file(&config.socket);
+    release_socket(&bound_socket);
     tracing::info!("straitd stopped; the data path stays in place");
     Ok(())
+}
+
+/// Removes the agent socket unless another agent has bound the path since.
+fn release_socket(bound: &api::BoundSocket) {
+    match bound.remove_if_ours() {
+        Ok(true) => {}
+        Ok(false) => tracing::info!(
+            "the agent socket is no longer this agent's (another agent bound the path); left in place"
+        ),
+        Err(error) => tracing::warn!(%error, "removing the agent socket failed"),
+    }
 }
 
 /// Attaches the uplink programs (XDP + tcx ingress) and records the node's address and uplink for them.

@@ -1,9 +1,16 @@
 //! The agent API on its unix socket: one JSON request line in, one JSON response line out, per
 //! connection. Requests are served one at a time by the endpoint manager, so CNI calls never interleave.
 //! The socket is root's only (mode 0600, and each caller's SO_PEERCRED uid checked), and every request's
-//! attachment keys are checked as the CNI spec defines them before anything is done.
+//! attachment keys are checked as the CNI spec defines them before anything is done. Besides the CNI
+//! calls it serves the node's attachment list (pods' container ids and namespace paths), which is
+//! served nowhere else. On shutdown the socket file is removed only if it is still the one bound.
 
-use std::{os::unix::fs::PermissionsExt as _, path::Path, sync::Arc, time::Duration};
+use std::{
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use strait_cni::protocol::{AttachmentKey, ErrorKind, Request, Response};
 use tokio::{
@@ -33,8 +40,40 @@ pub enum ApiError {
     },
 }
 
-/// Binds the agent socket, replacing a stale socket file but never a live agent's.
-pub fn bind(path: &Path) -> Result<UnixListener, ApiError> {
+/// The socket file an agent bound, told apart from a file another agent put at the same path
+/// later (by device and inode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundSocket {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl BoundSocket {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// Removes the socket file if it is still the one bound; returns whether it did. A file another
+    /// agent bound at the path since (after this one's was removed) is left to that agent.
+    pub fn remove_if_ours(&self) -> std::io::Result<bool> {
+        match Self::of(&self.path) {
+            Ok(now) if now == *self => std::fs::remove_file(&self.path).map(|()| true),
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Binds the agent socket, replacing a stale socket file but never a live agent's; returns the
+/// listener and what identifies the file bound.
+pub fn bind(path: &Path) -> Result<(UnixListener, BoundSocket), ApiError> {
     let name = path.display().to_string();
     let listen_error = |source| ApiError::Listen {
         path: name.clone(),
@@ -52,7 +91,8 @@ pub fn bind(path: &Path) -> Result<UnixListener, ApiError> {
     let listener = UnixListener::bind(path).map_err(listen_error)?;
     // Only root may connect (each caller is checked too: see `handle`).
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(listen_error)?;
-    Ok(listener)
+    let bound = BoundSocket::of(path).map_err(listen_error)?;
+    Ok((listener, bound))
 }
 
 /// Serves requests until the task is dropped.
@@ -127,7 +167,7 @@ fn key_problem(request: &Request) -> Option<String> {
         Request::Add(req) | Request::Check(req) => req.key.problem(),
         Request::Del(key) => key.problem(),
         Request::Gc { valid } => valid.iter().find_map(AttachmentKey::problem),
-        Request::Status => None,
+        Request::Status | Request::Attachments => None,
     }
 }
 
@@ -151,6 +191,7 @@ async fn dispatch(request: Request, manager: &Mutex<EndpointManager>) -> Respons
             ready: true,
             message: "ready".into(),
         }),
+        Request::Attachments => Ok(Response::Attachments(manager.attachment_list())),
     };
     result.unwrap_or_else(|e| error(e.kind, e.message))
 }
@@ -159,5 +200,36 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
     Response::Error {
         kind,
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_socket_is_removed_only_while_it_is_the_one_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/agent.sock");
+        let (listener, first) = bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Another agent replaced the file (this one's was removed under it) and bound its own.
+        std::fs::remove_file(&path).unwrap();
+        let (_second_listener, second) = bind(&path).unwrap();
+        assert!(!first.remove_if_ours().unwrap(), "the first agent left it");
+        assert!(path.exists(), "the second agent's socket is still there");
+        assert!(second.remove_if_ours().unwrap());
+        assert!(!path.exists());
+        assert!(!first.remove_if_ours().unwrap(), "nothing left to remove");
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn a_live_agents_socket_is_not_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        let (_listener, _bound) = bind(&path).unwrap();
+        assert!(matches!(bind(&path), Err(ApiError::InUse(_))));
     }
 }

@@ -23,7 +23,7 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// bpffs mount point; pins go under `<bpffs>/strait/<node>/`.
     pub bpffs: PathBuf,
-    /// Address of the HTTP server for /healthz, /metrics and /endpoints.
+    /// Address of the HTTP server for /healthz, /syncz and /metrics.
     pub http_addr: SocketAddr,
     /// Capacity of the ENDPOINT map.
     pub endpoint_capacity: u32,
@@ -88,7 +88,8 @@ pub fn fast_path_default(mode: strait_dataplane::XdpMode) -> bool {
 pub const HTTP_PORT: u16 = 9962;
 
 /// Where the agent's HTTP server listens unless told: the node's address when it is known (Prometheus
-/// scrapes it there), else loopback only; never every address, since `/endpoints` names every pod.
+/// scrapes it there), else loopback only; never every address (the metrics describe the node's pods
+/// and traffic; the endpoint list is not served over HTTP at all).
 pub fn default_http_addr(node_ip: Option<std::net::Ipv4Addr>) -> SocketAddr {
     SocketAddr::from((node_ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST), HTTP_PORT))
 }

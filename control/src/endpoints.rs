@@ -1,7 +1,10 @@
 //! The endpoint manager: the one owner of the node's pods as the data path knows them. It turns CNI
 //! requests into IPAM allocations, veth plumbing, program attachment, ENDPOINT map entries and persisted
 //! state, undoing every step already taken when a later one fails, and restores all of it after a restart
-//! without touching what is still correct.
+//! without touching what is still correct. Removal (DEL, GC) lives in [`removal`]; the counts it
+//! publishes after each change are in [`EndpointGauges`].
+
+mod removal;
 
 use std::{
     collections::BTreeMap,
@@ -9,14 +12,22 @@ use std::{
     path::{Component, Path},
 };
 
-use strait_cni::protocol::{Attachment, AttachmentKey, AttachmentRequest, ErrorKind, format_mac};
+use strait_cni::protocol::{
+    Attachment, AttachmentKey, AttachmentList, AttachmentRequest, ErrorKind, format_mac,
+};
 use strait_dataplane::{
     Dataplane, DataplaneError,
     endpoints::Endpoint,
     netlink::{Netlink, pod},
 };
 
-use crate::{config::AgentConfig, ipam::Ipam, naming::host_ifname, store::Store};
+use crate::{
+    config::AgentConfig,
+    gauges::{EndpointCounts, EndpointGauges},
+    ipam::Ipam,
+    naming::host_ifname,
+    store::Store,
+};
 
 /// A refused request: the kind tells the plugin which CNI code to use.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +62,10 @@ pub struct RestoreReport {
     pub adopted: usize,
     pub dropped: usize,
     pub stale_map_entries: usize,
+    /// Removals left unfinished by the previous agent and finished now.
+    pub deletions_finished: usize,
+    /// Removals that still fail: recorded, their addresses kept, retried on the next DEL or GC.
+    pub deletions_pending: usize,
 }
 
 /// Owner of the node's endpoints.
@@ -61,6 +76,9 @@ pub struct EndpointManager {
     store: Store,
     gateway: Ipv4Addr,
     attachments: BTreeMap<AttachmentKey, Attachment>,
+    /// Attachments whose removal began but has not finished: their addresses stay taken.
+    deleting: BTreeMap<AttachmentKey, Attachment>,
+    gauges: EndpointGauges,
 }
 
 impl EndpointManager {
@@ -79,19 +97,43 @@ impl EndpointManager {
             store: Store::new(config.state_file()),
             gateway: config.gateway,
             attachments: BTreeMap::new(),
+            deleting: BTreeMap::new(),
+            gauges: EndpointGauges::default(),
         })
+    }
+
+    /// The counts this manager publishes after each change; read them without locking the manager.
+    pub fn gauges(&self) -> EndpointGauges {
+        self.gauges.clone()
+    }
+
+    fn publish_gauges(&self) {
+        self.gauges.publish(EndpointCounts {
+            endpoints: self.attachments.len(),
+            deleting: self.deleting.len(),
+            ipam_used: self.ipam.used(),
+            ipam_capacity: self.ipam.capacity(),
+        });
     }
 
     /// Reloads persisted attachments and reconciles the kernel with them by difference: pods whose veth
     /// still exists are adopted (program link swapped in place, map entry rewritten only if it differs);
     /// attachments whose veth is gone are dropped; map entries nobody owns are removed.
+    ///
+    /// Removals the previous agent left unfinished keep their addresses and are retried at once.
     pub async fn restore(&mut self) -> Result<RestoreReport, RequestError> {
+        let result = self.restore_saved().await;
+        self.publish_gauges();
+        result
+    }
+
+    async fn restore_saved(&mut self) -> Result<RestoreReport, RequestError> {
         let saved = self
             .store
             .load()
             .map_err(|e| RequestError::new(ErrorKind::Internal, e.to_string()))?;
         let mut report = RestoreReport::default();
-        for attachment in saved {
+        for attachment in saved.attachments {
             match self.adopt(&attachment).await {
                 Ok(()) => {
                     report.adopted += 1;
@@ -110,12 +152,9 @@ impl EndpointManager {
                 }
             }
         }
+        self.resume_removals(saved.deleting);
         for endpoint in self.dataplane.endpoints()? {
-            if !self
-                .attachments
-                .values()
-                .any(|a| a.address == endpoint.addr)
-            {
+            if !self.address_in_service(endpoint.addr) {
                 self.dataplane.remove_endpoint(endpoint.addr)?;
                 report.stale_map_entries += 1;
             }
@@ -123,7 +162,15 @@ impl EndpointManager {
         if report.dropped > 0 {
             self.persist()?;
         }
+        let (finished, pending) = self.retry_removals().await;
+        report.deletions_finished = finished.len();
+        report.deletions_pending = pending.len();
         Ok(report)
+    }
+
+    /// Whether an attachment in service has `address`.
+    fn address_in_service(&self, address: Ipv4Addr) -> bool {
+        self.attachments.values().any(|a| a.address == address)
     }
 
     async fn adopt(&mut self, attachment: &Attachment) -> Result<(), RequestError> {
@@ -162,12 +209,23 @@ impl EndpointManager {
         Ok(())
     }
 
-    /// CNI ADD: plumbs the pod and registers it. Repeating an ADD returns the existing attachment.
+    /// CNI ADD: plumbs the pod and registers it. Repeating an ADD returns the existing attachment; an
+    /// ADD of an attachment still being removed finishes that removal first (or asks to try again).
     pub async fn add(&mut self, request: &AttachmentRequest) -> Result<Attachment, RequestError> {
+        let result = self.add_attachment(request).await;
+        self.publish_gauges();
+        result
+    }
+
+    async fn add_attachment(
+        &mut self,
+        request: &AttachmentRequest,
+    ) -> Result<Attachment, RequestError> {
         validate(request)?;
         if let Some(existing) = self.attachments.get(&request.key) {
             return Ok(existing.clone());
         }
+        self.finish_earlier_removal(&request.key).await?;
         let address = self
             .ipam
             .allocate()
@@ -244,24 +302,6 @@ impl EndpointManager {
         let _ = pod::delete(&self.netlink, &attachment.host_ifname).await;
     }
 
-    /// CNI DEL: removes everything of the attachment; returns whether it existed.
-    pub async fn delete(&mut self, key: &AttachmentKey) -> Result<bool, RequestError> {
-        let Some(attachment) = self.attachments.remove(key) else {
-            return Ok(false);
-        };
-        self.dataplane.remove_endpoint(attachment.address)?;
-        self.dataplane.detach_from_pod(&attachment.host_ifname)?;
-        pod::delete(&self.netlink, &attachment.host_ifname).await?;
-        self.ipam.release(attachment.address);
-        self.persist()?;
-        tracing::info!(
-            container = %key.container_id,
-            address = %attachment.address,
-            "endpoint deleted"
-        );
-        Ok(true)
-    }
-
     /// CNI CHECK: the attachment exists and its veth, MACs and map entry are as recorded.
     pub async fn check(&mut self, request: &AttachmentRequest) -> Result<Attachment, RequestError> {
         let attachment = self.attachments.get(&request.key).cloned().ok_or_else(|| {
@@ -311,32 +351,12 @@ impl EndpointManager {
         }
     }
 
-    /// CNI GC: deletes every attachment not in `valid`; returns the removed keys.
-    pub async fn collect(
-        &mut self,
-        valid: &[AttachmentKey],
-    ) -> Result<Vec<AttachmentKey>, RequestError> {
-        let doomed: Vec<AttachmentKey> = self
-            .attachments
-            .keys()
-            .filter(|k| !valid.contains(k))
-            .cloned()
-            .collect();
-        for key in &doomed {
-            self.delete(key).await?;
+    /// Every attachment, ordered by key: those in service and those being deleted.
+    pub fn attachment_list(&self) -> AttachmentList {
+        AttachmentList {
+            attachments: self.attachments.values().cloned().collect(),
+            deleting: self.deleting.values().cloned().collect(),
         }
-        if !doomed.is_empty() {
-            tracing::info!(
-                removed = doomed.len(),
-                "garbage-collected stale attachments"
-            );
-        }
-        Ok(doomed)
-    }
-
-    /// Every attachment, ordered by key.
-    pub fn attachments(&self) -> Vec<Attachment> {
-        self.attachments.values().cloned().collect()
     }
 
     /// The dataplane, for telemetry.
@@ -349,15 +369,10 @@ impl EndpointManager {
         &mut self.dataplane
     }
 
-    /// (addresses used, addresses available) in the pod CIDR.
-    pub fn ipam_usage(&self) -> (usize, usize) {
-        (self.ipam.used(), self.ipam.capacity())
-    }
-
     fn persist(&self) -> Result<(), RequestError> {
-        let all: Vec<Attachment> = self.attachments.values().cloned().collect();
+        let list = self.attachment_list();
         self.store
-            .save(&all)
+            .save(&list.attachments, &list.deleting)
             .map_err(|e| RequestError::new(ErrorKind::Internal, e.to_string()))
     }
 }

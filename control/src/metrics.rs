@@ -9,6 +9,8 @@ use strait_dataplane::stats::StatsSample;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AgentGauges {
     pub endpoints: usize,
+    /// Endpoints whose removal began but has not finished (their addresses still taken).
+    pub endpoints_deleting: usize,
     pub endpoint_capacity: u32,
     pub ipam_used: usize,
     pub ipam_capacity: usize,
@@ -70,6 +72,11 @@ pub fn render(node: &str, stats: &[StatsSample], gauges: &AgentGauges) -> String
             "strait_endpoints",
             "Pod endpoints on this node.",
             gauges.endpoints as u64,
+        ),
+        (
+            "strait_endpoints_deleting",
+            "Pod endpoints whose removal failed part-way and is retried; their addresses stay allocated.",
+            gauges.endpoints_deleting as u64,
         ),
         (
             "strait_endpoint_map_capacity",
@@ -163,6 +170,7 @@ mod tests {
             &stats,
             &AgentGauges {
                 endpoints: 3,
+                endpoints_deleting: 0,
                 endpoint_capacity: 100,
                 ipam_used: 3,
                 ipam_capacity: 254,

@@ -1,6 +1,6 @@
-//! Crash-safe persistence of the node's attachments: the whole set is written to a temporary file,
-//! fsynced, renamed over the old file and the directory fsynced, so a crash leaves either the old or the
-//! new state, never a torn one.
+//! Crash-safe persistence of the node's attachments (those in service and those being deleted): the
+//! whole set is written to a temporary file, fsynced, renamed over the old file and the directory
+//! fsynced, so a crash leaves either the old or the new state, never a torn one.
 
 use std::{
     fs::{self, File},
@@ -18,6 +18,17 @@ const FORMAT_VERSION: u32 = 1;
 struct StateFile {
     version: u32,
     attachments: Vec<Attachment>,
+    /// Absent in files written before deletions were recorded (and when none is under way).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    deleting: Vec<Attachment>,
+}
+
+/// What the store holds: the attachments in service, and those whose removal began but has not
+/// finished (their address stays taken until it has).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavedState {
+    pub attachments: Vec<Attachment>,
+    pub deleting: Vec<Attachment>,
 }
 
 /// Why the state could not be read or written.
@@ -55,11 +66,11 @@ impl Store {
         Self { path }
     }
 
-    /// Reads every attachment; a missing file is an empty state.
-    pub fn load(&self) -> Result<Vec<Attachment>, StoreError> {
+    /// Reads the saved state; a missing file is an empty state.
+    pub fn load(&self) -> Result<SavedState, StoreError> {
         let text = match fs::read_to_string(&self.path) {
             Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SavedState::default()),
             Err(source) => return Err(self.io("reading", source)),
         };
         let state: StateFile =
@@ -73,16 +84,24 @@ impl Store {
                 found: state.version,
             });
         }
-        Ok(state.attachments)
+        Ok(SavedState {
+            attachments: state.attachments,
+            deleting: state.deleting,
+        })
     }
 
-    /// Replaces the stored state with `attachments`, atomically.
-    pub fn save(&self, attachments: &[Attachment]) -> Result<(), StoreError> {
+    /// Replaces the stored state with `attachments` (in service) and `deleting`, atomically.
+    pub fn save(
+        &self,
+        attachments: &[Attachment],
+        deleting: &[Attachment],
+    ) -> Result<(), StoreError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(|source| self.io("creating the directory of", source))?;
         let state = StateFile {
             version: FORMAT_VERSION,
             attachments: attachments.to_vec(),
+            deleting: deleting.to_vec(),
         };
         let text = serde_json::to_vec_pretty(&state)
             .map_err(|e| self.io("encoding", io::Error::other(e)))?;
@@ -136,12 +155,7 @@ mod tests {
     #[test]
     fn missing_file_is_empty_state() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(
-            Store::new(dir.path().join("none.json"))
-                .load()
-                .unwrap()
-                .is_empty()
-        );
+        assert!(Store::new(dir.path().join("none.json")).load().unwrap() == SavedState::default());
     }
 
     #[test]
@@ -149,15 +163,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path().join("state/endpoints.json"));
         let saved = vec![attachment("a", 2), attachment("b", 3)];
-        store.save(&saved).unwrap();
-        assert_eq!(store.load().unwrap(), saved);
-        store.save(&saved[..1]).unwrap();
-        assert_eq!(store.load().unwrap(), saved[..1]);
+        store.save(&saved, &[]).unwrap();
+        assert_eq!(store.load().unwrap().attachments, saved);
+        store.save(&saved[..1], &saved[1..]).unwrap();
+        assert_eq!(
+            store.load().unwrap(),
+            SavedState {
+                attachments: saved[..1].to_vec(),
+                deleting: saved[1..].to_vec(),
+            }
+        );
         let names: Vec<_> = fs::read_dir(dir.path().join("state"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("endpoints.json")]);
+    }
+
+    #[test]
+    fn a_file_from_before_deletions_were_recorded_reads_as_none_deleting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("endpoints.json");
+        let old = serde_json::json!({ "version": 1, "attachments": [attachment("a", 2)] });
+        fs::write(&path, old.to_string()).unwrap();
+        let state = Store::new(path.clone()).load().unwrap();
+        assert_eq!(state.attachments, vec![attachment("a", 2)]);
+        assert!(state.deleting.is_empty());
+        // With nothing being deleted, the file is written as before.
+        Store::new(path.clone())
+            .save(&state.attachments, &[])
+            .unwrap();
+        assert!(!fs::read_to_string(&path).unwrap().contains("deleting"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::{
 };
 
 use serde_json::json;
+use strait_cni::protocol::AttachmentList;
 use strait_dataplane::{bpffs, netns};
 
 use crate::{
@@ -304,6 +305,19 @@ impl Lab {
                 head.lines().next().unwrap_or_default()
             )))
         }
+    }
+
+    /// The attachments of `node`'s agent, asked on its unix socket (the agent serves the list only
+    /// there, to root).
+    pub fn agent_attachments(&self, node: &str) -> Result<AttachmentList, LabError> {
+        let record = self
+            .state
+            .node(node)
+            .ok_or_else(|| LabError::Usage(format!("lab {} has no node {node}", self.names.lab)))?;
+        strait_cni::client::attachments(Path::new(&record.agent_socket), Duration::from_secs(5))
+            .map_err(|e| {
+                LabError::Environment(format!("asking the agent of {node} for its endpoints: {e}"))
+            })
     }
 
     /// Where `who` runs: `NS/POD`, `node/NAME` or `external`.

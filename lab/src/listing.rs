@@ -1,7 +1,6 @@
 //! Output of the listing commands (`status`, `list`, `endpoints`, `metrics`), as kubectl's `-o`: an
 //! aligned table by default, `wide` for more columns, `json` or `yaml` for machines. Also the labs on this
-//! machine (`strait lab list`), and parsing of the agents' answers (endpoint JSON, Prometheus text) into
-//! rows.
+//! machine (`strait lab list`), and parsing of the agents' Prometheus text into rows.
 
 use std::{collections::BTreeMap, fmt::Write as _, fs, str::FromStr};
 
@@ -9,7 +8,6 @@ use serde_json::{Value, json};
 use strait_cni::protocol::Attachment;
 
 use crate::{
-    LabError,
     names::{LAB_RUN_DIR, LabNames},
     process,
     state::LabState,
@@ -181,15 +179,6 @@ pub fn labs_table(labs: &[LabSummary], wide: bool) -> String {
         return format!("no labs (none under {LAB_RUN_DIR}); start one with `strait lab up`\n");
     }
     table(&headers, &rows)
-}
-
-/// Reads an agent's `/endpoints` answer.
-pub fn parse_endpoints(node: &str, body: &str) -> Result<Vec<Attachment>, LabError> {
-    serde_json::from_str(body).map_err(|e| {
-        LabError::Environment(format!(
-            "agent of {node} answered /endpoints with something other than its endpoint list: {e}"
-        ))
-    })
 }
 
 /// The JSON view of the agents' endpoints: every attachment with its `node`.
@@ -486,7 +475,8 @@ strait_up 1
             "netns": "/run/netns/p", "pod_namespace": "default", "pod_name": "client",
             "host_ifname": "st0123", "host_mac": "aa:aa:aa:aa:aa:aa", "pod_mac": "bb:bb:bb:bb:bb:bb",
             "address": "10.244.1.4", "gateway": "169.254.1.1"}]"#;
-        let per_node = vec![("n1".to_owned(), parse_endpoints("n1", body).unwrap())];
+        let attachments: Vec<Attachment> = serde_json::from_str(body).unwrap();
+        let per_node = vec![("n1".to_owned(), attachments)];
         let text = endpoints_table(&per_node, false);
         assert_eq!(
             text.lines().nth(1),
@@ -500,6 +490,5 @@ strait_up 1
         let json = endpoints_json(&per_node);
         assert_eq!(json[0]["node"], "n1");
         assert_eq!(json[0]["address"], "10.244.1.4");
-        assert!(parse_endpoints("n1", "# node n1").is_err());
     }
 }

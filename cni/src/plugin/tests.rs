@@ -335,7 +335,7 @@ fn unreachable_agent_is_try_again_later() {
 }
 
 #[test]
-fn broken_conversations_are_io_failures() {
+fn broken_conversations_are_io_failures_and_a_vanished_agent_try_again() {
     let bad_response = FakeAgent::answering(|_| {
         Err(ClientError::BadResponse {
             socket: "/s".into(),
@@ -350,6 +350,14 @@ fn broken_conversations_are_io_failures() {
         })
     });
     assert_error(&run(&env_for("DEL"), CONFIG.as_bytes(), &timed_out), 5);
+    let closed = FakeAgent::answering(|_| {
+        Err(ClientError::Closed {
+            socket: "/s".into(),
+            source: Some(io::Error::from(io::ErrorKind::ConnectionReset)),
+        })
+    });
+    assert_error(&run(&env_for("ADD"), CONFIG.as_bytes(), &closed), 11);
+    assert_error(&run(&env_for("DEL"), CONFIG.as_bytes(), &closed), 11);
     let wrong_answer = FakeAgent::with(Response::Deleted { existed: true });
     let reply = assert_error(&run(&env_for("ADD"), CONFIG.as_bytes(), &wrong_answer), 5);
     assert!(reply["msg"].as_str().unwrap().contains("deleted"));
@@ -511,6 +519,29 @@ fn real_client_talks_to_a_unix_socket() {
     };
     assert_eq!(add.key.container_id, "c0ffee");
     assert_eq!(add.pod_name.as_deref(), Some("cart-0"));
+}
+
+#[test]
+fn real_client_with_an_agent_that_closes_mid_request_says_try_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    // The agent takes the request, then goes away without answering (stopped mid-request).
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line).unwrap();
+    });
+    let config = config_with(&format!(r#""agentSocket":{:?}"#, socket.to_str().unwrap()));
+    let reply = assert_error(&run(&env_for("ADD"), config.as_bytes(), &SocketAgent), 11);
+    assert!(
+        reply["msg"]
+            .as_str()
+            .unwrap()
+            .contains("closed the connection before it answered"),
+        "{reply}"
+    );
+    server.join().unwrap();
 }
 
 #[test]

@@ -44,9 +44,9 @@ struct Args {
     /// bpffs mount point (mounted if absent); pins go under <bpffs>/strait/<node-name>/.
     #[arg(long, default_value = strait_dataplane::bpffs::DEFAULT_BPFFS)]
     bpffs: PathBuf,
-    /// Listen address for /healthz, /metrics (Prometheus) and /endpoints. Default: the node's address
-    /// (--node-ip) on port 9962, else 127.0.0.1:9962; not every address, since /endpoints names every
-    /// pod on the node.
+    /// Listen address for /healthz, /syncz and /metrics (Prometheus). Default: the node's address
+    /// (--node-ip) on port 9962, else 127.0.0.1:9962; not every address. The endpoint list (pods'
+    /// container ids and netns paths) is served only on the --socket, to root.
     #[arg(long)]
     http_addr: Option<SocketAddr>,
     /// Capacity of the ENDPOINT map (pods this node can hold).

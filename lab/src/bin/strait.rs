@@ -339,8 +339,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let lab = Lab::open(&name)?;
             let mut per_node = Vec::new();
             for n in nodes_of(&lab, node) {
-                let body = lab.agent_get(&n, "/endpoints")?;
-                let attachments = listing::parse_endpoints(&n, &body)?;
+                let attachments = lab.agent_attachments(&n)?.attachments;
                 per_node.push((n, attachments));
             }
             print!(

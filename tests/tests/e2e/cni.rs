@@ -22,13 +22,13 @@ use strait_tests::{LabGuard, NetnsGuard, bin_dir, require_root};
 
 use crate::endpoints;
 
-struct Node {
-    conflist: PathBuf,
-    netns: PathBuf,
-    name: String,
+pub(crate) struct Node {
+    pub(crate) conflist: PathBuf,
+    pub(crate) netns: PathBuf,
+    pub(crate) name: String,
 }
 
-fn empty_lab(guard: &LabGuard) -> (Lab, Node) {
+pub(crate) fn empty_lab(guard: &LabGuard) -> (Lab, Node) {
     require_root();
     bin_dir();
     let lab = Lab::up(&guard.name, 1, None).unwrap();
@@ -44,7 +44,7 @@ fn empty_lab(guard: &LabGuard) -> (Lab, Node) {
     (lab, info)
 }
 
-fn cni(
+pub(crate) fn cni(
     node: &Node,
     command: &str,
     id: &str,
@@ -62,7 +62,7 @@ fn cni(
     cni_exec::invoke(&bin_dir(), &node.conflist, &node.netns, &call, extra)
 }
 
-fn cni_code(result: Result<Value, LabError>) -> Option<u64> {
+pub(crate) fn cni_code(result: Result<Value, LabError>) -> Option<u64> {
     match result {
         Err(LabError::Cni { code, .. }) => code,
         other => panic!("expected a CNI error, got {other:?}"),
@@ -241,7 +241,7 @@ fn failed_add_leaves_nothing_behind() {
     assert_eq!(allocated(&lab, &node.name), 1);
 }
 
-fn allocated(lab: &Lab, node: &str) -> u64 {
+pub(crate) fn allocated(lab: &Lab, node: &str) -> u64 {
     let text = lab.agent_get(node, "/metrics").unwrap();
     let prefix = format!("strait_ipam_allocated{{node=\"{node}\"}} ");
     text.lines()
@@ -334,7 +334,7 @@ fn plugin_reports_spec_error_codes() {
 }
 
 /// One request on the agent socket, as the plugin sends it; the agent's answer.
-fn agent_request(socket: &Path, request: &Request) -> Response {
+pub(crate) fn agent_request(socket: &Path, request: &Request) -> Response {
     use std::io::{BufRead, BufReader};
     let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
     let mut line = serde_json::to_vec(request).unwrap();

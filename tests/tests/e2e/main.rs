@@ -1,6 +1,7 @@
 //! End-to-end suites on real namespaces, veths and eBPF programs: a lab cluster per test (unique names,
 //! torn down by guards even on failure). One test binary; each file is one concern.
 
+mod agent_api;
 mod apply;
 mod cli;
 mod cni;
@@ -40,13 +41,13 @@ pub fn packets(lab: &Lab, node: &str, reason: &str) -> u64 {
         .unwrap_or_else(|| panic!("no from-pod {reason} counter in:\n{text}"))
 }
 
-/// The agent's endpoint list of `node`.
+/// The agent's endpoint list of `node` (attachments in service), asked on its unix socket.
 pub fn endpoints(lab: &Lab, node: &str) -> Vec<Value> {
-    serde_json::from_str::<Value>(&lab.agent_get(node, "/endpoints").expect("endpoints"))
-        .expect("endpoints JSON")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let list = lab.agent_attachments(node).expect("endpoints");
+    list.attachments
+        .iter()
+        .map(|a| serde_json::to_value(a).expect("endpoint JSON"))
+        .collect()
 }
 
 /// Probes over TCP and returns who answered (panics with the reason when nobody did).
