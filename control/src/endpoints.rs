@@ -410,7 +410,8 @@ fn validate(request: &AttachmentRequest) -> Result<(), RequestError> {
 pub const NETNS_DIRS: [&str; 2] = ["/run/netns", "/var/run/netns"];
 
 /// What is wrong with `path` as a pod's network namespace: not an entry of [`NETNS_DIRS`] (lexically:
-/// no `..`), a symbolic link, or absent.
+/// no `..`), a symbolic link, absent, or not a namespace (a file that is not a bind mount of nsfs; a
+/// FIFO there would block the agent when it opens it). Nothing is opened to find out.
 fn netns_problem(path: &str) -> Option<String> {
     let path_ref = Path::new(path);
     let plain = path_ref.is_absolute()
@@ -431,7 +432,13 @@ fn netns_problem(path: &str) -> Option<String> {
         Ok(meta) if meta.file_type().is_symlink() => {
             Some(format!("network namespace {path} is a symbolic link"))
         }
-        Ok(_) => None,
+        Ok(_) => match nix::sys::statfs::statfs(path_ref) {
+            Ok(fs) if fs.filesystem_type() == nix::sys::statfs::NSFS_MAGIC => None,
+            Ok(_) => Some(format!(
+                "{path} is not a network namespace (not a bind mount of one)"
+            )),
+            Err(error) => Some(format!("network namespace {path}: {error}")),
+        },
     }
 }
 
@@ -502,6 +509,31 @@ mod tests {
                 "{elsewhere}: {}",
                 refused.message
             );
+        }
+    }
+
+    #[test]
+    fn a_file_in_the_netns_directory_that_is_no_namespace_is_refused_unopened() {
+        // A FIFO (which would block whoever opens it) and a plain file, where runtimes bind-mount
+        // namespaces.
+        struct Cleanup(Vec<std::path::PathBuf>);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                for path in &self.0 {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        std::fs::create_dir_all(NETNS_DIRS[0]).unwrap();
+        let name = format!("strait-unit-not-a-netns-{}", std::process::id());
+        let fifo = Path::new(NETNS_DIRS[0]).join(&name);
+        let plain = Path::new(NETNS_DIRS[0]).join(format!("{name}-plain"));
+        let _cleanup = Cleanup(vec![fifo.clone(), plain.clone()]);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR).unwrap();
+        std::fs::write(&plain, b"").unwrap();
+        for path in [&fifo, &plain] {
+            let problem = netns_problem(path.to_str().unwrap()).expect("refused");
+            assert!(problem.contains("is not a network namespace"), "{problem}");
         }
     }
 }
