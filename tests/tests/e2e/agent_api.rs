@@ -17,7 +17,7 @@ use strait_dataplane::{bpffs::DEFAULT_BPFFS, netlink::Netlink};
 use strait_lab::{cluster::Lab, process};
 use strait_tests::{LabGuard, NetnsGuard};
 
-use crate::cni::{Node, agent_request, allocated, cni, cni_code, empty_lab};
+use crate::cni::{Node, agent_request_as_nobody, allocated, cni, cni_code, empty_lab};
 
 /// A file bind-mounted over a link pin: the agent cannot unlink the pin (EBUSY) until it is
 /// unmounted, so the program-link step of a DEL fails.
@@ -198,17 +198,7 @@ fn the_endpoint_list_is_served_on_the_socket_only() {
 
     // A caller that is not root gets no list (this thread alone drops to nobody).
     let socket = PathBuf::from(&lab.state.nodes[0].agent_socket);
-    let as_nobody = socket.clone();
-    let answer = std::thread::spawn(move || {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&as_nobody, std::fs::Permissions::from_mode(0o666)).unwrap();
-        // SAFETY: changes the credentials of this thread only; it ends right after.
-        let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
-        assert_eq!(rc, 0, "setresuid");
-        agent_request(&as_nobody, &Request::Attachments)
-    })
-    .join()
-    .unwrap();
+    let answer = agent_request_as_nobody(&socket, Request::Attachments);
     assert!(
         matches!(&answer, Response::Error { message, .. } if message.contains("not root")),
         "{answer:?}"

@@ -346,6 +346,23 @@ pub(crate) fn agent_request(socket: &Path, request: &Request) -> Response {
     serde_json::from_str(&answer).unwrap()
 }
 
+/// Sends `request` to the agent socket as user nobody, whom the socket file's mode would let in
+/// (it is opened to everyone first): a thread of its own drops to nobody (the raw syscall changes only
+/// the calling thread's credentials) and ends right after.
+pub(crate) fn agent_request_as_nobody(socket: &Path, request: Request) -> Response {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let socket = socket.to_owned();
+    std::thread::spawn(move || {
+        // SAFETY: changes the credentials of this thread only; it ends right after.
+        let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+        assert_eq!(rc, 0, "setresuid");
+        agent_request(&socket, &request)
+    })
+    .join()
+    .unwrap()
+}
+
 /// The agent socket is root's only (its mode, and each caller's credentials), and the agent checks every
 /// attachment key as the CNI spec defines it, whatever the plugin checked.
 #[test]
@@ -385,18 +402,8 @@ fn agent_socket_refuses_other_users_and_bad_keys() {
         Response::Status { ready: true, .. }
     ));
 
-    // A caller that is not root: this thread alone drops to nobody (the raw syscall changes only the
-    // calling thread's credentials), and is refused even though the socket file would let it in.
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let as_nobody = socket.clone();
-    let answer = std::thread::spawn(move || {
-        // SAFETY: changes the credentials of this thread only; it ends right after.
-        let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
-        assert_eq!(rc, 0, "setresuid");
-        agent_request(&as_nobody, &Request::Status)
-    })
-    .join()
-    .unwrap();
+    // A caller that is not root is refused even though the socket file would let it in.
+    let answer = agent_request_as_nobody(&socket, Request::Status);
     assert!(
         matches!(&answer, Response::Error { message, .. } if message.contains("not root")),
         "{answer:?}"
