@@ -11,13 +11,13 @@ use std::{
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use serde_json::json;
-use strait_cni::protocol::{AttachmentKey, Request, Response};
+use strait_cni::protocol::{AttachmentKey, Request};
 use strait_control::naming::host_ifname;
 use strait_dataplane::{bpffs::DEFAULT_BPFFS, netlink::Netlink};
 use strait_lab::{cluster::Lab, process};
 use strait_tests::{LabGuard, NetnsGuard};
 
-use crate::cni::{Node, agent_request_as_nobody, allocated, cni, cni_code, empty_lab};
+use crate::cni::{Node, allocated, assert_nobody_is_refused, cni, cni_code, empty_lab};
 
 /// A file bind-mounted over a link pin: the agent cannot unlink the pin (EBUSY) until it is
 /// unmounted, so the program-link step of a DEL fails.
@@ -198,11 +198,7 @@ fn the_endpoint_list_is_served_on_the_socket_only() {
 
     // A caller that is not root gets no list (this thread alone drops to nobody).
     let socket = PathBuf::from(&lab.state.nodes[0].agent_socket);
-    let answer = agent_request_as_nobody(&socket, Request::Attachments);
-    assert!(
-        matches!(&answer, Response::Error { message, .. } if message.contains("not root")),
-        "{answer:?}"
-    );
+    assert_nobody_is_refused(&socket, Request::Attachments);
 }
 
 /// A stopping agent removes its socket only if the path still holds the socket it bound: one that a

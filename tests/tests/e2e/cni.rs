@@ -347,20 +347,24 @@ pub(crate) fn agent_request(socket: &Path, request: &Request) -> Response {
 }
 
 /// Sends `request` to the agent socket as user nobody, whom the socket file's mode would let in
-/// (it is opened to everyone first): a thread of its own drops to nobody (the raw syscall changes only
-/// the calling thread's credentials) and ends right after.
-pub(crate) fn agent_request_as_nobody(socket: &Path, request: Request) -> Response {
+/// (it is opened to everyone first), and checks the agent refuses: a thread of its own drops to nobody
+/// (the raw syscall changes only the calling thread's credentials) and ends right after.
+pub(crate) fn assert_nobody_is_refused(socket: &Path, request: Request) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).unwrap();
     let socket = socket.to_owned();
-    std::thread::spawn(move || {
+    let answer = std::thread::spawn(move || {
         // SAFETY: changes the credentials of this thread only; it ends right after.
         let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
         assert_eq!(rc, 0, "setresuid");
         agent_request(&socket, &request)
     })
     .join()
-    .unwrap()
+    .unwrap();
+    assert!(
+        matches!(&answer, Response::Error { message, .. } if message.contains("not root")),
+        "{answer:?}"
+    );
 }
 
 /// The agent socket is root's only (its mode, and each caller's credentials), and the agent checks every
@@ -403,11 +407,7 @@ fn agent_socket_refuses_other_users_and_bad_keys() {
     ));
 
     // A caller that is not root is refused even though the socket file would let it in.
-    let answer = agent_request_as_nobody(&socket, Request::Status);
-    assert!(
-        matches!(&answer, Response::Error { message, .. } if message.contains("not root")),
-        "{answer:?}"
-    );
+    assert_nobody_is_refused(&socket, Request::Status);
 }
 
 /// The agent's HTTP server serves at most 64 connections at once: one more is closed as soon as it is
