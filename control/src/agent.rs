@@ -15,7 +15,7 @@ use crate::{
     endpoints::EndpointManager,
     http::{self, HttpState},
     model::{kube_source::KubeSource, source::ManifestDirSource},
-    services,
+    overlay, services,
 };
 
 /// Runs the agent until a termination signal.
@@ -36,7 +36,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     if let Some(uplink) = &config.uplink {
         attach_uplink(&config, uplink, &mut dataplane, &netlink).await?;
     }
+    let pod_mtu = setup_overlay(&config, &mut dataplane, &netlink).await?;
     let mut manager = EndpointManager::new(&config, dataplane, netlink)?;
+    manager.set_pod_mtu(pod_mtu);
     let report = manager.restore().await.context("restoring endpoints")?;
     tracing::info!(
         adopted = report.adopted,
@@ -167,6 +169,27 @@ fn reserve_snat_ports() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Sets up the overlay when it runs (see [`AgentConfig::overlay_active`]); returns the pods' MTU.
+async fn setup_overlay(
+    config: &AgentConfig,
+    dataplane: &mut Dataplane,
+    netlink: &Netlink,
+) -> anyhow::Result<Option<u32>> {
+    let (Some(uplink), Some(node_ip)) = (&config.uplink, config.node_ip) else {
+        if config.overlay.mode != overlay::OverlayMode::Off {
+            tracing::info!("overlay off: it needs --uplink and --node-ip");
+        }
+        return Ok(None);
+    };
+    let node = overlay::OverlayNode {
+        uplink,
+        node_ip,
+        pod_cidr: config.pod_cidr,
+        cluster_cidr: config.cluster_cidr,
+    };
+    overlay::setup(&config.overlay, &node, dataplane, netlink).await
 }
 
 async fn attach_uplink(

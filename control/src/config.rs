@@ -51,6 +51,8 @@ pub struct AgentConfig {
     /// How often the incremental model is checked against a full look at the source and a full
     /// translation (the safety net).
     pub resync_interval: std::time::Duration,
+    /// How pods reach pods on other nodes.
+    pub overlay: crate::overlay::OverlaySettings,
 }
 
 impl AgentConfig {
@@ -62,7 +64,20 @@ impl AgentConfig {
                 cidrs: vec![self.cluster_cidr, self.service_cidr],
             },
             resync_every: self.resync_interval,
+            overlay: if self.overlay_active() {
+                self.overlay.mode.remote_mode()
+            } else {
+                None
+            },
         }
+    }
+
+    /// Whether the overlay runs: it is not off, and the node has an uplink and an address to tunnel
+    /// from.
+    pub fn overlay_active(&self) -> bool {
+        self.overlay.mode != crate::overlay::OverlayMode::Off
+            && self.uplink.is_some()
+            && self.node_ip.is_some()
     }
 
     /// Where this node's maps and links are pinned.

@@ -79,6 +79,8 @@ pub struct EndpointManager {
     /// Attachments whose removal began but has not finished: their addresses stay taken.
     deleting: BTreeMap<AttachmentKey, Attachment>,
     gauges: EndpointGauges,
+    /// MTU of new pods' interfaces (`None`: the kernel's default).
+    pod_mtu: Option<u32>,
 }
 
 impl EndpointManager {
@@ -99,7 +101,13 @@ impl EndpointManager {
             attachments: BTreeMap::new(),
             deleting: BTreeMap::new(),
             gauges: EndpointGauges::default(),
+            pod_mtu: None,
         })
+    }
+
+    /// Gives new pods' interfaces `mtu` (the overlay's: the underlay's minus its encapsulation).
+    pub fn set_pod_mtu(&mut self, mtu: Option<u32>) {
+        self.pod_mtu = mtu;
     }
 
     /// The counts this manager publishes after each change; read them without locking the manager.
@@ -236,6 +244,7 @@ impl EndpointManager {
             netns: request.netns.clone().into(),
             addr: address,
             gateway: self.gateway,
+            mtu: self.pod_mtu,
         };
         match self.plumb(request, &spec).await {
             Ok(attachment) => {
@@ -319,6 +328,7 @@ impl EndpointManager {
             netns: attachment.netns.clone().into(),
             addr: attachment.address,
             gateway: attachment.gateway,
+            mtu: self.pod_mtu,
         };
         let link = pod::inspect(&self.netlink, &spec).await?;
         if format_mac(link.pod_mac) != attachment.pod_mac {

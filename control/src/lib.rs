@@ -1,6 +1,6 @@
 //! strait-control: the node agent `straitd` as a library. It owns the node's endpoints (IPAM, pod
 //! plumbing, the ENDPOINT map), serves the CNI plugin and the endpoint listing over a root-only unix
-//! socket, exposes health and metrics over HTTP, and answers load balancers' health checks on `healthCheckNodePort`s. It
+//! socket, spans nodes with the overlay, exposes health and metrics over HTTP, and answers load balancers' health checks on `healthCheckNodePort`s. It
 //! holds no kernel types: the dataplane crate does the kernel work.
 
 pub mod agent;
@@ -15,6 +15,7 @@ pub mod ipam;
 pub mod metrics;
 pub mod model;
 pub mod naming;
+pub mod overlay;
 pub mod services;
 pub mod store;
 

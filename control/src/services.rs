@@ -18,17 +18,18 @@ use std::{
 };
 
 use strait_dataplane::Dataplane;
+use strait_dataplane::overlay::{RemoteMode, RemoteRoute};
 use strait_dataplane::service_maps::{ServiceTable, SyncReport};
 use strait_dataplane::services::{ServiceEntry, ServiceKey};
-use strait_k8s::ObjectStore;
+use strait_k8s::{Kind, ObjectStore};
 use tokio::sync::Mutex;
 
 use crate::{
     endpoints::EndpointManager,
     healthcheck::HealthServer,
     model::{
-        HealthCheck, ServiceIndex, Touched, source::ObjectSource, source::SourceBatch,
-        source::SourceChange, translate::ReservedAddresses,
+        HealthCheck, ServiceIndex, Touched, nodes::remote_routes, source::ObjectSource,
+        source::SourceBatch, source::SourceChange, translate::ReservedAddresses,
     },
 };
 
@@ -165,6 +166,8 @@ struct Model {
     node: String,
     /// Addresses no Service may claim as external.
     reserved: ReservedAddresses,
+    /// How remote nodes are reached (`None`: the overlay is off).
+    overlay: Option<RemoteMode>,
 }
 
 /// What the kernel needs: entries to write, frontends to remove, and how many looked at were right.
@@ -191,6 +194,8 @@ struct Turn {
     noticed: Option<Instant>,
     /// On a resync: entries where the index and a full translation disagree.
     drift: Option<usize>,
+    /// The overlay's prefixes, when Nodes changed (or on the first sync and every resync).
+    remote_routes: Option<Vec<RemoteRoute>>,
 }
 
 impl Model {
@@ -208,12 +213,14 @@ impl Model {
         let mut events = Vec::new();
         let mut event_count = 0;
         let mut touched = Touched::default();
+        let mut nodes_changed = false;
         let mut sink = |change: SourceChange| {
             let before = events.len();
             match change {
                 SourceChange::Change(change) => events.extend(store.apply(change)),
                 SourceChange::Replace(kind, objects) => events.extend(store.replace(kind, objects)),
             }
+            nodes_changed |= events[before..].iter().any(|e| e.key.kind == Kind::Node);
             event_count += events.len() - before;
             if events.len() >= EVENT_CHUNK {
                 if indexing {
@@ -246,6 +253,12 @@ impl Model {
             self.built = true;
             touched = self.index.rebuild(&self.store);
             touched.health = true;
+            nodes_changed = true;
+        }
+        if let Some(mode) = self.overlay
+            && (nodes_changed || resync)
+        {
+            turn.remote_routes = Some(remote_routes(&self.store, &self.node, mode));
         }
         turn.touched = touched.frontends;
         turn.retranslated = touched.services;
@@ -306,6 +319,8 @@ pub struct SyncSettings {
     pub node: String,
     pub reserved: ReservedAddresses,
     pub resync_every: Duration,
+    /// How remote nodes are reached; `None` when the overlay is off (REMOTE_V1 is left alone).
+    pub overlay: Option<RemoteMode>,
 }
 
 /// Runs until aborted. `origin` names the source in logs (a directory, or the API server).
@@ -320,6 +335,7 @@ pub async fn run<M: DataplaneOwner>(
         node,
         reserved,
         resync_every,
+        overlay,
     } = settings;
     let Some(mut table) = adopt_kernel_table(&manager).await else {
         return;
@@ -333,6 +349,7 @@ pub async fn run<M: DataplaneOwner>(
         built: false,
         node,
         reserved,
+        overlay,
     });
     // Frontends not yet written: kept across turns when a write fails, so it is retried.
     let mut pending: BTreeSet<ServiceKey> = BTreeSet::new();
@@ -399,6 +416,9 @@ pub async fn run<M: DataplaneOwner>(
         if let Some(drift) = turn.drift {
             tracing::info!(drift, frontends = table.len(), "resync done");
         }
+        if let Some(routes) = &turn.remote_routes {
+            write_remote_routes(&manager, routes).await;
+        }
         // After the data path, as kube-proxy updates its health server after its rules: a load balancer
         // hears of local endpoints once they can be reached.
         match turn.health {
@@ -419,6 +439,28 @@ pub async fn run<M: DataplaneOwner>(
         model = Some(current);
         if pace == Pace::Now {
             tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Makes REMOTE_V1 lead to the nodes the store holds; logs what changed (a failure is logged, and the
+/// next Node event or resync writes again).
+async fn write_remote_routes<M: DataplaneOwner>(manager: &Mutex<M>, routes: &[RemoteRoute]) {
+    match manager
+        .lock()
+        .await
+        .dataplane_mut()
+        .sync_remote_routes(routes)
+    {
+        Ok(report) if report.written + report.removed > 0 => tracing::info!(
+            prefixes = routes.len(),
+            written = report.written,
+            removed = report.removed,
+            "overlay routes to the other nodes updated"
+        ),
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%error, "writing the overlay routes failed; retried on the next change")
         }
     }
 }

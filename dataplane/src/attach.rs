@@ -18,8 +18,8 @@ use aya::programs::CgroupAttachMode;
 use crate::{
     Dataplane, DataplaneError,
     loader::{
-        FROM_POD, FROM_UPLINK, SOCK_LB_PROGRAMS, XDP_UPLINK, program_mut, sock_program_mut,
-        typed_program_mut,
+        FROM_OVERLAY, FROM_POD, FROM_UPLINK, SOCK_LB_PROGRAMS, TO_OVERLAY, XDP_UPLINK, program_mut,
+        sock_program_mut, typed_program_mut,
     },
 };
 
@@ -41,6 +41,28 @@ impl Dataplane {
         let pin = self.link_pin_path(XDP_UPLINK, ifname);
         let program = typed_program_mut::<Xdp>(&mut self.ebpf, XDP_UPLINK)?;
         attach_xdp(program, ifname, xdp_mode, pin)
+    }
+
+    /// Attaches the overlay programs to the VXLAN device `ifname`: `from_overlay` on tcx ingress,
+    /// `to_overlay` on tcx egress, adopting pinned links like `attach_from_pod`.
+    pub fn attach_overlay(&mut self, ifname: &str) -> Result<(), DataplaneError> {
+        for (name, attach_type) in [
+            (FROM_OVERLAY, TcAttachType::Ingress),
+            (TO_OVERLAY, TcAttachType::Egress),
+        ] {
+            let pin = self.link_pin_path(name, ifname);
+            let program = program_mut(&mut self.ebpf, name)?;
+            let mut tcx = Tcx {
+                program,
+                name,
+                attach_type,
+            };
+            match pin {
+                Some(pin) => adopt_or_attach(&mut tcx, ifname, &pin)?,
+                None => drop(tcx.attach(ifname)?),
+            }
+        }
+        Ok(())
     }
 
     /// Removes the pinned from-pod link of `ifname` (the link goes away with its last reference; deleting the
@@ -102,7 +124,10 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Where the link of `program` on `ifname` is pinned. bpffs refuses names with a dot, which
+    /// interface names may have (`strait.1`): dots become underscores.
     fn link_pin_path(&self, program: &str, ifname: &str) -> Option<PathBuf> {
+        let ifname = ifname.replace('.', "_");
         self.pin_dir
             .as_ref()
             .map(|dir| dir.join("links").join(format!("{program}-{ifname}")))
@@ -117,12 +142,13 @@ trait LinkedProgram {
     fn attach_new(&mut self, ifname: &str, pin: &Path) -> Result<FdLink, DataplaneError>;
 }
 
-struct TcxIngress<'a> {
+struct Tcx<'a> {
     program: &'a mut SchedClassifier,
     name: &'static str,
+    attach_type: TcAttachType,
 }
 
-impl TcxIngress<'_> {
+impl Tcx<'_> {
     fn error(&self) -> impl Fn(ProgramError) -> DataplaneError + use<> {
         let name = self.name;
         move |source| DataplaneError::Program { name, source }
@@ -132,14 +158,14 @@ impl TcxIngress<'_> {
         self.program
             .attach_with_options(
                 ifname,
-                TcAttachType::Ingress,
+                self.attach_type,
                 TcAttachOptions::TcxOrder(LinkOrder::default()),
             )
             .map_err(self.error())
     }
 }
 
-impl LinkedProgram for TcxIngress<'_> {
+impl LinkedProgram for Tcx<'_> {
     fn adopt(&mut self, link: FdLink, pin: &Path) -> Result<bool, DataplaneError> {
         let link = SchedClassifierLink::try_from(link).map_err(program_error_from_link(pin))?;
         adopted(self.program.attach_to_link(link), |id| {
@@ -234,7 +260,11 @@ fn attach_tcx_ingress(
     ifname: &str,
     pin: Option<PathBuf>,
 ) -> Result<(), DataplaneError> {
-    let mut tcx = TcxIngress { program, name };
+    let mut tcx = Tcx {
+        program,
+        name,
+        attach_type: TcAttachType::Ingress,
+    };
     match pin {
         Some(pin) => adopt_or_attach(&mut tcx, ifname, &pin),
         None => tcx.attach(ifname).map(drop),

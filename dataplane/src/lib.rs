@@ -12,6 +12,7 @@ pub mod maglev;
 pub mod netlink;
 pub mod netns;
 pub mod node;
+pub mod overlay;
 pub mod service_maps;
 pub mod services;
 pub mod stats;

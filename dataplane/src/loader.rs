@@ -22,6 +22,10 @@ use crate::{DataplaneError, EBPF_OBJECT};
 pub const FROM_POD: &str = "from_pod";
 /// The uplink's tcx ingress program.
 pub const FROM_UPLINK: &str = "from_uplink";
+/// The VXLAN device's tcx ingress program (packets from other nodes).
+pub const FROM_OVERLAY: &str = "from_overlay";
+/// The VXLAN device's tcx egress program (the node's own packets into the overlay).
+pub const TO_OVERLAY: &str = "to_overlay";
 /// The uplink's XDP program.
 pub const XDP_UPLINK: &str = "xdp_uplink";
 /// The constant in the object that switches `xdp_uplink`'s fast path (see [`LoadOptions::xdp_fast_path`]).
@@ -109,7 +113,7 @@ impl Dataplane {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(EBPF_OBJECT)?;
-        for name in [FROM_POD, FROM_UPLINK] {
+        for name in [FROM_POD, FROM_UPLINK, FROM_OVERLAY, TO_OVERLAY] {
             program_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;

@@ -4,7 +4,12 @@ use std::{io::IsTerminal as _, net::SocketAddr, path::PathBuf};
 
 use clap::Parser;
 use ipnet::Ipv4Net;
-use strait_control::{AgentConfig, model::translate::ReservedAddresses, run};
+use strait_control::{
+    AgentConfig,
+    model::translate::ReservedAddresses,
+    overlay::{OverlayMode, OverlaySettings},
+    run,
+};
 use strait_dataplane::XdpMode;
 use tracing_subscriber::EnvFilter;
 
@@ -98,9 +103,27 @@ struct Args {
     /// difference is logged as drift and repaired).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     resync_interval_s: u64,
+    /// How pods reach pods on other nodes: `vxlan` tunnels them (Flannel's wire format: a strait node
+    /// and a Flannel node talk), `direct` sends them unencapsulated to the other node's address (every
+    /// node on one L2 segment), `off` keeps the network to this node. Needs --uplink and --node-ip.
+    #[arg(long, value_enum, default_value = "vxlan")]
+    overlay: OverlayArg,
+    /// VXLAN network identifier (Flannel's default).
+    #[arg(long, default_value_t = 1)]
+    vni: u32,
+    /// UDP port of the VXLAN tunnels (Flannel's and the kernel's default).
+    #[arg(long, default_value_t = 8472)]
+    vxlan_port: u16,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum OverlayArg {
+    Vxlan,
+    Direct,
+    Off,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -182,6 +205,15 @@ fn main() -> anyhow::Result<()> {
         manifests: args.manifests,
         kube: args.kube,
         resync_interval: std::time::Duration::from_secs(args.resync_interval_s),
+        overlay: OverlaySettings {
+            mode: match args.overlay {
+                OverlayArg::Vxlan => OverlayMode::Vxlan,
+                OverlayArg::Direct => OverlayMode::Direct,
+                OverlayArg::Off => OverlayMode::Off,
+            },
+            vni: args.vni,
+            port: args.vxlan_port,
+        },
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

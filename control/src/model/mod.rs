@@ -11,12 +11,15 @@
 //! - [`service_index`]: the services feature's subscription: per-Service frontends and the
 //!   EndpointSlices behind them, so an event re-translates only the Services it touches.
 //! - [`batch_objects`]: the objects a chunk of events brought, read before the store's encoding.
+//! - [`nodes`]: the overlay feature's translation of every other Node into the prefixes that lead to
+//!   it (its pod CIDRs and address), with Flannel's annotations read and written.
 //! - [`health`]: the pure computation of the health check node ports this node serves for
 //!   `externalTrafficPolicy: Local` LoadBalancer Services, with each one's local ready endpoint count.
 
 pub mod batch_objects;
 pub mod health;
 pub mod kube_source;
+pub mod nodes;
 pub mod service_index;
 pub mod source;
 pub mod translate;

@@ -4,6 +4,7 @@
 
 mod ops;
 pub mod pod;
+pub mod vxlan;
 
 use std::path::Path;
 

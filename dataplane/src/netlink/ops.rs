@@ -14,7 +14,10 @@ use super::{Netlink, is_errno, nl_error};
 use crate::DataplaneError;
 
 impl Netlink {
-    async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>, DataplaneError> {
+    pub(super) async fn link_by_name(
+        &self,
+        name: &str,
+    ) -> Result<Option<LinkMessage>, DataplaneError> {
         let mut links = self
             .handle
             .link()

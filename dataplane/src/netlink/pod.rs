@@ -21,6 +21,8 @@ pub struct PodLinkSpec {
     pub addr: Ipv4Addr,
     /// The link-local gateway the pod routes through.
     pub gateway: Ipv4Addr,
+    /// The pod interface's MTU (under VXLAN the underlay's minus 50); `None` keeps the kernel's 1500.
+    pub mtu: Option<u32>,
 }
 
 /// What was built.
@@ -60,6 +62,9 @@ async fn configure(
 
     let pod = Netlink::connect_in(&spec.netns)?;
     let pod_index = pod.require_link(peer_tmp).await?;
+    if let Some(mtu) = spec.mtu {
+        pod.set_mtu(pod_index, mtu).await?;
+    }
     pod.rename_up(pod_index, &spec.pod_ifname).await?;
     if let Some(lo) = pod.link_index("lo").await? {
         pod.set_up(lo).await?;

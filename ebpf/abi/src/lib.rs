@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod fragment;
 pub mod maps;
 pub mod node;
+pub mod overlay;
 pub mod service;
 pub mod stats;
 

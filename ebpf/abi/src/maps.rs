@@ -49,11 +49,19 @@ pub const FRAG_MAP: &str = "FRAG_V1";
 /// Default number of fragmented datagrams remembered at once (LRU).
 pub const FRAG_MAP_DEFAULT_CAPACITY: u32 = 8_192;
 
+/// Remote nodes by pod CIDR and address (LPM trie): [`crate::overlay::RemotePrefix`] ->
+/// [`crate::overlay::RemoteNode`].
+pub const REMOTE_MAP: &str = "REMOTE_V1";
+/// Default number of remote prefixes (two per node: its pod CIDR and its address).
+pub const REMOTE_MAP_DEFAULT_CAPACITY: u32 = 16_384;
+/// This node's end of the overlay (one-entry array): [`crate::overlay::OverlayConfig`].
+pub const OVERLAY_MAP: &str = "OVERLAY_V1";
+
 /// This node's facts (one-entry array): [`crate::NodeConfig`].
 pub const NODE_MAP: &str = "NODE_V1";
 
 /// Every map the object declares, in the order the loader pins them.
-pub const ALL_MAPS: [&str; 11] = [
+pub const ALL_MAPS: [&str; 13] = [
     ENDPOINT_MAP,
     STATS_MAP,
     SVC_MAP,
@@ -65,4 +73,6 @@ pub const ALL_MAPS: [&str; 11] = [
     SOURCE_RANGE_MAP,
     NODE_MAP,
     FRAG_MAP,
+    REMOTE_MAP,
+    OVERLAY_MAP,
 ];

@@ -16,15 +16,21 @@ pub enum Program {
     FromUplink = 2,
     /// XDP on the node's uplink: the early drops and rejections.
     XdpUplink = 3,
+    /// tcx ingress on the VXLAN device: packets decapsulated from other nodes.
+    FromOverlay = 4,
+    /// tcx egress on the VXLAN device: the node's own packets for remote pods, given their tunnel.
+    ToOverlay = 5,
 }
 
 impl Program {
     /// Every program, for user space iteration.
-    pub const ALL: [Program; 4] = [
+    pub const ALL: [Program; 6] = [
         Program::FromPod,
         Program::SockLb,
         Program::FromUplink,
         Program::XdpUplink,
+        Program::FromOverlay,
+        Program::ToOverlay,
     ];
     /// Stable label used in metrics.
     pub const fn label(self) -> &'static str {
@@ -33,6 +39,8 @@ impl Program {
             Program::SockLb => "sock-lb",
             Program::FromUplink => "from-uplink",
             Program::XdpUplink => "xdp-uplink",
+            Program::FromOverlay => "from-overlay",
+            Program::ToOverlay => "to-overlay",
         }
     }
 }
@@ -82,6 +90,12 @@ pub enum Reason {
     IcmpErrorNat = 6,
     /// Passed on by XDP to the tc program (not handled on the fast path).
     PassToTc = 7,
+    /// Sent to a pod on another node: into the VXLAN tunnel (inner MACs set for the remote VTEP), or
+    /// straight to the remote node's address (direct routing).
+    OverlayEncap = 8,
+    /// Arrived through the VXLAN tunnel from another node and delivered (to a local pod, through the
+    /// per-packet service path, or to the node's stack).
+    OverlayDecap = 9,
     /// Frame shorter than an Ethernet header.
     DropTruncatedEthernet = 16,
     /// Frame ends inside the IPv4 header.
@@ -109,6 +123,10 @@ pub enum Reason {
     /// `conntrack::rst_plausible`): a blind or stale reset, dropped before it can close the flow and
     /// free its SNAT port.
     DropRstOutOfWindow = 26,
+    /// Arrived through the VXLAN tunnel with an inner source that the sending node does not own (not in
+    /// its pod CIDR, not its own address), from a tunnel endpoint that is no known node, or on another
+    /// VNI.
+    DropOverlaySource = 27,
 }
 
 impl Reason {
@@ -117,7 +135,7 @@ impl Reason {
     /// Number of reason slots reserved per (program, direction).
     pub const SLOTS: u32 = 32;
     /// Every reason, for user space iteration.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 22] = [
         Reason::DeliveredLocal,
         Reason::PassToStack,
         Reason::PassNonIpv4,
@@ -126,6 +144,8 @@ impl Reason {
         Reason::ReverseNat,
         Reason::IcmpErrorNat,
         Reason::PassToTc,
+        Reason::OverlayEncap,
+        Reason::OverlayDecap,
         Reason::DropTruncatedEthernet,
         Reason::DropTruncatedIpv4,
         Reason::DropMalformedIpv4,
@@ -137,6 +157,7 @@ impl Reason {
         Reason::DropNatFailed,
         Reason::DropNonIpv4,
         Reason::DropRstOutOfWindow,
+        Reason::DropOverlaySource,
     ];
 
     /// Whether this reason means the packet was dropped.
@@ -155,6 +176,8 @@ impl Reason {
             Reason::ReverseNat => "reverse_nat",
             Reason::IcmpErrorNat => "icmp_error_nat",
             Reason::PassToTc => "pass_to_tc",
+            Reason::OverlayEncap => "overlay_encap",
+            Reason::OverlayDecap => "overlay_decap",
             Reason::DropTruncatedEthernet => "truncated_ethernet",
             Reason::DropTruncatedIpv4 => "truncated_ipv4",
             Reason::DropMalformedIpv4 => "malformed_ipv4",
@@ -166,6 +189,7 @@ impl Reason {
             Reason::DropNatFailed => "nat_failed",
             Reason::DropNonIpv4 => "non_ipv4",
             Reason::DropRstOutOfWindow => "rst_out_of_window",
+            Reason::DropOverlaySource => "overlay_source",
         }
     }
 }

@@ -17,6 +17,7 @@ use strait_abi::{EndpointInfo, EndpointKey, Reason, endpoint::ENDPOINT_F_TRACKED
 use crate::{
     fragments, icmp_nat,
     maps::{ENDPOINT_V1, NODE_V1},
+    overlay,
     parse::{ETH_LEN, Frame, PROTO_TCP, bytes_at, parse, parse_l4},
     service_nat::{self, Origin},
     tc_reject,
@@ -61,9 +62,13 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
         let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
         return Ok((translated.reason, verdict));
     }
-    // A pod address is never a service address: pod-to-pod traffic goes straight on.
+    // A pod address is never a service address: pod-to-pod traffic goes straight on, to a pod here or
+    // through the overlay to a pod on another node.
     if let Some(delivered) = deliver_local(ctx, ip.dst)? {
         return Ok(delivered);
+    }
+    if let Some(verdict) = overlay::send(ctx, ip.dst)? {
+        return Ok((Reason::OverlayEncap, verdict));
     }
     if let Some(l4) = &l4 {
         match service_nat::open(ctx, &ip, l4, Origin::Pod) {
@@ -89,9 +94,13 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
     Ok((Reason::PassToStack, TC_PASS))
 }
 
-/// Sends a translated packet on: out of the uplink, to a local pod, or to the node's stack.
+/// Sends a translated packet on: through the overlay to another node's pod (or address), out of the
+/// uplink, to a local pod, or to the node's stack.
 #[inline(always)]
 pub fn forward(ctx: &TcContext, daddr: u32, to_uplink: bool) -> Result<i32, Reason> {
+    if to_uplink && let Some(verdict) = overlay::send(ctx, daddr)? {
+        return Ok(verdict);
+    }
     if to_uplink && let Some(node) = NODE_V1.get(0) {
         let uplink = node.uplink_ifindex;
         if uplink != 0 {

@@ -17,6 +17,7 @@ mod lb;
 mod maps;
 mod nat;
 mod node_local;
+mod overlay;
 mod parse;
 mod reject;
 mod service_nat;
@@ -61,6 +62,36 @@ pub fn from_uplink(ctx: TcContext) -> i32 {
         Err(reason) => (reason, deliver::TC_DROP),
     };
     stats::count(Program::FromUplink, reason, Direction::Ingress, ctx.len());
+    verdict
+}
+
+/// tcx ingress on the node's VXLAN device: packets other nodes sent through the tunnel.
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's classifier macro hands the context over by value"
+)]
+pub fn from_overlay(ctx: TcContext) -> i32 {
+    let (reason, verdict) = match overlay::from_overlay(&ctx) {
+        Ok(outcome) => outcome,
+        Err(reason) => (reason, deliver::TC_DROP),
+    };
+    stats::count(Program::FromOverlay, reason, Direction::Ingress, ctx.len());
+    verdict
+}
+
+/// tcx egress on the node's VXLAN device: the node's own packets into the overlay get their tunnel.
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's classifier macro hands the context over by value"
+)]
+pub fn to_overlay(ctx: TcContext) -> i32 {
+    let (reason, verdict) = match overlay::to_overlay(&ctx) {
+        Ok(outcome) => outcome,
+        Err(reason) => (reason, deliver::TC_DROP),
+    };
+    stats::count(Program::ToOverlay, reason, Direction::Egress, ctx.len());
     verdict
 }
 

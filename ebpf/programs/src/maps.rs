@@ -11,9 +11,11 @@ use strait_abi::{
     fragment::{FragKey, FragPorts},
     maps::{
         AFFINITY_MAP_DEFAULT_CAPACITY, CT_MAP_DEFAULT_CAPACITY, ENDPOINT_MAP_DEFAULT_CAPACITY,
-        FRAG_MAP_DEFAULT_CAPACITY, MAGLEV_MAP_DEFAULT_CAPACITY, SOCK_REVNAT_MAP_DEFAULT_CAPACITY,
-        SOURCE_RANGE_MAP_DEFAULT_CAPACITY, SVC_MAP_DEFAULT_CAPACITY, SVC_SLOT_MAP_DEFAULT_CAPACITY,
+        FRAG_MAP_DEFAULT_CAPACITY, MAGLEV_MAP_DEFAULT_CAPACITY, REMOTE_MAP_DEFAULT_CAPACITY,
+        SOCK_REVNAT_MAP_DEFAULT_CAPACITY, SOURCE_RANGE_MAP_DEFAULT_CAPACITY,
+        SVC_MAP_DEFAULT_CAPACITY, SVC_SLOT_MAP_DEFAULT_CAPACITY,
     },
+    overlay::{OverlayConfig, RemoteNode, RemotePrefix},
     service::{AffinityKey, AffinityValue, MaglevTable, SourceRange},
     stats::STATS_ENTRIES,
 };
@@ -70,3 +72,12 @@ pub static NODE_V1: Array<NodeConfig> = Array::with_max_entries(1, 0);
 #[map(name = "FRAG_V1")]
 pub static FRAG_V1: LruHashMap<FragKey, FragPorts> =
     LruHashMap::with_max_entries(FRAG_MAP_DEFAULT_CAPACITY, 0);
+
+/// Remote nodes by pod CIDR and address (see `strait_abi::overlay`).
+#[map(name = "REMOTE_V1")]
+pub static REMOTE_V1: LpmTrie<RemotePrefix, RemoteNode> =
+    LpmTrie::with_max_entries(REMOTE_MAP_DEFAULT_CAPACITY, 0);
+
+/// This node's end of the overlay (see `strait_abi::overlay`).
+#[map(name = "OVERLAY_V1")]
+pub static OVERLAY_V1: Array<OverlayConfig> = Array::with_max_entries(1, 0);

@@ -221,12 +221,13 @@ impl Changer<'_> {
 
 /// Loads the data path with room for `services` x `per_service`, pinned under a run-unique directory.
 /// The sync loop's settings for the benchmark's node: the default ranges refused as external
-/// addresses, no resync during the run.
+/// addresses, no resync during the run, no overlay (one node).
 pub(super) fn settings() -> services::SyncSettings {
     services::SyncSettings {
         node: NODE.to_owned(),
         reserved: ReservedAddresses::defaults(),
         resync_every: Duration::from_hours(1),
+        overlay: None,
     }
 }
 

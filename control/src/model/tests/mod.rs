@@ -1,5 +1,6 @@
-//! Unit tests of the cluster model: the directory source, and the translation into service entries
+//! Unit tests of the cluster model: the overlay's node routes, the directory source, and the translation into service entries
 //! (full and incremental) and their diff.
 
+mod nodes;
 mod source;
 mod translate;

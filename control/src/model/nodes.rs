@@ -1,0 +1,148 @@
+//! The overlay feature's translation: every other Node's pod CIDRs and address, as the prefixes of
+//! REMOTE_V1 that lead to it. A node's underlay address is its InternalIP (Flannel's `public-ip`
+//! annotation wins where a Flannel node set one); its VTEP MAC is the one its Flannel `backend-data`
+//! annotation names (a Flannel node's random `flannel.1` MAC), else the one strait derives from its
+//! address ([`vtep_mac`]), which every strait node computes alike.
+
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::core::v1::Node;
+use strait_dataplane::{
+    netlink::vxlan::vtep_mac,
+    overlay::{RemoteMode, RemoteRoute},
+};
+use strait_k8s::{Kind, Object, ObjectStore};
+
+/// Flannel's Node annotations (prefix `flannel.alpha.coreos.com/`), which strait reads and publishes so
+/// strait and Flannel nodes find each other through the API server.
+pub mod flannel {
+    /// The backend type (`vxlan`).
+    pub const BACKEND_TYPE: &str = "flannel.alpha.coreos.com/backend-type";
+    /// The backend's data: `{"VNI":1,"VtepMAC":"0e:53:..."}`.
+    pub const BACKEND_DATA: &str = "flannel.alpha.coreos.com/backend-data";
+    /// The node's address for tunnels.
+    pub const PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
+    /// `true` when the subnet came from the Node's podCIDR (kube subnet manager).
+    pub const KUBE_SUBNET_MANAGER: &str = "flannel.alpha.coreos.com/kube-subnet-manager";
+}
+
+/// The REMOTE_V1 prefixes for every Node but `self_name`, in `mode`, sorted: each node's IPv4 pod
+/// CIDRs and its address as a /32. A node without an IPv4 address or pod CIDR is skipped (it cannot be
+/// reached yet; its routes appear once the node IPAM controller and the kubelet have filled them in).
+pub fn remote_routes(store: &ObjectStore, self_name: &str, mode: RemoteMode) -> Vec<RemoteRoute> {
+    let mut routes = Vec::new();
+    for (key, object) in store.of_kind(Kind::Node) {
+        if key.name == self_name {
+            continue;
+        }
+        let Object::Node(node) = object else {
+            continue;
+        };
+        routes.extend(node_routes(&node, mode));
+    }
+    routes.sort();
+    routes.dedup_by_key(|r| (r.prefix, r.prefix_len));
+    routes
+}
+
+/// The prefixes leading to one node.
+fn node_routes(node: &Node, mode: RemoteMode) -> Vec<RemoteRoute> {
+    let Some(node_ip) = underlay_address(node) else {
+        return Vec::new();
+    };
+    let mac = annotated_vtep_mac(node).unwrap_or_else(|| vtep_mac(node_ip));
+    let route = |prefix, prefix_len| RemoteRoute {
+        prefix,
+        prefix_len,
+        node_ip,
+        vtep_mac: mac,
+        mode,
+    };
+    let cidrs = pod_cidrs(node);
+    if cidrs.is_empty() {
+        return Vec::new();
+    }
+    let mut routes: Vec<RemoteRoute> = cidrs
+        .into_iter()
+        .map(|(prefix, len)| route(prefix, len))
+        .collect();
+    routes.push(route(node_ip, 32));
+    routes
+}
+
+/// The node's IPv4 pod CIDRs (`spec.podCIDRs`, else `spec.podCIDR`), host bits cleared.
+fn pod_cidrs(node: &Node) -> Vec<(Ipv4Addr, u8)> {
+    let spec = node.spec.as_ref();
+    let listed = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
+    let texts = if listed.is_empty() {
+        spec.and_then(|s| s.pod_cidr.clone()).into_iter().collect()
+    } else {
+        listed
+    };
+    texts
+        .iter()
+        .filter_map(|text| {
+            let net: ipnet::Ipv4Net = text.trim().parse().ok()?;
+            Some((net.network(), net.prefix_len()))
+        })
+        .collect()
+}
+
+/// The node's address for tunnels: Flannel's `public-ip` annotation, else its first IPv4 InternalIP.
+fn underlay_address(node: &Node) -> Option<Ipv4Addr> {
+    let annotated = node
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(flannel::PUBLIC_IP))
+        .and_then(|ip| ip.parse().ok());
+    annotated.or_else(|| {
+        node.status
+            .iter()
+            .flat_map(|s| s.addresses.iter().flatten())
+            .filter(|a| a.type_ == "InternalIP")
+            .find_map(|a| a.address.parse().ok())
+    })
+}
+
+/// The VTEP MAC of the node's Flannel `backend-data` annotation, if it names a valid one.
+fn annotated_vtep_mac(node: &Node) -> Option<[u8; 6]> {
+    let data = node
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(flannel::BACKEND_DATA)?;
+    let value: serde_json::Value = serde_json::from_str(data).ok()?;
+    parse_mac(value.get("VtepMAC")?.as_str()?)
+}
+
+/// `aa:bb:cc:dd:ee:ff` as bytes.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|part| u8::from_str_radix(part, 16).ok())
+        .collect::<Option<_>>()?;
+    bytes.try_into().ok()
+}
+
+/// `bytes` as `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(bytes: [u8; 6]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The Flannel annotations a node with address `node_ip` and VTEP MAC `mac` publishes (VNI `vni`).
+pub fn flannel_annotations(node_ip: Ipv4Addr, mac: [u8; 6], vni: u32) -> [(String, String); 4] {
+    [
+        (flannel::BACKEND_TYPE.to_owned(), "vxlan".to_owned()),
+        (
+            flannel::BACKEND_DATA.to_owned(),
+            serde_json::json!({ "VNI": vni, "VtepMAC": format_mac(mac) }).to_string(),
+        ),
+        (flannel::PUBLIC_IP.to_owned(), node_ip.to_string()),
+        (flannel::KUBE_SUBNET_MANAGER.to_owned(), "true".to_owned()),
+    ]
+}

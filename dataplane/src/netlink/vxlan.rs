@@ -1,0 +1,127 @@
+//! The node's VXLAN device: one per node, in collect-metadata ("external") mode, so the eBPF programs
+//! choose each packet's tunnel; Flannel's port, VNI, MTU rule (the uplink's minus 50) and `.0/32`
+//! address; ARP off (the programs write the inner MACs) and a route for the cluster's pod range through
+//! it, so the node's own packets to remote pods enter the overlay from its pod CIDR's `.0`.
+
+use std::net::Ipv4Addr;
+
+use rtnetlink::{LinkUnspec, LinkVxlan, RouteMessageBuilder};
+
+use super::{Netlink, is_errno, nl_error};
+use crate::DataplaneError;
+
+/// Bytes VXLAN adds to a packet: outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8.
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// What the VXLAN device is made of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VxlanSpec {
+    /// The device's name (e.g. `strait.1`, as Flannel's is `flannel.<VNI>`).
+    pub name: String,
+    /// The VXLAN network identifier (the programs set and check it per packet).
+    pub vni: u32,
+    /// The UDP port tunnels use (Flannel's and the kernel's default: 8472).
+    pub port: u16,
+    /// The MAC of the device: the VTEP MAC other nodes put in the inner Ethernet header.
+    pub mac: [u8; 6],
+    /// The device's MTU (the uplink's minus [`VXLAN_OVERHEAD`]).
+    pub mtu: u32,
+    /// The node's address on the overlay: its pod CIDR's `.0`, as a /32.
+    pub address: Ipv4Addr,
+    /// The cluster's pod range, routed through the device (`prefix`, length).
+    pub cluster_cidr: (Ipv4Addr, u8),
+}
+
+impl Netlink {
+    /// Creates the VXLAN device of `spec` (or takes over one of that name a previous agent left), sets
+    /// its MAC, MTU, address and route, and brings it up; returns its index.
+    pub async fn ensure_vxlan(&self, spec: &VxlanSpec) -> Result<u32, DataplaneError> {
+        let index = match self.link_index(&spec.name).await? {
+            Some(index) => index,
+            None => {
+                // A collect-metadata device takes no VNI of its own (the kernel files it under VNI 0
+                // and hands it every VNI on its port); each packet's VNI is in its tunnel key.
+                let message = LinkVxlan::new(&spec.name, 0)
+                    .port(spec.port)
+                    .collect_metadata(true)
+                    .learning(false)
+                    .build();
+                self.handle
+                    .link()
+                    .add(message)
+                    .execute()
+                    .await
+                    .map_err(nl_error(format!("creating VXLAN device {}", spec.name)))?;
+                self.require_link(&spec.name).await?
+            }
+        };
+        let settings = LinkUnspec::new_with_index(index)
+            .address(spec.mac.to_vec())
+            .mtu(spec.mtu)
+            .arp(false)
+            .up()
+            .build();
+        self.handle
+            .link()
+            .set(settings)
+            .execute()
+            .await
+            .map_err(nl_error(format!("setting up VXLAN device {}", spec.name)))?;
+        self.add_address(index, spec.address, 32).await?;
+        let (network, prefix) = spec.cluster_cidr;
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(network, prefix)
+            .output_interface(index)
+            .pref_source(spec.address)
+            .scope(rtnetlink::packet_route::route::RouteScope::Link)
+            .build();
+        match self.handle.route().add(route).replace().execute().await {
+            Ok(()) => Ok(index),
+            Err(e) if is_errno(&e, libc::EEXIST) => Ok(index),
+            Err(e) => Err(nl_error(format!(
+                "routing {network}/{prefix} through {}",
+                spec.name
+            ))(e)),
+        }
+    }
+
+    /// Sets the MTU of link `index`.
+    pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), DataplaneError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
+            .execute()
+            .await
+            .map_err(nl_error(format!(
+                "setting the MTU of link {index} to {mtu}"
+            )))
+    }
+
+    /// The MTU of link `name`.
+    pub async fn link_mtu(&self, name: &str) -> Result<u32, DataplaneError> {
+        use rtnetlink::packet_route::link::LinkAttribute;
+        let link =
+            self.link_by_name(name)
+                .await?
+                .ok_or_else(|| DataplaneError::InterfaceNotFound {
+                    name: name.to_owned(),
+                })?;
+        link.attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Mtu(mtu) => Some(*mtu),
+                _ => None,
+            })
+            .ok_or_else(|| DataplaneError::InterfaceNotFound {
+                name: format!("{name} (no MTU)"),
+            })
+    }
+}
+
+/// The VTEP MAC of the node with underlay address `node_ip`: locally administered, unicast, and the
+/// same on every node that computes it (`0e:53:` and the address), so strait nodes know each other's
+/// without asking; Flannel nodes read it from the Node annotation strait publishes.
+pub fn vtep_mac(node_ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = node_ip.octets();
+    [0x0e, 0x53, a, b, c, d]
+}

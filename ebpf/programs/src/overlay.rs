@@ -1,0 +1,181 @@
+//! The overlay between nodes. A packet for a pod on another node (or for another node's address) is
+//! found in REMOTE_V1 by its destination and sent to that node: into the VXLAN tunnel, Flannel's wire
+//! format (the tunnel key names the node's underlay address and the VNI; the inner Ethernet header
+//! carries the remote VTEP's MAC as destination and this node's as source, as `flannel.<VNI>` expects),
+//! or, in direct mode, straight to the node's underlay address. What arrives through the tunnel is
+//! checked against its sender (the inner source must be the sending node's pod or the node itself) and
+//! delivered: to a local pod, through the per-packet service path (replies of flows this node
+//! translated), or to the node's stack.
+
+use aya_ebpf::{
+    bindings::{BPF_F_ZERO_CSUM_TX, bpf_redir_neigh, bpf_tunnel_key},
+    helpers::{bpf_redirect, bpf_redirect_neigh, bpf_skb_get_tunnel_key, bpf_skb_set_tunnel_key},
+    maps::lpm_trie::Key,
+    programs::TcContext,
+};
+use strait_abi::{
+    Reason,
+    overlay::{OVERLAY_MODE_DIRECT, RemoteNode, RemotePrefix},
+};
+
+use crate::{
+    deliver::{TC_PASS, deliver_local, forward},
+    fragments,
+    maps::{NODE_V1, OVERLAY_V1, REMOTE_V1},
+    parse::{ETH_LEN, Frame, bytes_at, parse, parse_l4},
+    service_nat,
+};
+
+/// `AF_INET`, for `bpf_redirect_neigh`'s next hop.
+const AF_INET: u32 = 2;
+/// Size of `bpf_redir_neigh` (20 bytes: family and an IPv6-sized address), as `bpf_redirect_neigh` takes it.
+const NEXT_HOP_SIZE: i32 = 20;
+const _: () = assert!(core::mem::size_of::<bpf_redir_neigh>() == NEXT_HOP_SIZE as usize);
+/// TTL of the outer IPv4 header.
+const TUNNEL_TTL: u8 = 64;
+
+/// The remote node owning `addr` (network byte order): its pod CIDR holds it, or it is its address.
+#[inline(always)]
+pub fn remote(addr: u32) -> Option<RemoteNode> {
+    REMOTE_V1.get(Key::new(32, RemotePrefix { addr })).copied()
+}
+
+/// Sends the packet to the remote node owning `daddr`; `None` when no remote node does (or the overlay
+/// is off).
+#[inline(always)]
+pub fn send(ctx: &TcContext, daddr: u32) -> Result<Option<i32>, Reason> {
+    let Some(node) = remote(daddr) else {
+        return Ok(None);
+    };
+    if node.mode == OVERLAY_MODE_DIRECT {
+        return Ok(send_direct(&node));
+    }
+    let Some(config) = OVERLAY_V1.get(0) else {
+        return Ok(None);
+    };
+    if config.vxlan_ifindex == 0 {
+        return Ok(None);
+    }
+    encapsulate(ctx, &node)?;
+    // SAFETY: helper call with a plain ifindex.
+    let verdict = unsafe { bpf_redirect(config.vxlan_ifindex, 0) };
+    Ok(Some(verdict as i32))
+}
+
+/// Direct routing: out of the uplink to the node's underlay address as next hop (the kernel resolves its
+/// MAC); `None` without an uplink.
+#[inline(always)]
+fn send_direct(node: &RemoteNode) -> Option<i32> {
+    let uplink = NODE_V1.get(0)?.uplink_ifindex;
+    if uplink == 0 {
+        return None;
+    }
+    let mut next_hop = bpf_redir_neigh {
+        nh_family: AF_INET,
+        __bindgen_anon_1: aya_ebpf::bindings::bpf_redir_neigh__bindgen_ty_1 {
+            ipv4_nh: node.node_ip,
+        },
+    };
+    // SAFETY: the next hop lives on the stack for the call; the helper copies it.
+    let verdict = unsafe { bpf_redirect_neigh(uplink, &raw mut next_hop, NEXT_HOP_SIZE, 0) };
+    Some(verdict as i32)
+}
+
+/// Gives the packet its tunnel (the remote node's address, the VNI; no outer UDP checksum, as the
+/// kernel's VXLAN sends by default over IPv4) and the inner MACs Flannel expects.
+#[inline(always)]
+pub fn encapsulate(ctx: &TcContext, node: &RemoteNode) -> Result<(), Reason> {
+    let config = OVERLAY_V1.get(0).ok_or(Reason::DropRewriteFailed)?;
+    // SAFETY: an all-zero bpf_tunnel_key is a valid value (plain integers and unions of integers).
+    let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
+    key.tunnel_id = config.vni;
+    // The helper takes the remote address in host byte order.
+    key.__bindgen_anon_1.remote_ipv4 = u32::from_be(node.node_ip);
+    key.tunnel_ttl = TUNNEL_TTL;
+    let size = core::mem::size_of::<bpf_tunnel_key>() as u32;
+    // SAFETY: the key lives on the stack for the call; the helper copies it into the skb's metadata.
+    let rc = unsafe {
+        bpf_skb_set_tunnel_key(
+            ctx.skb.skb,
+            &raw mut key,
+            size,
+            u64::from(BPF_F_ZERO_CSUM_TX),
+        )
+    };
+    if rc != 0 {
+        return Err(Reason::DropRewriteFailed);
+    }
+    let eth = bytes_at(ctx, 0, ETH_LEN).ok_or(Reason::DropRewriteFailed)?;
+    // SAFETY: `bytes_at` checked the 14 Ethernet bytes are in bounds; tc makes the data writable.
+    unsafe {
+        core::ptr::write_unaligned(eth.cast::<[u8; 6]>(), node.vtep_mac);
+        core::ptr::write_unaligned(eth.add(6).cast::<[u8; 6]>(), config.vtep_mac);
+    }
+    Ok(())
+}
+
+/// tcx egress of the VXLAN device: the node's own packets routed into the overlay (to remote pods, from
+/// its overlay address) get their tunnel here, or in direct mode leave through the uplink; anything
+/// else is left to the device, which drops a packet without a tunnel.
+#[inline(always)]
+pub fn to_overlay(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
+    let Frame::Ipv4(ip) = parse(ctx)? else {
+        return Ok((Reason::PassNonIpv4, TC_PASS));
+    };
+    match remote(ip.dst) {
+        Some(node) if node.mode == OVERLAY_MODE_DIRECT => match send_direct(&node) {
+            Some(verdict) => Ok((Reason::OverlayEncap, verdict)),
+            None => Ok((Reason::PassToStack, TC_PASS)),
+        },
+        Some(node) => {
+            encapsulate(ctx, &node)?;
+            Ok((Reason::OverlayEncap, TC_PASS))
+        }
+        None => Ok((Reason::PassToStack, TC_PASS)),
+    }
+}
+
+/// tcx ingress of the VXLAN device: a packet another node sent through the tunnel (on this overlay's
+/// VNI, from the node owning its source).
+#[inline(always)]
+pub fn from_overlay(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
+    let Frame::Ipv4(ip) = parse(ctx)? else {
+        return Ok((Reason::PassNonIpv4, TC_PASS));
+    };
+    // SAFETY: an all-zero bpf_tunnel_key is a valid value.
+    let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
+    let size = core::mem::size_of::<bpf_tunnel_key>() as u32;
+    // SAFETY: the key lives on the stack; the helper fills it from the skb's tunnel metadata.
+    let rc = unsafe { bpf_skb_get_tunnel_key(ctx.skb.skb, &raw mut key, size, 0) };
+    if rc != 0 {
+        return Err(Reason::DropOverlaySource);
+    }
+    // Another VNI is another network that shares the port.
+    if OVERLAY_V1
+        .get(0)
+        .is_none_or(|config| config.vni != key.tunnel_id)
+    {
+        return Err(Reason::DropOverlaySource);
+    }
+    // SAFETY: reading the IPv4 member the helper filled.
+    let sender = u32::to_be(unsafe { key.__bindgen_anon_1.remote_ipv4 });
+    match remote(ip.src) {
+        Some(owner) if owner.node_ip == sender => {}
+        _ => return Err(Reason::DropOverlaySource),
+    }
+    let l4 = match parse_l4(ctx, &ip)? {
+        Some(l4) => Some(l4),
+        None => fragments::ports(&ip),
+    };
+    if let Some(l4) = &l4
+        && let Some(translated) = service_nat::tracked(ctx, &ip, l4)?
+    {
+        fragments::remember(&ip, l4);
+        let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
+        return Ok((translated.reason, verdict));
+    }
+    if let Some((_, verdict)) = deliver_local(ctx, ip.dst)? {
+        return Ok((Reason::OverlayDecap, verdict));
+    }
+    Ok((Reason::OverlayDecap, TC_PASS))
+}
