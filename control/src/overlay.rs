@@ -112,7 +112,7 @@ pub async fn setup(
         ifindex,
         vni = settings.vni,
         port = settings.port,
-        vtep_mac = %crate::model::nodes::format_mac(spec.mac),
+        vtep_mac = %strait_k8s::flannel::format_mac(spec.mac),
         mtu,
         mode = ?settings.mode,
         "overlay set up"

@@ -452,15 +452,17 @@ async fn write_remote_routes<M: DataplaneOwner>(manager: &Mutex<M>, routes: &[Re
         .dataplane_mut()
         .sync_remote_routes(routes)
     {
-        Ok(report) if report.written + report.removed > 0 => tracing::info!(
-            prefixes = routes.len(),
-            written = report.written,
-            removed = report.removed,
-            "overlay routes to the other nodes updated"
-        ),
+        Ok(report) if report.written + report.removed > 0 => {
+            tracing::info!(
+                prefixes = routes.len(),
+                written = report.written,
+                removed = report.removed,
+                "overlay routes to the other nodes updated"
+            );
+        }
         Ok(_) => {}
         Err(error) => {
-            tracing::warn!(%error, "writing the overlay routes failed; retried on the next change")
+            tracing::warn!(%error, "writing the overlay routes failed; retried on the next change");
         }
     }
 }

@@ -59,7 +59,9 @@ impl Dataplane {
             };
             match pin {
                 Some(pin) => adopt_or_attach(&mut tcx, ifname, &pin)?,
-                None => drop(tcx.attach(ifname)?),
+                None => {
+                    tcx.attach(ifname)?;
+                }
             }
         }
         Ok(())

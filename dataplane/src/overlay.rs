@@ -2,7 +2,10 @@
 //! is reached) synced to a wanted set by difference, and OVERLAY_V1 (this node's VXLAN device, VNI and
 //! VTEP MAC).
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
 
 use aya::maps::{
     Array,
@@ -100,11 +103,11 @@ impl Dataplane {
             present.insert((key.prefix_len(), key.data().addr), value);
         }
         let mut report = RemoteSyncReport::default();
-        let mut wanted = BTreeMap::new();
+        let mut wanted = BTreeSet::new();
         for route in routes {
             let key = lpm_key(route.prefix, route.prefix_len);
             let value = value_of(route);
-            wanted.insert((key.prefix_len(), key.data().addr), ());
+            wanted.insert((key.prefix_len(), key.data().addr));
             if present.get(&(key.prefix_len(), key.data().addr)) != Some(&value) {
                 trie.insert(&key, value, 0).map_err(|source| {
                     DataplaneError::map(REMOTE_MAP, REMOTE_MAP_DEFAULT_CAPACITY, source)
@@ -113,7 +116,7 @@ impl Dataplane {
             }
         }
         for (len, addr) in present.keys() {
-            if !wanted.contains_key(&(*len, *addr)) {
+            if !wanted.contains(&(*len, *addr)) {
                 let key = Key::new(*len, RemotePrefix { addr: *addr });
                 trie.remove(&key)
                     .map_err(|source| DataplaneError::map(REMOTE_MAP, 0, source))?;

@@ -10,6 +10,7 @@
 //!   subscribe to.
 
 mod builtin;
+pub mod flannel;
 pub mod manifest;
 pub mod object;
 pub mod selector;

@@ -14,6 +14,8 @@ use k8s_openapi::{
     api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus, Service, ServicePort},
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
+use strait_dataplane::netlink::vxlan::vtep_mac;
+use strait_k8s::flannel;
 
 use crate::{
     LabError,
@@ -149,11 +151,15 @@ impl Lab {
     }
 }
 
-/// The Node object of a lab node: its name, pod CIDR and underlay address (InternalIP).
+/// The Node object of a lab node: its name, pod CIDR and underlay address (InternalIP), with the Flannel
+/// annotations its agent's VXLAN end stands for (VNI 1, the VTEP MAC strait derives from the address),
+/// as strait publishes them in a real cluster.
 fn node_object(node: &NodeRecord) -> Node {
+    let annotations = flannel::flannel_annotations(node.ip, vtep_mac(node.ip), 1);
     Node {
         metadata: ObjectMeta {
             name: Some(node.name.clone()),
+            annotations: Some(annotations.into_iter().collect()),
             ..ObjectMeta::default()
         },
         spec: Some(NodeSpec {

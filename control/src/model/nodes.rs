@@ -11,20 +11,10 @@ use strait_dataplane::{
     netlink::vxlan::vtep_mac,
     overlay::{RemoteMode, RemoteRoute},
 };
-use strait_k8s::{Kind, Object, ObjectStore};
-
-/// Flannel's Node annotations (prefix `flannel.alpha.coreos.com/`), which strait reads and publishes so
-/// strait and Flannel nodes find each other through the API server.
-pub mod flannel {
-    /// The backend type (`vxlan`).
-    pub const BACKEND_TYPE: &str = "flannel.alpha.coreos.com/backend-type";
-    /// The backend's data: `{"VNI":1,"VtepMAC":"0e:53:..."}`.
-    pub const BACKEND_DATA: &str = "flannel.alpha.coreos.com/backend-data";
-    /// The node's address for tunnels.
-    pub const PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
-    /// `true` when the subnet came from the Node's podCIDR (kube subnet manager).
-    pub const KUBE_SUBNET_MANAGER: &str = "flannel.alpha.coreos.com/kube-subnet-manager";
-}
+use strait_k8s::{
+    Kind, Object, ObjectStore,
+    flannel::{self, parse_mac},
+};
 
 /// The REMOTE_V1 prefixes for every Node but `self_name`, in `mode`, sorted: each node's IPv4 pod
 /// CIDRs and its address as a /32. A node without an IPv4 address or pod CIDR is skipped (it cannot be
@@ -114,35 +104,4 @@ fn annotated_vtep_mac(node: &Node) -> Option<[u8; 6]> {
         .get(flannel::BACKEND_DATA)?;
     let value: serde_json::Value = serde_json::from_str(data).ok()?;
     parse_mac(value.get("VtepMAC")?.as_str()?)
-}
-
-/// `aa:bb:cc:dd:ee:ff` as bytes.
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let bytes: Vec<u8> = text
-        .split(':')
-        .map(|part| u8::from_str_radix(part, 16).ok())
-        .collect::<Option<_>>()?;
-    bytes.try_into().ok()
-}
-
-/// `bytes` as `aa:bb:cc:dd:ee:ff`.
-pub fn format_mac(bytes: [u8; 6]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// The Flannel annotations a node with address `node_ip` and VTEP MAC `mac` publishes (VNI `vni`).
-pub fn flannel_annotations(node_ip: Ipv4Addr, mac: [u8; 6], vni: u32) -> [(String, String); 4] {
-    [
-        (flannel::BACKEND_TYPE.to_owned(), "vxlan".to_owned()),
-        (
-            flannel::BACKEND_DATA.to_owned(),
-            serde_json::json!({ "VNI": vni, "VtepMAC": format_mac(mac) }).to_string(),
-        ),
-        (flannel::PUBLIC_IP.to_owned(), node_ip.to_string()),
-        (flannel::KUBE_SUBNET_MANAGER.to_owned(), "true".to_owned()),
-    ]
 }

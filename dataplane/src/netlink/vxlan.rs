@@ -36,24 +36,10 @@ impl Netlink {
     /// Creates the VXLAN device of `spec` (or takes over one of that name a previous agent left), sets
     /// its MAC, MTU, address and route, and brings it up; returns its index.
     pub async fn ensure_vxlan(&self, spec: &VxlanSpec) -> Result<u32, DataplaneError> {
-        let index = match self.link_index(&spec.name).await? {
-            Some(index) => index,
-            None => {
-                // A collect-metadata device takes no VNI of its own (the kernel files it under VNI 0
-                // and hands it every VNI on its port); each packet's VNI is in its tunnel key.
-                let message = LinkVxlan::new(&spec.name, 0)
-                    .port(spec.port)
-                    .collect_metadata(true)
-                    .learning(false)
-                    .build();
-                self.handle
-                    .link()
-                    .add(message)
-                    .execute()
-                    .await
-                    .map_err(nl_error(format!("creating VXLAN device {}", spec.name)))?;
-                self.require_link(&spec.name).await?
-            }
+        let index = if let Some(index) = self.link_index(&spec.name).await? {
+            index
+        } else {
+            self.create_vxlan(spec).await?
         };
         let settings = LinkUnspec::new_with_index(index)
             .address(spec.mac.to_vec())
@@ -83,6 +69,24 @@ impl Netlink {
                 spec.name
             ))(e)),
         }
+    }
+
+    /// Creates the collect-metadata VXLAN device of `spec`; returns its index.
+    async fn create_vxlan(&self, spec: &VxlanSpec) -> Result<u32, DataplaneError> {
+        // A collect-metadata device takes no VNI of its own (the kernel files it under VNI 0 and hands
+        // it every VNI on its port); each packet's VNI is in its tunnel key.
+        let message = LinkVxlan::new(&spec.name, 0)
+            .port(spec.port)
+            .collect_metadata(true)
+            .learning(false)
+            .build();
+        self.handle
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(nl_error(format!("creating VXLAN device {}", spec.name)))?;
+        self.require_link(&spec.name).await
     }
 
     /// Sets the MTU of link `index`.

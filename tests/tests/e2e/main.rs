@@ -9,6 +9,7 @@ mod datapath;
 mod external;
 mod lifecycle;
 mod malformed;
+mod overlay;
 mod services;
 
 use std::{net::Ipv4Addr, path::PathBuf, time::Duration};

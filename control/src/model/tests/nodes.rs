@@ -7,7 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use strait_dataplane::overlay::{RemoteMode, RemoteRoute};
 use strait_k8s::{Change, Object, ObjectStore};
 
-use crate::model::nodes::{flannel, flannel_annotations, format_mac, parse_mac, remote_routes};
+use crate::model::nodes::remote_routes;
+use strait_k8s::flannel::{self, flannel_annotations, format_mac, parse_mac};
 
 fn node(name: &str, ip: &str, cidrs: &[&str]) -> Node {
     Node {

@@ -1,0 +1,311 @@
+//! Pods on different nodes, through the VXLAN overlay on three lab nodes with IP forwarding off: every
+//! pod reaches every other (TCP and UDP, both ways), a ClusterIP spreads over endpoints on every node,
+//! 1 MB over TCP and full-size UDP datagrams cross nodes at the overlay's MTU, a NodePort on one node
+//! serves endpoints on the others (SNAT to that node) and `Local` keeps the client's address, the
+//! node's own processes reach remote pods, and a node removed from the cluster loses its routes on the
+//! others (and gets them back) within a second.
+
+use std::{
+    collections::BTreeSet,
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use strait_dataplane::netns;
+use strait_lab::{cluster::Lab, network::EXTERNAL_IP, state::PodRecord};
+use strait_tests::LabGuard;
+
+use crate::examples;
+
+const NODE_PORT_SERVICES: &str = "apiVersion: v1
+kind: Service
+metadata: {name: web-np, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-np-local, namespace: default}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+";
+
+fn pod_key(pod: &PodRecord) -> String {
+    format!("{}/{}", pod.namespace, pod.name)
+}
+
+/// The pods of the lab, in a stable order.
+fn pods(lab: &Lab) -> Vec<PodRecord> {
+    lab.state.pods.clone()
+}
+
+#[test]
+fn pods_and_services_span_three_nodes_through_the_overlay() {
+    strait_tests::require_root();
+    strait_tests::bin_dir();
+    let guard = LabGuard::new("ov");
+    let mut lab = Lab::up(&guard.name, 3, Some(&examples())).expect("lab up");
+    let nodes: BTreeSet<&str> = lab.state.pods.iter().map(|p| p.node.as_str()).collect();
+    assert_eq!(nodes.len(), 3, "the pods are spread over the three nodes");
+    forwarding_is_off_and_pods_get_the_overlay_mtu(&lab);
+    every_pod_reaches_every_other_pod(&lab);
+    a_cluster_ip_spreads_over_every_node(&lab);
+    bulk_tcp_and_full_size_udp_cross_nodes(&lab);
+    node_ports_serve_endpoints_on_other_nodes(&mut lab);
+    a_removed_node_loses_its_routes_and_gets_them_back(&lab);
+}
+
+fn forwarding_is_off_and_pods_get_the_overlay_mtu(lab: &Lab) {
+    for node in &lab.state.nodes {
+        let path = netns::path(&node.netns);
+        let forwarding = netns::run_in(&path, || {
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(forwarding.trim(), "0", "{}: IP forwarding", node.name);
+    }
+    for pod in pods(lab) {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &pod.netns, "-o", "link", "show", "eth0"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(" mtu 1450 "),
+            "{}: the underlay's 1500 minus VXLAN's 50: {text}",
+            pod_key(&pod)
+        );
+    }
+}
+
+fn every_pod_reaches_every_other_pod(lab: &Lab) {
+    let pods = pods(lab);
+    for from in &pods {
+        for to in pods.iter().filter(|p| p.name != from.name) {
+            let target = format!("{}:8080", to.ip);
+            let answer = lab
+                .probe(&pod_key(from), &target, false, Duration::from_secs(2))
+                .unwrap();
+            assert_eq!(
+                answer,
+                Ok(pod_key(to)),
+                "{} ({}) -> {} ({})",
+                pod_key(from),
+                from.node,
+                pod_key(to),
+                to.node
+            );
+        }
+    }
+    // UDP both ways between nodes: the server's DNS-style port from every other pod.
+    let server = pods.iter().find(|p| p.name == "server").unwrap();
+    for from in pods.iter().filter(|p| p.node != server.node) {
+        let answer = lab
+            .probe(
+                &pod_key(from),
+                &format!("{}:5353", server.ip),
+                true,
+                Duration::from_secs(2),
+            )
+            .unwrap();
+        assert_eq!(answer, Ok(pod_key(server)), "UDP from {}", pod_key(from));
+    }
+    // The node's own processes reach remote pods from the node's overlay address.
+    for node in &lab.state.nodes {
+        for to in pods.iter().filter(|p| p.node != node.name) {
+            let answer = lab
+                .probe(
+                    &format!("node/{}", node.name),
+                    &format!("{}:8080", to.ip),
+                    false,
+                    Duration::from_secs(2),
+                )
+                .unwrap();
+            assert_eq!(answer, Ok(pod_key(to)), "{} -> {}", node.name, pod_key(to));
+        }
+    }
+}
+
+fn a_cluster_ip_spreads_over_every_node(lab: &Lab) {
+    let cluster_ip = lab.state.services["default/web"]
+        .spec
+        .as_ref()
+        .unwrap()
+        .cluster_ip
+        .clone()
+        .unwrap();
+    let target = format!("{cluster_ip}:80");
+    let answered: BTreeSet<String> = (0..30)
+        .map(|_| {
+            lab.probe("default/client", &target, false, Duration::from_secs(2))
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    let nodes: BTreeSet<&str> = answered
+        .iter()
+        .map(|key| lab.state.pod(key).unwrap().node.as_str())
+        .collect();
+    assert_eq!(
+        nodes.len(),
+        3,
+        "endpoints on every node answer: {answered:?}"
+    );
+}
+
+/// Two pods on different nodes: (sender, receiver).
+fn pods_apart(lab: &Lab) -> (PodRecord, PodRecord) {
+    let pods = pods(lab);
+    let sender = pods.iter().find(|p| p.name == "client").unwrap().clone();
+    let receiver = pods.iter().find(|p| p.node != sender.node).unwrap().clone();
+    (sender, receiver)
+}
+
+fn bulk_tcp_and_full_size_udp_cross_nodes(lab: &Lab) {
+    let (sender, receiver) = pods_apart(lab);
+    let to = netns::path(&receiver.netns);
+    let from = netns::path(&sender.netns);
+    // 1 MB over TCP: full-size segments at the overlay's MTU, every byte counted on the far side.
+    let listener = netns::run_in(&to, || TcpListener::bind((Ipv4Addr::UNSPECIFIED, 9100)))
+        .unwrap()
+        .unwrap();
+    let counter = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match stream.read(&mut buf).unwrap() {
+                0 => break total,
+                n => total += n,
+            }
+        }
+    });
+    let target = SocketAddr::from((receiver.ip, 9100));
+    netns::run_in(&from, move || {
+        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2)).unwrap();
+        stream.write_all(&vec![7u8; 1_000_000]).unwrap();
+    })
+    .unwrap();
+    assert_eq!(counter.join().unwrap(), 1_000_000, "1 MB across nodes");
+
+    // 1,400-byte UDP datagrams both ways (echoed).
+    let echo = netns::run_in(&to, || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 9101)))
+        .unwrap()
+        .unwrap();
+    echo.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let echoer = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let (n, peer) = echo.recv_from(&mut buf).unwrap();
+        echo.send_to(&buf[..n], peer).unwrap();
+        n
+    });
+    let target = SocketAddr::from((receiver.ip, 9101));
+    let back = netns::run_in(&from, move || {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        socket.send_to(&[9u8; 1400], target).unwrap();
+        let mut buf = [0u8; 2048];
+        socket.recv(&mut buf).unwrap()
+    })
+    .unwrap();
+    assert_eq!((echoer.join().unwrap(), back), (1400, 1400));
+}
+
+fn node_ports_serve_endpoints_on_other_nodes(lab: &mut Lab) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node-ports.yaml");
+    std::fs::write(&file, NODE_PORT_SERVICES).unwrap();
+    lab.apply(&file).unwrap();
+    let node = lab.state.nodes[0].clone();
+    let port = |service: &str| {
+        lab.state.services[service]
+            .spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .as_ref()
+            .unwrap()[0]
+            .node_port
+            .unwrap()
+    };
+    // Cluster: the chosen endpoint may sit on any node; the pod sees node 1 as its client.
+    let target = format!("{}:{}", node.ip, port("default/web-np"));
+    let mut nodes = BTreeSet::new();
+    for client_port in 0..24 {
+        let (who, peer) = lab
+            .probe_with_peer("external", &target, false, Duration::from_secs(2))
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{target} (try {client_port}): {e}"));
+        let peer: SocketAddr = peer.unwrap().parse().unwrap();
+        assert_eq!(
+            peer.ip(),
+            std::net::IpAddr::V4(node.ip),
+            "{target}: SNAT to node 1"
+        );
+        nodes.insert(lab.state.pod(&who).unwrap().node.clone());
+    }
+    assert!(
+        nodes.len() > 1,
+        "{target}: endpoints on other nodes serve too: {nodes:?}"
+    );
+    // Local: only node 1's own endpoint, and the client's address kept.
+    let target = format!("{}:{}", node.ip, port("default/web-np-local"));
+    for _ in 0..6 {
+        let (who, peer) = lab
+            .probe_with_peer("external", &target, false, Duration::from_secs(2))
+            .unwrap()
+            .unwrap();
+        assert_eq!(lab.state.pod(&who).unwrap().node, node.name, "{target}");
+        let peer: SocketAddr = peer.unwrap().parse().unwrap();
+        assert_eq!(peer.ip(), std::net::IpAddr::V4(EXTERNAL_IP));
+    }
+}
+
+/// Probes `target` from `from` until `answers` says yes; returns how long that took (`None` past 3 s).
+fn until(lab: &Lab, from: &str, target: &str, answers: bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let ok = lab
+            .probe(from, target, false, Duration::from_millis(200))
+            .unwrap()
+            .is_ok();
+        if ok == answers {
+            return Some(started.elapsed());
+        }
+    }
+    None
+}
+
+fn a_removed_node_loses_its_routes_and_gets_them_back(lab: &Lab) {
+    let (sender, receiver) = pods_apart(lab);
+    let file = lab
+        .cluster_dir()
+        .join(format!("node_{}.json", receiver.node));
+    let saved = std::fs::read(&file).unwrap();
+    let target = format!("{}:8080", receiver.ip);
+    let from = pod_key(&sender);
+    remove_file(&file);
+    let gone =
+        until(lab, &from, &target, false).expect("the removed node's pods become unreachable");
+    std::fs::write(&file, &saved).unwrap();
+    let back = until(lab, &from, &target, true).expect("the node's pods are reachable again");
+    eprintln!("node removed: unreachable after {gone:?}; added back: reachable after {back:?}");
+    assert!(
+        gone < Duration::from_secs(1) && back < Duration::from_secs(1),
+        "routes follow the Node within a second: gone after {gone:?}, back after {back:?}"
+    );
+}
+
+fn remove_file(path: &Path) {
+    std::fs::remove_file(path).unwrap_or_else(|e| panic!("removing {}: {e}", path.display()));
+}
