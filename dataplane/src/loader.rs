@@ -149,6 +149,11 @@ impl Dataplane {
         program_mut(&mut self.ebpf, FROM_UPLINK)
     }
 
+    /// The VXLAN device's ingress classifier (loaded).
+    pub fn from_overlay_program(&mut self) -> Result<&mut SchedClassifier, DataplaneError> {
+        program_mut(&mut self.ebpf, FROM_OVERLAY)
+    }
+
     /// The uplink's XDP program (loaded).
     pub fn xdp_uplink_program(&mut self) -> Result<&mut Xdp, DataplaneError> {
         typed_program_mut(&mut self.ebpf, XDP_UPLINK)

@@ -59,7 +59,75 @@ fn pods_and_services_span_three_nodes_through_the_overlay() {
     a_cluster_ip_spreads_over_every_node(&lab);
     bulk_tcp_and_full_size_udp_cross_nodes(&lab);
     node_ports_serve_endpoints_on_other_nodes(&mut lab);
+    a_forged_tunnel_packet_is_dropped(&lab);
     a_removed_node_loses_its_routes_and_gets_them_back(&lab);
+}
+
+/// `strait_packets_total` of the VXLAN device's ingress program on `node` for `reason`.
+fn from_overlay(lab: &Lab, node: &str, reason: &str) -> u64 {
+    let text = lab.agent_get(node, "/metrics").unwrap();
+    let needle = format!("program=\"from-overlay\",reason=\"{reason}\",direction=\"ingress\"}} ");
+    text.lines()
+        .filter(|l| l.starts_with("strait_packets_total{"))
+        .find_map(|l| {
+            l.split_once(&needle)
+                .map(|(_, v)| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0)
+}
+
+/// A host on the underlay that is no node sends a VXLAN packet to node 2 whose inner source is a pod
+/// of node 1: node 2 drops it as not its sender's (`overlay_source`), and the pod never sees it.
+fn a_forged_tunnel_packet_is_dropped(lab: &Lab) {
+    let (sender, receiver) = pods_apart(lab);
+    let node = lab
+        .state
+        .nodes
+        .iter()
+        .find(|n| n.name == receiver.node)
+        .unwrap()
+        .clone();
+    assert!(
+        from_overlay(lab, &node.name, "overlay_decap") > 0,
+        "real tunnel traffic arrived"
+    );
+    let before = from_overlay(lab, &node.name, "overlay_source");
+    let inner = strait_tests::frames::udp_datagram(
+        strait_tests::frames::Macs {
+            src: [0x0e, 0x53, 1, 2, 3, 4],
+            dst: strait_dataplane::netlink::vxlan::vtep_mac(node.ip),
+        },
+        std::net::SocketAddrV4::new(sender.ip, 40000),
+        std::net::SocketAddrV4::new(receiver.ip, 9102),
+        b"forged",
+    );
+    // VXLAN header: the I flag, VNI 1.
+    let mut packet = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+    packet.extend_from_slice(&inner);
+    let sink = netns::run_in(&netns::path(&receiver.netns), || {
+        UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 9102))
+    })
+    .unwrap()
+    .unwrap();
+    sink.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let target = SocketAddr::from((node.ip, 8472));
+    netns::run_in(&netns::path(&lab.names.external_netns()), move || {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        for _ in 0..3 {
+            socket.send_to(&packet, target).unwrap();
+        }
+    })
+    .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        sink.recv(&mut buf).is_err(),
+        "the forged datagram reached the pod"
+    );
+    assert!(
+        from_overlay(lab, &node.name, "overlay_source") >= before + 3,
+        "counted as overlay_source"
+    );
 }
 
 fn forwarding_is_off_and_pods_get_the_overlay_mtu(lab: &Lab) {

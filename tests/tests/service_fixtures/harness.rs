@@ -154,6 +154,7 @@ pub(crate) enum Hook {
     FromPod,
     FromUplink,
     XdpUplink,
+    FromOverlay,
 }
 
 impl Hook {
@@ -162,13 +163,14 @@ impl Hook {
             Hook::FromPod => Program::FromPod,
             Hook::FromUplink => Program::FromUplink,
             Hook::XdpUplink => Program::XdpUplink,
+            Hook::FromOverlay => Program::FromOverlay,
         }
     }
 
     pub(crate) fn direction(self) -> Direction {
         match self {
             Hook::FromPod => Direction::Egress,
-            Hook::FromUplink | Hook::XdpUplink => Direction::Ingress,
+            Hook::FromUplink | Hook::XdpUplink | Hook::FromOverlay => Direction::Ingress,
         }
     }
 }
@@ -244,6 +246,7 @@ impl Node {
             Hook::FromPod => self.dp.from_pod_program().unwrap().test_run(options),
             Hook::FromUplink => self.dp.from_uplink_program().unwrap().test_run(options),
             Hook::XdpUplink => self.dp.xdp_uplink_program().unwrap().test_run(options),
+            Hook::FromOverlay => self.dp.from_overlay_program().unwrap().test_run(options),
         }
         .expect("BPF_PROG_TEST_RUN");
         out.truncate(result.data_size_out as usize);

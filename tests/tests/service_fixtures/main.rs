@@ -10,12 +10,13 @@
 //! CT states, SNAT, hairpin, Maglev, the XDP fast path); `expiry` how long one-way and half-closed flows
 //! live; `refusals` everything that is refused, dropped or swept; `resets` which TCP resets may close a
 //! flow; `icmp_errors` and `fragments` how errors about translated flows and fragmented datagrams are
-//! translated.
+//! translated; `overlay` what goes to other nodes.
 
 mod expiry;
 mod flows;
 mod fragments;
 mod harness;
 mod icmp_errors;
+mod overlay;
 mod refusals;
 mod resets;
