@@ -206,6 +206,8 @@ impl Lab {
             // The underlay side of the node's veth runs no XDP program, so native XDP_TX (the RST that
             // refuses a connection to a service without endpoints) could not transmit.
             .args(["--xdp-mode", "generic"])
+            .arg("--overlay")
+            .arg(self.state.options.overlay.flag())
             .arg("--xdp-fast-path")
             .arg(if self.state.options.xdp_fast_path {
                 "on"

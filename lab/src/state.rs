@@ -72,6 +72,30 @@ pub struct LabOptions {
     /// Run the uplink's XDP fast path (tracked external flows translated and redirected to pods by XDP).
     /// The lab's agents run XDP in generic mode, where the agent leaves it off unless asked.
     pub xdp_fast_path: bool,
+    /// How pods reach pods on other nodes (`straitd --overlay`).
+    #[serde(default)]
+    pub overlay: LabOverlay,
+}
+
+/// The agents' `--overlay` mode in a lab.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LabOverlay {
+    /// VXLAN tunnels between the nodes (Flannel's wire format).
+    #[default]
+    Vxlan,
+    /// Unencapsulated, node to node on the underlay (every lab node shares one L2 segment).
+    Direct,
+}
+
+impl LabOverlay {
+    /// The value of `straitd --overlay`.
+    pub fn flag(self) -> &'static str {
+        match self {
+            LabOverlay::Vxlan => "vxlan",
+            LabOverlay::Direct => "direct",
+        }
+    }
 }
 
 impl LabState {

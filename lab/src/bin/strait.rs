@@ -51,6 +51,10 @@ enum LabCommand {
         /// tc's redirect is cheaper there.
         #[arg(long)]
         xdp_fast_path: bool,
+        /// How pods reach pods on other nodes: `vxlan` tunnels (Flannel's wire format) or `direct`
+        /// (unencapsulated over the lab's shared underlay, like Flannel's host-gw).
+        #[arg(long, value_enum, default_value = "vxlan")]
+        overlay: strait_lab::state::LabOverlay,
     },
     /// Create or update the objects in a manifest file or directory (`-` reads standard input), as
     /// `kubectl apply -f`: the whole input is checked first and nothing of it is applied when an object
@@ -236,8 +240,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             nodes,
             manifests,
             xdp_fast_path,
+            overlay,
         } => {
-            let options = strait_lab::state::LabOptions { xdp_fast_path };
+            let options = strait_lab::state::LabOptions {
+                xdp_fast_path,
+                overlay,
+            };
             let lab = Lab::up_with(&name, nodes, manifests.as_deref(), options)?;
             print!("{}", status::to_table(&lab));
             println!(

@@ -88,6 +88,7 @@ fn lab_with(prefix: &str, manifest: &str) -> (LabGuard, Lab, tempfile::TempDir) 
     // The XDP fast path is on, so that the tracked-flow translation in XDP is driven by real packets.
     let options = strait_lab::state::LabOptions {
         xdp_fast_path: true,
+        ..strait_lab::state::LabOptions::default()
     };
     let mut lab = Lab::up_with(&guard.name, 1, Some(&examples()), options).unwrap();
     if !manifest.is_empty() {

@@ -1,4 +1,5 @@
-//! Pods on different nodes, through the VXLAN overlay on three lab nodes with IP forwarding off: every
+//! Pods on different nodes, through the VXLAN overlay and by direct routing, on three lab nodes with IP
+//! forwarding off: every
 //! pod reaches every other (TCP and UDP, both ways), a ClusterIP spreads over endpoints on every node,
 //! 1 MB over TCP and full-size UDP datagrams cross nodes at the overlay's MTU, a NodePort on one node
 //! serves endpoints on the others (SNAT to that node) and `Local` keeps the client's address, the
@@ -14,7 +15,11 @@ use std::{
 };
 
 use strait_dataplane::netns;
-use strait_lab::{cluster::Lab, network::EXTERNAL_IP, state::PodRecord};
+use strait_lab::{
+    cluster::Lab,
+    network::EXTERNAL_IP,
+    state::{LabOptions, LabOverlay, PodRecord},
+};
 use strait_tests::LabGuard;
 
 use crate::examples;
@@ -47,19 +52,36 @@ fn pods(lab: &Lab) -> Vec<PodRecord> {
 }
 
 #[test]
-fn pods_and_services_span_three_nodes_through_the_overlay() {
+fn pods_and_services_span_three_nodes_through_vxlan() {
+    spans_three_nodes("ov", LabOverlay::Vxlan);
+}
+
+#[test]
+fn pods_and_services_span_three_nodes_by_direct_routing() {
+    spans_three_nodes("od", LabOverlay::Direct);
+}
+
+fn spans_three_nodes(prefix: &str, overlay: LabOverlay) {
     strait_tests::require_root();
     strait_tests::bin_dir();
-    let guard = LabGuard::new("ov");
-    let mut lab = Lab::up(&guard.name, 3, Some(&examples())).expect("lab up");
+    let guard = LabGuard::new(prefix);
+    let options = LabOptions {
+        overlay,
+        ..LabOptions::default()
+    };
+    let mut lab = Lab::up_with(&guard.name, 3, Some(&examples()), options).expect("lab up");
     let nodes: BTreeSet<&str> = lab.state.pods.iter().map(|p| p.node.as_str()).collect();
     assert_eq!(nodes.len(), 3, "the pods are spread over the three nodes");
-    forwarding_is_off_and_pods_get_the_overlay_mtu(&lab);
+    let pod_mtu = match overlay {
+        LabOverlay::Vxlan => 1450,
+        LabOverlay::Direct => 1500,
+    };
+    forwarding_is_off_and_pods_get_the_mtu(&lab, pod_mtu);
     every_pod_reaches_every_other_pod(&lab);
     a_cluster_ip_spreads_over_every_node(&lab);
     bulk_tcp_and_full_size_udp_cross_nodes(&lab);
     node_ports_serve_endpoints_on_other_nodes(&mut lab);
-    a_forged_tunnel_packet_is_dropped(&lab);
+    a_forged_tunnel_packet_is_dropped(&lab, overlay);
     a_removed_node_loses_its_routes_and_gets_them_back(&lab);
 }
 
@@ -77,8 +99,9 @@ fn from_overlay(lab: &Lab, node: &str, reason: &str) -> u64 {
 }
 
 /// A host on the underlay that is no node sends a VXLAN packet to node 2 whose inner source is a pod
-/// of node 1: node 2 drops it as not its sender's (`overlay_source`), and the pod never sees it.
-fn a_forged_tunnel_packet_is_dropped(lab: &Lab) {
+/// of node 1: node 2 drops it as not its sender's (`overlay_source`), and the pod never sees it (the
+/// device listens in direct mode too, for nodes that tunnel).
+fn a_forged_tunnel_packet_is_dropped(lab: &Lab, overlay: LabOverlay) {
     let (sender, receiver) = pods_apart(lab);
     let node = lab
         .state
@@ -87,9 +110,12 @@ fn a_forged_tunnel_packet_is_dropped(lab: &Lab) {
         .find(|n| n.name == receiver.node)
         .unwrap()
         .clone();
-    assert!(
-        from_overlay(lab, &node.name, "overlay_decap") > 0,
-        "real tunnel traffic arrived"
+    // Real tunnel traffic arrived under VXLAN; none with direct routing.
+    let decapsulated = from_overlay(lab, &node.name, "overlay_decap");
+    assert_eq!(
+        decapsulated > 0,
+        overlay == LabOverlay::Vxlan,
+        "{decapsulated} decapsulated"
     );
     let before = from_overlay(lab, &node.name, "overlay_source");
     let inner = strait_tests::frames::udp_datagram(
@@ -130,7 +156,7 @@ fn a_forged_tunnel_packet_is_dropped(lab: &Lab) {
     );
 }
 
-fn forwarding_is_off_and_pods_get_the_overlay_mtu(lab: &Lab) {
+fn forwarding_is_off_and_pods_get_the_mtu(lab: &Lab, mtu: u32) {
     for node in &lab.state.nodes {
         let path = netns::path(&node.netns);
         let forwarding = netns::run_in(&path, || {
@@ -147,8 +173,8 @@ fn forwarding_is_off_and_pods_get_the_overlay_mtu(lab: &Lab) {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
-            text.contains(" mtu 1450 "),
-            "{}: the underlay's 1500 minus VXLAN's 50: {text}",
+            text.contains(&format!(" mtu {mtu} ")),
+            "{}: MTU {mtu} (VXLAN: the underlay's 1500 minus its 50): {text}",
             pod_key(&pod)
         );
     }
