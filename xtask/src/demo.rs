@@ -1,5 +1,5 @@
-//! `cargo xtask demo`: bootstrap, build release binaries, then a scripted tour of a one-node lab named
-//! `demo` built from `examples/`. Every command is printed (`$ ...`) before it runs; the lab is left up
+//! `cargo xtask demo`: bootstrap, build release binaries, then a scripted tour of a two-node lab named
+//! `demo` built from `examples/` (pods on both nodes, joined by the VXLAN overlay). Every command is printed (`$ ...`) before it runs; the lab is left up
 //! for exploring, with the commands to do so and to tear it down printed at the end.
 
 use std::{
@@ -141,9 +141,9 @@ fn tour(lab: &Lab) -> Result<()> {
         println!("note: ignored ({err:#}); there was probably no earlier lab");
     }
     lab.run(
-        "bring up a one-node lab with the manifests in examples/",
+        "bring up a two-node lab with the manifests in examples/ (pods spread over both nodes)",
         "up",
-        &["--nodes", "1", "--manifests", "examples/"],
+        &["--nodes", "2", "--manifests", "examples/"],
     )?;
     lab.run("nodes, pods and services", "status", &[])?;
     manifests(lab)?;
@@ -152,7 +152,15 @@ fn tour(lab: &Lab) -> Result<()> {
     let json = cmd::output(&mut lab.command("status", &["-o", "json"]))
         .context("demo step: read the lab's JSON status")?;
     let [a, b] = two_pods(&json)?;
-    println!("A = {} ({}), B = {} ({})", a.key, a.ip, b.key, b.ip);
+    println!(
+        "A = {} ({}, on {}), B = {} ({}, on {})",
+        a.key, a.ip, a.node, b.key, b.ip, b.node
+    );
+    let path = if a.node == b.node {
+        "on one node"
+    } else {
+        "from node to node through the VXLAN overlay"
+    };
 
     let b_tcp = b.tcp.with_context(|| {
         format!(
@@ -162,7 +170,7 @@ fn tour(lab: &Lab) -> Result<()> {
     })?;
     let target = SocketAddr::new(b.ip, b_tcp).to_string();
     lab.run(
-        &format!("TCP from A to B ({target})"),
+        &format!("TCP from A to B ({target}), {path}"),
         "probe",
         &[&a.key, &target],
     )?;
@@ -216,8 +224,29 @@ fn tour(lab: &Lab) -> Result<()> {
             &["--show-peer", "external", &target],
         )?;
     }
+    let web = status["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|svc| svc["namespace"] == "default" && svc["name"] == "web")
+        .and_then(|svc| svc["cluster_ip"].as_str());
+    if let Some(cluster_ip) = web {
+        cluster_ip_over_both_nodes(lab, &a.key, cluster_ip)?;
+    }
     lab.run("the agent's endpoint table", "endpoints", &[])?;
     lab.run("the agent's counters", "metrics", &[])?;
+    Ok(())
+}
+
+/// The `web` Service's ClusterIP from pod `from`, a few times: its endpoints on both nodes answer.
+fn cluster_ip_over_both_nodes(lab: &Lab, from: &str, cluster_ip: &str) -> Result<()> {
+    let target = format!("{cluster_ip}:80");
+    heading(&format!(
+        "the web Service ({target}) from {from}, six times: endpoints on both nodes answer"
+    ));
+    for _ in 0..6 {
+        cmd::run(&mut lab.command("probe", &[from, &target]))?;
+    }
     Ok(())
 }
 
@@ -278,12 +307,14 @@ fn heading(what: &str) {
 struct Pod {
     key: String,
     ip: IpAddr,
+    node: String,
     tcp: Option<u16>,
     udp: Option<u16>,
 }
 
 /// Two pods of `strait lab status -o json`: B is the first pod with a UDP port (so the tour can show UDP
-/// too), else the second pod; A is the first pod that is not B.
+/// too), else the second pod; A is the first pod on another node than B (so the tour crosses the
+/// overlay), else the first pod that is not B.
 fn two_pods(json: &str) -> Result<[Pod; 2]> {
     let status: Value =
         serde_json::from_str(json).context("`strait lab status -o json` printed invalid JSON")?;
@@ -304,7 +335,10 @@ fn two_pods(json: &str) -> Result<[Pod; 2]> {
         pods.len()
     );
     let b = pods.iter().position(|p| p.udp.is_some()).unwrap_or(1);
-    let a = usize::from(b == 0);
+    let a = pods
+        .iter()
+        .position(|p| p.node != pods[b].node)
+        .unwrap_or(usize::from(b == 0));
     Ok([pods[a].clone(), pods[b].clone()])
 }
 
@@ -316,6 +350,7 @@ impl Pod {
                 .with_context(|| format!("a pod in the lab status has no `{field}`: {pod}"))
         };
         let key = format!("{}/{}", text("namespace")?, text("name")?);
+        let node = text("node")?.to_owned();
         let ip = pod
             .get("ip")
             .and_then(Value::as_str)
@@ -345,7 +380,13 @@ impl Pod {
                 udp.get_or_insert(number);
             }
         }
-        Ok(Self { key, ip, tcp, udp })
+        Ok(Self {
+            key,
+            ip,
+            node,
+            tcp,
+            udp,
+        })
     }
 }
 
@@ -374,6 +415,17 @@ mod tests {
         assert_eq!((a.tcp, a.udp), (Some(8080), None));
         assert_eq!(b.key, "web/server");
         assert_eq!((b.tcp, b.udp), (Some(80), Some(53)));
+    }
+
+    #[test]
+    fn picks_a_on_another_node_than_b_when_there_is_one() {
+        let status = STATUS.replace(
+            r#""name": "pending", "ip": null, "node": "node-1""#,
+            r#""name": "far", "ip": "10.244.2.2", "node": "node-2""#,
+        );
+        let [a, b] = two_pods(&status).unwrap();
+        assert_eq!((a.key.as_str(), a.node.as_str()), ("web/far", "node-2"));
+        assert_eq!((b.key.as_str(), b.node.as_str()), ("web/server", "node-1"));
     }
 
     #[test]
