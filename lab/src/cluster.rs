@@ -16,7 +16,7 @@ use strait_cni::protocol::AttachmentList;
 use strait_dataplane::{bpffs, netns};
 
 use crate::{
-    LabError, cgroup, cni_exec,
+    LabError, cgroup, cni_exec, flannel,
     names::LabNames,
     network,
     process::{self, Placement},
@@ -133,7 +133,8 @@ impl Lab {
         let underlay = netns::create(&self.names.underlay_netns())?;
         let external = netns::create(&self.names.external_netns())?;
         let mut node_paths = Vec::new();
-        for index in 1..=nodes {
+        let flannel_nodes = self.state.options.flannel_nodes;
+        for index in 1..=nodes + flannel_nodes {
             node_paths.push((index, netns::create(&self.names.node_netns(index))?));
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -148,16 +149,51 @@ impl Lab {
             }
             Ok::<_, LabError>(())
         })?;
-        for (index, path) in &node_paths {
+        for (index, path) in node_paths.iter().take(nodes) {
             network::configure_node(path)?;
             let record = self.start_agent(*index, path)?;
             self.state.nodes.push(record);
             self.save()?;
         }
-        for node in &self.state.nodes {
+        for (index, path) in node_paths.iter().skip(nodes) {
+            let record = runtime.block_on(self.start_flannel_node(*index, path))?;
+            self.state.nodes.push(record);
+            self.save()?;
+        }
+        for node in self.state.nodes.iter().filter(|n| !n.runs_strait()) {
+            let path = netns::path(&node.netns);
+            runtime.block_on(flannel::route_to_others(
+                &path,
+                &node.name,
+                &self.state.nodes,
+            ))?;
+        }
+        for node in self.state.nodes.iter().filter(|n| n.runs_strait()) {
             self.wait_agent_healthy(node)?;
         }
         self.publish()
+    }
+
+    /// Sets node `index` up as a Flannel reference node (see [`flannel`]).
+    async fn start_flannel_node(&self, index: usize, path: &Path) -> Result<NodeRecord, LabError> {
+        let ip = network::node_ip(index);
+        let pod_cidr = network::pod_cidr(index);
+        let subnet = pod_cidr
+            .parse()
+            .map_err(|_| LabError::Environment(format!("pod CIDR {pod_cidr}")))?;
+        let vtep_mac = flannel::set_up_node(path, ip, subnet).await?;
+        tracing::info!(node = %self.names.node_name(index), %ip, %pod_cidr, "Flannel reference node set up");
+        Ok(NodeRecord {
+            name: self.names.node_name(index),
+            index,
+            netns: self.names.node_netns(index),
+            ip,
+            pod_cidr,
+            agent_pid: 0,
+            agent_socket: String::new(),
+            http_port: 0,
+            flannel: Some(flannel::FlannelNode { vtep_mac }),
+        })
     }
 
     fn start_agent(&self, index: usize, node_ns: &Path) -> Result<NodeRecord, LabError> {
@@ -237,6 +273,7 @@ impl Lab {
             agent_pid: i32::try_from(child.id()).unwrap_or_default(),
             agent_socket: socket.display().to_string(),
             http_port: AGENT_HTTP_PORT,
+            flannel: None,
         })
     }
 
@@ -250,6 +287,11 @@ impl Lab {
             .position(|n| n.name == node)
             .ok_or_else(|| LabError::Usage(format!("lab {} has no node {node}", self.names.lab)))?;
         let old = self.state.nodes[index].clone();
+        if !old.runs_strait() {
+            return Err(LabError::Usage(format!(
+                "{node} is a Flannel reference node: no strait agent runs there"
+            )));
+        }
         process::stop(old.agent_pid, Duration::from_secs(5));
         let record = self.start_agent(old.index, &netns::path(&old.netns))?;
         self.state.nodes[index] = record;

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod cni_exec;
 pub mod connbench;
 pub mod controlplane;
+pub mod flannel;
 pub mod listing;
 pub mod manifests;
 pub mod names;

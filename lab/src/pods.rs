@@ -17,13 +17,23 @@ use crate::{
     LabError, cgroup,
     cluster::{Lab, POD_READY_TIMEOUT},
     cni_exec::{self, CniCall},
+    flannel,
     manifests::{PodSpecLite, Protocol},
     process::{self, Placement},
     state::{NodeRecord, PodRecord},
 };
 
 impl Lab {
-    fn pick_node(&self) -> Result<NodeRecord, LabError> {
+    /// The node a pod runs on: the one its `spec.nodeName` names, else the least loaded.
+    fn pick_node(&self, spec: &PodSpecLite) -> Result<NodeRecord, LabError> {
+        if let Some(name) = &spec.node_name {
+            return self.state.node(name).cloned().ok_or_else(|| {
+                LabError::Usage(format!(
+                    "pod {}/{}: spec.nodeName {name} is no node of lab {}",
+                    spec.namespace, spec.name, self.names.lab
+                ))
+            });
+        }
         self.state
             .nodes
             .iter()
@@ -33,7 +43,7 @@ impl Lab {
     }
 
     pub(crate) fn create_pod(&mut self, spec: &PodSpecLite) -> Result<(), LabError> {
-        let node = self.pick_node()?;
+        let node = self.pick_node(spec)?;
         let id = format!("{}/{}", spec.namespace, spec.name);
         let container_id = random_container_id()?;
         let netns_name = self.names.pod_netns(&spec.namespace, &spec.name);
@@ -75,6 +85,82 @@ impl Lab {
         self.save()
     }
 
+    /// Plumbs the pod's network: through strait's CNI plugin on a strait node, as the bridge plugin
+    /// would on a Flannel reference node; returns its address.
+    fn plumb(
+        &self,
+        spec: &PodSpecLite,
+        node: &NodeRecord,
+        container_id: &str,
+        ns_path: &Path,
+    ) -> Result<Ipv4Addr, LabError> {
+        if !node.runs_strait() {
+            let taken: Vec<Ipv4Addr> = self
+                .state
+                .pods
+                .iter()
+                .filter(|p| p.node == node.name)
+                .map(|p| p.ip)
+                .collect();
+            let ip = flannel::next_address(node, &taken)?;
+            block_on(flannel::plumb_pod(node, ns_path, container_id, ip))?;
+            return Ok(ip);
+        }
+        let conflist = self
+            .names
+            .node_dir(&node.name)
+            .join("cni/10-strait.conflist");
+        let call = CniCall {
+            command: "ADD",
+            container_id,
+            netns: Some(ns_path),
+            ifname: "eth0",
+            pod_namespace: &spec.namespace,
+            pod_name: &spec.name,
+        };
+        let result = cni_exec::invoke(
+            &self.bin_dir,
+            &conflist,
+            &netns::path(&node.netns),
+            &call,
+            None,
+        )?;
+        cni_exec::result_address(&result)
+    }
+
+    /// Undoes [`Lab::plumb`].
+    fn unplumb(
+        &self,
+        node: &NodeRecord,
+        container_id: &str,
+        ns_path: &Path,
+        pod: (&str, &str),
+    ) -> Result<(), LabError> {
+        if !node.runs_strait() {
+            return block_on(flannel::unplumb_pod(node, container_id));
+        }
+        let conflist = self
+            .names
+            .node_dir(&node.name)
+            .join("cni/10-strait.conflist");
+        let call = CniCall {
+            command: "DEL",
+            container_id,
+            netns: Some(ns_path),
+            ifname: "eth0",
+            pod_namespace: pod.0,
+            pod_name: pod.1,
+        };
+        cni_exec::invoke(
+            &self.bin_dir,
+            &conflist,
+            &netns::path(&node.netns),
+            &call,
+            None,
+        )
+        .map(drop)
+    }
+
     fn attach_and_start(
         &self,
         spec: &PodSpecLite,
@@ -84,18 +170,7 @@ impl Lab {
         cgroup_rel: &str,
     ) -> Result<(Ipv4Addr, i32), LabError> {
         let node_dir = self.names.node_dir(&node.name);
-        let conflist = node_dir.join("cni/10-strait.conflist");
-        let node_ns = netns::path(&node.netns);
-        let call = CniCall {
-            command: "ADD",
-            container_id,
-            netns: Some(ns_path),
-            ifname: "eth0",
-            pod_namespace: &spec.namespace,
-            pod_name: &spec.name,
-        };
-        let result = cni_exec::invoke(&self.bin_dir, &conflist, &node_ns, &call, None)?;
-        let ip = cni_exec::result_address(&result)?;
+        let ip = self.plumb(spec, node, container_id, ns_path)?;
         let started = (|| {
             let cgroup_dir = cgroup::create(cgroup_rel)?;
             let file_stem = format!("{}_{}", spec.namespace, spec.name);
@@ -148,11 +223,7 @@ impl Lab {
         match started {
             Ok(pid) => Ok((ip, pid)),
             Err(error) => {
-                let del = CniCall {
-                    command: "DEL",
-                    ..call
-                };
-                let _ = cni_exec::invoke(&self.bin_dir, &conflist, &node_ns, &del, None);
+                let _ = self.unplumb(node, container_id, ns_path, (&spec.namespace, &spec.name));
                 Err(error)
             }
         }
@@ -163,25 +234,12 @@ impl Lab {
         let node = self.state.node(&pod.node).cloned().ok_or_else(|| {
             LabError::Environment(format!("pod {} is on unknown node {}", pod.id(), pod.node))
         })?;
-        let conflist = self
-            .names
-            .node_dir(&node.name)
-            .join("cni/10-strait.conflist");
         let ns_path = netns::path(&pod.netns);
-        let call = CniCall {
-            command: "DEL",
-            container_id: &pod.container_id,
-            netns: Some(&ns_path),
-            ifname: "eth0",
-            pod_namespace: &pod.namespace,
-            pod_name: &pod.name,
-        };
-        cni_exec::invoke(
-            &self.bin_dir,
-            &conflist,
-            &netns::path(&node.netns),
-            &call,
-            None,
+        self.unplumb(
+            &node,
+            &pod.container_id,
+            &ns_path,
+            (&pod.namespace, &pod.name),
         )?;
         netns::delete(&pod.netns)?;
         cgroup::remove_tree(&pod.cgroup)?;
@@ -201,4 +259,15 @@ fn random_container_id() -> Result<String, LabError> {
         let _ = write!(id, "{b:02x}");
         id
     }))
+}
+
+/// Runs a netlink future of the Flannel node's plumbing to completion.
+fn block_on<T>(
+    future: impl std::future::Future<Output = Result<T, LabError>>,
+) -> Result<T, LabError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LabError::io("starting a runtime", e))?
+        .block_on(future)
 }

@@ -14,7 +14,6 @@ use k8s_openapi::{
     api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus, Service, ServicePort},
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
-use strait_dataplane::netlink::vxlan::vtep_mac;
 use strait_k8s::flannel;
 
 use crate::{
@@ -127,7 +126,7 @@ impl Lab {
     /// Waits until every agent has run a service sync that began after `published_ms`.
     fn wait_synced(&self, published_ms: u64) -> Result<(), LabError> {
         let deadline = Instant::now() + SYNC_TIMEOUT;
-        for node in &self.state.nodes {
+        for node in self.state.nodes.iter().filter(|n| n.runs_strait()) {
             loop {
                 let synced = self
                     .agent_get(&node.name, "/syncz")
@@ -155,7 +154,7 @@ impl Lab {
 /// annotations its agent's VXLAN end stands for (VNI 1, the VTEP MAC strait derives from the address),
 /// as strait publishes them in a real cluster.
 fn node_object(node: &NodeRecord) -> Node {
-    let annotations = flannel::flannel_annotations(node.ip, vtep_mac(node.ip), 1);
+    let annotations = flannel::flannel_annotations(node.ip, crate::flannel::node_vtep_mac(node), 1);
     Node {
         metadata: ObjectMeta {
             name: Some(node.name.clone()),

@@ -19,6 +19,16 @@ pub struct NodeRecord {
     pub agent_pid: i32,
     pub agent_socket: String,
     pub http_port: u16,
+    /// Set on a Flannel reference node (no agent: `agent_pid` is 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flannel: Option<crate::flannel::FlannelNode>,
+}
+
+impl NodeRecord {
+    /// Whether strait's agent runs on the node (not a Flannel reference node).
+    pub fn runs_strait(&self) -> bool {
+        self.flannel.is_none()
+    }
 }
 
 /// A pod of the lab.
@@ -75,6 +85,9 @@ pub struct LabOptions {
     /// How pods reach pods on other nodes (`straitd --overlay`).
     #[serde(default)]
     pub overlay: LabOverlay,
+    /// Flannel reference nodes added after the strait nodes ([`crate::flannel`]).
+    #[serde(default)]
+    pub flannel_nodes: usize,
 }
 
 /// The agents' `--overlay` mode in a lab.

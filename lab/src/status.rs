@@ -161,7 +161,9 @@ fn nodes_table(state: &LabState, wide: bool) -> String {
         .nodes
         .iter()
         .map(|n| {
-            let agent = if process::alive(n.agent_pid) {
+            let agent = if !n.runs_strait() {
+                "none (Flannel reference node)".to_owned()
+            } else if process::alive(n.agent_pid) {
                 format!("running (pid {})", n.agent_pid)
             } else {
                 "NOT RUNNING".to_owned()

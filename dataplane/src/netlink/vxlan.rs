@@ -129,3 +129,83 @@ pub fn vtep_mac(node_ip: Ipv4Addr) -> [u8; 6] {
     let [a, b, c, d] = node_ip.octets();
     [0x0e, 0x53, a, b, c, d]
 }
+
+/// What a classic (non-metadata) VXLAN device is made of, as flanneld makes `flannel.<VNI>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelVxlanSpec {
+    pub name: String,
+    pub vni: u32,
+    pub port: u16,
+    /// The underlay link and address the tunnels leave from.
+    pub underlay_index: u32,
+    pub local: Ipv4Addr,
+    pub mtu: u32,
+}
+
+impl Netlink {
+    /// Creates a classic VXLAN device (one VNI, learning off, the kernel's own forwarding database),
+    /// up with `spec.mtu`; returns its index. The lab's Flannel reference node uses it.
+    pub async fn create_kernel_vxlan(&self, spec: &KernelVxlanSpec) -> Result<u32, DataplaneError> {
+        let message = LinkVxlan::new(&spec.name, spec.vni)
+            .port(spec.port)
+            .dev(spec.underlay_index)
+            .local(spec.local)
+            .learning(false)
+            .build();
+        self.handle
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(nl_error(format!("creating VXLAN device {}", spec.name)))?;
+        let index = self.require_link(&spec.name).await?;
+        self.set_mtu(index, spec.mtu).await?;
+        self.set_up(index).await?;
+        Ok(index)
+    }
+
+    /// Adds (or replaces) a forwarding database entry on VXLAN device `index`: frames for `mac` go
+    /// to the tunnel endpoint `dst` (`bridge fdb append <mac> dst <dst> dev <device>`).
+    pub async fn add_fdb(
+        &self,
+        index: u32,
+        mac: [u8; 6],
+        dst: Ipv4Addr,
+    ) -> Result<(), DataplaneError> {
+        self.handle
+            .neighbours()
+            .add_bridge(index, &mac)
+            // NTF_SELF: the entry is the VXLAN device's own (as `bridge fdb` sets by default).
+            .flags(rtnetlink::packet_route::neighbour::NeighbourFlags::Own)
+            .destination(dst.into())
+            .replace()
+            .execute()
+            .await
+            .map_err(nl_error(format!(
+                "adding FDB entry {mac:02x?} -> {dst} on link {index}"
+            )))
+    }
+
+    /// Adds a route to `dst/prefix` via `gateway` on link `index`, marked on-link (the gateway needs no
+    /// route of its own), as flanneld routes each remote subnet through `flannel.<VNI>`.
+    pub async fn add_onlink_route(
+        &self,
+        dst: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+        index: u32,
+    ) -> Result<(), DataplaneError> {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst, prefix)
+            .gateway(gateway)
+            .output_interface(index)
+            .onlink()
+            .build();
+        match self.handle.route().add(route).replace().execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(nl_error(format!(
+                "adding route {dst}/{prefix} via {gateway} onlink"
+            ))(e)),
+        }
+    }
+}

@@ -55,6 +55,10 @@ enum LabCommand {
         /// (unencapsulated over the lab's shared underlay, like Flannel's host-gw).
         #[arg(long, value_enum, default_value = "vxlan")]
         overlay: strait_lab::state::LabOverlay,
+        /// Flannel reference nodes to add after the strait nodes: set up as flanneld (VXLAN backend)
+        /// and the bridge CNI plugin set up a node, without strait; pods are scheduled on them too.
+        #[arg(long, default_value_t = 0)]
+        flannel_nodes: usize,
     },
     /// Create or update the objects in a manifest file or directory (`-` reads standard input), as
     /// `kubectl apply -f`: the whole input is checked first and nothing of it is applied when an object
@@ -241,10 +245,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             manifests,
             xdp_fast_path,
             overlay,
+            flannel_nodes,
         } => {
             let options = strait_lab::state::LabOptions {
                 xdp_fast_path,
                 overlay,
+                flannel_nodes,
             };
             let lab = Lab::up_with(&name, nodes, manifests.as_deref(), options)?;
             print!("{}", status::to_table(&lab));
@@ -466,6 +472,12 @@ fn stdin_text(file: &Path) -> anyhow::Result<Option<String>> {
 fn nodes_of(lab: &Lab, only: Option<String>) -> Vec<String> {
     match only {
         Some(node) => vec![node],
-        None => lab.state.nodes.iter().map(|n| n.name.clone()).collect(),
+        None => lab
+            .state
+            .nodes
+            .iter()
+            .filter(|n| n.runs_strait())
+            .map(|n| n.name.clone())
+            .collect(),
     }
 }

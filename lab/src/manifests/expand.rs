@@ -85,6 +85,9 @@ pub struct PodSpecLite {
     /// Ports of all containers, deduplicated by (port, protocol), first name wins.
     pub ports: Vec<PodPort>,
     pub owner: Option<Owner>,
+    /// `spec.nodeName`: the node the pod must run on (else the least loaded one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
 }
 
 /// Collects the ports of all containers. Ports that validation would reject
@@ -122,6 +125,7 @@ pub fn pod_from_pod(pod: &Pod) -> PodSpecLite {
         labels: pod.metadata.labels.clone().unwrap_or_default(),
         ports: ports_of(pod.spec.as_ref()),
         owner: None,
+        node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
     }
 }
 
@@ -198,6 +202,7 @@ pub fn pods_for_deployment(
         .unwrap_or_default();
     labels.insert(TEMPLATE_HASH_LABEL.to_owned(), hash.clone());
     let ports = ports_of(template.spec.as_ref());
+    let node_name = template.spec.as_ref().and_then(|s| s.node_name.clone());
 
     let mut prefix = format!("{name}-{hash}-");
     if prefix.len() > MAX_PREFIX_LEN {
@@ -225,6 +230,7 @@ pub fn pods_for_deployment(
                 name: name.clone(),
                 template_hash: hash.clone(),
             }),
+            node_name: node_name.clone(),
         });
     }
     pods
