@@ -7,6 +7,7 @@ mod cli;
 mod cni;
 mod datapath;
 mod external;
+mod flannel;
 mod lifecycle;
 mod malformed;
 mod overlay;
