@@ -26,6 +26,14 @@ use crate::examples;
 
 const NODE_PORT_SERVICES: &str = "apiVersion: v1
 kind: Service
+metadata: {name: server-udp, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: server}
+  ports: [{name: dns, port: 53, targetPort: dns, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
 metadata: {name: web-np, namespace: default}
 spec:
   type: NodePort
@@ -352,6 +360,7 @@ fn node_ports_serve_endpoints_on_other_nodes(lab: &mut Lab) {
         nodes.len() > 1,
         "{target}: endpoints on other nodes serve too: {nodes:?}"
     );
+    full_size_udp_from_outside_to_a_remote_pod(lab);
     // Local: only node 1's own endpoint, and the client's address kept.
     let target = format!("{}:{}", node.ip, port("default/web-np-local"));
     for _ in 0..6 {
@@ -363,6 +372,47 @@ fn node_ports_serve_endpoints_on_other_nodes(lab: &mut Lab) {
         let peer: SocketAddr = peer.unwrap().parse().unwrap();
         assert_eq!(peer.ip(), std::net::IpAddr::V4(EXTERNAL_IP));
     }
+}
+
+/// A 1,472-byte datagram (a full 1,500-byte packet on the underlay) from outside to a NodePort on a node
+/// other than its pod's: 50 bytes more than the underlay carries once tunnelled, so under VXLAN the
+/// outer packet is fragmented (the tunnel sets no DF) and the pod still answers.
+fn full_size_udp_from_outside_to_a_remote_pod(lab: &Lab) {
+    let server = lab.state.pod("default/server").unwrap().clone();
+    let node = lab
+        .state
+        .nodes
+        .iter()
+        .find(|n| n.name != server.node)
+        .unwrap()
+        .clone();
+    let port = lab.state.services["default/server-udp"]
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .as_ref()
+        .unwrap()[0]
+        .node_port
+        .unwrap();
+    let target = SocketAddr::from((node.ip, u16::try_from(port).unwrap()));
+    let answer = netns::run_in(&netns::path(&lab.names.external_netns()), move || {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        for _ in 0..4 {
+            socket.send_to(&[b'x'; 1472], target).unwrap();
+            if let Ok(n) = socket.recv(&mut buf) {
+                return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        None
+    })
+    .unwrap();
+    let answer = answer.unwrap_or_else(|| panic!("no answer to a full-size datagram at {target}"));
+    assert!(answer.starts_with("default/server\n"), "{answer:?}");
 }
 
 /// Probes `target` from `from` until `answers` says yes; returns how long that took (`None` past 3 s).
