@@ -36,9 +36,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     if let Some(uplink) = &config.uplink {
         attach_uplink(&config, uplink, &mut dataplane, &netlink).await?;
     }
-    let pod_mtu = setup_overlay(&config, &mut dataplane, &netlink).await?;
+    let overlay = setup_overlay(&config, &mut dataplane, &netlink).await?;
     let mut manager = EndpointManager::new(&config, dataplane, netlink)?;
-    manager.set_pod_mtu(pod_mtu);
+    manager.set_pod_mtu(overlay.and_then(|o| o.pod_mtu));
     let report = manager.restore().await.context("restoring endpoints")?;
     tracing::info!(
         adopted = report.adopted,
@@ -62,27 +62,18 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(socket = %config.socket.display(), http = %config.http_addr, "serving");
     let api_task = tokio::spawn(api::serve(socket, manager.clone()));
     let clock = services::SyncClock::default();
-    let source: Option<(services::BoxedSource, String)> = if config.kube {
-        let source = KubeSource::try_default(&config.node_name)
-            .await
-            .context("connecting to the Kubernetes API (in-cluster config or kubeconfig)")?;
-        Some((Box::new(source), "kubernetes-api".to_owned()))
-    } else {
-        config.manifests.clone().map(|dir| {
-            let origin = dir.display().to_string();
-            (
-                Box::new(ManifestDirSource::new(dir)) as services::BoxedSource,
-                origin,
-            )
-        })
-    };
+    let source = object_source(&config).await?;
     let conntrack_stats = conntrack_gc::ConntrackStats::default();
     let sweep_task = tokio::spawn(conntrack_gc::run(manager.clone(), conntrack_stats.clone()));
+    let settings = services::SyncSettings {
+        overlay: overlay.map(|o| o.routing),
+        ..config.sync_settings()
+    };
     let sync_task = source.map(|(source, origin)| {
         tokio::spawn(services::run(
             source,
             origin,
-            config.sync_settings(),
+            settings,
             manager.clone(),
             clock.clone(),
         ))
@@ -119,6 +110,27 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     release_socket(&bound_socket);
     tracing::info!("straitd stopped; the data path stays in place");
     Ok(())
+}
+
+/// Where the cluster's objects come from: the Kubernetes API (`--kube`), a manifest directory, or
+/// nowhere; with the name logs give it.
+async fn object_source(
+    config: &AgentConfig,
+) -> anyhow::Result<Option<(services::BoxedSource, String)>> {
+    Ok(if config.kube {
+        let source = KubeSource::try_default(&config.node_name)
+            .await
+            .context("connecting to the Kubernetes API (in-cluster config or kubeconfig)")?;
+        Some((Box::new(source), "kubernetes-api".to_owned()))
+    } else {
+        config.manifests.clone().map(|dir| {
+            let origin = dir.display().to_string();
+            (
+                Box::new(ManifestDirSource::new(dir)) as services::BoxedSource,
+                origin,
+            )
+        })
+    })
 }
 
 /// Removes the agent socket unless another agent has bound the path since.
@@ -171,12 +183,12 @@ fn reserve_snat_ports() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets up the overlay when it runs (see [`AgentConfig::overlay_active`]); returns the pods' MTU.
+/// Sets up the overlay when it runs (see [`AgentConfig::overlay_active`]).
 async fn setup_overlay(
     config: &AgentConfig,
     dataplane: &mut Dataplane,
     netlink: &Netlink,
-) -> anyhow::Result<Option<u32>> {
+) -> anyhow::Result<Option<overlay::Overlay>> {
     let (Some(uplink), Some(node_ip)) = (&config.uplink, config.node_ip) else {
         if config.overlay.mode != overlay::OverlayMode::Off {
             tracing::info!("overlay off: it needs --uplink and --node-ip");

@@ -64,11 +64,8 @@ impl AgentConfig {
                 cidrs: vec![self.cluster_cidr, self.service_cidr],
             },
             resync_every: self.resync_interval,
-            overlay: if self.overlay_active() {
-                self.overlay.mode.remote_mode()
-            } else {
-                None
-            },
+            // Filled in once the overlay is set up (`overlay::setup`).
+            overlay: None,
         }
     }
 

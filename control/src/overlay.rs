@@ -5,6 +5,7 @@
 
 use std::net::Ipv4Addr;
 
+use crate::model::nodes::Routing;
 use anyhow::Context as _;
 use ipnet::Ipv4Net;
 use strait_dataplane::{
@@ -25,17 +26,9 @@ pub enum OverlayMode {
     Vxlan,
     /// Straight to the other node's address, unencapsulated (every node on one L2 segment).
     Direct,
-}
-
-impl OverlayMode {
-    /// How remote nodes are reached in this mode; `None` when the overlay is off.
-    pub fn remote_mode(self) -> Option<RemoteMode> {
-        match self {
-            OverlayMode::Off => None,
-            OverlayMode::Vxlan => Some(RemoteMode::Vxlan),
-            OverlayMode::Direct => Some(RemoteMode::Direct),
-        }
-    }
+    /// Directly to nodes on this node's underlay subnet, through VXLAN to the others (Flannel's
+    /// `DirectRouting`).
+    Auto,
 }
 
 /// The overlay's settings (see `straitd --help`).
@@ -71,18 +64,33 @@ pub struct OverlayNode<'a> {
     pub cluster_cidr: Ipv4Net,
 }
 
-/// Sets up this node's end of the overlay; returns the MTU pods get (the uplink's minus VXLAN's 50
-/// bytes), or `None` when pods keep the default (the overlay is off or adds no header).
+/// The overlay once set up: how other nodes are reached, and the pods' MTU (`None`: the default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overlay {
+    pub routing: Routing,
+    pub pod_mtu: Option<u32>,
+}
+
+/// Sets up this node's end of the overlay; `None` when it is off. Pods get the uplink's MTU minus
+/// VXLAN's 50 bytes wherever a tunnel may carry them (`vxlan`, `auto`).
 pub async fn setup(
     settings: &OverlaySettings,
     node: &OverlayNode<'_>,
     dataplane: &mut Dataplane,
     netlink: &Netlink,
-) -> anyhow::Result<Option<u32>> {
-    if settings.mode == OverlayMode::Off {
-        tracing::info!("overlay off: pods reach pods on this node only");
-        return Ok(None);
-    }
+) -> anyhow::Result<Option<Overlay>> {
+    let routing = match settings.mode {
+        OverlayMode::Off => {
+            tracing::info!("overlay off: pods reach pods on this node only");
+            return Ok(None);
+        }
+        OverlayMode::Vxlan => Routing::all(RemoteMode::Vxlan),
+        OverlayMode::Direct => Routing::all(RemoteMode::Direct),
+        OverlayMode::Auto => Routing {
+            mode: RemoteMode::Vxlan,
+            direct_subnet: Some(underlay_subnet(node, netlink).await?),
+        },
+    };
     let uplink_mtu = netlink
         .link_mtu(node.uplink)
         .await
@@ -115,7 +123,26 @@ pub async fn setup(
         vtep_mac = %strait_k8s::flannel::format_mac(spec.mac),
         mtu,
         mode = ?settings.mode,
+        direct_subnet = ?routing.direct_subnet,
         "overlay set up"
     );
-    Ok((settings.mode == OverlayMode::Vxlan).then_some(mtu))
+    Ok(Some(Overlay {
+        routing,
+        pod_mtu: (settings.mode != OverlayMode::Direct).then_some(mtu),
+    }))
+}
+
+/// The subnet of the node's address on its uplink: the nodes in it are on-link.
+async fn underlay_subnet(node: &OverlayNode<'_>, netlink: &Netlink) -> anyhow::Result<Ipv4Net> {
+    let index = netlink.require_link(node.uplink).await?;
+    let prefix = netlink
+        .ipv4_prefix(index, node.node_ip)
+        .await?
+        .with_context(|| {
+            format!(
+                "--overlay auto: the uplink {} does not hold the node address {}",
+                node.uplink, node.node_ip
+            )
+        })?;
+    Ok(Ipv4Net::new(node.node_ip, prefix)?.trunc())
 }

@@ -18,7 +18,7 @@ use std::{
 };
 
 use strait_dataplane::Dataplane;
-use strait_dataplane::overlay::{RemoteMode, RemoteRoute};
+use strait_dataplane::overlay::RemoteRoute;
 use strait_dataplane::service_maps::{ServiceTable, SyncReport};
 use strait_dataplane::services::{ServiceEntry, ServiceKey};
 use strait_k8s::{Kind, ObjectStore};
@@ -28,8 +28,12 @@ use crate::{
     endpoints::EndpointManager,
     healthcheck::HealthServer,
     model::{
-        HealthCheck, ServiceIndex, Touched, nodes::remote_routes, source::ObjectSource,
-        source::SourceBatch, source::SourceChange, translate::ReservedAddresses,
+        HealthCheck, ServiceIndex, Touched,
+        nodes::{Routing, remote_routes},
+        source::ObjectSource,
+        source::SourceBatch,
+        source::SourceChange,
+        translate::ReservedAddresses,
     },
 };
 
@@ -167,7 +171,7 @@ struct Model {
     /// Addresses no Service may claim as external.
     reserved: ReservedAddresses,
     /// How remote nodes are reached (`None`: the overlay is off).
-    overlay: Option<RemoteMode>,
+    overlay: Option<Routing>,
 }
 
 /// What the kernel needs: entries to write, frontends to remove, and how many looked at were right.
@@ -255,10 +259,10 @@ impl Model {
             touched.health = true;
             nodes_changed = true;
         }
-        if let Some(mode) = self.overlay
+        if let Some(routing) = self.overlay
             && (nodes_changed || resync)
         {
-            turn.remote_routes = Some(remote_routes(&self.store, &self.node, mode));
+            turn.remote_routes = Some(remote_routes(&self.store, &self.node, routing));
         }
         turn.touched = touched.frontends;
         turn.retranslated = touched.services;
@@ -320,7 +324,7 @@ pub struct SyncSettings {
     pub reserved: ReservedAddresses,
     pub resync_every: Duration,
     /// How remote nodes are reached; `None` when the overlay is off (REMOTE_V1 is left alone).
-    pub overlay: Option<RemoteMode>,
+    pub overlay: Option<Routing>,
 }
 
 /// Runs until aborted. `origin` names the source in logs (a directory, or the API server).

@@ -99,6 +99,8 @@ pub enum LabOverlay {
     Vxlan,
     /// Unencapsulated, node to node on the underlay (every lab node shares one L2 segment).
     Direct,
+    /// Direct to on-link nodes, VXLAN to the rest (in the lab every node is on-link).
+    Auto,
 }
 
 impl LabOverlay {
@@ -107,6 +109,7 @@ impl LabOverlay {
         match self {
             LabOverlay::Vxlan => "vxlan",
             LabOverlay::Direct => "direct",
+            LabOverlay::Auto => "auto",
         }
     }
 }

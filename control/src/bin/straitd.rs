@@ -105,7 +105,9 @@ struct Args {
     resync_interval_s: u64,
     /// How pods reach pods on other nodes: `vxlan` tunnels them (Flannel's wire format: a strait node
     /// and a Flannel node talk), `direct` sends them unencapsulated to the other node's address (every
-    /// node on one L2 segment), `off` keeps the network to this node. Needs --uplink and --node-ip.
+    /// node on one L2 segment), `auto` goes direct to nodes on this node's uplink subnet and through
+    /// VXLAN to the rest (Flannel's DirectRouting), `off` keeps the network to this node. Needs
+    /// --uplink and --node-ip.
     #[arg(long, value_enum, default_value = "vxlan")]
     overlay: OverlayArg,
     /// VXLAN network identifier (Flannel's default).
@@ -123,6 +125,7 @@ struct Args {
 enum OverlayArg {
     Vxlan,
     Direct,
+    Auto,
     Off,
 }
 
@@ -209,6 +212,7 @@ fn main() -> anyhow::Result<()> {
             mode: match args.overlay {
                 OverlayArg::Vxlan => OverlayMode::Vxlan,
                 OverlayArg::Direct => OverlayMode::Direct,
+                OverlayArg::Auto => OverlayMode::Auto,
                 OverlayArg::Off => OverlayMode::Off,
             },
             vni: args.vni,

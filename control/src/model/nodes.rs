@@ -16,10 +16,38 @@ use strait_k8s::{
     flannel::{self, parse_mac},
 };
 
-/// The REMOTE_V1 prefixes for every Node but `self_name`, in `mode`, sorted: each node's IPv4 pod
-/// CIDRs and its address as a /32. A node without an IPv4 address or pod CIDR is skipped (it cannot be
-/// reached yet; its routes appear once the node IPAM controller and the kubelet have filled them in).
-pub fn remote_routes(store: &ObjectStore, self_name: &str, mode: RemoteMode) -> Vec<RemoteRoute> {
+/// How the other nodes are reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Routing {
+    /// The mode for every node (outside `direct_subnet`).
+    pub mode: RemoteMode,
+    /// The `auto` mode's on-link test: this node's underlay subnet, whose nodes are reached directly.
+    pub direct_subnet: Option<ipnet::Ipv4Net>,
+}
+
+impl Routing {
+    /// Every node in `mode`.
+    pub fn all(mode: RemoteMode) -> Self {
+        Self {
+            mode,
+            direct_subnet: None,
+        }
+    }
+
+    /// The mode for the node at `node_ip`.
+    pub fn mode_for(&self, node_ip: Ipv4Addr) -> RemoteMode {
+        match self.direct_subnet {
+            Some(subnet) if subnet.contains(&node_ip) => RemoteMode::Direct,
+            _ => self.mode,
+        }
+    }
+}
+
+/// The REMOTE_V1 prefixes for every Node but `self_name`, sorted: each node's IPv4 pod CIDRs and its
+/// address as a /32, in the mode `routing` gives the node. A node without an IPv4 address or pod CIDR is
+/// skipped (it cannot be reached yet; its routes appear once the node IPAM controller and the kubelet
+/// have filled them in).
+pub fn remote_routes(store: &ObjectStore, self_name: &str, routing: Routing) -> Vec<RemoteRoute> {
     let mut routes = Vec::new();
     for (key, object) in store.of_kind(Kind::Node) {
         if key.name == self_name {
@@ -28,7 +56,7 @@ pub fn remote_routes(store: &ObjectStore, self_name: &str, mode: RemoteMode) -> 
         let Object::Node(node) = object else {
             continue;
         };
-        routes.extend(node_routes(&node, mode));
+        routes.extend(node_routes(&node, routing));
     }
     routes.sort();
     routes.dedup_by_key(|r| (r.prefix, r.prefix_len));
@@ -36,10 +64,11 @@ pub fn remote_routes(store: &ObjectStore, self_name: &str, mode: RemoteMode) -> 
 }
 
 /// The prefixes leading to one node.
-fn node_routes(node: &Node, mode: RemoteMode) -> Vec<RemoteRoute> {
+fn node_routes(node: &Node, routing: Routing) -> Vec<RemoteRoute> {
     let Some(node_ip) = underlay_address(node) else {
         return Vec::new();
     };
+    let mode = routing.mode_for(node_ip);
     let mac = annotated_vtep_mac(node).unwrap_or_else(|| vtep_mac(node_ip));
     let route = |prefix, prefix_len| RemoteRoute {
         prefix,

@@ -89,6 +89,36 @@ impl Netlink {
         self.require_link(&spec.name).await
     }
 
+    /// The prefix length `addr` has on link `index`, if the link has that address.
+    pub async fn ipv4_prefix(
+        &self,
+        index: u32,
+        addr: Ipv4Addr,
+    ) -> Result<Option<u8>, DataplaneError> {
+        use futures::TryStreamExt as _;
+        use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+        let mut addresses = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        while let Some(message) = addresses
+            .try_next()
+            .await
+            .map_err(nl_error(format!("listing the addresses of link {index}")))?
+        {
+            let message: AddressMessage = message;
+            let matches = message.attributes.iter().any(
+                |a| matches!(a, AddressAttribute::Address(std::net::IpAddr::V4(v4)) if *v4 == addr),
+            );
+            if matches {
+                return Ok(Some(message.header.prefix_len));
+            }
+        }
+        Ok(None)
+    }
+
     /// Sets the MTU of link `index`.
     pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), DataplaneError> {
         self.handle

@@ -69,6 +69,13 @@ fn pods_and_services_span_three_nodes_by_direct_routing() {
     spans_three_nodes("od", LabOverlay::Direct);
 }
 
+/// Every lab node is on the underlay's subnet, so `auto` reaches all of them directly: nothing is
+/// tunnelled (checked with the forged packet).
+#[test]
+fn pods_and_services_span_three_nodes_in_auto_mode() {
+    spans_three_nodes("oa", LabOverlay::Auto);
+}
+
 fn spans_three_nodes(prefix: &str, overlay: LabOverlay) {
     strait_tests::require_root();
     strait_tests::bin_dir();
@@ -80,8 +87,9 @@ fn spans_three_nodes(prefix: &str, overlay: LabOverlay) {
     let mut lab = Lab::up_with(&guard.name, 3, Some(&examples()), options).expect("lab up");
     let nodes: BTreeSet<&str> = lab.state.pods.iter().map(|p| p.node.as_str()).collect();
     assert_eq!(nodes.len(), 3, "the pods are spread over the three nodes");
+    // Under auto a tunnel may carry a pod's packets, so pods get the tunnel's MTU.
     let pod_mtu = match overlay {
-        LabOverlay::Vxlan => 1450,
+        LabOverlay::Vxlan | LabOverlay::Auto => 1450,
         LabOverlay::Direct => 1500,
     };
     forwarding_is_off_and_pods_get_the_mtu(&lab, pod_mtu);

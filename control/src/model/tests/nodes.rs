@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use strait_dataplane::overlay::{RemoteMode, RemoteRoute};
 use strait_k8s::{Change, Object, ObjectStore};
 
-use crate::model::nodes::remote_routes;
+use crate::model::nodes::{Routing, remote_routes};
 use strait_k8s::flannel::{self, flannel_annotations, format_mac, parse_mac};
 
 fn node(name: &str, ip: &str, cidrs: &[&str]) -> Node {
@@ -55,7 +55,7 @@ fn every_other_node_is_reached_by_its_pod_cidr_and_its_address() {
         node("n2", "172.30.0.12", &["10.244.2.0/24", "fd00:2::/64"]),
         node("n3", "172.30.0.13", &["10.244.3.7/24"]),
     ]);
-    let routes = remote_routes(&store, "n1", RemoteMode::Vxlan);
+    let routes = remote_routes(&store, "n1", Routing::all(RemoteMode::Vxlan));
     let mac2 = [0x0e, 0x53, 172, 30, 0, 12];
     let mac3 = [0x0e, 0x53, 172, 30, 0, 13];
     assert_eq!(
@@ -75,7 +75,11 @@ fn a_flannel_nodes_annotations_name_its_vtep_mac_and_address() {
     let mut flannel_node = node("f1", "172.30.0.21", &["10.244.9.0/24"]);
     let annotations = flannel_annotations(Ipv4Addr::new(172, 30, 0, 99), [0x5a, 1, 2, 3, 4, 5], 1);
     flannel_node.metadata.annotations = Some(annotations.into_iter().collect());
-    let routes = remote_routes(&store_of(vec![flannel_node]), "n1", RemoteMode::Vxlan);
+    let routes = remote_routes(
+        &store_of(vec![flannel_node]),
+        "n1",
+        Routing::all(RemoteMode::Vxlan),
+    );
     let mac = [0x5a, 1, 2, 3, 4, 5];
     assert_eq!(
         routes,
@@ -91,7 +95,7 @@ fn a_node_without_pod_cidr_or_address_is_not_reachable_yet() {
     let mut no_address = node("a", "172.30.0.31", &["10.244.31.0/24"]);
     no_address.status = None;
     let store = store_of(vec![no_address, node("b", "172.30.0.32", &[])]);
-    assert!(remote_routes(&store, "n1", RemoteMode::Vxlan).is_empty());
+    assert!(remote_routes(&store, "n1", Routing::all(RemoteMode::Vxlan)).is_empty());
 }
 
 #[test]
@@ -117,5 +121,30 @@ fn flannel_backend_data_is_the_json_flannel_writes() {
     assert_eq!(
         format_mac([0x0e, 0x53, 172, 30, 0, 11]),
         "0e:53:ac:1e:00:0b"
+    );
+}
+
+#[test]
+fn auto_mode_reaches_on_link_nodes_directly_and_the_rest_through_the_tunnel() {
+    let store = store_of(vec![
+        node("near", "172.30.0.12", &["10.244.2.0/24"]),
+        node("far", "192.168.7.3", &["10.244.3.0/24"]),
+    ]);
+    let routing = Routing {
+        mode: RemoteMode::Vxlan,
+        direct_subnet: Some("172.30.0.0/24".parse().unwrap()),
+    };
+    let modes: Vec<(Ipv4Addr, RemoteMode)> = remote_routes(&store, "n1", routing)
+        .into_iter()
+        .map(|r| (r.prefix, r.mode))
+        .collect();
+    assert_eq!(
+        modes,
+        vec![
+            (Ipv4Addr::new(10, 244, 2, 0), RemoteMode::Direct),
+            (Ipv4Addr::new(10, 244, 3, 0), RemoteMode::Vxlan),
+            (Ipv4Addr::new(172, 30, 0, 12), RemoteMode::Direct),
+            (Ipv4Addr::new(192, 168, 7, 3), RemoteMode::Vxlan),
+        ]
     );
 }
