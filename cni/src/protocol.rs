@@ -84,6 +84,9 @@ pub struct Attachment {
     pub address: Ipv4Addr,
     /// The link-local gateway the pod routes through.
     pub gateway: Ipv4Addr,
+    /// The pod interface's MTU when the agent set one (under VXLAN: the underlay's minus 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 /// The node's attachments, as [`Request::Attachments`] is answered.

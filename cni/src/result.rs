@@ -20,6 +20,9 @@ pub struct AddResult {
 pub struct Interface {
     pub name: String,
     pub mac: String,
+    /// The interface's MTU (in results of spec 1.1.0 and later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
 }
@@ -63,11 +66,13 @@ impl AddResult {
                 Interface {
                     name: attachment.host_ifname.clone(),
                     mac: attachment.host_mac.clone(),
+                    mtu: None,
                     sandbox: None,
                 },
                 Interface {
                     name: ifname.to_owned(),
                     mac: attachment.pod_mac.clone(),
+                    mtu: attachment.mtu.filter(|_| version.interfaces_carry_mtu()),
                     sandbox: Some(netns.to_owned()),
                 },
             ],
@@ -169,6 +174,7 @@ mod tests {
             pod_mac: "02:00:00:00:00:02".into(),
             address: Ipv4Addr::new(10, 244, 1, 7),
             gateway: Ipv4Addr::new(169, 254, 1, 1),
+            mtu: None,
         }
     }
 
@@ -188,6 +194,26 @@ mod tests {
                 "routes": [{"dst": "0.0.0.0/0", "gw": "169.254.1.1"}],
                 "dns": {}
             })
+        );
+    }
+
+    #[test]
+    fn the_pod_interface_mtu_is_given_from_spec_1_1_0_on() {
+        let overlay = Attachment {
+            mtu: Some(1450),
+            ..attachment()
+        };
+        let result = AddResult::new(SpecVersion::V1_1_0, &overlay, "eth0", "/ns");
+        let value: serde_json::Value = serde_json::from_str(&to_json(&result)).unwrap();
+        assert_eq!(value["interfaces"][1]["mtu"], 1450);
+        assert!(
+            value["interfaces"][0].get("mtu").is_none(),
+            "the host side's is the node's business"
+        );
+        let result = AddResult::new(SpecVersion::V1_0_0, &overlay, "eth0", "/ns");
+        assert!(
+            !to_json(&result).contains("mtu"),
+            "1.0.0 results have no mtu"
         );
     }
 

@@ -48,6 +48,11 @@ impl SpecVersion {
             .collect()
     }
 
+    /// Results from 1.1.0 on may give an interface's `mtu`.
+    pub fn interfaces_carry_mtu(self) -> bool {
+        self >= SpecVersion::V1_1_0
+    }
+
     /// Results before 1.0.0 carry `"version": "4"` in each `ips` entry.
     pub fn ips_carry_version(self) -> bool {
         self < SpecVersion::V1_0_0

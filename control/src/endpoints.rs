@@ -280,6 +280,7 @@ impl EndpointManager {
             pod_mac: format_mac(link.pod_mac),
             address: spec.addr,
             gateway: spec.gateway,
+            mtu: spec.mtu,
         };
         let endpoint = Endpoint {
             addr: spec.addr,

@@ -149,6 +149,7 @@ mod tests {
             pod_mac: "aa:bb:cc:dd:ee:00".into(),
             address: Ipv4Addr::new(10, 244, 0, last),
             gateway: Ipv4Addr::new(169, 254, 1, 1),
+            mtu: None,
         }
     }
 

@@ -106,6 +106,7 @@ fn attachment() -> Attachment {
         pod_mac: "02:bb:00:00:00:02".into(),
         address: Ipv4Addr::new(10, 244, 3, 9),
         gateway: Ipv4Addr::new(169, 254, 1, 1),
+        mtu: Some(1450),
     }
 }
 
@@ -167,7 +168,7 @@ fn add_sends_the_attachment_and_prints_the_result() {
             "cniVersion": "1.1.0",
             "interfaces": [
                 {"name": "stc0ffee0", "mac": "02:aa:00:00:00:01"},
-                {"name": "eth0", "mac": "02:bb:00:00:00:02", "sandbox": "/var/run/netns/pod1"}
+                {"name": "eth0", "mac": "02:bb:00:00:00:02", "mtu": 1450, "sandbox": "/var/run/netns/pod1"}
             ],
             "ips": [{"address": "10.244.3.9/32", "gateway": "169.254.1.1", "interface": 1}],
             "routes": [{"dst": "0.0.0.0/0", "gw": "169.254.1.1"}],
