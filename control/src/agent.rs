@@ -15,7 +15,7 @@ use crate::{
     endpoints::EndpointManager,
     http::{self, HttpState},
     model::{kube_source::KubeSource, source::ManifestDirSource},
-    overlay, services,
+    node_annotations, overlay, services,
 };
 
 /// Runs the agent until a termination signal.
@@ -63,6 +63,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let api_task = tokio::spawn(api::serve(socket, manager.clone()));
     let clock = services::SyncClock::default();
     let source = object_source(&config).await?;
+    let annotations_task = publish_annotations(&config, overlay.as_ref()).await?;
     let conntrack_stats = conntrack_gc::ConntrackStats::default();
     let sweep_task = tokio::spawn(conntrack_gc::run(manager.clone(), conntrack_stats.clone()));
     let settings = services::SyncSettings {
@@ -102,7 +103,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     api_task.abort();
     http_task.abort();
     sweep_task.abort();
-    if let Some(task) = sync_task {
+    for task in sync_task.into_iter().chain(annotations_task) {
         task.abort();
     }
     // Wait for an in-flight request to finish before leaving.
@@ -110,6 +111,28 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     release_socket(&bound_socket);
     tracing::info!("straitd stopped; the data path stays in place");
     Ok(())
+}
+
+/// Under `--kube` with the overlay on: publishes this node's Flannel annotations on its Node (retried
+/// in the background until the API server takes them).
+async fn publish_annotations(
+    config: &AgentConfig,
+    overlay: Option<&overlay::Overlay>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let (true, Some(_), Some(node_ip)) = (config.kube, overlay, config.node_ip) else {
+        return Ok(None);
+    };
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API to publish the node's overlay annotations")?;
+    Ok(Some(tokio::spawn(node_annotations::publish_until_done(
+        client,
+        config.node_name.clone(),
+        node_ip,
+        strait_dataplane::netlink::vxlan::vtep_mac(node_ip),
+        config.overlay.vni,
+        std::time::Duration::from_secs(5),
+    ))))
 }
 
 /// Where the cluster's objects come from: the Kubernetes API (`--kube`), a manifest directory, or

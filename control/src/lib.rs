@@ -15,6 +15,7 @@ pub mod ipam;
 pub mod metrics;
 pub mod model;
 pub mod naming;
+pub mod node_annotations;
 pub mod overlay;
 pub mod services;
 pub mod store;
