@@ -126,3 +126,31 @@ impl Dataplane {
         Ok(report)
     }
 }
+
+/// The prefixes of the REMOTE_V1 pinned under `pin_dir` (a running agent's), sorted: (prefix, prefix
+/// length, node address). For inspection and tests; the agent itself syncs through
+/// [`Dataplane::sync_remote_routes`].
+pub fn pinned_remote_prefixes(
+    pin_dir: &std::path::Path,
+) -> Result<Vec<(Ipv4Addr, u8, Ipv4Addr)>, DataplaneError> {
+    let path = pin_dir.join("maps").join(REMOTE_MAP);
+    let map_error = |source| DataplaneError::Map {
+        name: REMOTE_MAP,
+        source,
+    };
+    let data = aya::maps::MapData::from_pin(&path).map_err(map_error)?;
+    let trie: LpmTrie<_, RemotePrefix, RemoteNode> =
+        LpmTrie::try_from(aya::maps::Map::LpmTrie(data)).map_err(map_error)?;
+    let mut out = Vec::new();
+    for key in trie.keys() {
+        let key = key.map_err(map_error)?;
+        let node = trie.get(&key, 0).map_err(map_error)?;
+        out.push((
+            Ipv4Addr::from(key.data().addr.to_ne_bytes()),
+            u8::try_from(key.prefix_len()).unwrap_or(32),
+            Ipv4Addr::from(node.node_ip.to_ne_bytes()),
+        ));
+    }
+    out.sort();
+    Ok(out)
+}

@@ -175,7 +175,11 @@ impl Lab {
     }
 
     /// Sets node `index` up as a Flannel reference node (see [`flannel`]).
-    async fn start_flannel_node(&self, index: usize, path: &Path) -> Result<NodeRecord, LabError> {
+    pub(crate) async fn start_flannel_node(
+        &self,
+        index: usize,
+        path: &Path,
+    ) -> Result<NodeRecord, LabError> {
         let ip = network::node_ip(index);
         let pod_cidr = network::pod_cidr(index);
         let subnet = pod_cidr
@@ -196,7 +200,7 @@ impl Lab {
         })
     }
 
-    fn start_agent(&self, index: usize, node_ns: &Path) -> Result<NodeRecord, LabError> {
+    pub(crate) fn start_agent(&self, index: usize, node_ns: &Path) -> Result<NodeRecord, LabError> {
         let node = self.names.node_name(index);
         let dir = self.names.node_dir(&node);
         let socket = dir.join("agent.sock");
@@ -299,7 +303,7 @@ impl Lab {
         self.wait_agent_healthy(&self.state.nodes[index])
     }
 
-    fn wait_agent_healthy(&self, node: &NodeRecord) -> Result<(), LabError> {
+    pub(crate) fn wait_agent_healthy(&self, node: &NodeRecord) -> Result<(), LabError> {
         let deadline = Instant::now() + AGENT_READY_TIMEOUT;
         loop {
             if self.agent_get(&node.name, "/healthz").is_ok() {

@@ -14,6 +14,7 @@ pub mod listing;
 pub mod manifests;
 pub mod names;
 pub mod network;
+pub mod node_ops;
 pub mod pods;
 pub mod probe;
 pub mod process;

@@ -182,6 +182,12 @@ enum LabCommand {
         /// Node name, as `status` shows it.
         node: String,
     },
+    /// Add a node to a running lab, or remove one (its pods go with it); the other nodes learn of it
+    /// from its Node object, as in a cluster
+    Node {
+        #[command(subcommand)]
+        action: NodeAction,
+    },
     /// (internal) The built-in pod workload.
     #[command(hide = true)]
     Workload {
@@ -232,6 +238,27 @@ fn main() -> ExitCode {
 }
 
 // One arm per subcommand: the length is the command list's.
+
+/// `strait lab node` actions.
+#[derive(Subcommand, Debug)]
+enum NodeAction {
+    /// Add a node with the next free index (a strait node, or with --flannel a Flannel reference node)
+    Add {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Set the node up as flanneld and the bridge plugin would, without strait.
+        #[arg(long)]
+        flannel: bool,
+    },
+    /// Remove a node: its pods, agent, namespace, pins and Node object
+    Remove {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Node name, as `status` shows it.
+        node: String,
+    },
+}
+
 #[expect(
     clippy::too_many_lines,
     reason = "one arm per subcommand: the dispatch table reads best in one place"
@@ -382,6 +409,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
             );
         }
+        LabCommand::Node { action } => match action {
+            NodeAction::Add { name, flannel } => {
+                let mut lab = Lab::open(&name)?;
+                let node = lab.add_node(flannel)?;
+                println!("node/{node} added");
+            }
+            NodeAction::Remove { name, node } => {
+                let mut lab = Lab::open(&name)?;
+                lab.remove_node(&node)?;
+                println!("node/{node} removed");
+            }
+        },
         LabCommand::RestartAgent { name, node } => {
             let mut lab = Lab::open(&name)?;
             lab.restart_agent(&node)?;

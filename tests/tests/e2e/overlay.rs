@@ -461,3 +461,78 @@ fn a_removed_node_loses_its_routes_and_gets_them_back(lab: &Lab) {
 fn remove_file(path: &Path) {
     std::fs::remove_file(path).unwrap_or_else(|e| panic!("removing {}: {e}", path.display()));
 }
+
+/// The prefixes node `name`'s agent has in REMOTE_V1: (prefix, length, node address).
+fn remote_prefixes(name: &str) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
+    let pins = Path::new(strait_dataplane::bpffs::DEFAULT_BPFFS)
+        .join("strait")
+        .join(name);
+    strait_dataplane::overlay::pinned_remote_prefixes(&pins).unwrap()
+}
+
+/// `strait lab node add|remove`: a node joining is in every other node's map by the time the lab says
+/// the agents have synced, its pods are reachable; a node leaving takes its pods and its prefixes with it.
+#[test]
+fn nodes_join_and_leave_a_running_lab() {
+    strait_tests::require_root();
+    strait_tests::bin_dir();
+    let guard = LabGuard::new("nj");
+    let mut lab = Lab::up(&guard.name, 2, Some(&examples().join("pods.yaml"))).expect("lab up");
+    let first = lab.state.nodes[0].name.clone();
+    assert_eq!(
+        remote_prefixes(&first).len(),
+        2,
+        "node 2's CIDR and address"
+    );
+
+    let started = Instant::now();
+    let joined = lab.add_node(false).unwrap();
+    eprintln!(
+        "node {joined} joined and every agent synced in {:?}",
+        started.elapsed()
+    );
+    let node = lab.state.node(&joined).unwrap().clone();
+    let (network, len) = node.pod_cidr.split_once('/').unwrap();
+    let expected = [
+        (network.parse().unwrap(), len.parse().unwrap(), node.ip),
+        (node.ip, 32, node.ip),
+    ];
+    for other in ["node-1", "node-2"].map(|n| format!("{}-{n}", guard.name)) {
+        let prefixes = remote_prefixes(&other);
+        assert!(
+            expected.iter().all(|p| prefixes.contains(p)),
+            "{other} reaches {joined}: {prefixes:?}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pinned.yaml");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: pinned, namespace: default}}\nspec:\n  nodeName: {joined}\n  containers: [{{name: c, image: busybox, ports: [{{containerPort: 8080}}]}}]\n"
+    );
+    std::fs::write(&file, manifest).unwrap();
+    lab.apply(&file).unwrap();
+    let pinned = lab.state.pod("default/pinned").unwrap().clone();
+    assert_eq!(pinned.node, joined);
+    let answer = lab
+        .probe(
+            "default/client",
+            &format!("{}:8080", pinned.ip),
+            false,
+            Duration::from_secs(2),
+        )
+        .unwrap();
+    assert_eq!(answer, Ok("default/pinned".to_owned()));
+
+    lab.remove_node(&joined).unwrap();
+    assert!(
+        lab.state.pod("default/pinned").is_none(),
+        "its pods went with it"
+    );
+    for other in ["node-1", "node-2"].map(|n| format!("{}-{n}", guard.name)) {
+        let prefixes = remote_prefixes(&other);
+        assert!(
+            expected.iter().all(|p| !prefixes.contains(p)),
+            "{other} no longer routes to {joined}: {prefixes:?}"
+        );
+    }
+}
