@@ -1,7 +1,8 @@
 //! `crossnode`: pod-to-pod throughput, latency and connection rate between two nodes, measured in one
 //! run through strait's VXLAN overlay, strait's direct routing, the Flannel stack (two of the lab's
 //! Flannel reference nodes: kernel `flannel.1` VXLAN, `cni0` bridges, IP forwarding) and the underlay
-//! itself (node namespace to node namespace, no pods, no strait programs), with netbench's load
+//! itself (node namespace to node namespace, no pods, no strait programs; and again between two strait
+//! nodes, through their uplink programs), with netbench's load
 //! generator (server and client threads of this process, each inside its namespace). Rounds are
 //! interleaved (every stack once per round) so drifting machine load spreads over all of them; the
 //! report gives each figure's median and range and the goals' ratios: strait VXLAN against Flannel,
@@ -161,16 +162,20 @@ fn run(args: &Args) -> Result<()> {
             target: serve_in(&server_netns, server_ip)?,
         });
     }
-    // The underlay: the Flannel lab's two Flannel nodes talk node address to node address.
-    let (node_a, node_b) = (
-        flannel.state.nodes[1].clone(),
-        flannel.state.nodes[2].clone(),
-    );
-    stacks.push(Stack {
-        name: "underlay",
-        client_netns: node_a.netns.clone(),
-        target: serve_in(&node_b.netns, node_b.ip)?,
-    });
+    // The underlay: the Flannel lab's two Flannel nodes talk node address to node address (no eBPF
+    // program on the way); and the same between two strait nodes, through the uplink programs the lab
+    // runs in generic XDP mode, which shows what the lab's generic XDP costs every strait figure.
+    for (name, lab, a, b) in [
+        ("underlay", &flannel, 1, 2),
+        ("underlay-strait-nodes", &direct, 0, 1),
+    ] {
+        let (node_a, node_b) = (lab.state.nodes[a].clone(), lab.state.nodes[b].clone());
+        stacks.push(Stack {
+            name,
+            client_netns: node_a.netns.clone(),
+            target: serve_in(&node_b.netns, node_b.ip)?,
+        });
+    }
 
     let mut figures: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); Test::ALL.len()]; stacks.len()];
     for round in 1..=args.rounds {
@@ -217,10 +222,12 @@ fn report(args: &Args, stacks: &[Stack], figures: &mut [Vec<Vec<f64>>]) -> Resul
     println!("\nratios (goal in brackets):");
     for (t, test) in Test::ALL.into_iter().enumerate() {
         println!(
-            "  {:<10} strait-vxlan / flannel {:.2} [>= 1.0]   strait-direct / underlay {:.2} [>= 0.95]",
+            "  {:<10} strait-vxlan / flannel {:.2} [>= 1.0]   strait-direct / underlay {:.2} [>= 0.95]   \
+             strait-direct / underlay between strait nodes {:.2}",
             test.name(),
             ratio(0, 2, t),
-            ratio(1, 3, t)
+            ratio(1, 3, t),
+            ratio(1, 4, t)
         );
     }
     if let Some(path) = &args.json {

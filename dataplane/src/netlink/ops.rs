@@ -45,8 +45,13 @@ impl Netlink {
             })
     }
 
-    /// MAC address of the link `name`.
-    pub async fn link_mac(&self, name: &str) -> Result<[u8; 6], DataplaneError> {
+    /// The attribute of link `name` that `pick` finds (`what` names it in the error).
+    pub(super) async fn link_attribute<T>(
+        &self,
+        name: &str,
+        what: &str,
+        pick: impl Fn(&LinkAttribute) -> Option<T>,
+    ) -> Result<T, DataplaneError> {
         let link =
             self.link_by_name(name)
                 .await?
@@ -55,13 +60,19 @@ impl Netlink {
                 })?;
         link.attributes
             .iter()
-            .find_map(|a| match a {
-                LinkAttribute::Address(mac) if mac.len() == 6 => mac.as_slice().try_into().ok(),
-                _ => None,
-            })
+            .find_map(pick)
             .ok_or_else(|| DataplaneError::InterfaceNotFound {
-                name: format!("{name} (no MAC address)"),
+                name: format!("{name} (no {what})"),
             })
+    }
+
+    /// MAC address of the link `name`.
+    pub async fn link_mac(&self, name: &str) -> Result<[u8; 6], DataplaneError> {
+        self.link_attribute(name, "MAC address", |a| match a {
+            LinkAttribute::Address(mac) if mac.len() == 6 => mac.as_slice().try_into().ok(),
+            _ => None,
+        })
+        .await
     }
 
     /// Creates a veth pair.

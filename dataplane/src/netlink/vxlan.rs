@@ -134,21 +134,11 @@ impl Netlink {
     /// The MTU of link `name`.
     pub async fn link_mtu(&self, name: &str) -> Result<u32, DataplaneError> {
         use rtnetlink::packet_route::link::LinkAttribute;
-        let link =
-            self.link_by_name(name)
-                .await?
-                .ok_or_else(|| DataplaneError::InterfaceNotFound {
-                    name: name.to_owned(),
-                })?;
-        link.attributes
-            .iter()
-            .find_map(|a| match a {
-                LinkAttribute::Mtu(mtu) => Some(*mtu),
-                _ => None,
-            })
-            .ok_or_else(|| DataplaneError::InterfaceNotFound {
-                name: format!("{name} (no MTU)"),
-            })
+        self.link_attribute(name, "MTU", |a| match a {
+            LinkAttribute::Mtu(mtu) => Some(*mtu),
+            _ => None,
+        })
+        .await
     }
 }
 

@@ -121,15 +121,7 @@ fn from_outside(lab: &Lab, target: &str) -> Result<(String, SocketAddr), String>
 }
 
 fn metric(lab: &Lab, node: &str, program: &str, reason: &str) -> u64 {
-    let text = lab.agent_get(node, "/metrics").unwrap();
-    let needle = format!("program=\"{program}\",reason=\"{reason}\",direction=\"ingress\"}} ");
-    text.lines()
-        .filter(|l| l.starts_with("strait_packets_total{"))
-        .find_map(|l| {
-            l.split_once(&needle)
-                .map(|(_, v)| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0)
+    crate::counter(lab, node, (program, reason, "ingress"))
 }
 
 /// A raw HTTP GET from the external namespace; returns the status line and body.

@@ -30,6 +30,20 @@ pub fn two_pod_lab(name: &str) -> Lab {
     Lab::up(name, 1, Some(&examples().join("pods.yaml"))).expect("lab up")
 }
 
+/// The value of `strait_packets_total{program, reason, direction}` on `node`; 0 when the agent has not
+/// counted any.
+pub fn counter(lab: &Lab, node: &str, (program, reason, direction): (&str, &str, &str)) -> u64 {
+    let text = lab.agent_get(node, "/metrics").expect("metrics");
+    let needle = format!("program=\"{program}\",reason=\"{reason}\",direction=\"{direction}\"}} ");
+    text.lines()
+        .filter(|l| l.starts_with("strait_packets_total{"))
+        .find_map(|l| {
+            l.split_once(&needle)
+                .map(|(_, v)| v.trim().parse::<u64>().expect("counter value"))
+        })
+        .unwrap_or(0)
+}
+
 /// The value of `strait_packets_total` for from-pod egress with `reason` on `node`.
 pub fn packets(lab: &Lab, node: &str, reason: &str) -> u64 {
     let text = lab.agent_get(node, "/metrics").expect("metrics");

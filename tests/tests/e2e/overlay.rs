@@ -103,15 +103,7 @@ fn spans_three_nodes(prefix: &str, overlay: LabOverlay) {
 
 /// `strait_packets_total` of the VXLAN device's ingress program on `node` for `reason`.
 fn from_overlay(lab: &Lab, node: &str, reason: &str) -> u64 {
-    let text = lab.agent_get(node, "/metrics").unwrap();
-    let needle = format!("program=\"from-overlay\",reason=\"{reason}\",direction=\"ingress\"}} ");
-    text.lines()
-        .filter(|l| l.starts_with("strait_packets_total{"))
-        .find_map(|l| {
-            l.split_once(&needle)
-                .map(|(_, v)| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0)
+    crate::counter(lab, node, ("from-overlay", reason, "ingress"))
 }
 
 /// A host on the underlay that is no node sends a VXLAN packet to node 2 whose inner source is a pod
