@@ -14,14 +14,15 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use strait_abi::{
-    Reason,
+    EndpointKey, Reason,
+    endpoint::ENDPOINT_F_TRACKED,
     overlay::{OVERLAY_MODE_DIRECT, RemoteNode, RemotePrefix},
 };
 
 use crate::{
     deliver::{TC_PASS, deliver_local, forward},
     fragments,
-    maps::{NODE_V1, OVERLAY_V1, REMOTE_V1},
+    maps::{ENDPOINT_V1, NODE_V1, OVERLAY_V1, REMOTE_V1},
     parse::{ETH_LEN, Frame, bytes_at, parse, parse_l4},
     service_nat,
 };
@@ -163,19 +164,35 @@ pub fn from_overlay(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
         Some(owner) if owner.node_ip == sender => {}
         _ => return Err(Reason::DropOverlaySource),
     }
-    let l4 = match parse_l4(ctx, &ip)? {
-        Some(l4) => Some(l4),
-        None => fragments::ports(&ip),
-    };
-    if let Some(l4) = &l4
-        && let Some(translated) = service_nat::tracked(ctx, &ip, l4)?
-    {
-        fragments::remember(&ip, l4);
-        let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
-        return Ok((translated.reason, verdict));
+    // Only replies of flows this node translated need conntrack: to its SNAT address (its own), or to
+    // a local pod that is the client of a tracked flow. Plain pod-to-pod traffic skips the lookups.
+    if may_be_tracked(ip.dst) {
+        let l4 = match parse_l4(ctx, &ip)? {
+            Some(l4) => Some(l4),
+            None => fragments::ports(&ip),
+        };
+        if let Some(l4) = &l4
+            && let Some(translated) = service_nat::tracked(ctx, &ip, l4)?
+        {
+            fragments::remember(&ip, l4);
+            let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
+            return Ok((translated.reason, verdict));
+        }
     }
     if let Some((_, verdict)) = deliver_local(ctx, ip.dst)? {
         return Ok((Reason::OverlayDecap, verdict));
     }
     Ok((Reason::OverlayDecap, TC_PASS))
+}
+
+/// Whether a packet for `daddr` may belong to a flow this node translated: `daddr` is the node's own
+/// address (the SNAT source of external flows) or a local pod marked as part of a tracked flow.
+#[inline(always)]
+fn may_be_tracked(daddr: u32) -> bool {
+    if NODE_V1.get(0).is_some_and(|node| node.node_ip == daddr) {
+        return true;
+    }
+    // SAFETY: the value is copied out at once.
+    unsafe { ENDPOINT_V1.get(EndpointKey { addr: daddr }) }
+        .is_some_and(|pod| pod.flags & ENDPOINT_F_TRACKED != 0)
 }

@@ -261,6 +261,35 @@ fn a_cluster_ip_spreads_over_every_node(lab: &Lab) {
         3,
         "endpoints on every node answer: {answered:?}"
     );
+
+    // A socket outside the node's cgroup (this test's own, inside the client pod's namespace) is not
+    // translated at connect: its packets take the per-packet path, and the replies of remote
+    // endpoints come back through the tunnel to be reverse-translated on the client's node.
+    let client = lab.state.pod("default/client").unwrap().clone();
+    let vip: SocketAddr = target.parse().unwrap();
+    let per_packet: BTreeSet<String> = (0..30)
+        .map(|_| {
+            netns::run_in(&netns::path(&client.netns), move || {
+                let mut stream = TcpStream::connect_timeout(&vip, Duration::from_secs(2)).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                let mut text = String::new();
+                let _ = stream.read_to_string(&mut text);
+                text.lines().next().unwrap_or_default().to_owned()
+            })
+            .unwrap()
+        })
+        .collect();
+    let nodes: BTreeSet<&str> = per_packet
+        .iter()
+        .map(|key| lab.state.pod(key).unwrap().node.as_str())
+        .collect();
+    assert_eq!(
+        nodes.len(),
+        3,
+        "per-packet path, endpoints on every node: {per_packet:?}"
+    );
 }
 
 /// Two pods on different nodes: (sender, receiver).
