@@ -252,12 +252,8 @@ fn a_cluster_ip_spreads_over_every_node(lab: &Lab) {
                 .unwrap()
         })
         .collect();
-    let nodes: BTreeSet<&str> = answered
-        .iter()
-        .map(|key| lab.state.pod(key).unwrap().node.as_str())
-        .collect();
     assert_eq!(
-        nodes.len(),
+        nodes_of(lab, &answered).len(),
         3,
         "endpoints on every node answer: {answered:?}"
     );
@@ -281,15 +277,18 @@ fn a_cluster_ip_spreads_over_every_node(lab: &Lab) {
             .unwrap()
         })
         .collect();
-    let nodes: BTreeSet<&str> = per_packet
-        .iter()
-        .map(|key| lab.state.pod(key).unwrap().node.as_str())
-        .collect();
     assert_eq!(
-        nodes.len(),
+        nodes_of(lab, &per_packet).len(),
         3,
         "per-packet path, endpoints on every node: {per_packet:?}"
     );
+}
+
+/// The nodes the pods `keys` (`NS/NAME`) run on.
+fn nodes_of<'a>(lab: &'a Lab, keys: &BTreeSet<String>) -> BTreeSet<&'a str> {
+    keys.iter()
+        .map(|key| lab.state.pod(key).unwrap().node.as_str())
+        .collect()
 }
 
 /// Two pods on different nodes: (sender, receiver).
