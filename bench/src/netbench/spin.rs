@@ -282,6 +282,12 @@ mod tests {
         }
         assert_eq!(idle_policy_threads(), before + cpus);
         drop(spinners);
+        // A joined thread's task can linger in /proc for a moment after the join returns (the join
+        // wakes on the thread clearing its TID, before its task is released): wait for it to go.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while idle_policy_threads() > before && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert_eq!(idle_policy_threads(), before, "every spinner was joined");
     }
 }
