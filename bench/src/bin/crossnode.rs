@@ -9,7 +9,7 @@
 //! strait direct against the underlay.
 //!
 //! Traffic stays inside the labs it builds (their own underlay namespace); every lab is torn down at
-//! the end, also on failure.
+//! the end, also on failure and on SIGINT, SIGTERM or SIGHUP.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -136,6 +136,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Removes `labs` and exits on SIGINT, SIGTERM or SIGHUP: the signals are blocked in every thread (call
+/// this before any other thread starts) and waited for in one. The guards clean up otherwise.
+fn remove_on_signal(labs: [String; 3]) -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    set.thread_block().context("blocking the stop signals")?;
+    std::thread::spawn(move || {
+        if let Ok(signal) = set.wait() {
+            eprintln!("crossnode: {signal}: removing the labs");
+            for lab in &labs {
+                let _ = strait_lab::down(lab);
+            }
+            std::process::exit(130);
+        }
+    });
+    Ok(())
+}
+
 fn run(args: &Args) -> Result<()> {
     anyhow::ensure!(
         nix::unistd::geteuid().is_root(),
@@ -144,6 +165,7 @@ fn run(args: &Args) -> Result<()> {
     let vxlan_guard = LabGuard::new("cnv");
     let direct_guard = LabGuard::new("cnd");
     let flannel_guard = LabGuard::new("cnf");
+    remove_on_signal([&vxlan_guard, &direct_guard, &flannel_guard].map(|g| g.name.clone()))?;
     eprintln!("crossnode: building the labs (strait VXLAN, strait direct, Flannel)");
     let mut vxlan = lab(&vxlan_guard, 2, 0, LabOverlay::Vxlan)?;
     let mut direct = lab(&direct_guard, 2, 0, LabOverlay::Direct)?;
