@@ -116,8 +116,9 @@ pub fn encapsulate(ctx: &TcContext, node: &RemoteNode) -> Result<(), Reason> {
 }
 
 /// tcx egress of the VXLAN device: the node's own packets routed into the overlay (to remote pods, from
-/// its overlay address) get their tunnel here, or in direct mode leave through the uplink; anything
-/// else is left to the device, which drops a packet without a tunnel.
+/// its overlay address) get their tunnel here, or in direct mode leave through the uplink; packets the
+/// programs already tunnelled pass; anything else is left to the device, which drops a packet without
+/// a tunnel.
 #[inline(always)]
 pub fn to_overlay(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
     let Frame::Ipv4(ip) = parse(ctx)? else {
@@ -128,12 +129,26 @@ pub fn to_overlay(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
             Some(verdict) => Ok((Reason::OverlayEncap, verdict)),
             None => Ok((Reason::PassToStack, TC_PASS)),
         },
+        // `from_pod` and `forward` tunnel their packets before redirecting them here (the inner
+        // destination is already the remote VTEP, where the node's own packets carry this device's
+        // MAC): they pass unchanged rather than being given the same tunnel twice.
+        Some(node) if inner_destination(ctx) == Some(node.vtep_mac) => {
+            Ok((Reason::PassToStack, TC_PASS))
+        }
         Some(node) => {
             encapsulate(ctx, &node)?;
             Ok((Reason::OverlayEncap, TC_PASS))
         }
         None => Ok((Reason::PassToStack, TC_PASS)),
     }
+}
+
+/// The frame's destination MAC.
+#[inline(always)]
+fn inner_destination(ctx: &TcContext) -> Option<[u8; 6]> {
+    let eth = bytes_at(ctx, 0, ETH_LEN)?;
+    // SAFETY: `bytes_at` checked the Ethernet header is in bounds.
+    Some(unsafe { core::ptr::read_unaligned(eth.cast::<[u8; 6]>()) })
 }
 
 /// tcx ingress of the VXLAN device: a packet another node sent through the tunnel (on this overlay's
