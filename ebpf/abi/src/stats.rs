@@ -127,6 +127,10 @@ pub enum Reason {
     /// its pod CIDR, not its own address), from a tunnel endpoint that is no known node, or on another
     /// VNI.
     DropOverlaySource = 27,
+    /// Bound for the VXLAN tunnel but longer than it carries (the VXLAN device's MTU), with Don't
+    /// Fragment set: answered with ICMP fragmentation needed naming the tunnel's MTU, sent back to the
+    /// sender, as a router (and Flannel's kernel `flannel.1`) answers.
+    DropTooBigForTunnel = 28,
 }
 
 impl Reason {
@@ -135,7 +139,7 @@ impl Reason {
     /// Number of reason slots reserved per (program, direction).
     pub const SLOTS: u32 = 32;
     /// Every reason, for user space iteration.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::DeliveredLocal,
         Reason::PassToStack,
         Reason::PassNonIpv4,
@@ -158,6 +162,7 @@ impl Reason {
         Reason::DropNonIpv4,
         Reason::DropRstOutOfWindow,
         Reason::DropOverlaySource,
+        Reason::DropTooBigForTunnel,
     ];
 
     /// Whether this reason means the packet was dropped.
@@ -190,6 +195,7 @@ impl Reason {
             Reason::DropNonIpv4 => "non_ipv4",
             Reason::DropRstOutOfWindow => "rst_out_of_window",
             Reason::DropOverlaySource => "overlay_source",
+            Reason::DropTooBigForTunnel => "too_big_for_tunnel",
         }
     }
 }

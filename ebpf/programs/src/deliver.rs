@@ -19,8 +19,9 @@ use crate::{
     maps::{ENDPOINT_V1, NODE_V1},
     overlay,
     parse::{ETH_LEN, Frame, PROTO_TCP, bytes_at, parse, parse_l4},
-    service_nat::{self, Origin},
+    service_nat::{self, Origin, Translated},
     tc_reject,
+    tunnel_mtu::{self, Oversize},
 };
 
 /// Verdict for a dropped packet.
@@ -46,9 +47,10 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
     // of the flow, a later fragment of one of its datagrams, or an ICMP error about one.
     let tracked = source.flags & ENDPOINT_F_TRACKED != 0;
     if tracked && let Some(translated) = icmp_nat::translate(ctx, &ip, Origin::Pod)? {
-        let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
-        return Ok((translated.reason, verdict));
+        return forward(ctx, &translated, None);
     }
+    // Judged before any translation: an ICMP error about it must quote it as the pod sent it.
+    let oversize = tunnel_mtu::oversize(ctx, &ip);
     let l4 = match parse_l4(ctx, &ip)? {
         Some(l4) => Some(l4),
         None if tracked => fragments::ports(&ip),
@@ -59,23 +61,21 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
         && let Some(translated) = service_nat::tracked(ctx, &ip, l4)?
     {
         fragments::remember(&ip, l4);
-        let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
-        return Ok((translated.reason, verdict));
+        return forward(ctx, &translated, oversize.as_ref());
     }
     // A pod address is never a service address: pod-to-pod traffic goes straight on, to a pod here or
     // through the overlay to a pod on another node.
     if let Some(delivered) = deliver_local(ctx, ip.dst)? {
         return Ok(delivered);
     }
-    if let Some(verdict) = overlay::send(ctx, ip.dst)? {
-        return Ok((Reason::OverlayEncap, verdict));
+    if let Some(sent) = overlay::send(ctx, ip.dst, oversize.as_ref())? {
+        return Ok(sent);
     }
     if let Some(l4) = &l4 {
         match service_nat::open(ctx, &ip, l4, Origin::Pod) {
             Ok(Some(translated)) => {
                 fragments::remember(&ip, l4);
-                let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
-                return Ok((translated.reason, verdict));
+                return forward(ctx, &translated, oversize.as_ref());
             }
             Ok(None) => {}
             // A service without endpoints refuses at once: a RST (TCP) or an ICMP port unreachable
@@ -95,11 +95,20 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
 }
 
 /// Sends a translated packet on: through the overlay to another node's pod (or address), out of the
-/// uplink, to a local pod, or to the node's stack.
+/// uplink, to a local pod, or to the node's stack; (reason, tc verdict). `oversize` is the packet as
+/// judged on arrival, answered with ICMP fragmentation needed if it is bound for the tunnel.
 #[inline(always)]
-pub fn forward(ctx: &TcContext, daddr: u32, to_uplink: bool) -> Result<i32, Reason> {
-    if to_uplink && let Some(verdict) = overlay::send(ctx, daddr)? {
-        return Ok(verdict);
+pub fn forward(
+    ctx: &TcContext,
+    translated: &Translated,
+    oversize: Option<&Oversize>,
+) -> Result<(Reason, i32), Reason> {
+    let (daddr, to_uplink, reason) = (translated.daddr, translated.to_uplink, translated.reason);
+    if to_uplink && let Some(sent) = overlay::send(ctx, daddr, oversize)? {
+        return Ok(match sent {
+            (Reason::DropTooBigForTunnel, verdict) => (Reason::DropTooBigForTunnel, verdict),
+            (_, verdict) => (reason, verdict),
+        });
     }
     if to_uplink && let Some(node) = NODE_V1.get(0) {
         let uplink = node.uplink_ifindex;
@@ -107,10 +116,11 @@ pub fn forward(ctx: &TcContext, daddr: u32, to_uplink: bool) -> Result<i32, Reas
             // SAFETY: no neighbour parameters: the kernel routes the (rewritten) destination and resolves
             // the next hop's MAC itself.
             let verdict = unsafe { bpf_redirect_neigh(uplink, core::ptr::null_mut(), 0, 0) };
-            return Ok(verdict as i32);
+            return Ok((reason, verdict as i32));
         }
     }
-    Ok(deliver_local(ctx, daddr)?.map_or(TC_PASS, |(_, verdict)| verdict))
+    let verdict = deliver_local(ctx, daddr)?.map_or(TC_PASS, |(_, verdict)| verdict);
+    Ok((reason, verdict))
 }
 
 /// Delivers to the pod owning `daddr` if it is on this node.

@@ -24,6 +24,7 @@ mod service_nat;
 mod sock_lb;
 mod stats;
 mod tc_reject;
+mod tunnel_mtu;
 mod uplink;
 mod xdp_nat;
 mod xdp_reject;

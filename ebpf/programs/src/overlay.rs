@@ -25,6 +25,7 @@ use crate::{
     maps::{ENDPOINT_V1, NODE_V1, OVERLAY_V1, REMOTE_V1},
     parse::{ETH_LEN, Frame, bytes_at, parse, parse_l4},
     service_nat,
+    tunnel_mtu::{self, Oversize},
 };
 
 /// `AF_INET`, for `bpf_redirect_neigh`'s next hop.
@@ -41,15 +42,20 @@ pub fn remote(addr: u32) -> Option<RemoteNode> {
     REMOTE_V1.get(Key::new(32, RemotePrefix { addr })).copied()
 }
 
-/// Sends the packet to the remote node owning `daddr`; `None` when no remote node does (or the overlay
-/// is off).
+/// Sends the packet to the remote node owning `daddr`: (reason, tc verdict), `None` when no remote node
+/// owns it (or the overlay is off). A packet judged too big for the tunnel when it arrived (`oversize`)
+/// is answered with ICMP fragmentation needed instead of entering it.
 #[inline(always)]
-pub fn send(ctx: &TcContext, daddr: u32) -> Result<Option<i32>, Reason> {
+pub fn send(
+    ctx: &TcContext,
+    daddr: u32,
+    oversize: Option<&Oversize>,
+) -> Result<Option<(Reason, i32)>, Reason> {
     let Some(node) = remote(daddr) else {
         return Ok(None);
     };
     if node.mode == OVERLAY_MODE_DIRECT {
-        return Ok(send_direct(&node));
+        return Ok(send_direct(&node).map(|verdict| (Reason::OverlayEncap, verdict)));
     }
     let Some(config) = OVERLAY_V1.get(0) else {
         return Ok(None);
@@ -57,10 +63,13 @@ pub fn send(ctx: &TcContext, daddr: u32) -> Result<Option<i32>, Reason> {
     if config.vxlan_ifindex == 0 {
         return Ok(None);
     }
+    if let Some(oversize) = oversize {
+        return tunnel_mtu::refuse(ctx, oversize).map(Some);
+    }
     encapsulate(ctx, &node)?;
     // SAFETY: helper call with a plain ifindex.
     let verdict = unsafe { bpf_redirect(config.vxlan_ifindex, 0) };
-    Ok(Some(verdict as i32))
+    Ok(Some((Reason::OverlayEncap, verdict as i32)))
 }
 
 /// Direct routing: out of the uplink to the node's underlay address as next hop (the kernel resolves its
@@ -190,8 +199,7 @@ pub fn from_overlay(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
             && let Some(translated) = service_nat::tracked(ctx, &ip, l4)?
         {
             fragments::remember(&ip, l4);
-            let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
-            return Ok((translated.reason, verdict));
+            return forward(ctx, &translated, None);
         }
     }
     if let Some((_, verdict)) = deliver_local(ctx, ip.dst)? {

@@ -13,6 +13,7 @@ use crate::{
     fragments, icmp_nat, node_local,
     parse::{Frame, parse, parse_l4},
     service_nat::{self, Origin},
+    tunnel_mtu,
 };
 
 /// Decides what happens to a packet that arrived on the uplink: (reason, tc verdict), or the drop reason.
@@ -25,9 +26,10 @@ pub fn from_uplink(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
         return Err(Reason::DropSpoofedSource);
     }
     if let Some(translated) = icmp_nat::translate(ctx, &ip, Origin::Uplink)? {
-        let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
-        return Ok((translated.reason, verdict));
+        return forward(ctx, &translated, None);
     }
+    // Judged before translation: an ICMP error about it must quote it as the client sent it.
+    let oversize = tunnel_mtu::oversize(ctx, &ip);
     let l4 = match parse_l4(ctx, &ip)? {
         Some(l4) => Some(l4),
         None => fragments::ports(&ip),
@@ -36,8 +38,7 @@ pub fn from_uplink(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
         && let Some(translated) = service_nat::translate(ctx, &ip, &l4, Origin::Uplink)?
     {
         fragments::remember(&ip, &l4);
-        let verdict = forward(ctx, translated.daddr, translated.to_uplink)?;
-        return Ok((translated.reason, verdict));
+        return forward(ctx, &translated, oversize.as_ref());
     }
     Ok(deliver_local(ctx, ip.dst)?.unwrap_or((Reason::PassToStack, TC_PASS)))
 }

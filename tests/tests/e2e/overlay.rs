@@ -403,8 +403,12 @@ fn node_ports_serve_endpoints_on_other_nodes(lab: &mut Lab) {
 }
 
 /// A 1,472-byte datagram (a full 1,500-byte packet on the underlay) from outside to a NodePort on a node
-/// other than its pod's: 50 bytes more than the underlay carries once tunnelled, so under VXLAN the
-/// outer packet is fragmented (the tunnel sets no DF) and the pod still answers.
+/// other than its pod's. Under VXLAN that is 50 bytes more than the underlay carries once tunnelled: the
+/// client's datagram has DF set (Linux's default), so the node answers with ICMP fragmentation needed
+/// naming the tunnel's MTU; the client's connected socket reports EMSGSIZE, learns the MTU, and its next
+/// datagram, fragmented by the client's kernel, reaches the pod, which answers. By direct routing the
+/// datagram fits and is answered at once. A datagram without DF is answered either way (under VXLAN its
+/// outer packet is fragmented).
 fn full_size_udp_from_outside_to_a_remote_pod(lab: &Lab) {
     let server = lab.state.pod("default/server").unwrap().clone();
     let node = lab
@@ -424,23 +428,108 @@ fn full_size_udp_from_outside_to_a_remote_pod(lab: &Lab) {
         .node_port
         .unwrap();
     let target = SocketAddr::from((node.ip, u16::try_from(port).unwrap()));
-    let answer = netns::run_in(&netns::path(&lab.names.external_netns()), move || {
+    let tunnelled = lab.state.options.overlay == LabOverlay::Vxlan;
+    let refused_before = from_uplink(lab, &node.name, "too_big_for_tunnel");
+    let (told, mtu, answer) = netns::run_in(&netns::path(&lab.names.external_netns()), move || {
         let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        socket.connect(target).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
+        let mut told = false;
         let mut buf = [0u8; 512];
-        for _ in 0..4 {
-            socket.send_to(&[b'x'; 1472], target).unwrap();
-            if let Ok(n) = socket.recv(&mut buf) {
-                return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+        for _ in 0..6 {
+            socket.send(&[b'x'; 1472]).unwrap();
+            match socket.recv(&mut buf) {
+                Ok(n) => {
+                    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    return (told, path_mtu(&socket), Some(answer));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => told = true,
+                Err(_) => {}
             }
         }
-        None
+        (told, path_mtu(&socket), None)
     })
     .unwrap();
     let answer = answer.unwrap_or_else(|| panic!("no answer to a full-size datagram at {target}"));
     assert!(answer.starts_with("default/server\n"), "{answer:?}");
+    if tunnelled {
+        assert!(
+            told,
+            "{target}: the client was told its datagram was too big"
+        );
+        assert_eq!(mtu, 1450, "{target}: the client learned the tunnel's MTU");
+        assert!(
+            from_uplink(lab, &node.name, "too_big_for_tunnel") > refused_before,
+            "counted as too_big_for_tunnel"
+        );
+    } else {
+        assert!(!told, "{target}: nothing to refuse by direct routing");
+        assert_eq!(mtu, 1500, "{target}: the underlay's MTU");
+    }
+    let answered = netns::run_in(&netns::path(&lab.names.external_netns()), move || {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        set_pmtu_discovery(&socket, libc::IP_PMTUDISC_DONT);
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        (0..4).any(|_| {
+            socket.send_to(&[b'y'; 1472], target).unwrap();
+            socket.recv(&mut buf).is_ok()
+        })
+    })
+    .unwrap();
+    assert!(
+        answered,
+        "{target}: a full-size datagram without DF is answered"
+    );
+}
+
+/// The path MTU the kernel knows for a connected socket's destination (`IP_MTU`).
+fn path_mtu(socket: &UdpSocket) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut mtu: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: an int-sized option read into an int with its length.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU,
+            (&raw mut mtu).cast(),
+            &raw mut len,
+        )
+    };
+    assert_eq!(rc, 0, "IP_MTU: {}", std::io::Error::last_os_error());
+    mtu
+}
+
+/// Sets `IP_MTU_DISCOVER` (whether the kernel sets DF) on `socket`.
+fn set_pmtu_discovery(socket: &UdpSocket, mode: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an int-sized option written from an int with its length.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&raw const mode).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "IP_MTU_DISCOVER: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// `strait_packets_total` of the uplink's tc program on `node` for `reason`.
+fn from_uplink(lab: &Lab, node: &str, reason: &str) -> u64 {
+    crate::counter(lab, node, ("from-uplink", reason, "ingress"))
 }
 
 /// Probes `target` from `from` until `answers` says yes; returns how long that took (`None` past 3 s).

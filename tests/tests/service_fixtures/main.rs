@@ -10,7 +10,7 @@
 //! CT states, SNAT, hairpin, Maglev, the XDP fast path); `expiry` how long one-way and half-closed flows
 //! live; `refusals` everything that is refused, dropped or swept; `resets` which TCP resets may close a
 //! flow; `icmp_errors` and `fragments` how errors about translated flows and fragmented datagrams are
-//! translated; `overlay` what goes to other nodes.
+//! translated; `overlay` what goes to other nodes; `tunnel_mtu` what is too big for the tunnel.
 
 mod expiry;
 mod flows;
@@ -20,3 +20,4 @@ mod icmp_errors;
 mod overlay;
 mod refusals;
 mod resets;
+mod tunnel_mtu;
