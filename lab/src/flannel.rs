@@ -106,6 +106,22 @@ pub async fn route_to_others(
     Ok(())
 }
 
+/// What flanneld does when a Node is deleted: removes `gone`'s three entries from `flannel.1` in the
+/// Flannel node namespace at `path`.
+pub async fn forget(path: &Path, gone: &NodeRecord) -> Result<(), LabError> {
+    let nl = Netlink::connect_in(path)?;
+    let device = nl.require_link(DEVICE).await?;
+    let subnet = cidr(gone)?;
+    nl.remove_remote_vtep(
+        device,
+        (subnet.network(), subnet.prefix_len(), subnet.network()),
+        node_vtep_mac(gone),
+        gone.ip,
+    )
+    .await?;
+    Ok(())
+}
+
 /// The bridge's address: the subnet's `.1`, the pods' gateway.
 fn gateway(pod_cidr: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(pod_cidr.network()) + 1)

@@ -85,9 +85,23 @@ impl Lab {
             Err(e) => return Err(LabError::io("removing the node directory", e)),
         }
         self.state.nodes.retain(|n| n.name != name);
+        self.forget_on_flannel_nodes(&node)?;
         self.save()?;
         self.publish()?;
         tracing::info!(node = %name, pods = pods.len(), "node removed");
+        Ok(())
+    }
+
+    /// Removes `gone`'s entries from every remaining Flannel reference node, as flanneld does when a
+    /// Node object is deleted.
+    fn forget_on_flannel_nodes(&self, gone: &NodeRecord) -> Result<(), LabError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LabError::io("starting a runtime", e))?;
+        for node in self.state.nodes.iter().filter(|n| !n.runs_strait()) {
+            runtime.block_on(flannel::forget(&netns::path(&node.netns), gone))?;
+        }
         Ok(())
     }
 

@@ -228,4 +228,50 @@ impl Netlink {
             ))(e)),
         }
     }
+
+    /// Removes the three entries a kernel VXLAN device `index` holds for a remote node (flanneld's, as
+    /// [`Self::add_fdb`], a permanent neighbour and [`Self::add_onlink_route`] wrote them): the route of its
+    /// subnet `dst/prefix` via `gateway`, the neighbour of `gateway`, the FDB entry of `mac` to `node_ip`.
+    /// Entries already gone are fine.
+    pub async fn remove_remote_vtep(
+        &self,
+        index: u32,
+        (dst, prefix, gateway): (Ipv4Addr, u8, Ipv4Addr),
+        mac: [u8; 6],
+        node_ip: Ipv4Addr,
+    ) -> Result<(), DataplaneError> {
+        let gone = |e: &rtnetlink::Error| is_errno(e, libc::ESRCH) || is_errno(e, libc::ENOENT);
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst, prefix)
+            .gateway(gateway)
+            .output_interface(index)
+            .build();
+        match self.handle.route().del(route).execute().await {
+            Err(e) if !gone(&e) => {
+                return Err(nl_error(format!("removing route {dst}/{prefix}"))(e));
+            }
+            _ => {}
+        }
+        let mut neighbour = self.handle.neighbours().add(index, gateway.into());
+        let message = neighbour.message_mut().clone();
+        match self.handle.neighbours().del(message).execute().await {
+            Err(e) if !gone(&e) => {
+                return Err(nl_error(format!("removing neighbour {gateway}"))(e));
+            }
+            _ => {}
+        }
+        let mut fdb = self
+            .handle
+            .neighbours()
+            .add_bridge(index, &mac)
+            .flags(rtnetlink::packet_route::neighbour::NeighbourFlags::Own)
+            .destination(node_ip.into());
+        let message = fdb.message_mut().clone();
+        match self.handle.neighbours().del(message).execute().await {
+            Err(e) if !gone(&e) => Err(nl_error(format!(
+                "removing FDB entry {mac:02x?} -> {node_ip}"
+            ))(e)),
+            _ => Ok(()),
+        }
+    }
 }

@@ -233,4 +233,30 @@ fn strait_nodes_and_a_flannel_node_share_one_overlay() {
         seen.contains(&from_flannel),
         "Flannel -> strait on the wire as {from_flannel:?}; seen {seen:?}"
     );
+
+    // A strait node leaves: the Flannel node forgets it, as flanneld does when a Node is deleted.
+    let leaving = lab.state.nodes[1].clone();
+    let overlay_address = leaving.pod_cidr.split('/').next().unwrap().to_owned();
+    let mentions = |text: &str| {
+        text.contains(&format!("{overlay_address} ")) || text.contains(&format!("{} ", leaving.ip))
+    };
+    let before = flannel_entries(&flannel.netns);
+    assert!(mentions(&before), "{} known before: {before}", leaving.name);
+    lab.remove_node(&leaving.name).unwrap();
+    let after = flannel_entries(&flannel.netns);
+    assert!(!mentions(&after), "{} forgotten: {after}", leaving.name);
+}
+
+/// The routes, neighbours and FDB entries of `flannel.1` in the node namespace `netns`, as text.
+fn flannel_entries(netns: &str) -> String {
+    let mut text = String::new();
+    for (tool, what) in [("ip", "route"), ("ip", "neigh"), ("bridge", "fdb")] {
+        let out = std::process::Command::new(tool)
+            .args(["-n", netns, what, "show", "dev", "flannel.1"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{tool} {what}: {out:?}");
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    text
 }
