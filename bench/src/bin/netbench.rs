@@ -7,7 +7,8 @@
 //! (the bridge node, client to the pod's address). Scenarios: pod-to-pod, pod-to-clusterip,
 //! external-to-nodeport. Tests: tcp-stream, tcp-rr, tcp-crr, udp-rr. `netbench serve` and
 //! `netbench client` are the two ends of the load generator, which the run starts inside the lab's
-//! namespaces.
+//! namespaces. `netbench cross-node` measures between two nodes instead (strait against Flannel and
+//! the underlay; `strait_bench::netbench::crossnode`).
 
 use std::{fs, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -16,7 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use strait_bench::{
     netbench::{
         catalog::{SERVER_PORT, TargetPosition},
-        load,
+        crossnode, load,
         publish::publish,
         results::{Dataplane, RunReport, Scenario, Test},
         run::{self, Options},
@@ -145,6 +146,11 @@ enum Internal {
         #[arg(long)]
         markdown: Option<PathBuf>,
     },
+    /// Between two nodes: strait VXLAN and direct routing against the Flannel stack (VXLAN and
+    /// host-gw, kube-proxy's iptables rules) and the underlay, pod-to-pod, pod-to-clusterip and
+    /// external-to-nodeport with the endpoint on the other node; and how long a joining node takes to
+    /// become reachable. Writes bench/RESULTS.md's cross-node section with --markdown.
+    CrossNode(CrossNodeArgs),
     /// Run one load test and print its outcome as one JSON line.
     #[command(hide = true)]
     Client {
@@ -155,6 +161,33 @@ enum Internal {
         #[arg(long)]
         seconds: f64,
     },
+}
+
+/// `netbench cross-node`.
+#[derive(clap::Args, Debug)]
+struct CrossNodeArgs {
+    /// Rounds: every stack runs every test once per round, the stacks one after another (default 5,
+    /// or 2 with --quick); the joins are measured as many times.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seconds each load test runs (default 2, or 0.2 with --quick).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Two rounds of short tests: does every stack work (for CI; the figures are not worth quoting).
+    #[arg(long)]
+    quick: bool,
+    /// Skip the node-join measurement.
+    #[arg(long)]
+    no_join: bool,
+    /// Write the run (every round) as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the cross-node section into this Markdown file (e.g. bench/RESULTS.md), keeping the rest.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Do not measure: re-render a saved run (its --json file).
+    #[arg(long, conflicts_with_all = ["rounds", "seconds", "quick", "no_join", "json"])]
+    from: Option<PathBuf>,
 }
 
 fn parse_named<T: Copy, const N: usize>(
@@ -209,6 +242,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             stdout::print(load::outcome_json(&outcome))?;
             Ok(())
         }
+        Some(Internal::CrossNode(args)) => cross_node(&args),
         Some(Internal::Report {
             from,
             out,
@@ -253,6 +287,27 @@ fn options(args: &RunArgs) -> Options {
         pktcost: !args.no_pktcost,
         sync_timeout: Duration::from_secs(args.sync_timeout_s),
     }
+}
+
+/// `netbench cross-node`: measures (or re-reads) and publishes.
+fn cross_node(args: &CrossNodeArgs) -> anyhow::Result<()> {
+    let report = if let Some(path) = &args.from {
+        crossnode::run::load(path)?
+    } else {
+        let command = std::iter::once("netbench".to_owned())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" ");
+        crossnode::run::run(&crossnode::run::Options {
+            quick: args.quick,
+            rounds: args.rounds,
+            seconds: args.seconds,
+            join: !args.no_join,
+            command,
+        })?
+    };
+    crossnode::run::publish(&report, args.json.as_deref(), args.markdown.as_deref())?;
+    Ok(())
 }
 
 /// `netbench serve`: binds, says `ready` on stdout, serves until killed.

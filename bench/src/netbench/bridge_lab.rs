@@ -153,40 +153,59 @@ impl BridgeLab {
     }
 
     fn load_with(&self, argv: &[&str], rules: &str) -> Result<Loaded, LabError> {
-        let placement = Placement {
-            netns: self.node.clone(),
-            cgroup: None,
-        };
-        let mut command = Command::new(argv[0]);
-        command
-            .args(&argv[1..])
-            .env("STRAIT_LAB", &self.names.lab)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let started = Instant::now();
-        let mut child = strait_lab::process::spawn_in(&placement, &mut command, false)?;
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| LabError::Environment(format!("{} has no stdin", argv[0])))?;
-        let written = stdin.write_all(rules.as_bytes());
-        drop(stdin);
-        let output = child
-            .wait_with_output()
-            .map_err(|e| LabError::io(format!("running {}", argv[0]), e))?;
-        let took = started.elapsed();
-        written.map_err(|e| LabError::io(format!("writing the rules to {}", argv[0]), e))?;
-        if !output.status.success() {
-            return Err(LabError::Environment(format!(
-                "{} refused the rules ({}): {}",
-                argv.join(" "),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
-        }
+        let took = run_in_netns(&self.names.lab, &self.node, argv, rules)?.took;
         Ok(Loaded { took })
     }
+}
+
+/// What a command run by [`run_in_netns`] printed, and how long it took.
+#[derive(Clone, Debug)]
+pub struct Ran {
+    pub took: Duration,
+    pub stdout: String,
+}
+
+/// Runs `argv` inside the namespace `netns` of lab `lab` (marked as the lab's, so `strait_lab::down`
+/// finds it) with `input` on its stdin, timing the whole command; fails with its stderr unless it
+/// succeeds.
+pub fn run_in_netns(lab: &str, netns: &Path, argv: &[&str], input: &str) -> Result<Ran, LabError> {
+    let placement = Placement {
+        netns: netns.to_path_buf(),
+        cgroup: None,
+    };
+    let mut command = Command::new(argv[0]);
+    command
+        .args(&argv[1..])
+        .env("STRAIT_LAB", lab)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = strait_lab::process::spawn_in(&placement, &mut command, false)?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| LabError::Environment(format!("{} has no stdin", argv[0])))?;
+    let written = stdin.write_all(input.as_bytes());
+    drop(stdin);
+    let output = child
+        .wait_with_output()
+        .map_err(|e| LabError::io(format!("running {}", argv[0]), e))?;
+    let took = started.elapsed();
+    written.map_err(|e| LabError::io(format!("writing the input of {}", argv[0]), e))?;
+    if !output.status.success() {
+        return Err(LabError::Environment(format!(
+            "`{}` in {} failed ({}): {}",
+            argv.join(" "),
+            netns.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(Ran {
+        took,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+    })
 }
 
 impl Drop for BridgeLab {

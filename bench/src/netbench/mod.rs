@@ -1,11 +1,13 @@
 //! netbench: throughput, latency and connection rate through strait and through the standard stack
 //! (a bridge CNI with kube-proxy's iptables or nftables rules), measured side by side in the same run.
 //! [`run`] orchestrates a run and [`publish`] writes its results; the binary (`src/bin/netbench.rs`)
-//! is only the command line. The other modules are their parts.
+//! is only the command line. The other modules are their parts; [`crossnode`] is `netbench cross-node`,
+//! the same load generator between two nodes.
 
 pub mod bridge_lab;
 pub mod catalog;
 pub mod charts;
+pub mod crossnode;
 pub mod headlines;
 pub mod host;
 pub mod kube_common;

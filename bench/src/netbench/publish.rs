@@ -1,13 +1,14 @@
 //! Publishing a run: the JSON (with the ratios derived again), the charts and optionally the Markdown
 //! report are written first, then the tables go to stdout, so a reader that closes stdout early
-//! (`| head`) loses nothing but the rest of the tables.
+//! (`| head`) loses nothing but the rest of the tables. Rewriting the Markdown report keeps the
+//! cross-node section an earlier `netbench cross-node --markdown` put in the same file.
 
 use std::{
     fs,
     path::{Path, PathBuf},
 };
 
-use super::{charts, headlines, report, results::RunReport, run::progress};
+use super::{charts, crossnode, headlines, report, results::RunReport, run::progress};
 use crate::stdout::{self, OutputError};
 
 /// Why publishing failed.
@@ -55,8 +56,15 @@ pub fn publish(
             .iter()
             .map(|(title, path)| (title.clone(), relative(path, base)))
             .collect();
-        fs::write(markdown, headlines::results_document(report, &links))
-            .map_err(io("writing", markdown))?;
+        // The cross-node section (`netbench cross-node --markdown`) stays, after the new figures.
+        let kept = fs::read_to_string(markdown)
+            .ok()
+            .and_then(|old| crossnode::render::section_of(&old).map(str::to_owned));
+        let mut document = headlines::results_document(report, &links);
+        if let Some(section) = kept {
+            document = crossnode::render::splice(Some(&document), &section);
+        }
+        fs::write(markdown, document).map_err(io("writing", markdown))?;
         progress(format_args!("wrote {}", markdown.display()));
     }
     stdout::print(report::terminal_table(report))?;

@@ -185,8 +185,9 @@ fn stop_on_signal() -> Result<(), RunError> {
     Ok(())
 }
 
-/// Where `straitd`, `strait-cni` and `strait` are: STRAIT_BIN_DIR, else next to this binary.
-fn export_bin_dir() -> Result<PathBuf, RunError> {
+/// Where `straitd`, `strait-cni` and `strait` are: STRAIT_BIN_DIR, else next to this binary. Sets
+/// STRAIT_BIN_DIR for the lab library; call it before any other thread starts.
+pub fn export_bin_dir() -> Result<PathBuf, RunError> {
     let dir = match std::env::var_os("STRAIT_BIN_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => std::env::current_exe()
