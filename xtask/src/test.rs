@@ -1,8 +1,9 @@
 //! `cargo xtask test`: bootstrap, then every check in order, stopping at the first failure: rustfmt,
 //! host clippy, eBPF clippy, build (binaries and test binaries), tests, `netbench --quick`,
-//! `svcscale --quick`. Each step prints its name and duration; a summary table of the durations closes
-//! the run, whether it passed or not. The test step runs the lab suite beside the other test binaries
-//! ([`crate::parallel`]), unless arguments for `cargo test` were given, which then runs as before.
+//! `netbench cross-node --quick`, `svcscale --quick`. Each step prints its name and duration; a
+//! summary table of the durations closes the run, whether it passed or not. The test step runs the
+//! lab suite beside the other test binaries ([`crate::parallel`]), unless arguments for `cargo test`
+//! were given, which then runs as before.
 
 use std::{
     io::{BufRead, BufReader},
@@ -322,6 +323,7 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             command: netbench,
             parallel_tests: None,
         },
+        cross_node_step(ws),
         Step {
             name: "svcscale (quick)",
             about: "1,000 Services through both agent sources, changes one by one and sustained, beside kube-proxy's syncs (figures printed, not asserted)",
@@ -331,6 +333,27 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             parallel_tests: None,
         },
     ]
+}
+
+/// `netbench cross-node --quick` (about a minute): fails when a stack does not carry a scenario's
+/// traffic; the ratios are printed, never judged. Its JSON and Markdown go to target/netbench-quick/.
+fn cross_node_step(ws: &Workspace) -> Step {
+    let out = ws.target.join("netbench-quick");
+    let mut command = Command::new(ws.target.join("debug").join("netbench"));
+    command
+        .args(["cross-node", "--quick", "--json"])
+        .arg(out.join("cross-node.json"))
+        .arg("--markdown")
+        .arg(out.join("cross-node.md"))
+        .env("STRAIT_BIN_DIR", ws.target.join("debug"));
+    Step {
+        name: "netbench cross-node (quick)",
+        about: "two nodes: strait VXLAN and direct against Flannel, host-gw and the underlay, pod-to-pod, pod-to-clusterip and external-to-nodeport, and a node join; fails if a stack does not work (ratios printed, not asserted)",
+        needs_root: true,
+        counts_tests: false,
+        command,
+        parallel_tests: None,
+    }
 }
 
 fn summary(outcomes: &[(&str, Outcome)], total: Duration) {
