@@ -244,6 +244,13 @@ async fn attach_uplink(
     dataplane
         .set_node(node_ip, ifindex)
         .context("writing the node map")?;
-    tracing::info!(%uplink, ifindex, %node_ip, "uplink programs attached (XDP + tcx ingress)");
+    match config.xdp_mode {
+        Some(mode) => {
+            tracing::info!(%uplink, ifindex, %node_ip, ?mode, "uplink programs attached (XDP + tcx ingress)");
+        }
+        None => {
+            tracing::info!(%uplink, ifindex, %node_ip, "uplink program attached (tcx ingress; XDP off)");
+        }
+    }
     Ok(())
 }

@@ -37,8 +37,8 @@ pub struct AgentConfig {
     pub uplink: Option<String>,
     /// The node's address (SNAT source of external flows); `None` uses the address the client asked for.
     pub node_ip: Option<std::net::Ipv4Addr>,
-    /// Mode of the uplink's XDP program.
-    pub xdp_mode: strait_dataplane::XdpMode,
+    /// Mode of the uplink's XDP program; `None` runs no XDP program (tc alone serves the uplink).
+    pub xdp_mode: Option<strait_dataplane::XdpMode>,
     /// Whether XDP translates and redirects packets of tracked flows to local pods itself (otherwise tc
     /// does); see [`fast_path_default`].
     pub xdp_fast_path: bool,
@@ -90,10 +90,10 @@ impl AgentConfig {
 
 /// The XDP fast path's default for an XDP mode: on where XDP runs in the driver, off in generic (skb)
 /// mode, where an XDP redirect to a pod's veth queues the packet for another softirq pass and costs more
-/// than tc's `bpf_redirect_peer`.
+/// than tc's `bpf_redirect_peer`, and off without XDP.
 #[must_use]
-pub fn fast_path_default(mode: strait_dataplane::XdpMode) -> bool {
-    !matches!(mode, strait_dataplane::XdpMode::Skb)
+pub fn fast_path_default(mode: Option<strait_dataplane::XdpMode>) -> bool {
+    mode.is_some_and(|mode| !matches!(mode, strait_dataplane::XdpMode::Skb))
 }
 
 /// The port of the agent's HTTP server.
@@ -122,9 +122,10 @@ mod tests {
     }
 
     #[test]
-    fn the_fast_path_defaults_off_only_in_generic_mode() {
-        assert!(fast_path_default(XdpMode::Default));
-        assert!(fast_path_default(XdpMode::Driver));
-        assert!(!fast_path_default(XdpMode::Skb));
+    fn the_fast_path_defaults_off_in_generic_mode_and_without_xdp() {
+        assert!(fast_path_default(Some(XdpMode::Default)));
+        assert!(fast_path_default(Some(XdpMode::Driver)));
+        assert!(!fast_path_default(Some(XdpMode::Skb)));
+        assert!(!fast_path_default(None));
     }
 }

@@ -33,12 +33,35 @@ impl Dataplane {
     }
 
     /// Attaches the uplink programs to `ifname` (the node's interface towards the rest of the network):
-    /// `xdp_uplink` as XDP and `from_uplink` on tcx ingress, adopting pinned links like `attach_from_pod`.
-    pub fn attach_uplink(&mut self, ifname: &str, xdp_mode: XdpMode) -> Result<(), DataplaneError> {
+    /// `from_uplink` on tcx ingress and, unless `xdp_mode` is `None`, `xdp_uplink` as XDP, adopting
+    /// pinned links like `attach_from_pod`. Without XDP, a link pinned by an earlier run with XDP is
+    /// unpinned (and so detached once no one else holds it): tc makes every check XDP makes.
+    pub fn attach_uplink(
+        &mut self,
+        ifname: &str,
+        xdp_mode: Option<XdpMode>,
+    ) -> Result<(), DataplaneError> {
         let pin = self.link_pin_path(FROM_UPLINK, ifname);
         let program = program_mut(&mut self.ebpf, FROM_UPLINK)?;
         attach_tcx_ingress(program, FROM_UPLINK, ifname, pin)?;
         let pin = self.link_pin_path(XDP_UPLINK, ifname);
+        let Some(xdp_mode) = xdp_mode else {
+            if let Some(pin) = pin {
+                match std::fs::remove_file(&pin) {
+                    Ok(()) => {
+                        tracing::info!(pin = %pin.display(), "XDP off: unpinned the uplink's XDP link");
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(DataplaneError::io(
+                            format!("unpinning {}", pin.display()),
+                            e,
+                        ));
+                    }
+                }
+            }
+            return Ok(());
+        };
         let program = typed_program_mut::<Xdp>(&mut self.ebpf, XDP_UPLINK)?;
         attach_xdp(program, ifname, xdp_mode, pin)
     }

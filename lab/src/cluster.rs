@@ -244,8 +244,8 @@ impl Lab {
             .arg("--node-ip")
             .arg(network::node_ip(index).to_string())
             // The underlay side of the node's veth runs no XDP program, so native XDP_TX (the RST that
-            // refuses a connection to a service without endpoints) could not transmit.
-            .args(["--xdp-mode", "generic"])
+            // refuses a connection to a service without endpoints) could not transmit: generic or off.
+            .args(["--xdp-mode", self.state.options.xdp_mode.flag()])
             .arg("--overlay")
             .arg(self.state.options.overlay.flag())
             .arg("--xdp-fast-path")

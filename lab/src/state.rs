@@ -88,6 +88,32 @@ pub struct LabOptions {
     /// Flannel reference nodes added after the strait nodes ([`crate::flannel`]).
     #[serde(default)]
     pub flannel_nodes: usize,
+    /// The agents' `--xdp-mode` on the uplink.
+    #[serde(default)]
+    pub xdp_mode: LabXdp,
+}
+
+/// The agents' `--xdp-mode` in a lab: the uplink is a veth, so XDP runs generic or not at all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LabXdp {
+    /// XDP in generic mode: every XDP check and answer runs (the underlay side of a node's veth runs no
+    /// XDP program, so native XDP_TX could not transmit).
+    #[default]
+    Generic,
+    /// No XDP program: tc alone, as on a node where generic XDP's copy of each aggregate costs more than
+    /// its early drops save.
+    Off,
+}
+
+impl LabXdp {
+    /// The value of `straitd --xdp-mode`.
+    pub fn flag(self) -> &'static str {
+        match self {
+            LabXdp::Generic => "generic",
+            LabXdp::Off => "off",
+        }
+    }
 }
 
 /// The agents' `--overlay` mode in a lab.

@@ -18,7 +18,7 @@ use crate::{
     fragments, icmp_nat,
     maps::{ENDPOINT_V1, NODE_V1},
     overlay,
-    parse::{ETH_LEN, Frame, PROTO_TCP, bytes_at, parse, parse_l4},
+    parse::{ETH_LEN, Frame, bytes_at, parse, parse_l4},
     service_nat::{self, Origin, Translated},
     tc_reject,
     tunnel_mtu::{self, Oversize},
@@ -80,13 +80,12 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
             Ok(None) => {}
             // A service without endpoints refuses at once: a RST (TCP) or an ICMP port unreachable
             // (UDP) back into the pod.
-            Err(Reason::DropNoBackend) if ip.header_len == 20 && !ip.later_fragment => {
-                let verdict = if ip.proto == PROTO_TCP {
-                    tc_reject::reset(ctx, source.host_ifindex)?
-                } else {
-                    tc_reject::port_unreachable(ctx, source.host_ifindex)?
+            Err(Reason::DropNoBackend) => {
+                let back = tc_reject::Back::IntoPod(source.host_ifindex);
+                return match tc_reject::refuse(ctx, &ip, back) {
+                    Some(verdict) => Ok((Reason::DropNoBackend, verdict?)),
+                    None => Err(Reason::DropNoBackend),
                 };
-                return Ok((Reason::DropNoBackend, verdict));
             }
             Err(reason) => return Err(reason),
         }

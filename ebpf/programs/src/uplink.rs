@@ -13,7 +13,7 @@ use crate::{
     fragments, icmp_nat, node_local,
     parse::{Frame, parse, parse_l4},
     service_nat::{self, Origin},
-    tunnel_mtu,
+    tc_reject, tunnel_mtu,
 };
 
 /// Decides what happens to a packet that arrived on the uplink: (reason, tc verdict), or the drop reason.
@@ -34,11 +34,22 @@ pub fn from_uplink(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
         Some(l4) => Some(l4),
         None => fragments::ports(&ip),
     };
-    if let Some(l4) = l4
-        && let Some(translated) = service_nat::translate(ctx, &ip, &l4, Origin::Uplink)?
-    {
-        fragments::remember(&ip, &l4);
-        return forward(ctx, &translated, oversize.as_ref());
+    if let Some(l4) = l4 {
+        match service_nat::translate(ctx, &ip, &l4, Origin::Uplink) {
+            Ok(Some(translated)) => {
+                fragments::remember(&ip, &l4);
+                return forward(ctx, &translated, oversize.as_ref());
+            }
+            Ok(None) => {}
+            // No endpoints: refused at once (XDP answers first where it runs).
+            Err(Reason::DropNoBackend) => {
+                return match tc_reject::refuse(ctx, &ip, tc_reject::Back::OutOfArrival) {
+                    Some(verdict) => Ok((Reason::DropNoBackend, verdict?)),
+                    None => Err(Reason::DropNoBackend),
+                };
+            }
+            Err(reason) => return Err(reason),
+        }
     }
     Ok(deliver_local(ctx, ip.dst)?.unwrap_or((Reason::PassToStack, TC_PASS)))
 }

@@ -51,6 +51,11 @@ enum LabCommand {
         /// tc's redirect is cheaper there.
         #[arg(long)]
         xdp_fast_path: bool,
+        /// The agents' XDP program on the uplink: `generic` (every XDP check and answer) or `off` (tc
+        /// alone; generic XDP copies every GRO/GSO aggregate, which costs the lab's veth uplinks 10-15 %
+        /// of their stream throughput).
+        #[arg(long, value_enum, default_value = "generic")]
+        xdp_mode: strait_lab::state::LabXdp,
         /// How pods reach pods on other nodes: `vxlan` tunnels (Flannel's wire format) or `direct`
         /// (unencapsulated over the lab's shared underlay, like Flannel's host-gw).
         #[arg(long, value_enum, default_value = "vxlan")]
@@ -273,11 +278,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             xdp_fast_path,
             overlay,
             flannel_nodes,
+            xdp_mode,
         } => {
             let options = strait_lab::state::LabOptions {
                 xdp_fast_path,
                 overlay,
                 flannel_nodes,
+                xdp_mode,
             };
             let lab = Lab::up_with(&name, nodes, manifests.as_deref(), options)?;
             print!("{}", status::to_table(&lab));

@@ -535,6 +535,39 @@ fn udp_ask(socket: &UdpSocket) -> (String, String) {
     )
 }
 
+/// `--xdp-mode off`: an agent restarted without XDP unpins the uplink's XDP link, so the program leaves
+/// the device, and tc alone serves the uplink: a NodePort answers with SNAT to the node, and a frontend
+/// without endpoints is still refused at once (RST, port unreachable), now by tc.
+#[test]
+fn without_xdp_tc_alone_serves_and_refuses_on_the_uplink() {
+    let (_guard, mut lab, _dir) = lab_with("nox", SERVICES);
+    let node = lab.state.nodes[0].clone();
+    assert!(uplink_runs_xdp(&node), "generic XDP to begin with");
+    lab.state.options.xdp_mode = strait_lab::state::LabXdp::Off;
+    lab.restart_agent(&node.name).unwrap();
+    assert!(!uplink_runs_xdp(&node), "no XDP program after the restart");
+    let refused_before = metric(&lab, &node.name, "from-uplink", "no_backend");
+    refusals(&lab, &node);
+    assert!(
+        metric(&lab, &node.name, "from-uplink", "no_backend") >= refused_before + 2,
+        "tc refused the TCP and the UDP probe"
+    );
+    let target = format!("{}:{}", node.ip, node_port(&lab, "default/web-sticky"));
+    let (who, peer) = from_outside(&lab, &target).unwrap();
+    assert!(who.starts_with("default/web-"), "{who}");
+    assert_eq!(peer.ip(), std::net::IpAddr::V4(node.ip), "SNAT to the node");
+}
+
+/// Whether the uplink (`eth0` in the node's namespace) has an XDP program attached.
+fn uplink_runs_xdp(node: &NodeRecord) -> bool {
+    let out = std::process::Command::new("ip")
+        .args(["-n", &node.netns, "-d", "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
 #[test]
 fn tracked_flows_survive_an_agent_restart() {
     let (_guard, mut lab, _dir) = lab_with("ctr", UDP_ECHO);

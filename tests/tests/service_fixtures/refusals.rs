@@ -28,8 +28,20 @@ fn frontend_without_backends_is_refused() {
         &tcp(SENT_BY_SRC, pod, empty_cluster_ip, TCP_RST),
         NO_BACKEND,
     );
+    // From outside, tc answers too where no XDP program did (`--xdp-mode off`): a RST out of the
+    // uplink; a RST is not answered.
     let syn = tcp(FROM_ROUTER, client, empty_node_port, TCP_SYN);
-    node.run_from_uplink(&syn, NO_BACKEND);
+    let out = node.run_from_uplink(&syn, (TC_ACT_REDIRECT, Reason::DropNoBackend));
+    assert_rst(
+        &out,
+        &syn,
+        (0, SEQ + 1, TCP_RST | TCP_ACK),
+        "tc RST from the uplink",
+    );
+    node.run_from_uplink(
+        &tcp(FROM_ROUTER, client, empty_node_port, TCP_RST),
+        NO_BACKEND,
+    );
     assert!(node.ct().is_empty(), "a refused flow is not tracked");
 
     // XDP answers with a RST: (flags, payload) in -> (seq, ack, flags) out.
@@ -64,6 +76,9 @@ fn udp_to_a_frontend_without_backends_gets_port_unreachable() {
     // From outside: XDP answers.
     let query = udp(FROM_ROUTER, sock(CLIENT, 50000), empty_node_port);
     let out = node.run_xdp(&query, XDP_REFUSED);
+    assert_port_unreachable(&out, &query, (NODE_IP, CLIENT));
+    // From outside without XDP: tc answers the same, out of the uplink.
+    let out = node.run_from_uplink(&query, (TC_ACT_REDIRECT, Reason::DropNoBackend));
     assert_port_unreachable(&out, &query, (NODE_IP, CLIENT));
     // From a pod socket the hooks never saw: tc answers, back into the pod.
     let query = udp(SENT_BY_SRC, sock(SRC, 40000), empty_cluster_ip);
