@@ -3,7 +3,8 @@
 //! add` runs: the node's namespace, its agent, its Node object, every agent synced) while the pods
 //! probe the new node's address (its agent's HTTP port; a refusal counts too, as it proves the round
 //! trip) from the moment the add starts. Then a pod is started on the new node and the pods probe it.
-//! The node is removed again before the next round. All times count from the start of the add.
+//! The node is removed again before the next round (and the others forget its ARP entry, see
+//! [`forget_neighbour`]). All times count from the start of the add.
 
 use std::{
     net::{Ipv4Addr, SocketAddr, TcpStream},
@@ -28,7 +29,7 @@ use super::{
     CrossError, error, signals,
     summary::{JoinReport, JoinRound},
 };
-use crate::netbench::run::progress;
+use crate::netbench::{bridge_lab, run::progress};
 
 /// Each connection attempt's timeout: the lab's round trip is tens of microseconds, so a SYN that
 /// gets no answer in this time was dropped.
@@ -100,6 +101,29 @@ fn probe_all(
         .collect()
 }
 
+/// Removes the other nodes' ARP entries for `ip`, the address of a node just removed. The next round's
+/// node gets the same address (the lab takes the next free index) but a new MAC, and sends no
+/// gratuitous ARP: an entry confirmed during the last round would keep the others sending to the old
+/// MAC until it expired (up to about 50 s in a first try), which measures address reuse, not the
+/// join. A real node joining under a fresh address has no such entry anywhere.
+fn forget_neighbour(lab: &Lab, ip: std::net::IpAddr) -> Result<(), CrossError> {
+    let ip = ip.to_string();
+    for node in &lab.state.nodes {
+        let netns = netns::path(&node.netns);
+        bridge_lab::run_in_netns(
+            &lab.names.lab,
+            &netns,
+            &["ip", "neigh", "flush", "to", &ip],
+            "",
+        )
+        .map_err(error::lab(format!(
+            "flushing {ip} from {}'s neighbours",
+            node.name
+        )))?;
+    }
+    Ok(())
+}
+
 /// One join: add, probe the node, start a pod there, probe it, remove the node.
 fn one_round(lab: &mut Lab, from: &[PodRecord]) -> Result<JoinRound, CrossError> {
     let index = lab.state.nodes.iter().map(|n| n.index).max().unwrap_or(0) + 1;
@@ -134,6 +158,7 @@ fn one_round(lab: &mut Lab, from: &[PodRecord]) -> Result<JoinRound, CrossError>
     let pod_reachable_ms = reached(probers, from, &format!("{NEW_POD} at {target}"), started)?;
     lab.remove_node(&name)
         .map_err(error::lab(format!("removing {name}")))?;
+    forget_neighbour(lab, address.ip())?;
     Ok(JoinRound {
         add_ms,
         node_reachable_ms,

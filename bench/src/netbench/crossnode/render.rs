@@ -135,6 +135,35 @@ fn ratios_table(out: &mut String, report: &CrossReport, scenario: Scenario) {
     }
 }
 
+/// The tests that failed once and were measured again.
+fn failures(out: &mut String, report: &CrossReport) {
+    let failed: Vec<_> = report
+        .cells
+        .iter()
+        .filter(|c| !c.failures.is_empty())
+        .collect();
+    if failed.is_empty() {
+        return;
+    }
+    out.push_str(
+        "Tests that failed once and were measured again (the figures are the second attempt's):
+
+",
+    );
+    for cell in failed {
+        for failure in &cell.failures {
+            let _ = writeln!(
+                out,
+                "- {} {} {}, {failure}",
+                cell.stack.name(),
+                cell.scenario.name(),
+                cell.test.name()
+            );
+        }
+    }
+    out.push('\n');
+}
+
 /// Picks one time out of a join round.
 type Pick = fn(&JoinRound) -> f64;
 
@@ -228,6 +257,7 @@ pub fn section(report: &CrossReport) -> String {
         ratios_table(&mut out, report, scenario);
         out.push('\n');
     }
+    failures(&mut out, report);
     join_table(&mut out, report);
     out.push_str(STACKS);
     out.push_str(END);
@@ -278,6 +308,7 @@ mod tests {
                     scenario: Scenario::PodToPod,
                     test,
                     rounds: vec![outcome(10.0), outcome(9.0), outcome(11.0)],
+                    failures: Vec::new(),
                 });
             }
         }

@@ -1,6 +1,8 @@
 //! Measuring: first a short check that every stack carries every scenario's traffic (TCP and UDP),
 //! then the rounds. In each round every scenario's tests run once on every stack, one stack after the
-//! other for each test, so a slow spell of the machine falls on all of them alike.
+//! other for each test, so a slow spell of the machine falls on all of them alike. A test that fails
+//! is measured once more, and the failure kept in its cell (the report lists them); a second failure
+//! ends the run.
 
 use std::{thread, time::Duration};
 
@@ -20,6 +22,21 @@ use crate::netbench::{
 const CHECK_SECONDS: f64 = 0.2;
 /// Tries of each check before the stack counts as broken (a first packet may wait for ARP).
 const CHECK_TRIES: usize = 3;
+
+/// Pause before measuring a failed test again.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// `error` and its causes, on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text.replace('\n', " ")
+}
 
 /// Tunes every client's namespace (netbench's port range and TIME_WAIT reuse) and checks that each
 /// endpoint answers a short tcp-rr and udp-rr; the error names the stack and scenario that do not.
@@ -67,6 +84,7 @@ pub fn measure(
                 scenario: e.scenario,
                 test,
                 rounds: Vec::with_capacity(rounds),
+                failures: Vec::new(),
             })
         })
         .collect();
@@ -80,8 +98,19 @@ pub fn measure(
                     if endpoint.scenario != scenario {
                         continue;
                     }
-                    let outcome = one(endpoint, test, seconds, round)?;
-                    cells[e * tests.len() + t].rounds.push(outcome);
+                    let cell = &mut cells[e * tests.len() + t];
+                    let outcome = match one(endpoint, test, seconds, round) {
+                        Ok(outcome) => outcome,
+                        // Once: a datagram lost in a short udp-rr, a slow spell of the machine.
+                        Err(error) => {
+                            let text = error_chain(&error);
+                            progress(format_args!("  failed, measuring again: {text}"));
+                            cell.failures.push(format!("round {round}: {text}"));
+                            thread::sleep(RETRY_PAUSE);
+                            one(endpoint, test, seconds, round)?
+                        }
+                    };
+                    cell.rounds.push(outcome);
                 }
             }
         }

@@ -18,6 +18,9 @@ pub struct CrossCell {
     pub scenario: Scenario,
     pub test: Test,
     pub rounds: Vec<Outcome>,
+    /// Attempts that failed and were measured again (`round N: error`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
 }
 
 impl CrossCell {
@@ -227,6 +230,7 @@ mod tests {
             scenario: Scenario::PodToPod,
             test: Test::TcpRr,
             rounds: rates.iter().map(|r| rate(*r)).collect(),
+            failures: Vec::new(),
         }
     }
 
