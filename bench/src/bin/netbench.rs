@@ -179,6 +179,10 @@ struct CrossNodeArgs {
     /// Skip the node-join measurement.
     #[arg(long)]
     no_join: bool,
+    /// The strait agents' XDP mode on the lab's veth uplinks: generic (every XDP check, at the cost
+    /// of a copy of each GRO/GSO aggregate) or off (tc alone).
+    #[arg(long, value_enum, default_value = "generic")]
+    xdp_mode: strait_lab::state::LabXdp,
     /// Write the run (every round) as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -186,7 +190,7 @@ struct CrossNodeArgs {
     #[arg(long)]
     markdown: Option<PathBuf>,
     /// Do not measure: re-render a saved run (its --json file).
-    #[arg(long, conflicts_with_all = ["rounds", "seconds", "quick", "no_join", "json"])]
+    #[arg(long, conflicts_with_all = ["rounds", "seconds", "quick", "no_join", "xdp_mode", "json"])]
     from: Option<PathBuf>,
 }
 
@@ -303,6 +307,7 @@ fn cross_node(args: &CrossNodeArgs) -> anyhow::Result<()> {
             rounds: args.rounds,
             seconds: args.seconds,
             join: !args.no_join,
+            xdp: args.xdp_mode,
             command,
         })?
     };

@@ -21,7 +21,7 @@ use strait_dataplane::netns;
 use strait_lab::{
     cluster::{AGENT_HTTP_PORT, Lab},
     network,
-    state::{LabOptions, LabOverlay, PodRecord},
+    state::{LabOptions, LabOverlay, LabXdp, PodRecord},
 };
 use strait_tests::LabGuard;
 
@@ -167,12 +167,14 @@ fn one_round(lab: &mut Lab, from: &[PodRecord]) -> Result<JoinRound, CrossError>
     })
 }
 
-/// Measures `rounds` joins in a fresh two-node strait VXLAN lab (removed afterwards).
-pub fn measure(rounds: usize) -> Result<JoinReport, CrossError> {
+/// Measures `rounds` joins in a fresh two-node strait VXLAN lab, agents in `xdp` mode (removed
+/// afterwards).
+pub fn measure(rounds: usize, xdp: LabXdp) -> Result<JoinReport, CrossError> {
     let guard = LabGuard::new("cnj");
     signals::register(&guard.name);
     let options = LabOptions {
         overlay: LabOverlay::Vxlan,
+        xdp_mode: xdp,
         ..LabOptions::default()
     };
     let mut lab = Lab::up_with(&guard.name, 2, None, options)

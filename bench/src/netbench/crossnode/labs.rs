@@ -14,7 +14,7 @@ use strait_dataplane::netns;
 use strait_lab::{
     cluster::Lab,
     process::Placement,
-    state::{LabOptions, LabOverlay, NodeRecord},
+    state::{LabOptions, LabOverlay, LabXdp, NodeRecord},
 };
 use strait_tests::LabGuard;
 
@@ -91,18 +91,21 @@ pub fn manifest(a: &str, b: &str, service: bool) -> String {
     text
 }
 
-/// Brings up lab `prefix…` (run-unique) with `strait` strait nodes and `flannel` Flannel nodes.
+/// Brings up lab `prefix…` (run-unique) with `strait` strait nodes (their agents in `xdp` mode) and
+/// `flannel` Flannel nodes.
 fn up(
     prefix: &str,
     strait: usize,
     flannel: usize,
     overlay: LabOverlay,
+    xdp: LabXdp,
 ) -> Result<(Lab, LabGuard), CrossError> {
     let guard = LabGuard::new(prefix);
     signals::register(&guard.name);
     let options = LabOptions {
         overlay,
         flannel_nodes: flannel,
+        xdp_mode: xdp,
         ..LabOptions::default()
     };
     let lab = Lab::up_with(&guard.name, strait, None, options)
@@ -231,8 +234,9 @@ pub fn strait(
     stack: Stack,
     prefix: &str,
     overlay: LabOverlay,
+    xdp: LabXdp,
 ) -> Result<(BuiltLab, Vec<Endpoint>), CrossError> {
-    let (mut lab, guard) = up(prefix, 2, 0, overlay)?;
+    let (mut lab, guard) = up(prefix, 2, 0, overlay, xdp)?;
     let (a, b) = (lab.state.nodes[0].clone(), lab.state.nodes[1].clone());
     apply(&mut lab, &a, &b, true)?;
     let cluster_ip = lab
@@ -272,7 +276,7 @@ pub fn strait(
 /// [`host_gw::convert`]), with kube-proxy's rules on the client's node; the Flannel lab also serves
 /// [`Stack::Underlay`].
 pub fn flannel(stack: Stack, prefix: &str) -> Result<(BuiltLab, Vec<Endpoint>), CrossError> {
-    let (mut lab, guard) = up(prefix, 1, 2, LabOverlay::Vxlan)?;
+    let (mut lab, guard) = up(prefix, 1, 2, LabOverlay::Vxlan, LabXdp::default())?;
     let (a, b) = (lab.state.nodes[1].clone(), lab.state.nodes[2].clone());
     apply(&mut lab, &a, &b, false)?;
     if stack == Stack::HostGw {

@@ -246,10 +246,17 @@ pub fn section(report: &CrossReport) -> String {
          with netbench's load generator (the client a process in the client's namespace and cgroup, the server in \
          the server pod; no spinners), rounds interleaved: in each round every test runs once on every stack, one \
          stack after another. Cells give the median of {} round(s) of {} s with the range over the rounds in \
-         brackets. Ratios are of the medians, with the range of the round-by-round ratios; against a goal: ✓ met in \
+         brackets. The strait agents run with `--xdp-mode {}` (the lab's uplinks are veths: XDP runs in \
+         generic mode, which copies every GRO/GSO aggregate, or not at all). Ratios are of the medians, with the range of the round-by-round ratios; against a goal: ✓ met in \
          every round, ≈✓ met by the medians but not in every round, ≈✗ missed by the medians but met in some \
          round, ✗ missed in every round.\n",
-        report.rounds, report.test_seconds
+        report.rounds,
+        report.test_seconds,
+        if report.xdp_mode.is_empty() {
+            "generic"
+        } else {
+            &report.xdp_mode
+        }
     );
     for scenario in report.scenarios() {
         let _ = writeln!(out, "### {}\n", scenario.name());

@@ -3,7 +3,7 @@
 
 use std::{fs, path::Path, time::Instant};
 
-use strait_lab::state::LabOverlay;
+use strait_lab::state::{LabOverlay, LabXdp};
 
 use super::{CrossError, Stack, join, labs, render, rounds, signals, summary::CrossReport};
 use crate::{
@@ -30,6 +30,8 @@ pub struct Options {
     pub seconds: Option<f64>,
     /// Measure node joins too.
     pub join: bool,
+    /// The strait agents' `--xdp-mode` (the lab's uplinks are veths: generic XDP, or none).
+    pub xdp: LabXdp,
     /// The command line, for the report.
     pub command: String,
 }
@@ -89,13 +91,14 @@ fn preflight() -> Result<(), CrossError> {
 fn measure_stacks(
     rounds: usize,
     seconds: f64,
+    xdp: LabXdp,
 ) -> Result<Vec<super::summary::CrossCell>, CrossError> {
     let mut built = Vec::new();
     let mut endpoints = Vec::new();
     progress("cross-node: building the labs (strait VXLAN, strait direct, Flannel, host-gw)");
     for (lab, mut more) in [
-        labs::strait(Stack::StraitVxlan, "cnv", LabOverlay::Vxlan)?,
-        labs::strait(Stack::StraitDirect, "cnd", LabOverlay::Direct)?,
+        labs::strait(Stack::StraitVxlan, "cnv", LabOverlay::Vxlan, xdp)?,
+        labs::strait(Stack::StraitDirect, "cnd", LabOverlay::Direct, xdp)?,
         labs::flannel(Stack::Flannel, "cnf")?,
         labs::flannel(Stack::HostGw, "cnh")?,
     ] {
@@ -120,16 +123,17 @@ pub fn run(options: &Options) -> Result<CrossReport, CrossError> {
         rounds,
         test_seconds: seconds,
         load_before: load_average(),
+        xdp_mode: options.xdp.flag().to_owned(),
         ..CrossReport::default()
     };
     progress(format_args!(
         "cross-node: {rounds} round(s) of {seconds} s per test; load average {}",
         report.load_before
     ));
-    report.cells = measure_stacks(rounds, seconds)?;
+    report.cells = measure_stacks(rounds, seconds, options.xdp)?;
     report.load_after = load_average();
     if options.join {
-        report.join = Some(join::measure(rounds)?);
+        report.join = Some(join::measure(rounds, options.xdp)?);
     }
     report.duration_s = started.elapsed().as_secs_f64().round();
     progress(format_args!(

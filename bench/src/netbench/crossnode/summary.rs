@@ -79,6 +79,9 @@ pub struct CrossReport {
     pub quick: bool,
     pub rounds: usize,
     pub test_seconds: f64,
+    /// The strait agents' `--xdp-mode` (`generic` or `off`).
+    #[serde(default)]
+    pub xdp_mode: String,
     /// `/proc/loadavg` before the labs were built and after the last measurement.
     pub load_before: String,
     pub load_after: String,
