@@ -17,8 +17,8 @@ use strait_abi::{
         SOURCE_RANGE_MAP_DEFAULT_CAPACITY, SVC_MAP, SVC_SLOT_MAP,
     },
     service::{
-        MAGLEV_TABLE_SIZE, MaglevTable, SVC_F_AFFINITY, SVC_F_EXTERNAL, SVC_F_LOCAL,
-        SVC_F_SOURCE_RANGES, SourceRange,
+        MAGLEV_TABLE_SIZE, MaglevTable, SVC_F_AFFINITY, SVC_F_ENDPOINTS_ELSEWHERE, SVC_F_EXTERNAL,
+        SVC_F_LOCAL, SVC_F_SOURCE_RANGES, SourceRange,
     },
 };
 
@@ -155,6 +155,7 @@ impl Dataplane {
                     local: frontend.flags & SVC_F_LOCAL != 0,
                     source_ranges: ranges.remove(&frontend.service_id).unwrap_or_default(),
                 }),
+                endpoints_elsewhere: frontend.flags & SVC_F_ENDPOINTS_ELSEWHERE != 0,
             };
             table.next_id = table.next_id.max(frontend.service_id + 1);
             table
@@ -370,6 +371,9 @@ fn frontend_flags(entry: &ServiceEntry) -> u32 {
     let mut flags = 0;
     if entry.affinity_timeout_s.is_some() {
         flags |= SVC_F_AFFINITY;
+    }
+    if entry.endpoints_elsewhere {
+        flags |= SVC_F_ENDPOINTS_ELSEWHERE;
     }
     if let Some(external) = &entry.external {
         flags |= SVC_F_EXTERNAL;

@@ -64,4 +64,7 @@ pub struct ServiceEntry {
     /// Set for frontends reached from outside the cluster: the per-packet path picks their backends with
     /// a Maglev table.
     pub external: Option<ExternalAccess>,
+    /// The frontend's traffic policy is `Local` and its Service has ready endpoints, none on this node
+    /// (`backends` is empty): packets are dropped without an answer instead of refused.
+    pub endpoints_elsewhere: bool,
 }

@@ -34,6 +34,7 @@ fn entry(last: u8, backends: &[u8], affinity: Option<u32>) -> ServiceEntry {
             .collect(),
         affinity_timeout_s: affinity,
         external: None,
+        endpoints_elsewhere: false,
     }
 }
 

@@ -300,6 +300,7 @@ fn service_entries(vip: Ipv4Addr, node_ip: Ipv4Addr, count: usize) -> Vec<Servic
         backends: vec![backend],
         affinity_timeout_s: None,
         external,
+        endpoints_elsewhere: false,
     };
     let mut entries = vec![
         frontend(vip, None),
@@ -319,6 +320,7 @@ fn service_entries(vip: Ipv4Addr, node_ip: Ipv4Addr, count: usize) -> Vec<Servic
             }],
             affinity_timeout_s: None,
             external: None,
+            endpoints_elsewhere: false,
         });
     }
     entries

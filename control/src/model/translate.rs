@@ -203,11 +203,20 @@ pub fn service_frontends(
                 port: port_number,
                 proto,
             };
-            entries.entry(key).or_insert_with(|| ServiceEntry {
-                key,
-                backends: backends(slices, port.name.as_deref(), proto, local),
-                affinity_timeout_s: affinity,
-                external,
+            entries.entry(key).or_insert_with(|| {
+                let here = backends(slices, port.name.as_deref(), proto, local);
+                // kube-proxy drops (rather than refuses) a Local policy's traffic when the Service's
+                // endpoints are all on other nodes.
+                let endpoints_elsewhere = local.is_some()
+                    && here.is_empty()
+                    && !backends(slices, port.name.as_deref(), proto, None).is_empty();
+                ServiceEntry {
+                    key,
+                    backends: here,
+                    affinity_timeout_s: affinity,
+                    external,
+                    endpoints_elsewhere,
+                }
             });
         };
         add(vip, number, internal_local, None);

@@ -41,6 +41,10 @@ pub const SVC_F_EXTERNAL: u32 = 2;
 pub const SVC_F_LOCAL: u32 = 4;
 /// `loadBalancerSourceRanges`: only sources in SOURCE_RANGE_V1 for this frontend may connect.
 pub const SVC_F_SOURCE_RANGES: u32 = 8;
+/// A `Local` traffic policy whose Service has ready endpoints, none of them on this node: with no
+/// backends here the packet is dropped without an answer (kube-proxy's DROP, "has no local endpoints"),
+/// where a Service without any endpoint is refused (its REJECT).
+pub const SVC_F_ENDPOINTS_ELSEWHERE: u32 = 16;
 
 /// Number of entries of a Maglev lookup table (a prime; kept above 100 x the backends of a service for
 /// an even spread, so up to about 10 backends balance within 1%).

@@ -131,6 +131,10 @@ pub enum Reason {
     /// Fragment set: answered with ICMP fragmentation needed naming the tunnel's MTU, sent back to the
     /// sender, as a router (and Flannel's kernel `flannel.1`) answers.
     DropTooBigForTunnel = 28,
+    /// A frontend whose traffic policy is `Local` and whose Service's endpoints are all on other nodes:
+    /// dropped without an answer, as kube-proxy does, so a client (or a load balancer steering by the
+    /// health check) waits or retries elsewhere rather than being refused.
+    DropNoLocalBackend = 29,
 }
 
 impl Reason {
@@ -139,7 +143,7 @@ impl Reason {
     /// Number of reason slots reserved per (program, direction).
     pub const SLOTS: u32 = 32;
     /// Every reason, for user space iteration.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 24] = [
         Reason::DeliveredLocal,
         Reason::PassToStack,
         Reason::PassNonIpv4,
@@ -163,6 +167,7 @@ impl Reason {
         Reason::DropRstOutOfWindow,
         Reason::DropOverlaySource,
         Reason::DropTooBigForTunnel,
+        Reason::DropNoLocalBackend,
     ];
 
     /// Whether this reason means the packet was dropped.
@@ -196,6 +201,7 @@ impl Reason {
             Reason::DropRstOutOfWindow => "rst_out_of_window",
             Reason::DropOverlaySource => "overlay_source",
             Reason::DropTooBigForTunnel => "too_big_for_tunnel",
+            Reason::DropNoLocalBackend => "no_local_backend",
         }
     }
 }

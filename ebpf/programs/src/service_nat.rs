@@ -11,7 +11,7 @@ use strait_abi::{
         CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_SNAT, CT_F_TO_UPLINK, CT_STATE_NEW, HAIRPIN_SNAT_ADDR,
     },
     endpoint::ENDPOINT_F_TRACKED,
-    service::SVC_F_LOCAL,
+    service::{SVC_F_ENDPOINTS_ELSEWHERE, SVC_F_LOCAL},
 };
 
 use crate::{
@@ -108,6 +108,9 @@ pub fn open(
         return Err(Reason::DropSourceRange);
     }
     if frontend.backend_count == 0 {
+        if frontend.flags & SVC_F_ENDPOINTS_ELSEWHERE != 0 {
+            return Err(Reason::DropNoLocalBackend);
+        }
         return Err(Reason::DropNoBackend);
     }
     if l4.tcp_flags & TCP_RST != 0 {

@@ -17,7 +17,7 @@ use aya_ebpf::{
 use strait_abi::{
     BackendAddr, Direction, Program, Reason, ServiceFrontend, ServiceFrontendKey, SockRevNatKey,
     SockRevNatValue,
-    service::{AffinityKey, SVC_F_SOURCE_RANGES},
+    service::{AffinityKey, SVC_F_ENDPOINTS_ELSEWHERE, SVC_F_SOURCE_RANGES},
 };
 
 use crate::{
@@ -66,8 +66,9 @@ pub fn translate(ctx: &SockAddrContext) -> i32 {
     let Some(frontend) = (unsafe { SVC_V1.get(key) }).copied() else {
         return ALLOW;
     };
-    if frontend.flags & SVC_F_SOURCE_RANGES != 0 {
-        // The client's address decides, and only the packets carry it.
+    if frontend.flags & (SVC_F_SOURCE_RANGES | SVC_F_ENDPOINTS_ELSEWHERE) != 0 {
+        // The client's address decides, and only the packets carry it; or the packets are to be dropped
+        // without an answer (a Local policy with no endpoint here), which only tc can do.
         return ALLOW;
     }
     if frontend.backend_count == 0 {

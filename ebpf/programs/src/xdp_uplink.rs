@@ -9,7 +9,7 @@ use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
     programs::XdpContext,
 };
-use strait_abi::Reason;
+use strait_abi::{Reason, service::SVC_F_ENDPOINTS_ELSEWHERE};
 
 use crate::{
     lb,
@@ -71,6 +71,9 @@ pub fn xdp_uplink(ctx: &XdpContext) -> (Reason, u32) {
     };
     if !lb::source_allowed(&frontend, saddr) {
         return (Reason::DropSourceRange, XDP_DROP);
+    }
+    if frontend.backend_count == 0 && frontend.flags & SVC_F_ENDPOINTS_ELSEWHERE != 0 {
+        return (Reason::DropNoLocalBackend, XDP_DROP);
     }
     if frontend.backend_count != 0 {
         // SAFETY: a constant the loader may have rewritten; read it as the kernel sees it.

@@ -18,7 +18,7 @@ use strait_dataplane::netns;
 use strait_lab::{
     cluster::Lab,
     network::EXTERNAL_IP,
-    state::{LabOptions, LabOverlay, PodRecord},
+    state::{LabOptions, LabOverlay, NodeRecord, PodRecord},
 };
 use strait_tests::LabGuard;
 
@@ -97,6 +97,7 @@ fn spans_three_nodes(prefix: &str, overlay: LabOverlay) {
     a_cluster_ip_spreads_over_every_node(&lab);
     bulk_tcp_and_full_size_udp_cross_nodes(&lab);
     node_ports_serve_endpoints_on_other_nodes(&mut lab);
+    services_agree_across_nodes(&mut lab);
     a_forged_tunnel_packet_is_dropped(&lab, overlay);
     a_removed_node_loses_its_routes_and_gets_them_back(&lab);
 }
@@ -530,6 +531,214 @@ fn set_pmtu_discovery(socket: &UdpSocket, mode: libc::c_int) {
 /// `strait_packets_total` of the uplink's tc program on `node` for `reason`.
 fn from_uplink(lab: &Lab, node: &str, reason: &str) -> u64 {
     crate::counter(lab, node, ("from-uplink", reason, "ingress"))
+}
+
+/// Two UDP echo pods on nodes 2 and 3, behind a LoadBalancer IP (Maglev) and a sticky one (ClientIP
+/// affinity); the `server` pod behind a `Local` LoadBalancer.
+const ACROSS_NODES: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: echo-a, namespace: default, labels: {app: echo}}
+spec:
+  nodeName: NODE_2
+  containers: [{name: c, image: busybox, ports: [{name: dns, containerPort: 5353, protocol: UDP}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: echo-b, namespace: default, labels: {app: echo}}
+spec:
+  nodeName: NODE_3
+  containers: [{name: c, image: busybox, ports: [{name: dns, containerPort: 5353, protocol: UDP}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-lb, namespace: default}
+spec:
+  type: LoadBalancer
+  selector: {app: echo}
+  ports: [{name: dns, port: 53, targetPort: dns, protocol: UDP}]
+status:
+  loadBalancer: {ingress: [{ip: 198.51.100.31}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-sticky, namespace: default}
+spec:
+  type: LoadBalancer
+  sessionAffinity: ClientIP
+  selector: {app: echo}
+  ports: [{name: dns, port: 53, targetPort: dns, protocol: UDP}]
+status:
+  loadBalancer: {ingress: [{ip: 198.51.100.32}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: server-local, namespace: default}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: server}
+  ports: [{name: http, port: 80, targetPort: http}]
+status:
+  loadBalancer: {ingress: [{ip: 198.51.100.33}]}
+";
+
+/// Services whose endpoints sit on other nodes than the one a client comes in through: Maglev gives a
+/// flow the same endpoint whichever node receives it, ClientIP affinity holds through a node with no
+/// endpoint of its own, and with `externalTrafficPolicy: Local` only the node with an endpoint answers
+/// (its health check says 200, the others' 503) while the others drop the traffic without an answer.
+fn services_agree_across_nodes(lab: &mut Lab) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("across.yaml");
+    let manifest = ACROSS_NODES
+        .replace("NODE_2", &lab.state.nodes[1].name)
+        .replace("NODE_3", &lab.state.nodes[2].name);
+    std::fs::write(&file, manifest).unwrap();
+    lab.apply(&file).unwrap();
+    maglev_agrees_whichever_node_receives_a_flow(lab);
+    affinity_holds_through_a_node_without_endpoints(lab);
+    local_policy_answers_only_where_its_endpoint_is(lab);
+}
+
+/// Routes `addr` from the external client through `node` (the lab's stand-in for an LB or ECMP router
+/// choosing a node).
+fn route_through(lab: &Lab, addr: &str, node: &NodeRecord) {
+    let status = std::process::Command::new("ip")
+        .args(["-n", &lab.names.external_netns(), "route", "replace"])
+        .arg(format!("{addr}/32"))
+        .args(["via", &node.ip.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "routing {addr} through {}", node.name);
+}
+
+/// Asks `target` over UDP from the external client's source port `port`; the answering pod.
+fn ask_from_port(lab: &Lab, port: u16, target: SocketAddr) -> String {
+    netns::run_in(&netns::path(&lab.names.external_netns()), move || {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        for _ in 0..4 {
+            socket.send_to(b"who", target).unwrap();
+            if let Ok(n) = socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                return text.lines().next().unwrap_or_default().to_owned();
+            }
+        }
+        panic!("no answer from {target} to source port {port}")
+    })
+    .unwrap()
+}
+
+fn maglev_agrees_whichever_node_receives_a_flow(lab: &Lab) {
+    let target: SocketAddr = "198.51.100.31:53".parse().unwrap();
+    let nodes = lab.state.nodes.clone();
+    let mut chosen = BTreeSet::new();
+    for port in 40_100..40_110 {
+        let answers: Vec<String> = nodes
+            .iter()
+            .map(|node| {
+                route_through(lab, "198.51.100.31", node);
+                ask_from_port(lab, port, target)
+            })
+            .collect();
+        assert!(
+            answers.iter().all(|a| *a == answers[0]),
+            "source port {port}: the same endpoint through every node: {answers:?}"
+        );
+        chosen.insert(answers[0].clone());
+    }
+    assert_eq!(
+        chosen.len(),
+        2,
+        "flows spread over both endpoints: {chosen:?}"
+    );
+}
+
+fn affinity_holds_through_a_node_without_endpoints(lab: &Lab) {
+    let target: SocketAddr = "198.51.100.32:53".parse().unwrap();
+    let entry = lab.state.nodes[0].clone();
+    route_through(lab, "198.51.100.32", &entry);
+    let answers: BTreeSet<String> = (40_200..40_212)
+        .map(|port| ask_from_port(lab, port, target))
+        .collect();
+    assert_eq!(answers.len(), 1, "one endpoint for the client: {answers:?}");
+    let pod = answers.first().unwrap();
+    assert_ne!(
+        lab.state.pod(pod).unwrap().node,
+        entry.name,
+        "the endpoint is on another node"
+    );
+}
+
+fn local_policy_answers_only_where_its_endpoint_is(lab: &Lab) {
+    let server_node = lab.state.pod("default/server").unwrap().node.clone();
+    let spec = lab.state.services["default/server-local"]
+        .spec
+        .clone()
+        .unwrap();
+    let health_port = spec
+        .health_check_node_port
+        .expect("a health check node port");
+    let node_port = spec.ports.unwrap()[0].node_port.expect("a node port");
+    for node in lab.state.nodes.clone() {
+        let has_endpoint = node.name == server_node;
+        let (status, body) = health_check(
+            lab,
+            SocketAddr::from((node.ip, u16::try_from(health_port).unwrap())),
+        );
+        let (want_status, want_count) = if has_endpoint { ("200", 1) } else { ("503", 0) };
+        assert!(status.contains(want_status), "{}: {status}", node.name);
+        assert!(
+            body.contains(&format!("\"localEndpoints\":{want_count}")),
+            "{}: {body}",
+            node.name
+        );
+        let target = format!("{}:{node_port}", node.ip);
+        let dropped_before = no_local_backend(lab, &node.name);
+        let answer = lab
+            .probe("external", &target, false, Duration::from_millis(500))
+            .unwrap();
+        if has_endpoint {
+            assert_eq!(answer.unwrap(), "default/server", "{target}");
+        } else {
+            let error = answer.unwrap_err();
+            assert!(
+                !error.contains("refused"),
+                "{target}: dropped, not refused: {error}"
+            );
+            assert!(
+                no_local_backend(lab, &node.name) > dropped_before,
+                "{target}: counted as no_local_backend"
+            );
+        }
+    }
+}
+
+/// Packets dropped on `node`'s uplink (by XDP or tc) for a `Local` frontend without endpoints there.
+fn no_local_backend(lab: &Lab, node: &str) -> u64 {
+    crate::counter(lab, node, ("xdp-uplink", "no_local_backend", "ingress"))
+        + from_uplink(lab, node, "no_local_backend")
+}
+
+/// A GET of the health check at `addr` from the external client: (status line, body).
+fn health_check(lab: &Lab, addr: SocketAddr) -> (String, String) {
+    netns::run_in(&netns::path(&lab.names.external_netns()), move || {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let status = text.lines().next().unwrap_or_default().to_owned();
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+        (status, body)
+    })
+    .unwrap()
 }
 
 /// Probes `target` from `from` until `answers` says yes; returns how long that took (`None` past 3 s).

@@ -138,6 +138,7 @@ pub(crate) fn service(
             .collect(),
         affinity_timeout_s: None,
         external,
+        endpoints_elsewhere: false,
     }
 }
 

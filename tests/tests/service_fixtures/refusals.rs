@@ -65,6 +65,35 @@ fn frontend_without_backends_is_refused() {
     );
 }
 
+/// A `Local` policy whose endpoints are all on other nodes: every hook drops without an answer (as
+/// kube-proxy's DROP), where a frontend without any endpoint is refused.
+#[test]
+fn a_local_frontend_with_endpoints_only_elsewhere_drops_silently() {
+    let node_port = sock(NODE_IP, 30097);
+    let cluster_ip = sock(EMPTY_VIP, 80);
+    let elsewhere = |mut entry: ServiceEntry| {
+        entry.endpoints_elsewhere = true;
+        entry
+    };
+    let local = ExternalAccess {
+        local: true,
+        ..cluster_policy()
+    };
+    let mut node = Node::with_node_ip(&[
+        elsewhere(service(node_port, L4Proto::Tcp, &[], Some(local))),
+        elsewhere(service(cluster_ip, L4Proto::Tcp, &[], None)),
+    ]);
+    let dropped = (TC_ACT_SHOT, Reason::DropNoLocalBackend);
+    let syn = tcp(FROM_ROUTER, sock(CLIENT, 50000), node_port, TCP_SYN);
+    node.run_xdp(&syn, (XDP_DROP, Reason::DropNoLocalBackend));
+    node.run_from_uplink(&syn, dropped);
+    node.run_from_pod(
+        &tcp(SENT_BY_SRC, sock(SRC, 40000), cluster_ip, TCP_SYN),
+        dropped,
+    );
+    assert!(node.ct().is_empty(), "nothing is tracked");
+}
+
 #[test]
 fn udp_to_a_frontend_without_backends_gets_port_unreachable() {
     let empty_node_port = sock(NODE_IP, 30098);

@@ -90,6 +90,7 @@ fn entry(key: ServiceKey, list: &[(&str, u16)]) -> ServiceEntry {
         key,
         backends: backends(list),
         external: None,
+        endpoints_elsewhere: false,
     }
 }
 
@@ -310,8 +311,30 @@ fn internal_traffic_policy_local_uses_only_this_nodes_endpoints() {
         service_entries(&objects, "node-3"),
         [entry(frontend, &[("10.244.3.3", 8080)])]
     );
-    // No local endpoint: the frontend stays, without backends.
-    assert_eq!(service_entries(&objects, "node-4"), [entry(frontend, &[])]);
+    // No local endpoint: the frontend stays, without backends, marked so that its packets are dropped
+    // (kube-proxy's DROP) rather than refused: the Service has endpoints, on other nodes.
+    let elsewhere = ServiceEntry {
+        endpoints_elsewhere: true,
+        ..entry(frontend, &[])
+    };
+    assert_eq!(service_entries(&objects, "node-4"), [elsewhere]);
+}
+
+#[test]
+fn a_local_policy_without_any_endpoint_is_refused_not_dropped() {
+    let yaml = service(
+        "nobody",
+        "  type: NodePort\n  clusterIP: 10.96.0.18\n  internalTrafficPolicy: Local\n  externalTrafficPolicy: Local\n  ports: [{port: 80, nodePort: 30081}]\n",
+    );
+    let entries = service_entries(&objects(&yaml), "node-1");
+    assert!(!entries.is_empty());
+    for entry in &entries {
+        assert!(entry.backends.is_empty(), "{entry:?}");
+        assert!(
+            !entry.endpoints_elsewhere,
+            "no endpoint anywhere: {entry:?}"
+        );
+    }
 }
 
 #[test]
