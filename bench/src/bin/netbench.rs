@@ -312,6 +312,9 @@ fn cross_node(args: &CrossNodeArgs) -> anyhow::Result<()> {
         })?
     };
     crossnode::run::publish(&report, args.json.as_deref(), args.markdown.as_deref())?;
+    if let Some(error) = &report.join_error {
+        anyhow::bail!("the join measurement failed (the figures are published): {error}");
+    }
     Ok(())
 }
 

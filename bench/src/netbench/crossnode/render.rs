@@ -169,6 +169,12 @@ type Pick = fn(&JoinRound) -> f64;
 
 /// The join table.
 fn join_table(out: &mut String, report: &CrossReport) {
+    if let Some(error) = &report.join_error {
+        let _ = writeln!(
+            out,
+            "### Joining a node\n\nThe join measurement failed: {error}\n"
+        );
+    }
     let Some(join) = &report.join else { return };
     let _ = writeln!(
         out,

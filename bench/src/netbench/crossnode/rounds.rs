@@ -27,7 +27,7 @@ const CHECK_TRIES: usize = 3;
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// `error` and its causes, on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -109,7 +109,8 @@ fn measure_stacks(
     rounds::measure(&endpoints, &mut built, &Test::ALL, rounds, seconds)
 }
 
-/// Runs everything and returns the report (not yet written anywhere).
+/// Runs everything and returns the report (not yet written anywhere). A failed join measurement is
+/// in [`CrossReport::join_error`], not an error: publish the figures, then fail.
 pub fn run(options: &Options) -> Result<CrossReport, CrossError> {
     let (rounds, seconds) = plan(options)?;
     preflight()?;
@@ -133,7 +134,17 @@ pub fn run(options: &Options) -> Result<CrossReport, CrossError> {
     report.cells = measure_stacks(rounds, seconds, options.xdp)?;
     report.load_after = load_average();
     if options.join {
-        report.join = Some(join::measure(rounds, options.xdp)?);
+        // A failed join keeps the figures: the caller publishes them, then reports the failure.
+        match join::measure(rounds, options.xdp) {
+            Ok(join) => report.join = Some(join),
+            Err(error) => {
+                let text = rounds::error_chain(&error);
+                progress(format_args!(
+                    "cross-node: the join measurement failed: {text}"
+                ));
+                report.join_error = Some(text);
+            }
+        }
     }
     report.duration_s = started.elapsed().as_secs_f64().round();
     progress(format_args!(

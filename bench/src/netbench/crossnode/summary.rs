@@ -87,6 +87,9 @@ pub struct CrossReport {
     pub load_after: String,
     pub cells: Vec<CrossCell>,
     pub join: Option<JoinReport>,
+    /// Why the join measurement failed, if it did (the figures above it are kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_error: Option<String>,
 }
 
 /// Median (the upper middle value for an even count, as netbench's cells) and range.
