@@ -7,9 +7,12 @@ use std::fmt::Write as _;
 
 use super::{
     stacks::{self, RatioSpec},
-    summary::{CrossReport, JoinRound, Spread, Verdict, spread, unit},
+    summary::{CrossCell, CrossReport, JoinRound, Spread, Verdict, spread, unit},
 };
-use crate::netbench::results::{Scenario, Test};
+use crate::netbench::{
+    load::Outcome,
+    results::{Scenario, Test},
+};
 
 /// Opens the cross-node section of a results file.
 pub const BEGIN: &str = "<!-- cross-node:begin (written by `netbench cross-node --markdown`; `netbench --markdown` keeps it) -->";
@@ -88,6 +91,17 @@ fn figures_table(out: &mut String, report: &CrossReport, scenario: Scenario) {
     }
 }
 
+/// A ratio with two decimals, or three when two would round it onto its goal (0.946 against 0.95).
+fn ratio_text(ratio: f64, goal: Option<f64>) -> String {
+    let two = format!("{ratio:.2}");
+    match goal {
+        Some(goal) if two == format!("{goal:.2}") && (ratio - goal).abs() > 1e-9 => {
+            format!("{ratio:.3}")
+        }
+        _ => two,
+    }
+}
+
 /// The ratios table of `scenario`: one row per ratio, the goal's verdict beside each figure.
 fn ratios_table(out: &mut String, report: &CrossReport, scenario: Scenario) {
     let tests = report.tests();
@@ -124,7 +138,7 @@ fn ratios_table(out: &mut String, report: &CrossReport, scenario: Scenario) {
                     } else {
                         String::new()
                     };
-                    format!("{:.2}{range} {mark}", r.of_medians)
+                    format!("{}{range} {mark}", ratio_text(r.of_medians, spec.goal))
                         .trim_end()
                         .to_owned()
                 },
@@ -133,6 +147,46 @@ fn ratios_table(out: &mut String, report: &CrossReport, scenario: Scenario) {
         }
         out.push('\n');
     }
+}
+
+/// The request/response tests whose load generator counted errors (refused, reset or timed-out
+/// connections, lost datagrams), with the count of each round: a tcp-crr connection that times out
+/// costs the client its 1 s connect timeout, so one error can cut a 2 s round's rate by half.
+fn errors(out: &mut String, report: &CrossReport) {
+    let counted: Vec<(&CrossCell, Vec<u64>)> = report
+        .cells
+        .iter()
+        .filter_map(|cell| {
+            let counts: Vec<u64> = cell
+                .rounds
+                .iter()
+                .map(|o| match o {
+                    Outcome::Rate(rate) => rate.errors,
+                    Outcome::Stream(_) => 0,
+                })
+                .collect();
+            counts.iter().any(|&n| n > 0).then_some((cell, counts))
+        })
+        .collect();
+    if counted.is_empty() {
+        return;
+    }
+    out.push_str(
+        "Errors the load generator counted (per round; a tcp-crr connection that times out costs the client \
+         its 1 s connect timeout):\n\n",
+    );
+    for (cell, counts) in counted {
+        let counts: Vec<String> = counts.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "- {} {} {}: {}",
+            cell.stack.name(),
+            cell.scenario.name(),
+            cell.test.name(),
+            counts.join(", ")
+        );
+    }
+    out.push('\n');
 }
 
 /// The tests that failed once and were measured again.
@@ -270,6 +324,7 @@ pub fn section(report: &CrossReport) -> String {
         ratios_table(&mut out, report, scenario);
         out.push('\n');
     }
+    errors(&mut out, report);
     failures(&mut out, report);
     join_table(&mut out, report);
     out.push_str(STACKS);
@@ -290,11 +345,7 @@ pub fn terminal(report: &CrossReport) -> String {
 mod tests {
     use super::*;
     use crate::netbench::{
-        crossnode::{
-            Stack,
-            summary::{CrossCell, JoinReport},
-        },
-        load::Outcome,
+        crossnode::{Stack, summary::JoinReport},
         results::{Rate, Stream},
     };
 
@@ -360,6 +411,18 @@ mod tests {
         assert!(text.contains("| `lab node add` returned"), "{text}");
         assert!(text.contains("| 850 [850–850] |"), "{text}");
         assert!(!terminal(&report()).contains("cross-node:begin"));
+        assert!(
+            !text.contains("Errors the load generator counted"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn ratios_next_to_their_goal_get_a_third_decimal() {
+        assert_eq!(ratio_text(0.9461, Some(0.95)), "0.946");
+        assert_eq!(ratio_text(0.95, Some(0.95)), "0.95");
+        assert_eq!(ratio_text(0.9461, None), "0.95");
+        assert_eq!(ratio_text(1.234, Some(1.0)), "1.23");
     }
 
     #[test]
