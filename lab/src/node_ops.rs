@@ -73,6 +73,7 @@ impl Lab {
         if node.runs_strait() {
             process::stop(node.agent_pid, Duration::from_secs(5));
         }
+        self.unplug(node.index)?;
         netns::delete(&node.netns)?;
         let pins = Path::new(bpffs::DEFAULT_BPFFS).join("strait").join(name);
         if pins.exists() {
@@ -90,6 +91,24 @@ impl Lab {
         self.publish()?;
         tracing::info!(node = %name, pods = pods.len(), "node removed");
         Ok(())
+    }
+
+    /// Deletes node `index`'s port on the underlay bridge (its veth pair goes with it) now: left to the
+    /// namespace's teardown, the kernel removes it some time after the namespace file is gone, and a
+    /// node added at once with the same index would find the name taken.
+    fn unplug(&self, index: usize) -> Result<(), LabError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LabError::io("starting a runtime", e))?;
+        let underlay = netns::path(&self.names.underlay_netns());
+        runtime.block_on(async {
+            let nl = Netlink::connect_in(&underlay)?;
+            if let Some(port) = nl.link_index(&format!("n{index}")).await? {
+                nl.delete_link(port).await?;
+            }
+            Ok::<_, LabError>(())
+        })
     }
 
     /// Removes `gone`'s entries from every remaining Flannel reference node, as flanneld does when a

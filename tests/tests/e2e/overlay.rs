@@ -853,6 +853,15 @@ fn nodes_join_and_leave_a_running_lab() {
             "{other} no longer routes to {joined}: {prefixes:?}"
         );
     }
+    // The same index joins again at once: the removed node's underlay port was deleted with it, not
+    // left for the kernel to reap after its namespace.
+    let again = lab.add_node(false).unwrap();
+    assert_eq!(again, joined, "the freed index is reused");
+    let back = lab.state.node(&again).unwrap().ip;
+    assert!(
+        remote_prefixes(&first).contains(&(back, 32, back)),
+        "{first} reaches {again} again"
+    );
 }
 
 /// Restarting the agents of both ends keeps an established cross-node connection: the VXLAN device,
