@@ -50,6 +50,8 @@ pub enum CrossError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("interrupted")]
+    Interrupted,
     #[error("printing the tables")]
     Output(#[from] crate::stdout::OutputError),
 }

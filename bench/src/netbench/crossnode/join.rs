@@ -200,7 +200,7 @@ fn one_round(lab: &mut Lab, from: &[PodRecord]) -> Result<JoinRound, CrossError>
 /// afterwards).
 pub fn measure(rounds: usize, xdp: LabXdp) -> Result<JoinReport, CrossError> {
     let guard = LabGuard::new("cnj");
-    signals::register(&guard.name);
+    signals::register(&guard.name)?;
     let options = LabOptions {
         overlay: LabOverlay::Vxlan,
         xdp_mode: xdp,

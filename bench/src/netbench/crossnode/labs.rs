@@ -101,7 +101,7 @@ fn up(
     xdp: LabXdp,
 ) -> Result<(Lab, LabGuard), CrossError> {
     let guard = LabGuard::new(prefix);
-    signals::register(&guard.name);
+    signals::register(&guard.name)?;
     let options = LabOptions {
         overlay,
         flannel_nodes: flannel,

@@ -110,8 +110,17 @@ fn measure_stacks(
 }
 
 /// Runs everything and returns the report (not yet written anywhere). A failed join measurement is
-/// in [`CrossReport::join_error`], not an error: publish the figures, then fail.
+/// in [`CrossReport::join_error`], not an error: publish the figures, then fail. After a stop signal
+/// it does not return: the signal watcher removes the labs and ends the process.
 pub fn run(options: &Options) -> Result<CrossReport, CrossError> {
+    let result = run_all(options);
+    if signals::stopping() {
+        signals::wait_for_stop();
+    }
+    result
+}
+
+fn run_all(options: &Options) -> Result<CrossReport, CrossError> {
     let (rounds, seconds) = plan(options)?;
     preflight()?;
     signals::install()?;

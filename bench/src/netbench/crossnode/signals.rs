@@ -27,11 +27,28 @@ extern "C" fn raise_stop(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-/// Adds `lab` to the labs removed on a signal (call before building it).
-pub fn register(lab: &str) {
-    LABS.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(lab.to_owned());
+/// Adds `lab` to the labs removed on a signal (call before building it); refuses once a signal came,
+/// so no lab is built that the watcher would miss.
+pub fn register(lab: &str) -> Result<(), CrossError> {
+    let mut labs = LABS.lock().unwrap_or_else(PoisonError::into_inner);
+    if stopping() {
+        return Err(CrossError::Interrupted);
+    }
+    labs.push(lab.to_owned());
+    Ok(())
+}
+
+/// Whether a stop signal came.
+pub fn stopping() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// After a stop signal: waits for the watcher to remove the labs and end the process, so an error
+/// that the teardown caused in the run is not reported as the run's failure.
+pub fn wait_for_stop() -> ! {
+    loop {
+        std::thread::sleep(POLL);
+    }
 }
 
 /// Installs the handlers and starts the watcher.
