@@ -103,9 +103,10 @@ fn probe_all(
         .collect()
 }
 
-/// Waits until node `index`'s port `n<index>` has left the underlay's bridge. Removing a node deletes
-/// its namespace, and the kernel destroys the veth in it (and with it the port) a little later: adding
-/// the next node, which gets the same index, before that fails with "File exists".
+/// Waits until node `index`'s port `n<index>` has left the underlay's bridge: adding the next node,
+/// which gets the same index, fails with "File exists" while it is there. `Lab::remove_node` deletes
+/// the port itself since `2930722`; before, the kernel reaped it some time after the namespace, and a
+/// full run failed so. Kept as a check that costs one `ip link show`.
 fn wait_unplugged(lab: &Lab, index: usize) -> Result<(), CrossError> {
     let underlay = netns::path(&lab.names.underlay_netns());
     let port = format!("n{index}");
