@@ -55,12 +55,22 @@ pub async fn plug(
 
     let nl = Netlink::connect_in(host)?;
     let index = nl.require_link(&peer).await?;
+    // The MAC follows the address, as a host keeps its NIC: a node removed and added again with the same
+    // index is found at the MAC its neighbours still remember.
+    nl.set_mac(index, host_mac(addr)).await?;
     nl.rename_up(index, "eth0").await?;
     nl.add_address(index, addr, UNDERLAY_PREFIX).await?;
     if let Some(lo) = nl.link_index("lo").await? {
         nl.set_up(lo).await?;
     }
     Ok(())
+}
+
+/// The underlay MAC of the host with address `addr`: locally administered, unicast, the address in its
+/// last four bytes.
+pub fn host_mac(addr: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = addr.octets();
+    [0x02, 0x4c, a, b, c, d]
 }
 
 /// Node namespace settings: IP forwarding off, so only strait's eBPF programs can move pod traffic.

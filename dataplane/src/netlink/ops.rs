@@ -122,6 +122,20 @@ impl Netlink {
             .map_err(nl_error(format!("renaming link {index} to {name}")))
     }
 
+    /// Sets the MAC address of link `index`.
+    pub async fn set_mac(&self, index: u32, mac: [u8; 6]) -> Result<(), DataplaneError> {
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .address(mac.to_vec())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl_error(format!("setting the MAC of link {index}")))
+    }
+
     /// Sets link `index` up.
     pub async fn set_up(&self, index: u32) -> Result<(), DataplaneError> {
         self.handle

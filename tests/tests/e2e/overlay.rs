@@ -862,6 +862,18 @@ fn nodes_join_and_leave_a_running_lab() {
         remote_prefixes(&first).contains(&(back, 32, back)),
         "{first} reaches {again} again"
     );
+    // Its pods are reachable at once: the node came back at the MAC its neighbours remember.
+    lab.apply(&file).unwrap();
+    let pinned = lab.state.pod("default/pinned").unwrap().clone();
+    let answer = lab
+        .probe(
+            "default/client",
+            &format!("{}:8080", pinned.ip),
+            false,
+            Duration::from_secs(2),
+        )
+        .unwrap();
+    assert_eq!(answer, Ok("default/pinned".to_owned()), "on {again} again");
 }
 
 /// Restarting the agents of both ends keeps an established cross-node connection: the VXLAN device,
