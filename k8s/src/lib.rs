@@ -5,6 +5,7 @@
 //!   checking and the choice of kinds a caller reads.
 //! - [`validate`]: the API server's validation of the fields strait relies on.
 //! - [`selector`]: label selectors (`matchLabels`, `matchExpressions`).
+//! - [`netpol`]: NetworkPolicy semantics: parsed policies and the specification's verdict on a flow.
 //! - [`service`]: cluster IP, external addresses, named target ports of a Service.
 //! - [`store`]: [`ObjectStore`], the one copy of the cluster's objects, and the change events features
 //!   subscribe to.
@@ -12,6 +13,7 @@
 mod builtin;
 pub mod flannel;
 pub mod manifest;
+pub mod netpol;
 pub mod object;
 pub mod selector;
 pub mod service;
