@@ -52,6 +52,15 @@ impl Verdict {
     }
 }
 
+/// What a rule made of a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleOutcome {
+    /// One of its peers (or all, with none listed) is the flow's other party.
+    pub peer: bool,
+    /// One of its ports (or all, with none listed) is the flow's port and protocol.
+    pub port: bool,
+}
+
 /// Which side of a flow a rule is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Direction {
@@ -136,20 +145,33 @@ impl Evaluator {
     }
 
     fn rule_allows(&self, policy: &Policy, rule: &Rule, peer: &Party<'_>, flow: &Flow<'_>) -> bool {
-        let peer_ok = rule
-            .peers
-            .as_ref()
-            .is_none_or(|peers| peers.iter().any(|p| self.peer_matches(policy, p, peer)));
-        let port_ok = rule
-            .ports
-            .as_ref()
-            .is_none_or(|ports| ports.iter().any(|p| port_matches(p, flow)));
-        peer_ok && port_ok
+        let outcome = self.rule_outcome(policy, rule, peer, flow);
+        outcome.peer && outcome.port
+    }
+
+    /// Whether `rule` of `policy` admits the flow's other party (`peer`) and its port and protocol.
+    pub fn rule_outcome(
+        &self,
+        policy: &Policy,
+        rule: &Rule,
+        peer: &Party<'_>,
+        flow: &Flow<'_>,
+    ) -> RuleOutcome {
+        RuleOutcome {
+            peer: rule
+                .peers
+                .as_ref()
+                .is_none_or(|peers| peers.iter().any(|p| self.peer_matches(policy, p, peer))),
+            port: rule
+                .ports
+                .as_ref()
+                .is_none_or(|ports| ports.iter().any(|p| port_matches(p, flow))),
+        }
     }
 
     fn peer_matches(&self, policy: &Policy, rule: &Peer, party: &Party<'_>) -> bool {
         match (rule, party) {
-            (Peer::Block(block), party) => block.covers(party.ip()),
+            (Peer::Block(block), party) => party.ip().is_some_and(|ip| block.covers(ip)),
             (Peer::Pods { .. }, Party::External(_)) => false,
             (Peer::Pods { pods, namespaces }, Party::Pod(pod)) => {
                 let namespace_ok = match namespaces {

@@ -1,11 +1,12 @@
 //! NetworkPolicy (networking.k8s.io/v1) as the specification defines it, independent of any data path:
 //! [`rules`] parses a policy into what decides traffic, [`evaluate`] gives the verdict on one flow
-//! between pods or outside addresses. It is the oracle the data path is tested against and the
+//! between pods or outside addresses, [`explain`] tells that verdict in words. It is the oracle the data path is tested against and the
 //! reasoning `strait policy explain` reports.
 //!
 //! The flow is judged as the backend sees it: after any Service translation, destination pod and port.
 
 pub mod evaluate;
+pub mod explain;
 pub mod rules;
 #[cfg(test)]
 mod tests;
@@ -52,13 +53,21 @@ pub struct PolicyPod {
     pub namespace: String,
     pub name: String,
     pub labels: Labels,
-    pub ip: Ipv4Addr,
+    /// `None` where the address is not known (a pod in a manifest not yet scheduled): no `ipBlock`
+    /// covers it.
+    pub ip: Option<Ipv4Addr>,
     pub ports: Vec<ContainerPort>,
 }
 
 impl PolicyPod {
-    /// A Pod object with its address (`status.podIP` when the object has none).
-    pub fn from_pod(pod: &Pod, ip: Ipv4Addr) -> Self {
+    /// A Pod object with its address (`None`: `status.podIP`, if the object has one).
+    pub fn from_pod(pod: &Pod, ip: Option<Ipv4Addr>) -> Self {
+        let ip = ip.or_else(|| {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_deref())
+                .and_then(|ip| ip.parse().ok())
+        });
         let ports = pod
             .spec
             .iter()
@@ -108,10 +117,18 @@ pub enum Party<'a> {
 }
 
 impl Party<'_> {
-    pub fn ip(&self) -> Ipv4Addr {
+    pub fn ip(&self) -> Option<Ipv4Addr> {
         match self {
             Party::Pod(pod) => pod.ip,
-            Party::External(ip) => *ip,
+            Party::External(ip) => Some(*ip),
+        }
+    }
+
+    /// `namespace/name` of a pod, the address of anything else.
+    pub fn describe(&self) -> String {
+        match self {
+            Party::Pod(pod) => pod.key(),
+            Party::External(ip) => ip.to_string(),
         }
     }
 }

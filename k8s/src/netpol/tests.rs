@@ -41,12 +41,12 @@ fn model() -> Model {
                 namespace: (*namespace).to_owned(),
                 name: (*name).to_owned(),
                 labels: labels(&[("pod", name)]),
-                ip: Ipv4Addr::new(
+                ip: Some(Ipv4Addr::new(
                     10,
                     244,
                     u8::try_from(n + 1).unwrap(),
                     u8::try_from(p + 2).unwrap(),
-                ),
+                )),
                 ports,
             });
         }
@@ -429,5 +429,98 @@ fn what_the_api_server_refuses_does_not_parse() {
     assert_eq!(
         parse("  podSelector: {}\n  policyTypes: [Sideways]\n"),
         "spec.policyTypes[0]: must be Ingress or Egress, got \"Sideways\""
+    );
+}
+
+/// Namespaces, pods and a policy in one manifest, as `strait policy explain --manifests` reads them.
+const OFFLINE: &str = "apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: web}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: shop, labels: {app: api}}
+spec:
+  containers: [{name: c, image: i, ports: [{name: http, containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {containers: [{name: c, image: i}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: batch, namespace: shop, labels: {app: batch}}
+spec: {containers: [{name: c, image: i}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: api-from-web, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: api}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: http}]}]
+";
+
+fn offline() -> explain::PolicyCluster {
+    use crate::{Kind, ParseOptions, manifest::parse_str};
+    let options = ParseOptions {
+        kinds: &[Kind::Namespace, Kind::Pod, Kind::NetworkPolicy],
+        skip_other_kinds: false,
+        strict: true,
+        validate: true,
+    };
+    let loaded = parse_str(std::path::Path::new("shop.yaml"), OFFLINE, &options).unwrap();
+    let objects = loaded.into_objects();
+    explain::PolicyCluster::from_objects(&objects).unwrap()
+}
+
+#[test]
+fn explain_tells_the_verdict_and_each_rule_in_words() {
+    let cluster = offline();
+    let web = cluster.party("shop/web").unwrap();
+    let batch = cluster.party("shop/batch").unwrap();
+    let api = cluster.party("shop/api").unwrap();
+
+    let allowed = cluster.explain(&explain::flow(web, api, 8080, Protocol::Tcp));
+    assert!(allowed.verdict.allowed());
+    assert_eq!(
+        allowed.text,
+        "shop/web -> shop/api on 8080/TCP: ALLOWED
+  egress of shop/web: allowed, no NetworkPolicy selects it for egress
+  ingress of shop/api: allowed by shop/api-from-web rule 0
+"
+    );
+
+    let denied = cluster.explain(&explain::flow(batch, api, 8080, Protocol::Tcp));
+    assert!(!denied.verdict.allowed());
+    assert_eq!(
+        denied.text,
+        "shop/batch -> shop/api on 8080/TCP: DENIED
+  egress of shop/batch: allowed, no NetworkPolicy selects it for egress
+  ingress of shop/api: denied, selected by shop/api-from-web and no rule allows it
+    shop/api-from-web rule 0: from shop/batch: matches no peer; 8080/TCP: a listed port
+"
+    );
+
+    // The named port resolves to 8080 only: 9090 is no listed port, whoever asks.
+    let other_port = cluster.explain(&explain::flow(web, api, 9090, Protocol::Tcp));
+    assert!(
+        other_port
+            .text
+            .contains("from shop/web: matches a peer; 9090/TCP: no listed port")
+    );
+
+    // An address outside the cluster, and names that are no pod.
+    let outside = cluster.party("192.0.2.1").unwrap();
+    let from_outside = cluster.explain(&explain::flow(outside, api, 8080, Protocol::Tcp));
+    assert!(
+        from_outside
+            .text
+            .contains("egress of 192.0.2.1: outside the cluster, no policy applies")
+    );
+    assert!(!from_outside.verdict.allowed());
+    assert_eq!(
+        cluster.party("shop/nobody").unwrap_err().to_string(),
+        "no pod shop/nobody (give NAMESPACE/POD, or an IPv4 address)"
     );
 }
