@@ -15,16 +15,21 @@ use crate::{
     state::{NodeRecord, PodRecord},
 };
 
+/// A runtime for the netlink calls of one node operation.
+fn runtime() -> Result<tokio::runtime::Runtime, LabError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LabError::io("starting a runtime", e))
+}
+
 impl Lab {
     /// Adds a node (a Flannel reference node with `flannel`) with the next free index; returns its name
     /// once it is ready and every agent has its Node object.
     pub fn add_node(&mut self, flannel: bool) -> Result<String, LabError> {
         let index = self.state.nodes.iter().map(|n| n.index).max().unwrap_or(0) + 1;
         let path = netns::create(&self.names.node_netns(index))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| LabError::io("starting a runtime", e))?;
+        let runtime = runtime()?;
         let underlay = netns::path(&self.names.underlay_netns());
         runtime.block_on(async {
             let nl = Netlink::connect_in(&underlay)?;
@@ -97,10 +102,7 @@ impl Lab {
     /// namespace's teardown, the kernel removes it some time after the namespace file is gone, and a
     /// node added at once with the same index would find the name taken.
     fn unplug(&self, index: usize) -> Result<(), LabError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| LabError::io("starting a runtime", e))?;
+        let runtime = runtime()?;
         let underlay = netns::path(&self.names.underlay_netns());
         runtime.block_on(async {
             let nl = Netlink::connect_in(&underlay)?;
@@ -114,10 +116,7 @@ impl Lab {
     /// Removes `gone`'s entries from every remaining Flannel reference node, as flanneld does when a
     /// Node object is deleted.
     fn forget_on_flannel_nodes(&self, gone: &NodeRecord) -> Result<(), LabError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| LabError::io("starting a runtime", e))?;
+        let runtime = runtime()?;
         for node in self.state.nodes.iter().filter(|n| !n.runs_strait()) {
             runtime.block_on(flannel::forget(&netns::path(&node.netns), gone))?;
         }

@@ -59,15 +59,19 @@ fn node_with_tunnel(services: &[ServiceEntry], mode: RemoteMode) -> Node {
     let vxlan = tunnel_device();
     let mut node = Node::with_node_ip(services);
     node.dp.set_overlay(vxlan, 1, THIS_VTEP).unwrap();
-    let route = RemoteRoute {
+    node.dp.sync_remote_routes(&[node_2(mode)]).unwrap();
+    node
+}
+
+/// Node 2's pod CIDR, reached in `mode`.
+fn node_2(mode: RemoteMode) -> RemoteRoute {
+    RemoteRoute {
         prefix: Ipv4Addr::new(10, 244, 2, 0),
         prefix_len: 24,
         node_ip: NODE_2,
         vtep_mac: NODE_2_VTEP,
         mode,
-    };
-    node.dp.sync_remote_routes(&[route]).unwrap();
-    node
+    }
 }
 
 /// A UDP datagram of `total` IPv4 bytes with DF set or clear (header checksum recomputed).
@@ -176,13 +180,8 @@ fn node_with_direct_route() -> Node {
     let vxlan = nix::net::if_::if_nametoindex("tunnel0").unwrap();
     node.dp.set_overlay(vxlan, 1, THIS_VTEP).unwrap();
     node.dp.set_node(NODE_IP, TEST_RUN_IFINDEX).unwrap();
-    let route = RemoteRoute {
-        prefix: Ipv4Addr::new(10, 244, 2, 0),
-        prefix_len: 24,
-        node_ip: NODE_2,
-        vtep_mac: NODE_2_VTEP,
-        mode: RemoteMode::Direct,
-    };
-    node.dp.sync_remote_routes(&[route]).unwrap();
+    node.dp
+        .sync_remote_routes(&[node_2(RemoteMode::Direct)])
+        .unwrap();
     node
 }
