@@ -31,6 +31,34 @@ use crate::{
 pub const BUILTIN_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// The label the API server sets on every Namespace to its name (immutable; what a NetworkPolicy's
+/// `namespaceSelector` uses to pick one namespace by name).
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// `namespace` with [`NAMESPACE_NAME_LABEL`] set to its name, as the API server stores it.
+pub fn with_name_label(mut namespace: Namespace) -> Namespace {
+    let name = namespace.metadata.name.clone().unwrap_or_default();
+    namespace
+        .metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(NAMESPACE_NAME_LABEL.to_owned(), name);
+    namespace
+}
+
+/// Every namespace the lab knows, by name: the built-in ones (as applied, or bare) and the applied
+/// ones, each with [`NAMESPACE_NAME_LABEL`].
+pub fn known_namespaces(state: &LabState) -> BTreeMap<String, Namespace> {
+    let mut all: BTreeMap<String, Namespace> = BUILTIN_NAMESPACES
+        .iter()
+        .map(|name| ((*name).to_owned(), bare_namespace(name)))
+        .collect();
+    for (name, namespace) in &state.namespaces {
+        all.insert(name.clone(), with_name_label(namespace.clone()));
+    }
+    all
+}
+
 /// What applying did to one object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -187,16 +215,7 @@ pub fn plan(state: &LabState, loaded: &Loaded) -> Result<Plan, LabError> {
         let key = format!("{namespace}/{name}");
         let action = match object {
             Object::Namespace(applied) => {
-                let previous = namespaces.get(&name).cloned().or_else(|| {
-                    BUILTIN_NAMESPACES
-                        .contains(&name.as_str())
-                        .then(|| bare_namespace(&name))
-                });
-                let action = compare(previous.as_ref(), applied);
-                namespaces.insert(name.clone(), (**applied).clone());
-                plan.steps
-                    .push(Step::Namespace(name.clone(), applied.clone()));
-                action
+                plan_namespace(&mut namespaces, &mut plan, &name, applied)
             }
             Object::Service(service) => {
                 // Admission errors name the service themselves (`service default/web: ...`).
@@ -258,6 +277,31 @@ pub fn plan(state: &LabState, loaded: &Loaded) -> Result<Plan, LabError> {
     Ok(plan)
 }
 
+/// Plans applying the Namespace `name` (with its name label, as the API server stores it) over
+/// `namespaces`, the namespaces as planned so far.
+fn plan_namespace(
+    namespaces: &mut BTreeMap<String, Namespace>,
+    plan: &mut Plan,
+    name: &str,
+    applied: &Namespace,
+) -> Action {
+    let applied = with_name_label(applied.clone());
+    let previous = namespaces
+        .get(name)
+        .cloned()
+        .map(with_name_label)
+        .or_else(|| {
+            BUILTIN_NAMESPACES
+                .contains(&name)
+                .then(|| bare_namespace(name))
+        });
+    let action = compare(previous.as_ref(), &applied);
+    namespaces.insert(name.to_owned(), applied.clone());
+    plan.steps
+        .push(Step::Namespace(name.to_owned(), Box::new(applied)));
+    action
+}
+
 /// `created` without a previous version, `unchanged` when it equals the new one, else `configured`.
 fn compare<T: PartialEq>(previous: Option<&T>, new: &T) -> Action {
     match previous {
@@ -267,15 +311,15 @@ fn compare<T: PartialEq>(previous: Option<&T>, new: &T) -> Action {
     }
 }
 
-/// A built-in namespace as the lab holds it before anyone applies it: its name alone.
+/// A built-in namespace as the lab holds it before anyone applies it: its name and its name label.
 fn bare_namespace(name: &str) -> Namespace {
-    Namespace {
+    with_name_label(Namespace {
         metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
             name: Some(name.to_owned()),
             ..Default::default()
         },
         ..Namespace::default()
-    }
+    })
 }
 
 impl Lab {

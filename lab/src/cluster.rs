@@ -129,7 +129,6 @@ impl Lab {
         self.save()?;
         bpffs::ensure_mounted(Path::new(bpffs::DEFAULT_BPFFS))?;
         cgroup::create(&self.names.cgroup())?;
-        cgroup::create(&format!("{}/external", self.names.cgroup()))?;
         let underlay = netns::create(&self.names.underlay_netns())?;
         let external = netns::create(&self.names.external_netns())?;
         let mut node_paths = Vec::new();
@@ -149,6 +148,7 @@ impl Lab {
             }
             Ok::<_, LabError>(())
         })?;
+        self.start_external_server()?;
         for (index, path) in node_paths.iter().take(nodes) {
             network::configure_node(path)?;
             let record = self.start_agent(*index, path)?;

@@ -1,15 +1,7 @@
 //! The lab's container runtime part: scheduling a pod onto the least loaded node, creating its namespace
 //! and cgroup, calling the CNI plugin, starting the workload and waiting for it; and the reverse.
 
-use std::{
-    fmt::Write as _,
-    fs,
-    io::Read,
-    net::Ipv4Addr,
-    path::Path,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{fmt::Write as _, fs, io::Read, net::Ipv4Addr, path::Path, time::Duration};
 
 use strait_dataplane::netns;
 
@@ -21,6 +13,7 @@ use crate::{
     manifests::{PodSpecLite, Protocol},
     process::{self, Placement},
     state::{NodeRecord, PodRecord},
+    workload::{self, Listen},
 };
 
 impl Lab {
@@ -174,51 +167,27 @@ impl Lab {
         let started = (|| {
             let cgroup_dir = cgroup::create(cgroup_rel)?;
             let file_stem = format!("{}_{}", spec.namespace, spec.name);
-            let ready = node_dir.join("pods").join(format!("{file_stem}.ready"));
-            let _ = fs::remove_file(&ready);
-            let log = process::log_file(&node_dir.join("pods").join(format!("{file_stem}.log")))?;
-            let log_err = log
-                .try_clone()
-                .map_err(|e| LabError::io("duplicating the log handle", e))?;
-            let mut command = Command::new(self.bin_dir.join("strait"));
-            command
-                .args(["lab", "workload", "--identity"])
-                .arg(format!("{}/{}", spec.namespace, spec.name))
-                .arg("--ready-file")
-                .arg(&ready);
-            for port in &spec.ports {
-                let proto = if port.protocol == Protocol::Udp {
-                    "udp"
-                } else {
-                    "tcp"
-                };
-                command
-                    .arg("--listen")
-                    .arg(format!("{proto}:{}", port.port));
-            }
-            command
-                .env("STRAIT_LAB", &self.names.lab)
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log_err);
-            let placement = Placement {
-                netns: ns_path.to_path_buf(),
-                cgroup: Some(cgroup_dir),
-            };
-            let child = process::spawn_in(&placement, &mut command, true)?;
-            let pid = i32::try_from(child.id()).unwrap_or_default();
-            let deadline = Instant::now() + POD_READY_TIMEOUT;
-            while !ready.exists() {
-                if !process::alive(pid) || Instant::now() > deadline {
-                    process::stop(pid, Duration::from_millis(100));
-                    return Err(LabError::Environment(format!(
-                        "workload of pod {}/{} did not become ready",
-                        spec.namespace, spec.name
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(pid)
+            let listen: Vec<Listen> = spec
+                .ports
+                .iter()
+                .map(|port| match port.protocol {
+                    Protocol::Udp => Listen::Udp(port.port),
+                    Protocol::Tcp => Listen::Tcp(port.port),
+                })
+                .collect();
+            workload::spawn(&workload::Start {
+                bin_dir: &self.bin_dir,
+                lab: &self.names.lab,
+                identity: &format!("{}/{}", spec.namespace, spec.name),
+                listen: &listen,
+                placement: Placement {
+                    netns: ns_path.to_path_buf(),
+                    cgroup: Some(cgroup_dir),
+                },
+                ready_file: node_dir.join("pods").join(format!("{file_stem}.ready")),
+                log_file: node_dir.join("pods").join(format!("{file_stem}.log")),
+                timeout: POD_READY_TIMEOUT,
+            })
         })();
         match started {
             Ok(pid) => Ok((ip, pid)),

@@ -1,11 +1,85 @@
 //! The probe client: connects to TARGET:PORT over TCP (or sends one UDP datagram) and returns what the
-//! answering pod sent: its name on the first line, the client address it saw on the second. Runs inside the prober's namespace and cgroup (see `lab probe`).
+//! answering pod sent: its name on the first line, the client address it saw on the second. Runs inside
+//! the prober's namespace and cgroup (see `lab probe`). [`ask_many`] runs many probes at once from one
+//! process (`lab probe-batch`, what `lab reachability` starts once per probing pod).
 
 use std::{
     io::{BufRead, BufReader},
     net::{SocketAddr, TcpStream, UdpSocket},
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    thread,
     time::{Duration, Instant},
 };
+
+/// One probe of a batch: where to, over UDP or TCP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub udp: bool,
+}
+
+impl std::fmt::Display for Target {
+    /// `tcp IP:PORT` or `udp IP:PORT`: one line of `lab probe-batch`'s input.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = if self.udp { "udp" } else { "tcp" };
+        write!(f, "{proto} {}", self.addr)
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(line: &str) -> Result<Self, String> {
+        let (proto, addr) = line
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| format!("{line:?}: expected `tcp IP:PORT` or `udp IP:PORT`"))?;
+        let udp = match proto {
+            "tcp" => false,
+            "udp" => true,
+            _ => return Err(format!("{line:?}: protocol must be tcp or udp")),
+        };
+        let addr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{line:?}: {addr:?} is not IP:PORT"))?;
+        Ok(Self { addr, udp })
+    }
+}
+
+/// Runs every probe of `targets` on up to `parallel` threads; the answers (as [`ask`] gives them) in
+/// the order of `targets`.
+pub fn ask_many(
+    targets: &[Target],
+    timeout: Duration,
+    parallel: usize,
+) -> Vec<Result<String, String>> {
+    let next = AtomicUsize::new(0);
+    let answers: Mutex<Vec<Option<Result<String, String>>>> = Mutex::new(vec![None; targets.len()]);
+    thread::scope(|scope| {
+        for _ in 0..parallel.clamp(1, targets.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(target) = targets.get(i) else { break };
+                    let answer = ask(target.addr, target.udp, timeout);
+                    if let Ok(mut answers) = answers.lock() {
+                        answers[i] = Some(answer);
+                    }
+                }
+            });
+        }
+    });
+    answers
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err("not probed".to_owned())))
+        .collect()
+}
 
 /// Asks `target` who it is. Errors describe why nobody answered.
 pub fn ask(target: SocketAddr, udp: bool, timeout: Duration) -> Result<String, String> {
@@ -101,6 +175,53 @@ mod tests {
         );
         // Nothing listens on the port any more.
         assert!(ask(addr, false, Duration::from_millis(300)).is_err());
+    }
+
+    #[test]
+    fn a_batch_answers_in_order_and_in_parallel() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = listener.local_addr().unwrap();
+        thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let _ = s.write_all(b"ns/a\n");
+            }
+        });
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let udp = silent.local_addr().unwrap();
+        let mut targets = vec![
+            Target {
+                addr: udp,
+                udp: true
+            };
+            8
+        ];
+        targets.insert(
+            3,
+            Target {
+                addr: tcp,
+                udp: false,
+            },
+        );
+        let started = Instant::now();
+        let answers = ask_many(&targets, Duration::from_millis(300), 16);
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "probes ran in parallel: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(answers.len(), 9);
+        assert_eq!(answers[3], Ok("ns/a".to_owned()));
+        assert!(
+            answers
+                .iter()
+                .enumerate()
+                .all(|(i, a)| (i == 3) == a.is_ok())
+        );
+        let line = targets[3].to_string();
+        assert_eq!(line.parse::<Target>(), Ok(targets[3]));
+        assert!("sctp 1.2.3.4:5".parse::<Target>().is_err());
+        assert!("tcp nowhere".parse::<Target>().is_err());
+        assert!(ask_many(&[], Duration::from_millis(10), 4).is_empty());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Publishing the cluster's objects for the agents, as the API server and the endpoints controller would:
 //! every Service gets a ClusterIP (kept across re-applies) and node ports, EndpointSlices are computed from
-//! the pods, and the whole set (with the Node objects) is written to the lab's cluster directory, which every agent watches.
+//! the pods, and the whole set (with the Node, Namespace and Pod objects: pods with their labels, node,
+//! address and named container ports) is written to the lab's cluster directory, which every agent
+//! watches.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -11,7 +13,10 @@ use std::{
 const SYNC_TIMEOUT: Duration = Duration::from_secs(15);
 
 use k8s_openapi::{
-    api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus, Service, ServicePort},
+    api::core::v1::{
+        Container, ContainerPort, Node, NodeAddress, NodeSpec, NodeStatus, Pod, PodCondition,
+        PodIP, PodSpec, PodStatus, Service, ServicePort,
+    },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use strait_k8s::flannel;
@@ -24,7 +29,7 @@ use crate::{
         nodeport::{assign_node_ports, keep_health_check_node_port},
         write_objects,
     },
-    state::NodeRecord,
+    state::{NodeRecord, PodRecord},
 };
 
 /// Completes a Service as the API server would before storing it under `key`: a ClusterIP unless it asks
@@ -106,6 +111,12 @@ impl Lab {
             .iter()
             .map(|n| node_object(n).into())
             .collect();
+        objects.extend(
+            crate::apply::known_namespaces(&self.state)
+                .into_values()
+                .map(ObjectFile::from),
+        );
+        objects.extend(self.state.pods.iter().map(|p| pod_object(p).into()));
         for service in self.state.services.values() {
             objects.push(service.clone().into());
             for slice in endpoint_slices(service, &self.state.pods, &none) {
@@ -172,6 +183,51 @@ fn node_object(node: &NodeRecord) -> Node {
                 type_: "InternalIP".into(),
             }]),
             ..NodeStatus::default()
+        }),
+    }
+}
+
+/// The Pod object of a lab pod as the API server would serve it once running: labels, node, one
+/// container with the pod's (named) ports, phase Running, Ready, and its address.
+pub(crate) fn pod_object(pod: &PodRecord) -> Pod {
+    let ports: Vec<ContainerPort> = pod
+        .ports
+        .iter()
+        .map(|p| ContainerPort {
+            name: p.name.clone(),
+            container_port: i32::from(p.port),
+            protocol: Some(p.protocol.as_str().to_owned()),
+            ..ContainerPort::default()
+        })
+        .collect();
+    let ip = pod.ip.to_string();
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(pod.name.clone()),
+            namespace: Some(pod.namespace.clone()),
+            labels: (!pod.labels.is_empty()).then(|| pod.labels.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some(pod.node.clone()),
+            containers: vec![Container {
+                name: "workload".into(),
+                image: Some("strait-lab-workload".into()),
+                ports: (!ports.is_empty()).then_some(ports),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+        status: Some(PodStatus {
+            phase: Some("Running".into()),
+            pod_ip: Some(ip.clone()),
+            pod_ips: Some(vec![PodIP { ip }]),
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                ..PodCondition::default()
+            }]),
+            ..PodStatus::default()
         }),
     }
 }

@@ -71,6 +71,9 @@ pub struct LabState {
     pub services: BTreeMap<String, Service>,
     /// Deployments by `namespace/name`: (replicas, template hash).
     pub deployments: BTreeMap<String, (usize, String)>,
+    /// The external namespace's server ([`crate::external`]); 0 when none runs (a lab from before it).
+    #[serde(default)]
+    pub external_pid: i32,
     /// How the lab was built; a restarted agent gets the same flags.
     #[serde(default)]
     pub options: LabOptions,

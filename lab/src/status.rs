@@ -33,10 +33,19 @@ pub fn to_json(lab: &Lab) -> Value {
             "ports": p.ports,
             "owner": p.owner,
         })).collect::<Vec<_>>(),
-        "namespaces": crate::apply::BUILTIN_NAMESPACES.iter().copied()
-            .chain(state.namespaces.keys().map(String::as_str))
-            .collect::<Vec<_>>(),
+        "namespaces": crate::apply::known_namespaces(state).iter().map(|(name, ns)| json!({
+            "name": name,
+            "labels": ns.metadata.labels.clone().unwrap_or_default(),
+        })).collect::<Vec<_>>(),
         "services": services_json(state),
+        "external": json!({
+            "ip": crate::network::EXTERNAL_IP,
+            "netns": lab.names.external_netns(),
+            "server_pid": state.external_pid,
+            "server_running": lab.external_server_running(),
+            "identity": crate::external::EXTERNAL_IDENTITY,
+            "ports": crate::external::EXTERNAL_PORTS,
+        }),
     })
 }
 

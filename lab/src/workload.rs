@@ -4,17 +4,83 @@
 use std::{
     io::Write,
     net::{Ipv4Addr, TcpListener, UdpSocket},
-    path::Path,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
     thread,
+    time::{Duration, Instant},
 };
 
-use crate::LabError;
+use crate::{
+    LabError,
+    process::{self, Placement},
+};
+
+/// How to start a workload process: who it says it is, what it serves, where it runs and logs.
+pub(crate) struct Start<'a> {
+    pub bin_dir: &'a Path,
+    pub lab: &'a str,
+    pub identity: &'a str,
+    pub listen: &'a [Listen],
+    pub placement: Placement,
+    pub ready_file: PathBuf,
+    pub log_file: PathBuf,
+    pub timeout: Duration,
+}
+
+/// Starts `strait lab workload` as `start` says (detached, with the lab's marker) and waits until it has
+/// bound every port; returns its pid. A workload that dies or is not ready in time is stopped.
+pub(crate) fn spawn(start: &Start<'_>) -> Result<i32, LabError> {
+    let ready = &start.ready_file;
+    let _ = std::fs::remove_file(ready);
+    let log = process::log_file(&start.log_file)?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| LabError::io("duplicating the log handle", e))?;
+    let mut command = Command::new(start.bin_dir.join("strait"));
+    command
+        .args(["lab", "workload", "--identity", start.identity])
+        .arg("--ready-file")
+        .arg(ready);
+    for listen in start.listen {
+        command.arg("--listen").arg(listen.to_string());
+    }
+    command
+        .env("STRAIT_LAB", start.lab)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    let child = process::spawn_in(&start.placement, &mut command, true)?;
+    let pid = i32::try_from(child.id()).unwrap_or_default();
+    let deadline = Instant::now() + start.timeout;
+    while !ready.exists() {
+        if !process::alive(pid) || Instant::now() > deadline {
+            process::stop(pid, Duration::from_millis(100));
+            return Err(LabError::Environment(format!(
+                "workload {} did not become ready (log: {})",
+                start.identity,
+                start.log_file.display()
+            )));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    Ok(pid)
+}
 
 /// One port to serve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listen {
     Tcp(u16),
     Udp(u16),
+}
+
+impl std::fmt::Display for Listen {
+    /// `tcp:PORT` or `udp:PORT`, as [`parse_listen`] reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(p) => write!(f, "tcp:{p}"),
+            Listen::Udp(p) => write!(f, "udp:{p}"),
+        }
+    }
 }
 
 /// Binds every port, writes `ready_file`, then serves forever.
@@ -92,6 +158,10 @@ mod tests {
     fn listen_specs_parse_and_reject_garbage() {
         assert_eq!(parse_listen("tcp:8080"), Ok(Listen::Tcp(8080)));
         assert_eq!(parse_listen("UDP:53"), Ok(Listen::Udp(53)));
+        assert_eq!(
+            parse_listen(&Listen::Udp(53).to_string()),
+            Ok(Listen::Udp(53))
+        );
         assert!(parse_listen("sctp:1").is_err());
         assert!(parse_listen("tcp:99999").is_err());
         assert!(parse_listen("8080").is_err());

@@ -252,3 +252,56 @@ fn delete_results_read_as_kubectl_prints_them() {
         "Error from server (Forbidden): namespaces \"default\" is forbidden: this namespace may not be deleted"
     );
 }
+
+#[test]
+fn namespaces_carry_their_name_label_and_relabel_in_place() {
+    let mut state = LabState::default();
+    let known = known_namespaces(&state);
+    assert_eq!(
+        known["default"].metadata.labels.as_ref().unwrap()[NAMESPACE_NAME_LABEL],
+        "default",
+        "a built-in namespace nobody applied has its name label"
+    );
+    let shop = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: a}}\n";
+    assert_eq!(apply(&mut state, shop).unwrap(), ["namespace/shop created"]);
+    let labels = state.namespaces["shop"].metadata.labels.clone().unwrap();
+    assert_eq!(labels[NAMESPACE_NAME_LABEL], "shop");
+    assert_eq!(labels["team"], "a");
+    // The name label is the API server's: applying the same object again changes nothing.
+    assert_eq!(
+        apply(&mut state, shop).unwrap(),
+        ["namespace/shop unchanged"]
+    );
+    let relabelled = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: b}}\n";
+    assert_eq!(
+        apply(&mut state, relabelled).unwrap(),
+        ["namespace/shop configured"]
+    );
+    let known = known_namespaces(&state);
+    let labels = known["shop"].metadata.labels.clone().unwrap();
+    assert_eq!(labels["team"], "b");
+    assert_eq!(labels[NAMESPACE_NAME_LABEL], "shop");
+    // A manifest cannot rename a namespace through the label.
+    let spoofed = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {kubernetes.io/metadata.name: other}}\n";
+    apply(&mut state, spoofed).unwrap();
+    assert_eq!(
+        known_namespaces(&state)["shop"]
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()[NAMESPACE_NAME_LABEL],
+        "shop"
+    );
+}
+
+#[test]
+fn a_running_pod_relabels_in_place_and_ignores_other_changes() {
+    let mut state = LabState::default();
+    apply(&mut state, &pod("app: x", 80)).unwrap();
+    assert_eq!(
+        apply(&mut state, &pod("app: y", 80)).unwrap(),
+        ["pod/x configured"]
+    );
+    assert_eq!(state.pods.len(), 1, "the same pod, relabelled");
+    assert_eq!(state.pods[0].labels["app"], "y");
+}

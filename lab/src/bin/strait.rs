@@ -14,7 +14,7 @@ use strait_lab::{
     cluster::Lab,
     connbench,
     listing::{self, Output},
-    probe, status, workload,
+    probe, reachability, status, workload,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -145,6 +145,54 @@ enum LabCommand {
         #[arg(long)]
         show_peer: bool,
     },
+    /// Probe every (from pod, to pod, port, protocol) at once and print the truth tables the upstream
+    /// NetworkPolicy e2e suite prints: one per port/protocol, rows = from, columns = to, `.` allowed
+    /// (the destination answered with its own name), `X` blocked. A pod probes itself like any other.
+    /// Blocked probes are probed once more (--retries) before they count.
+    Reachability {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Ports to probe (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "80,81")]
+        ports: Vec<u16>,
+        /// Protocols to probe (comma-separated: tcp, udp).
+        #[arg(long, value_delimiter = ',', default_value = "tcp,udp",
+              value_parser = reachability::parse_protocol)]
+        protocols: Vec<strait_lab::manifests::Protocol>,
+        /// `pod`: probe the destination pod's IP; `service`: the ClusterIP of its own Service
+        /// NS/s-NS-POD (as in the upstream model: `strait lab manifest netpol-model`), which must exist
+        /// with every probed port (the missing ones are named).
+        #[arg(long, value_enum, default_value = "pod")]
+        via: reachability::Via,
+        /// Probing pods: NS/POD globs (`*`, `?`) or namespaces, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        from: Vec<String>,
+        /// Destination pods, as --from.
+        #[arg(long, value_delimiter = ',')]
+        to: Vec<String>,
+        /// How long one probe waits for its answer.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        /// How many more times a blocked probe is tried before it counts as blocked.
+        #[arg(long, default_value_t = 1)]
+        retries: usize,
+        /// Output format: json (a list of {from, to, port, protocol, allowed}) or yaml (default: the
+        /// tables).
+        #[arg(
+            short = 'o',
+            long = "output",
+            default_value = "table",
+            hide_default_value = true
+        )]
+        output: Output,
+    },
+    /// Print a built-in manifest: `netpol-model` is the upstream NetworkPolicy e2e model (namespaces
+    /// x, y, z; pods a, b, c serving 80 and 81 over TCP and UDP; one Service s-NS-POD per pod), for
+    /// `strait lab up --nodes 3 --manifests FILE`.
+    Manifest {
+        #[arg(value_enum)]
+        which: BuiltinManifest,
+    },
     /// Show each agent's endpoints (pods it plumbed, with addresses and veths).
     Endpoints {
         #[arg(long, default_value = "lab")]
@@ -213,6 +261,16 @@ enum LabCommand {
         #[arg(long)]
         timeout_ms: u64,
     },
+    /// (internal) Many probes from one namespace: reads `tcp|udp IP:PORT` lines on stdin, prints one
+    /// JSON line per probe, in order.
+    #[command(hide = true)]
+    ProbeBatch {
+        #[arg(long)]
+        timeout_ms: u64,
+        /// Probes run at once.
+        #[arg(long, default_value_t = 64)]
+        parallel: usize,
+    },
     /// (internal) Sequential TCP connections to TARGET, run inside a pod; prints latency statistics as JSON.
     #[command(hide = true)]
     ConnectBench {
@@ -243,6 +301,13 @@ fn main() -> ExitCode {
 }
 
 // One arm per subcommand: the length is the command list's.
+
+/// The manifests `strait lab manifest` prints.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BuiltinManifest {
+    /// The upstream NetworkPolicy e2e model.
+    NetpolModel,
+}
 
 /// `strait lab node` actions.
 #[derive(Subcommand, Debug)]
@@ -382,6 +447,64 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => who,
             });
             return Ok(report_probe(answer, true));
+        }
+        LabCommand::Reachability {
+            name,
+            ports,
+            protocols,
+            via,
+            from,
+            to,
+            timeout_ms,
+            retries,
+            output,
+        } => {
+            let lab = Lab::open(&name)?;
+            let options = reachability::ReachabilityOptions {
+                ports,
+                protocols,
+                via,
+                from,
+                to,
+                timeout: Duration::from_millis(timeout_ms),
+                retries,
+                ..reachability::ReachabilityOptions::default()
+            };
+            let table = lab.reachability(&options)?;
+            let (allowed, all) = table.counts();
+            print!(
+                "{}",
+                output.render(&table.to_json(), |_| format!(
+                    "{}{allowed} of {all} probes allowed, in {:.1} s\n",
+                    table.render(),
+                    table.elapsed.as_secs_f64()
+                ))
+            );
+        }
+        LabCommand::Manifest { which } => match which {
+            BuiltinManifest::NetpolModel => {
+                print!("{}", strait_lab::manifests::netpol_model_manifest());
+            }
+        },
+        LabCommand::ProbeBatch {
+            timeout_ms,
+            parallel,
+        } => {
+            let mut input = String::new();
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .context("reading probes from standard input")?;
+            let targets = input
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::parse)
+                .collect::<Result<Vec<probe::Target>, String>>()
+                .map_err(anyhow::Error::msg)?;
+            let answers = probe::ask_many(&targets, Duration::from_millis(timeout_ms), parallel);
+            for answer in answers {
+                let line = reachability::BatchAnswer::from_result(answer);
+                println!("{}", serde_json::to_string(&line)?);
+            }
         }
         LabCommand::Endpoints { name, node, output } => {
             let lab = Lab::open(&name)?;

@@ -1,5 +1,5 @@
 //! The objects directory: the lab's stand-in for the API server's watch. The cluster's Services,
-//! EndpointSlices, Nodes and Pods are published as one JSON file per object (the k8s-openapi
+//! EndpointSlices, Nodes, Namespaces and Pods are published as one JSON file per object (the k8s-openapi
 //! serialization, `apiVersion` and `kind` included), named `<kind>_<namespace>_<name>.json`, or
 //! `<kind>_<name>.json` for cluster-scoped kinds, with `<kind>` in lowercase.
 //!
@@ -18,7 +18,7 @@ use std::{
 use k8s_openapi::{
     Resource,
     api::{
-        core::v1::{Node, Pod, Service},
+        core::v1::{Namespace, Node, Pod, Service},
         discovery::v1::EndpointSlice,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -32,6 +32,7 @@ const KINDS: &[(&str, bool)] = &[
     ("endpointslice", true),
     ("node", false),
     ("pod", true),
+    ("namespace", false),
 ];
 
 /// Longest Kubernetes object name (a DNS subdomain).
@@ -45,6 +46,13 @@ pub enum ObjectFile {
     EndpointSlice(Box<EndpointSlice>),
     Node(Box<Node>),
     Pod(Box<Pod>),
+    Namespace(Box<Namespace>),
+}
+
+impl From<Namespace> for ObjectFile {
+    fn from(object: Namespace) -> Self {
+        Self::Namespace(Box::new(object))
+    }
 }
 
 impl From<Service> for ObjectFile {
@@ -79,6 +87,7 @@ impl ObjectFile {
             Self::EndpointSlice(_) => EndpointSlice::KIND,
             Self::Node(_) => Node::KIND,
             Self::Pod(_) => Pod::KIND,
+            Self::Namespace(_) => Namespace::KIND,
         }
     }
 
@@ -89,12 +98,13 @@ impl ObjectFile {
             Self::EndpointSlice(o) => &o.metadata,
             Self::Node(o) => &o.metadata,
             Self::Pod(o) => &o.metadata,
+            Self::Namespace(o) => &o.metadata,
         }
     }
 
     /// The namespace (`default` when unset) of a namespaced object, `None` for cluster-scoped ones.
     pub fn namespace(&self) -> Option<&str> {
-        if matches!(self, Self::Node(_)) {
+        if matches!(self, Self::Node(_) | Self::Namespace(_)) {
             return None;
         }
         Some(
@@ -130,6 +140,7 @@ impl ObjectFile {
             Self::EndpointSlice(o) => serde_json::to_vec_pretty(o),
             Self::Node(o) => serde_json::to_vec_pretty(o),
             Self::Pod(o) => serde_json::to_vec_pretty(o),
+            Self::Namespace(o) => serde_json::to_vec_pretty(o),
         }?;
         bytes.push(b'\n');
         Ok(bytes)
@@ -362,6 +373,11 @@ mod tests {
                 ..Pod::default()
             }
             .into(),
+            Namespace {
+                metadata: meta(None, "shop"),
+                ..Namespace::default()
+            }
+            .into(),
         ]
     }
 
@@ -385,6 +401,7 @@ mod tests {
         let report = write_objects(&dir, &objects()).unwrap();
         let expected = [
             "endpointslice_shop_web-abcde.json",
+            "namespace_shop.json",
             "node_node-0.json",
             "pod_default_solo.json",
             "service_shop_web.json",
@@ -403,6 +420,7 @@ mod tests {
         assert_eq!(slice["kind"], "EndpointSlice");
         assert_eq!(json(&dir, "node_node-0.json")["kind"], "Node");
         assert_eq!(json(&dir, "pod_default_solo.json")["kind"], "Pod");
+        assert_eq!(json(&dir, "namespace_shop.json")["kind"], "Namespace");
         // And they read back as the typed objects.
         let back: Service =
             serde_json::from_slice(&fs::read(dir.join("service_shop_web.json")).unwrap()).unwrap();
@@ -419,7 +437,7 @@ mod tests {
 
         let report = write_objects(dir, &objects()).unwrap();
         assert!(report.written.is_empty() && report.removed.is_empty());
-        assert_eq!(report.unchanged.len(), 4);
+        assert_eq!(report.unchanged.len(), 5);
         assert!(!report.changed());
         let after = fs::metadata(dir.join("service_shop_web.json")).unwrap();
         // Same inode (a rename would have replaced it) and same mtime.
@@ -431,7 +449,7 @@ mod tests {
         changed[0] = service("web", "10.96.0.11");
         let report = write_objects(dir, &changed).unwrap();
         assert_eq!(report.written, ["service_shop_web.json"]);
-        assert_eq!(report.unchanged.len(), 3);
+        assert_eq!(report.unchanged.len(), 4);
         assert!(report.changed());
         assert_ne!(
             fs::metadata(dir.join("service_shop_web.json"))
@@ -447,7 +465,7 @@ mod tests {
             json(dir, "service_shop_web.json")["spec"]["clusterIP"],
             "10.96.0.11"
         );
-        assert_eq!(listing(dir).len(), 4);
+        assert_eq!(listing(dir).len(), 5);
     }
 
     #[test]
@@ -476,6 +494,7 @@ mod tests {
             report.removed,
             [
                 ".service_shop_old.json.tmp",
+                "namespace_shop.json",
                 "node_node-0.json",
                 "pod_default_solo.json"
             ]

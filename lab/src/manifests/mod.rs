@@ -5,6 +5,7 @@
 //! controller.
 
 mod expand;
+mod netpol_model;
 
 #[cfg(test)]
 mod tests;
@@ -12,6 +13,9 @@ mod tests;
 pub use expand::{
     ALPHABET, Owner, PodPort, PodSpecLite, Protocol, TEMPLATE_HASH_LABEL, alphabet_digits,
     deployment_replicas, pod_from_pod, pod_template_hash, pods_for_deployment,
+};
+pub use netpol_model::{
+    MODEL_NAMESPACES, MODEL_PODS, MODEL_PORTS, model_pod_ids, netpol_model_manifest,
 };
 pub use strait_k8s::{DEFAULT_NAMESPACE, Loaded, Location, ManifestError, Object};
 

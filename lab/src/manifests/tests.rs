@@ -195,3 +195,52 @@ fn examples_load() {
         ]
     );
 }
+
+#[test]
+fn the_netpol_model_parses_with_named_ports_and_one_service_per_pod() {
+    let objects = parse_str(Path::new("model.yaml"), &netpol_model_manifest()).unwrap();
+    assert_eq!(objects.len(), 3 + 9 * 2);
+    let mut pods = Vec::new();
+    let mut services = Vec::new();
+    for object in &objects {
+        match object {
+            Object::Namespace(ns) => {
+                let name = ns.metadata.name.clone().unwrap();
+                assert_eq!(ns.metadata.labels.as_ref().unwrap()["ns"], name);
+            }
+            Object::Pod(pod) => {
+                let spec = pod_from_pod(pod);
+                assert_eq!(spec.labels["pod"], spec.name);
+                let ports: Vec<_> = spec
+                    .ports
+                    .iter()
+                    .map(|p| (p.name.clone().unwrap(), p.port, p.protocol))
+                    .collect();
+                assert_eq!(
+                    ports,
+                    [
+                        ("serve-80-tcp".to_owned(), 80, Protocol::Tcp),
+                        ("serve-80-udp".to_owned(), 80, Protocol::Udp),
+                        ("serve-81-tcp".to_owned(), 81, Protocol::Tcp),
+                        ("serve-81-udp".to_owned(), 81, Protocol::Udp),
+                    ]
+                );
+                pods.push(format!("{}/{}", spec.namespace, spec.name));
+            }
+            Object::Service(svc) => {
+                let spec = svc.spec.as_ref().unwrap();
+                let pod = spec.selector.as_ref().unwrap()["pod"].clone();
+                let ns = svc.metadata.namespace.clone().unwrap();
+                assert_eq!(
+                    svc.metadata.name.as_deref(),
+                    Some(&*format!("s-{ns}-{pod}"))
+                );
+                assert_eq!(spec.ports.as_ref().unwrap().len(), 4);
+                services.push(format!("{ns}/{pod}"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(pods, model_pod_ids());
+    assert_eq!(services, model_pod_ids());
+}

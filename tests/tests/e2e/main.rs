@@ -11,6 +11,7 @@ mod flannel;
 mod lifecycle;
 mod malformed;
 mod overlay;
+mod reachability;
 mod services;
 
 use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
