@@ -17,6 +17,7 @@ pub mod model;
 pub mod naming;
 pub mod node_annotations;
 pub mod overlay;
+pub mod policy;
 pub mod services;
 pub mod store;
 
