@@ -1,0 +1,176 @@
+//! The compiled entries against the specification: on the upstream x/y/z model (every pod local), for
+//! each policy set, the lookup the kernel will make gives the evaluator's verdict on every flow between
+//! two pods, on ports 80 and 81 over TCP and UDP.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use strait_k8s::netpol::{ContainerPort, Flow, Party};
+
+use super::*;
+
+fn labels(pairs: &[(&str, &str)]) -> strait_k8s::Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn model() -> (Vec<PolicyPod>, BTreeMap<String, strait_k8s::Labels>) {
+    let mut pods = Vec::new();
+    for (n, namespace) in ["x", "y", "z"].into_iter().enumerate() {
+        for (p, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let ports = [80u16, 81]
+                .into_iter()
+                .flat_map(|port| {
+                    [Protocol::Tcp, Protocol::Udp].map(|protocol| ContainerPort {
+                        name: format!("serve-{port}-{}", protocol.name().to_lowercase()),
+                        port,
+                        protocol,
+                    })
+                })
+                .collect();
+            pods.push(PolicyPod {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                labels: labels(&[("pod", name)]),
+                ip: Some(Ipv4Addr::new(10, 244, 1 + n as u8, 2 + p as u8)),
+                ports,
+            });
+        }
+    }
+    let namespaces = ["x", "y", "z"]
+        .iter()
+        .map(|n| ((*n).to_owned(), labels(&[("ns", n)])))
+        .collect();
+    (pods, namespaces)
+}
+
+/// Policy shapes of the upstream suite, without ipBlock (compiled elsewhere).
+const CASES: &[&str] = &[
+    "",
+    "metadata: {name: deny, namespace: x}\nspec: {podSelector: {}, policyTypes: [Ingress]}",
+    "metadata: {name: deny-all, namespace: x}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}",
+    "metadata: {name: from-b, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{podSelector: {matchLabels: {pod: b}}}]}]",
+    "metadata: {name: and, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}, podSelector: {matchLabels: {pod: b}}}]}]",
+    "metadata: {name: or, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}, {podSelector: {matchLabels: {pod: b}}}]}]",
+    "metadata: {name: exprs, namespace: x}\nspec:\n  podSelector: {matchExpressions: [{key: pod, operator: In, values: [a, b]}]}\n  ingress: [{from: [{namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [x, y]}]}}]}]",
+    "metadata: {name: named, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{ports: [{port: serve-81-tcp}]}]",
+    "metadata: {name: range, namespace: x}\nspec:\n  podSelector: {}\n  ingress: [{ports: [{port: 81, endPort: 90, protocol: UDP}]}]",
+    "metadata: {name: udp, namespace: y}\nspec:\n  podSelector: {}\n  ingress: [{ports: [{protocol: UDP}]}]",
+    "metadata: {name: sctp, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{ports: [{port: 80, protocol: SCTP}]}]",
+    "metadata: {name: egress, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  egress: [{to: [{podSelector: {matchLabels: {pod: b}}}]}]",
+    "metadata: {name: egress-named, namespace: z}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress: [{ports: [{port: serve-80-udp, protocol: UDP}]}]",
+    "metadata: {name: egress-ns, namespace: y}\nspec:\n  podSelector: {matchLabels: {pod: c}}\n  policyTypes: [Egress]\n  egress: [{to: [{namespaceSelector: {matchLabels: {ns: z}}, podSelector: {matchLabels: {pod: a}}}], ports: [{port: 80}]}]",
+    "metadata: {name: deny-all, namespace: x}\nspec: {podSelector: {}, ingress: []}\n---\nmetadata: {name: allow-a, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{}]",
+];
+
+fn parse(yaml: &str) -> Vec<Policy> {
+    yaml.split("\n---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|doc| Policy::parse(&serde_yaml_ng::from_str::<NetworkPolicy>(doc).unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_compiled_lookup_gives_the_specifications_verdict_on_every_flow() {
+    let (pods, namespaces) = model();
+    let mut cache = IpCache::default();
+    for pod in &pods {
+        let key = IdentityKey {
+            namespace: pod.namespace.clone(),
+            labels: pod.labels.clone(),
+        };
+        cache.set(pod.ip.unwrap(), &key);
+    }
+    for case in CASES {
+        let evaluator = Evaluator::new(parse(case), namespaces.clone());
+        let compiled = compile(&evaluator, &namespaces, &pods, &pods, &cache);
+        assert!(compiled.skipped.is_empty());
+        let mut wrong = Vec::new();
+        for from in &pods {
+            for to in pods.iter().filter(|t| t.key() != from.key()) {
+                for port in [80, 81] {
+                    for protocol in [Protocol::Tcp, Protocol::Udp] {
+                        let flow = Flow {
+                            from: Party::Pod(from),
+                            to: Party::Pod(to),
+                            port,
+                            protocol,
+                        };
+                        let (src, dst) = (from.ip.unwrap(), to.ip.unwrap());
+                        let compiled_verdict = compiled.allows(
+                            src,
+                            Direction::Egress,
+                            protocol,
+                            cache.identity(dst),
+                            port,
+                        ) && compiled.allows(
+                            dst,
+                            Direction::Ingress,
+                            protocol,
+                            cache.identity(src),
+                            port,
+                        );
+                        if compiled_verdict != evaluator.verdict(&flow).allowed() {
+                            wrong.push(format!(
+                                "{} -> {} {port}/{}",
+                                from.key(),
+                                to.key(),
+                                protocol.name()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{case}\nwrong cells: {wrong:?}");
+    }
+}
+
+#[test]
+fn a_port_range_becomes_the_prefixes_that_cover_it_exactly() {
+    assert_eq!(port_prefixes(80, 80), [(80, 16)]);
+    assert_eq!(port_prefixes(0, 65535), [(0, 0)]);
+    assert_eq!(
+        port_prefixes(81, 90),
+        [(81, 16), (82, 15), (84, 14), (88, 15), (90, 16)]
+    );
+    for (first, last) in [(1, 1000), (1024, 65535), (30000, 32767), (5, 6)] {
+        let mut covered = 0u32;
+        for (port, prefix) in port_prefixes(first, last) {
+            let size = 1u32 << (16 - u32::from(prefix));
+            assert_eq!(u32::from(port) % size, 0, "aligned");
+            assert!(u32::from(port) >= u32::from(first));
+            assert!(u32::from(port) + size - 1 <= u32::from(last));
+            covered += size;
+        }
+        assert_eq!(
+            covered,
+            u32::from(last) - u32::from(first) + 1,
+            "{first}-{last}"
+        );
+    }
+}
+
+#[test]
+fn an_ip_block_rule_is_left_for_its_own_map_and_reported() {
+    let (pods, namespaces) = model();
+    let policies = parse(
+        "metadata: {name: block, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}}]}]",
+    );
+    let evaluator = Evaluator::new(policies, namespaces.clone());
+    let compiled = compile(&evaluator, &namespaces, &pods, &pods, &IpCache::default());
+    assert_eq!(
+        compiled.skipped,
+        [RuleRef {
+            policy: "x/block".to_owned(),
+            rule: 0
+        }]
+    );
+    assert!(
+        compiled
+            .isolated
+            .contains(&(Ipv4Addr::new(10, 244, 1, 2), Direction::Ingress))
+    );
+}
