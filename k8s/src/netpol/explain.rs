@@ -20,6 +20,38 @@ pub enum ExplainError {
     Policy { policy: String, source: PolicyError },
     #[error("no pod {0} (give NAMESPACE/POD, or an IPv4 address)")]
     UnknownPod(String),
+    #[error(
+        "{0:?}: give the destination as NAMESPACE/POD:PORT or ADDRESS:PORT, with /TCP, /UDP or /SCTP after the port if not TCP"
+    )]
+    Destination(String),
+}
+
+/// A destination as `strait policy explain` takes it: `NAMESPACE/POD:PORT[/PROTO]` or
+/// `ADDRESS:PORT[/PROTO]` (protocol TCP unless named, any case); (party, port, protocol).
+pub fn parse_destination(text: &str) -> Result<(String, u16, Protocol), ExplainError> {
+    let bad = || ExplainError::Destination(text.to_owned());
+    let (party, rest) = text.rsplit_once(':').ok_or_else(bad)?;
+    let (port, protocol) = match rest.split_once('/') {
+        None => (rest, Protocol::Tcp),
+        Some((port, protocol)) => {
+            let protocol = match protocol.to_ascii_uppercase().as_str() {
+                "TCP" => Protocol::Tcp,
+                "UDP" => Protocol::Udp,
+                "SCTP" => Protocol::Sctp,
+                _ => return Err(bad()),
+            };
+            (port, protocol)
+        }
+    };
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(bad)?;
+    if party.is_empty() {
+        return Err(bad());
+    }
+    Ok((party.to_owned(), port, protocol))
 }
 
 /// The pods, namespace labels and policies of a cluster.

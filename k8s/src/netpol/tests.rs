@@ -524,3 +524,25 @@ fn explain_tells_the_verdict_and_each_rule_in_words() {
         "no pod shop/nobody (give NAMESPACE/POD, or an IPv4 address)"
     );
 }
+
+#[test]
+fn destinations_parse_with_a_port_and_an_optional_protocol() {
+    use explain::parse_destination;
+    assert_eq!(
+        parse_destination("x/a:80").unwrap(),
+        ("x/a".to_owned(), 80, Protocol::Tcp)
+    );
+    assert_eq!(
+        parse_destination("10.0.0.1:53/udp").unwrap(),
+        ("10.0.0.1".to_owned(), 53, Protocol::Udp)
+    );
+    for bad in ["x/a", "x/a:0", "x/a:80/icmp", ":80", "x/a:http"] {
+        assert!(
+            parse_destination(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("NAMESPACE/POD:PORT"),
+            "{bad}"
+        );
+    }
+}
