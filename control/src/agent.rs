@@ -178,11 +178,13 @@ fn load_data_path(config: &AgentConfig) -> anyhow::Result<Dataplane> {
         backend_capacity: config.backend_capacity,
         conntrack_capacity: config.conntrack_capacity,
         xdp_fast_path: config.xdp_fast_path,
+        masquerade: config.masquerade,
     })
     .context("loading the eBPF data path")?;
     tracing::info!(
         pins = %config.pin_dir().display(),
         xdp_fast_path = config.xdp_fast_path,
+        masquerade = config.masquerade,
         "data path loaded"
     );
     Ok(dataplane)

@@ -42,6 +42,8 @@ pub struct AgentConfig {
     /// Whether XDP translates and redirects packets of tracked flows to local pods itself (otherwise tc
     /// does); see [`fast_path_default`].
     pub xdp_fast_path: bool,
+    /// Whether pods' traffic leaving the cluster is masqueraded to the node's address.
+    pub masquerade: bool,
     /// cgroup (v2) whose processes get socket-level service load balancing; `None` leaves it off.
     pub cgroup: Option<PathBuf>,
     /// Directory of Kubernetes objects (Services, EndpointSlices, ...) to serve; `None` serves none.

@@ -30,6 +30,8 @@ pub const TO_OVERLAY: &str = "to_overlay";
 pub const XDP_UPLINK: &str = "xdp_uplink";
 /// The constant in the object that switches `xdp_uplink`'s fast path (see [`LoadOptions::xdp_fast_path`]).
 const XDP_FAST_PATH: &str = "XDP_FAST_PATH";
+/// The constant in the object that switches masquerading (see [`LoadOptions::masquerade`]).
+const MASQUERADE: &str = "MASQUERADE";
 /// The socket-level load-balancing programs, attached to the node's cgroup.
 pub const SOCK_LB_PROGRAMS: [&str; 4] = [
     "sock_connect4",
@@ -55,6 +57,9 @@ pub struct LoadOptions {
     /// path). Worth it where XDP runs in the driver; in generic (skb) mode the redirect to a veth costs
     /// more than leaving the packet to tc, so the agent turns it off there.
     pub xdp_fast_path: bool,
+    /// Whether pods' traffic to addresses outside the cluster leaves the node from the node's address
+    /// (tracked, so replies return to the pod); off, it is handed to the node's stack unchanged.
+    pub masquerade: bool,
 }
 
 impl Default for LoadOptions {
@@ -66,6 +71,7 @@ impl Default for LoadOptions {
             backend_capacity: SVC_SLOT_MAP_DEFAULT_CAPACITY,
             conntrack_capacity: CT_MAP_DEFAULT_CAPACITY,
             xdp_fast_path: true,
+            masquerade: false,
         }
     }
 }
@@ -93,6 +99,8 @@ impl Dataplane {
         loader.map_max_entries(SVC_SLOT_MAP, options.backend_capacity);
         loader.map_max_entries(CT_MAP, options.conntrack_capacity);
         loader.override_global(XDP_FAST_PATH, &fast_path, true);
+        let masquerade = u8::from(options.masquerade);
+        loader.override_global(MASQUERADE, &masquerade, true);
         let map_dir = options.pin_dir.as_ref().map(|dir| dir.join("maps"));
         let map_paths: Vec<(&'static str, PathBuf)> = match &map_dir {
             Some(dir) => {

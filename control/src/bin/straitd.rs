@@ -89,6 +89,12 @@ struct Args {
     /// an XDP redirect into a veth costs more than tc's.
     #[arg(long, value_enum, default_value = "auto", requires = "uplink")]
     xdp_fast_path: FastPathArg,
+    /// Whether pods' connections to addresses outside the cluster (no pod, no Service, not this node)
+    /// leave through the uplink from the node's address, as Flannel's `--ip-masq` does; their replies
+    /// are tracked back to the pod. Needs `--uplink` and `--node-ip`; off, such packets go to the
+    /// node's stack unchanged (and reach nothing with IP forwarding off).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, requires = "node_ip")]
+    masquerade: bool,
     /// cgroup v2 directory whose processes (pods and node) get socket-level service load balancing
     /// [default: off]. On a real node this is the cgroup2 root.
     #[arg(long)]
@@ -204,6 +210,7 @@ fn main() -> anyhow::Result<()> {
         uplink: args.uplink,
         node_ip: args.node_ip,
         xdp_mode,
+        masquerade: args.masquerade && args.node_ip.is_some(),
         xdp_fast_path: match args.xdp_fast_path {
             FastPathArg::Auto => strait_control::config::fast_path_default(xdp_mode),
             FastPathArg::On => true,

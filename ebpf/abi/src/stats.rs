@@ -96,6 +96,9 @@ pub enum Reason {
     /// Arrived through the VXLAN tunnel from another node and delivered (to a local pod, through the
     /// per-packet service path, or to the node's stack).
     OverlayDecap = 9,
+    /// A pod's first packet to an address outside the cluster, sent out of the uplink from the node's
+    /// address (masquerade; the flow is tracked, so its replies are reversed to the pod as `reverse_nat`).
+    Masquerade = 10,
     /// Frame shorter than an Ethernet header.
     DropTruncatedEthernet = 16,
     /// Frame ends inside the IPv4 header.
@@ -143,7 +146,7 @@ impl Reason {
     /// Number of reason slots reserved per (program, direction).
     pub const SLOTS: u32 = 32;
     /// Every reason, for user space iteration.
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 25] = [
         Reason::DeliveredLocal,
         Reason::PassToStack,
         Reason::PassNonIpv4,
@@ -154,6 +157,7 @@ impl Reason {
         Reason::PassToTc,
         Reason::OverlayEncap,
         Reason::OverlayDecap,
+        Reason::Masquerade,
         Reason::DropTruncatedEthernet,
         Reason::DropTruncatedIpv4,
         Reason::DropMalformedIpv4,
@@ -188,6 +192,7 @@ impl Reason {
             Reason::PassToTc => "pass_to_tc",
             Reason::OverlayEncap => "overlay_encap",
             Reason::OverlayDecap => "overlay_decap",
+            Reason::Masquerade => "masquerade",
             Reason::DropTruncatedEthernet => "truncated_ethernet",
             Reason::DropTruncatedIpv4 => "truncated_ipv4",
             Reason::DropMalformedIpv4 => "malformed_ipv4",

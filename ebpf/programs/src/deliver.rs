@@ -77,7 +77,13 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
                 fragments::remember(&ip, l4);
                 return forward(ctx, &translated, oversize.as_ref());
             }
-            Ok(None) => {}
+            Ok(None) => {
+                // Not service traffic, and no pod of the cluster: out of the node from its address.
+                if let Some(translated) = service_nat::masquerade(ctx, &ip, l4)? {
+                    fragments::remember(&ip, l4);
+                    return forward(ctx, &translated, oversize.as_ref());
+                }
+            }
             // A service without endpoints refuses at once: a RST (TCP) or an ICMP port unreachable
             // (UDP) back into the pod.
             Err(Reason::DropNoBackend) => {

@@ -6,7 +6,7 @@
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
 use strait_abi::{
-    CtEntry, EndpointKey, Reason,
+    BackendAddr, CtEntry, EndpointKey, Reason,
     conntrack::{
         CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_SNAT, CT_F_TO_UPLINK, CT_STATE_NEW, HAIRPIN_SNAT_ADDR,
     },
@@ -18,6 +18,7 @@ use crate::{
     conntrack, lb,
     maps::{ENDPOINT_V1, NODE_V1},
     nat::{Tuple, rewrite},
+    node_local,
     parse::{Ipv4, L4, TCP_RST},
 };
 
@@ -132,7 +133,49 @@ pub fn open(
     if origin == Origin::Pod {
         mark_tracked(ip.src);
     }
-    let snat_flag = if snat_addr.is_some() { CT_F_SNAT } else { 0 };
+    let flow = Flow {
+        target: backend,
+        snat_addr,
+        service_id: frontend.service_id,
+        target_outside: !backend_local,
+        client_outside: origin == Origin::Uplink,
+    };
+    let new = start(ctx, ip, l4, &tuple, &flow, now)?;
+    Ok(Some(Translated {
+        reason: Reason::ServiceNat,
+        daddr: new.daddr,
+        to_uplink: !backend_local,
+    }))
+}
+
+/// A flow about to be recorded: where it goes, from which address, and which sides are off the node.
+struct Flow {
+    target: BackendAddr,
+    snat_addr: Option<u32>,
+    service_id: u32,
+    /// The target is reached through the uplink (or the overlay).
+    target_outside: bool,
+    /// The client is: replies go back out.
+    client_outside: bool,
+}
+
+/// Records both directions of `flow` (taking an SNAT port when it has an SNAT address) and rewrites
+/// the packet; its new tuple.
+#[inline(always)]
+fn start(
+    ctx: &TcContext,
+    ip: &Ipv4,
+    l4: &L4,
+    tuple: &Tuple,
+    flow: &Flow,
+    now: u64,
+) -> Result<Tuple, Reason> {
+    let snat_flag = if flow.snat_addr.is_some() {
+        CT_F_SNAT
+    } else {
+        0
+    };
+    let outside = |yes: bool| if yes { CT_F_TO_UPLINK } else { 0 };
     // The reply entry does not depend on the SNAT port (the port is in its key), so it can reserve it.
     let reply = CtEntry {
         last_seen_ns: now,
@@ -141,49 +184,88 @@ pub fn open(
         new_daddr: tuple.saddr,
         new_dport: tuple.sport,
         state: CT_STATE_NEW,
-        flags: snat_flag
-            | if origin == Origin::Uplink {
-                CT_F_TO_UPLINK
-            } else {
-                0
-            },
+        flags: snat_flag | outside(flow.client_outside),
         seq_seen: 0,
         pad: 0,
-        service_id: frontend.service_id,
+        service_id: flow.service_id,
         seq_end: 0,
     };
-    let (saddr, sport) = match snat_addr {
+    let (saddr, sport) = match flow.snat_addr {
         Some(addr) => (
             addr,
-            lb::snat_port(&backend, addr, ip.proto, now, &reply).ok_or(Reason::DropNatFailed)?,
+            lb::snat_port(&flow.target, addr, ip.proto, now, &reply)
+                .ok_or(Reason::DropNatFailed)?,
         ),
         None => (ip.src, l4.sport),
     };
     let new = Tuple {
         saddr,
-        daddr: backend.addr,
+        daddr: flow.target.addr,
         sport,
-        dport: backend.port,
+        dport: flow.target.port,
     };
     let forward = CtEntry {
         new_saddr: new.saddr,
         new_sport: new.sport,
         new_dport: new.dport,
         new_daddr: new.daddr,
-        flags: snat_flag | if backend_local { 0 } else { CT_F_TO_UPLINK },
+        flags: snat_flag | outside(flow.target_outside),
         seq_seen: u8::from(l4.has_seq),
         seq_end: l4.seq_end,
         ..reply
     };
-    let forward_key = conntrack::key(&tuple, ip.proto, CT_DIR_FORWARD);
+    let forward_key = conntrack::key(tuple, ip.proto, CT_DIR_FORWARD);
     let reply_key = conntrack::partner(&forward_key, &forward);
     conntrack::create((&forward_key, &forward), (&reply_key, &reply))
         .map_err(|_| Reason::DropNatFailed)?;
-    rewrite(ctx, ip, &tuple, &new)?;
+    rewrite(ctx, ip, tuple, &new)?;
+    Ok(new)
+}
+
+/// Whether pods' traffic leaving the cluster is masqueraded (a load-time constant, set by the agent).
+#[unsafe(no_mangle)]
+static MASQUERADE: u8 = 0;
+
+/// A pod's first packet to an address outside the cluster (no pod here or on another node, no
+/// frontend, not this node): recorded as a flow from the node's address and sent out of the uplink, so
+/// the answer comes back to the node, which reverses it to the pod; `None` when masquerading is off,
+/// the node has no address or uplink yet, or the packet cannot open a flow (a later fragment, a RST).
+#[inline(always)]
+pub fn masquerade(ctx: &TcContext, ip: &Ipv4, l4: &L4) -> Result<Option<Translated>, Reason> {
+    // SAFETY: a constant the loader may have rewritten; read it as the kernel sees it.
+    if unsafe { core::ptr::read_volatile(&raw const MASQUERADE) } == 0
+        || ip.later_fragment
+        || l4.tcp_flags & TCP_RST != 0
+        || node_local::is_node_local(ip.dst)
+    {
+        return Ok(None);
+    }
+    let Some(node) = NODE_V1.get(0).copied() else {
+        return Ok(None);
+    };
+    if node.node_ip == 0 || node.uplink_ifindex == 0 {
+        return Ok(None);
+    }
+    mark_tracked(ip.src);
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let tuple = tuple_of(ip, l4);
+    let flow = Flow {
+        target: BackendAddr {
+            addr: ip.dst,
+            port: l4.dport,
+            pad: 0,
+        },
+        snat_addr: Some(node.node_ip),
+        service_id: 0,
+        target_outside: true,
+        client_outside: false,
+    };
+    let new = start(ctx, ip, l4, &tuple, &flow, now)?;
     Ok(Some(Translated {
-        reason: Reason::ServiceNat,
+        reason: Reason::Masquerade,
         daddr: new.daddr,
-        to_uplink: !backend_local,
+        to_uplink: true,
     }))
 }
 

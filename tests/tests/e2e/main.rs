@@ -6,6 +6,7 @@ mod apply;
 mod cli;
 mod cni;
 mod datapath;
+mod egress;
 mod external;
 mod flannel;
 mod lifecycle;
