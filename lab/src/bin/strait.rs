@@ -31,6 +31,63 @@ enum Top {
     /// A local multi-node cluster made of network namespaces (needs root).
     #[command(subcommand)]
     Lab(LabCommand),
+    /// NetworkPolicy questions, answered from the specification.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Why a connection is allowed or denied: which policies select each side, and rule by rule
+    /// whether the peer and the port matched. Reads Namespaces, Pods and NetworkPolicies from
+    /// manifests (other kinds are skipped), so policies can be checked before they are applied. Exits
+    /// 0 when the connection is allowed, 1 when it is denied, 2 when the question cannot be answered
+    /// (a bad manifest or policy, an unknown pod).
+    ///
+    /// Example: `strait policy explain --manifests k8s/ shop/web shop/api:8080/TCP`
+    Explain {
+        /// Manifest file or directory.
+        #[arg(long)]
+        manifests: PathBuf,
+        /// The client: NAMESPACE/POD, or an IPv4 address (a pod's, or one outside the cluster).
+        from: String,
+        /// The server: NAMESPACE/POD:PORT or ADDRESS:PORT, then /TCP (the default), /UDP or /SCTP.
+        to: String,
+        /// `json` prints {"allowed": bool, "explanation": text}; anything else prints the text.
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
+/// Runs a `strait policy` command.
+fn run_policy(command: PolicyCommand) -> ExitCode {
+    let PolicyCommand::Explain {
+        manifests,
+        from,
+        to,
+        output,
+    } = command;
+    // As grep: 0 allowed, 1 denied, 2 the question could not be answered.
+    let explanation = match strait_lab::policy_explain::explain_manifests(&manifests, &from, &to) {
+        Ok(explanation) => explanation,
+        Err(error) => {
+            eprintln!("strait policy explain: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let allowed = explanation.verdict.allowed();
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({ "allowed": allowed, "explanation": explanation.text })
+        ),
+        _ => print!("{}", explanation.text),
+    }
+    if allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -334,7 +391,10 @@ enum NodeAction {
     reason = "one arm per subcommand: the dispatch table reads best in one place"
 )]
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let Top::Lab(command) = cli.command;
+    let command = match cli.command {
+        Top::Lab(command) => command,
+        Top::Policy(command) => return Ok(run_policy(command)),
+    };
     match command {
         LabCommand::Up {
             name,

@@ -321,3 +321,57 @@ fn exec_exits_as_a_shell_and_listings_take_output_formats() {
         "{json}"
     );
 }
+
+/// `strait policy explain` on manifests, before anything is applied: the verdict in words, and an exit
+/// status scripts can test (0 allowed, 1 denied, 2 not answerable).
+#[test]
+fn policy_explain_answers_from_manifests_with_an_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("shop.yaml"),
+        "apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: default, labels: {app: api}}
+spec: {containers: [{name: c, image: i, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: default, labels: {app: web}}
+spec: {containers: [{name: c, image: i}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: api-from-web, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: api}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: http}]}]
+",
+    )
+    .unwrap();
+    let explain = |from: &str, to: &str| {
+        Command::new(strait_tests::bin_dir().join("strait"))
+            .args(["policy", "explain", "--manifests"])
+            .arg(dir.path())
+            .args([from, to])
+            .output()
+            .unwrap()
+    };
+    let allowed = explain("default/web", "default/api:8080");
+    assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
+    assert!(
+        String::from_utf8_lossy(&allowed.stdout)
+            .contains("ingress of default/api: allowed by default/api-from-web rule 0")
+    );
+    let denied = explain("default/api", "default/api:8080/udp");
+    assert_eq!(
+        denied.status.code(),
+        Some(0),
+        "a pod reaching itself is not judged"
+    );
+    let denied = explain("192.0.2.7", "default/api:8080");
+    assert_eq!(denied.status.code(), Some(1), "{denied:?}");
+    assert!(String::from_utf8_lossy(&denied.stdout).contains("matches no peer"));
+    let unknown = explain("default/web", "default/db:5432");
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no pod default/db"));
+}
