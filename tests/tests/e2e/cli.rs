@@ -362,9 +362,9 @@ spec:
         String::from_utf8_lossy(&allowed.stdout)
             .contains("ingress of default/api: allowed by default/api-from-web rule 0")
     );
-    let denied = explain("default/api", "default/api:8080/udp");
+    let itself = explain("default/api", "default/api:8080/udp");
     assert_eq!(
-        denied.status.code(),
+        itself.status.code(),
         Some(0),
         "a pod reaching itself is not judged"
     );
