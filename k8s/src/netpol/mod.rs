@@ -1,6 +1,7 @@
 //! NetworkPolicy (networking.k8s.io/v1) as the specification defines it, independent of any data path:
 //! [`rules`] parses a policy into what decides traffic, [`evaluate`] gives the verdict on one flow
-//! between pods or outside addresses, [`explain`] tells that verdict in words. It is the oracle the data path is tested against and the
+//! between pods or outside addresses, [`explain`] tells that verdict in words; [`upstream`] is the
+//! upstream e2e suite's x/y/z model. It is the oracle the data path is tested against and the
 //! reasoning `strait policy explain` reports.
 //!
 //! The flow is judged as the backend sees it: after any Service translation, destination pod and port.
@@ -10,6 +11,7 @@ pub mod explain;
 pub mod rules;
 #[cfg(test)]
 mod tests;
+pub mod upstream;
 
 use std::net::Ipv4Addr;
 

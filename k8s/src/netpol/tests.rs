@@ -8,53 +8,13 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use super::*;
 
-const NAMESPACES: [&str; 3] = ["x", "y", "z"];
-const PODS: [&str; 3] = ["a", "b", "c"];
-
 struct Model {
     pods: Vec<PolicyPod>,
     namespaces: BTreeMap<String, Labels>,
 }
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
 fn model() -> Model {
-    let mut pods = Vec::new();
-    for (n, namespace) in NAMESPACES.iter().enumerate() {
-        for (p, name) in PODS.iter().enumerate() {
-            let ports = [80, 81]
-                .into_iter()
-                .flat_map(|port| {
-                    [Protocol::Tcp, Protocol::Udp].map(|protocol| ContainerPort {
-                        name: format!("serve-{port}-{}", protocol.name().to_lowercase()),
-                        port,
-                        protocol,
-                    })
-                })
-                .collect();
-            pods.push(PolicyPod {
-                namespace: (*namespace).to_owned(),
-                name: (*name).to_owned(),
-                labels: labels(&[("pod", name)]),
-                ip: Some(Ipv4Addr::new(
-                    10,
-                    244,
-                    u8::try_from(n + 1).unwrap(),
-                    u8::try_from(p + 2).unwrap(),
-                )),
-                ports,
-            });
-        }
-    }
-    let namespaces = NAMESPACES
-        .iter()
-        .map(|n| ((*n).to_owned(), labels(&[("ns", n)])))
-        .collect();
+    let (pods, namespaces) = upstream::model();
     Model { pods, namespaces }
 }
 

@@ -5,45 +5,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use strait_k8s::netpol::{ContainerPort, Flow, Party};
+use strait_k8s::netpol::{Flow, Party};
 
 use super::*;
 
-fn labels(pairs: &[(&str, &str)]) -> strait_k8s::Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
 fn model() -> (Vec<PolicyPod>, BTreeMap<String, strait_k8s::Labels>) {
-    let mut pods = Vec::new();
-    for (n, namespace) in ["x", "y", "z"].into_iter().enumerate() {
-        for (p, name) in ["a", "b", "c"].into_iter().enumerate() {
-            let ports = [80u16, 81]
-                .into_iter()
-                .flat_map(|port| {
-                    [Protocol::Tcp, Protocol::Udp].map(|protocol| ContainerPort {
-                        name: format!("serve-{port}-{}", protocol.name().to_lowercase()),
-                        port,
-                        protocol,
-                    })
-                })
-                .collect();
-            pods.push(PolicyPod {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                labels: labels(&[("pod", name)]),
-                ip: Some(Ipv4Addr::new(10, 244, 1 + n as u8, 2 + p as u8)),
-                ports,
-            });
-        }
-    }
-    let namespaces = ["x", "y", "z"]
-        .iter()
-        .map(|n| ((*n).to_owned(), labels(&[("ns", n)])))
-        .collect();
-    (pods, namespaces)
+    strait_k8s::netpol::upstream::model()
 }
 
 /// Policy shapes of the upstream suite, without ipBlock (compiled elsewhere).
