@@ -179,6 +179,10 @@ fn load_data_path(config: &AgentConfig) -> anyhow::Result<Dataplane> {
         conntrack_capacity: config.conntrack_capacity,
         xdp_fast_path: config.xdp_fast_path,
         masquerade: config.masquerade,
+        cluster_cidr: (
+            config.cluster_cidr.network(),
+            config.cluster_cidr.prefix_len(),
+        ),
     })
     .context("loading the eBPF data path")?;
     tracing::info!(

@@ -32,6 +32,9 @@ pub const XDP_UPLINK: &str = "xdp_uplink";
 const XDP_FAST_PATH: &str = "XDP_FAST_PATH";
 /// The constant in the object that switches masquerading (see [`LoadOptions::masquerade`]).
 const MASQUERADE: &str = "MASQUERADE";
+/// The constants holding the cluster's pod range (network byte order), never masqueraded.
+const CLUSTER_NET: &str = "CLUSTER_NET";
+const CLUSTER_MASK: &str = "CLUSTER_MASK";
 /// The socket-level load-balancing programs, attached to the node's cgroup.
 pub const SOCK_LB_PROGRAMS: [&str; 4] = [
     "sock_connect4",
@@ -60,6 +63,9 @@ pub struct LoadOptions {
     /// Whether pods' traffic to addresses outside the cluster leaves the node from the node's address
     /// (tracked, so replies return to the pod); off, it is handed to the node's stack unchanged.
     pub masquerade: bool,
+    /// The cluster's pod range (address, prefix length): what is inside is never masqueraded. With the
+    /// default, 0.0.0.0/0, nothing is.
+    pub cluster_cidr: (std::net::Ipv4Addr, u8),
 }
 
 impl Default for LoadOptions {
@@ -72,8 +78,19 @@ impl Default for LoadOptions {
             conntrack_capacity: CT_MAP_DEFAULT_CAPACITY,
             xdp_fast_path: true,
             masquerade: false,
+            cluster_cidr: (std::net::Ipv4Addr::UNSPECIFIED, 0),
         }
     }
+}
+
+/// A pod range as the object's constants hold it: network and mask, in network byte order (as the
+/// packets carry addresses, read as native-endian words).
+fn cluster_net_mask((addr, prefix): (std::net::Ipv4Addr, u8)) -> (u32, u32) {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0);
+    let mask = mask.to_be();
+    (u32::from_ne_bytes(addr.octets()) & mask, mask)
 }
 
 /// The loaded eBPF object with its maps and programs.
@@ -101,6 +118,9 @@ impl Dataplane {
         loader.override_global(XDP_FAST_PATH, &fast_path, true);
         let masquerade = u8::from(options.masquerade);
         loader.override_global(MASQUERADE, &masquerade, true);
+        let (net, mask) = cluster_net_mask(options.cluster_cidr);
+        loader.override_global(CLUSTER_NET, &net, true);
+        loader.override_global(CLUSTER_MASK, &mask, true);
         let map_dir = options.pin_dir.as_ref().map(|dir| dir.join("maps"));
         let map_paths: Vec<(&'static str, PathBuf)> = match &map_dir {
             Some(dir) => {
@@ -226,4 +246,25 @@ pub(crate) fn program_mut<'a>(
     name: &'static str,
 ) -> Result<&'a mut SchedClassifier, DataplaneError> {
     typed_program_mut(ebpf, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::cluster_net_mask;
+
+    #[test]
+    fn a_pod_range_becomes_network_and_mask_as_packets_carry_them() {
+        let wire = |a: [u8; 4]| u32::from_ne_bytes(a);
+        let (net, mask) = cluster_net_mask((Ipv4Addr::new(10, 244, 7, 9), 16));
+        assert_eq!((net, mask), (wire([10, 244, 0, 0]), wire([255, 255, 0, 0])));
+        assert_eq!(wire([10, 244, 200, 9]) & mask, net, "inside");
+        assert_ne!(wire([10, 245, 0, 1]) & mask, net, "outside");
+        assert_eq!(cluster_net_mask((Ipv4Addr::new(1, 2, 3, 4), 0)), (0, 0));
+        assert_eq!(
+            cluster_net_mask((Ipv4Addr::new(1, 2, 3, 4), 32)),
+            (wire([1, 2, 3, 4]), u32::MAX)
+        );
+    }
 }

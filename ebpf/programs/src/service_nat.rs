@@ -225,15 +225,22 @@ fn start(
 /// Whether pods' traffic leaving the cluster is masqueraded (a load-time constant, set by the agent).
 #[unsafe(no_mangle)]
 static MASQUERADE: u8 = 0;
+/// The cluster's pod range (network byte order), load-time constants: traffic to it is never
+/// masqueraded (an address there that no node owns goes to the stack, which has no route for it).
+#[unsafe(no_mangle)]
+static CLUSTER_NET: u32 = 0;
+#[unsafe(no_mangle)]
+static CLUSTER_MASK: u32 = 0;
 
-/// A pod's first packet to an address outside the cluster (no pod here or on another node, no
-/// frontend, not this node): recorded as a flow from the node's address and sent out of the uplink, so
+/// A pod's first packet to an address outside the cluster (outside its pod range, no frontend, not
+/// this node): recorded as a flow from the node's address and sent out of the uplink, so
 /// the answer comes back to the node, which reverses it to the pod; `None` when masquerading is off,
 /// the node has no address or uplink yet, or the packet cannot open a flow (a later fragment, a RST).
 #[inline(always)]
 pub fn masquerade(ctx: &TcContext, ip: &Ipv4, l4: &L4) -> Result<Option<Translated>, Reason> {
     // SAFETY: a constant the loader may have rewritten; read it as the kernel sees it.
     if unsafe { core::ptr::read_volatile(&raw const MASQUERADE) } == 0
+        || in_cluster(ip.dst)
         || ip.later_fragment
         || l4.tcp_flags & TCP_RST != 0
         || node_local::is_node_local(ip.dst)
@@ -267,6 +274,19 @@ pub fn masquerade(ctx: &TcContext, ip: &Ipv4, l4: &L4) -> Result<Option<Translat
         daddr: new.daddr,
         to_uplink: true,
     }))
+}
+
+/// Whether `addr` (network byte order) is in the cluster's pod range.
+#[inline(always)]
+fn in_cluster(addr: u32) -> bool {
+    // SAFETY: constants the loader may have rewritten; read them as the kernel sees them.
+    let (net, mask) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const CLUSTER_NET),
+            core::ptr::read_volatile(&raw const CLUSTER_MASK),
+        )
+    };
+    addr & mask == net
 }
 
 /// Sets ENDPOINT_F_TRACKED on the pod owning `addr`; false when no pod on this node owns it.
