@@ -216,14 +216,7 @@ fn tour(lab: &Lab) -> Result<()> {
             ],
         )?;
     }
-    if let Some(node_ip) = status["nodes"][0]["ip"].as_str() {
-        let target = format!("{node_ip}:{NODE_PORT}");
-        lab.run(
-            &format!("the NodePort Service from outside the cluster ({target}); the pod saw the node's SNAT address"),
-            "probe",
-            &["--show-peer", "external", &target],
-        )?;
-    }
+    outside_the_cluster(lab, &status, &a.key)?;
     let web = status["services"]
         .as_array()
         .into_iter()
@@ -235,6 +228,27 @@ fn tour(lab: &Lab) -> Result<()> {
     }
     lab.run("the agent's endpoint table", "endpoints", &[])?;
     lab.run("the agent's counters", "metrics", &[])?;
+    Ok(())
+}
+
+/// Traffic crossing the cluster's edge: the NodePort from outside (SNAT to the node) and pod `from`
+/// reaching the lab's external server (masqueraded to its node's address).
+fn outside_the_cluster(lab: &Lab, status: &serde_json::Value, from: &str) -> Result<()> {
+    if let Some(node_ip) = status["nodes"][0]["ip"].as_str() {
+        let target = format!("{node_ip}:{NODE_PORT}");
+        lab.run(
+            &format!("the NodePort Service from outside the cluster ({target}); the pod saw the node's SNAT address"),
+            "probe",
+            &["--show-peer", "external", &target],
+        )?;
+    }
+    lab.run(
+        &format!(
+            "from {from} to the lab's external server (172.30.0.2, outside the cluster): it sees the pod's node address (masquerade)"
+        ),
+        "probe",
+        &["--show-peer", from, "172.30.0.2:80"],
+    )?;
     Ok(())
 }
 

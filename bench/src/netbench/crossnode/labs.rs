@@ -255,20 +255,14 @@ pub fn strait(
         endpoints.push(endpoint);
         servers.push(server);
     }
-    progress(format_args!(
-        "cross-node: {} in lab {} ({} to {}, ClusterIP {cluster_ip})",
-        stack.name(),
-        lab.names.lab,
-        a.name,
-        b.name
-    ));
-    Ok((
-        BuiltLab {
-            lab,
-            servers,
-            _guard: guard,
-        },
+    let what = format!("ClusterIP {cluster_ip}");
+    Ok(built(
+        stack,
+        (lab, guard),
+        servers,
         endpoints,
+        (&a, &b),
+        &what,
     ))
 }
 
@@ -296,21 +290,41 @@ pub fn flannel(stack: Stack, prefix: &str) -> Result<(BuiltLab, Vec<Endpoint>), 
         endpoints.push(endpoint);
         servers.push(server);
     }
+    let what = format!("kube-proxy ClusterIP {cluster_ip}");
+    Ok(built(
+        stack,
+        (lab, guard),
+        servers,
+        endpoints,
+        (&a, &b),
+        &what,
+    ))
+}
+
+/// Says what was built for `stack` (client node `a`, server node `b`) and hands it over.
+fn built(
+    stack: Stack,
+    (lab, guard): (Lab, LabGuard),
+    servers: Vec<ServerGuard>,
+    endpoints: Vec<Endpoint>,
+    (a, b): (&NodeRecord, &NodeRecord),
+    what: &str,
+) -> (BuiltLab, Vec<Endpoint>) {
     progress(format_args!(
-        "cross-node: {} in lab {} ({} to {}, kube-proxy ClusterIP {cluster_ip})",
+        "cross-node: {} in lab {} ({} to {}, {what})",
         stack.name(),
         lab.names.lab,
         a.name,
         b.name
     ));
-    Ok((
+    (
         BuiltLab {
             lab,
             servers,
             _guard: guard,
         },
         endpoints,
-    ))
+    )
 }
 
 #[cfg(test)]
