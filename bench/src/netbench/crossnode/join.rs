@@ -3,8 +3,8 @@
 //! add` runs: the node's namespace, its agent, its Node object, every agent synced) while the pods
 //! probe the new node's address (its agent's HTTP port; a refusal counts too, as it proves the round
 //! trip) from the moment the add starts. Then a pod is started on the new node and the pods probe it.
-//! The node is removed again before the next round (once its underlay port is gone, the others forget
-//! its ARP entry: see [`wait_unplugged`] and [`forget_neighbour`]). All times count from the start of the add.
+//! The node is removed again before the next round, and the others forget its ARP entry (see
+//! [`forget_neighbour`]). All times count from the start of the add.
 
 use std::{
     net::{Ipv4Addr, SocketAddr, TcpStream},
@@ -40,8 +40,6 @@ const ATTEMPT_PAUSE: Duration = Duration::from_millis(2);
 const GIVE_UP: Duration = Duration::from_mins(1);
 /// The port the new node's pod serves (the lab's workload answers on it).
 const POD_PORT: u16 = 8080;
-/// How long a removed node's underlay port may take to go.
-const UNPLUG_TIMEOUT: Duration = Duration::from_secs(20);
 /// The pod started on the new node.
 const NEW_POD: &str = "default/join-new";
 
@@ -103,38 +101,10 @@ fn probe_all(
         .collect()
 }
 
-/// Waits until node `index`'s port `n<index>` has left the underlay's bridge: adding the next node,
-/// which gets the same index, fails with "File exists" while it is there. `Lab::remove_node` deletes
-/// the port itself since `2930722`; before, the kernel reaped it some time after the namespace, and a
-/// full run failed so. Kept as a check that costs one `ip link show`.
-fn wait_unplugged(lab: &Lab, index: usize) -> Result<(), CrossError> {
-    let underlay = netns::path(&lab.names.underlay_netns());
-    let port = format!("n{index}");
-    let deadline = Instant::now() + UNPLUG_TIMEOUT;
-    while bridge_lab::run_in_netns(
-        &lab.names.lab,
-        &underlay,
-        &["ip", "link", "show", &port],
-        "",
-    )
-    .is_ok()
-    {
-        if Instant::now() > deadline {
-            return Err(CrossError::Join(format!(
-                "the underlay still has {port} {} s after its node was removed",
-                UNPLUG_TIMEOUT.as_secs()
-            )));
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
 /// Removes the other nodes' ARP entries for `ip`, the address of a node just removed. The next round's
-/// node gets the same address (the lab takes the next free index) but a new MAC, and sends no
-/// gratuitous ARP: an entry confirmed during the last round would keep the others sending to the old
-/// MAC until it expired (up to about 50 s in a first try), which measures address reuse, not the
-/// join. A real node joining under a fresh address has no such entry anywhere.
+/// node gets the same address (the lab takes the next free index, and a host's MAC follows its
+/// address): an entry left from the last round would spare it the ARP exchange a node joining under a
+/// fresh address goes through, so every round starts cold.
 fn forget_neighbour(lab: &Lab, ip: std::net::IpAddr) -> Result<(), CrossError> {
     let ip = ip.to_string();
     for node in &lab.state.nodes {
@@ -187,7 +157,6 @@ fn one_round(lab: &mut Lab, from: &[PodRecord]) -> Result<JoinRound, CrossError>
     let pod_reachable_ms = reached(probers, from, &format!("{NEW_POD} at {target}"), started)?;
     lab.remove_node(&name)
         .map_err(error::lab(format!("removing {name}")))?;
-    wait_unplugged(lab, index)?;
     forget_neighbour(lab, address.ip())?;
     Ok(JoinRound {
         add_ms,
