@@ -13,7 +13,7 @@ use std::{
 };
 
 use strait_k8s::netpol::{
-    Evaluator, PolicyPod, Protocol, RuleRef,
+    Evaluator, Party, PolicyPod, Protocol, RuleRef,
     rules::{Peer, Policy, PortMatch, Rule},
 };
 
@@ -110,17 +110,16 @@ pub fn port_prefixes(first: u16, last: u16) -> Vec<(u16, u8)> {
 }
 
 /// Compiles `evaluator`'s policies for the `local` pods; `cluster` holds every pod whose identity a
-/// rule may name, `cache` their identities, `namespaces` the namespaces' labels.
+/// rule may name, `cache` their identities.
 pub fn compile(
     evaluator: &Evaluator,
-    namespaces: &BTreeMap<String, strait_k8s::Labels>,
     cluster: &[PolicyPod],
     local: &[PolicyPod],
     cache: &IpCache,
 ) -> Compiled {
     let mut out = Compiled::default();
     let context = Context {
-        namespaces,
+        evaluator,
         cluster,
         cache,
     };
@@ -150,7 +149,7 @@ pub fn compile(
 }
 
 struct Context<'a> {
-    namespaces: &'a BTreeMap<String, strait_k8s::Labels>,
+    evaluator: &'a Evaluator,
     cluster: &'a [PolicyPod],
     cache: &'a IpCache,
 }
@@ -192,7 +191,10 @@ impl Context<'_> {
             Some(list) => self
                 .cluster
                 .iter()
-                .filter(|p| list.iter().any(|peer| self.peer_selects(policy, peer, p)))
+                .filter(|p| {
+                    list.iter()
+                        .any(|peer| self.evaluator.peer_matches(policy, peer, &Party::Pod(p)))
+                })
                 .filter_map(|p| Some((self.identity(p)?, Some(p))))
                 .collect(),
         };
@@ -223,27 +225,6 @@ impl Context<'_> {
             labels: pod.labels.clone(),
         };
         self.cache.identities().number(&key)
-    }
-
-    fn peer_selects(&self, policy: &Policy, peer: &Peer, pod: &PolicyPod) -> bool {
-        let Peer::Pods { pods, namespaces } = peer else {
-            return false;
-        };
-        let namespace_ok = match namespaces {
-            None => pod.namespace == policy.namespace,
-            Some(selector) => {
-                let mut labels = self
-                    .namespaces
-                    .get(&pod.namespace)
-                    .cloned()
-                    .unwrap_or_default();
-                labels
-                    .entry("kubernetes.io/metadata.name".to_owned())
-                    .or_insert_with(|| pod.namespace.clone());
-                selector.matches(&labels)
-            }
-        };
-        namespace_ok && pods.as_ref().is_none_or(|s| s.matches(&pod.labels))
     }
 }
 

@@ -169,7 +169,8 @@ impl Evaluator {
         }
     }
 
-    fn peer_matches(&self, policy: &Policy, rule: &Peer, party: &Party<'_>) -> bool {
+    /// Whether peer `rule` of `policy` names `party`.
+    pub fn peer_matches(&self, policy: &Policy, rule: &Peer, party: &Party<'_>) -> bool {
         match (rule, party) {
             (Peer::Block(block), party) => party.ip().is_some_and(|ip| block.covers(ip)),
             (Peer::Pods { .. }, Party::External(_)) => false,

@@ -52,7 +52,7 @@ fn the_compiled_lookup_gives_the_specifications_verdict_on_every_flow() {
     }
     for case in CASES {
         let evaluator = Evaluator::new(parse(case), namespaces.clone());
-        let compiled = compile(&evaluator, &namespaces, &pods, &pods, &cache);
+        let compiled = compile(&evaluator, &pods, &pods, &cache);
         assert!(compiled.skipped.is_empty());
         let mut wrong = Vec::new();
         for from in &pods {
@@ -127,7 +127,7 @@ fn an_ip_block_rule_is_left_for_its_own_map_and_reported() {
         "metadata: {name: block, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}}]}]",
     );
     let evaluator = Evaluator::new(policies, namespaces.clone());
-    let compiled = compile(&evaluator, &namespaces, &pods, &pods, &IpCache::default());
+    let compiled = compile(&evaluator, &pods, &pods, &IpCache::default());
     assert_eq!(
         compiled.skipped,
         [RuleRef {
