@@ -6,7 +6,7 @@
 //! survive an agent restart.
 
 use std::{
-    io::{Read, Write},
+    io::Read,
     net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
     path::PathBuf,
     time::{Duration, Instant},
@@ -122,28 +122,6 @@ fn from_outside(lab: &Lab, target: &str) -> Result<(String, SocketAddr), String>
 
 fn metric(lab: &Lab, node: &str, program: &str, reason: &str) -> u64 {
     crate::counter(lab, node, (program, reason, "ingress"))
-}
-
-/// A raw HTTP GET from the external namespace; returns the status line and body.
-fn http_get(lab: &Lab, addr: SocketAddr) -> (String, String) {
-    let external = netns::path(&lab.names.external_netns());
-    let stream = netns::run_in(&external, move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-    })
-    .unwrap()
-    .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let mut stream = stream;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text.lines().next().unwrap_or_default().to_owned();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
 }
 
 #[test]
@@ -368,7 +346,7 @@ fn status_and_health_checks(lab: &Lab, node: &NodeRecord) {
             .health_check_node_port
             .expect("a health check node port");
         let addr = SocketAddr::from((node.ip, u16::try_from(port).unwrap()));
-        let (line, body) = http_get(lab, addr);
+        let (line, body) = crate::healthz_from_outside(lab, addr);
         assert!(line.contains(status), "{service}: {line}");
         assert!(
             body.contains(&format!("\"localEndpoints\":{count}")),

@@ -74,3 +74,27 @@ pub fn who_answers(lab: &Lab, from: &str, ip: Ipv4Addr, port: u16) -> String {
         .expect("probe ran")
         .unwrap_or_else(|why| panic!("{from} -> {ip}:{port} blocked: {why}"))
 }
+
+/// `GET /healthz` from the lab's external client to `addr` (a `healthCheckNodePort`); the status line
+/// and the body.
+pub fn healthz_from_outside(lab: &Lab, addr: std::net::SocketAddr) -> (String, String) {
+    use std::io::{Read as _, Write as _};
+    let external = strait_dataplane::netns::path(&lab.names.external_netns());
+    strait_dataplane::netns::run_in(&external, move || {
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+                .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let status = text.lines().next().unwrap_or_default().to_owned();
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+        (status, body)
+    })
+    .unwrap()
+}
