@@ -10,7 +10,7 @@ use tokio::{net::TcpListener, signal::unix::SignalKind, sync::Mutex};
 
 use crate::{
     api,
-    config::AgentConfig,
+    config::{AgentConfig, UplinkXdp},
     conntrack_gc,
     endpoints::EndpointManager,
     http::{self, HttpState},
@@ -243,19 +243,27 @@ async fn attach_uplink(
         .require_link(uplink)
         .await
         .with_context(|| format!("finding the uplink {uplink}"))?;
-    dataplane
-        .attach_uplink(uplink, config.xdp_mode)
-        .with_context(|| format!("attaching the uplink programs to {uplink}"))?;
+    let (mut xdp_mode, why) = config.xdp_mode.resolve(uplink);
+    let attached = dataplane.attach_uplink(uplink, xdp_mode);
+    match attached {
+        Err(e) if config.xdp_mode == UplinkXdp::Auto && xdp_mode.is_some() => {
+            tracing::warn!(%uplink, error = %e, "auto: the driver refused native XDP; tc alone serves the uplink");
+            xdp_mode = None;
+            dataplane.attach_uplink(uplink, None)
+        }
+        other => other,
+    }
+    .with_context(|| format!("attaching the uplink programs to {uplink}"))?;
     let node_ip = config.node_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
     dataplane
         .set_node(node_ip, ifindex)
         .context("writing the node map")?;
-    match config.xdp_mode {
+    match xdp_mode {
         Some(mode) => {
-            tracing::info!(%uplink, ifindex, %node_ip, ?mode, "uplink programs attached (XDP + tcx ingress)");
+            tracing::info!(%uplink, ifindex, %node_ip, ?mode, why, "uplink programs attached (XDP + tcx ingress)");
         }
         None => {
-            tracing::info!(%uplink, ifindex, %node_ip, "uplink program attached (tcx ingress; XDP off)");
+            tracing::info!(%uplink, ifindex, %node_ip, why, "uplink program attached (tcx ingress; no XDP)");
         }
     }
     Ok(())

@@ -1,6 +1,9 @@
 //! The agent's configuration, resolved from its command line (see `straitd --help`).
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use ipnet::Ipv4Net;
 
@@ -37,8 +40,8 @@ pub struct AgentConfig {
     pub uplink: Option<String>,
     /// The node's address (SNAT source of external flows); `None` uses the address the client asked for.
     pub node_ip: Option<std::net::Ipv4Addr>,
-    /// Mode of the uplink's XDP program; `None` runs no XDP program (tc alone serves the uplink).
-    pub xdp_mode: Option<strait_dataplane::XdpMode>,
+    /// What runs on the uplink's XDP hook ([`UplinkXdp`]).
+    pub xdp_mode: UplinkXdp,
     /// Whether XDP translates and redirects packets of tracked flows to local pods itself (otherwise tc
     /// does); see [`fast_path_default`].
     pub xdp_fast_path: bool,
@@ -90,12 +93,60 @@ impl AgentConfig {
     }
 }
 
+/// What runs on the uplink's XDP hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UplinkXdp {
+    /// Native XDP when the uplink is a hardware NIC whose driver has it; otherwise no XDP program
+    /// ([`UplinkXdp::resolve`]). Never generic: generic XDP runs after the skb exists, where tc makes the
+    /// same checks without copying every GRO/GSO aggregate first.
+    Auto,
+    /// XDP in this mode, or an error when the uplink cannot run it.
+    Mode(strait_dataplane::XdpMode),
+    /// No XDP program: tc alone serves the uplink.
+    Off,
+}
+
+impl UplinkXdp {
+    /// The XDP mode to attach on `uplink` (`None`: no XDP program), with why, for the log. `Auto` tries
+    /// native mode only on a device with a hardware parent (`/sys/class/net/<uplink>/device`): a
+    /// virtual uplink (veth, bridge, bond, dummy) either lacks native XDP or, as a veth, would strip
+    /// its peer's GSO and drop XDP_TX answers unless the peer runs XDP too.
+    #[must_use]
+    pub fn resolve(self, uplink: &str) -> (Option<strait_dataplane::XdpMode>, &'static str) {
+        match self {
+            UplinkXdp::Mode(mode) => (Some(mode), "as configured"),
+            UplinkXdp::Off => (None, "--xdp-mode off"),
+            UplinkXdp::Auto => {
+                if Path::new("/sys/class/net")
+                    .join(uplink)
+                    .join("device")
+                    .exists()
+                {
+                    (
+                        Some(strait_dataplane::XdpMode::Driver),
+                        "auto: a hardware NIC, native XDP",
+                    )
+                } else {
+                    (
+                        None,
+                        "auto: a virtual uplink has no native XDP worth running; tc makes every check",
+                    )
+                }
+            }
+        }
+    }
+}
+
 /// The XDP fast path's default for an XDP mode: on where XDP runs in the driver, off in generic (skb)
 /// mode, where an XDP redirect to a pod's veth queues the packet for another softirq pass and costs more
 /// than tc's `bpf_redirect_peer`, and off without XDP.
 #[must_use]
-pub fn fast_path_default(mode: Option<strait_dataplane::XdpMode>) -> bool {
-    mode.is_some_and(|mode| !matches!(mode, strait_dataplane::XdpMode::Skb))
+pub fn fast_path_default(mode: UplinkXdp) -> bool {
+    match mode {
+        UplinkXdp::Auto => true,
+        UplinkXdp::Mode(mode) => !matches!(mode, strait_dataplane::XdpMode::Skb),
+        UplinkXdp::Off => false,
+    }
 }
 
 /// The port of the agent's HTTP server.
@@ -110,7 +161,7 @@ pub fn default_http_addr(node_ip: Option<std::net::Ipv4Addr>) -> SocketAddr {
 
 #[cfg(test)]
 mod tests {
-    use super::{default_http_addr, fast_path_default};
+    use super::{UplinkXdp, default_http_addr, fast_path_default};
     use strait_dataplane::XdpMode;
 
     #[test]
@@ -125,9 +176,21 @@ mod tests {
 
     #[test]
     fn the_fast_path_defaults_off_in_generic_mode_and_without_xdp() {
-        assert!(fast_path_default(Some(XdpMode::Default)));
-        assert!(fast_path_default(Some(XdpMode::Driver)));
-        assert!(!fast_path_default(Some(XdpMode::Skb)));
-        assert!(!fast_path_default(None));
+        assert!(fast_path_default(UplinkXdp::Auto));
+        assert!(fast_path_default(UplinkXdp::Mode(XdpMode::Default)));
+        assert!(fast_path_default(UplinkXdp::Mode(XdpMode::Driver)));
+        assert!(!fast_path_default(UplinkXdp::Mode(XdpMode::Skb)));
+        assert!(!fast_path_default(UplinkXdp::Off));
+    }
+
+    #[test]
+    fn auto_runs_no_xdp_on_a_virtual_uplink() {
+        // Loopback is virtual on every machine: no hardware parent in sysfs.
+        assert_eq!(UplinkXdp::Auto.resolve("lo").0, None);
+        assert_eq!(UplinkXdp::Off.resolve("lo").0, None);
+        assert_eq!(
+            UplinkXdp::Mode(XdpMode::Skb).resolve("lo").0,
+            Some(XdpMode::Skb)
+        );
     }
 }

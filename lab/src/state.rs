@@ -107,6 +107,9 @@ pub enum LabXdp {
     /// No XDP program: tc alone, as on a node where generic XDP's copy of each aggregate costs more than
     /// its early drops save.
     Off,
+    /// strait's default: on a veth uplink that is no XDP program either (`straitd --xdp-mode auto`
+    /// runs native XDP on hardware NICs only).
+    Auto,
 }
 
 impl LabXdp {
@@ -115,6 +118,7 @@ impl LabXdp {
         match self {
             LabXdp::Generic => "generic",
             LabXdp::Off => "off",
+            LabXdp::Auto => "auto",
         }
     }
 }

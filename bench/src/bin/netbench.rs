@@ -179,9 +179,10 @@ struct CrossNodeArgs {
     /// Skip the node-join measurement.
     #[arg(long)]
     no_join: bool,
-    /// The strait agents' XDP mode on the lab's veth uplinks: generic (every XDP check, at the cost
-    /// of a copy of each GRO/GSO aggregate) or off (tc alone).
-    #[arg(long, value_enum, default_value = "generic")]
+    /// The strait agents' XDP mode on the lab's veth uplinks: auto (strait's default, which on a veth
+    /// runs no XDP program: tc alone), generic (every XDP check, at the cost of a copy of each GRO/GSO
+    /// aggregate) or off.
+    #[arg(long, value_enum, default_value = "auto")]
     xdp_mode: strait_lab::state::LabXdp,
     /// Write the run (every round) as JSON to this file.
     #[arg(long)]

@@ -6,6 +6,7 @@ use clap::Parser;
 use ipnet::Ipv4Net;
 use strait_control::{
     AgentConfig,
+    config::UplinkXdp,
     model::translate::ReservedAddresses,
     overlay::{OverlayMode, OverlaySettings},
     run,
@@ -76,12 +77,13 @@ struct Args {
     /// (SNAT) [default: the address the client connected to].
     #[arg(long, requires = "uplink")]
     node_ip: Option<std::net::Ipv4Addr>,
-    /// How the uplink's XDP program runs: `auto` lets the kernel use the driver (native) where it can;
-    /// `generic` runs it on the skb path (needed on a veth uplink whose peer has no XDP program, where
-    /// native XDP_TX cannot transmit; the lab uses it); `off` runs no XDP program, and tc makes every
-    /// check XDP makes. Generic XDP copies every GRO/GSO aggregate it sees into a linear buffer before
-    /// the program runs, which costs a veth uplink (a kind node, the lab) 10-15 % of its TCP stream
-    /// throughput: there `off` is faster, and it gives up only the early drops.
+    /// How the uplink's XDP program runs: `auto` runs it native (in the driver) on a hardware NIC whose
+    /// driver has native XDP, and runs none on a virtual uplink (veth, bridge, bond) or a driver
+    /// without it; `native` insists on the driver; `generic` runs it on the skb path (the lab uses it
+    /// on its veth uplinks, to exercise every XDP check); `off` runs no XDP program. Without XDP, tc
+    /// makes every check XDP makes. `auto` never picks generic: generic XDP copies every GRO/GSO
+    /// aggregate into a linear buffer before the program runs, which costs a veth uplink 10-15 % of
+    /// its TCP stream throughput, and it saves no skb.
     #[arg(long, value_enum, default_value = "auto", requires = "uplink")]
     xdp_mode: XdpModeArg,
     /// Whether XDP itself translates and redirects the packets of tracked external flows to pods on this
@@ -184,10 +186,10 @@ fn main() -> anyhow::Result<()> {
             .init(),
     }
     let xdp_mode = match args.xdp_mode {
-        XdpModeArg::Auto => Some(XdpMode::Default),
-        XdpModeArg::Native => Some(XdpMode::Driver),
-        XdpModeArg::Generic => Some(XdpMode::Skb),
-        XdpModeArg::Off => None,
+        XdpModeArg::Auto => UplinkXdp::Auto,
+        XdpModeArg::Native => UplinkXdp::Mode(XdpMode::Driver),
+        XdpModeArg::Generic => UplinkXdp::Mode(XdpMode::Skb),
+        XdpModeArg::Off => UplinkXdp::Off,
     };
     let config = AgentConfig {
         state_dir: args

@@ -108,9 +108,9 @@ enum LabCommand {
         /// tc's redirect is cheaper there.
         #[arg(long)]
         xdp_fast_path: bool,
-        /// The agents' XDP program on the uplink: `generic` (every XDP check and answer) or `off` (tc
+        /// The agents' XDP program on the uplink: `generic` (every XDP check and answer), `off` (tc
         /// alone; generic XDP copies every GRO/GSO aggregate, which costs the lab's veth uplinks 10-15 %
-        /// of their stream throughput).
+        /// of their stream throughput) or `auto` (strait's default, which on a veth is no XDP).
         #[arg(long, value_enum, default_value = "generic")]
         xdp_mode: strait_lab::state::LabXdp,
         /// How pods reach pods on other nodes: `vxlan` tunnels (Flannel's wire format) or `direct`

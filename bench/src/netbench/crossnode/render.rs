@@ -306,8 +306,9 @@ pub fn section(report: &CrossReport) -> String {
          with netbench's load generator (the client a process in the client's namespace and cgroup, the server in \
          the server pod; no spinners), rounds interleaved: in each round every test runs once on every stack, one \
          stack after another. Cells give the median of {} round(s) of {} s with the range over the rounds in \
-         brackets. The strait agents run with `--xdp-mode {}` (the lab's uplinks are veths: XDP runs in \
-         generic mode, which copies every GRO/GSO aggregate, or not at all). Ratios are of the medians, with the range of the round-by-round ratios; against a goal: ✓ met in \
+         brackets. The strait agents run with `--xdp-mode {}` (the lab's uplinks are veths: `auto`, \
+         strait's default, runs no XDP program on a virtual uplink and tc makes every check; `generic` runs \
+         every XDP check at the cost of a copy of each GRO/GSO aggregate). Ratios are of the medians, with the range of the round-by-round ratios; against a goal: ✓ met in \
          every round, ≈✓ met by the medians but not in every round, ≈✗ missed by the medians but met in some \
          round, ✗ missed in every round.\n",
         report.rounds,
