@@ -243,7 +243,11 @@ async fn attach_uplink(
         .require_link(uplink)
         .await
         .with_context(|| format!("finding the uplink {uplink}"))?;
-    let (mut xdp_mode, why) = config.xdp_mode.resolve(uplink);
+    let kind = netlink
+        .link_kind(uplink)
+        .await
+        .with_context(|| format!("reading the link kind of {uplink}"))?;
+    let (mut xdp_mode, why) = config.xdp_mode.resolve(kind.as_deref());
     let attached = dataplane.attach_uplink(uplink, xdp_mode);
     match attached {
         Err(e) if config.xdp_mode == UplinkXdp::Auto && xdp_mode.is_some() => {

@@ -75,6 +75,25 @@ impl Netlink {
         .await
     }
 
+    /// The kind of the link `name` as `ip -d link` shows it (`veth`, `bridge`, `vxlan`, ...); `None` for
+    /// a device a driver made for hardware (a NIC has no link kind).
+    pub async fn link_kind(&self, name: &str) -> Result<Option<String>, DataplaneError> {
+        use rtnetlink::packet_route::link::LinkInfo;
+        let link =
+            self.link_by_name(name)
+                .await?
+                .ok_or_else(|| DataplaneError::InterfaceNotFound {
+                    name: name.to_owned(),
+                })?;
+        Ok(link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|info| match info {
+                LinkInfo::Kind(kind) => Some(kind.to_string()),
+                _ => None,
+            }),
+            _ => None,
+        }))
+    }
+
     /// Creates a veth pair.
     pub async fn create_veth(&self, name: &str, peer: &str) -> Result<(), DataplaneError> {
         self.handle

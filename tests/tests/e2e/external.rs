@@ -513,17 +513,21 @@ fn udp_ask(socket: &UdpSocket) -> (String, String) {
     )
 }
 
-/// `--xdp-mode off`: an agent restarted without XDP unpins the uplink's XDP link, so the program leaves
-/// the device, and tc alone serves the uplink: a NodePort answers with SNAT to the node, and a frontend
-/// without endpoints is still refused at once (RST, port unreachable), now by tc.
+/// `--xdp-mode auto` (the default) on a veth uplink runs no XDP program: an agent restarted with it
+/// unpins the uplink's XDP link, so the program leaves the device, and tc alone serves the uplink: a
+/// NodePort answers with SNAT to the node, and a frontend without endpoints is still refused at once
+/// (RST, port unreachable), now by tc. (`--xdp-mode off` takes the same path.)
 #[test]
 fn without_xdp_tc_alone_serves_and_refuses_on_the_uplink() {
     let (_guard, mut lab, _dir) = lab_with("nox", SERVICES);
     let node = lab.state.nodes[0].clone();
     assert!(uplink_runs_xdp(&node), "generic XDP to begin with");
-    lab.state.options.xdp_mode = strait_lab::state::LabXdp::Off;
+    lab.state.options.xdp_mode = strait_lab::state::LabXdp::Auto;
     lab.restart_agent(&node.name).unwrap();
-    assert!(!uplink_runs_xdp(&node), "no XDP program after the restart");
+    assert!(
+        !uplink_runs_xdp(&node),
+        "auto on a veth: no XDP program after the restart"
+    );
     let refused_before = metric(&lab, &node.name, "from-uplink", "no_backend");
     refusals(&lab, &node);
     assert!(
