@@ -2,10 +2,11 @@
 //!
 //! Apply reads the whole input, then [`plan`]s it: every object is checked against the lab's objects as
 //! the API server would check it (its namespace exists, its ClusterIP and node ports are free, a running
-//! Pod's ports are not changed), in order, with the objects before it in the same input counted, before
-//! anything changes. Only then are the changes made, and each object reports what happened to it, as
-//! kubectl prints it: `service/web created`, `configured` or `unchanged`. Delete removes what exists and
-//! reports each object: `service "web" deleted`, or `services "web" not found` for one that does not.
+//! Pod's ports are not changed, a NetworkPolicy parses: [`policies`]), in order, with the objects before
+//! it in the same input counted, before anything changes. Only then are the changes made, and each
+//! object reports what happened to it, as kubectl prints it: `service/web created`, `configured` or
+//! `unchanged`. Delete removes what exists and reports each object: `service "web" deleted`, or
+//! `services "web" not found` for one that does not.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -15,7 +16,8 @@ use std::{
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{Namespace, Service},
+    core::v1::{Namespace, Pod, Service},
+    networking::v1::NetworkPolicy,
 };
 use strait_k8s::Kind;
 
@@ -26,6 +28,11 @@ use crate::{
     publish::admit_service,
     state::LabState,
 };
+
+mod delete;
+pub mod policies;
+
+pub use delete::{DeleteOutcome, Deleted, kind_of_resource, plural};
 
 /// The namespaces every cluster has: they exist without being applied and cannot be deleted.
 pub const BUILTIN_NAMESPACES: [&str; 4] =
@@ -100,66 +107,6 @@ impl fmt::Display for Applied {
     }
 }
 
-/// What deleting one object came to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeleteOutcome {
-    Deleted,
-    /// The object does not exist.
-    NotFound,
-    /// The object may not be deleted, for the reason given.
-    Forbidden(&'static str),
-}
-
-/// One object's delete result; displayed as kubectl prints it: `service "web" deleted`, or
-/// `Error from server (NotFound): services "web" not found`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Deleted {
-    pub kind: Kind,
-    /// The object's namespace; empty for cluster-scoped kinds.
-    pub namespace: String,
-    pub name: String,
-    pub outcome: DeleteOutcome,
-}
-
-impl Deleted {
-    /// Whether the object was not deleted (an error for kubectl, which then exits with 1).
-    pub fn is_error(&self) -> bool {
-        self.outcome != DeleteOutcome::Deleted
-    }
-}
-
-impl fmt::Display for Deleted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (resource, plural, name) = (self.kind.resource(), plural(self.kind), &self.name);
-        match self.outcome {
-            DeleteOutcome::Deleted => write!(f, "{resource} {name:?} deleted"),
-            DeleteOutcome::NotFound => {
-                write!(
-                    f,
-                    "Error from server (NotFound): {plural} {name:?} not found"
-                )
-            }
-            DeleteOutcome::Forbidden(why) => write!(
-                f,
-                "Error from server (Forbidden): {plural} {name:?} is forbidden: {why}"
-            ),
-        }
-    }
-}
-
-/// The plural resource name the API server uses in its messages (`services "web" not found`).
-pub fn plural(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Namespace => "namespaces",
-        Kind::Node => "nodes",
-        Kind::Service => "services",
-        Kind::EndpointSlice => "endpointslices.discovery.k8s.io",
-        Kind::Pod => "pods",
-        Kind::Deployment => "deployments.apps",
-        Kind::NetworkPolicy => "networkpolicies.networking.k8s.io",
-    }
-}
-
 /// One change apply makes, decided before any is made.
 #[derive(Debug)]
 enum Step {
@@ -169,6 +116,7 @@ enum Step {
     /// New labels for the pod `namespace/name` (the only thing about a running pod that changes).
     Relabel(String, BTreeMap<String, String>),
     Deployment(String, Box<Deployment>),
+    Policy(String, Box<NetworkPolicy>),
 }
 
 /// What applying an input will do: its changes in order, and each object's result.
@@ -184,12 +132,13 @@ pub struct Plan {
 pub fn plan(state: &LabState, loaded: &Loaded) -> Result<Plan, LabError> {
     let mut namespaces = state.namespaces.clone();
     let mut services = state.services.clone();
-    let mut pods: BTreeMap<String, (BTreeMap<String, String>, Vec<PodPort>)> = state
+    let mut pods: PodsPlanned = state
         .pods
         .iter()
         .map(|p| (p.id(), (p.labels.clone(), p.ports.clone())))
         .collect();
     let mut deployments = state.deployments.clone();
+    let mut policies = state.policies.clone();
     let mut plan = Plan {
         steps: Vec::new(),
         applied: Vec::new(),
@@ -231,29 +180,7 @@ pub fn plan(state: &LabState, loaded: &Loaded) -> Result<Plan, LabError> {
                 plan.steps.push(Step::Service(key, Box::new(admitted)));
                 action
             }
-            Object::Pod(pod) => {
-                let spec = manifests::pod_from_pod(pod);
-                match pods.get(&key) {
-                    None => {
-                        pods.insert(key, (spec.labels.clone(), spec.ports.clone()));
-                        plan.steps.push(Step::CreatePod(spec));
-                        Action::Created
-                    }
-                    Some((_, ports)) if *ports != spec.ports => {
-                        return Err(reject(
-                            "Forbidden: pod updates may not change fields other than labels and \
-                             images (a running pod keeps its container ports: delete it first)"
-                                .to_owned(),
-                        ));
-                    }
-                    Some((labels, _)) if *labels == spec.labels => Action::Unchanged,
-                    Some(_) => {
-                        pods.insert(key.clone(), (spec.labels.clone(), spec.ports));
-                        plan.steps.push(Step::Relabel(key, spec.labels));
-                        Action::Configured
-                    }
-                }
-            }
+            Object::Pod(pod) => plan_pod(&mut pods, &mut plan, key, pod).map_err(reject)?,
             Object::Deployment(deployment) => {
                 let wanted = (
                     manifests::deployment_replicas(deployment),
@@ -264,8 +191,15 @@ pub fn plan(state: &LabState, loaded: &Loaded) -> Result<Plan, LabError> {
                 plan.steps.push(Step::Deployment(key, deployment.clone()));
                 action
             }
+            Object::NetworkPolicy(policy) => {
+                let admitted = policies::admit(policy, &namespace).map_err(reject)?;
+                let action = compare(policies.get(&key), &admitted);
+                policies.insert(key.clone(), admitted.clone());
+                plan.steps.push(Step::Policy(key, Box::new(admitted)));
+                action
+            }
             // Not among the kinds the lab reads (manifests::LAB).
-            Object::Node(_) | Object::EndpointSlice(_) | Object::NetworkPolicy(_) => continue,
+            Object::Node(_) | Object::EndpointSlice(_) => continue,
         };
         plan.applied.push(Applied {
             kind,
@@ -275,6 +209,40 @@ pub fn plan(state: &LabState, loaded: &Loaded) -> Result<Plan, LabError> {
         });
     }
     Ok(plan)
+}
+
+/// The labels and ports of each pod, by `namespace/name`.
+type PodsPlanned = BTreeMap<String, (BTreeMap<String, String>, Vec<PodPort>)>;
+
+/// Plans applying the Pod `key` over `pods`, the pods as planned so far: a new pod is created, a
+/// running one only relabelled; the error is why the API server would refuse it.
+fn plan_pod(
+    pods: &mut PodsPlanned,
+    plan: &mut Plan,
+    key: String,
+    pod: &Pod,
+) -> Result<Action, String> {
+    let spec = manifests::pod_from_pod(pod);
+    Ok(match pods.get(&key) {
+        None => {
+            pods.insert(key, (spec.labels.clone(), spec.ports.clone()));
+            plan.steps.push(Step::CreatePod(spec));
+            Action::Created
+        }
+        Some((_, ports)) if *ports != spec.ports => {
+            return Err(
+                "Forbidden: pod updates may not change fields other than labels and images (a \
+                 running pod keeps its container ports: delete it first)"
+                    .to_owned(),
+            );
+        }
+        Some((labels, _)) if *labels == spec.labels => Action::Unchanged,
+        Some(_) => {
+            pods.insert(key.clone(), (spec.labels.clone(), spec.ports));
+            plan.steps.push(Step::Relabel(key, spec.labels));
+            Action::Configured
+        }
+    })
 }
 
 /// Plans applying the Namespace `name` (with its name label, as the API server stores it) over
@@ -364,6 +332,10 @@ impl Lab {
                 Step::Deployment(key, deployment) => {
                     self.reconcile_deployment(&key, &deployment)?;
                 }
+                Step::Policy(key, policy) => {
+                    self.state.policies.insert(key, *policy);
+                    self.save()?;
+                }
             }
         }
         self.publish()?;
@@ -394,98 +366,6 @@ impl Lab {
             .deployments
             .insert(key.to_owned(), (replicas, hash));
         self.save()
-    }
-
-    /// Deletes every object named in `path`, as `kubectl delete -f` does: what exists is deleted (a
-    /// Namespace with everything in it), the rest is reported [`DeleteOutcome::NotFound`] (or
-    /// [`DeleteOutcome::Forbidden`] for a built-in namespace). The input is read whole first.
-    pub fn delete(&mut self, path: &Path) -> Result<Vec<Deleted>, LabError> {
-        let loaded = manifests::load_path(path)?;
-        self.delete_loaded(&loaded)
-    }
-
-    /// [`Lab::delete`] for manifest text; `file` names it in errors (`<stdin>` for standard input).
-    pub fn delete_str(&mut self, file: &Path, text: &str) -> Result<Vec<Deleted>, LabError> {
-        let loaded = manifests::parse_loaded(file, text)?;
-        self.delete_loaded(&loaded)
-    }
-
-    /// [`Lab::delete`] for objects already read.
-    pub fn delete_loaded(&mut self, loaded: &Loaded) -> Result<Vec<Deleted>, LabError> {
-        let mut results = Vec::new();
-        for (_, object) in &loaded.objects {
-            let kind = object.kind_of();
-            let name = object.name().to_owned();
-            let namespace = if kind.is_namespaced() {
-                object.namespace().to_owned()
-            } else {
-                String::new()
-            };
-            let key = format!("{namespace}/{name}");
-            let outcome = match object {
-                Object::Namespace(_) => self.delete_namespace(&name)?,
-                Object::Service(_) => found(self.state.services.remove(&key).is_some()),
-                Object::Pod(_) => match self.state.pod(&key).cloned() {
-                    Some(pod) => {
-                        self.delete_pod(&pod)?;
-                        DeleteOutcome::Deleted
-                    }
-                    None => DeleteOutcome::NotFound,
-                },
-                Object::Deployment(_) => {
-                    let pods = self.state.pods_owned_by(&key);
-                    let existed = self.state.deployments.remove(&key).is_some() || !pods.is_empty();
-                    for pod in pods {
-                        self.delete_pod(&pod)?;
-                    }
-                    found(existed)
-                }
-                Object::Node(_) | Object::EndpointSlice(_) | Object::NetworkPolicy(_) => continue,
-            };
-            self.save()?;
-            results.push(Deleted {
-                kind,
-                namespace,
-                name,
-                outcome,
-            });
-        }
-        self.publish()?;
-        Ok(results)
-    }
-
-    /// Deletes the namespace `name` and every pod, Deployment and Service in it.
-    fn delete_namespace(&mut self, name: &str) -> Result<DeleteOutcome, LabError> {
-        if BUILTIN_NAMESPACES.contains(&name) {
-            return Ok(DeleteOutcome::Forbidden(
-                "this namespace may not be deleted",
-            ));
-        }
-        if self.state.namespaces.remove(name).is_none() {
-            return Ok(DeleteOutcome::NotFound);
-        }
-        let inside = |key: &str| key.split_once('/').is_some_and(|(ns, _)| ns == name);
-        let pods: Vec<_> = self
-            .state
-            .pods
-            .iter()
-            .filter(|p| p.namespace == name)
-            .cloned()
-            .collect();
-        for pod in pods {
-            self.delete_pod(&pod)?;
-        }
-        self.state.deployments.retain(|key, _| !inside(key));
-        self.state.services.retain(|key, _| !inside(key));
-        Ok(DeleteOutcome::Deleted)
-    }
-}
-
-fn found(existed: bool) -> DeleteOutcome {
-    if existed {
-        DeleteOutcome::Deleted
-    } else {
-        DeleteOutcome::NotFound
     }
 }
 

@@ -1,8 +1,8 @@
 //! Publishing the cluster's objects for the agents, as the API server and the endpoints controller would:
 //! every Service gets a ClusterIP (kept across re-applies) and node ports, EndpointSlices are computed from
-//! the pods, and the whole set (with the Node, Namespace and Pod objects: pods with their labels, node,
-//! address and named container ports) is written to the lab's cluster directory, which every agent
-//! watches.
+//! the pods, and the whole set (with the Node, Namespace, Pod and NetworkPolicy objects: pods with their
+//! labels, node, address and named container ports) is written to the lab's cluster directory, which
+//! every agent watches: every agent sees every object, whichever node it is about.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -101,8 +101,9 @@ fn protocol(port: &ServicePort) -> &str {
 }
 
 impl Lab {
-    /// Recomputes EndpointSlices and writes every object (Nodes, Services, EndpointSlices) for the agents,
-    /// then waits until they have synced.
+    /// Recomputes EndpointSlices and writes every object (Nodes, Namespaces, Pods, Services,
+    /// EndpointSlices, NetworkPolicies) for the agents, then, when a file changed, waits until every
+    /// agent has run a sync that began after the write.
     pub(crate) fn publish(&mut self) -> Result<(), LabError> {
         let none = BTreeSet::new();
         let mut objects: Vec<ObjectFile> = self
@@ -117,6 +118,7 @@ impl Lab {
                 .map(ObjectFile::from),
         );
         objects.extend(self.state.pods.iter().map(|p| pod_object(p).into()));
+        objects.extend(self.state.policies.values().cloned().map(ObjectFile::from));
         for service in self.state.services.values() {
             objects.push(service.clone().into());
             for slice in endpoint_slices(service, &self.state.pods, &none) {
@@ -134,7 +136,8 @@ impl Lab {
         Ok(())
     }
 
-    /// Waits until every agent has run a service sync that began after `published_ms`.
+    /// Waits until every agent has run a sync turn that began after `published_ms` (`/syncz`: the start
+    /// of its last turn that left nothing pending; the turn writes every feature's maps).
     fn wait_synced(&self, published_ms: u64) -> Result<(), LabError> {
         let deadline = Instant::now() + SYNC_TIMEOUT;
         for node in self.state.nodes.iter().filter(|n| n.runs_strait()) {
@@ -149,7 +152,7 @@ impl Lab {
                 }
                 if Instant::now() > deadline {
                     return Err(LabError::Environment(format!(
-                        "agent of {} did not sync the published services within {} s",
+                        "agent of {} did not sync the published objects within {} s",
                         node.name,
                         SYNC_TIMEOUT.as_secs()
                     )));

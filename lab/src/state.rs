@@ -1,9 +1,12 @@
-//! The lab's own record of what it built (nodes, pods, services), saved as JSON in the lab's run
+//! The lab's own record of what it built (nodes, pods, services, policies), saved as JSON in the lab's run
 //! directory after every change so every `strait lab` command, and `down` after a crash, can find it.
 
 use std::{collections::BTreeMap, fs, net::Ipv4Addr, path::Path};
 
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::{
+    core::v1::{Namespace, Service},
+    networking::v1::NetworkPolicy,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{LabError, manifests::PodPort};
@@ -71,6 +74,9 @@ pub struct LabState {
     pub services: BTreeMap<String, Service>,
     /// Deployments by `namespace/name`: (replicas, template hash).
     pub deployments: BTreeMap<String, (usize, String)>,
+    /// NetworkPolicies by `namespace/name`, as applied (with `metadata.namespace` set).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, NetworkPolicy>,
     /// The external namespace's server ([`crate::external`]); 0 when none runs (a lab from before it).
     #[serde(default)]
     pub external_pid: i32,

@@ -45,6 +45,9 @@ fn apply(state: &mut LabState, text: &str) -> Result<Vec<String>, LabError> {
                 );
                 state.deployments.insert(key, wanted);
             }
+            Step::Policy(key, policy) => {
+                state.policies.insert(key, *policy);
+            }
         }
     }
     Ok(plan.applied.iter().map(ToString::to_string).collect())
@@ -304,4 +307,143 @@ fn a_running_pod_relabels_in_place_and_ignores_other_changes() {
     );
     assert_eq!(state.pods.len(), 1, "the same pod, relabelled");
     assert_eq!(state.pods[0].labels["app"], "y");
+}
+
+fn policy(namespace: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+         metadata: {{name: {name}, namespace: {namespace}}}\nspec: {spec}\n---\n"
+    )
+}
+
+#[test]
+fn network_policies_are_kept_when_they_parse_and_refused_naming_the_object_when_not() {
+    let mut state = LabState::default();
+    let deny = policy("shop", "deny", "{podSelector: {}}");
+    assert_eq!(
+        apply(&mut state, &format!("{SHOP}{deny}")).unwrap(),
+        [
+            "namespace/shop created",
+            "networkpolicy.networking.k8s.io/deny created"
+        ]
+    );
+    let stored = &state.policies["shop/deny"];
+    assert_eq!(stored.metadata.namespace.as_deref(), Some("shop"));
+    assert_eq!(
+        apply(&mut state, &deny).unwrap(),
+        ["networkpolicy.networking.k8s.io/deny unchanged"]
+    );
+    let egress = policy("shop", "deny", "{podSelector: {}, policyTypes: [Egress]}");
+    assert_eq!(
+        apply(&mut state, &egress).unwrap(),
+        ["networkpolicy.networking.k8s.io/deny configured"]
+    );
+    assert_eq!(state.policies.len(), 1, "re-applied, replaced");
+    // Without a namespace: `default`.
+    apply(
+        &mut state,
+        &policy("default", "d", "{podSelector: {}}").replace(", namespace: default", ""),
+    )
+    .unwrap();
+    assert_eq!(
+        state.policies["default/d"].metadata.namespace.as_deref(),
+        Some("default")
+    );
+
+    // A policy the specification cannot read refuses the whole input.
+    let bad_cidr = policy(
+        "shop",
+        "bad",
+        "{podSelector: {}, ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/33}}]}]}",
+    );
+    let error = apply(
+        &mut state,
+        &format!("{}{bad_cidr}", service("shop", "web", 80)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.starts_with(
+            "in.yaml document 2: networkpolicy.networking.k8s.io/bad: spec.ingress[0].from[0].ipBlock.cidr"
+        ),
+        "{error}"
+    );
+    assert!(state.services.is_empty() && !state.policies.contains_key("shop/bad"));
+    let named_range = policy(
+        "shop",
+        "range",
+        "{podSelector: {}, ingress: [{ports: [{port: http, endPort: 90}]}]}",
+    );
+    let error = apply(&mut state, &named_range).unwrap_err().to_string();
+    assert!(
+        error.contains("networkpolicy.networking.k8s.io/range: spec.ingress[0].ports[0]"),
+        "{error}"
+    );
+    let error = apply(&mut state, &policy("nowhere", "p", "{podSelector: {}}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("namespaces \"nowhere\" not found"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_expected_table_is_the_specifications_verdict_on_the_lab_as_it_is() {
+    use crate::{
+        manifests::{MODEL_PORTS, Protocol, model_pod_ids, netpol_model_manifest},
+        reachability::Reachability,
+    };
+    let mut state = LabState::default();
+    apply(&mut state, &netpol_model_manifest()).unwrap();
+    // Only x/b and y/* may reach x/a, and only on 80/TCP.
+    let spec = "{podSelector: {matchLabels: {pod: a}}, ingress: [\
+                {from: [{podSelector: {matchLabels: {pod: b}}}, {namespaceSelector: {matchLabels: {ns: y}}}], \
+                ports: [{port: 80}]}]}";
+    apply(&mut state, &policy("x", "a-from-b-and-y", spec)).unwrap();
+    let pods = model_pod_ids();
+    let cases: Vec<(u16, Protocol)> = MODEL_PORTS
+        .iter()
+        .flat_map(|p| [(*p, Protocol::Tcp), (*p, Protocol::Udp)])
+        .collect();
+    let like = Reachability::from_fn(&pods, &pods, &cases, |_, _, _, _| false);
+    let cluster = policies::policy_cluster(&state).unwrap();
+    let expected = policies::expected_reachability(&cluster, &like);
+    for &(port, protocol) in &cases {
+        for from in &pods {
+            for to in &pods {
+                let allowed = to != "x/a"
+                    || from == "x/a"
+                    || ((from == "x/b" || from.starts_with("y/"))
+                        && (port, protocol) == (80, Protocol::Tcp));
+                assert_eq!(
+                    expected.get(from, to, port, protocol),
+                    Some(allowed),
+                    "{from} -> {to} {port}/{protocol}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn resources_are_named_as_kubectl_names_them() {
+    for (text, kind) in [
+        ("networkpolicy", Some(Kind::NetworkPolicy)),
+        ("NetworkPolicies", Some(Kind::NetworkPolicy)),
+        ("netpol", Some(Kind::NetworkPolicy)),
+        (
+            "networkpolicies.networking.k8s.io",
+            Some(Kind::NetworkPolicy),
+        ),
+        ("svc", Some(Kind::Service)),
+        ("deployment.apps", Some(Kind::Deployment)),
+        ("ns", Some(Kind::Namespace)),
+        ("po", Some(Kind::Pod)),
+        ("pod.apps", None),
+        ("node", None),
+        ("configmap", None),
+    ] {
+        assert_eq!(kind_of_resource(text), kind, "{text}");
+    }
 }

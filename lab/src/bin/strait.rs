@@ -133,14 +133,26 @@ enum LabCommand {
         file: PathBuf,
     },
     /// Delete the objects named in a manifest file or directory (`-` reads standard input), as
-    /// `kubectl delete -f`: prints `service "web" deleted` per object; exits with 1 when any object
-    /// was not found (after deleting the others).
+    /// `kubectl delete -f`, or by type and name, as `kubectl delete networkpolicy NAME -n NS`
+    /// (`strait lab delete networkpolicy NS/NAME`): prints `service "web" deleted` per object; exits
+    /// with 1 when any object was not found (after deleting the others).
     Delete {
         #[arg(long, default_value = "lab")]
         name: String,
         /// Manifest file or directory, or `-` for standard input.
-        #[arg(short = 'f', long = "filename")]
-        file: PathBuf,
+        #[arg(
+            short = 'f',
+            long = "filename",
+            required_unless_present = "resource",
+            conflicts_with = "resource"
+        )]
+        file: Option<PathBuf>,
+        /// The type of the objects to delete: namespace, pod, service, deployment or networkpolicy
+        /// (kubectl's plurals and short names too: svc, netpol, ...).
+        #[arg(requires = "objects")]
+        resource: Option<String>,
+        /// The objects: NS/NAME, or NAME in namespace `default` (a namespace: its name).
+        objects: Vec<String>,
     },
     /// Show nodes, pods (with IPs and nodes) and services (with their ready endpoint counts).
     Status {
@@ -427,11 +439,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{object}");
             }
         }
-        LabCommand::Delete { name, file } => {
+        LabCommand::Delete {
+            name,
+            file,
+            resource,
+            objects,
+        } => {
             let mut lab = Lab::open(&name)?;
-            let deleted = match stdin_text(&file)? {
-                Some(text) => lab.delete_str(Path::new(STDIN), &text)?,
-                None => lab.delete(&file)?,
+            let deleted = match (file, resource) {
+                (Some(file), _) => match stdin_text(&file)? {
+                    Some(text) => lab.delete_str(Path::new(STDIN), &text)?,
+                    None => lab.delete(&file)?,
+                },
+                (None, resource) => {
+                    let resource = resource.unwrap_or_default();
+                    let kind =
+                        strait_lab::apply::kind_of_resource(&resource).with_context(|| {
+                            format!(
+                                "{resource:?}: the lab deletes namespace, pod, service, deployment \
+                             and networkpolicy objects"
+                            )
+                        })?;
+                    let mut deleted = Vec::new();
+                    for object in &objects {
+                        let (namespace, object) = object.split_once('/').unwrap_or(("", object));
+                        deleted.push(lab.delete_object(kind, namespace, object)?);
+                    }
+                    deleted
+                }
             };
             let mut failed = false;
             for object in deleted {

@@ -1,5 +1,5 @@
 //! The objects directory: the lab's stand-in for the API server's watch. The cluster's Services,
-//! EndpointSlices, Nodes, Namespaces and Pods are published as one JSON file per object (the k8s-openapi
+//! EndpointSlices, Nodes, Namespaces, Pods and NetworkPolicies are published as one JSON file per object (the k8s-openapi
 //! serialization, `apiVersion` and `kind` included), named `<kind>_<namespace>_<name>.json`, or
 //! `<kind>_<name>.json` for cluster-scoped kinds, with `<kind>` in lowercase.
 //!
@@ -20,6 +20,7 @@ use k8s_openapi::{
     api::{
         core::v1::{Namespace, Node, Pod, Service},
         discovery::v1::EndpointSlice,
+        networking::v1::NetworkPolicy,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
@@ -33,6 +34,7 @@ const KINDS: &[(&str, bool)] = &[
     ("node", false),
     ("pod", true),
     ("namespace", false),
+    ("networkpolicy", true),
 ];
 
 /// Longest Kubernetes object name (a DNS subdomain).
@@ -47,6 +49,13 @@ pub enum ObjectFile {
     Node(Box<Node>),
     Pod(Box<Pod>),
     Namespace(Box<Namespace>),
+    NetworkPolicy(Box<NetworkPolicy>),
+}
+
+impl From<NetworkPolicy> for ObjectFile {
+    fn from(object: NetworkPolicy) -> Self {
+        Self::NetworkPolicy(Box::new(object))
+    }
 }
 
 impl From<Namespace> for ObjectFile {
@@ -88,6 +97,7 @@ impl ObjectFile {
             Self::Node(_) => Node::KIND,
             Self::Pod(_) => Pod::KIND,
             Self::Namespace(_) => Namespace::KIND,
+            Self::NetworkPolicy(_) => NetworkPolicy::KIND,
         }
     }
 
@@ -99,6 +109,7 @@ impl ObjectFile {
             Self::Node(o) => &o.metadata,
             Self::Pod(o) => &o.metadata,
             Self::Namespace(o) => &o.metadata,
+            Self::NetworkPolicy(o) => &o.metadata,
         }
     }
 
@@ -141,6 +152,7 @@ impl ObjectFile {
             Self::Node(o) => serde_json::to_vec_pretty(o),
             Self::Pod(o) => serde_json::to_vec_pretty(o),
             Self::Namespace(o) => serde_json::to_vec_pretty(o),
+            Self::NetworkPolicy(o) => serde_json::to_vec_pretty(o),
         }?;
         bytes.push(b'\n');
         Ok(bytes)
@@ -537,6 +549,8 @@ mod tests {
     fn naming_scheme() {
         assert!(is_object_file_name("service_ns_name.json"));
         assert!(is_object_file_name("node_n.json"));
+        assert!(is_object_file_name("networkpolicy_ns_deny.json"));
+        assert!(!is_object_file_name("networkpolicy_deny.json"));
         assert!(!is_object_file_name("node_ns_n.json"));
         assert!(!is_object_file_name("pod_n.json"));
         assert!(!is_object_file_name("service_ns_name.yaml"));

@@ -1,5 +1,6 @@
-//! The lab's side of manifests: what it reads ([`LAB`]: v1 Pod, apps/v1 Deployment, v1 Service and
-//! v1 Namespace, strictly, validated as the API server would; parsing itself is `strait-k8s`'s), and
+//! The lab's side of manifests: what it reads ([`LAB`]: v1 Pod, apps/v1 Deployment, v1 Service, v1
+//! Namespace and networking.k8s.io/v1 NetworkPolicy, strictly, validated as the API server would;
+//! parsing itself is `strait-k8s`'s), and
 //! expanding Pods and Deployments into [`PodSpecLite`] records (with Kubernetes-style
 //! `<deployment>-<pod-template-hash>-<suffix>` names), the lab's stand-in for the Deployment
 //! controller.
@@ -24,7 +25,13 @@ use strait_k8s::{Kind, ParseOptions};
 /// What `strait lab apply` reads: the kinds the lab acts on, unknown fields and kinds no API server
 /// knows refused, other Kubernetes kinds skipped with a warning, every object validated.
 pub const LAB: ParseOptions<'static> = ParseOptions {
-    kinds: &[Kind::Namespace, Kind::Service, Kind::Pod, Kind::Deployment],
+    kinds: &[
+        Kind::Namespace,
+        Kind::Service,
+        Kind::Pod,
+        Kind::Deployment,
+        Kind::NetworkPolicy,
+    ],
     skip_other_kinds: true,
     strict: true,
     validate: true,

@@ -12,6 +12,7 @@ mod flannel;
 mod lifecycle;
 mod malformed;
 mod overlay;
+mod policy;
 mod reachability;
 mod services;
 
