@@ -71,10 +71,11 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         ..config.sync_settings()
     };
     let sync_task = source.map(|(source, origin)| {
-        tokio::spawn(services::run(
+        tokio::spawn(services::run_with_policy(
             source,
             origin,
             settings,
+            config.policy_settings(),
             manager.clone(),
             clock.clone(),
         ))
@@ -141,7 +142,8 @@ async fn object_source(
     config: &AgentConfig,
 ) -> anyhow::Result<Option<(services::BoxedSource, String)>> {
     Ok(if config.kube {
-        let source = KubeSource::try_default(&config.node_name)
+        let policy = config.network_policy != crate::config::PolicyMode::Off;
+        let source = KubeSource::try_default(&config.node_name, policy)
             .await
             .context("connecting to the Kubernetes API (in-cluster config or kubeconfig)")?;
         Some((Box::new(source), "kubernetes-api".to_owned()))

@@ -55,6 +55,19 @@ pub struct AgentConfig {
     pub resync_interval: std::time::Duration,
     /// How pods reach pods on other nodes.
     pub overlay: crate::overlay::OverlaySettings,
+    /// Whether and how NetworkPolicies are enforced.
+    pub network_policy: PolicyMode,
+}
+
+/// Whether and how NetworkPolicies are enforced on the node's pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyMode {
+    /// Not at all: the policy maps are left empty.
+    Off,
+    /// Enforced; a Namespace annotated `strait.io/policy-audit: "true"` puts its pods in audit mode.
+    Enforce,
+    /// Audit mode for every pod: a packet policy would drop passes and is reported as `audit`.
+    Audit,
 }
 
 impl AgentConfig {
@@ -69,6 +82,14 @@ impl AgentConfig {
             // Filled in once the overlay is set up (`overlay::setup`).
             overlay: None,
         }
+    }
+
+    /// How NetworkPolicy is enforced; `None` when it is off.
+    pub fn policy_settings(&self) -> Option<crate::policy::PolicySettings> {
+        (self.network_policy != PolicyMode::Off).then(|| crate::policy::PolicySettings {
+            node: self.node_name.clone(),
+            audit: self.network_policy == PolicyMode::Audit,
+        })
     }
 
     /// Whether the overlay runs: it is not off, and the node has an uplink and an address to tunnel

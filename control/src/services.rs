@@ -6,6 +6,10 @@
 //! Every `resync_every`, the loop asks the source to look at everything again and compares the
 //! incremental result with a full translation of the store and with the kernel's table: both must be
 //! no-ops, and any difference is logged as drift and repaired.
+//!
+//! With NetworkPolicy on, a turn whose batch changed Pods, Namespaces or NetworkPolicies (and the first
+//! sync, and every resync) rebuilds the policy tables and writes them before the sync clock moves
+//! ([`crate::policy::sync`]).
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -35,6 +39,7 @@ use crate::{
         source::SourceChange,
         translate::ReservedAddresses,
     },
+    policy::{Built, PolicySettings, PolicyState, sync::PolicyWriter},
 };
 
 /// How long a quiet source is waited on before the loop goes round again.
@@ -71,6 +76,29 @@ enum Pace {
     Settle,
     /// Waiting up to [`WAIT`] for something to happen.
     Idle,
+}
+
+impl Pace {
+    /// How long the source may take to answer.
+    fn wait(self) -> Duration {
+        if self == Pace::Idle {
+            WAIT
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// The pace after `turn`: a busy source is asked again at once, then briefly, so a publisher
+    /// learns quickly that its change is in.
+    fn after(self, turn: &Turn) -> Pace {
+        if turn.events > 0 || !turn.errors.is_empty() {
+            Pace::Now
+        } else if self == Pace::Now {
+            Pace::Settle
+        } else {
+            Pace::Idle
+        }
+    }
 }
 
 /// Wall-clock time (ms since the epoch) at which the last loop turn that left nothing pending *started*:
@@ -172,6 +200,8 @@ struct Model {
     reserved: ReservedAddresses,
     /// How remote nodes are reached (`None`: the overlay is off).
     overlay: Option<Routing>,
+    /// NetworkPolicy's identities and numbers (`None`: policy is off).
+    policy: Option<PolicyState>,
 }
 
 /// What the kernel needs: entries to write, frontends to remove, and how many looked at were right.
@@ -200,6 +230,14 @@ struct Turn {
     drift: Option<usize>,
     /// The overlay's prefixes, when Nodes changed (or on the first sync and every resync).
     remote_routes: Option<Vec<RemoteRoute>>,
+    /// The policy tables, when Pods, Namespaces or NetworkPolicies changed (or on the first sync and
+    /// every resync).
+    policy: Option<Built>,
+}
+
+/// Whether a store event may change the policy tables.
+fn policy_kind(kind: Kind) -> bool {
+    matches!(kind, Kind::Pod | Kind::Namespace | Kind::NetworkPolicy)
 }
 
 impl Model {
@@ -218,6 +256,7 @@ impl Model {
         let mut event_count = 0;
         let mut touched = Touched::default();
         let mut nodes_changed = false;
+        let mut policy_changed = false;
         let mut sink = |change: SourceChange| {
             let before = events.len();
             match change {
@@ -225,6 +264,7 @@ impl Model {
                 SourceChange::Replace(kind, objects) => events.extend(store.replace(kind, objects)),
             }
             nodes_changed |= events[before..].iter().any(|e| e.key.kind == Kind::Node);
+            policy_changed |= events[before..].iter().any(|e| policy_kind(e.key.kind));
             event_count += events.len() - before;
             if events.len() >= EVENT_CHUNK {
                 if indexing {
@@ -258,11 +298,17 @@ impl Model {
             touched = self.index.rebuild(&self.store);
             touched.health = true;
             nodes_changed = true;
+            policy_changed = true;
         }
         if let Some(routing) = self.overlay
             && (nodes_changed || resync)
         {
             turn.remote_routes = Some(remote_routes(&self.store, &self.node, routing));
+        }
+        if let Some(policy) = &mut self.policy
+            && (policy_changed || resync)
+        {
+            turn.policy = Some(policy.build(&self.store));
         }
         turn.touched = touched.frontends;
         turn.retranslated = touched.services;
@@ -327,11 +373,26 @@ pub struct SyncSettings {
     pub overlay: Option<Routing>,
 }
 
-/// Runs until aborted. `origin` names the source in logs (a directory, or the API server).
+/// Runs until aborted, NetworkPolicy off (the policy maps emptied). `origin` names the source in logs
+/// (a directory, or the API server).
 pub async fn run<M: DataplaneOwner>(
     source: BoxedSource,
     origin: String,
     settings: SyncSettings,
+    manager: Arc<Mutex<M>>,
+    clock: SyncClock,
+) {
+    run_with_policy(source, origin, settings, None, manager, clock).await;
+}
+
+/// Runs until aborted, enforcing NetworkPolicy with `policy` (`None`: off, and the policy maps are
+/// emptied). The source must then carry every Pod of the cluster, the Namespaces and the
+/// NetworkPolicies.
+pub async fn run_with_policy<M: DataplaneOwner>(
+    source: BoxedSource,
+    origin: String,
+    settings: SyncSettings,
+    policy: Option<PolicySettings>,
     manager: Arc<Mutex<M>>,
     clock: SyncClock,
 ) {
@@ -344,6 +405,7 @@ pub async fn run<M: DataplaneOwner>(
     let Some(mut table) = adopt_kernel_table(&manager).await else {
         return;
     };
+    let mut policy_writer = PolicyWriter::start(policy.is_some(), &manager).await;
     // The agent runs in the node's network namespace: health checks are answered on every node address.
     let mut health = HealthServer::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let mut model = Some(Model {
@@ -354,6 +416,7 @@ pub async fn run<M: DataplaneOwner>(
         node,
         reserved,
         overlay,
+        policy: policy.map(PolicyState::new),
     });
     // Frontends not yet written: kept across turns when a write fails, so it is retried.
     let mut pending: BTreeSet<ServiceKey> = BTreeSet::new();
@@ -366,11 +429,7 @@ pub async fn run<M: DataplaneOwner>(
         if pace == Pace::Settle {
             tokio::time::sleep(SETTLE).await;
         }
-        let wait = if pace == Pace::Idle {
-            WAIT
-        } else {
-            Duration::ZERO
-        };
+        let wait = pace.wait();
         // The batch holds every change the source had heard of when it was asked, so once it is in
         // the data path, everything written before this instant is.
         let turn_started = now_ms();
@@ -386,22 +445,14 @@ pub async fn run<M: DataplaneOwner>(
             (current, turn)
         })
         .await;
-        let Ok((current, turn)) = turned else {
+        let Ok((mut current, turn)) = turned else {
             tracing::error!("the object source panicked; service sync stops");
             return;
         };
         for error in &turn.errors {
             tracing::warn!(source = %origin, "skipped: {error}");
         }
-        // A busy source is asked again at once, then briefly, so a publisher learns quickly that its
-        // change is in.
-        pace = if turn.events > 0 || !turn.errors.is_empty() {
-            Pace::Now
-        } else if pace == Pace::Now {
-            Pace::Settle
-        } else {
-            Pace::Idle
-        };
+        pace = pace.after(&turn);
         pending.extend(turn.touched.iter().copied());
         if turn.drift.is_some() {
             // The kernel's table is checked in full too.
@@ -423,6 +474,10 @@ pub async fn run<M: DataplaneOwner>(
         if let Some(routes) = &turn.remote_routes {
             write_remote_routes(&manager, routes).await;
         }
+        if !policy_writer.step(turn.policy, &manager).await {
+            // Nothing can enforce policy here: stop building tables.
+            current.policy = None;
+        }
         // After the data path, as kube-proxy updates its health server after its rules: a load balancer
         // hears of local endpoints once they can be reached.
         match turn.health {
@@ -431,7 +486,10 @@ pub async fn run<M: DataplaneOwner>(
         }
         // Nothing pending but what the kernel refuses (logged by Service, retried): everything else
         // written before this turn began is in the data path.
-        if current.built && pending.iter().all(|key| refusing.contains_key(key)) {
+        if current.built
+            && pending.iter().all(|key| refusing.contains_key(key))
+            && !policy_writer.is_pending()
+        {
             clock.last_ms.store(turn_started, Ordering::SeqCst);
         }
         // Once a burst of events (a first sync arrives over many turns) has passed.

@@ -13,6 +13,7 @@ pub mod netlink;
 pub mod netns;
 pub mod node;
 pub mod overlay;
+pub mod policy;
 pub mod service_maps;
 pub mod services;
 pub mod stats;

@@ -6,7 +6,7 @@ use clap::Parser;
 use ipnet::Ipv4Net;
 use strait_control::{
     AgentConfig,
-    config::UplinkXdp,
+    config::{PolicyMode, UplinkXdp},
     model::translate::ReservedAddresses,
     overlay::{OverlayMode, OverlaySettings},
     run,
@@ -21,6 +21,10 @@ use tracing_subscriber::EnvFilter;
 /// adopts the pinned maps, links and endpoints without disturbing them.
 #[derive(Parser, Debug)]
 #[command(name = "straitd", version)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "command-line switches; the agent's configuration turns them into modes"
+)]
 struct Args {
     /// This node's name (Kubernetes Node name); names the pin directory and labels metrics.
     #[arg(long, env = "NODE_NAME")]
@@ -105,8 +109,9 @@ struct Args {
     /// replaced atomically are picked up, a bad file is reported by name and skipped.
     #[arg(long, conflicts_with = "kube")]
     manifests: Option<PathBuf>,
-    /// Watch Services, EndpointSlices, Nodes and this node's Pods on the Kubernetes API (in-cluster service
-    /// account, or KUBECONFIG) instead of a manifest directory.
+    /// Watch Services, EndpointSlices, Nodes and Pods (with --network-policy, every Pod, Namespace and
+    /// NetworkPolicy; without, this node's Pods) on the Kubernetes API (in-cluster service account, or
+    /// KUBECONFIG) instead of a manifest directory.
     #[arg(long)]
     kube: bool,
     /// Seconds between full resyncs: the source is looked at again in full, and the incremental
@@ -127,6 +132,15 @@ struct Args {
     /// UDP port of the VXLAN tunnels (Flannel's and the kernel's default).
     #[arg(long, default_value_t = 8472)]
     vxlan_port: u16,
+    /// Whether NetworkPolicies are enforced on this node's pods. Under --kube the agent then watches
+    /// every Pod of the cluster, the Namespaces and the NetworkPolicies; `false` leaves the policy maps
+    /// empty (and watches only this node's Pods).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    network_policy: bool,
+    /// Audit mode for every pod: traffic a policy would drop passes and is reported as `audit`
+    /// (a Namespace annotated `strait.io/policy-audit: "true"` puts only its own pods in audit mode).
+    #[arg(long)]
+    policy_audit: bool,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -231,6 +245,11 @@ fn main() -> anyhow::Result<()> {
             },
             vni: args.vni,
             port: args.vxlan_port,
+        },
+        network_policy: match (args.network_policy, args.policy_audit) {
+            (false, _) => PolicyMode::Off,
+            (true, false) => PolicyMode::Enforce,
+            (true, true) => PolicyMode::Audit,
         },
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,12 +1,15 @@
 //! [`KubeSource`]: cluster objects from the Kubernetes API, as an [`ObjectSource`].
 //!
 //! One kube-runtime watcher per kind (Services, EndpointSlices, Nodes, and this node's Pods, selected by
-//! `spec.nodeName`) runs in a background task and sends what it sees down one channel: an object
+//! `spec.nodeName`; for NetworkPolicy, every Pod of the cluster, the Namespaces and the
+//! NetworkPolicies) runs in a background task and sends what it sees down one channel: an object
 //! applied or deleted on the open watch becomes a [`Change`]; a list (the first one, and the relist
 //! after `410 Gone`) is collected until it is complete and becomes one [`SourceChange::Replace`], so
 //! the store swaps the kind's contents in whole and yields only the difference. The watcher lists,
 //! then watches from the list's resource version; when a watch stream ends it resumes from the last
-//! version seen. Errors are retried with the watcher's default backoff and reported once each.
+//! version seen. Errors are retried with the watcher's default backoff and reported once each. Pods
+//! are kept as [`trim`](crate::policy::pods::trim) leaves them: a cluster has many, and nothing else of
+//! them is read.
 //!
 //! The source is not [ready](ObjectSource::is_ready) before every watcher has completed its first
 //! list (until then a partial view could take services away).
@@ -17,8 +20,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
@@ -27,6 +31,7 @@ use strait_k8s::{Change, Kind, Object};
 use tokio::task::JoinSet;
 
 use super::source::{ObjectSource, SourceBatch, SourceChange};
+use crate::policy::pods::trim;
 
 #[cfg(test)]
 mod mock_api;
@@ -62,32 +67,85 @@ pub struct KubeSource {
 
 impl KubeSource {
     /// Starts watching through `client`: every Service, EndpointSlice and Node, and the Pods scheduled
-    /// to `node_name`.
+    /// to `node_name` (what Services need; no NetworkPolicy).
     ///
     /// # Panics
     ///
     /// When called outside a tokio runtime.
     pub fn start(client: Client, node_name: &str) -> Self {
+        Self::start_with(client, node_name, false)
+    }
+
+    /// [`start`](Self::start), and what NetworkPolicy needs besides: every Pod of the cluster (a
+    /// policy names pods anywhere), every Namespace and every NetworkPolicy.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime.
+    pub fn start_for_policy(client: Client, node_name: &str) -> Self {
+        Self::start_with(client, node_name, true)
+    }
+
+    fn start_with(client: Client, node_name: &str, policy: bool) -> Self {
         let (sender, messages) = mpsc::channel();
         let mut tasks = JoinSet::new();
         let all = watcher::Config::default();
-        let this_node = all.clone().fields(&format!("spec.nodeName={node_name}"));
-        spawn::<Service>(&mut tasks, &sender, Api::all(client.clone()), all.clone());
-        spawn::<EndpointSlice>(&mut tasks, &sender, Api::all(client.clone()), all.clone());
-        spawn::<Node>(&mut tasks, &sender, Api::all(client.clone()), all);
-        spawn::<Pod>(&mut tasks, &sender, Api::all(client), this_node);
+        let pods = if policy {
+            all.clone()
+        } else {
+            all.clone().fields(&format!("spec.nodeName={node_name}"))
+        };
+        spawn::<Service>(
+            &mut tasks,
+            &sender,
+            Api::all(client.clone()),
+            &all,
+            unchanged,
+        );
+        spawn::<EndpointSlice>(
+            &mut tasks,
+            &sender,
+            Api::all(client.clone()),
+            &all,
+            unchanged,
+        );
+        spawn::<Node>(
+            &mut tasks,
+            &sender,
+            Api::all(client.clone()),
+            &all,
+            unchanged,
+        );
+        spawn::<Pod>(&mut tasks, &sender, Api::all(client.clone()), &pods, trim);
+        let mut unlisted = vec![Kind::Service, Kind::EndpointSlice, Kind::Node, Kind::Pod];
+        if policy {
+            spawn::<Namespace>(
+                &mut tasks,
+                &sender,
+                Api::all(client.clone()),
+                &all,
+                unchanged,
+            );
+            spawn::<NetworkPolicy>(&mut tasks, &sender, Api::all(client), &all, unchanged);
+            unlisted.extend([Kind::Namespace, Kind::NetworkPolicy]);
+        }
         Self {
             messages,
-            unlisted: vec![Kind::Service, Kind::EndpointSlice, Kind::Node, Kind::Pod],
+            unlisted,
             listing: Vec::new(),
             _tasks: tasks,
         }
     }
 
-    /// [`start`](Self::start)s with the client `kube` infers from the environment: the in-cluster
-    /// service account when running in a pod, else the current kubeconfig context.
-    pub async fn try_default(node_name: &str) -> Result<Self, kube::Error> {
-        Ok(Self::start(Client::try_default().await?, node_name))
+    /// [`start`](Self::start)s (with `policy`, [`start_for_policy`](Self::start_for_policy)) with the
+    /// client `kube` infers from the environment: the in-cluster service account when running in a
+    /// pod, else the current kubeconfig context.
+    pub async fn try_default(node_name: &str, policy: bool) -> Result<Self, kube::Error> {
+        Ok(Self::start_with(
+            Client::try_default().await?,
+            node_name,
+            policy,
+        ))
     }
 
     fn take(&mut self, message: Message, batch: &mut SourceBatch<'_>, dropped: &mut usize) {
@@ -151,9 +209,19 @@ impl ObjectSource for KubeSource {
     fn resync(&mut self, _batch: &mut SourceBatch<'_>) {}
 }
 
-/// Spawns the watcher of `api` into `tasks`.
-fn spawn<K>(tasks: &mut JoinSet<()>, sender: &Sender<Message>, api: Api<K>, config: watcher::Config)
-where
+/// What the store keeps of most kinds: the object as served (slimmed by the store).
+fn unchanged<K>(object: K) -> K {
+    object
+}
+
+/// Spawns the watcher of `api` into `tasks`; `prepare` makes each object what the store keeps.
+fn spawn<K>(
+    tasks: &mut JoinSet<()>,
+    sender: &Sender<Message>,
+    api: Api<K>,
+    config: &watcher::Config,
+    prepare: fn(K) -> K,
+) where
     K: kube::Resource<DynamicType = ()>
         + k8s_openapi::Resource
         + Clone
@@ -164,12 +232,16 @@ where
         + Into<Object>
         + 'static,
 {
-    tasks.spawn(run_watcher(api, config, sender.clone()));
+    tasks.spawn(run_watcher(api, config.clone(), sender.clone(), prepare));
 }
 
 /// Runs one watcher until aborted (or until the source is dropped), sending what it sees.
-async fn run_watcher<K>(api: Api<K>, config: watcher::Config, sender: Sender<Message>)
-where
+async fn run_watcher<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    sender: Sender<Message>,
+    prepare: fn(K) -> K,
+) where
     K: kube::Resource<DynamicType = ()>
         + k8s_openapi::Resource
         + Clone
@@ -186,10 +258,10 @@ where
     let mut events = pin!(watcher::watcher(api, config).default_backoff());
     while let Some(event) = events.next().await {
         let message = match event {
-            Ok(Event::Apply(object)) => Message::Applied(object.into()),
-            Ok(Event::Delete(object)) => Message::Deleted(object.into()),
+            Ok(Event::Apply(object)) => Message::Applied(prepare(object).into()),
+            Ok(Event::Delete(object)) => Message::Deleted(prepare(object).into()),
             Ok(Event::Init) => Message::ListStarted(kind),
-            Ok(Event::InitApply(object)) => Message::Listed(kind, object.into()),
+            Ok(Event::InitApply(object)) => Message::Listed(kind, prepare(object).into()),
             Ok(Event::InitDone) => Message::ListDone(kind),
             Err(error) => {
                 tracing::warn!(kind = K::KIND, %error, "watch failed; retrying");

@@ -1,11 +1,15 @@
 //! Policies compiled into the entries the data path will look up, per local pod: whether it is isolated
-//! in a direction, and the (protocol, peer identity, port prefix) entries that allow traffic to or from
-//! it. A peer of "anyone" is identity 0; a port range becomes the few prefixes that cover it exactly;
-//! a named port is resolved on the pod that receives the traffic. [`Compiled::allows`] is the lookup the
-//! kernel will make (exact peer, then any peer; longest port prefix), so the compiled form can be checked
-//! against the specification's evaluator before any of it runs in the kernel.
+//! in a direction, the (protocol, peer identity, port prefix) entries that allow traffic to or from it,
+//! and the (protocol, peer address prefix) entries of its `ipBlock` peers ([`cidr`](super::cidr)). A
+//! peer of "anyone" is identity 0; a port range becomes the few prefixes that cover it exactly; a named
+//! port is resolved on the pod that receives the traffic. [`Compiled::allows`] is the lookup the kernel
+//! will make (exact peer, then any peer; longest port prefix; then the peer's address in the `ipBlock`
+//! entries), so the compiled form can be checked against the specification's evaluator before any of
+//! it runs in the kernel.
 //!
-//! `ipBlock` peers are not compiled here: they will get a map of their own keyed by address prefix.
+//! A rule without ports allows every protocol: its entries name TCP, UDP and SCTP with any port, and
+//! ICMP (protocol 1, port prefix 0), so a ping the rule allows passes. Protocols beyond those four are
+//! left to the data path (it judges only these).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -17,7 +21,28 @@ use strait_k8s::netpol::{
     rules::{Peer, Policy, PortMatch, Rule},
 };
 
-use super::identity::{IdentityKey, IpCache};
+use super::{
+    cidr::{self, CidrValue},
+    identity::{IdentityKey, IpCache},
+};
+
+/// IANA protocol numbers, as the maps key traffic.
+pub const ICMP: u8 = 1;
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+pub const SCTP: u8 = 132;
+
+/// The IANA number of a policy protocol.
+pub fn protocol_number(protocol: Protocol) -> u8 {
+    match protocol {
+        Protocol::Tcp => TCP,
+        Protocol::Udp => UDP,
+        Protocol::Sctp => SCTP,
+    }
+}
+
+/// The protocols a rule without ports allows.
+pub const EVERY_PROTOCOL: [u8; 4] = [TCP, UDP, SCTP, ICMP];
 
 /// Which way traffic goes, seen from the local pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,13 +51,13 @@ pub enum Direction {
     Egress,
 }
 
-/// One allow entry: traffic of `protocol` between local pod `subject` and a peer of identity `peer`
-/// (0: any peer) on a port whose first `port_prefix` bits are those of `port`.
+/// One allow entry: traffic of `protocol` (IANA number) between local pod `subject` and a peer of
+/// identity `peer` (0: any peer) on a port whose first `port_prefix` bits are those of `port`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AllowKey {
     pub subject: Ipv4Addr,
     pub direction: Direction,
-    pub protocol: Protocol,
+    pub protocol: u8,
     pub peer: u32,
     pub port: u16,
     pub port_prefix: u8,
@@ -45,28 +70,30 @@ pub struct Compiled {
     pub isolated: BTreeSet<(Ipv4Addr, Direction)>,
     /// Allow entries, each with one rule that produced it (for flow verdicts).
     pub allow: BTreeMap<AllowKey, RuleRef>,
-    /// Rules left out (an `ipBlock` peer), to report.
+    /// The `ipBlock` entries.
+    pub cidr: BTreeMap<cidr::CidrKey, CidrValue>,
+    /// Rules enforced in part only, to report: an egress `ipBlock` rule's named ports (the name means a
+    /// port of each destination pod, which an address block cannot say).
     pub skipped: Vec<RuleRef>,
+    /// Rules whose `ipBlock` peers are not enforced at all (their traffic is denied), to report: with
+    /// the rules before them, they need more port ranges on one prefix than an entry holds.
+    pub refused: Vec<RuleRef>,
 }
 
-/// The protocols a rule without ports allows.
-const EVERY_PROTOCOL: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
-
 impl Compiled {
-    /// Whether the entries allow `protocol` traffic on `port` between `subject` and a peer of
-    /// identity `peer`, in `direction`.
+    /// Whether the entries allow `protocol` traffic on `port` between `subject` and a peer of identity
+    /// `peer` at address `peer_addr`, in `direction`.
     pub fn allows(
         &self,
-        subject: Ipv4Addr,
-        direction: Direction,
-        protocol: Protocol,
-        peer: u32,
+        (subject, direction): (Ipv4Addr, Direction),
+        protocol: u8,
+        (peer, peer_addr): (u32, Ipv4Addr),
         port: u16,
     ) -> bool {
         if !self.isolated.contains(&(subject, direction)) {
             return true;
         }
-        [peer, 0].into_iter().any(|peer| {
+        let by_identity = [peer, 0].into_iter().any(|peer| {
             (0..=16u8).rev().any(|prefix| {
                 let key = AllowKey {
                     subject,
@@ -78,7 +105,10 @@ impl Compiled {
                 };
                 self.allow.contains_key(&key)
             })
-        })
+        });
+        by_identity
+            || cidr::longest_match(&self.cidr, (subject, direction, protocol), peer_addr)
+                .is_some_and(|value| value.allows(port))
     }
 }
 
@@ -123,6 +153,7 @@ pub fn compile(
         cluster,
         cache,
     };
+    let mut blocks = Vec::new();
     for pod in local {
         let Some(subject) = pod.ip else { continue };
         for policy in evaluator.policies() {
@@ -140,11 +171,18 @@ pub fn compile(
                         policy: policy.key(),
                         rule: index,
                     };
-                    context.rule(&mut out, (pod, subject, direction), policy, rule, origin);
+                    let at = (pod, subject, direction);
+                    if let Some(block) = cidr::block_rule(at, rule, &origin, &mut out.skipped) {
+                        blocks.push(block);
+                    }
+                    context.rule(&mut out, at, policy, rule, &origin);
                 }
             }
         }
     }
+    let compiled = cidr::compile(&blocks);
+    out.cidr = compiled.entries;
+    out.refused = compiled.refused;
     out
 }
 
@@ -161,17 +199,9 @@ impl Context<'_> {
         (pod, subject, direction): (&PolicyPod, Ipv4Addr, Direction),
         policy: &Policy,
         rule: &Rule,
-        origin: RuleRef,
+        origin: &RuleRef,
     ) {
-        if rule
-            .peers
-            .iter()
-            .flatten()
-            .any(|p| matches!(p, Peer::Block(_)))
-        {
-            out.skipped.push(origin);
-            return;
-        }
+        // `ipBlock` peers are the address entries' (see `cidr`); the peers here are pods.
         // The peers as (identity, the pod when it is one): identity 0 is "anyone". Anyone's egress to a
         // named port is the exception: the name means a port on each destination pod, so each gets
         // its own entries.
@@ -192,8 +222,10 @@ impl Context<'_> {
                 .cluster
                 .iter()
                 .filter(|p| {
-                    list.iter()
-                        .any(|peer| self.evaluator.peer_matches(policy, peer, &Party::Pod(p)))
+                    list.iter().any(|peer| {
+                        matches!(peer, Peer::Pods { .. })
+                            && self.evaluator.peer_matches(policy, peer, &Party::Pod(p))
+                    })
                 })
                 .filter_map(|p| Some((self.identity(p)?, Some(p))))
                 .collect(),
@@ -230,22 +262,23 @@ impl Context<'_> {
 
 /// The (protocol, port, prefix) entries of a rule's ports, named ports resolved on `receiver` (none
 /// when there is no receiving pod to resolve them on).
-fn ports(rule: &Rule, receiver: Option<&PolicyPod>) -> Vec<(Protocol, u16, u8)> {
+fn ports(rule: &Rule, receiver: Option<&PolicyPod>) -> Vec<(u8, u16, u8)> {
     let Some(list) = &rule.ports else {
         return EVERY_PROTOCOL.iter().map(|p| (*p, 0, 0)).collect();
     };
     let mut out = Vec::new();
     for port in list {
+        let protocol = protocol_number(port.protocol);
         match &port.port {
-            PortMatch::Any => out.push((port.protocol, 0, 0)),
+            PortMatch::Any => out.push((protocol, 0, 0)),
             PortMatch::Range(first, last) => out.extend(
                 port_prefixes(*first, *last)
                     .into_iter()
-                    .map(|(p, len)| (port.protocol, p, len)),
+                    .map(|(p, len)| (protocol, p, len)),
             ),
             PortMatch::Named(name) => {
                 if let Some(number) = receiver.and_then(|r| r.named_port(name, port.protocol)) {
-                    out.push((port.protocol, number, 16));
+                    out.push((protocol, number, 16));
                 }
             }
         }

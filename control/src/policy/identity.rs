@@ -144,6 +144,20 @@ impl IpCache {
     pub fn identities(&self) -> &Identities {
         &self.identities
     }
+
+    /// Every address recorded, in order.
+    pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.by_ip.keys().copied()
+    }
+
+    /// Number of addresses recorded.
+    pub fn len(&self) -> usize {
+        self.by_ip.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_ip.is_empty()
+    }
 }
 
 #[cfg(test)]

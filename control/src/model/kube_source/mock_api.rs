@@ -37,10 +37,22 @@ pub(super) enum Kind {
     EndpointSlices,
     Nodes,
     Pods,
+    Namespaces,
+    NetworkPolicies,
 }
 
 impl Kind {
-    pub(super) const ALL: [Kind; 4] = [
+    pub(super) const ALL: [Kind; 6] = [
+        Kind::Services,
+        Kind::EndpointSlices,
+        Kind::Nodes,
+        Kind::Pods,
+        Kind::Namespaces,
+        Kind::NetworkPolicies,
+    ];
+
+    /// What a source without NetworkPolicy watches.
+    pub(super) const SERVICES: [Kind; 4] = [
         Kind::Services,
         Kind::EndpointSlices,
         Kind::Nodes,
@@ -54,13 +66,16 @@ impl Kind {
             Kind::EndpointSlices => "/apis/discovery.k8s.io/v1/endpointslices",
             Kind::Nodes => "/api/v1/nodes",
             Kind::Pods => "/api/v1/pods",
+            Kind::Namespaces => "/api/v1/namespaces",
+            Kind::NetworkPolicies => "/apis/networking.k8s.io/v1/networkpolicies",
         }
     }
 
     fn api_version(self) -> &'static str {
         match self {
             Kind::EndpointSlices => "discovery.k8s.io/v1",
-            Kind::Services | Kind::Nodes | Kind::Pods => "v1",
+            Kind::NetworkPolicies => "networking.k8s.io/v1",
+            Kind::Services | Kind::Nodes | Kind::Pods | Kind::Namespaces => "v1",
         }
     }
 
@@ -70,6 +85,8 @@ impl Kind {
             Kind::EndpointSlices => "EndpointSlice",
             Kind::Nodes => "Node",
             Kind::Pods => "Pod",
+            Kind::Namespaces => "Namespace",
+            Kind::NetworkPolicies => "NetworkPolicy",
         }
     }
 }

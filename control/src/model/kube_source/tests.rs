@@ -1,6 +1,7 @@
 //! Tests of [`KubeSource`] against the scripted API server in [`mock_api`](super::mock_api): initial
 //! lists, events on an open watch, a watch that ends and resumes, `410 Gone` and the relist after it,
-//! errors, readiness, the pod field selector, stopping on drop; and that a TLS client builds.
+//! errors, readiness, the pod field selector, stopping on drop; what NetworkPolicy adds (every Pod,
+//! trimmed; Namespaces; NetworkPolicies); and that a TLS client builds.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,8 +10,9 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep};
 
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use strait_k8s::ObjectStore;
 
 use super::KubeSource;
@@ -24,6 +26,8 @@ struct ClusterObjects {
     endpoint_slices: BTreeMap<(String, String), EndpointSlice>,
     nodes: BTreeMap<String, Node>,
     pods: BTreeMap<(String, String), Pod>,
+    namespaces: BTreeMap<String, Namespace>,
+    network_policies: BTreeMap<(String, String), NetworkPolicy>,
 }
 
 impl ClusterObjects {
@@ -40,6 +44,14 @@ impl ClusterObjects {
                 .map(|(k, o)| (k.name.clone(), o.clone()))
                 .collect(),
             pods: store.pods().map(|(k, o)| (key(k), o.clone())).collect(),
+            namespaces: store
+                .namespaces()
+                .map(|(k, o)| (k.name.clone(), o.clone()))
+                .collect(),
+            network_policies: store
+                .network_policies()
+                .map(|(k, o)| (key(k), o.clone()))
+                .collect(),
         }
     }
 
@@ -48,6 +60,8 @@ impl ClusterObjects {
             && self.endpoint_slices.is_empty()
             && self.nodes.is_empty()
             && self.pods.is_empty()
+            && self.namespaces.is_empty()
+            && self.network_policies.is_empty()
     }
 }
 
@@ -454,7 +468,7 @@ async fn reports_only_once_every_kind_is_listed_and_watches_this_nodes_pods() {
 async fn dropping_the_source_stops_its_watchers() {
     let (client, mut api) = MockApi::start();
     let mut source = Watched::new(KubeSource::start(client, NODE));
-    let watches = serve_empty(&mut api, &Kind::ALL).await;
+    let watches = serve_empty(&mut api, &Kind::SERVICES).await;
     let report = report_where(&mut source, &api, "the empty lists", |_| true).await;
     assert!(report.objects.is_empty());
     assert!(watches.iter().all(|watch| !watch.is_closed()));
@@ -469,6 +483,80 @@ async fn dropping_the_source_stops_its_watchers() {
         );
         sleep(Duration::from_millis(10)).await;
     }
+    api.assert_no_unexpected_requests();
+}
+
+/// A Pod as the API server serves it: much more than policy reads.
+fn full_pod(name: &str, node: &str, ready: &str) -> Value {
+    json!({
+        "metadata": {
+            "name": name, "namespace": "shop", "resourceVersion": "7", "uid": format!("u-{name}"),
+            "labels": {"app": "web"}, "annotations": {"note": "x"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "r"}],
+        },
+        "spec": {
+            "nodeName": node,
+            "containers": [{
+                "name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}],
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}, {"containerPort": 9090}],
+            }],
+        },
+        "status": {
+            "phase": "Running", "podIP": "10.244.2.7", "podIPs": [{"ip": "10.244.2.7"}],
+            "conditions": [{"type": "Ready", "status": ready}],
+        },
+    })
+}
+
+#[tokio::test]
+async fn for_policy_every_pod_namespace_and_policy_is_watched_and_pods_are_trimmed() {
+    let (client, mut api) = MockApi::start();
+    let mut source = Watched::new(KubeSource::start_for_policy(client, NODE));
+    let _quiet = serve_empty(
+        &mut api,
+        &[Kind::Services, Kind::EndpointSlices, Kind::Nodes],
+    )
+    .await;
+    let pods = api.expect_list(Kind::Pods).await;
+    assert_eq!(pods.param("fieldSelector"), None, "every node's pods");
+    pods.list("10", &[full_pod("web-1", "node-2", "True")]);
+    let pods = api.expect_watch(Kind::Pods, "10").await.watch();
+    let namespace =
+        json!({"metadata": {"name": "shop", "labels": {"team": "a"}, "resourceVersion": "3"}});
+    let _namespaces = list_and_watch(&mut api, Kind::Namespaces, "10", &[namespace]).await;
+    let policy = json!({
+        "metadata": {"name": "deny", "namespace": "shop", "resourceVersion": "4"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    });
+    let _policies = list_and_watch(&mut api, Kind::NetworkPolicies, "10", &[policy]).await;
+
+    let report = report_where(&mut source, &api, "every kind", |_| true).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let objects = &report.objects;
+    assert_eq!(objects.namespaces.keys().collect::<Vec<_>>(), ["shop"]);
+    assert_eq!(names(&objects.network_policies), ["shop/deny"]);
+    let pod = &objects.pods[&("shop".to_owned(), "web-1".to_owned())];
+    let kept: Value = serde_json::to_value(pod).unwrap();
+    assert_eq!(
+        kept,
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}},
+            "spec": {"nodeName": "node-2", "containers": [{
+                "name": "app", "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+            }]},
+            "status": {"phase": "Running", "podIP": "10.244.2.7", "podIPs": [{"ip": "10.244.2.7"}]},
+        })
+    );
+
+    // A change to what policy does not read changes nothing in the store.
+    pods.event("MODIFIED", full_pod("web-1", "node-2", "False"));
+    sleep(Duration::from_millis(200)).await;
+    assert!(source.poll().is_none(), "no store event");
+    pods.event("ADDED", full_pod("web-2", "node-1", "True"));
+    let report = report_where(&mut source, &api, "web-2", |r| r.objects.pods.len() == 2).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
     api.assert_no_unexpected_requests();
 }
 
