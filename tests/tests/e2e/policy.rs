@@ -173,7 +173,8 @@ impl Findings {
         );
         assert!(
             self.failures.is_empty(),
-            "{test}: {} of the checks failed:\n\n{}",
+            "{test}: {} failures (a table that differs from the specification's, or a step that \
+             failed):\n\n{}",
             self.failures.len(),
             self.failures.join("\n\n")
         );

@@ -161,10 +161,13 @@ fn deletion(lab: &mut Lab, findings: &mut Findings) {
   podSelector: {}
   policyTypes: [Ingress, Egress]",
     );
+    let published = lab.cluster_dir().join("networkpolicy_x_deny-all.json");
     if findings.apply(lab, step, &policy) {
+        assert!(published.exists(), "{} published", published.display());
         findings.check(lab, "deletion: x denies all", Expect::SomeBlocked);
     }
     findings.delete(lab, step, &policy);
     assert!(lab.state.policies.is_empty());
+    assert!(!published.exists(), "{} removed", published.display());
     findings.check(lab, "deletion: deleted", Expect::AllAllowed);
 }
