@@ -11,6 +11,7 @@ pub mod fragment;
 pub mod maps;
 pub mod node;
 pub mod overlay;
+pub mod policy;
 pub mod service;
 pub mod stats;
 

@@ -60,8 +60,37 @@ pub const OVERLAY_MAP: &str = "OVERLAY_V1";
 /// This node's facts (one-entry array): [`crate::NodeConfig`].
 pub const NODE_MAP: &str = "NODE_V1";
 
+/// Pod addresses of the cluster → identity: [`crate::policy::PolicyAddr`] ->
+/// [`crate::policy::IdentityValue`].
+pub const IPCACHE_MAP: &str = "IPCACHE_V1";
+/// Default number of pod addresses known (the whole cluster's pods).
+pub const IPCACHE_MAP_DEFAULT_CAPACITY: u32 = 131_072;
+/// Local pods' isolation: [`crate::policy::PolicyAddr`] -> [`crate::policy::PolicySubject`].
+pub const POLICY_SUBJECT_MAP: &str = "POLICY_SUBJECT_V1";
+/// Allow entries by peer identity (LPM trie): [`crate::policy::PolicyKey`] ->
+/// [`crate::policy::PolicyRule`].
+pub const POLICY_MAP: &str = "POLICY_V1";
+/// Default number of allow entries over all local pods.
+pub const POLICY_MAP_DEFAULT_CAPACITY: u32 = 262_144;
+/// Allow entries by peer address (LPM trie, `ipBlock`): [`crate::policy::PolicyCidrKey`] ->
+/// [`crate::policy::PolicyCidrAllow`].
+pub const POLICY_CIDR_MAP: &str = "POLICY_CIDR_V1";
+/// Default number of `ipBlock` prefixes over all local pods.
+pub const POLICY_CIDR_MAP_DEFAULT_CAPACITY: u32 = 65_536;
+/// Judged flows (LRU): [`crate::policy::PolicyCtKey`] -> [`crate::policy::PolicyCtValue`].
+pub const POLICY_CT_MAP: &str = "POLICY_CT_V1";
+/// Default number of judged flows remembered (LRU: the oldest are evicted, and judged again).
+pub const POLICY_CT_MAP_DEFAULT_CAPACITY: u32 = 262_144;
+/// Judged fragmented datagrams (LRU): [`crate::fragment::FragKey`] ->
+/// [`crate::policy::PolicyCtValue`]; a later fragment carries no ports, so it follows its first.
+pub const POLICY_FRAG_MAP: &str = "POLICY_FRAG_V1";
+/// Verdicts (ring buffer of [`crate::policy::PolicyVerdict`]).
+pub const POLICY_EVENTS_MAP: &str = "POLICY_EVENTS_V1";
+/// Bytes of the verdict ring buffer (a power of two pages).
+pub const POLICY_EVENTS_BYTES: u32 = 1 << 20;
+
 /// Every map the object declares, in the order the loader pins them.
-pub const ALL_MAPS: [&str; 13] = [
+pub const ALL_MAPS: [&str; 20] = [
     ENDPOINT_MAP,
     STATS_MAP,
     SVC_MAP,
@@ -75,4 +104,11 @@ pub const ALL_MAPS: [&str; 13] = [
     FRAG_MAP,
     REMOTE_MAP,
     OVERLAY_MAP,
+    IPCACHE_MAP,
+    POLICY_SUBJECT_MAP,
+    POLICY_MAP,
+    POLICY_CIDR_MAP,
+    POLICY_CT_MAP,
+    POLICY_FRAG_MAP,
+    POLICY_EVENTS_MAP,
 ];

@@ -138,6 +138,9 @@ pub enum Reason {
     /// dropped without an answer, as kube-proxy does, so a client (or a load balancer steering by the
     /// health check) waits or retries elsewhere rather than being refused.
     DropNoLocalBackend = 29,
+    /// NetworkPolicy: the pod is isolated in this direction and no rule allows the flow (or the packet
+    /// is a later fragment or an ICMP error with no judged flow behind it).
+    DropPolicyDenied = 30,
 }
 
 impl Reason {
@@ -146,7 +149,7 @@ impl Reason {
     /// Number of reason slots reserved per (program, direction).
     pub const SLOTS: u32 = 32;
     /// Every reason, for user space iteration.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 26] = [
         Reason::DeliveredLocal,
         Reason::PassToStack,
         Reason::PassNonIpv4,
@@ -172,6 +175,7 @@ impl Reason {
         Reason::DropOverlaySource,
         Reason::DropTooBigForTunnel,
         Reason::DropNoLocalBackend,
+        Reason::DropPolicyDenied,
     ];
 
     /// Whether this reason means the packet was dropped.
@@ -207,6 +211,7 @@ impl Reason {
             Reason::DropOverlaySource => "overlay_source",
             Reason::DropTooBigForTunnel => "too_big_for_tunnel",
             Reason::DropNoLocalBackend => "no_local_backend",
+            Reason::DropPolicyDenied => "policy_denied",
         }
     }
 }

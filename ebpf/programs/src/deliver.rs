@@ -19,6 +19,7 @@ use crate::{
     maps::{ENDPOINT_V1, NODE_V1},
     overlay,
     parse::{ETH_LEN, Frame, bytes_at, parse, parse_l4},
+    policy::{self, Seen},
     service_nat::{self, Origin, Translated},
     tc_reject,
     tunnel_mtu::{self, Oversize},
@@ -46,8 +47,10 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
     // Only a pod that is part of a tracked flow can send a packet conntrack must rewrite: a packet
     // of the flow, a later fragment of one of its datagrams, or an ICMP error about one.
     let tracked = source.flags & ENDPOINT_F_TRACKED != 0;
+    let seen = Seen::now(ctx, &ip);
     if tracked && let Some(translated) = icmp_nat::translate(ctx, &ip, Origin::Pod)? {
-        return forward(ctx, &translated, None);
+        seen.related();
+        return forward(ctx, &translated, None, &seen, true);
     }
     // Judged before any translation: an ICMP error about it must quote it as the pod sent it.
     let oversize = tunnel_mtu::oversize(ctx, &ip);
@@ -61,27 +64,33 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
         && let Some(translated) = service_nat::tracked(ctx, &ip, l4)?
     {
         fragments::remember(&ip, l4);
-        return forward(ctx, &translated, oversize.as_ref());
+        return forward(ctx, &translated, oversize.as_ref(), &seen, true);
     }
     // A pod address is never a service address: pod-to-pod traffic goes straight on, to a pod here or
     // through the overlay to a pod on another node.
-    if let Some(delivered) = deliver_local(ctx, ip.dst)? {
-        return Ok(delivered);
+    if is_local(ip.dst) {
+        policy::egress(ctx, &seen)?;
+        if let Some(delivered) = deliver_local(ctx, ip.dst, &seen)? {
+            return Ok(delivered);
+        }
     }
-    if let Some(sent) = overlay::send(ctx, ip.dst, oversize.as_ref())? {
-        return Ok(sent);
+    if overlay::remote(ip.dst).is_some() {
+        policy::egress(ctx, &seen)?;
+        if let Some(sent) = overlay::send(ctx, ip.dst, oversize.as_ref())? {
+            return Ok(sent);
+        }
     }
     if let Some(l4) = &l4 {
         match service_nat::open(ctx, &ip, l4, Origin::Pod) {
             Ok(Some(translated)) => {
                 fragments::remember(&ip, l4);
-                return forward(ctx, &translated, oversize.as_ref());
+                return forward(ctx, &translated, oversize.as_ref(), &seen, true);
             }
             Ok(None) => {
                 // Not service traffic, and no pod of the cluster: out of the node from its address.
                 if let Some(translated) = service_nat::masquerade(ctx, &ip, l4)? {
                     fragments::remember(&ip, l4);
-                    return forward(ctx, &translated, oversize.as_ref());
+                    return forward(ctx, &translated, oversize.as_ref(), &seen, true);
                 }
             }
             // A service without endpoints refuses at once: a RST (TCP) or an ICMP port unreachable
@@ -96,18 +105,25 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
             Err(reason) => return Err(reason),
         }
     }
+    policy::egress(ctx, &seen)?;
     Ok((Reason::PassToStack, TC_PASS))
 }
 
 /// Sends a translated packet on: through the overlay to another node's pod (or address), out of the
 /// uplink, to a local pod, or to the node's stack; (reason, tc verdict). `oversize` is the packet as
-/// judged on arrival, answered with ICMP fragmentation needed if it is bound for the tunnel.
+/// judged on arrival, answered with ICMP fragmentation needed if it is bound for the tunnel; `seen` the
+/// packet as it arrived, for policy, whose egress judgement it first passes when a pod sent it.
 #[inline(always)]
 pub fn forward(
     ctx: &TcContext,
     translated: &Translated,
     oversize: Option<&Oversize>,
+    seen: &Seen,
+    from_pod: bool,
 ) -> Result<(Reason, i32), Reason> {
+    if from_pod {
+        policy::egress(ctx, seen)?;
+    }
     let (daddr, to_uplink, reason) = (translated.daddr, translated.to_uplink, translated.reason);
     if to_uplink && let Some(sent) = overlay::send(ctx, daddr, oversize)? {
         return Ok(match sent {
@@ -124,17 +140,30 @@ pub fn forward(
             return Ok((reason, verdict as i32));
         }
     }
-    let verdict = deliver_local(ctx, daddr)?.map_or(TC_PASS, |(_, verdict)| verdict);
+    let verdict = deliver_local(ctx, daddr, seen)?.map_or(TC_PASS, |(_, verdict)| verdict);
     Ok((reason, verdict))
 }
 
-/// Delivers to the pod owning `daddr` if it is on this node.
+/// Whether `daddr` is a pod on this node.
 #[inline(always)]
-pub fn deliver_local(ctx: &TcContext, daddr: u32) -> Result<Option<(Reason, i32)>, Reason> {
+fn is_local(daddr: u32) -> bool {
+    // SAFETY: only whether an entry exists is read.
+    unsafe { ENDPOINT_V1.get(EndpointKey { addr: daddr }) }.is_some()
+}
+
+/// Delivers to the pod owning `daddr` if it is on this node, once its ingress policy allows the
+/// packet (`seen`: as it arrived at the program).
+#[inline(always)]
+pub fn deliver_local(
+    ctx: &TcContext,
+    daddr: u32,
+    seen: &Seen,
+) -> Result<Option<(Reason, i32)>, Reason> {
     // SAFETY: the value is copied out at once.
     let Some(dst) = (unsafe { ENDPOINT_V1.get(EndpointKey { addr: daddr }) }).copied() else {
         return Ok(None);
     };
+    policy::ingress(ctx, seen)?;
     rewrite_macs(ctx, &dst)?;
     // SAFETY: helper call with a plain ifindex; it only records the redirect target.
     let verdict = unsafe { bpf_redirect_peer(dst.host_ifindex, 0) };

@@ -19,6 +19,7 @@ mod nat;
 mod node_local;
 mod overlay;
 mod parse;
+mod policy;
 mod reject;
 mod service_nat;
 mod sock_lb;

@@ -3,7 +3,7 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use strait_abi::{
     BackendAddr, BackendSlotKey, CtEntry, CtKey, EndpointInfo, EndpointKey, NodeConfig,
@@ -11,11 +11,16 @@ use strait_abi::{
     fragment::{FragKey, FragPorts},
     maps::{
         AFFINITY_MAP_DEFAULT_CAPACITY, CT_MAP_DEFAULT_CAPACITY, ENDPOINT_MAP_DEFAULT_CAPACITY,
-        FRAG_MAP_DEFAULT_CAPACITY, MAGLEV_MAP_DEFAULT_CAPACITY, REMOTE_MAP_DEFAULT_CAPACITY,
-        SOCK_REVNAT_MAP_DEFAULT_CAPACITY, SOURCE_RANGE_MAP_DEFAULT_CAPACITY,
-        SVC_MAP_DEFAULT_CAPACITY, SVC_SLOT_MAP_DEFAULT_CAPACITY,
+        FRAG_MAP_DEFAULT_CAPACITY, IPCACHE_MAP_DEFAULT_CAPACITY, MAGLEV_MAP_DEFAULT_CAPACITY,
+        POLICY_CIDR_MAP_DEFAULT_CAPACITY, POLICY_CT_MAP_DEFAULT_CAPACITY, POLICY_EVENTS_BYTES,
+        POLICY_MAP_DEFAULT_CAPACITY, REMOTE_MAP_DEFAULT_CAPACITY, SOCK_REVNAT_MAP_DEFAULT_CAPACITY,
+        SOURCE_RANGE_MAP_DEFAULT_CAPACITY, SVC_MAP_DEFAULT_CAPACITY, SVC_SLOT_MAP_DEFAULT_CAPACITY,
     },
     overlay::{OverlayConfig, RemoteNode, RemotePrefix},
+    policy::{
+        IdentityValue, PolicyAddr, PolicyCidrAllow, PolicyCidrKey, PolicyCtKey, PolicyCtValue,
+        PolicyKey, PolicyRule, PolicySubject,
+    },
     service::{AffinityKey, AffinityValue, MaglevTable, SourceRange},
     stats::STATS_ENTRIES,
 };
@@ -81,3 +86,37 @@ pub static REMOTE_V1: LpmTrie<RemotePrefix, RemoteNode> =
 /// This node's end of the overlay (see `strait_abi::overlay`).
 #[map(name = "OVERLAY_V1")]
 pub static OVERLAY_V1: Array<OverlayConfig> = Array::with_max_entries(1, 0);
+
+/// Pod addresses of the cluster → identity (see `strait_abi::policy`).
+#[map(name = "IPCACHE_V1")]
+pub static IPCACHE_V1: HashMap<PolicyAddr, IdentityValue> =
+    HashMap::with_max_entries(IPCACHE_MAP_DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Local pods' isolation (see `strait_abi::policy`).
+#[map(name = "POLICY_SUBJECT_V1")]
+pub static POLICY_SUBJECT_V1: HashMap<PolicyAddr, PolicySubject> =
+    HashMap::with_max_entries(ENDPOINT_MAP_DEFAULT_CAPACITY, 0);
+
+/// Allow entries by peer identity (see `strait_abi::policy`).
+#[map(name = "POLICY_V1")]
+pub static POLICY_V1: LpmTrie<PolicyKey, PolicyRule> =
+    LpmTrie::with_max_entries(POLICY_MAP_DEFAULT_CAPACITY, 0);
+
+/// Allow entries by peer address, `ipBlock` (see `strait_abi::policy`).
+#[map(name = "POLICY_CIDR_V1")]
+pub static POLICY_CIDR_V1: LpmTrie<PolicyCidrKey, PolicyCidrAllow> =
+    LpmTrie::with_max_entries(POLICY_CIDR_MAP_DEFAULT_CAPACITY, 0);
+
+/// Judged flows (see `strait_abi::policy`).
+#[map(name = "POLICY_CT_V1")]
+pub static POLICY_CT_V1: LruHashMap<PolicyCtKey, PolicyCtValue> =
+    LruHashMap::with_max_entries(POLICY_CT_MAP_DEFAULT_CAPACITY, 0);
+
+/// Judged fragmented datagrams (see `strait_abi::policy`).
+#[map(name = "POLICY_FRAG_V1")]
+pub static POLICY_FRAG_V1: LruHashMap<FragKey, PolicyCtValue> =
+    LruHashMap::with_max_entries(FRAG_MAP_DEFAULT_CAPACITY, 0);
+
+/// Verdicts for user space (see `strait_abi::policy`).
+#[map(name = "POLICY_EVENTS_V1")]
+pub static POLICY_EVENTS_V1: RingBuf = RingBuf::with_byte_size(POLICY_EVENTS_BYTES, 0);

@@ -22,3 +22,13 @@ pub fn is_node_local(saddr: u32) -> bool {
     // SAFETY: only whether an entry exists is read.
     unsafe { ENDPOINT_V1.get(EndpointKey { addr: saddr }) }.is_some()
 }
+
+/// Whether `addr` (network byte order) is this node's own address, or the hairpin SNAT source (a pod
+/// reaching itself through a Service).
+#[inline(always)]
+pub fn is_node_address(addr: u32) -> bool {
+    addr == u32::from_ne_bytes(HAIRPIN_SNAT_ADDR)
+        || NODE_V1
+            .get(0)
+            .is_some_and(|node| node.node_ip != 0 && node.node_ip == addr)
+}

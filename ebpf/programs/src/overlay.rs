@@ -24,6 +24,7 @@ use crate::{
     fragments,
     maps::{ENDPOINT_V1, NODE_V1, OVERLAY_V1, REMOTE_V1},
     parse::{ETH_LEN, Frame, bytes_at, parse, parse_l4},
+    policy::Seen,
     service_nat,
     tunnel_mtu::{self, Oversize},
 };
@@ -190,6 +191,7 @@ pub fn from_overlay(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
     }
     // Only replies of flows this node translated need conntrack: to its SNAT address (its own), or to
     // a local pod that is the client of a tracked flow. Plain pod-to-pod traffic skips the lookups.
+    let seen = Seen::now(ctx, &ip);
     if may_be_tracked(ip.dst) {
         let l4 = match parse_l4(ctx, &ip)? {
             Some(l4) => Some(l4),
@@ -199,10 +201,10 @@ pub fn from_overlay(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
             && let Some(translated) = service_nat::tracked(ctx, &ip, l4)?
         {
             fragments::remember(&ip, l4);
-            return forward(ctx, &translated, None);
+            return forward(ctx, &translated, None, &seen, false);
         }
     }
-    if let Some((_, verdict)) = deliver_local(ctx, ip.dst)? {
+    if let Some((_, verdict)) = deliver_local(ctx, ip.dst, &seen)? {
         return Ok((Reason::OverlayDecap, verdict));
     }
     Ok((Reason::OverlayDecap, TC_PASS))

@@ -12,6 +12,7 @@ use crate::{
     deliver::{TC_PASS, deliver_local, forward},
     fragments, icmp_nat, node_local,
     parse::{Frame, parse, parse_l4},
+    policy::Seen,
     service_nat::{self, Origin},
     tc_reject, tunnel_mtu,
 };
@@ -25,8 +26,10 @@ pub fn from_uplink(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
     if node_local::is_node_local(ip.src) {
         return Err(Reason::DropSpoofedSource);
     }
+    let seen = Seen::now(ctx, &ip);
     if let Some(translated) = icmp_nat::translate(ctx, &ip, Origin::Uplink)? {
-        return forward(ctx, &translated, None);
+        seen.related();
+        return forward(ctx, &translated, None, &seen, false);
     }
     // Judged before translation: an ICMP error about it must quote it as the client sent it.
     let oversize = tunnel_mtu::oversize(ctx, &ip);
@@ -38,7 +41,7 @@ pub fn from_uplink(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
         match service_nat::translate(ctx, &ip, &l4, Origin::Uplink) {
             Ok(Some(translated)) => {
                 fragments::remember(&ip, &l4);
-                return forward(ctx, &translated, oversize.as_ref());
+                return forward(ctx, &translated, oversize.as_ref(), &seen, false);
             }
             Ok(None) => {}
             // No endpoints: refused at once (XDP answers first where it runs).
@@ -51,5 +54,5 @@ pub fn from_uplink(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
             Err(reason) => return Err(reason),
         }
     }
-    Ok(deliver_local(ctx, ip.dst)?.unwrap_or((Reason::PassToStack, TC_PASS)))
+    Ok(deliver_local(ctx, ip.dst, &seen)?.unwrap_or((Reason::PassToStack, TC_PASS)))
 }

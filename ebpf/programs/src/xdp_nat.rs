@@ -72,6 +72,11 @@ pub fn forward_tracked(ctx: &XdpContext, tuple: &Tuple, proto: u8) -> Option<u32
         })
     }
     .copied()?;
+    // A pod some policy isolates for ingress is judged by tc at delivery (the flow may have been
+    // opened and then denied).
+    if crate::policy::ingress_isolated(entry.new_daddr) {
+        return None;
+    }
     // An XDP redirect cannot carry more than the pod link's MTU: a larger frame (a GRO/GSO aggregate, which
     // generic XDP sees) goes to tc, whose redirect keeps the aggregate whole.
     let mut mtu_len = 0u32;

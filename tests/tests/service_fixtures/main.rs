@@ -10,7 +10,8 @@
 //! CT states, SNAT, hairpin, Maglev, the XDP fast path); `expiry` how long one-way and half-closed flows
 //! live; `refusals` everything that is refused, dropped or swept; `resets` which TCP resets may close a
 //! flow; `icmp_errors` and `fragments` how errors about translated flows and fragmented datagrams are
-//! translated; `overlay` what goes to other nodes; `tunnel_mtu` what is too big for the tunnel.
+//! translated; `overlay` what goes to other nodes; `tunnel_mtu` what is too big for the tunnel; `policy`
+//! NetworkPolicy's judgements.
 
 mod expiry;
 mod flows;
@@ -18,6 +19,7 @@ mod fragments;
 mod harness;
 mod icmp_errors;
 mod overlay;
+mod policy;
 mod refusals;
 mod resets;
 mod tunnel_mtu;
