@@ -15,7 +15,8 @@
 //! - POLICY_CT_V1 (LRU hash): a flow (after service translation, as first seen) → which of its
 //!   judgements this node made and passed ([`POLICY_CT_EGRESS`], [`POLICY_CT_INGRESS`]). A packet of a
 //!   judged flow, or a reply to one, is not judged again: established connections keep their verdict
-//!   when policies change.
+//!   when policies change. A TCP SYN (without ACK) always opens a new flow and is judged; a UDP or
+//!   ICMP flow idle for [`POLICY_CT_IDLE_S`] is judged again.
 //! - POLICY_FRAG_V1 (LRU hash): a fragmented datagram (`FragKey`, as it arrived) → the judgements its
 //!   first fragment passed; later fragments carry no ports and follow their first, or are dropped.
 //! - POLICY_EVENTS_V1 (ring buffer): one [`PolicyVerdict`] per judgement (the first packet of a flow in
@@ -154,8 +155,14 @@ pub const POLICY_CT_INGRESS: u32 = 2;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PolicyCtValue {
     pub flags: u32,
-    pub pad: u32,
+    /// When the flow was last seen, in whole seconds of `bpf_ktime_get_ns` (refreshed at most once a
+    /// second). A flow without TCP idle longer than [`POLICY_CT_IDLE_S`] is judged afresh.
+    pub seen_s: u32,
 }
+
+/// Seconds a judged flow of a protocol without connections (UDP, ICMP) stays established while idle
+/// (Cilium's non-TCP lifetime). A TCP flow stays until a new SYN on its tuple, which is judged afresh.
+pub const POLICY_CT_IDLE_S: u32 = 60;
 
 /// A verdict: allowed (by a rule, or because the pod is not isolated).
 pub const VERDICT_ALLOWED: u8 = 1;

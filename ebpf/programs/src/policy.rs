@@ -37,11 +37,11 @@ use strait_abi::{
     fragment::FragKey,
     policy::{
         BY_DEFAULT_DENY, BY_NOT_ISOLATED, BY_RULE, IDENTITY_ANY, IDENTITY_WORLD,
-        POLICY_CIDR_KEY_FIXED_BITS, POLICY_CT_EGRESS, POLICY_CT_INGRESS, POLICY_EGRESS,
-        POLICY_INGRESS, POLICY_KEY_FIXED_BITS, PolicyAddr, PolicyCidrKey, PolicyCtKey,
-        PolicyCtValue, PolicyKey, PolicyRule, PolicySubject, PolicyVerdict, SUBJECT_F_AUDIT,
-        SUBJECT_F_EGRESS_ISOLATED, SUBJECT_F_INGRESS_ISOLATED, VERDICT_ALLOWED, VERDICT_AUDIT,
-        VERDICT_DENIED,
+        POLICY_CIDR_KEY_FIXED_BITS, POLICY_CT_EGRESS, POLICY_CT_IDLE_S, POLICY_CT_INGRESS,
+        POLICY_EGRESS, POLICY_INGRESS, POLICY_KEY_FIXED_BITS, PolicyAddr, PolicyCidrKey,
+        PolicyCtKey, PolicyCtValue, PolicyKey, PolicyRule, PolicySubject, PolicyVerdict,
+        SUBJECT_F_AUDIT, SUBJECT_F_EGRESS_ISOLATED, SUBJECT_F_INGRESS_ISOLATED, VERDICT_ALLOWED,
+        VERDICT_AUDIT, VERDICT_DENIED,
     },
 };
 
@@ -52,7 +52,7 @@ use crate::{
         POLICY_SUBJECT_V1, POLICY_V1,
     },
     node_local,
-    parse::{ETH_LEN, Ipv4, PROTO_TCP, PROTO_UDP, bytes_at, l4_offset},
+    parse::{ETH_LEN, Ipv4, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, bytes_at, l4_offset},
 };
 
 /// ICMP echo request and reply: their identifier stands in for both ports, so a reply is the
@@ -86,13 +86,17 @@ pub struct Scratch {
     subject_addr: PolicyAddr,
     subject: PolicySubject,
     peer: PolicyAddr,
+    /// Now, in whole seconds of `bpf_ktime_get_ns`.
+    now_s: u32,
     id: u16,
     piece: u8,
+    /// The packet is a TCP SYN without ACK: a new connection, always judged.
+    syn: u8,
     /// The arriving packet is an ICMP error.
     icmp_error: u8,
     /// An ICMP error `icmp_nat` matched to a service-translated flow.
     related: u8,
-    pad: [u8; 3],
+    pad: [u8; 2],
 }
 
 #[map(name = "POLICY_SCRATCH")]
@@ -259,6 +263,7 @@ fn current_flow(ctx: &TcContext, s: &mut Scratch) -> Option<bool> {
     s.flow.protocol = protocol;
     s.flow.sport = 0;
     s.flow.dport = 0;
+    s.syn = 0;
     if fragment != 0 {
         return Some(false);
     }
@@ -270,6 +275,11 @@ fn current_flow(ctx: &TcContext, s: &mut Scratch) -> Option<bool> {
         if protocol == PROTO_TCP || protocol == PROTO_UDP {
             s.flow.sport = core::ptr::read_unaligned(l4.cast::<u16>());
             s.flow.dport = core::ptr::read_unaligned(l4.add(2).cast::<u16>());
+        }
+        if protocol == PROTO_TCP
+            && let Some(flags) = bytes_at(ctx, ETH_LEN + (header_len & 0x3c) + 13, 1)
+        {
+            s.syn = u8::from(*flags & (TCP_SYN | TCP_ACK) == TCP_SYN);
         } else if protocol == PROTO_ICMP {
             if *l4 != ICMP_ECHO_REQUEST && *l4 != ICMP_ECHO_REPLY {
                 return Some(true);
@@ -402,19 +412,18 @@ fn own_node(subject: u32, peer: u32) -> bool {
 /// reply to one (the arrival reversed), is not judged again.
 #[inline(always)]
 fn judge(s: &mut Scratch) -> bool {
-    // SAFETY: the value is read at once.
-    if unsafe { POLICY_CT_V1.get(&s.flow) }
-        .is_some_and(|judged| judged.flags & ct_flags(s.verdict.direction).0 != 0)
-    {
-        return true;
-    }
-    let arrived = s.arrived;
-    reverse_into(&arrived, &mut s.reversed);
-    // SAFETY: as above.
-    if unsafe { POLICY_CT_V1.get(&s.reversed) }
-        .is_some_and(|judged| judged.flags & ct_flags(s.verdict.direction).1 != 0)
-    {
-        return true;
+    // SAFETY: helper without arguments.
+    s.now_s = (unsafe { bpf_ktime_get_ns() } / 1_000_000_000) as u32;
+    if s.syn == 0 {
+        let (mine, other) = ct_flags(s.verdict.direction);
+        if established(&s.flow, mine, s.now_s) {
+            return true;
+        }
+        let arrived = s.arrived;
+        reverse_into(&arrived, &mut s.reversed);
+        if established(&s.reversed, other, s.now_s) {
+            return true;
+        }
     }
     s.verdict.rule = PolicyRule::default();
     s.verdict.peer_identity = 0;
@@ -450,7 +459,7 @@ fn judge(s: &mut Scratch) -> bool {
     // SAFETY: the value is copied out at once.
     s.ct_value.flags = unsafe { POLICY_CT_V1.get(&s.flow) }.map_or(0, |v| v.flags)
         | ct_flags(s.verdict.direction).0;
-    s.ct_value.pad = 0;
+    s.ct_value.seen_s = s.now_s;
     let _ = POLICY_CT_V1.insert(&s.flow, &s.ct_value, 0);
     if s.piece == FIRST {
         set_frag_key(s);
@@ -458,6 +467,29 @@ fn judge(s: &mut Scratch) -> bool {
         s.ct_value.flags = unsafe { POLICY_FRAG_V1.get(&s.frag_key) }.map_or(0, |v| v.flags)
             | ct_flags(s.verdict.direction).0;
         let _ = POLICY_FRAG_V1.insert(&s.frag_key, &s.ct_value, 0);
+    }
+    true
+}
+
+/// Whether `flow` (a key in the scratch slot) was judged here with `flag` and is still live; a live
+/// one that was not seen this second is refreshed in place.
+#[inline(always)]
+fn established(flow: &PolicyCtKey, flag: u32, now_s: u32) -> bool {
+    let Some(entry) = POLICY_CT_V1.get_ptr_mut(flow) else {
+        return false;
+    };
+    // SAFETY: a pointer into the map's value; a concurrent update can at worst race a refresh.
+    unsafe {
+        if (*entry).flags & flag == 0 {
+            return false;
+        }
+        let idle = now_s.wrapping_sub((*entry).seen_s);
+        if flow.protocol != PROTO_TCP && idle > POLICY_CT_IDLE_S {
+            return false;
+        }
+        if idle != 0 {
+            (*entry).seen_s = now_s;
+        }
     }
     true
 }

@@ -115,6 +115,8 @@ fn an_established_flow_keeps_its_verdict_and_a_new_one_gets_the_new_policy() {
     );
     node.run_from_pod(&data, DELIVERED);
     node.run_from_pod(&syn(40001, 80), DENIED);
+    // A new SYN on the established flow's tuple is a new connection: judged, and denied.
+    node.run_from_pod(&syn(40000, 80), DENIED);
     // A rule for any peer lets the new flow in.
     let any = dst_ingress(&[(0, TCP, 80, 16)]);
     node.dp.sync_policy(&any).unwrap();
