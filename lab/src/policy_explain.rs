@@ -1,6 +1,7 @@
 //! `strait policy explain --manifests DIR FROM TO:PORT[/PROTO]`: the specification's verdict on one flow
 //! between pods of a set of manifests (Namespaces, Pods, NetworkPolicies; other kinds are skipped), with
-//! its reasons, before anything is applied (see `strait_k8s::netpol::explain`).
+//! its reasons, before anything is applied (see `strait_k8s::netpol::explain`); or, with `--name LAB`,
+//! under the objects of a running lab.
 
 use std::path::Path;
 
@@ -27,6 +28,17 @@ pub fn explain_manifests(manifests: &Path, from: &str, to: &str) -> Result<Expla
     let loaded = load_path(manifests, &options).map_err(|e| LabError::Usage(e.to_string()))?;
     let objects = loaded.into_objects();
     let cluster = PolicyCluster::from_objects(&objects).map_err(usage)?;
+    let (to, port, protocol) = parse_destination(to).map_err(usage)?;
+    let source: Party<'_> = cluster.party(from).map_err(usage)?;
+    let destination = cluster.party(&to).map_err(usage)?;
+    Ok(cluster.explain(&flow(source, destination, port, protocol)))
+}
+
+/// Explains the flow as [`explain_manifests`] does, under the objects of the running lab `name` (its
+/// Namespaces, Pods with their addresses, and NetworkPolicies, as its agents enforce them).
+pub fn explain_lab(name: &str, from: &str, to: &str) -> Result<Explanation, LabError> {
+    let lab = crate::cluster::Lab::open(name)?;
+    let cluster = lab.policy_cluster()?;
     let (to, port, protocol) = parse_destination(to).map_err(usage)?;
     let source: Party<'_> = cluster.party(from).map_err(usage)?;
     let destination = cluster.party(&to).map_err(usage)?;

@@ -14,6 +14,8 @@ use serde_json::Value;
 
 use crate::{Workspace, bootstrap, cmd};
 
+mod policy;
+
 /// The lab's name.
 const LAB: &str = "demo";
 
@@ -226,6 +228,7 @@ fn tour(lab: &Lab) -> Result<()> {
     if let Some(cluster_ip) = web {
         cluster_ip_over_both_nodes(lab, &a.key, cluster_ip)?;
     }
+    policy::tour(lab, &a, &b, b_tcp)?;
     lab.run("the agent's endpoint table", "endpoints", &[])?;
     lab.run("the agent's counters", "metrics", &[])?;
     Ok(())
@@ -303,7 +306,9 @@ fn explore(lab: &Lab) {
   probe <ns>/<pod> <ip>:<port>    connect from a pod (`--udp` for a UDP exchange)
   exec <ns>/<pod> -- <command>    run a command inside a pod's network namespace
   apply -f <file|dir|->           create or change objects from manifests (`-`: standard input)
-  delete -f <file|dir|->          remove the objects of manifests
+  delete -f <file|dir|->          remove the objects of manifests (or: delete networkpolicy NS/NAME)
+  reachability                    every pod to every pod, as NetworkPolicy truth tables
+Policy questions: `{strait} policy explain --name {LAB} NS/POD NS/POD:PORT`.
   endpoints                       the agent's endpoint table
   metrics                         the agent's counters
 Agent logs: /run/strait-lab/{LAB}/nodes/<node>/agent.log; `strait lab list` shows every lab.
@@ -316,12 +321,13 @@ fn heading(what: &str) {
     println!("\n# {what}");
 }
 
-/// A pod as the demo needs it: `namespace/name`, address, first TCP and first UDP port.
+/// A pod as the demo needs it: `namespace/name`, address, node, labels, first TCP and first UDP port.
 #[derive(Debug, Clone)]
 struct Pod {
     key: String,
     ip: IpAddr,
     node: String,
+    labels: std::collections::BTreeMap<String, String>,
     tcp: Option<u16>,
     udp: Option<u16>,
 }
@@ -394,10 +400,18 @@ impl Pod {
                 udp.get_or_insert(number);
             }
         }
+        let labels = pod
+            .get("labels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect();
         Ok(Self {
             key,
             ip,
             node,
+            labels,
             tcp,
             udp,
         })

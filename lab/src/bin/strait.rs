@@ -44,11 +44,15 @@ enum PolicyCommand {
     /// 0 when the connection is allowed, 1 when it is denied, 2 when the question cannot be answered
     /// (a bad manifest or policy, an unknown pod).
     ///
-    /// Example: `strait policy explain --manifests k8s/ shop/web shop/api:8080/TCP`
+    /// Example: `strait policy explain --manifests k8s/ shop/web shop/api:8080/TCP`, or on a lab:
+    /// `strait policy explain --name demo default/client default/server:8080`
     Explain {
-        /// Manifest file or directory.
+        /// Manifest file or directory (offline: before anything is applied).
+        #[arg(long, required_unless_present = "name", conflicts_with = "name")]
+        manifests: Option<PathBuf>,
+        /// A running lab instead: its Namespaces, Pods and NetworkPolicies as its agents enforce them.
         #[arg(long)]
-        manifests: PathBuf,
+        name: Option<String>,
         /// The client: NAMESPACE/POD, or an IPv4 address (a pod's, or one outside the cluster).
         from: String,
         /// The server: NAMESPACE/POD:PORT or ADDRESS:PORT, then /TCP (the default), /UDP or /SCTP.
@@ -63,12 +67,22 @@ enum PolicyCommand {
 fn run_policy(command: PolicyCommand) -> ExitCode {
     let PolicyCommand::Explain {
         manifests,
+        name,
         from,
         to,
         output,
     } = command;
     // As grep: 0 allowed, 1 denied, 2 the question could not be answered.
-    let explanation = match strait_lab::policy_explain::explain_manifests(&manifests, &from, &to) {
+    let explained = match (&manifests, &name) {
+        (Some(manifests), _) => {
+            strait_lab::policy_explain::explain_manifests(manifests, &from, &to)
+        }
+        (None, Some(name)) => strait_lab::policy_explain::explain_lab(name, &from, &to),
+        (None, None) => Err(strait_lab::LabError::Usage(
+            "--manifests DIR or --name LAB is needed".to_owned(),
+        )),
+    };
+    let explanation = match explained {
         Ok(explanation) => explanation,
         Err(error) => {
             eprintln!("strait policy explain: {error}");
