@@ -14,18 +14,26 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// One probe of a batch: where to, over UDP or TCP.
+/// One probe of a batch: where to, over UDP or TCP, and (UDP only) from which source port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Target {
     pub addr: SocketAddr,
     pub udp: bool,
+    /// The UDP source port to bind (`None`: an ephemeral one). A port that cannot be bound falls back
+    /// to an ephemeral one. TCP probes always use ephemeral ports.
+    pub src_port: Option<u16>,
 }
 
 impl std::fmt::Display for Target {
-    /// `tcp IP:PORT` or `udp IP:PORT`: one line of `lab probe-batch`'s input.
+    /// `tcp IP:PORT`, `udp IP:PORT` or `udp IP:PORT from SRCPORT`: one line of `lab probe-batch`'s
+    /// input.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let proto = if self.udp { "udp" } else { "tcp" };
-        write!(f, "{proto} {}", self.addr)
+        write!(f, "{proto} {}", self.addr)?;
+        match self.src_port {
+            Some(port) => write!(f, " from {port}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -33,20 +41,40 @@ impl std::str::FromStr for Target {
     type Err = String;
 
     fn from_str(line: &str) -> Result<Self, String> {
-        let (proto, addr) = line
-            .trim()
-            .split_once(' ')
-            .ok_or_else(|| format!("{line:?}: expected `tcp IP:PORT` or `udp IP:PORT`"))?;
+        let usage = || format!("{line:?}: expected `tcp IP:PORT` or `udp IP:PORT [from SRCPORT]`");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (proto, addr, src_port) = match words[..] {
+            [proto, addr] => (proto, addr, None),
+            [proto, addr, "from", port] => (proto, addr, Some(port)),
+            _ => return Err(usage()),
+        };
         let udp = match proto {
             "tcp" => false,
             "udp" => true,
             _ => return Err(format!("{line:?}: protocol must be tcp or udp")),
         };
         let addr = addr
-            .trim()
             .parse()
             .map_err(|_| format!("{line:?}: {addr:?} is not IP:PORT"))?;
-        Ok(Self { addr, udp })
+        let src_port = match src_port {
+            None => None,
+            Some(_) if !udp => {
+                return Err(format!(
+                    "{line:?}: only UDP probes take a source port (TCP ones use ephemeral ports)"
+                ));
+            }
+            Some(port) => Some(
+                port.parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| format!("{line:?}: {port:?} is not a source port (1-65535)"))?,
+            ),
+        };
+        Ok(Self {
+            addr,
+            udp,
+            src_port,
+        })
     }
 }
 
@@ -65,7 +93,7 @@ pub fn ask_many(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(target) = targets.get(i) else { break };
-                    let answer = ask(target.addr, target.udp, timeout);
+                    let answer = ask_target(target, timeout);
                     if let Ok(mut answers) = answers.lock() {
                         answers[i] = Some(answer);
                     }
@@ -83,10 +111,22 @@ pub fn ask_many(
 
 /// Asks `target` who it is. Errors describe why nobody answered.
 pub fn ask(target: SocketAddr, udp: bool, timeout: Duration) -> Result<String, String> {
-    if udp {
-        ask_udp(target, timeout)
+    ask_target(
+        &Target {
+            addr: target,
+            udp,
+            src_port: None,
+        },
+        timeout,
+    )
+}
+
+/// [`ask`] for one probe of a batch, from its source port if it names one.
+pub fn ask_target(target: &Target, timeout: Duration) -> Result<String, String> {
+    if target.udp {
+        ask_udp(target.addr, target.src_port, timeout)
     } else {
-        ask_tcp(target, timeout)
+        ask_tcp(target.addr, timeout)
     }
 }
 
@@ -115,11 +155,26 @@ fn ask_tcp(target: SocketAddr, timeout: Duration) -> Result<String, String> {
     }
 }
 
-fn ask_udp(target: SocketAddr, timeout: Duration) -> Result<String, String> {
-    let socket = UdpSocket::bind(("0.0.0.0", 0)).map_err(|e| e.to_string())?;
+/// A UDP probe from `src_port` (ephemeral when `None` or when it cannot be bound; the error of a
+/// failed probe then says so).
+fn ask_udp(target: SocketAddr, src_port: Option<u16>, timeout: Duration) -> Result<String, String> {
+    let (socket, fallback) = match src_port {
+        None => (UdpSocket::bind(("0.0.0.0", 0)), None),
+        Some(port) => match UdpSocket::bind(("0.0.0.0", port)) {
+            Ok(socket) => (Ok(socket), None),
+            Err(e) => (
+                UdpSocket::bind(("0.0.0.0", 0)),
+                Some(format!(
+                    " (source port {port} could not be bound: {e}; probed from an ephemeral port)"
+                )),
+            ),
+        },
+    };
+    let fallback = fallback.unwrap_or_default();
+    let socket = socket.map_err(|e| format!("bind: {e}{fallback}"))?;
     socket
         .connect(target)
-        .map_err(|e| format!("connect {target}: {e}"))?;
+        .map_err(|e| format!("connect {target}: {e}{fallback}"))?;
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 512];
     // Datagrams can be lost: ask a few times within the timeout.
@@ -127,7 +182,7 @@ fn ask_udp(target: SocketAddr, timeout: Duration) -> Result<String, String> {
     while Instant::now() < deadline {
         socket
             .send(b"who\n")
-            .map_err(|e| format!("send to {target}: {e}"))?;
+            .map_err(|e| format!("send to {target}: {e}{fallback}"))?;
         let wait = attempt
             .min(deadline.saturating_duration_since(Instant::now()))
             .max(Duration::from_millis(1));
@@ -146,11 +201,11 @@ fn ask_udp(target: SocketAddr, timeout: Duration) -> Result<String, String> {
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
-            Err(e) => return Err(format!("receive from {target}: {e}")),
+            Err(e) => return Err(format!("receive from {target}: {e}{fallback}")),
         }
     }
     Err(format!(
-        "no UDP answer from {target} within {} ms",
+        "no UDP answer from {target} within {} ms{fallback}",
         timeout.as_millis()
     ))
 }
@@ -191,7 +246,8 @@ mod tests {
         let mut targets = vec![
             Target {
                 addr: udp,
-                udp: true
+                udp: true,
+                src_port: None,
             };
             8
         ];
@@ -200,6 +256,7 @@ mod tests {
             Target {
                 addr: tcp,
                 udp: false,
+                src_port: None,
             },
         );
         let started = Instant::now();
@@ -220,6 +277,17 @@ mod tests {
         let line = targets[3].to_string();
         assert_eq!(line.parse::<Target>(), Ok(targets[3]));
         assert!("sctp 1.2.3.4:5".parse::<Target>().is_err());
+        let from = "udp 1.2.3.4:81 from 20017".parse::<Target>().unwrap();
+        assert_eq!(from.src_port, Some(20017));
+        assert_eq!(from.to_string(), "udp 1.2.3.4:81 from 20017");
+        for wrong in [
+            "tcp 1.2.3.4:80 from 20017",
+            "udp 1.2.3.4:81 from 0",
+            "udp 1.2.3.4:81 from",
+            "udp 1.2.3.4:81 20017",
+        ] {
+            assert!(wrong.parse::<Target>().is_err(), "{wrong}");
+        }
         assert!("tcp nowhere".parse::<Target>().is_err());
         assert!(ask_many(&[], Duration::from_millis(10), 4).is_empty());
     }
@@ -234,5 +302,58 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("no UDP answer"), "{err}");
+    }
+
+    /// A UDP server that answers each datagram with the source port it came from.
+    fn port_echo() -> SocketAddr {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok((_, peer)) = server.recv_from(&mut buf) {
+                let _ = server.send_to(peer.port().to_string().as_bytes(), peer);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn udp_probes_use_their_source_port_or_fall_back_to_an_ephemeral_one() {
+        let server = port_echo();
+        let timeout = Duration::from_secs(2);
+        let free = UdpSocket::bind("0.0.0.0:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let target = |src_port| Target {
+            addr: server,
+            udp: true,
+            src_port,
+        };
+        assert_eq!(
+            ask_target(&target(Some(free)), timeout),
+            Ok(free.to_string())
+        );
+        // Its port is taken: the probe still runs, from another port.
+        let holder = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let taken = holder.local_addr().unwrap().port();
+        let answer = ask_target(&target(Some(taken)), timeout).unwrap();
+        assert_ne!(answer, taken.to_string());
+        // ... and a failed probe says so.
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let err = ask_target(
+            &Target {
+                addr: silent.local_addr().unwrap(),
+                udp: true,
+                src_port: Some(taken),
+            },
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("no UDP answer") && err.contains(&format!("source port {taken}")),
+            "{err}"
+        );
     }
 }

@@ -8,7 +8,9 @@
 //! ClusterIPs are translated as for the pod's own sockets), a bounded number at a time, each running its
 //! probes on its own threads. A probe is allowed when the destination answers with its own identity.
 //! Probes that come out blocked are probed again ([`ReachabilityOptions::retries`]) so one lost
-//! datagram or a slow first connection does not flip a cell.
+//! datagram or a slow first connection does not flip a cell. UDP probes come from source ports no
+//! recent run of the lab used, so enforcement that remembers UDP flows judges each run's probes as new
+//! flows (see `ports`).
 
 use std::{
     collections::BTreeMap,
@@ -30,6 +32,7 @@ use crate::{
     LabError, cluster::Lab, manifests::Protocol, probe::Target, process, state::PodRecord,
 };
 
+mod ports;
 mod select;
 mod table;
 
@@ -136,25 +139,13 @@ impl Lab {
                 cases.push((port, protocol));
             }
         }
-        let targets = self.targets(&to, &cases, options.via)?;
         let mut table = Reachability {
             from: from.iter().map(|p| p.id()).collect(),
             to: to.iter().map(|p| p.id()).collect(),
             cases: cases.clone(),
             ..Reachability::default()
         };
-        let mut pending: BTreeMap<String, Vec<Planned>> = BTreeMap::new();
-        for &(port, protocol) in &cases {
-            for f in &from {
-                for t in &to {
-                    let target = targets[&(t.id(), port, protocol)];
-                    pending.entry(f.id()).or_default().push(Planned {
-                        cell: (f.id(), t.id(), port, protocol),
-                        target,
-                    });
-                }
-            }
-        }
+        let mut pending = self.plan(&from, &to, &cases, options.via)?;
         for attempt in 0..=options.retries {
             if pending.is_empty() {
                 break;
@@ -195,6 +186,50 @@ impl Lab {
         Ok(table)
     }
 
+    /// Every probe of a run, by probing pod. Each pod's UDP probes get distinct source ports from a
+    /// window no recent run of the lab used ([`ports`]); retries reuse them.
+    fn plan(
+        &self,
+        from: &[&PodRecord],
+        to: &[&PodRecord],
+        cases: &[(u16, Protocol)],
+        via: Via,
+    ) -> Result<BTreeMap<String, Vec<Planned>>, LabError> {
+        let targets = self.targets(to, cases, via)?;
+        // Every probing pod probes every destination on every UDP case.
+        let window = cases.iter().filter(|c| c.1 == Protocol::Udp).count() * to.len();
+        let offset = if window == 0 {
+            0
+        } else {
+            ports::reserve(&self.names.run_dir(), window)?
+        };
+        if window > ports::SPAN {
+            tracing::warn!(
+                window,
+                "more UDP probes per pod than source ports to rotate through; some repeat"
+            );
+        }
+        let mut pending: BTreeMap<String, Vec<Planned>> = BTreeMap::new();
+        let mut udp_probes: BTreeMap<String, usize> = BTreeMap::new();
+        for &(port, protocol) in cases {
+            for f in from {
+                for t in to {
+                    let mut target = targets[&(t.id(), port, protocol)];
+                    if target.udp {
+                        let i = udp_probes.entry(f.id()).or_default();
+                        target.src_port = Some(ports::port(offset, *i));
+                        *i += 1;
+                    }
+                    pending.entry(f.id()).or_default().push(Planned {
+                        cell: (f.id(), t.id(), port, protocol),
+                        target,
+                    });
+                }
+            }
+        }
+        Ok(pending)
+    }
+
     /// Where each (destination, port, protocol) is probed: the pod's IP, or its Service's ClusterIP.
     fn targets(
         &self,
@@ -214,7 +249,12 @@ impl Lab {
                 match ip {
                     Some(ip) => {
                         let addr = SocketAddr::from((ip, port));
-                        out.insert((pod.id(), port, protocol), Target { addr, udp });
+                        let target = Target {
+                            addr,
+                            udp,
+                            src_port: None,
+                        };
+                        out.insert((pod.id(), port, protocol), target);
                     }
                     None => missing.push(format!(
                         "{}/{} ({port}/{protocol})",

@@ -344,8 +344,8 @@ enum LabCommand {
         #[arg(long)]
         timeout_ms: u64,
     },
-    /// (internal) Many probes from one namespace: reads `tcp|udp IP:PORT` lines on stdin, prints one
-    /// JSON line per probe, in order.
+    /// (internal) Many probes from one namespace: reads `tcp IP:PORT` or `udp IP:PORT [from SRCPORT]`
+    /// lines on stdin, prints one JSON line per probe, in order.
     #[command(hide = true)]
     ProbeBatch {
         #[arg(long)]
