@@ -1,11 +1,14 @@
 //! The agent's life: mount bpffs, load (adopting pins), restore endpoints, serve the CNI socket and HTTP,
-//! and on SIGTERM/SIGINT stop serving while leaving the data path in place, so pods keep talking while
-//! the agent is down or being upgraded.
+//! read the policy verdicts, and on SIGTERM/SIGINT stop serving while leaving the data path in place,
+//! so pods keep talking while the agent is down or being upgraded.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use strait_dataplane::{Dataplane, LoadOptions, bpffs, conntrack, netlink::Netlink};
+use strait_dataplane::{
+    Dataplane, DataplaneError, LoadOptions, bpffs, conntrack, netlink::Netlink,
+    policy_events::AsyncPolicyEvents,
+};
 use tokio::{net::TcpListener, signal::unix::SignalKind, sync::Mutex};
 
 use crate::{
@@ -13,6 +16,7 @@ use crate::{
     config::{AgentConfig, UplinkXdp},
     conntrack_gc,
     endpoints::EndpointManager,
+    flows::{self, FlowHub, FlowNames},
     http::{self, HttpState},
     model::{kube_source::KubeSource, source::ManifestDirSource},
     node_annotations, overlay, services,
@@ -53,6 +57,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         .dataplane()
         .stats_reader()
         .context("opening the STATS map for /metrics")?;
+    let names = FlowNames::default();
+    let (flows, flows_task) = start_flows(&config, manager.dataplane(), &names);
     let manager = Arc::new(Mutex::new(manager));
 
     let (socket, bound_socket) = api::bind(&config.socket)?;
@@ -76,6 +82,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             origin,
             settings,
             config.policy_settings(),
+            names,
             manager.clone(),
             clock.clone(),
         ))
@@ -90,6 +97,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             sync_clock: clock.clone(),
             conntrack: conntrack_stats,
             conntrack_capacity: config.conntrack_capacity,
+            flows,
         },
     ));
 
@@ -104,7 +112,11 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     api_task.abort();
     http_task.abort();
     sweep_task.abort();
-    for task in sync_task.into_iter().chain(annotations_task) {
+    for task in sync_task
+        .into_iter()
+        .chain(annotations_task)
+        .chain(flows_task)
+    {
         task.abort();
     }
     // Wait for an in-flight request to finish before leaving.
@@ -112,6 +124,31 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     release_socket(&bound_socket);
     tracing::info!("straitd stopped; the data path stays in place");
     Ok(())
+}
+
+/// Starts reading the policy verdicts of `dataplane` into a [`FlowHub`] (named with `names`); no hub
+/// when the data path has no verdict ring buffer or it cannot be read (logged: the agent goes on
+/// without `/flows`).
+fn start_flows(
+    config: &AgentConfig,
+    dataplane: &Dataplane,
+    names: &FlowNames,
+) -> (Option<FlowHub>, Option<tokio::task::JoinHandle<()>>) {
+    let events = dataplane.policy_events().and_then(|events| {
+        AsyncPolicyEvents::new(events)
+            .map_err(|e| DataplaneError::io("watching the policy verdict ring buffer", e))
+    });
+    match events {
+        Ok(events) => {
+            let hub = FlowHub::new(&config.node_name);
+            let task = tokio::spawn(flows::run(events, names.clone(), hub.clone()));
+            (Some(hub), Some(task))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "policy verdicts are not read: /flows is off on this node");
+            (None, None)
+        }
+    }
 }
 
 /// Under `--kube` with the overlay on: publishes this node's Flannel annotations on its Node (retried

@@ -1,9 +1,12 @@
 //! The agent's small HTTP server: `/healthz` (200 once the data path is loaded and restored),
-//! `/syncz` (when the services were last synced) and `/metrics` (Prometheus text). GET only.
+//! `/syncz` (when the services were last synced), `/metrics` (Prometheus text) and `/flows` (policy
+//! verdicts as newline-delimited JSON, see [`crate::flows::serve`]). GET only.
 //! At most [`MAX_CONNECTIONS`] connections are served at once (more are closed at once), and each
-//! gets [`CONNECTION_DEADLINE`] in all, so slow or idle clients cannot pile up. Nothing here waits
-//! for the endpoint manager (whose lock serialises CNI calls): `/metrics` reads the counts it
-//! publishes and the counters through a STATS map handle of its own. The node's attachment list
+//! gets [`CONNECTION_DEADLINE`] in all, so slow or idle clients cannot pile up; a `/flows?follow=1`
+//! stream is the exception once its head is written: it leaves the connection count for one of
+//! [`flows::serve::MAX_FOLLOWERS`] places of its own, so followers never starve `/syncz`. Nothing
+//! here waits for the endpoint manager (whose lock serialises CNI calls): `/metrics` reads the counts
+//! it publishes and the counters through a STATS map handle of its own. The node's attachment list
 //! (pods' container ids and netns paths) is not served here but on the root-only agent socket.
 
 use std::{sync::Arc, time::Duration};
@@ -12,12 +15,14 @@ use strait_dataplane::{DataplaneError, stats::StatsReader, stats::StatsSample};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
+    sync::Semaphore,
 };
 
 use crate::{
     conntrack_gc::ConntrackStats,
+    flows::{self, FlowHub, FlowQuery, serve::Follower},
     gauges::EndpointGauges,
-    metrics::{AgentGauges, render},
+    metrics::{AgentGauges, render, render_policy_verdicts},
     services::SyncClock,
 };
 
@@ -56,11 +61,14 @@ pub struct HttpState {
     pub sync_clock: SyncClock,
     pub conntrack: ConntrackStats,
     pub conntrack_capacity: u32,
+    /// The policy verdicts read on this node; `None` when its data path reports none.
+    pub flows: Option<FlowHub>,
 }
 
 /// Serves HTTP until the task is dropped.
 pub async fn serve(listener: TcpListener, state: HttpState) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let followers = Arc::new(Semaphore::new(flows::serve::MAX_FOLLOWERS));
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -72,13 +80,21 @@ pub async fn serve(listener: TcpListener, state: HttpState) {
             continue;
         };
         let state = state.clone();
+        let followers = Arc::clone(&followers);
         tokio::spawn(async move {
-            match tokio::time::timeout(CONNECTION_DEADLINE, handle(stream, &state)).await {
+            let handled =
+                tokio::time::timeout(CONNECTION_DEADLINE, handle(stream, &state, &followers)).await;
+            drop(slot);
+            match handled {
                 Ok(Err(error)) => tracing::debug!(%error, "http connection failed"),
                 Err(_) => tracing::debug!(%peer, "http connection closed: past its deadline"),
-                Ok(Ok(())) => {}
+                Ok(Ok(None)) => {}
+                Ok(Ok(Some(follower))) => {
+                    if let Err(error) = follower.run().await {
+                        tracing::debug!(%peer, %error, "/flows follower gone");
+                    }
+                }
             }
-            drop(slot);
         });
     }
 }
@@ -106,7 +122,13 @@ pub(crate) async fn read_head(
     Ok(head)
 }
 
-async fn handle(mut stream: TcpStream, state: &HttpState) -> std::io::Result<()> {
+/// Answers one request; a `/flows` follower, once its recent verdicts are written, is handed back to
+/// be run outside the connection deadline.
+async fn handle(
+    mut stream: TcpStream,
+    state: &HttpState,
+    followers: &Arc<Semaphore>,
+) -> std::io::Result<Option<Follower>> {
     let head = read_head(&mut stream, Duration::from_secs(5)).await?;
     let text = String::from_utf8_lossy(&head);
     let mut parts = text.lines().next().unwrap_or_default().split_whitespace();
@@ -114,6 +136,13 @@ async fn handle(mut stream: TcpStream, state: &HttpState) -> std::io::Result<()>
         parts.next().unwrap_or_default(),
         parts.next().unwrap_or_default(),
     );
+    if method == "GET"
+        && let Some(("/flows", query)) = path.split_once('?')
+        && let (Some(hub), Ok(query)) = (&state.flows, FlowQuery::parse(query))
+        && query.follow
+    {
+        return flows::serve::start(stream, hub, query, followers).await;
+    }
     let (status, content_type, body) = if method == "GET" {
         route(path, state)
     } else {
@@ -128,7 +157,8 @@ async fn handle(mut stream: TcpStream, state: &HttpState) -> std::io::Result<()>
         body.len()
     );
     stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    stream.shutdown().await?;
+    Ok(None)
 }
 
 fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, String) {
@@ -140,11 +170,37 @@ fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, String) 
             format!("{}\n", state.sync_clock.last_ms()),
         ),
         "/metrics" => metrics(state),
+        "/flows" => flows_history(path, state),
         "/endpoints" => ("404 Not Found", "text/plain", ENDPOINTS_MOVED.to_owned()),
         _ => (
             "404 Not Found",
             "text/plain",
-            "not found; try /healthz, /syncz or /metrics\n".to_owned(),
+            "not found; try /healthz, /syncz, /metrics or /flows\n".to_owned(),
+        ),
+    }
+}
+
+/// `/flows` without `follow`: the recent verdicts the query asks for (a follower is served by
+/// [`handle`]).
+fn flows_history(path: &str, state: &HttpState) -> (&'static str, &'static str, String) {
+    let Some(hub) = &state.flows else {
+        return (
+            "503 Service Unavailable",
+            "text/plain",
+            flows::serve::UNAVAILABLE.to_owned(),
+        );
+    };
+    let query = path.split_once('?').map_or("", |(_, q)| q);
+    match FlowQuery::parse(query) {
+        Ok(query) => (
+            "200 OK",
+            flows::serve::NDJSON,
+            flows::serve::history(hub, &query),
+        ),
+        Err(error) => (
+            "400 Bad Request",
+            "text/plain",
+            format!("/flows: {error}\n"),
         ),
     }
 }
@@ -164,11 +220,12 @@ fn metrics(state: &HttpState) -> (&'static str, &'static str, String) {
         conntrack_expired_total: state.conntrack.expired_total(),
     };
     match state.counters.read() {
-        Ok(stats) => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            render(&state.node, &stats, &gauges),
-        ),
+        Ok(stats) => {
+            let mut text = render(&state.node, &stats, &gauges);
+            let verdicts = state.flows.as_ref().map(FlowHub::counts);
+            render_policy_verdicts(&mut text, &state.node, verdicts.as_deref().unwrap_or(&[]));
+            ("200 OK", "text/plain; version=0.0.4", text)
+        }
         Err(error) => (
             "500 Internal Server Error",
             "text/plain",
@@ -207,6 +264,7 @@ mod tests {
             sync_clock: SyncClock::default(),
             conntrack: ConntrackStats::default(),
             conntrack_capacity: 4096,
+            flows: Some(FlowHub::new("n1")),
         }
     }
 
@@ -232,6 +290,98 @@ mod tests {
         ] {
             assert!(body.contains(line), "{line} missing from:\n{body}");
         }
+    }
+
+    fn denied_and_allowed(hub: &FlowHub) {
+        use strait_dataplane::policy_events::{Decision, Direction};
+        let example = crate::flows::record::example;
+        hub.record([
+            (
+                Direction::Ingress,
+                Decision::Denied,
+                example(Some("x/a"), Some("y/b"), "denied", 80),
+            ),
+            (
+                Direction::Ingress,
+                Decision::Allowed,
+                example(Some("x/a"), Some("y/b"), "allowed", 81),
+            ),
+        ]);
+    }
+
+    /// `/flows` without `follow` is the recent verdicts, filtered, one JSON object a line; mistakes
+    /// are refused; `/metrics` counts verdicts.
+    #[test]
+    fn recent_flows_are_served_filtered_and_counted() {
+        let mut state = state();
+        denied_and_allowed(state.flows.as_ref().unwrap());
+        let (status, content_type, body) = route("/flows?verdict=denied&pod=y%2Fb", &state);
+        assert_eq!((status, content_type), ("200 OK", "application/x-ndjson"));
+        let lines: Vec<serde_json::Value> = body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{body}");
+        assert_eq!(lines[0]["seq"], 1);
+        assert_eq!(lines[0]["to"]["port"], 80);
+        assert_eq!(route("/flows", &state).2.lines().count(), 2);
+        let (status, _, body) = route("/flows?verdict=dropped", &state);
+        assert_eq!(status, "400 Bad Request");
+        assert!(body.contains("allowed, denied, audit"), "{body}");
+        let (_, _, metrics) = route("/metrics", &state);
+        assert!(metrics.contains(
+            "strait_policy_verdicts_total{node=\"n1\",direction=\"ingress\",verdict=\"denied\"} 1"
+        ));
+        state.flows = None;
+        assert_eq!(route("/flows", &state).0, "503 Service Unavailable");
+    }
+
+    /// A follower gets the recent verdicts, then live ones as they are recorded, filtered; it is not
+    /// bound by the connection deadline's accounting (it leaves its connection place).
+    #[tokio::test]
+    async fn a_follower_gets_recent_then_live_verdicts() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = state();
+        let hub = state.flows.clone().unwrap();
+        denied_and_allowed(&hub);
+        let server = tokio::spawn(serve(listener, state));
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET /flows?follow=1&verdict=denied HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        let mut read_until = async |text: &mut String, lines: usize| {
+            while text.split("\r\n\r\n").nth(1).unwrap_or("").lines().count() < lines {
+                let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+                    .await
+                    .expect("an answer in time")
+                    .unwrap();
+                assert!(n > 0, "closed early: {text}");
+                text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        };
+        read_until(&mut text, 1).await;
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        denied_and_allowed(&hub);
+        read_until(&mut text, 2).await;
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        let seqs: Vec<u64> = body
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            seqs,
+            [1, 3],
+            "recent, then live; the allowed ones filtered out"
+        );
+        server.abort();
     }
 
     #[test]

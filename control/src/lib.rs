@@ -1,6 +1,6 @@
 //! strait-control: the node agent `straitd` as a library. It owns the node's endpoints (IPAM, pod
 //! plumbing, the ENDPOINT map), serves the CNI plugin and the endpoint listing over a root-only unix
-//! socket, spans nodes with the overlay, exposes health and metrics over HTTP, and answers load balancers' health checks on `healthCheckNodePort`s. It
+//! socket, spans nodes with the overlay, exposes health, metrics and NetworkPolicy flow verdicts over HTTP, and answers load balancers' health checks on `healthCheckNodePort`s. It
 //! holds no kernel types: the dataplane crate does the kernel work.
 
 pub mod agent;
@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod conntrack_gc;
 pub mod endpoints;
+pub mod flows;
 pub mod gauges;
 pub mod healthcheck;
 pub mod http;

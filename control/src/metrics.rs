@@ -1,9 +1,12 @@
 //! Prometheus text exposition of the agent's telemetry: packet and byte counters by program, reason and
-//! direction (drops also as their own family), endpoint, IPAM and conntrack gauges.
+//! direction (drops also as their own family), endpoint, IPAM and conntrack gauges, and NetworkPolicy
+//! verdicts by direction and verdict.
 
 use std::fmt::Write as _;
 
 use strait_dataplane::stats::StatsSample;
+
+use crate::flows::VerdictCount;
 
 /// Gauges the agent reports besides the eBPF counters.
 #[derive(Debug, Clone, Copy, Default)]
@@ -122,6 +125,31 @@ pub fn render(node: &str, stats: &[StatsSample], gauges: &AgentGauges) -> String
     out
 }
 
+/// Appends `strait_policy_verdicts_total{node, direction, verdict}` for `node`: every direction and
+/// verdict, zeros included (none at all when the agent reads no verdicts).
+pub fn render_policy_verdicts(out: &mut String, node: &str, counts: &[VerdictCount]) {
+    if counts.is_empty() {
+        return;
+    }
+    family(
+        out,
+        "strait_policy_verdicts_total",
+        "counter",
+        "NetworkPolicy judgements (the first packet of each flow, per direction judged on this node), \
+         by direction and verdict (allowed, denied, audit: would have been denied, passed in audit mode).",
+    );
+    let node = escape(node);
+    for count in counts {
+        let _ = writeln!(
+            out,
+            "strait_policy_verdicts_total{{node=\"{node}\",direction=\"{}\",verdict=\"{}\"}} {}",
+            count.direction.label(),
+            count.decision.label(),
+            count.count
+        );
+    }
+}
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -190,5 +218,24 @@ mod tests {
         assert!(!text.contains("strait_drops_total{node=\"node-\\\"1\\\"\",program=\"from-pod\",reason=\"delivered_local\""));
         assert!(text.contains("strait_endpoints{node=\"node-\\\"1\\\"\"} 3"));
         assert!(text.contains("# TYPE strait_ipam_capacity gauge"));
+    }
+
+    #[test]
+    fn policy_verdicts_are_counted_by_direction_and_verdict() {
+        use strait_dataplane::policy_events::{Decision, Direction};
+        let mut text = String::new();
+        render_policy_verdicts(
+            &mut text,
+            "n1",
+            &[VerdictCount {
+                direction: Direction::Ingress,
+                decision: Decision::Denied,
+                count: 3,
+            }],
+        );
+        assert!(text.contains("# TYPE strait_policy_verdicts_total counter"));
+        assert!(text.contains(
+            "strait_policy_verdicts_total{node=\"n1\",direction=\"ingress\",verdict=\"denied\"} 3"
+        ));
     }
 }

@@ -30,6 +30,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     endpoints::EndpointManager,
+    flows::FlowNames,
     healthcheck::HealthServer,
     model::{
         HealthCheck, ServiceIndex, Touched,
@@ -382,17 +383,28 @@ pub async fn run<M: DataplaneOwner>(
     manager: Arc<Mutex<M>>,
     clock: SyncClock,
 ) {
-    run_with_policy(source, origin, settings, None, manager, clock).await;
+    run_with_policy(
+        source,
+        origin,
+        settings,
+        None,
+        FlowNames::default(),
+        manager,
+        clock,
+    )
+    .await;
 }
 
 /// Runs until aborted, enforcing NetworkPolicy with `policy` (`None`: off, and the policy maps are
 /// emptied). The source must then carry every Pod of the cluster, the Namespaces and the
-/// NetworkPolicies.
+/// NetworkPolicies. Each rebuild of the policy tables publishes the names flow verdicts are told
+/// with to `names`.
 pub async fn run_with_policy<M: DataplaneOwner>(
     source: BoxedSource,
     origin: String,
     settings: SyncSettings,
     policy: Option<PolicySettings>,
+    names: FlowNames,
     manager: Arc<Mutex<M>>,
     clock: SyncClock,
 ) {
@@ -416,7 +428,7 @@ pub async fn run_with_policy<M: DataplaneOwner>(
         node,
         reserved,
         overlay,
-        policy: policy.map(PolicyState::new),
+        policy: policy.map(|settings| PolicyState::new(settings).publishing(names)),
     });
     // Frontends not yet written: kept across turns when a write fails, so it is retried.
     let mut pending: BTreeSet<ServiceKey> = BTreeSet::new();

@@ -14,6 +14,7 @@ pub mod netns;
 pub mod node;
 pub mod overlay;
 pub mod policy;
+pub mod policy_events;
 pub mod service_maps;
 pub mod services;
 pub mod stats;

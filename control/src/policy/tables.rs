@@ -6,7 +6,9 @@
 //! numbers, so a rebuild after one pod or policy changed gives every other entry the same numbers and
 //! the kernel sees only what changed. Policies are numbered 1, 2, ... in the order they are first seen
 //! (0 is "none"), a number never reused while the agent runs; [`Built::policies`] names them, so a
-//! verdict's policy number can be told by name.
+//! verdict's policy number can be told by name. A state made [`PolicyState::publishing`] also
+//! publishes, with every rebuild, the names flow verdicts are told with ([`NameView`]: the pod of each
+//! address, each policy number's name, the policies isolating each local pod).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,8 +25,9 @@ use super::{
     cidr::{CidrKey, CidrValue},
     compile::{AllowKey, Compiled, Direction, compile},
     identity::{IdentityKey, IpCache},
-    pods::{cluster_pods, namespaces},
+    pods::{ClusterPods, cluster_pods, namespaces},
 };
+use crate::flows::{FlowNames, NameView};
 
 /// How policies are enforced on this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +100,8 @@ pub struct PolicyState {
     numbers: PolicyNumbers,
     /// The last rebuild's problems, logged again only when they change.
     problems: Vec<String>,
+    /// Where each rebuild's names for flow verdicts go.
+    names: Option<FlowNames>,
 }
 
 impl PolicyState {
@@ -106,7 +111,15 @@ impl PolicyState {
             cache: IpCache::default(),
             numbers: PolicyNumbers::default(),
             problems: Vec::new(),
+            names: None,
         }
+    }
+
+    /// The state, publishing each rebuild's names for flow verdicts to `names`.
+    #[must_use]
+    pub fn publishing(mut self, names: FlowNames) -> Self {
+        self.names = Some(names);
+        self
     }
 
     /// The tables for the store's current content; logs refused, partly enforced and invalid
@@ -187,6 +200,9 @@ impl PolicyState {
             invalid,
         };
         self.report_problems(&built);
+        if let Some(names) = &self.names {
+            names.publish(name_view(&pods, &evaluator, &built.policies));
+        }
         built
     }
 
@@ -246,6 +262,45 @@ impl PolicyState {
             self.problems = problems;
         }
     }
+}
+
+/// The names flow verdicts are told with: each pod address's `namespace/name`, each policy number's
+/// name, and the policies isolating each local pod per direction.
+fn name_view(
+    pods: &ClusterPods,
+    evaluator: &Evaluator,
+    policies: &BTreeMap<u32, String>,
+) -> NameView {
+    use strait_dataplane::policy_events::Direction as Way;
+    let mut isolating: BTreeMap<(std::net::Ipv4Addr, u8), Vec<String>> = BTreeMap::new();
+    for pod in &pods.local {
+        let Some(ip) = pod.ip else { continue };
+        for policy in evaluator.policies() {
+            if policy.namespace != pod.namespace || !policy.selector.matches(&pod.labels) {
+                continue;
+            }
+            for (way, rules) in [
+                (abi::POLICY_INGRESS, &policy.ingress),
+                (abi::POLICY_EGRESS, &policy.egress),
+            ] {
+                if rules.is_some() {
+                    isolating.entry((ip, way)).or_default().push(policy.key());
+                }
+            }
+        }
+    }
+    NameView::new(
+        pods.all.iter().filter_map(|pod| Some((pod.ip?, pod.key()))),
+        policies,
+        isolating.into_iter().map(|((ip, way), names)| {
+            let way = if way == abi::POLICY_INGRESS {
+                Way::Ingress
+            } else {
+                Way::Egress
+            };
+            ((ip, way), names)
+        }),
+    )
 }
 
 fn identity_key(pod: &strait_k8s::netpol::PolicyPod) -> IdentityKey {

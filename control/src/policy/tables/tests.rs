@@ -374,3 +374,39 @@ fn numbers_stay_when_other_things_change_and_name_the_policies() {
     }
     assert!(second.tables.allow.values().any(|r| r.policy == 2));
 }
+
+#[test]
+fn a_publishing_state_names_pods_policies_and_what_isolates_each_local_pod() {
+    use strait_dataplane::policy_events::Direction as Way;
+    let store = store(
+        "metadata: {name: deny, namespace: x}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n---\n\
+         metadata: {name: out, namespace: x}\nspec: {podSelector: {matchLabels: {pod: a}}, policyTypes: [Egress, Ingress]}",
+    );
+    let names = crate::flows::FlowNames::default();
+    let built = PolicyState::new(settings("node-1"))
+        .publishing(names.clone())
+        .build(&store);
+    let view = names.snapshot();
+    let (x_a, x_b) = (Ipv4Addr::new(10, 244, 1, 2), Ipv4Addr::new(10, 244, 1, 3));
+    assert_eq!(view.pod(x_a).map(|p| &**p), Some("x/a"));
+    assert_eq!(
+        view.pod(x_b).map(|p| &**p),
+        Some("x/b"),
+        "pods of other nodes too"
+    );
+    for (number, name) in &built.policies {
+        assert_eq!(view.policy(*number).map(|p| &**p), Some(name.as_str()));
+    }
+    let isolating = |ip, way| -> Vec<String> {
+        view.isolating(ip, way)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(isolating(x_a, Way::Ingress), ["x/deny", "x/out"]);
+    assert_eq!(isolating(x_a, Way::Egress), ["x/out"]);
+    assert!(
+        isolating(x_b, Way::Ingress).is_empty(),
+        "x/b runs on node 2"
+    );
+}

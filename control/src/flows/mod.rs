@@ -1,0 +1,266 @@
+//! Flow verdicts for operators (issue #12): the data path reports each NetworkPolicy judgement on the
+//! POLICY_EVENTS_V1 ring buffer; [`run`] drains it (woken by the kernel through the ring buffer's
+//! descriptor, see `strait_dataplane::policy_events`), names each verdict's ends and policy with the
+//! policy module's latest [`names::NameView`], and hands it to the [`FlowHub`]: the last [`RECENT`]
+//! verdicts in memory, live ones broadcast to followers, and a count per direction and verdict for
+//! `/metrics` (`strait_policy_verdicts_total`). [`serve`] answers `GET /flows` with them as
+//! newline-delimited JSON ([`record::FlowRecord`]), filtered as [`query`] reads the request.
+//!
+//! Verdicts the kernel could not queue (the buffer full because the agent was down or slow) are lost
+//! without a count: `bpf_ringbuf_output` tells only the program, which does not count them.
+
+pub mod names;
+pub mod query;
+pub mod record;
+pub mod serve;
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use strait_dataplane::policy_events::{AsyncPolicyEvents, Decision, Direction};
+use tokio::sync::broadcast;
+
+pub use names::{FlowNames, NameView};
+pub use query::{FlowFilter, FlowQuery};
+pub use record::{Clocks, FlowRecord};
+
+/// How many verdicts the agent keeps for `/flows`.
+pub const RECENT: usize = 4096;
+
+/// How many live verdicts a follower may fall behind before it misses some.
+pub const LIVE_BACKLOG: usize = 1024;
+
+/// One verdict count of `strait_policy_verdicts_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerdictCount {
+    pub direction: Direction,
+    pub decision: Decision,
+    pub count: u64,
+}
+
+/// The verdicts this agent has read: the recent ones, the live feed and the counts. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct FlowHub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    node: String,
+    /// The recent verdicts, oldest first, and the last sequence number given.
+    recent: Mutex<(VecDeque<Arc<FlowRecord>>, u64)>,
+    live: broadcast::Sender<Arc<FlowRecord>>,
+    /// By direction (egress, ingress), then decision (allowed, denied, audit).
+    counts: [[AtomicU64; 3]; 2],
+}
+
+fn direction_index(direction: Direction) -> usize {
+    match direction {
+        Direction::Egress => 0,
+        Direction::Ingress => 1,
+    }
+}
+
+fn decision_index(decision: Decision) -> usize {
+    match decision {
+        Decision::Allowed => 0,
+        Decision::Denied => 1,
+        Decision::Audit => 2,
+    }
+}
+
+impl FlowHub {
+    /// An empty hub for the agent of `node`.
+    pub fn new(node: &str) -> Self {
+        let (live, _) = broadcast::channel(LIVE_BACKLOG);
+        Self {
+            inner: Arc::new(Inner {
+                node: node.to_owned(),
+                recent: Mutex::new((VecDeque::with_capacity(RECENT), 0)),
+                live,
+                counts: Default::default(),
+            }),
+        }
+    }
+
+    /// The node whose verdicts these are.
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// Records `records` (in order): each gets the next sequence number, is counted, kept among the
+    /// recent ones and sent to the followers.
+    pub fn record(&self, records: impl IntoIterator<Item = (Direction, Decision, FlowRecord)>) {
+        let mut guard = self
+            .inner
+            .recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (recent, seq) = &mut *guard;
+        for (direction, decision, mut record) in records {
+            self.inner.counts[direction_index(direction)][decision_index(decision)]
+                .fetch_add(1, Ordering::Relaxed);
+            *seq += 1;
+            record.seq = *seq;
+            let record = Arc::new(record);
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(Arc::clone(&record));
+            // No follower is not an error.
+            let _ = self.inner.live.send(record);
+        }
+    }
+
+    /// The recent verdicts after `since` that `filter` passes, oldest first, at most the last `limit`;
+    /// with the last sequence number given so far.
+    pub fn recent(
+        &self,
+        since: u64,
+        filter: &FlowFilter,
+        limit: Option<usize>,
+    ) -> (Vec<Arc<FlowRecord>>, u64) {
+        let guard = self
+            .inner
+            .recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (recent, last) = &*guard;
+        let mut out: Vec<_> = recent
+            .iter()
+            .filter(|r| r.seq > since && filter.matches(r))
+            .cloned()
+            .collect();
+        if let Some(limit) = limit {
+            out.drain(..out.len().saturating_sub(limit));
+        }
+        (out, *last)
+    }
+
+    /// The live feed, and the recent verdicts as [`FlowHub::recent`] gives them, taken together so
+    /// that every verdict after `since` is in exactly one of the two (skip live ones up to the
+    /// returned sequence number).
+    pub fn follow(
+        &self,
+        since: u64,
+        filter: &FlowFilter,
+        limit: Option<usize>,
+    ) -> (
+        broadcast::Receiver<Arc<FlowRecord>>,
+        Vec<Arc<FlowRecord>>,
+        u64,
+    ) {
+        // Subscribing first: a verdict recorded in between is in both, and skipped live by its number.
+        let live = self.inner.live.subscribe();
+        let (recent, last) = self.recent(since, filter, limit);
+        (live, recent, last)
+    }
+
+    /// Every count of `strait_policy_verdicts_total`, zeros included.
+    pub fn counts(&self) -> Vec<VerdictCount> {
+        let mut out = Vec::new();
+        for direction in Direction::ALL {
+            for decision in Decision::ALL {
+                out.push(VerdictCount {
+                    direction,
+                    decision,
+                    count: self.inner.counts[direction_index(direction)][decision_index(decision)]
+                        .load(Ordering::Relaxed),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Drains the verdict ring buffer into `hub` until the task is dropped, naming each verdict with the
+/// current view of `names`. A read error (which epoll on a map descriptor does not give in practice)
+/// ends it, logged.
+pub async fn run(mut events: AsyncPolicyEvents, names: FlowNames, hub: FlowHub) {
+    let mut batch = Vec::new();
+    let mut undecodable = 0;
+    loop {
+        batch.clear();
+        if let Err(error) = events.next_batch(&mut batch).await {
+            tracing::error!(%error, "reading the policy verdict ring buffer failed; flow verdicts stop");
+            return;
+        }
+        let view = names.snapshot();
+        let clocks = Clocks::now();
+        hub.record(batch.iter().map(|verdict| {
+            (
+                verdict.direction,
+                verdict.decision,
+                FlowRecord::resolve(verdict, &view, hub.node(), &clocks),
+            )
+        }));
+        if events.undecodable() != undecodable {
+            undecodable = events.undecodable();
+            tracing::warn!(
+                undecodable,
+                "policy verdicts this agent cannot read were skipped (is the eBPF object newer than \
+                 the agent?)"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(verdict: &'static str, port: u16) -> FlowRecord {
+        record::example(Some("x/a"), Some("x/a"), verdict, port)
+    }
+
+    #[test]
+    fn the_hub_numbers_counts_keeps_and_broadcasts() {
+        let hub = FlowHub::new("n");
+        let (mut live, recent, last) = hub.follow(0, &FlowFilter::default(), None);
+        assert!(recent.is_empty());
+        assert_eq!(last, 0);
+        hub.record([
+            (Direction::Egress, Decision::Allowed, record("allowed", 80)),
+            (Direction::Ingress, Decision::Denied, record("denied", 81)),
+        ]);
+        assert_eq!(live.try_recv().unwrap().seq, 1);
+        assert_eq!(live.try_recv().unwrap().seq, 2);
+        let counts = hub.counts();
+        assert_eq!(counts.len(), 6);
+        let count = |direction, decision| {
+            counts
+                .iter()
+                .find(|c| c.direction == direction && c.decision == decision)
+                .unwrap()
+                .count
+        };
+        assert_eq!(count(Direction::Ingress, Decision::Denied), 1);
+        assert_eq!(count(Direction::Egress, Decision::Denied), 0);
+        let denied = FlowFilter {
+            verdict: Some("denied".into()),
+            ..FlowFilter::default()
+        };
+        let (found, last) = hub.recent(0, &denied, None);
+        assert_eq!((found.len(), found[0].seq, last), (1, 2, 2));
+        assert_eq!(hub.recent(2, &FlowFilter::default(), None).0.len(), 0);
+        let (limited, _) = hub.recent(0, &FlowFilter::default(), Some(1));
+        assert_eq!(limited[0].seq, 2, "the last ones");
+    }
+
+    #[test]
+    fn only_the_most_recent_are_kept() {
+        let hub = FlowHub::new("n");
+        hub.record(
+            (0..RECENT + 10).map(|_| (Direction::Egress, Decision::Allowed, record("allowed", 80))),
+        );
+        let (recent, last) = hub.recent(0, &FlowFilter::default(), None);
+        assert_eq!(recent.len(), RECENT);
+        assert_eq!(recent[0].seq, 11);
+        assert_eq!(last, u64::try_from(RECENT + 10).unwrap());
+    }
+}

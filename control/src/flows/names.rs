@@ -1,0 +1,177 @@
+//! Who a verdict is about: the pod holding each address of the cluster, the name of each policy number
+//! of this node's table, and which policies isolate each local pod in each direction (named when the
+//! default deny decided). The policy module builds a [`NameView`] with every rebuild of its tables and
+//! publishes it through a [`FlowNames`] handle; the verdict reader takes a snapshot (an `Arc`, so a
+//! rebuild never waits for a reader and a reader never sees half a view) once per batch.
+//!
+//! Policy numbers are never reused while the agent runs, so a verdict made under a policy deleted since
+//! can still be named: names of numbers a rebuild dropped are kept, the newest
+//! [`RETIRED_POLICY_NAMES`] of them.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::Ipv4Addr,
+    sync::{Arc, PoisonError, RwLock},
+};
+
+use strait_dataplane::policy_events::Direction;
+
+/// How many names of policies no longer in the table are kept for late verdicts.
+pub const RETIRED_POLICY_NAMES: usize = 1024;
+
+/// One rebuild's names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NameView {
+    /// Pod address → `namespace/name`.
+    pods: HashMap<Ipv4Addr, Arc<str>>,
+    /// Policy number → `namespace/name`.
+    policies: BTreeMap<u32, Arc<str>>,
+    /// (local pod, direction) → the policies isolating it, `namespace/name` in order.
+    isolating: HashMap<(Ipv4Addr, Direction), Vec<Arc<str>>>,
+}
+
+impl NameView {
+    /// A view of `pods` (address, `namespace/name`), `policies` (number → `namespace/name`) and the
+    /// policies `isolating` each local pod per direction.
+    pub fn new(
+        pods: impl IntoIterator<Item = (Ipv4Addr, String)>,
+        policies: &BTreeMap<u32, String>,
+        isolating: impl IntoIterator<Item = ((Ipv4Addr, Direction), Vec<String>)>,
+    ) -> Self {
+        let policies: BTreeMap<u32, Arc<str>> = policies
+            .iter()
+            .map(|(number, name)| (*number, Arc::from(name.as_str())))
+            .collect();
+        // Isolating policies share the strings of the policy table.
+        let by_name: HashMap<&str, Arc<str>> = policies
+            .values()
+            .map(|name| (&**name, Arc::clone(name)))
+            .collect();
+        let isolating = isolating
+            .into_iter()
+            .map(|(key, names)| {
+                let names = names
+                    .iter()
+                    .map(|n| {
+                        by_name
+                            .get(n.as_str())
+                            .cloned()
+                            .unwrap_or_else(|| Arc::from(n.as_str()))
+                    })
+                    .collect();
+                (key, names)
+            })
+            .collect();
+        Self {
+            pods: pods
+                .into_iter()
+                .map(|(ip, name)| (ip, Arc::from(name)))
+                .collect(),
+            policies,
+            isolating,
+        }
+    }
+
+    /// `namespace/name` of the pod holding `ip`.
+    pub fn pod(&self, ip: Ipv4Addr) -> Option<&Arc<str>> {
+        self.pods.get(&ip)
+    }
+
+    /// `namespace/name` of policy `number`.
+    pub fn policy(&self, number: u32) -> Option<&Arc<str>> {
+        self.policies.get(&number)
+    }
+
+    /// The policies isolating the local pod at `ip` in `direction` (empty: none known).
+    pub fn isolating(&self, ip: Ipv4Addr, direction: Direction) -> &[Arc<str>] {
+        self.isolating
+            .get(&(ip, direction))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The current [`NameView`], shared by the policy tables' builder and the verdict reader.
+#[derive(Clone, Debug, Default)]
+pub struct FlowNames {
+    current: Arc<RwLock<Arc<NameView>>>,
+}
+
+impl FlowNames {
+    /// Makes `view` current, keeping the names of policy numbers it no longer holds (see the module).
+    pub fn publish(&self, mut view: NameView) {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let retired: Vec<(u32, Arc<str>)> = current
+            .policies
+            .iter()
+            .filter(|(number, _)| !view.policies.contains_key(number))
+            .map(|(number, name)| (*number, Arc::clone(name)))
+            .collect();
+        let keep = retired.len().saturating_sub(RETIRED_POLICY_NAMES);
+        view.policies.extend(retired.into_iter().skip(keep));
+        *current = Arc::new(view);
+    }
+
+    /// The current view.
+    pub fn snapshot(&self) -> Arc<NameView> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policies(names: &[(u32, &str)]) -> BTreeMap<u32, String> {
+        names.iter().map(|(n, s)| (*n, (*s).to_owned())).collect()
+    }
+
+    #[test]
+    fn addresses_numbers_and_isolation_are_named() {
+        let ip = Ipv4Addr::new(10, 244, 1, 5);
+        let view = NameView::new(
+            [(ip, "y/b".to_owned())],
+            &policies(&[(1, "y/deny-all"), (2, "y/allow-web")]),
+            [(
+                (ip, Direction::Ingress),
+                vec!["y/allow-web".to_owned(), "y/deny-all".to_owned()],
+            )],
+        );
+        assert_eq!(view.pod(ip).map(|p| &**p), Some("y/b"));
+        assert_eq!(view.pod(Ipv4Addr::new(10, 244, 1, 6)), None);
+        assert_eq!(view.policy(2).map(|p| &**p), Some("y/allow-web"));
+        let isolating: Vec<&str> = view
+            .isolating(ip, Direction::Ingress)
+            .iter()
+            .map(|n| &**n)
+            .collect();
+        assert_eq!(isolating, ["y/allow-web", "y/deny-all"]);
+        assert!(view.isolating(ip, Direction::Egress).is_empty());
+    }
+
+    #[test]
+    fn a_deleted_policy_keeps_its_name_for_late_verdicts() {
+        let names = FlowNames::default();
+        names.publish(NameView::new([], &policies(&[(1, "x/old")]), []));
+        names.publish(NameView::new([], &policies(&[(2, "x/new")]), []));
+        let view = names.snapshot();
+        assert_eq!(view.policy(1).map(|p| &**p), Some("x/old"));
+        assert_eq!(view.policy(2).map(|p| &**p), Some("x/new"));
+    }
+
+    #[test]
+    fn retired_names_are_bounded() {
+        let names = FlowNames::default();
+        let total = u32::try_from(RETIRED_POLICY_NAMES).unwrap() + 10;
+        for number in 1..=total {
+            names.publish(NameView::new(
+                [],
+                &policies(&[(number, &format!("x/p{number}"))]),
+                [],
+            ));
+        }
+        let view = names.snapshot();
+        assert_eq!(view.policies.len(), RETIRED_POLICY_NAMES + 1);
+        assert!(view.policy(1).is_none(), "the oldest went");
+        assert!(view.policy(total - 1).is_some());
+    }
+}
