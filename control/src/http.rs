@@ -365,6 +365,7 @@ mod tests {
         };
         read_until(&mut text, 1).await;
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("\r\nX-Strait-Recent: 1\r\n"), "{text}");
         denied_and_allowed(&hub);
         read_until(&mut text, 2).await;
         let body = text.split("\r\n\r\n").nth(1).unwrap();

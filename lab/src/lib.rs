@@ -11,6 +11,7 @@ pub mod connbench;
 pub mod controlplane;
 pub mod external;
 pub mod flannel;
+pub mod flows;
 pub mod listing;
 pub mod manifests;
 pub mod names;

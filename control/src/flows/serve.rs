@@ -1,5 +1,7 @@
 //! `GET /flows` on the agent's HTTP server: the recent verdicts as newline-delimited JSON, oldest
 //! first, and with `follow=1` then the live ones as they come, until the client closes the connection.
+//! A follow answer's head says how many of its first lines are recent ones ([`RECENT_HEADER`]), so a
+//! client merging several nodes can order their recent verdicts before printing live ones.
 //! A follower holds one of [`MAX_FOLLOWERS`] places (more are answered 503) and is not bound by the
 //! server's per-connection deadline; a follower that stops reading for [`WRITE_TIMEOUT`] is dropped,
 //! and one that falls [`super::LIVE_BACKLOG`] verdicts behind misses those (logged).
@@ -22,6 +24,9 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The content type of the answer.
 pub const NDJSON: &str = "application/x-ndjson";
+
+/// The header of a follow answer giving the number of recent verdicts before the live ones.
+pub const RECENT_HEADER: &str = "X-Strait-Recent";
 
 /// What a node without verdicts answers.
 pub const UNAVAILABLE: &str = "this agent reads no flow verdicts: its eBPF data path has no \
@@ -77,7 +82,9 @@ pub async fn start(
     };
     let (live, recent, last) = hub.follow(query.since, &query.filter, query.limit);
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {NDJSON}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: {NDJSON}\r\n{RECENT_HEADER}: {}\r\nCache-Control: no-cache\r\n\
+         Connection: close\r\n\r\n",
+        recent.len()
     );
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(lines(&recent).as_bytes()).await?;

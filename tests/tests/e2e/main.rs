@@ -9,6 +9,7 @@ mod datapath;
 mod egress;
 mod external;
 mod flannel;
+mod flows;
 mod lifecycle;
 mod malformed;
 mod overlay;
