@@ -18,6 +18,7 @@ pub mod names;
 pub mod network;
 pub mod node_ops;
 pub mod pods;
+pub mod policy_audit;
 pub mod policy_explain;
 pub mod probe;
 pub mod process;

@@ -2,10 +2,13 @@
 //! [`rules`] parses a policy into what decides traffic, [`evaluate`] gives the verdict on one flow
 //! between pods or outside addresses, [`explain`] tells that verdict in words; [`upstream`] is the
 //! upstream e2e suite's x/y/z model. It is the oracle the data path is tested against and the
-//! reasoning `strait policy explain` reports.
+//! reasoning `strait policy explain` reports; [`audit`] is what `strait policy audit` finds in a set of
+//! policies (pods left open, policies selecting nothing, shadowed rules, unresolved named ports,
+//! `ipBlock`s over the cluster's own ranges, namespaces open to everything).
 //!
 //! The flow is judged as the backend sees it: after any Service translation, destination pod and port.
 
+pub mod audit;
 pub mod evaluate;
 pub mod explain;
 pub mod rules;

@@ -14,6 +14,7 @@ mod lifecycle;
 mod malformed;
 mod overlay;
 mod policy;
+mod policy_audit;
 mod reachability;
 mod services;
 
