@@ -583,6 +583,93 @@ mod tests {
         assert!(Source::parse_agent("https://10.0.0.7").is_err());
     }
 
+    /// A fake agent on loopback: answers one request with `head_extra` headers and `lines`; the
+    /// request line it got comes back through the handle.
+    fn fake_agent(
+        head_extra: &str,
+        lines: Vec<String>,
+    ) -> (Source, std::thread::JoinHandle<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let head_extra = head_extra.to_owned();
+        let served = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            let mut writer = stream;
+            write!(
+                writer,
+                "HTTP/1.1 200 OK\r\n{head_extra}Connection: close\r\n\r\n"
+            )
+            .unwrap();
+            for line in lines {
+                writeln!(writer, "{line}").unwrap();
+            }
+            request
+        });
+        (Source::Address(addr.to_string(), addr), served)
+    }
+
+    fn at(node: &str, time_ms: u64) -> String {
+        let mut f = flow("denied", "default-deny");
+        (f.node, f.time_ms) = (node.to_owned(), time_ms);
+        serde_json::to_string(&f).unwrap()
+    }
+
+    #[test]
+    fn recent_verdicts_of_several_agents_are_merged_in_time_order() {
+        let (a, served_a) = fake_agent("", vec![at("a", 10), at("a", 30)]);
+        let (b, served_b) = fake_agent("", vec![at("b", 20)]);
+        let query = FlowQuery {
+            verdict: Some("denied".into()),
+            ..FlowQuery::default()
+        };
+        let flows = recent(&[a, b], &query).unwrap();
+        let order: Vec<u64> = flows.iter().map(|f| f.time_ms).collect();
+        assert_eq!(order, [10, 20, 30]);
+        assert!(
+            served_a
+                .join()
+                .unwrap()
+                .starts_with("GET /flows?verdict=denied HTTP/1.1")
+        );
+        served_b.join().unwrap();
+    }
+
+    #[test]
+    fn following_orders_every_agents_recent_verdicts_before_live_ones() {
+        // Agent a: two recent verdicts, then a live one at once; b: one recent verdict, then it ends.
+        let (a, served_a) = fake_agent(
+            "X-Strait-Recent: 2\r\n",
+            vec![at("a", 10), at("a", 30), at("a", 50)],
+        );
+        let (b, _) = fake_agent("x-strait-recent: 1\r\n", vec![at("b", 20)]);
+        let mut printed = Vec::new();
+        follow(&[a, b], &FlowQuery::default(), |f| {
+            printed.push(f.time_ms);
+            true
+        })
+        .unwrap();
+        assert_eq!(printed, [10, 20, 30, 50]);
+        assert!(
+            served_a
+                .join()
+                .unwrap()
+                .starts_with("GET /flows?follow=1 HTTP/1.1")
+        );
+    }
+
+    #[test]
+    fn an_agent_that_cannot_be_reached_is_an_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let gone = Source::Address(addr.to_string(), addr);
+        assert!(recent(std::slice::from_ref(&gone), &FlowQuery::default()).is_err());
+        assert!(follow(&[gone], &FlowQuery::default(), |_| true).is_err());
+    }
+
     #[test]
     fn verdicts_sort_by_time_then_node() {
         let mut a = flow("denied", "default-deny");

@@ -20,6 +20,7 @@ use std::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 use strait_dataplane::policy_events::{AsyncPolicyEvents, Decision, Direction};
@@ -178,10 +179,21 @@ impl FlowHub {
     }
 }
 
+/// How long the reader waits for the first names before it reads verdicts anyway (with policy off none
+/// come: pods and policies are then not named).
+pub const NAMES_PATIENCE: Duration = Duration::from_secs(15);
+
 /// Drains the verdict ring buffer into `hub` until the task is dropped, naming each verdict with the
-/// current view of `names`. A read error (which epoll on a map descriptor does not give in practice)
-/// ends it, logged.
+/// current view of `names`; starts once the first view is there (or after [`NAMES_PATIENCE`]), so
+/// verdicts waiting from before a restart are named too. A read error (which epoll on a map
+/// descriptor does not give in practice) ends it, logged.
 pub async fn run(mut events: AsyncPolicyEvents, names: FlowNames, hub: FlowHub) {
+    if !names.first(NAMES_PATIENCE).await {
+        tracing::info!(
+            "reading policy verdicts without names for pods and policies (network policy is off, or \
+             the cluster's objects have not come yet)"
+        );
+    }
     let mut batch = Vec::new();
     let mut undecodable = 0;
     loop {

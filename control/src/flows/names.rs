@@ -6,15 +6,19 @@
 //!
 //! Policy numbers are never reused while the agent runs, so a verdict made under a policy deleted since
 //! can still be named: names of numbers a rebuild dropped are kept, the newest
-//! [`RETIRED_POLICY_NAMES`] of them.
+//! [`RETIRED_POLICY_NAMES`] of them. A reader can wait for the first view ([`FlowNames::first`]): a
+//! restarted agent finds the verdicts made while it was down waiting in the ring buffer, and names
+//! them once it knows the cluster again.
 
 use std::{
     collections::{BTreeMap, HashMap},
     net::Ipv4Addr,
     sync::{Arc, PoisonError, RwLock},
+    time::Duration,
 };
 
 use strait_dataplane::policy_events::Direction;
+use tokio::sync::watch;
 
 /// How many names of policies no longer in the table are kept for late verdicts.
 pub const RETIRED_POLICY_NAMES: usize = 1024;
@@ -91,12 +95,31 @@ impl NameView {
 }
 
 /// The current [`NameView`], shared by the policy tables' builder and the verdict reader.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct FlowNames {
     current: Arc<RwLock<Arc<NameView>>>,
+    /// Whether a view was published yet.
+    published: Arc<watch::Sender<bool>>,
+}
+
+impl Default for FlowNames {
+    fn default() -> Self {
+        Self {
+            current: Arc::default(),
+            published: Arc::new(watch::Sender::new(false)),
+        }
+    }
 }
 
 impl FlowNames {
+    /// Waits until a view was published, at most `patience`; whether one was.
+    pub async fn first(&self, patience: Duration) -> bool {
+        let mut published = self.published.subscribe();
+        tokio::time::timeout(patience, published.wait_for(|p| *p))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Makes `view` current, keeping the names of policy numbers it no longer holds (see the module).
     pub fn publish(&self, mut view: NameView) {
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
@@ -109,6 +132,7 @@ impl FlowNames {
         let keep = retired.len().saturating_sub(RETIRED_POLICY_NAMES);
         view.policies.extend(retired.into_iter().skip(keep));
         *current = Arc::new(view);
+        self.published.send_replace(true);
     }
 
     /// The current view.
@@ -156,6 +180,16 @@ mod tests {
         let view = names.snapshot();
         assert_eq!(view.policy(1).map(|p| &**p), Some("x/old"));
         assert_eq!(view.policy(2).map(|p| &**p), Some("x/new"));
+    }
+
+    #[tokio::test]
+    async fn a_reader_can_wait_for_the_first_view() {
+        let names = FlowNames::default();
+        assert!(!names.first(Duration::from_millis(10)).await);
+        let publisher = names.clone();
+        tokio::spawn(async move { publisher.publish(NameView::default()) });
+        assert!(names.first(Duration::from_secs(5)).await);
+        assert!(names.first(Duration::ZERO).await, "once published, at once");
     }
 
     #[test]
