@@ -8,7 +8,8 @@
 //! external-to-nodeport. Tests: tcp-stream, tcp-rr, tcp-crr, udp-rr. `netbench serve` and
 //! `netbench client` are the two ends of the load generator, which the run starts inside the lab's
 //! namespaces. `netbench cross-node` measures between two nodes instead (strait against Flannel and
-//! the underlay; `strait_bench::netbench::crossnode`).
+//! the underlay; `strait_bench::netbench::crossnode`); `netbench policy` between two strait nodes with
+//! 0, 100 and 1,000 NetworkPolicies (`strait_bench::netbench::policy`).
 
 use std::{fs, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -17,7 +18,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use strait_bench::{
     netbench::{
         catalog::{SERVER_PORT, TargetPosition},
-        crossnode, load,
+        crossnode, load, policy,
         publish::publish,
         results::{Dataplane, RunReport, Scenario, Test},
         run::{self, Options},
@@ -151,6 +152,11 @@ enum Internal {
     /// external-to-nodeport with the endpoint on the other node; and how long a joining node takes to
     /// become reachable. Writes bench/RESULTS.md's cross-node section with --markdown.
     CrossNode(CrossNodeArgs),
+    /// NetworkPolicy at scale: TCP RR and CRR between pods on two strait VXLAN nodes with 0, 100 and
+    /// 1,000 NetworkPolicies in the cluster (one lab per count, rounds interleaved), and the time a
+    /// policy change takes to be enforced with the most in force. Writes bench/RESULTS.md's policy
+    /// section with --markdown.
+    Policy(PolicyArgs),
     /// Run one load test and print its outcome as one JSON line.
     #[command(hide = true)]
     Client {
@@ -192,6 +198,39 @@ struct CrossNodeArgs {
     markdown: Option<PathBuf>,
     /// Do not measure: re-render a saved run (its --json file).
     #[arg(long, conflicts_with_all = ["rounds", "seconds", "quick", "no_join", "xdp_mode", "json"])]
+    from: Option<PathBuf>,
+}
+
+/// `netbench policy`.
+#[derive(clap::Args, Debug)]
+struct PolicyArgs {
+    /// Rounds: every test runs once per round in every lab, the labs one after another (default 5,
+    /// or 2 with --quick); the policy change is timed as many times.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seconds each load test runs (default 2, or 0.2 with --quick).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Two rounds of short tests: does it work (for CI; the figures are not worth quoting).
+    #[arg(long)]
+    quick: bool,
+    /// Policy counts, comma-separated (one lab each).
+    #[arg(long, value_delimiter = ',')]
+    counts: Option<Vec<usize>>,
+    /// Skip timing the enforcement of a policy change.
+    #[arg(long)]
+    no_enforce: bool,
+    /// The strait agents' XDP mode on the lab's veth uplinks (see cross-node).
+    #[arg(long, value_enum, default_value = "auto")]
+    xdp_mode: strait_lab::state::LabXdp,
+    /// Write the run (every round) as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the policy section into this Markdown file (e.g. bench/RESULTS.md), keeping the rest.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Do not measure: re-render a saved run (its --json file).
+    #[arg(long, conflicts_with_all = ["rounds", "seconds", "quick", "counts", "no_enforce", "xdp_mode", "json"])]
     from: Option<PathBuf>,
 }
 
@@ -248,6 +287,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Internal::CrossNode(args)) => cross_node(&args),
+        Some(Internal::Policy(args)) => policy_sweep(&args),
         Some(Internal::Report {
             from,
             out,
@@ -299,10 +339,7 @@ fn cross_node(args: &CrossNodeArgs) -> anyhow::Result<()> {
     let report = if let Some(path) = &args.from {
         crossnode::run::load(path)?
     } else {
-        let command = std::iter::once("netbench".to_owned())
-            .chain(std::env::args().skip(1))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let command = command_line();
         crossnode::run::run(&crossnode::run::Options {
             quick: args.quick,
             rounds: args.rounds,
@@ -315,6 +352,36 @@ fn cross_node(args: &CrossNodeArgs) -> anyhow::Result<()> {
     crossnode::run::publish(&report, args.json.as_deref(), args.markdown.as_deref())?;
     if let Some(error) = &report.join_error {
         anyhow::bail!("the join measurement failed (the figures are published): {error}");
+    }
+    Ok(())
+}
+
+/// The command line as run, for the reports.
+fn command_line() -> String {
+    std::iter::once("netbench".to_owned())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `netbench policy`: measures (or re-reads) and publishes.
+fn policy_sweep(args: &PolicyArgs) -> anyhow::Result<()> {
+    let report = if let Some(path) = &args.from {
+        policy::run::load(path)?
+    } else {
+        policy::run::run(&policy::run::Options {
+            quick: args.quick,
+            rounds: args.rounds,
+            seconds: args.seconds,
+            counts: args.counts.clone(),
+            enforce: !args.no_enforce,
+            xdp: args.xdp_mode,
+            command: command_line(),
+        })?
+    };
+    policy::run::publish(&report, args.json.as_deref(), args.markdown.as_deref())?;
+    if let Some(error) = &report.enforce_error {
+        anyhow::bail!("the enforcement measurement failed (the figures are published): {error}");
     }
     Ok(())
 }

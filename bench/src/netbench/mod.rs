@@ -2,7 +2,8 @@
 //! (a bridge CNI with kube-proxy's iptables or nftables rules), measured side by side in the same run.
 //! [`run`] orchestrates a run and [`publish`] writes its results; the binary (`src/bin/netbench.rs`)
 //! is only the command line. The other modules are their parts; [`crossnode`] is `netbench cross-node`,
-//! the same load generator between two nodes.
+//! the same load generator between two nodes; [`policy`] is `netbench policy`, the same between two
+//! nodes with many NetworkPolicies.
 
 pub mod bridge_lab;
 pub mod catalog;
@@ -15,6 +16,7 @@ pub mod kube_iptables;
 pub mod kube_nftables;
 pub mod load;
 pub mod memory;
+pub mod policy;
 pub mod publish;
 pub mod report;
 pub mod results;

@@ -41,7 +41,7 @@ pub fn splice(existing: Option<&str>, section: &str) -> String {
 }
 
 /// A figure in its test's unit: two decimals for Gbit/s, whole numbers for rates.
-fn number(test: Test, value: f64) -> String {
+pub fn number(test: Test, value: f64) -> String {
     if test == Test::TcpStream {
         format!("{value:.2}")
     } else {
@@ -50,7 +50,7 @@ fn number(test: Test, value: f64) -> String {
 }
 
 /// A cell: the median, and the range when there was more than one round.
-fn cell_text(test: Test, s: Spread, ranges: bool) -> String {
+pub fn cell_text(test: Test, s: Spread, ranges: bool) -> String {
     if !ranges {
         return number(test, s.median);
     }
@@ -62,7 +62,7 @@ fn cell_text(test: Test, s: Spread, ranges: bool) -> String {
     )
 }
 
-fn verdict_mark(verdict: Verdict) -> &'static str {
+pub fn verdict_mark(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Met => "✓",
         Verdict::MetWithinNoise => "≈✓",
@@ -92,7 +92,7 @@ fn figures_table(out: &mut String, report: &CrossReport, scenario: Scenario) {
 }
 
 /// A ratio with two decimals, or three when two would round it onto its goal (0.946 against 0.95).
-fn ratio_text(ratio: f64, goal: Option<f64>) -> String {
+pub fn ratio_text(ratio: f64, goal: Option<f64>) -> String {
     let two = format!("{ratio:.2}");
     match goal {
         Some(goal) if two == format!("{goal:.2}") && (ratio - goal).abs() > 1e-9 => {

@@ -61,7 +61,7 @@ pub fn plan(options: &Options) -> Result<(usize, f64), CrossError> {
     Ok((rounds, seconds))
 }
 
-fn load_average() -> String {
+pub fn load_average() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
@@ -69,7 +69,7 @@ fn load_average() -> String {
 
 /// Checks what the run needs before it builds anything: root, the lab's binaries, `ip` and
 /// `iptables-restore`.
-fn preflight() -> Result<(), CrossError> {
+pub fn preflight() -> Result<(), CrossError> {
     let setup = |source| CrossError::Run {
         what: "preparing the run".to_owned(),
         source: Box::new(source),

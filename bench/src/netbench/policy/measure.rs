@@ -1,0 +1,198 @@
+//! The labs of a sweep and the rounds. One two-node strait VXLAN lab per policy count (cross-node's
+//! builder: the client pod on one node, the server pod with netbench's server on the other), the
+//! count's policies applied through the lab before any measuring, so changing counts costs no apply
+//! inside the rounds. In each round every test runs once on every lab, one after the other; the
+//! order of the labs turns by one each round, so no count always runs first after a pause or last.
+//! A test that fails is measured once more, and the failure kept in its cell; a second failure ends
+//! the run.
+
+use std::{
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+use strait_lab::state::{LabOverlay, LabXdp};
+
+use super::{
+    manifest,
+    summary::{PolicyCell, PolicyStack, Setup},
+};
+use crate::netbench::{
+    crossnode::{
+        CrossError, Stack, error,
+        labs::{self, BuiltLab, Endpoint},
+        rounds::error_chain,
+        summary::{figure, unit},
+    },
+    load::Outcome,
+    results::{Scenario, Test},
+    run::progress,
+    wiring,
+};
+
+/// Seconds of each check.
+const CHECK_SECONDS: f64 = 0.2;
+/// Tries of each check before the lab counts as broken (a first packet may wait for ARP).
+const CHECK_TRIES: usize = 3;
+/// Pause before measuring a failed test again.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// One policy count's lab, its policies in force.
+pub struct CountLab {
+    pub policies: usize,
+    pub built: BuiltLab,
+    /// The client pod to the server pod's address.
+    pub endpoint: Endpoint,
+    pub setup: Setup,
+}
+
+/// Builds a lab (`pp<index>…`) and applies `policies` policies to it.
+pub fn build(policies: usize, index: usize, xdp: LabXdp) -> Result<CountLab, CrossError> {
+    let (mut built, endpoints) = labs::strait(
+        Stack::StraitVxlan,
+        &format!("pp{index}"),
+        LabOverlay::Vxlan,
+        xdp,
+    )?;
+    let endpoint = endpoints
+        .into_iter()
+        .find(|e| e.scenario == Scenario::PodToPod)
+        .ok_or_else(|| CrossError::Invalid("the strait lab has no pod-to-pod endpoint".into()))?;
+    let started = Instant::now();
+    if policies > 0 {
+        let text = manifest::policies(policies);
+        built
+            .lab
+            .apply_str(Path::new("policies.yaml"), &text)
+            .map_err(error::lab(format!(
+                "applying {policies} policies to lab {}",
+                built.lab.names.lab
+            )))?;
+    }
+    let apply_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let selecting_server = manifest::selecting_server(policies);
+    progress(format_args!(
+        "policy: lab {} has {policies} policies ({selecting_server} select the server), applied in {apply_ms:.0} ms",
+        built.lab.names.lab
+    ));
+    Ok(CountLab {
+        policies,
+        built,
+        endpoint,
+        setup: Setup {
+            stack: PolicyStack::Strait,
+            policies,
+            selecting_server,
+            apply_ms,
+        },
+    })
+}
+
+/// Tunes every client's namespace and checks that each lab's client reaches its server (a short
+/// tcp-rr and tcp-crr): its policies allow it.
+pub fn check(labs: &[CountLab]) -> Result<(), CrossError> {
+    for lab in labs {
+        let broken = |source| CrossError::NotWorking {
+            stack: "strait",
+            scenario: "pod-to-pod with policies",
+            source: Box::new(source),
+        };
+        wiring::tune_client(&lab.endpoint.wiring.client).map_err(broken)?;
+        for test in [Test::TcpRr, Test::TcpCrr] {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match wiring::run_client(
+                    &lab.endpoint.wiring,
+                    &lab.endpoint.lab,
+                    test,
+                    CHECK_SECONDS,
+                ) {
+                    Ok(_) => break,
+                    Err(error) if tries >= CHECK_TRIES => {
+                        progress(format_args!(
+                            "policy: the client does not reach the server with {} policies",
+                            lab.policies
+                        ));
+                        return Err(broken(error));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        }
+    }
+    progress(format_args!(
+        "policy: the client reaches the server in all {} lab(s)",
+        labs.len()
+    ));
+    Ok(())
+}
+
+/// Runs `rounds` rounds of `tests` of `seconds` on every lab. Returns one cell per lab and test.
+pub fn rounds(
+    labs: &mut [CountLab],
+    tests: &[Test],
+    rounds: usize,
+    seconds: f64,
+) -> Result<Vec<PolicyCell>, CrossError> {
+    let mut cells: Vec<PolicyCell> = labs
+        .iter()
+        .flat_map(|lab| {
+            tests.iter().map(|&test| PolicyCell {
+                stack: PolicyStack::Strait,
+                policies: lab.policies,
+                test,
+                rounds: Vec::with_capacity(rounds),
+                failures: Vec::new(),
+            })
+        })
+        .collect();
+    let n = labs.len();
+    for round in 1..=rounds {
+        for lab in labs.iter_mut() {
+            lab.built.ensure_alive()?;
+        }
+        for (t, &test) in tests.iter().enumerate() {
+            for k in 0..n {
+                let l = (k + round - 1) % n;
+                let lab = &labs[l];
+                let cell = &mut cells[l * tests.len() + t];
+                let outcome = match one(lab, test, seconds, round) {
+                    Ok(outcome) => outcome,
+                    Err(error) => {
+                        let text = error_chain(&error);
+                        progress(format_args!("  failed, measuring again: {text}"));
+                        cell.failures.push(format!("round {round}: {text}"));
+                        thread::sleep(RETRY_PAUSE);
+                        one(lab, test, seconds, round)?
+                    }
+                };
+                cell.rounds.push(outcome);
+            }
+        }
+    }
+    Ok(cells)
+}
+
+/// One test on one lab, reported on stderr.
+fn one(lab: &CountLab, test: Test, seconds: f64, round: usize) -> Result<Outcome, CrossError> {
+    let outcome = wiring::run_client(&lab.endpoint.wiring, &lab.endpoint.lab, test, seconds)
+        .map_err(error::run(format!(
+            "{} policies {} (round {round})",
+            lab.policies,
+            test.name()
+        )))?;
+    let errors = match &outcome {
+        Outcome::Rate(rate) if rate.errors > 0 => format!(" ({} errors)", rate.errors),
+        _ => String::new(),
+    };
+    progress(format_args!(
+        "  round {round} {:>6} policies {:<8} {:>10.0} {}{errors}",
+        lab.policies,
+        test.name(),
+        figure(&outcome),
+        unit(test)
+    ));
+    Ok(outcome)
+}

@@ -1,0 +1,404 @@
+//! A policy sweep as text: the section `bench/RESULTS.md` carries between [`BEGIN`] and [`END`] (the
+//! figures per policy count, the goal ratios, the enforcement times, what the policies are), printed
+//! to the terminal too, and the splicing that puts that section into an existing file without
+//! touching the rest (appended after whatever is there the first time).
+
+use std::fmt::Write as _;
+
+use super::{
+    manifest,
+    summary::{EnforceRound, PolicyReport, count_ratios},
+};
+use crate::netbench::{
+    crossnode::{
+        render::{cell_text, ratio_text, verdict_mark},
+        summary::{spread, unit},
+    },
+    load::Outcome,
+};
+
+/// Opens the policy section of a results file.
+pub const BEGIN: &str = "<!-- policy:begin (written by `netbench policy --markdown`) -->";
+/// Closes it.
+pub const END: &str = "<!-- policy:end -->";
+/// What marks the opening line, whatever follows on it.
+const BEGIN_PREFIX: &str = "<!-- policy:begin";
+
+/// `text`'s policy section, markers included, if it has one.
+pub fn section_of(text: &str) -> Option<&str> {
+    let start = text.find(BEGIN_PREFIX)?;
+    let end = start + text[start..].find(END)? + END.len();
+    Some(&text[start..end])
+}
+
+/// `existing` with its policy section replaced by `section` (appended when it has none); just
+/// `section` when there is no file yet.
+pub fn splice(existing: Option<&str>, section: &str) -> String {
+    let Some(existing) = existing.filter(|t| !t.trim().is_empty()) else {
+        return format!("{section}\n");
+    };
+    match section_of(existing) {
+        Some(old) => existing.replacen(old, section, 1),
+        None => format!("{}\n\n{section}\n", existing.trim_end()),
+    }
+}
+
+/// The figures table: one row per stack and count, the setup beside the tests.
+fn figures_table(out: &mut String, report: &PolicyReport) {
+    let tests = report.tests();
+    let _ = write!(
+        out,
+        "| stack | policies | selecting the server | applied in (ms) |"
+    );
+    for test in &tests {
+        let _ = write!(out, " {} {} |", test.name(), unit(*test));
+    }
+    let _ = writeln!(out, "\n|---|---:|---:|---:|{}", "---:|".repeat(tests.len()));
+    for stack in report.stacks() {
+        for count in report.counts_of(stack) {
+            let setup = report
+                .setups
+                .iter()
+                .find(|s| s.stack == stack && s.policies == count);
+            let _ = write!(
+                out,
+                "| {} | {count} | {} | {} |",
+                stack.name(),
+                setup.map_or_else(|| "–".to_owned(), |s| s.selecting_server.to_string()),
+                setup.map_or_else(|| "–".to_owned(), |s| format!("{:.0}", s.apply_ms)),
+            );
+            for &test in &tests {
+                let text = report
+                    .spread(stack, count, test)
+                    .map_or_else(|| "–".to_owned(), |s| cell_text(test, s, report.rounds > 1));
+                let _ = write!(out, " {text} |");
+            }
+            out.push('\n');
+        }
+    }
+}
+
+/// The ratios table: one row per stack and ratio, the goal's verdict beside each figure.
+fn ratios_table(out: &mut String, report: &PolicyReport) {
+    let tests = report.tests();
+    let mut rows = Vec::new();
+    for stack in report.stacks() {
+        for ratio in count_ratios(&report.counts_of(stack)) {
+            rows.push((stack, ratio));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = write!(
+        out,
+        "\n| ratio of the medians [range of the per-round ratios] | goal |"
+    );
+    for test in &tests {
+        let _ = write!(out, " {} |", test.name());
+    }
+    let _ = writeln!(out, "\n|---|---|{}", "---:|".repeat(tests.len()));
+    for (stack, ratio) in rows {
+        let goal = ratio
+            .goal
+            .map_or_else(|| "–".to_owned(), |g| format!("≥ {g:.2}"));
+        let _ = write!(out, "| {} | {goal} |", ratio.label(stack));
+        for &test in &tests {
+            let text = report.ratio(stack, &ratio, test).map_or_else(
+                || "–".to_owned(),
+                |r| {
+                    let mark = ratio.goal.map_or("", |g| verdict_mark(r.verdict(g)));
+                    let range = if report.rounds > 1 {
+                        format!(" [{:.2}–{:.2}]", r.per_round.min, r.per_round.max)
+                    } else {
+                        String::new()
+                    };
+                    format!("{}{range} {mark}", ratio_text(r.of_medians, ratio.goal))
+                        .trim_end()
+                        .to_owned()
+                },
+            );
+            let _ = write!(out, " {text} |");
+        }
+        out.push('\n');
+    }
+}
+
+/// Picks one time out of an enforcement round.
+type Pick = fn(&EnforceRound) -> f64;
+
+/// The enforcement table.
+fn enforce_table(out: &mut String, report: &PolicyReport) {
+    if report.enforce.is_empty() && report.enforce_error.is_none() {
+        return;
+    }
+    out.push_str("### A policy change, enforced\n\n");
+    if let Some(error) = &report.enforce_error {
+        let _ = writeln!(out, "The enforcement measurement failed: {error}\n");
+    }
+    for enforce in &report.enforce {
+        let _ = writeln!(
+            out,
+            "{}, {} policies in force: `{}` (the one policy letting the client reach the server's port) is applied \
+             moved to another port, which denies the client, then applied as it was, {} time(s). Meanwhile the client pod \
+             opens new connections to the server back to back (100 ms connect timeout while allowed, 20 ms while \
+             denied). Times from the start of the apply; median [range]:\n",
+            enforce.stack.name(),
+            enforce.policies,
+            manifest::ALLOW_CLIENT,
+            enforce.rounds.len()
+        );
+        let _ = writeln!(
+            out,
+            "| from the start of the apply until | ms |\n|---|---:|"
+        );
+        let rows: [(&str, Pick); 4] = [
+            (
+                "the apply that denies the client returned (every agent synced it)",
+                |r| r.deny_apply_ms,
+            ),
+            (
+                "the client's new connections were denied (the first failed attempt's start, confirmed by the next)",
+                |r| r.denied_ms,
+            ),
+            ("the apply that allows the client again returned", |r| {
+                r.allow_apply_ms
+            }),
+            (
+                "the client's new connections got through again (to 20 ms)",
+                |r| r.allowed_ms,
+            ),
+        ];
+        for (what, pick) in rows {
+            let values: Vec<f64> = enforce.rounds.iter().map(pick).collect();
+            if let Some(s) = spread(&values) {
+                let _ = writeln!(
+                    out,
+                    "| {what} | {:.0} [{:.0}–{:.0}] |",
+                    s.median, s.min, s.max
+                );
+            }
+        }
+        out.push('\n');
+    }
+}
+
+/// The tests whose load generator counted errors, and the tests measured again.
+fn errors(out: &mut String, report: &PolicyReport) {
+    let mut lines = Vec::new();
+    for cell in &report.cells {
+        let counts: Vec<u64> = cell
+            .rounds
+            .iter()
+            .map(|o| match o {
+                Outcome::Rate(rate) => rate.errors,
+                Outcome::Stream(_) => 0,
+            })
+            .collect();
+        if counts.iter().any(|&n| n > 0) {
+            let counts: Vec<String> = counts.iter().map(ToString::to_string).collect();
+            lines.push(format!(
+                "- {} with {} policies, {}: errors per round {}",
+                cell.stack.name(),
+                cell.policies,
+                cell.test.name(),
+                counts.join(", ")
+            ));
+        }
+        for failure in &cell.failures {
+            lines.push(format!(
+                "- {} with {} policies, {}: failed and measured again, {failure}",
+                cell.stack.name(),
+                cell.policies,
+                cell.test.name()
+            ));
+        }
+    }
+    if lines.is_empty() {
+        return;
+    }
+    out.push_str(
+        "Errors the load generator counted (a tcp-crr connection that times out costs the client its 1 s \
+         connect timeout) and tests measured again:\n\n",
+    );
+    for line in lines {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+fn policies_text() -> String {
+    format!(
+        "The policies: with N of them, `{allow}` in `default` selects the server pod (`app: bench-server`) and \
+         allows the client pod (`app: bench-client`) on the server's port; of the other N − 1, the odd ones select the \
+         server too, each with one ingress rule on a port of its own (10000 + i) from a peer of one of five shapes \
+         in turn: the client by label (so the kernel's policy map holds an entry per such policy), a namespace by \
+         label, a pod label no pod has ANDed with `default` by name, an `ipBlock` of one outside address, every pod \
+         of `default` over UDP. The even ones select `app: other-i` in one of {namespaces} extra namespaces (every \
+         fourth with an egress rule too). No policy but `{allow}` allows the server's port, so the client's flow \
+         is judged against every rule selecting the server: allowed by one.\n\n",
+        allow = manifest::ALLOW_CLIENT,
+        namespaces = manifest::NAMESPACES,
+    )
+}
+
+/// The kube-router baseline's paragraph (not built yet).
+const BASELINE: &str = "kube-router baseline: not measured yet. The issue asks for the same figures against the \
+iptables + ipset rules kube-router writes for the same policies (generated from kube-router's own layout, like \
+the kube-proxy baseline); `netbench policy` measures strait only so far.\n\n";
+
+/// The policy section, markers included.
+pub fn section(report: &PolicyReport) -> String {
+    let mut out = format!("{BEGIN}\n## NetworkPolicy at scale\n\n");
+    let m = &report.machine;
+    let _ = writeln!(
+        out,
+        "Generated by `{}` on {} ({} cores, {}, Linux {}) in {:.0} s{}. Load average (1, 5, 15 min) before the \
+         run: {}; after the last measurement: {}.\n",
+        report.command,
+        report.started_at,
+        m.cpus,
+        m.cpu_model,
+        m.kernel,
+        report.duration_s,
+        if report.quick {
+            ", a quick run (few short rounds: a smoke test, not figures to quote)"
+        } else {
+            ""
+        },
+        report.load_before,
+        report.load_after,
+    );
+    let _ = writeln!(
+        out,
+        "Pod to pod across two strait nodes (`--overlay vxlan`, `--xdp-mode {}`), client and server on different \
+         nodes, with a given number of NetworkPolicies in the cluster. One lab per policy count, built and given its \
+         policies (through the lab, which returns once every agent has synced them) before any measuring, so the \
+         rounds need no apply: in each round every test runs once in every lab, one lab after another, the order \
+         turned by one each round. Cells give the median of {} round(s) of {} s with the range over the rounds in \
+         brackets. Ratios are of the medians, with the range of the round-by-round ratios; against the goal \
+         (within 5% of no policy at all): ✓ met in every round, ≈✓ met by the medians but not in every round, ≈✗ \
+         missed by the medians but met in some round, ✗ missed in every round. With policies the server pod is \
+         isolated, so its flows are judged at all (a flow's first packet, then a POLICY_CT lookup per packet); the \
+         ratio against the smallest non-zero count shows what the number of policies adds to that.\n",
+        report.xdp_mode, report.rounds, report.test_seconds,
+    );
+    figures_table(&mut out, report);
+    ratios_table(&mut out, report);
+    out.push('\n');
+    errors(&mut out, report);
+    enforce_table(&mut out, report);
+    out.push_str(&policies_text());
+    out.push_str(BASELINE);
+    out.push_str(END);
+    out
+}
+
+/// The terminal's view: the section without its markers.
+pub fn terminal(report: &PolicyReport) -> String {
+    let text = section(report);
+    text.trim_start_matches(BEGIN)
+        .trim_end_matches(END)
+        .trim()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netbench::{
+        policy::summary::{EnforceReport, PolicyCell, PolicyStack, Setup},
+        results::{Rate, Test},
+    };
+
+    fn report() -> PolicyReport {
+        let mut cells = Vec::new();
+        let mut setups = Vec::new();
+        for (policies, factor, apply_ms) in [(0, 1.0, 0.0), (100, 0.97, 100.0), (1000, 0.9, 1000.0)]
+        {
+            setups.push(Setup {
+                stack: PolicyStack::Strait,
+                policies,
+                selecting_server: manifest::selecting_server(policies),
+                apply_ms,
+            });
+            for test in [Test::TcpRr, Test::TcpCrr] {
+                let rate = |x: f64| {
+                    Outcome::Rate(Rate {
+                        per_second: 1000.0 * x * factor,
+                        ..Rate::default()
+                    })
+                };
+                cells.push(PolicyCell {
+                    stack: PolicyStack::Strait,
+                    policies,
+                    test,
+                    rounds: vec![rate(10.0), rate(9.0), rate(11.0)],
+                    failures: Vec::new(),
+                });
+            }
+        }
+        PolicyReport {
+            command: "netbench policy --rounds 3".to_owned(),
+            rounds: 3,
+            test_seconds: 2.0,
+            xdp_mode: "auto".to_owned(),
+            counts: vec![0, 100, 1000],
+            setups,
+            cells,
+            enforce: vec![EnforceReport {
+                stack: PolicyStack::Strait,
+                policies: 1000,
+                rounds: vec![EnforceRound {
+                    deny_apply_ms: 300.0,
+                    denied_ms: 120.0,
+                    allow_apply_ms: 310.0,
+                    allowed_ms: 130.0,
+                }],
+            }],
+            ..PolicyReport::default()
+        }
+    }
+
+    #[test]
+    fn the_section_has_the_figures_ratios_and_enforcement() {
+        let text = section(&report());
+        assert!(text.starts_with(BEGIN) && text.ends_with(END), "{text}");
+        assert!(
+            text.contains("| strait | 1000 | 501 | 1000 | 9000 [8100–9900] | 9000 [8100–9900] |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| strait(100) ÷ strait(0) | ≥ 0.95 | 0.97 [0.97–0.97] ✓ |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| strait(1000) ÷ strait(0) | ≥ 0.95 | 0.90 [0.90–0.90] ✗ |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| strait(1000) ÷ strait(100) | – | 0.93 [0.93–0.93] |"),
+            "{text}"
+        );
+        assert!(text.contains("| 120 [120–120] |"), "{text}");
+        assert!(
+            text.contains("kube-router baseline: not measured yet"),
+            "{text}"
+        );
+        assert!(!terminal(&report()).contains("policy:begin"));
+    }
+
+    #[test]
+    fn splicing_keeps_the_rest_of_the_file() {
+        let old = format!("# results\n\nx\n\n{BEGIN}\nold\n{END}\n\ntail\n");
+        let spliced = splice(Some(&old), &format!("{BEGIN}\nnew\n{END}"));
+        assert!(
+            spliced.contains("new") && !spliced.contains("old"),
+            "{spliced}"
+        );
+        assert!(spliced.ends_with("tail\n"), "{spliced}");
+        assert_eq!(splice(Some("# r\n"), "S"), "# r\n\nS\n");
+        assert_eq!(splice(None, "S"), "S\n");
+    }
+}

@@ -1,0 +1,253 @@
+//! A policy sweep from start to end: checks and defaults, one lab per policy count with its policies
+//! applied, the check that every client still reaches its server, the interleaved rounds, the
+//! enforcement timing in the lab with the most policies, and writing the results ([`publish`]).
+
+use std::{fs, path::Path, time::Instant};
+
+use strait_lab::state::LabXdp;
+
+use super::{
+    enforce, manifest,
+    measure::{self, CountLab},
+    render,
+    summary::PolicyReport,
+};
+use crate::{
+    netbench::{
+        crossnode::{
+            CrossError, rounds::error_chain, run as cross_run, run::load_average, signals,
+        },
+        host,
+        results::Test,
+        run::progress,
+    },
+    stdout,
+};
+
+/// Rounds and seconds per test of a full run.
+pub const FULL_ROUNDS: usize = 5;
+pub const FULL_SECONDS: f64 = 2.0;
+/// Rounds and seconds per test of a quick run (CI: does it work; figures not to quote).
+pub const QUICK_ROUNDS: usize = 2;
+pub const QUICK_SECONDS: f64 = 0.2;
+/// The policy counts of a run, full or quick.
+pub const COUNTS: [usize; 3] = [0, 100, 1000];
+/// The tests of a run.
+pub const TESTS: [Test; 2] = [Test::TcpRr, Test::TcpCrr];
+
+/// What to run; `None` takes the full or quick default.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub quick: bool,
+    pub rounds: Option<usize>,
+    pub seconds: Option<f64>,
+    pub counts: Option<Vec<usize>>,
+    /// Time the enforcement of a policy change too.
+    pub enforce: bool,
+    /// The strait agents' `--xdp-mode`.
+    pub xdp: LabXdp,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+/// A run's settings after defaults, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub rounds: usize,
+    pub seconds: f64,
+    pub counts: Vec<usize>,
+}
+
+/// Checks the options and fills in the defaults.
+pub fn plan(options: &Options) -> Result<Plan, CrossError> {
+    let (rounds, seconds) = cross_run::plan(&cross_run::Options {
+        quick: options.quick,
+        rounds: options.rounds.or(Some(if options.quick {
+            QUICK_ROUNDS
+        } else {
+            FULL_ROUNDS
+        })),
+        seconds: options.seconds.or(Some(if options.quick {
+            QUICK_SECONDS
+        } else {
+            FULL_SECONDS
+        })),
+        ..cross_run::Options::default()
+    })?;
+    let counts = options.counts.clone().unwrap_or_else(|| COUNTS.to_vec());
+    if counts.is_empty() || counts.len() > 6 {
+        return Err(CrossError::Invalid(
+            "--counts takes one to six policy counts".into(),
+        ));
+    }
+    let mut distinct = counts.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != counts.len() {
+        return Err(CrossError::Invalid("--counts names a count twice".into()));
+    }
+    if let Some(n) = counts.iter().find(|&&n| n > manifest::MAX_POLICIES) {
+        return Err(CrossError::Invalid(format!(
+            "--counts: {n} is more than {} policies",
+            manifest::MAX_POLICIES
+        )));
+    }
+    Ok(Plan {
+        rounds,
+        seconds,
+        counts,
+    })
+}
+
+/// Runs everything and returns the report (not yet written anywhere). A failed enforcement
+/// measurement is in [`PolicyReport::enforce_error`], not an error: publish the figures, then fail.
+/// After a stop signal it does not return: the signal watcher removes the labs and ends the process.
+pub fn run(options: &Options) -> Result<PolicyReport, CrossError> {
+    let result = run_all(options);
+    if signals::stopping() {
+        signals::wait_for_stop();
+    }
+    result
+}
+
+fn run_all(options: &Options) -> Result<PolicyReport, CrossError> {
+    let plan = plan(options)?;
+    cross_run::preflight()?;
+    signals::install()?;
+    let started = Instant::now();
+    let mut report = PolicyReport {
+        machine: host::machine(),
+        command: options.command.clone(),
+        started_at: host::utc_now(),
+        quick: options.quick,
+        rounds: plan.rounds,
+        test_seconds: plan.seconds,
+        xdp_mode: options.xdp.flag().to_owned(),
+        counts: plan.counts.clone(),
+        load_before: load_average(),
+        ..PolicyReport::default()
+    };
+    progress(format_args!(
+        "policy: {} round(s) of {} s per test with {:?} policies; load average {}",
+        plan.rounds, plan.seconds, plan.counts, report.load_before
+    ));
+    let mut labs: Vec<CountLab> = Vec::with_capacity(plan.counts.len());
+    for (index, &count) in plan.counts.iter().enumerate() {
+        labs.push(measure::build(count, index, options.xdp)?);
+    }
+    report.setups = labs.iter().map(|l| l.setup.clone()).collect();
+    measure::check(&labs)?;
+    report.cells = measure::rounds(&mut labs, &TESTS, plan.rounds, plan.seconds)?;
+    report.load_after = load_average();
+    // The enforcement timing changes policies: after the rounds, in the lab with the most.
+    if options.enforce
+        && let Some(lab) = labs
+            .iter_mut()
+            .filter(|l| l.policies > 0)
+            .max_by_key(|l| l.policies)
+    {
+        match enforce::measure(lab, plan.rounds) {
+            Ok(enforce) => report.enforce.push(enforce),
+            Err(error) => {
+                let text = error_chain(&error);
+                progress(format_args!(
+                    "policy: the enforcement measurement failed: {text}"
+                ));
+                report.enforce_error = Some(text);
+            }
+        }
+    }
+    drop(labs);
+    report.duration_s = started.elapsed().as_secs_f64().round();
+    progress(format_args!("policy: done in {:.0} s", report.duration_s));
+    Ok(report)
+}
+
+/// Reads a saved run.
+pub fn load(path: &Path) -> Result<PolicyReport, CrossError> {
+    let text = fs::read_to_string(path).map_err(|source| CrossError::Io {
+        what: "reading",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| CrossError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes the JSON (with `json`) and the section into `markdown` (kept beside whatever else the file
+/// holds), then prints the tables.
+pub fn publish(
+    report: &PolicyReport,
+    json: Option<&Path>,
+    markdown: Option<&Path>,
+) -> Result<(), CrossError> {
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CrossError::Io { what, path, source }
+    };
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(report).map_err(|source| CrossError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(io("creating", dir))?;
+        }
+        fs::write(path, text + "\n").map_err(io("writing", path))?;
+        progress(format_args!("wrote {}", path.display()));
+    }
+    if let Some(path) = markdown {
+        let existing = fs::read_to_string(path).ok();
+        let text = render::splice(existing.as_deref(), &render::section(report));
+        fs::write(path, text).map_err(io("writing", path))?;
+        progress(format_args!(
+            "wrote the policy section of {}",
+            path.display()
+        ));
+    }
+    stdout::print(render::terminal(report))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_refusals() {
+        let full = plan(&Options::default()).unwrap();
+        assert_eq!(
+            full,
+            Plan {
+                rounds: FULL_ROUNDS,
+                seconds: FULL_SECONDS,
+                counts: COUNTS.to_vec()
+            }
+        );
+        let quick = plan(&Options {
+            quick: true,
+            ..Options::default()
+        })
+        .unwrap();
+        assert_eq!((quick.rounds, quick.seconds), (QUICK_ROUNDS, QUICK_SECONDS));
+        for counts in [vec![], vec![0, 0], vec![0, manifest::MAX_POLICIES + 1]] {
+            assert!(
+                plan(&Options {
+                    counts: Some(counts.clone()),
+                    ..Options::default()
+                })
+                .is_err(),
+                "{counts:?}"
+            );
+        }
+        assert!(
+            plan(&Options {
+                rounds: Some(0),
+                ..Options::default()
+            })
+            .is_err()
+        );
+    }
+}
