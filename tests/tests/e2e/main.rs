@@ -3,6 +3,7 @@
 
 mod agent_api;
 mod apply;
+mod audit_mode;
 mod cli;
 mod cni;
 mod datapath;
