@@ -1,6 +1,7 @@
 //! The demo's NetworkPolicy part: pod B isolated by a policy (A's connection now fails, and `strait
 //! policy explain` says why), then a second policy lets A in again (explained rule by rule), the
-//! verdicts the agents reported, and both policies deleted so the lab is left as it was.
+//! verdicts the agents reported (`strait flows`), and both policies deleted so the lab is left as it
+//! was.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
@@ -65,6 +66,23 @@ pub(super) fn tour(lab: &Lab, a: &Pod, b: &Pod, port: u16) -> Result<()> {
         &[&a.key, &target],
     )?;
     explain(lab, &a.key, &explain_target, true)?;
+    heading(&format!(
+        "the verdicts the agents reported for {}: the drops, then the rule that let A in",
+        b.key
+    ));
+    let mut flows = std::process::Command::new(&lab.strait);
+    flows.args([
+        "flows",
+        "--name",
+        super::LAB,
+        "--pod",
+        &b.key,
+        "--direction",
+        "ingress",
+        "--limit",
+        "8",
+    ]);
+    cmd::run(&mut flows).context("demo step: strait flows")?;
     heading("the policies leave the lab as it was");
     for name in [ALLOW, ISOLATE] {
         cmd::run(&mut lab.command(
