@@ -1,6 +1,6 @@
 //! `cargo xtask test`: bootstrap, then every check in order, stopping at the first failure: rustfmt,
 //! host clippy, eBPF clippy, build (binaries and test binaries), tests, `netbench --quick`,
-//! `netbench cross-node --quick`, `svcscale --quick`. Each step prints its name and duration; a
+//! `netbench cross-node --quick`, `netbench policy --quick`, `svcscale --quick`. Each step prints its name and duration; a
 //! summary table of the durations closes the run, whether it passed or not. The test step runs the
 //! lab suite beside the other test binaries ([`crate::parallel`]), unless arguments for `cargo test`
 //! were given, which then runs as before.
@@ -324,6 +324,7 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             parallel_tests: None,
         },
         cross_node_step(ws),
+        policy_step(ws),
         Step {
             name: "svcscale (quick)",
             about: "1,000 Services through both agent sources, changes one by one and sustained, beside kube-proxy's syncs (figures printed, not asserted)",
@@ -349,6 +350,28 @@ fn cross_node_step(ws: &Workspace) -> Step {
     Step {
         name: "netbench cross-node (quick)",
         about: "two nodes: strait VXLAN and direct against Flannel, host-gw and the underlay, pod-to-pod, pod-to-clusterip and external-to-nodeport, and a node join; fails if a stack does not work (ratios printed, not asserted)",
+        needs_root: true,
+        counts_tests: false,
+        command,
+        parallel_tests: None,
+    }
+}
+
+/// `netbench policy --quick` (about 20 s): RR and CRR across two nodes with 0, 100 and 1,000
+/// NetworkPolicies and a timed policy change; fails when traffic does not flow or the change is not
+/// enforced (ratios printed, never judged). Its JSON and Markdown go to target/netbench-quick/.
+fn policy_step(ws: &Workspace) -> Step {
+    let out = ws.target.join("netbench-quick");
+    let mut command = Command::new(ws.target.join("debug").join("netbench"));
+    command
+        .args(["policy", "--quick", "--json"])
+        .arg(out.join("policy.json"))
+        .arg("--markdown")
+        .arg(out.join("policy.md"))
+        .env("STRAIT_BIN_DIR", ws.target.join("debug"));
+    Step {
+        name: "netbench policy (quick)",
+        about: "two nodes with 0, 100 and 1,000 NetworkPolicies: RR and CRR, and how long a policy change takes to be enforced (figures printed, not asserted)",
         needs_root: true,
         counts_tests: false,
         command,
