@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod evaluate;
 pub mod explain;
+pub mod propose;
 pub mod rules;
 #[cfg(test)]
 mod tests;

@@ -171,6 +171,24 @@ enum PolicyCommand {
     ///
     /// Example: `strait policy audit --manifests k8s/ -o markdown`
     Audit(AuditArgs),
+    /// NetworkPolicies that allow exactly the traffic the lab's agents observed (verdicts allowed or
+    /// audit; gather it in audit mode), by label not by address: per pod identity (namespace and full
+    /// labels) of the selected namespaces one ingress and one egress policy, a rule per peer with the
+    /// ports seen; an identity seen with nobody in a direction gets that direction's policy with no
+    /// rules (never seen, denied). Peers that are no pod are ipBlock /32. Exits 2 when it cannot run.
+    ///
+    /// Example: `strait policy propose --name demo --namespace shop > proposed.yaml`
+    Propose {
+        /// The running lab whose agents' verdicts are read.
+        #[arg(long)]
+        name: String,
+        /// Propose policies for this namespace's pods (repeatable); default every namespace with a pod.
+        #[arg(long = "namespace", short = 'n', value_name = "NS")]
+        namespaces: Vec<String>,
+        /// `yaml` (documents separated by ---) or `json` (a v1 List).
+        #[arg(short = 'o', long, value_enum, default_value = "yaml")]
+        output: strait_lab::policy_propose::Format,
+    },
 }
 
 /// `strait policy audit`'s arguments.
@@ -235,6 +253,25 @@ fn run_audit(args: AuditArgs) -> ExitCode {
     }
 }
 
+/// Runs `strait policy propose`: 0 with the proposal printed, 2 when it could not run.
+fn run_propose(
+    name: &str,
+    namespaces: &[String],
+    output: strait_lab::policy_propose::Format,
+) -> ExitCode {
+    use strait_lab::policy_propose::{propose_lab, render};
+    match propose_lab(name, namespaces) {
+        Ok(policies) => {
+            print!("{}", render(&policies, output));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("strait policy propose: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Runs a `strait policy` command.
 fn run_policy(command: PolicyCommand) -> ExitCode {
     let (manifests, name, from, to, output) = match command {
@@ -246,6 +283,11 @@ fn run_policy(command: PolicyCommand) -> ExitCode {
             output,
         } => (manifests, name, from, to, output),
         PolicyCommand::Audit(args) => return run_audit(args),
+        PolicyCommand::Propose {
+            name,
+            namespaces,
+            output,
+        } => return run_propose(&name, &namespaces, output),
     };
     // As grep: 0 allowed, 1 denied, 2 the question could not be answered.
     let explained = match (&manifests, &name) {
