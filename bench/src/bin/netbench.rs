@@ -152,10 +152,11 @@ enum Internal {
     /// external-to-nodeport with the endpoint on the other node; and how long a joining node takes to
     /// become reachable. Writes bench/RESULTS.md's cross-node section with --markdown.
     CrossNode(CrossNodeArgs),
-    /// NetworkPolicy at scale: TCP RR and CRR between pods on two strait VXLAN nodes with 0, 100 and
-    /// 1,000 NetworkPolicies in the cluster (one lab per count, rounds interleaved), and the time a
-    /// policy change takes to be enforced with the most in force. Writes bench/RESULTS.md's policy
-    /// section with --markdown.
+    /// NetworkPolicy at scale: TCP RR and CRR between pods on two nodes with 0, 100 and 1,000
+    /// NetworkPolicies in the cluster, strait (VXLAN) against kube-router's iptables + ipset rules on
+    /// Flannel nodes (one lab per stack and count, rounds interleaved), and the time a policy change
+    /// takes to be enforced with the most in force. Writes bench/RESULTS.md's policy section with
+    /// --markdown.
     Policy(PolicyArgs),
     /// Run one load test and print its outcome as one JSON line.
     #[command(hide = true)]
@@ -220,6 +221,11 @@ struct PolicyArgs {
     /// Skip timing the enforcement of a policy change.
     #[arg(long)]
     no_enforce: bool,
+    /// Stacks, comma-separated: strait, and kube-router (the baseline: kube-router's iptables rules
+    /// and ipsets on Flannel nodes; measured only when `ipset` is installed).
+    #[arg(long, value_delimiter = ',', value_parser = parse_policy_stack,
+          default_value = "strait,kube-router")]
+    stacks: Vec<policy::summary::PolicyStack>,
     /// The strait agents' XDP mode on the lab's veth uplinks (see cross-node).
     #[arg(long, value_enum, default_value = "auto")]
     xdp_mode: strait_lab::state::LabXdp,
@@ -230,7 +236,7 @@ struct PolicyArgs {
     #[arg(long)]
     markdown: Option<PathBuf>,
     /// Do not measure: re-render a saved run (its --json file).
-    #[arg(long, conflicts_with_all = ["rounds", "seconds", "quick", "counts", "no_enforce", "xdp_mode", "json"])]
+    #[arg(long, conflicts_with_all = ["rounds", "seconds", "quick", "counts", "no_enforce", "stacks", "xdp_mode", "json"])]
     from: Option<PathBuf>,
 }
 
@@ -254,6 +260,15 @@ fn parse_dataplane(s: &str) -> Result<Dataplane, String> {
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
     parse_named("scenario", Scenario::ALL, Scenario::name, s)
+}
+
+fn parse_policy_stack(s: &str) -> Result<policy::summary::PolicyStack, String> {
+    parse_named(
+        "stack",
+        policy::summary::PolicyStack::ALL,
+        policy::summary::PolicyStack::name,
+        s,
+    )
 }
 
 fn parse_test(s: &str) -> Result<Test, String> {
@@ -375,6 +390,7 @@ fn policy_sweep(args: &PolicyArgs) -> anyhow::Result<()> {
             seconds: args.seconds,
             counts: args.counts.clone(),
             enforce: !args.no_enforce,
+            stacks: args.stacks.clone(),
             xdp: args.xdp_mode,
             command: command_line(),
         })?

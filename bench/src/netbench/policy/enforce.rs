@@ -1,10 +1,11 @@
-//! How long a policy change takes to be enforced with many policies in force. In the lab with the
-//! most policies, each round re-applies [`manifest::ALLOW_CLIENT`] moved off the server's port
-//! ([`manifest::flipped_allow`]: the client is then denied, since no other policy selecting the server
-//! allows that port) while the client pod opens new connections to the server back to back, and
-//! times the first one that does not get through; then applies the allowing version again and times
-//! the first connection that does. Both apply calls are timed too (they return once every agent has
-//! synced the change).
+//! How long a policy change takes to be enforced with many policies in force. In each stack's lab
+//! with the most policies, each round puts [`super::manifest::ALLOW_CLIENT`] in force moved off the
+//! server's port (the client is then denied, since no other policy selecting the server allows that
+//! port) while the client pod opens new connections to the server back to back, and times the first
+//! one that does not get through; then puts the allowing version back and times the first
+//! connection that does. The changes themselves are timed too: for strait the lab's apply (it
+//! returns once every agent has synced the change), for kube-router a full sync on both nodes (what
+//! its agents run on any change), timed to the slowest node.
 //!
 //! The prober is a thread in the client pod's namespace. Each attempt is a connect with a short
 //! timeout: a denied SYN is dropped, so an attempt that gets no answer within [`DENY_TIMEOUT`] is a
@@ -15,7 +16,7 @@
 
 use std::{
     net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::mpsc,
     thread,
     time::{Duration, Instant},
@@ -24,7 +25,6 @@ use std::{
 use strait_dataplane::netns;
 
 use super::{
-    manifest,
     measure::CountLab,
     summary::{EnforceReport, EnforceRound, PolicyStack},
 };
@@ -112,9 +112,28 @@ fn prober(
     })
 }
 
-/// Applies `text` to the lab while a prober waits for `until`; returns (apply returned, change
-/// seen), in milliseconds from the start of the apply.
-fn change(lab: &mut CountLab, text: &str, until: Until) -> Result<(f64, f64), CrossError> {
+/// The packets every agent of `lab` has dropped as `policy_denied` (`strait_drops_total`).
+fn policy_drops(lab: &CountLab) -> Result<u64, CrossError> {
+    let lab = &lab.built.lab;
+    let mut total = 0;
+    for node in &lab.state.nodes {
+        let metrics = lab
+            .agent_get(&node.name, "/metrics")
+            .map_err(error::lab(format!("reading the metrics of {}", node.name)))?;
+        total += metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("strait_drops_total{") && l.contains("reason=\"policy_denied\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Ok(total)
+}
+
+/// Puts the allowing policy in force as `until` asks while a prober waits for the change; returns
+/// (apply returned, change seen), in milliseconds from the start of the apply.
+fn change(lab: &mut CountLab, until: Until) -> Result<(f64, f64), CrossError> {
     let (ready, is_ready) = mpsc::channel();
     let netns = lab.endpoint.wiring.client.netns.clone();
     let probe = prober(netns, lab.endpoint.wiring.target, until, ready);
@@ -125,9 +144,9 @@ fn change(lab: &mut CountLab, text: &str, until: Until) -> Result<(f64, f64), Cr
     // The prober says when it has seen the state before the change (or ends with why not).
     let _ = is_ready.recv_timeout(GIVE_UP);
     let started = Instant::now();
-    let applied = lab.built.lab.apply_str(Path::new("flip.yaml"), text);
+    let applied = lab.set_allowing(until == Until::Allowed);
     let apply_ms = started.elapsed().as_secs_f64() * 1000.0;
-    applied.map_err(error::lab(format!("applying the {what}")))?;
+    applied?;
     let seen = probe
         .join()
         .map_err(|_| CrossError::Invalid(format!("the {what} prober panicked")))?
@@ -140,7 +159,7 @@ fn change(lab: &mut CountLab, text: &str, until: Until) -> Result<(f64, f64), Cr
     Ok((apply_ms, seen_ms))
 }
 
-/// Measures `rounds` flips in `lab` (which must hold [`manifest::ALLOW_CLIENT`]); the lab is left
+/// Measures `rounds` flips in `lab` (which must hold [`super::manifest::ALLOW_CLIENT`]); the lab is left
 /// allowing the client.
 pub fn measure(lab: &mut CountLab, rounds: usize) -> Result<EnforceReport, CrossError> {
     if lab.policies == 0 {
@@ -149,16 +168,31 @@ pub fn measure(lab: &mut CountLab, rounds: usize) -> Result<EnforceReport, Cross
         ));
     }
     let mut report = EnforceReport {
-        stack: PolicyStack::Strait,
+        stack: lab.stack,
         policies: lab.policies,
         rounds: Vec::with_capacity(rounds),
     };
     for round in 1..=rounds {
-        let (deny_apply_ms, denied_ms) = change(lab, &manifest::flipped_allow(), Until::Denied)?;
-        let (allow_apply_ms, allowed_ms) = change(lab, &manifest::allowing(), Until::Allowed)?;
+        let strait = lab.stack == PolicyStack::Strait;
+        let before = if strait { policy_drops(lab)? } else { 0 };
+        let (deny_apply_ms, denied_ms) = change(lab, Until::Denied)?;
+        let policy_drops = if strait {
+            policy_drops(lab)?.saturating_sub(before)
+        } else {
+            0
+        };
+        // The failed connections were the policy's doing: an agent dropped their SYNs as denied.
+        if strait && policy_drops == 0 {
+            return Err(CrossError::Invalid(
+                "the client's connections failed, but no agent dropped a packet as policy_denied"
+                    .into(),
+            ));
+        }
+        let (allow_apply_ms, allowed_ms) = change(lab, Until::Allowed)?;
         progress(format_args!(
-            "policy: flip {round}/{rounds} with {} policies: deny applied in {deny_apply_ms:.0} ms, enforced at \
+            "policy: {} flip {round}/{rounds} with {} policies: deny applied in {deny_apply_ms:.0} ms, enforced at \
              {denied_ms:.0} ms; allow applied in {allow_apply_ms:.0} ms, enforced at {allowed_ms:.0} ms",
+            lab.stack.name(),
             lab.policies
         ));
         report.rounds.push(EnforceRound {
@@ -166,6 +200,7 @@ pub fn measure(lab: &mut CountLab, rounds: usize) -> Result<EnforceReport, Cross
             denied_ms,
             allow_apply_ms,
             allowed_ms,
+            policy_drops,
         });
     }
     Ok(report)

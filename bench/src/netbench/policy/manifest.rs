@@ -32,31 +32,156 @@ pub fn namespace(k: usize) -> String {
     format!("policy-bench-{k}")
 }
 
+/// The labels of the `k`th extra namespace.
+pub fn namespace_labels(k: usize) -> Labels {
+    vec![("bench-team".to_owned(), format!("t{k}"))]
+}
+
 /// The label value of the server and client pods (`app: <name>`), as the cross-node manifest sets it.
-fn app(pod: &str) -> &str {
+pub fn app(pod: &str) -> &str {
     pod.trim_start_matches("default/")
 }
 
+/// A `matchLabels` selector (empty: everything).
+pub type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// A peer of a rule, as the sweep writes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// Pods by `podSelector` (in the policy's namespace unless `namespaces` is set) and/or namespaces
+    /// by `namespaceSelector`; both `None` is not written.
+    Pods {
+        namespaces: Option<Labels>,
+        pods: Option<Labels>,
+    },
+    /// An `ipBlock` without exceptions.
+    Block(String),
+}
+
+/// One ingress or egress rule: its peers and one port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub peers: Vec<Peer>,
+    pub protocol: &'static str,
+    pub port: u32,
+}
+
+/// One NetworkPolicy of the sweep. Its `policyTypes` are the API server's default: Ingress, and
+/// Egress when it has egress rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicySpec {
+    pub namespace: String,
+    pub name: String,
+    pub pod_selector: Labels,
+    pub ingress: Vec<Rule>,
+    pub egress: Vec<Rule>,
+}
+
+fn selector_yaml(labels: &Labels) -> String {
+    if labels.is_empty() {
+        return "{}".to_owned();
+    }
+    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    format!("{{matchLabels: {{{}}}}}", pairs.join(", "))
+}
+
+fn peer_yaml(peer: &Peer) -> String {
+    match peer {
+        Peer::Pods { namespaces, pods } => {
+            let mut parts = Vec::new();
+            if let Some(namespaces) = namespaces {
+                parts.push(format!("namespaceSelector: {}", selector_yaml(namespaces)));
+            }
+            if let Some(pods) = pods {
+                parts.push(format!("podSelector: {}", selector_yaml(pods)));
+            }
+            format!("{{{}}}", parts.join(", "))
+        }
+        Peer::Block(cidr) => format!("{{ipBlock: {{cidr: {cidr}}}}}"),
+    }
+}
+
+impl PolicySpec {
+    /// The policy as a manifest document (without a `---` separator).
+    pub fn yaml(&self) -> String {
+        let mut text = format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {}, namespace: {}}}\nspec:\n  podSelector: {}\n",
+            self.name,
+            self.namespace,
+            selector_yaml(&self.pod_selector)
+        );
+        for (key, peers_key, rules) in [
+            ("ingress", "from", &self.ingress),
+            ("egress", "to", &self.egress),
+        ] {
+            if rules.is_empty() {
+                continue;
+            }
+            let _ = writeln!(text, "  {key}:");
+            for rule in rules {
+                let peers: Vec<String> = rule.peers.iter().map(peer_yaml).collect();
+                let _ = write!(
+                    text,
+                    "  - {peers_key}: [{}]\n    ports: [{{protocol: {}, port: {}}}]\n",
+                    peers.join(", "),
+                    rule.protocol,
+                    rule.port
+                );
+            }
+        }
+        text
+    }
+
+    /// Whether the policy isolates the pods it selects for egress too.
+    pub fn has_egress(&self) -> bool {
+        !self.egress.is_empty()
+    }
+}
+
 /// The allowing policy, on `port`: the server pod, from the client pod.
-fn allow_client(port: u16) -> String {
-    format!(
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {ALLOW_CLIENT}, namespace: default}}\n\
-         spec:\n  podSelector: {{matchLabels: {{app: {server}}}}}\n  ingress:\n  - from: [{{podSelector: {{matchLabels: {{app: {client}}}}}}}]\n    \
-         ports: [{{protocol: TCP, port: {port}}}]\n",
-        server = app(labs::SERVER_POD),
-        client = app(labs::CLIENT_POD),
-    )
+fn allow_client(port: u16) -> PolicySpec {
+    PolicySpec {
+        namespace: "default".to_owned(),
+        name: ALLOW_CLIENT.to_owned(),
+        pod_selector: labels(&[("app", app(labs::SERVER_POD))]),
+        ingress: vec![Rule {
+            peers: vec![Peer::Pods {
+                namespaces: None,
+                pods: Some(labels(&[("app", app(labs::CLIENT_POD))])),
+            }],
+            protocol: "TCP",
+            port: u32::from(port),
+        }],
+        egress: Vec::new(),
+    }
 }
 
 /// [`ALLOW_CLIENT`] as a sweep applies it: the client may reach the server's port.
-pub fn allowing() -> String {
+pub fn allowing_spec() -> PolicySpec {
     allow_client(SERVER_PORT)
 }
 
 /// [`ALLOW_CLIENT`] moved to the next port: applied over [`allowing`], the client's connections to
 /// the server's port are denied (every other policy selecting the server allows other ports only).
-pub fn flipped_allow() -> String {
+pub fn flipped_spec() -> PolicySpec {
     allow_client(SERVER_PORT + 1)
+}
+
+/// [`allowing_spec`] as a manifest.
+pub fn allowing() -> String {
+    allowing_spec().yaml()
+}
+
+/// [`flipped_spec`] as a manifest.
+pub fn flipped_allow() -> String {
+    flipped_spec().yaml()
 }
 
 /// Whether policy `i` (`i >= 1`) selects the server pod.
@@ -65,66 +190,101 @@ pub fn selects_server(i: usize) -> bool {
 }
 
 /// Policy `i` (`i >= 1`).
-fn policy(i: usize) -> String {
-    let port = FIRST_PORT as usize + i;
+fn policy(i: usize) -> PolicySpec {
+    let port = FIRST_PORT + u32::try_from(i).unwrap_or(u32::MAX - FIRST_PORT);
     let team = i % NAMESPACES;
-    let server = app(labs::SERVER_POD);
-    let client = app(labs::CLIENT_POD);
-    let header = |name: &str, namespace: &str| {
-        format!(
-            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n"
-        )
-    };
+    let team_labels = namespace_labels(team);
     if !selects_server(i) {
-        let mut text = header(&format!("other-{i}"), &namespace(team));
-        let _ = write!(
-            text,
-            "  podSelector: {{matchLabels: {{app: other-{i}}}}}\n  ingress:\n  - from: [{{podSelector: {{matchLabels: {{app: client-{i}}}}}}}]\n    \
-             ports: [{{protocol: TCP, port: {port}}}]\n"
-        );
-        if i.is_multiple_of(4) {
-            let _ = write!(
-                text,
-                "  egress:\n  - to: [{{namespaceSelector: {{matchLabels: {{bench-team: t{team}}}}}}}]\n    ports: [{{protocol: TCP, port: {port}}}]\n"
-            );
-        }
-        return text;
+        let egress = if i.is_multiple_of(4) {
+            vec![Rule {
+                peers: vec![Peer::Pods {
+                    namespaces: Some(team_labels),
+                    pods: None,
+                }],
+                protocol: "TCP",
+                port,
+            }]
+        } else {
+            Vec::new()
+        };
+        return PolicySpec {
+            namespace: namespace(team),
+            name: format!("other-{i}"),
+            pod_selector: vec![("app".to_owned(), format!("other-{i}"))],
+            ingress: vec![Rule {
+                peers: vec![Peer::Pods {
+                    namespaces: None,
+                    pods: Some(vec![("app".to_owned(), format!("client-{i}"))]),
+                }],
+                protocol: "TCP",
+                port,
+            }],
+            egress,
+        };
     }
-    let peer = match (i / 2) % 5 {
-        0 => format!("{{podSelector: {{matchLabels: {{app: {client}}}}}}}"),
-        1 => format!("{{namespaceSelector: {{matchLabels: {{bench-team: t{team}}}}}}}"),
-        2 => format!(
-            "{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: default}}}}, podSelector: {{matchLabels: {{peer: p{i}}}}}}}"
-        ),
-        3 => format!("{{ipBlock: {{cidr: 172.16.{}.{}/32}}}}", i / 256, i % 256),
-        _ => "{podSelector: {}}".to_owned(),
+    let shape = (i / 2) % 5;
+    let peer = match shape {
+        0 => Peer::Pods {
+            namespaces: None,
+            pods: Some(labels(&[("app", app(labs::CLIENT_POD))])),
+        },
+        1 => Peer::Pods {
+            namespaces: Some(team_labels),
+            pods: None,
+        },
+        2 => Peer::Pods {
+            namespaces: Some(labels(&[("kubernetes.io/metadata.name", "default")])),
+            pods: Some(vec![("peer".to_owned(), format!("p{i}"))]),
+        },
+        3 => Peer::Block(format!("172.16.{}.{}/32", i / 256 % 256, i % 256)),
+        _ => Peer::Pods {
+            namespaces: None,
+            pods: Some(Vec::new()),
+        },
     };
-    let protocol = if (i / 2) % 5 == 4 { "UDP" } else { "TCP" };
-    let mut text = header(&format!("server-{i}"), "default");
-    let _ = write!(
-        text,
-        "  podSelector: {{matchLabels: {{app: {server}}}}}\n  ingress:\n  - from: [{peer}]\n    ports: [{{protocol: {protocol}, port: {port}}}]\n"
-    );
-    text
+    PolicySpec {
+        namespace: "default".to_owned(),
+        name: format!("server-{i}"),
+        pod_selector: labels(&[("app", app(labs::SERVER_POD))]),
+        ingress: vec![Rule {
+            peers: vec![peer],
+            protocol: if shape == 4 { "UDP" } else { "TCP" },
+            port,
+        }],
+        egress: Vec::new(),
+    }
 }
 
-/// The namespaces and `count` policies (none for 0; [`ALLOW_CLIENT`] first otherwise).
+/// The `count` policies of a sweep ([`ALLOW_CLIENT`] first).
+pub fn specs(count: usize) -> Vec<PolicySpec> {
+    if count == 0 {
+        return Vec::new();
+    }
+    std::iter::once(allowing_spec())
+        .chain((1..count).map(policy))
+        .collect()
+}
+
+/// The namespaces and `count` policies as one manifest (empty for 0).
 pub fn policies(count: usize) -> String {
     if count == 0 {
         return String::new();
     }
     let mut text = String::new();
     for k in 0..NAMESPACES {
+        let pairs: Vec<String> = namespace_labels(k)
+            .iter()
+            .map(|(key, v)| format!("{key}: {v}"))
+            .collect();
         let _ = write!(
             text,
-            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {}, labels: {{bench-team: t{k}}}}}\n---\n",
-            namespace(k)
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {}, labels: {{{}}}}}\n---\n",
+            namespace(k),
+            pairs.join(", ")
         );
     }
-    text.push_str(&allowing());
-    for i in 1..count {
-        text.push_str(&policy(i));
-    }
+    let documents: Vec<String> = specs(count).iter().map(PolicySpec::yaml).collect();
+    text.push_str(&documents.join("---\n"));
     text
 }
 

@@ -1,7 +1,9 @@
-//! The labs of a sweep and the rounds. One two-node strait VXLAN lab per policy count (cross-node's
-//! builder: the client pod on one node, the server pod with netbench's server on the other), the
-//! count's policies applied through the lab before any measuring, so changing counts costs no apply
-//! inside the rounds. In each round every test runs once on every lab, one after the other; the
+//! The labs of a sweep and the rounds. Per stack, one lab per policy count, its policies in place
+//! before any measuring, so changing counts costs no apply inside the rounds: for strait a two-node
+//! strait VXLAN lab (cross-node's builder: the client pod on one node, the server pod with
+//! netbench's server on the other), the policies applied through the lab; for kube-router
+//! cross-node's Flannel lab with kube-router's rules synced onto both nodes
+//! ([`super::kube_router_lab`]). In each round every test runs once on every lab, one after the other; the
 //! order of the labs turns by one each round, so no count always runs first after a pause or last.
 //! A test that fails is measured once more, and the failure kept in its cell; a second failure ends
 //! the run.
@@ -15,6 +17,7 @@ use std::{
 use strait_lab::state::{LabOverlay, LabXdp};
 
 use super::{
+    kube_router_lab::KubeRouterNodes,
     manifest,
     summary::{PolicyCell, PolicyStack, Setup},
 };
@@ -38,16 +41,75 @@ const CHECK_TRIES: usize = 3;
 /// Pause before measuring a failed test again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
-/// One policy count's lab, its policies in force.
+/// One stack's lab for one policy count, its policies in force.
 pub struct CountLab {
+    pub stack: PolicyStack,
     pub policies: usize,
     pub built: BuiltLab,
     /// The client pod to the server pod's address.
     pub endpoint: Endpoint,
     pub setup: Setup,
+    /// The kube-router lab's nodes (to sync a change).
+    kube_router: Option<KubeRouterNodes>,
 }
 
-/// Builds a lab (`pp<index>…`) and applies `policies` policies to it.
+impl CountLab {
+    /// Puts [`manifest::ALLOW_CLIENT`] in force as it allows the client (`allow`) or moved off the
+    /// server's port (the client denied): for strait through the lab, for kube-router by a sync of
+    /// every policy on both nodes. Returns when that is done.
+    pub fn set_allowing(&mut self, allow: bool) -> Result<(), CrossError> {
+        let spec = if allow {
+            manifest::allowing_spec()
+        } else {
+            manifest::flipped_spec()
+        };
+        if let Some(nodes) = &mut self.kube_router {
+            let mut specs = manifest::specs(self.policies);
+            specs[0] = spec;
+            nodes.sync(&specs)?;
+            return Ok(());
+        }
+        self.built
+            .lab
+            .apply_str(Path::new("flip.yaml"), &spec.yaml())
+            .map_err(error::lab("applying the change"))?;
+        Ok(())
+    }
+}
+
+/// Builds a kube-router lab (`pk<index>…`) and syncs `policies` policies onto it.
+pub fn build_kube_router(policies: usize, index: usize) -> Result<CountLab, CrossError> {
+    let (built, endpoints) = labs::flannel(Stack::Flannel, &format!("pk{index}"))?;
+    let endpoint = endpoints
+        .into_iter()
+        .find(|e| e.stack == Stack::Flannel && e.scenario == Scenario::PodToPod)
+        .ok_or_else(|| CrossError::Invalid("the Flannel lab has no pod-to-pod endpoint".into()))?;
+    let mut nodes = KubeRouterNodes::new(&built.lab)?;
+    let synced = nodes.sync(&manifest::specs(policies))?;
+    let selecting_server = manifest::selecting_server(policies);
+    progress(format_args!(
+        "policy: lab {} has kube-router's rules for {policies} policies ({selecting_server} select the server): \
+         {} ipsets, {} rules on the server's node, synced in {:.0} ms",
+        built.lab.names.lab, synced.sets, synced.rules, synced.ms
+    ));
+    Ok(CountLab {
+        stack: PolicyStack::KubeRouter,
+        policies,
+        built,
+        endpoint,
+        setup: Setup {
+            stack: PolicyStack::KubeRouter,
+            policies,
+            selecting_server,
+            apply_ms: synced.ms,
+            ipsets: synced.sets,
+            rules: synced.rules,
+        },
+        kube_router: Some(nodes),
+    })
+}
+
+/// Builds a strait lab (`pp<index>…`) and applies `policies` policies to it.
 pub fn build(policies: usize, index: usize, xdp: LabXdp) -> Result<CountLab, CrossError> {
     let (mut built, endpoints) = labs::strait(
         Stack::StraitVxlan,
@@ -77,6 +139,7 @@ pub fn build(policies: usize, index: usize, xdp: LabXdp) -> Result<CountLab, Cro
         built.lab.names.lab
     ));
     Ok(CountLab {
+        stack: PolicyStack::Strait,
         policies,
         built,
         endpoint,
@@ -85,7 +148,9 @@ pub fn build(policies: usize, index: usize, xdp: LabXdp) -> Result<CountLab, Cro
             policies,
             selecting_server,
             apply_ms,
+            ..Setup::default()
         },
+        kube_router: None,
     })
 }
 
@@ -94,7 +159,7 @@ pub fn build(policies: usize, index: usize, xdp: LabXdp) -> Result<CountLab, Cro
 pub fn check(labs: &[CountLab]) -> Result<(), CrossError> {
     for lab in labs {
         let broken = |source| CrossError::NotWorking {
-            stack: "strait",
+            stack: lab.stack.name(),
             scenario: "pod-to-pod with policies",
             source: Box::new(source),
         };
@@ -112,7 +177,8 @@ pub fn check(labs: &[CountLab]) -> Result<(), CrossError> {
                     Ok(_) => break,
                     Err(error) if tries >= CHECK_TRIES => {
                         progress(format_args!(
-                            "policy: the client does not reach the server with {} policies",
+                            "policy: {}: the client does not reach the server with {} policies",
+                            lab.stack.name(),
                             lab.policies
                         ));
                         return Err(broken(error));
@@ -140,7 +206,7 @@ pub fn rounds(
         .iter()
         .flat_map(|lab| {
             tests.iter().map(|&test| PolicyCell {
-                stack: PolicyStack::Strait,
+                stack: lab.stack,
                 policies: lab.policies,
                 test,
                 rounds: Vec::with_capacity(rounds),
@@ -179,7 +245,8 @@ pub fn rounds(
 fn one(lab: &CountLab, test: Test, seconds: f64, round: usize) -> Result<Outcome, CrossError> {
     let outcome = wiring::run_client(&lab.endpoint.wiring, &lab.endpoint.lab, test, seconds)
         .map_err(error::run(format!(
-            "{} policies {} (round {round})",
+            "{} with {} policies {} (round {round})",
+            lab.stack.name(),
             lab.policies,
             test.name()
         )))?;
@@ -188,7 +255,8 @@ fn one(lab: &CountLab, test: Test, seconds: f64, round: usize) -> Result<Outcome
         _ => String::new(),
     };
     progress(format_args!(
-        "  round {round} {:>6} policies {:<8} {:>10.0} {}{errors}",
+        "  round {round} {:<11} {:>6} policies {:<8} {:>10.0} {}{errors}",
+        lab.stack.name(),
         lab.policies,
         test.name(),
         figure(&outcome),

@@ -7,12 +7,12 @@ use std::fmt::Write as _;
 
 use super::{
     manifest,
-    summary::{EnforceRound, PolicyReport, count_ratios},
+    summary::{EnforceRound, PolicyReport, PolicyStack, count_ratios},
 };
 use crate::netbench::{
     crossnode::{
         render::{cell_text, ratio_text, verdict_mark},
-        summary::{spread, unit},
+        summary::{RatioFigure, spread, unit},
     },
     load::Outcome,
 };
@@ -78,15 +78,44 @@ fn figures_table(out: &mut String, report: &PolicyReport) {
     }
 }
 
-/// The ratios table: one row per stack and ratio, the goal's verdict beside each figure.
-fn ratios_table(out: &mut String, report: &PolicyReport) {
+/// A ratio row: its label, goal and figure per test.
+type RatioRow = (String, Option<f64>, Vec<Option<RatioFigure>>);
+
+/// The ratio rows: each stack against itself without policies (the goal) and at the least count,
+/// then strait against kube-router at each count both measured.
+fn ratio_rows(report: &PolicyReport) -> Vec<RatioRow> {
     let tests = report.tests();
     let mut rows = Vec::new();
     for stack in report.stacks() {
         for ratio in count_ratios(&report.counts_of(stack)) {
-            rows.push((stack, ratio));
+            let figures = tests
+                .iter()
+                .map(|&t| report.ratio(stack, &ratio, t))
+                .collect();
+            rows.push((ratio.label(stack), ratio.goal, figures));
         }
     }
+    let kube_router = report.counts_of(PolicyStack::KubeRouter);
+    for count in report.counts_of(PolicyStack::Strait) {
+        if kube_router.contains(&count) {
+            let figures = tests
+                .iter()
+                .map(|&t| report.stack_ratio(count, t))
+                .collect();
+            rows.push((
+                format!("strait({count}) ÷ kube-router({count})"),
+                None,
+                figures,
+            ));
+        }
+    }
+    rows
+}
+
+/// The ratios table: one row per ratio, the goal's verdict beside each figure.
+fn ratios_table(out: &mut String, report: &PolicyReport) {
+    let tests = report.tests();
+    let rows = ratio_rows(report);
     if rows.is_empty() {
         return;
     }
@@ -98,22 +127,20 @@ fn ratios_table(out: &mut String, report: &PolicyReport) {
         let _ = write!(out, " {} |", test.name());
     }
     let _ = writeln!(out, "\n|---|---|{}", "---:|".repeat(tests.len()));
-    for (stack, ratio) in rows {
-        let goal = ratio
-            .goal
-            .map_or_else(|| "–".to_owned(), |g| format!("≥ {g:.2}"));
-        let _ = write!(out, "| {} | {goal} |", ratio.label(stack));
-        for &test in &tests {
-            let text = report.ratio(stack, &ratio, test).map_or_else(
+    for (label, goal, figures) in rows {
+        let goal_text = goal.map_or_else(|| "–".to_owned(), |g| format!("≥ {g:.2}"));
+        let _ = write!(out, "| {label} | {goal_text} |");
+        for figure in figures {
+            let text = figure.map_or_else(
                 || "–".to_owned(),
                 |r| {
-                    let mark = ratio.goal.map_or("", |g| verdict_mark(r.verdict(g)));
+                    let mark = goal.map_or("", |g| verdict_mark(r.verdict(g)));
                     let range = if report.rounds > 1 {
                         format!(" [{:.2}–{:.2}]", r.per_round.min, r.per_round.max)
                     } else {
                         String::new()
                     };
-                    format!("{}{range} {mark}", ratio_text(r.of_medians, ratio.goal))
+                    format!("{}{range} {mark}", ratio_text(r.of_medians, goal))
                         .trim_end()
                         .to_owned()
                 },
@@ -137,26 +164,41 @@ fn enforce_table(out: &mut String, report: &PolicyReport) {
         let _ = writeln!(out, "The enforcement measurement failed: {error}\n");
     }
     for enforce in &report.enforce {
+        let (how, proof) = if enforce.stack == PolicyStack::Strait {
+            (
+                "applied through the lab (which returns once every agent has synced it)",
+                format!(
+                    "; every denial showed in the agents' `policy_denied` drop counter ({} packets in all)",
+                    enforce.rounds.iter().map(|r| r.policy_drops).sum::<u64>()
+                ),
+            )
+        } else {
+            (
+                "put in force by a full kube-router sync on both nodes at once (ipset restore, iptables-save, \
+                 iptables-restore of the filter table; the apply is the slower node's sync; kube-router's own \
+                 reaction to the API server is not counted)",
+                String::new(),
+            )
+        };
         let _ = writeln!(
             out,
-            "{}, {} policies in force: `{}` (the one policy letting the client reach the server's port) is applied \
-             moved to another port, which denies the client, then applied as it was, {} time(s). Meanwhile the client pod \
-             opens new connections to the server back to back (100 ms connect timeout while allowed, 20 ms while \
-             denied). Times from the start of the apply; median [range]:\n",
+            "{}, {} policies in force: `{}` (the one policy letting the client reach the server's port) moved to \
+             another port, which denies the client, then as it was, {} time(s), each {how}. Meanwhile the client \
+             pod opens new connections to the server back to back (100 ms connect timeout while allowed, 20 ms \
+             while denied){proof}. Times from the start of the apply; median [range]:\n",
             enforce.stack.name(),
             enforce.policies,
             manifest::ALLOW_CLIENT,
-            enforce.rounds.len()
+            enforce.rounds.len(),
         );
         let _ = writeln!(
             out,
             "| from the start of the apply until | ms |\n|---|---:|"
         );
         let rows: [(&str, Pick); 4] = [
-            (
-                "the apply that denies the client returned (every agent synced it)",
-                |r| r.deny_apply_ms,
-            ),
+            ("the apply that denies the client returned", |r| {
+                r.deny_apply_ms
+            }),
             (
                 "the client's new connections were denied (the first failed attempt's start, confirmed by the next)",
                 |r| r.denied_ms,
@@ -243,10 +285,61 @@ fn policies_text() -> String {
     )
 }
 
-/// The kube-router baseline's paragraph (not built yet).
-const BASELINE: &str = "kube-router baseline: not measured yet. The issue asks for the same figures against the \
-iptables + ipset rules kube-router writes for the same policies (generated from kube-router's own layout, like \
-the kube-proxy baseline); `netbench policy` measures strait only so far.\n\n";
+/// The kube-router baseline's paragraph.
+fn baseline(out: &mut String, report: &PolicyReport) {
+    let setups: Vec<_> = report
+        .setups
+        .iter()
+        .filter(|s| s.stack == PolicyStack::KubeRouter)
+        .collect();
+    if setups.is_empty() {
+        let why = report
+            .kube_router_note
+            .as_deref()
+            .unwrap_or("kube-router baseline: not measured yet");
+        let _ = writeln!(out, "{why}.\n");
+        return;
+    }
+    out.push_str(
+        "The baseline, **kube-router**: cross-node's Flannel lab (two Flannel reference nodes: kernel VXLAN, \
+         `cni0` bridges, kube-proxy's iptables rules for the benchmark Service on the client's node) with the \
+         iptables rules and ipsets kube-router's network policy controller (iptables mode, IPv4, no default deny) \
+         writes for the same policies and pods on each node, generated from its own layout: chains \
+         `KUBE-ROUTER-INPUT/FORWARD/OUTPUT` jumped to first, a `KUBE-POD-FW-<hash>` chain per local pod (conntrack \
+         ESTABLISHED accepted first through `KUBE-NWPLCY-COMMON`, then a jump to the `KUBE-NWPLCY-<hash>` chain of \
+         every policy selecting the pod, then REJECT of what no rule marked), an ipset per policy's pods and per \
+         rule's peers (`hash:ip`, `hash:net` for ipBlocks), two rules per (rule, port), loaded as a kube-router \
+         sync does (`ipset restore` with temporary sets and `swap`, `iptables-save`, `iptables-restore` of the \
+         whole filter table). kube-router's policy order is its informer cache's; the allowing policy's jump stands \
+         in the middle of the server's. Per node:",
+    );
+    for setup in &setups {
+        let _ = write!(
+            out,
+            " {} policies: {} ipsets, {} rules in kube-router's chains on the server's node;",
+            setup.policies, setup.ipsets, setup.rules
+        );
+    }
+    out.pop();
+    out.push('.');
+    if let Some(max) = &report.ip_set_max {
+        let most = setups.iter().map(|s| s.ipsets).max().unwrap_or(0);
+        let _ = write!(
+            out,
+            " The kernel's ipset table starts at {max} (256 unless set), and {}",
+            if most > 256 {
+                format!(
+                    "grew past it as the sets were created: all {most} sets of the largest count loaded, so the \
+                     256-set default did not stop kube-router here (a kernel that cannot grow the table, or \
+                     `max_sets` pinned low, would refuse the 257th set and the sync with it)."
+                )
+            } else {
+                "no count here needed more than 256 sets.".to_owned()
+            }
+        );
+    }
+    out.push_str("\n\n");
+}
 
 /// The policy section, markers included.
 pub fn section(report: &PolicyReport) -> String {
@@ -272,16 +365,18 @@ pub fn section(report: &PolicyReport) -> String {
     );
     let _ = writeln!(
         out,
-        "Pod to pod across two strait nodes (`--overlay vxlan`, `--xdp-mode {}`), client and server on different \
-         nodes, with a given number of NetworkPolicies in the cluster. One lab per policy count, built and given its \
-         policies (through the lab, which returns once every agent has synced them) before any measuring, so the \
-         rounds need no apply: in each round every test runs once in every lab, one lab after another, the order \
-         turned by one each round. Cells give the median of {} round(s) of {} s with the range over the rounds in \
-         brackets. Ratios are of the medians, with the range of the round-by-round ratios; against the goal \
-         (within 5% of no policy at all): ✓ met in every round, ≈✓ met by the medians but not in every round, ≈✗ \
-         missed by the medians but met in some round, ✗ missed in every round. With policies the server pod is \
-         isolated, so its flows are judged at all (a flow's first packet, then a POLICY_CT lookup per packet); the \
-         ratio against the smallest non-zero count shows what the number of policies adds to that.\n",
+        "Pod to pod between two nodes, client and server on different nodes, with a given number of \
+         NetworkPolicies in the cluster: strait (two strait nodes, `--overlay vxlan`, `--xdp-mode {}`) and, as the \
+         baseline, kube-router's rules on Flannel nodes (below). One lab per stack and policy count, built and given \
+         its policies (strait: through the lab, which returns once every agent has synced them; kube-router: a sync \
+         on both nodes) before any measuring, so the rounds need no apply: in each round every test runs once in \
+         every lab, one lab after another, the order turned by one each round. Cells give the median of {} round(s) \
+         of {} s with the range over the rounds in brackets. Ratios are of the medians, with the range of the \
+         round-by-round ratios; against the goal (within 5% of no policy at all): ✓ met in every round, ≈✓ met by \
+         the medians but not in every round, ≈✗ missed by the medians but met in some round, ✗ missed in every \
+         round. With policies the server pod is isolated, so its flows are judged at all (strait: a flow's first \
+         packet against the policy maps, then a POLICY_CT lookup per packet); the ratio against the smallest \
+         non-zero count shows what the number of policies adds to that.\n",
         report.xdp_mode, report.rounds, report.test_seconds,
     );
     figures_table(&mut out, report);
@@ -290,7 +385,7 @@ pub fn section(report: &PolicyReport) -> String {
     errors(&mut out, report);
     enforce_table(&mut out, report);
     out.push_str(&policies_text());
-    out.push_str(BASELINE);
+    baseline(&mut out, report);
     out.push_str(END);
     out
 }
@@ -308,7 +403,7 @@ pub fn terminal(report: &PolicyReport) -> String {
 mod tests {
     use super::*;
     use crate::netbench::{
-        policy::summary::{EnforceReport, PolicyCell, PolicyStack, Setup},
+        policy::summary::{EnforceReport, PolicyCell, Setup},
         results::{Rate, Test},
     };
 
@@ -322,6 +417,7 @@ mod tests {
                 policies,
                 selecting_server: manifest::selecting_server(policies),
                 apply_ms,
+                ..Setup::default()
             });
             for test in [Test::TcpRr, Test::TcpCrr] {
                 let rate = |x: f64| {
@@ -355,6 +451,7 @@ mod tests {
                     denied_ms: 120.0,
                     allow_apply_ms: 310.0,
                     allowed_ms: 130.0,
+                    policy_drops: 2,
                 }],
             }],
             ..PolicyReport::default()
@@ -387,6 +484,41 @@ mod tests {
             "{text}"
         );
         assert!(!terminal(&report()).contains("policy:begin"));
+    }
+
+    #[test]
+    fn the_baseline_has_its_rules_and_a_ratio_against_strait() {
+        let mut report = report();
+        let strait: Vec<PolicyCell> = report.cells.clone();
+        for mut cell in strait {
+            cell.stack = PolicyStack::KubeRouter;
+            for outcome in &mut cell.rounds {
+                if let Outcome::Rate(rate) = outcome {
+                    rate.per_second /= 2.0;
+                }
+            }
+            report.cells.push(cell);
+        }
+        report.setups.push(Setup {
+            stack: PolicyStack::KubeRouter,
+            policies: 1000,
+            selecting_server: 501,
+            apply_ms: 400.0,
+            ipsets: 1550,
+            rules: 1137,
+        });
+        report.ip_set_max = Some("CONFIG_IP_SET_MAX=256, max_sets=0".to_owned());
+        let text = section(&report);
+        assert!(
+            text.contains("| strait(1000) ÷ kube-router(1000) | – | 2.00 [2.00–2.00] |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1000 policies: 1550 ipsets, 1137 rules"),
+            "{text}"
+        );
+        assert!(text.contains("grew past it"), "{text}");
+        assert!(!text.contains("not measured yet"), "{text}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::{
     enforce, manifest,
     measure::{self, CountLab},
     render,
-    summary::PolicyReport,
+    summary::{PolicyReport, PolicyStack},
 };
 use crate::{
     netbench::{
@@ -44,6 +44,8 @@ pub struct Options {
     pub counts: Option<Vec<usize>>,
     /// Time the enforcement of a policy change too.
     pub enforce: bool,
+    /// The stacks to measure (empty: both).
+    pub stacks: Vec<PolicyStack>,
     /// The strait agents' `--xdp-mode`.
     pub xdp: LabXdp,
     /// The command line, for the report.
@@ -131,25 +133,33 @@ fn run_all(options: &Options) -> Result<PolicyReport, CrossError> {
         "policy: {} round(s) of {} s per test with {:?} policies; load average {}",
         plan.rounds, plan.seconds, plan.counts, report.load_before
     ));
-    let mut labs: Vec<CountLab> = Vec::with_capacity(plan.counts.len());
+    let stacks = stacks(options, &mut report);
+    let mut labs: Vec<CountLab> = Vec::with_capacity(plan.counts.len() * stacks.len());
     for (index, &count) in plan.counts.iter().enumerate() {
-        labs.push(measure::build(count, index, options.xdp)?);
+        if stacks.contains(&PolicyStack::Strait) {
+            labs.push(measure::build(count, index, options.xdp)?);
+        }
+        if stacks.contains(&PolicyStack::KubeRouter) {
+            labs.push(measure::build_kube_router(count, index)?);
+        }
     }
     report.setups = labs.iter().map(|l| l.setup.clone()).collect();
     measure::check(&labs)?;
     report.cells = measure::rounds(&mut labs, &TESTS, plan.rounds, plan.seconds)?;
     report.load_after = load_average();
     // The enforcement timing changes policies: after the rounds, in the lab with the most.
-    if options.enforce
-        && let Some(lab) = labs
+    for stack in stacks.iter().filter(|_| options.enforce) {
+        let Some(lab) = labs
             .iter_mut()
-            .filter(|l| l.policies > 0)
+            .filter(|l| l.stack == *stack && l.policies > 0)
             .max_by_key(|l| l.policies)
-    {
+        else {
+            continue;
+        };
         match enforce::measure(lab, plan.rounds) {
             Ok(enforce) => report.enforce.push(enforce),
             Err(error) => {
-                let text = error_chain(&error);
+                let text = format!("{}: {}", stack.name(), error_chain(&error));
                 progress(format_args!(
                     "policy: the enforcement measurement failed: {text}"
                 ));
@@ -161,6 +171,42 @@ fn run_all(options: &Options) -> Result<PolicyReport, CrossError> {
     report.duration_s = started.elapsed().as_secs_f64().round();
     progress(format_args!("policy: done in {:.0} s", report.duration_s));
     Ok(report)
+}
+
+/// The stacks to measure: those asked for (both by default), kube-router only when `ipset` is
+/// installed (else the report says why it is missing). Also notes the kernel's initial ipset
+/// table size.
+fn stacks(options: &Options, report: &mut PolicyReport) -> Vec<PolicyStack> {
+    let mut stacks = if options.stacks.is_empty() {
+        PolicyStack::ALL.to_vec()
+    } else {
+        options.stacks.clone()
+    };
+    if stacks.contains(&PolicyStack::KubeRouter) {
+        if which::which("ipset").is_err() || which::which("iptables-save").is_err() {
+            let note = "kube-router baseline: not measured: `ipset` or `iptables-save` is not installed \
+                        (Debian: `apt-get install ipset iptables`)";
+            progress(format_args!("policy: {note}"));
+            report.kube_router_note = Some(note.to_owned());
+            stacks.retain(|s| *s != PolicyStack::KubeRouter);
+        } else {
+            report.ip_set_max = ip_set_max();
+        }
+    }
+    stacks
+}
+
+/// `CONFIG_IP_SET_MAX` of the running kernel (the initial size of each namespace's set table) and
+/// `max_sets` of the `ip_set` module, as text, if they can be read.
+fn ip_set_max() -> Option<String> {
+    let config = std::process::Command::new("zcat")
+        .arg("/proc/config.gz")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&config.stdout);
+    let line = text.lines().find(|l| l.starts_with("CONFIG_IP_SET_MAX="))?;
+    let module = fs::read_to_string("/sys/module/ip_set/parameters/max_sets").unwrap_or_default();
+    Some(format!("{line}, max_sets={}", module.trim()))
 }
 
 /// Reads a saved run.

@@ -23,15 +23,18 @@ pub enum PolicyStack {
     /// Two strait nodes, `--overlay vxlan`, the policies applied through the lab.
     #[default]
     Strait,
+    /// Two Flannel reference nodes with kube-router's iptables rules and ipsets for the policies.
+    KubeRouter,
 }
 
 impl PolicyStack {
-    pub const ALL: [PolicyStack; 1] = [Self::Strait];
+    pub const ALL: [PolicyStack; 2] = [Self::Strait, Self::KubeRouter];
 
     /// The name used in tables and in JSON.
     pub fn name(self) -> &'static str {
         match self {
             Self::Strait => "strait",
+            Self::KubeRouter => "kube-router",
         }
     }
 }
@@ -66,8 +69,15 @@ pub struct Setup {
     /// Of them, the policies that select the server pod.
     pub selecting_server: usize,
     /// How long applying them all took (for strait: `Lab::apply` of one manifest, which returns once
-    /// every agent has synced them; 0 when there were none).
+    /// every agent has synced them, 0 when there were none; for kube-router: the slowest node's
+    /// sync).
     pub apply_ms: f64,
+    /// kube-router: the ipsets on a node.
+    #[serde(default)]
+    pub ipsets: usize,
+    /// kube-router: the rules of its chains on the server's node.
+    #[serde(default)]
+    pub rules: usize,
 }
 
 /// One change of verdict with many policies in force, times in milliseconds from the start of the
@@ -83,6 +93,10 @@ pub struct EnforceRound {
     pub allow_apply_ms: f64,
     /// Until the client's first new connection got through again.
     pub allowed_ms: f64,
+    /// Packets the agents dropped as `policy_denied` while the client was denied (the proof that the
+    /// failed connections were the policy's doing).
+    #[serde(default)]
+    pub policy_drops: u64,
 }
 
 /// The enforcement measurements of one stack.
@@ -119,6 +133,13 @@ pub struct PolicyReport {
     /// Why the enforcement measurement failed, if it did (the figures above it are kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforce_error: Option<String>,
+    /// Why the kube-router baseline was not measured, when it was asked for and not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_router_note: Option<String>,
+    /// The kernel's ipset table size settings (`CONFIG_IP_SET_MAX=…, max_sets=…`), when kube-router
+    /// was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_set_max: Option<String>,
 }
 
 /// A ratio of one stack's figures at two policy counts, with the goal when the issue sets one.
@@ -166,6 +187,22 @@ pub fn count_ratios(counts: &[usize]) -> Vec<CountRatio> {
     out
 }
 
+/// The ratio of two cells' figures: of their medians, and the range of the round-by-round ratios.
+fn ratio_of(a: &[f64], b: &[f64]) -> Option<RatioFigure> {
+    let per_round: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter(|(_, b)| **b > 0.0)
+        .map(|(a, b)| a / b)
+        .collect();
+    let (ma, mb) = (spread(a)?.median, spread(b)?.median);
+    (mb > 0.0).then_some(())?;
+    Some(RatioFigure {
+        of_medians: ma / mb,
+        per_round: spread(&per_round)?,
+    })
+}
+
 impl PolicyReport {
     /// The cell of `stack`, `policies` and `test`.
     pub fn cell(&self, stack: PolicyStack, policies: usize, test: Test) -> Option<&PolicyCell> {
@@ -183,18 +220,16 @@ impl PolicyReport {
     pub fn ratio(&self, stack: PolicyStack, ratio: &CountRatio, test: Test) -> Option<RatioFigure> {
         let a = self.cell(stack, ratio.numerator, test)?.figures();
         let b = self.cell(stack, ratio.denominator, test)?.figures();
-        let per_round: Vec<f64> = a
-            .iter()
-            .zip(&b)
-            .filter(|(_, b)| **b > 0.0)
-            .map(|(a, b)| a / b)
-            .collect();
-        let (ma, mb) = (spread(&a)?.median, spread(&b)?.median);
-        (mb > 0.0).then_some(())?;
-        Some(RatioFigure {
-            of_medians: ma / mb,
-            per_round: spread(&per_round)?,
-        })
+        ratio_of(&a, &b)
+    }
+
+    /// strait against kube-router at `policies`, when both were measured.
+    pub fn stack_ratio(&self, policies: usize, test: Test) -> Option<RatioFigure> {
+        let a = self.cell(PolicyStack::Strait, policies, test)?.figures();
+        let b = self
+            .cell(PolicyStack::KubeRouter, policies, test)?
+            .figures();
+        ratio_of(&a, &b)
     }
 
     /// The stacks measured, in the order of [`PolicyStack::ALL`].
