@@ -27,13 +27,14 @@ const NIGHTLY_LLVM_PREFIX: &str = "libLLVM.so.22";
 const NIGHTLY_LLVM_SUFFIX: &str = "-nightly";
 
 /// (command or absolute file, Debian package providing it): a package is installed when its command is
-/// not on PATH (or its file does not exist). iptables and nftables are netbench's kube-proxy baselines;
-/// the font is what netbench's charts are drawn with.
+/// not on PATH (or its file does not exist). iptables and nftables are netbench's kube-proxy baselines,
+/// ipset its kube-router (NetworkPolicy) baseline; the font is what netbench's charts are drawn with.
 const PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("ping", "iputils-ping"),
     ("iptables-restore", "iptables"),
     ("nft", "nftables"),
+    ("ipset", "ipset"),
     (
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "fonts-dejavu-core",
