@@ -301,7 +301,8 @@ fn baseline(out: &mut String, report: &PolicyReport) {
         return;
     }
     out.push_str(
-        "The baseline, **kube-router**: cross-node's Flannel lab (two Flannel reference nodes: kernel VXLAN, \
+        "The baseline, **kube-router** (as k3s runs it: Flannel for the network, kube-router's network policy \
+         controller for the policies): cross-node's Flannel lab (two Flannel reference nodes: kernel VXLAN, \
          `cni0` bridges, kube-proxy's iptables rules for the benchmark Service on the client's node) with the \
          iptables rules and ipsets kube-router's network policy controller (iptables mode, IPv4, no default deny) \
          writes for the same policies and pods on each node, generated from its own layout: chains \
@@ -323,15 +324,21 @@ fn baseline(out: &mut String, report: &PolicyReport) {
     out.pop();
     out.push('.');
     if let Some(max) = &report.ip_set_max {
-        let most = setups.iter().map(|s| s.ipsets).max().unwrap_or(0);
+        let largest = setups.iter().max_by_key(|s| s.ipsets);
+        let (most, policies) = largest.map_or((0, 0), |s| (s.ipsets, s.policies));
         let _ = write!(
             out,
             " The kernel's ipset table starts at {max} (256 unless set), and {}",
             if most > 256 {
+                // Sets grow about linearly with the policies: where the 257th set came.
+                let limit = 256 * policies / most;
                 format!(
-                    "grew past it as the sets were created: all {most} sets of the largest count loaded, so the \
-                     256-set default did not stop kube-router here (a kernel that cannot grow the table, or \
-                     `max_sets` pinned low, would refuse the 257th set and the sync with it)."
+                    "grew past it as the sets were created: all {most} sets of {policies} policies loaded, so the \
+                     256-set default did not stop kube-router here. A kernel that cannot grow the table (or \
+                     `max_sets` pinned at 256) would refuse the 257th set, and with it kube-router's sync, from \
+                     about {limit} policies like these on ({}.{:02} sets per policy).",
+                    most / policies.max(1),
+                    most * 100 / policies.max(1) % 100
                 )
             } else {
                 "no count here needed more than 256 sets.".to_owned()
@@ -518,6 +525,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("grew past it"), "{text}");
+        assert!(text.contains("from about 165 policies"), "{text}");
         assert!(!text.contains("not measured yet"), "{text}");
     }
 

@@ -1,6 +1,7 @@
-//! A policy sweep from start to end: checks and defaults, one lab per policy count with its policies
-//! applied, the check that every client still reaches its server, the interleaved rounds, the
-//! enforcement timing in the lab with the most policies, and writing the results ([`publish`]).
+//! A policy sweep from start to end: checks and defaults, one lab per stack and policy count with its
+//! policies in force, the check that every client still reaches its server, the interleaved rounds,
+//! the enforcement timing in each stack's lab with the most policies, and writing the results
+//! ([`publish`]).
 
 use std::{fs, path::Path, time::Instant};
 
@@ -134,6 +135,14 @@ fn run_all(options: &Options) -> Result<PolicyReport, CrossError> {
         plan.rounds, plan.seconds, plan.counts, report.load_before
     ));
     let stacks = stacks(options, &mut report);
+    if stacks.is_empty() {
+        return Err(CrossError::Invalid(
+            report
+                .kube_router_note
+                .clone()
+                .unwrap_or_else(|| "no stack to measure".to_owned()),
+        ));
+    }
     let mut labs: Vec<CountLab> = Vec::with_capacity(plan.counts.len() * stacks.len());
     for (index, &count) in plan.counts.iter().enumerate() {
         if stacks.contains(&PolicyStack::Strait) {
