@@ -40,6 +40,11 @@ const CHECK_SECONDS: f64 = 0.2;
 const CHECK_TRIES: usize = 3;
 /// Pause before measuring a failed test again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// The window over which the agents' CPU time is compared, what counts as quiet in it (clock ticks,
+/// usually 10 ms each: about 6% of one CPU for all the agents together), and the longest wait.
+const SETTLE_WINDOW: Duration = Duration::from_millis(500);
+const QUIET_TICKS: u64 = 3;
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 
 /// One stack's lab for one policy count, its policies in force.
 pub struct CountLab {
@@ -152,6 +157,42 @@ pub fn build(policies: usize, index: usize, xdp: LabXdp) -> Result<CountLab, Cro
         },
         kube_router: None,
     })
+}
+
+/// CPU time (user + system, in clock ticks) of every strait agent in `labs`.
+fn agents_cpu(labs: &[CountLab]) -> u64 {
+    labs.iter()
+        .flat_map(|l| l.built.lab.state.nodes.iter())
+        .filter(|n| n.runs_strait())
+        .filter_map(|n| std::fs::read_to_string(format!("/proc/{}/stat", n.agent_pid)).ok())
+        .filter_map(|stat| {
+            let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+/// Waits until the agents are quiet (under [`QUIET_TICKS`] clock ticks of CPU, all together, in
+/// [`SETTLE_WINDOW`]), at most [`SETTLE_LIMIT`]: an agent goes on working a little after the lab's
+/// apply returns (its sync clock has moved), and a round measured then would count that work
+/// against the lab's datapath. Returns how long it waited.
+pub fn settle(labs: &[CountLab]) -> Duration {
+    let started = Instant::now();
+    let mut before = agents_cpu(labs);
+    while started.elapsed() < SETTLE_LIMIT {
+        thread::sleep(SETTLE_WINDOW);
+        let now = agents_cpu(labs);
+        if now.saturating_sub(before) < QUIET_TICKS {
+            break;
+        }
+        before = now;
+    }
+    let waited = started.elapsed();
+    progress(format_args!(
+        "policy: the agents were quiet after {:.1} s",
+        waited.as_secs_f64()
+    ));
+    waited
 }
 
 /// Tunes every client's namespace and checks that each lab's client reaches its server (a short

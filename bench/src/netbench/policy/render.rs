@@ -376,15 +376,16 @@ pub fn section(report: &PolicyReport) -> String {
          NetworkPolicies in the cluster: strait (two strait nodes, `--overlay vxlan`, `--xdp-mode {}`) and, as the \
          baseline, kube-router's rules on Flannel nodes (below). One lab per stack and policy count, built and given \
          its policies (strait: through the lab, which returns once every agent has synced them; kube-router: a sync \
-         on both nodes) before any measuring, so the rounds need no apply: in each round every test runs once in \
-         every lab, one lab after another, the order turned by one each round. Cells give the median of {} round(s) \
+         on both nodes) before any measuring, so the rounds need no apply (then the run waited {:.1} s for the strait \
+         agents to be quiet: an agent goes on working a little after its sync clock moves): in each round every \
+         test runs once in every lab, one lab after another, the order turned by one each round. Cells give the median of {} round(s) \
          of {} s with the range over the rounds in brackets. Ratios are of the medians, with the range of the \
          round-by-round ratios; against the goal (within 5% of no policy at all): ✓ met in every round, ≈✓ met by \
          the medians but not in every round, ≈✗ missed by the medians but met in some round, ✗ missed in every \
          round. With policies the server pod is isolated, so its flows are judged at all (strait: a flow's first \
          packet against the policy maps, then a POLICY_CT lookup per packet); the ratio against the smallest \
          non-zero count shows what the number of policies adds to that.\n",
-        report.xdp_mode, report.rounds, report.test_seconds,
+        report.xdp_mode, report.settled_s, report.rounds, report.test_seconds,
     );
     figures_table(&mut out, report);
     ratios_table(&mut out, report);

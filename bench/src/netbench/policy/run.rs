@@ -154,6 +154,7 @@ fn run_all(options: &Options) -> Result<PolicyReport, CrossError> {
     }
     report.setups = labs.iter().map(|l| l.setup.clone()).collect();
     measure::check(&labs)?;
+    report.settled_s = measure::settle(&labs).as_secs_f64();
     report.cells = measure::rounds(&mut labs, &TESTS, plan.rounds, plan.seconds)?;
     report.load_after = load_average();
     // The enforcement timing changes policies: after the rounds, in the lab with the most.

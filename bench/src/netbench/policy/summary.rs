@@ -128,6 +128,9 @@ pub struct PolicyReport {
     pub load_before: String,
     pub load_after: String,
     pub setups: Vec<Setup>,
+    /// How long the run waited, once every lab was built, for the strait agents to be quiet.
+    #[serde(default)]
+    pub settled_s: f64,
     pub cells: Vec<PolicyCell>,
     pub enforce: Vec<EnforceReport>,
     /// Why the enforcement measurement failed, if it did (the figures above it are kept).
