@@ -1,14 +1,14 @@
 //! Publishing a run: the JSON (with the ratios derived again), the charts and optionally the Markdown
 //! report are written first, then the tables go to stdout, so a reader that closes stdout early
 //! (`| head`) loses nothing but the rest of the tables. Rewriting the Markdown report keeps the
-//! cross-node section an earlier `netbench cross-node --markdown` put in the same file.
+//! cross-node and policy sections an earlier `netbench cross-node|policy --markdown` put in the same file.
 
 use std::{
     fs,
     path::{Path, PathBuf},
 };
 
-use super::{charts, crossnode, headlines, report, results::RunReport, run::progress};
+use super::{charts, crossnode, headlines, policy, report, results::RunReport, run::progress};
 use crate::stdout::{self, OutputError};
 
 /// Why publishing failed.
@@ -56,13 +56,21 @@ pub fn publish(
             .iter()
             .map(|(title, path)| (title.clone(), relative(path, base)))
             .collect();
-        // The cross-node section (`netbench cross-node --markdown`) stays, after the new figures.
-        let kept = fs::read_to_string(markdown)
-            .ok()
-            .and_then(|old| crossnode::render::section_of(&old).map(str::to_owned));
+        // The cross-node and policy sections (`netbench cross-node|policy --markdown`) stay, after
+        // the new figures.
+        let old = fs::read_to_string(markdown).ok();
+        let cross_node = old
+            .as_deref()
+            .and_then(|old| crossnode::render::section_of(old).map(str::to_owned));
+        let policy = old
+            .as_deref()
+            .and_then(|old| policy::render::section_of(old).map(str::to_owned));
         let mut document = headlines::results_document(report, &links);
-        if let Some(section) = kept {
+        if let Some(section) = cross_node {
             document = crossnode::render::splice(Some(&document), &section);
+        }
+        if let Some(section) = policy {
+            document = policy::render::splice(Some(&document), &section);
         }
         fs::write(markdown, document).map_err(io("writing", markdown))?;
         progress(format_args!("wrote {}", markdown.display()));
