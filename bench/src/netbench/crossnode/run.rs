@@ -165,6 +165,11 @@ fn run_all(options: &Options) -> Result<CrossReport, CrossError> {
 
 /// Reads a saved run.
 pub fn load(path: &Path) -> Result<CrossReport, CrossError> {
+    load_json(path)
+}
+
+/// Reads a saved run of any of the benchmarks that share this one's error type (JSON).
+pub fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CrossError> {
     let text = fs::read_to_string(path).map_err(|source| CrossError::Io {
         what: "reading",
         path: path.to_path_buf(),
@@ -183,6 +188,30 @@ pub fn publish(
     json: Option<&Path>,
     markdown: Option<&Path>,
 ) -> Result<(), CrossError> {
+    let section = Section {
+        name: "cross-node",
+        text: render::section(report),
+        splice: render::splice,
+    };
+    write_report(report, json, markdown.map(|path| (path, section)))?;
+    stdout::print(render::terminal(report))?;
+    Ok(())
+}
+
+/// A benchmark's Markdown section: its name (for the log), its text, and how it goes into a file.
+pub struct Section {
+    pub name: &'static str,
+    pub text: String,
+    pub splice: fn(Option<&str>, &str) -> String,
+}
+
+/// Writes `report` as JSON to `json` (creating its directory) and its section into the Markdown file,
+/// kept beside whatever else the file holds.
+pub fn write_report<T: serde::Serialize>(
+    report: &T,
+    json: Option<&Path>,
+    markdown: Option<(&Path, Section)>,
+) -> Result<(), CrossError> {
     let io = |what, path: &Path| {
         let path = path.to_path_buf();
         move |source| CrossError::Io { what, path, source }
@@ -198,15 +227,15 @@ pub fn publish(
         fs::write(path, text + "\n").map_err(io("writing", path))?;
         progress(format_args!("wrote {}", path.display()));
     }
-    if let Some(path) = markdown {
+    if let Some((path, section)) = markdown {
         let existing = fs::read_to_string(path).ok();
-        let text = render::splice(existing.as_deref(), &render::section(report));
+        let text = (section.splice)(existing.as_deref(), &section.text);
         fs::write(path, text).map_err(io("writing", path))?;
         progress(format_args!(
-            "wrote the cross-node section of {}",
+            "wrote the {} section of {}",
+            section.name,
             path.display()
         ));
     }
-    stdout::print(render::terminal(report))?;
     Ok(())
 }

@@ -221,15 +221,7 @@ fn ip_set_max() -> Option<String> {
 
 /// Reads a saved run.
 pub fn load(path: &Path) -> Result<PolicyReport, CrossError> {
-    let text = fs::read_to_string(path).map_err(|source| CrossError::Io {
-        what: "reading",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| CrossError::Json {
-        path: path.to_path_buf(),
-        source,
-    })
+    cross_run::load_json(path)
 }
 
 /// Writes the JSON (with `json`) and the section into `markdown` (kept beside whatever else the file
@@ -239,30 +231,12 @@ pub fn publish(
     json: Option<&Path>,
     markdown: Option<&Path>,
 ) -> Result<(), CrossError> {
-    let io = |what, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| CrossError::Io { what, path, source }
+    let section = cross_run::Section {
+        name: "policy",
+        text: render::section(report),
+        splice: render::splice,
     };
-    if let Some(path) = json {
-        let text = serde_json::to_string_pretty(report).map_err(|source| CrossError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(io("creating", dir))?;
-        }
-        fs::write(path, text + "\n").map_err(io("writing", path))?;
-        progress(format_args!("wrote {}", path.display()));
-    }
-    if let Some(path) = markdown {
-        let existing = fs::read_to_string(path).ok();
-        let text = render::splice(existing.as_deref(), &render::section(report));
-        fs::write(path, text).map_err(io("writing", path))?;
-        progress(format_args!(
-            "wrote the policy section of {}",
-            path.display()
-        ));
-    }
+    cross_run::write_report(report, json, markdown.map(|path| (path, section)))?;
     stdout::print(render::terminal(report))?;
     Ok(())
 }
