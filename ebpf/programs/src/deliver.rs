@@ -68,17 +68,11 @@ pub fn from_pod(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
     }
     // A pod address is never a service address: pod-to-pod traffic goes straight on, to a pod here or
     // through the overlay to a pod on another node.
-    if is_local(ip.dst) {
-        policy::egress(ctx, &seen)?;
-        if let Some(delivered) = deliver_local(ctx, ip.dst, &seen)? {
-            return Ok(delivered);
-        }
+    if let Some(delivered) = deliver_local(ctx, ip.dst, &seen, true)? {
+        return Ok(delivered);
     }
-    if overlay::remote(ip.dst).is_some() {
-        policy::egress(ctx, &seen)?;
-        if let Some(sent) = overlay::send(ctx, ip.dst, oversize.as_ref())? {
-            return Ok(sent);
-        }
+    if let Some(sent) = overlay::send(ctx, ip.dst, oversize.as_ref(), Some(&seen))? {
+        return Ok(sent);
     }
     if let Some(l4) = &l4 {
         match service_nat::open(ctx, &ip, l4, Origin::Pod) {
@@ -125,7 +119,7 @@ pub fn forward(
         policy::egress(ctx, seen)?;
     }
     let (daddr, to_uplink, reason) = (translated.daddr, translated.to_uplink, translated.reason);
-    if to_uplink && let Some(sent) = overlay::send(ctx, daddr, oversize)? {
+    if to_uplink && let Some(sent) = overlay::send(ctx, daddr, oversize, None)? {
         return Ok(match sent {
             (Reason::DropTooBigForTunnel, verdict) => (Reason::DropTooBigForTunnel, verdict),
             (_, verdict) => (reason, verdict),
@@ -140,29 +134,27 @@ pub fn forward(
             return Ok((reason, verdict as i32));
         }
     }
-    let verdict = deliver_local(ctx, daddr, seen)?.map_or(TC_PASS, |(_, verdict)| verdict);
+    let verdict = deliver_local(ctx, daddr, seen, false)?.map_or(TC_PASS, |(_, verdict)| verdict);
     Ok((reason, verdict))
 }
 
-/// Whether `daddr` is a pod on this node.
-#[inline(always)]
-fn is_local(daddr: u32) -> bool {
-    // SAFETY: only whether an entry exists is read.
-    unsafe { ENDPOINT_V1.get(EndpointKey { addr: daddr }) }.is_some()
-}
-
-/// Delivers to the pod owning `daddr` if it is on this node, once its ingress policy allows the
-/// packet (`seen`: as it arrived at the program).
+/// Delivers to the pod owning `daddr` if it is on this node, once policy allows the packet (`seen`:
+/// as it arrived at the program): the sending pod's egress first when `egress` (a pod on this node
+/// sent it, untranslated), then the destination's ingress.
 #[inline(always)]
 pub fn deliver_local(
     ctx: &TcContext,
     daddr: u32,
     seen: &Seen,
+    egress: bool,
 ) -> Result<Option<(Reason, i32)>, Reason> {
     // SAFETY: the value is copied out at once.
     let Some(dst) = (unsafe { ENDPOINT_V1.get(EndpointKey { addr: daddr }) }).copied() else {
         return Ok(None);
     };
+    if egress {
+        policy::egress(ctx, seen)?;
+    }
     policy::ingress(ctx, seen)?;
     rewrite_macs(ctx, &dst)?;
     // SAFETY: helper call with a plain ifindex; it only records the redirect target.

@@ -45,16 +45,22 @@ pub fn remote(addr: u32) -> Option<RemoteNode> {
 
 /// Sends the packet to the remote node owning `daddr`: (reason, tc verdict), `None` when no remote node
 /// owns it (or the overlay is off). A packet judged too big for the tunnel when it arrived (`oversize`)
-/// is answered with ICMP fragmentation needed instead of entering it.
+/// is answered with ICMP fragmentation needed instead of entering it; `egress`, when a pod on this
+/// node sent it untranslated, has its egress policy judged once the destination is known to be remote.
 #[inline(always)]
 pub fn send(
     ctx: &TcContext,
     daddr: u32,
     oversize: Option<&Oversize>,
+    egress: Option<&Seen>,
 ) -> Result<Option<(Reason, i32)>, Reason> {
     let Some(node) = remote(daddr) else {
         return Ok(None);
     };
+    // A pod's untranslated packet passes its egress policy first (`seen`: as it arrived).
+    if let Some(seen) = egress {
+        crate::policy::egress(ctx, seen)?;
+    }
     if node.mode == OVERLAY_MODE_DIRECT {
         return Ok(send_direct(&node).map(|verdict| (Reason::OverlayEncap, verdict)));
     }
@@ -204,7 +210,7 @@ pub fn from_overlay(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
             return forward(ctx, &translated, None, &seen, false);
         }
     }
-    if let Some((_, verdict)) = deliver_local(ctx, ip.dst, &seen)? {
+    if let Some((_, verdict)) = deliver_local(ctx, ip.dst, &seen, false)? {
         return Ok((Reason::OverlayDecap, verdict));
     }
     Ok((Reason::OverlayDecap, TC_PASS))

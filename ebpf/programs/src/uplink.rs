@@ -54,5 +54,5 @@ pub fn from_uplink(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
             Err(reason) => return Err(reason),
         }
     }
-    Ok(deliver_local(ctx, ip.dst, &seen)?.unwrap_or((Reason::PassToStack, TC_PASS)))
+    Ok(deliver_local(ctx, ip.dst, &seen, false)?.unwrap_or((Reason::PassToStack, TC_PASS)))
 }
