@@ -12,6 +12,7 @@ pub mod controlplane;
 pub mod external;
 pub mod flannel;
 pub mod flows;
+pub mod kube_objects;
 pub mod listing;
 pub mod manifests;
 pub mod names;

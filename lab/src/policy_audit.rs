@@ -1,7 +1,7 @@
 //! `strait policy audit`: what a set of NetworkPolicies leaves open, never selects, says twice or says
 //! about the cluster's own addresses (see `strait_k8s::netpol::audit`), from manifests before anything
 //! is applied (Namespaces, Nodes, Pods, Deployments, NetworkPolicies; other kinds are skipped) or from
-//! a running lab; printed as a table, Markdown or JSON.
+//! a running lab or a live cluster's API server (`--kube`); printed as a table, Markdown or JSON.
 
 use std::{fmt::Write as _, path::PathBuf};
 
@@ -24,6 +24,8 @@ pub enum Source {
     Manifests(Vec<PathBuf>),
     /// The running lab of this name.
     Lab(String),
+    /// The cluster of the environment's kubeconfig or service account.
+    Kube,
 }
 
 /// How the report is printed.
@@ -44,6 +46,7 @@ pub fn audit_source(source: &Source, ranges: &ClusterRanges) -> Result<Report, L
     let cluster = match source {
         Source::Manifests(paths) => from_manifests(paths)?,
         Source::Lab(name) => from_lab(&Lab::open(name)?)?,
+        Source::Kube => from_kube()?,
     };
     Ok(audit(&cluster, ranges))
 }
@@ -67,6 +70,17 @@ pub fn from_manifests(paths: &[PathBuf]) -> Result<AuditCluster, LabError> {
         let loaded = load_path(path, &options).map_err(|e| LabError::Usage(e.to_string()))?;
         objects.extend(loaded.into_objects());
     }
+    AuditCluster::from_objects(&objects).map_err(|e| LabError::Usage(e.to_string()))
+}
+
+/// The cluster's API server's Namespaces, Nodes, Pods (with their addresses) and NetworkPolicies.
+pub fn from_kube() -> Result<AuditCluster, LabError> {
+    let objects = crate::kube_objects::read_cluster(&[
+        Kind::Namespace,
+        Kind::Node,
+        Kind::Pod,
+        Kind::NetworkPolicy,
+    ])?;
     AuditCluster::from_objects(&objects).map_err(|e| LabError::Usage(e.to_string()))
 }
 

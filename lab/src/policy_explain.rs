@@ -1,7 +1,7 @@
 //! `strait policy explain --manifests DIR FROM TO:PORT[/PROTO]`: the specification's verdict on one flow
 //! between pods of a set of manifests (Namespaces, Pods, NetworkPolicies; other kinds are skipped), with
-//! its reasons, before anything is applied (see `strait_k8s::netpol::explain`); or, with `--name LAB`,
-//! under the objects of a running lab.
+//! its reasons, before anything is applied (see `strait_k8s::netpol::explain`); with `--name LAB`,
+//! under the objects of a running lab; with `--kube`, under those of a live cluster's API server.
 
 use std::path::Path;
 
@@ -26,12 +26,7 @@ pub fn explain_manifests(manifests: &Path, from: &str, to: &str) -> Result<Expla
         validate: true,
     };
     let loaded = load_path(manifests, &options).map_err(|e| LabError::Usage(e.to_string()))?;
-    let objects = loaded.into_objects();
-    let cluster = PolicyCluster::from_objects(&objects).map_err(usage)?;
-    let (to, port, protocol) = parse_destination(to).map_err(usage)?;
-    let source: Party<'_> = cluster.party(from).map_err(usage)?;
-    let destination = cluster.party(&to).map_err(usage)?;
-    Ok(cluster.explain(&flow(source, destination, port, protocol)))
+    explain_objects(&loaded.into_objects(), from, to)
 }
 
 /// Explains the flow as [`explain_manifests`] does, under the objects of the running lab `name` (its
@@ -39,6 +34,27 @@ pub fn explain_manifests(manifests: &Path, from: &str, to: &str) -> Result<Expla
 pub fn explain_lab(name: &str, from: &str, to: &str) -> Result<Explanation, LabError> {
     let lab = crate::cluster::Lab::open(name)?;
     let cluster = lab.policy_cluster()?;
+    let (to, port, protocol) = parse_destination(to).map_err(usage)?;
+    let source: Party<'_> = cluster.party(from).map_err(usage)?;
+    let destination = cluster.party(&to).map_err(usage)?;
+    Ok(cluster.explain(&flow(source, destination, port, protocol)))
+}
+
+/// Explains the flow as [`explain_manifests`] does, under the Namespaces, Pods (with their addresses)
+/// and NetworkPolicies the cluster's API server holds (see [`crate::kube_objects`]).
+pub fn explain_kube(from: &str, to: &str) -> Result<Explanation, LabError> {
+    let objects =
+        crate::kube_objects::read_cluster(&[Kind::Namespace, Kind::Pod, Kind::NetworkPolicy])?;
+    explain_objects(&objects, from, to)
+}
+
+/// The flow from `from` to `to` under `objects`.
+fn explain_objects(
+    objects: &[strait_k8s::Object],
+    from: &str,
+    to: &str,
+) -> Result<Explanation, LabError> {
+    let cluster = PolicyCluster::from_objects(objects).map_err(usage)?;
     let (to, port, protocol) = parse_destination(to).map_err(usage)?;
     let source: Party<'_> = cluster.party(from).map_err(usage)?;
     let destination = cluster.party(&to).map_err(usage)?;

@@ -1,5 +1,6 @@
 //! Shared helpers for strait's root-only test suites: the root check, run-unique names, finding the built
-//! binaries, and RAII guards that tear down labs and namespaces even when a test fails.
+//! binaries, RAII guards that tear down labs and namespaces even when a test fails, and a stand-in
+//! Kubernetes API server on loopback.
 
 use std::{
     path::PathBuf,
@@ -9,6 +10,7 @@ use std::{
 use strait_dataplane::netns;
 
 pub mod frames;
+pub mod stand_in_api;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 

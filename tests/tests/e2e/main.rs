@@ -16,6 +16,7 @@ mod malformed;
 mod overlay;
 mod policy;
 mod policy_audit;
+mod policy_kube;
 mod policy_propose;
 mod reachability;
 mod services;

@@ -20,9 +20,8 @@ use strait_control::model::translate::ReservedAddresses;
 use strait_control::services::{self, SyncClock, SyncRecord};
 use strait_dataplane::services::ServiceKey;
 use strait_dataplane::{Dataplane, LoadOptions};
+use strait_tests::stand_in_api::MockApiServer;
 use tokio::sync::Mutex;
-
-use super::mock_api::MockApiServer;
 
 /// The node the run plays.
 pub(super) const NODE: &str = "svcscale-node";

@@ -33,7 +33,6 @@ use strait_lab::{cluster::Lab, connbench::ConnStats};
 mod dir_run;
 mod kube_proxy;
 mod kube_run;
-mod mock_api;
 mod report;
 mod start_run;
 

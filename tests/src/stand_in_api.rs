@@ -1,11 +1,15 @@
-//! A stand-in Kubernetes API server for the benchmarks: plain HTTP/1.1 on loopback, serving typed lists
-//! of Services, EndpointSlices, Nodes and Pods, and open watches that carry the events the benchmark
-//! [sends](MockApiServer::send) — what the agent's kube source talks to, with no cluster behind it.
+//! A stand-in Kubernetes API server for the benchmarks and the `--kube` tests: plain HTTP/1.1 on
+//! loopback, serving typed lists of Services, EndpointSlices, Nodes, Pods, Namespaces and
+//! NetworkPolicies, and open watches that carry the events the caller [sends](MockApiServer::send) —
+//! what the agent's kube source and the CLI's `--kube` commands talk to, with no cluster behind it.
 //!
 //! Requests are answered per connection on a thread of their own (HTTP keep-alive honoured). A list is
-//! answered whole (no continuation) from a serialized copy made at start and again after each change; a watch
-//! (`watch=true`) is answered with a chunked stream that stays open until the server is dropped.
-//! Anything else gets a 404. Only loopback addresses are ever bound.
+//! answered whole (no continuation) from a serialized copy made at start and again after each change,
+//! unless the server was started [paginated](MockApiServer::start_paginated): then a list with
+//! `limit=N` gets N items and a `continue` token, as the API server pages. A watch (`watch=true`) is
+//! answered with a chunked stream that stays open until the server is dropped. Every request's target
+//! is [logged](MockApiServer::requests); anything that is no collection gets a 404. Only loopback
+//! addresses are ever bound.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Write};
@@ -19,7 +23,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 /// The collections served, by path.
-const COLLECTIONS: [(&str, &str, &str); 4] = [
+const COLLECTIONS: [(&str, &str, &str); 6] = [
     ("/api/v1/services", "v1", "Service"),
     (
         "/apis/discovery.k8s.io/v1/endpointslices",
@@ -28,6 +32,12 @@ const COLLECTIONS: [(&str, &str, &str); 4] = [
     ),
     ("/api/v1/nodes", "v1", "Node"),
     ("/api/v1/pods", "v1", "Pod"),
+    ("/api/v1/namespaces", "v1", "Namespace"),
+    (
+        "/apis/networking.k8s.io/v1/networkpolicies",
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+    ),
 ];
 
 #[derive(Default)]
@@ -41,6 +51,10 @@ struct State {
     /// from its watch cache on another machine; rendering 10,000 objects here at request time would
     /// take CPU from the agent under test on the same two cores.
     lists: BTreeMap<&'static str, Arc<String>>,
+    /// Honour `limit` and `continue` on lists.
+    paginate: bool,
+    /// Every request's target (path and query), in arrival order.
+    requests: Vec<String>,
 }
 
 impl State {
@@ -73,6 +87,46 @@ impl State {
         self.lists.insert(path, Arc::clone(&body));
         body
     }
+
+    /// One page of collection `path`: `limit` items from the position `continue` names (a decimal
+    /// offset here), with the next page's token when items are left.
+    fn page(&self, path: &'static str, version: u64, query: &str) -> String {
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        };
+        let limit = param("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .unwrap_or(usize::MAX);
+        let offset = param("continue")
+            .and_then(|c| c.parse::<usize>().ok())
+            .unwrap_or(0);
+        let (api_version, kind) = COLLECTIONS
+            .iter()
+            .find(|(p, _, _)| *p == path)
+            .map_or(("v1", "Unknown"), |(_, api_version, kind)| {
+                (*api_version, *kind)
+            });
+        let all: Vec<&Value> = self
+            .objects
+            .get(path)
+            .into_iter()
+            .flat_map(|o| o.values())
+            .collect();
+        let end = offset.saturating_add(limit).min(all.len());
+        let mut metadata = json!({"resourceVersion": version.to_string()});
+        if end < all.len() {
+            metadata["continue"] = Value::String(end.to_string());
+        }
+        json!({
+            "apiVersion": api_version,
+            "kind": format!("{kind}List"),
+            "metadata": metadata,
+            "items": all.get(offset.min(end)..end).unwrap_or_default(),
+        })
+        .to_string()
+    }
 }
 
 /// The server; dropping it stops accepting and ends every open watch.
@@ -87,6 +141,15 @@ impl MockApiServer {
     /// Starts serving `objects` (each with `apiVersion` and `kind` of a served collection) on an
     /// ephemeral loopback port.
     pub fn start(objects: impl IntoIterator<Item = Value>) -> io::Result<Self> {
+        Self::start_with(objects, false)
+    }
+
+    /// As [`start`](Self::start), answering lists page by page when the client asks for a `limit`.
+    pub fn start_paginated(objects: impl IntoIterator<Item = Value>) -> io::Result<Self> {
+        Self::start_with(objects, true)
+    }
+
+    fn start_with(objects: impl IntoIterator<Item = Value>, paginate: bool) -> io::Result<Self> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         let addr = listener.local_addr()?;
         let server = Self {
@@ -97,6 +160,7 @@ impl MockApiServer {
         };
         {
             let mut state = server.lock();
+            state.paginate = paginate;
             for object in objects {
                 if let Some(path) = collection_of(&object) {
                     state
@@ -162,6 +226,11 @@ impl MockApiServer {
         }
     }
 
+    /// The target (path and query) of every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<String> {
+        self.lock().requests.clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -217,6 +286,11 @@ fn serve(
         }
         let target = request_line.split_whitespace().nth(1).unwrap_or("/");
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .requests
+            .push(target.to_owned());
         let Some((path, _, _)) = COLLECTIONS.iter().find(|(p, _, _)| *p == path) else {
             let status = json!({"kind": "Status", "code": 404}).to_string();
             respond(&mut writer, "404 Not Found", &status)?;
@@ -236,10 +310,15 @@ fn serve(
                 .push(sender);
             return stream_watch(&mut writer, &events, stop);
         }
-        let list = state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .list(path, version.load(Ordering::SeqCst));
+        let list = {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            let version = version.load(Ordering::SeqCst);
+            if state.paginate {
+                Arc::new(state.page(path, version, query))
+            } else {
+                state.list(path, version)
+            }
+        };
         respond(&mut writer, "200 OK", &list)?;
     }
 }

@@ -10,7 +10,6 @@ use std::{
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use ipnet::Ipv4Net;
 use strait_lab::{
     cluster::Lab,
     connbench,
@@ -18,6 +17,9 @@ use strait_lab::{
     probe, reachability, status, workload,
 };
 use tracing_subscriber::EnvFilter;
+
+mod flows;
+mod policy;
 
 /// strait: eBPF networking for Kubernetes.
 #[derive(Parser, Debug)]
@@ -34,7 +36,7 @@ enum Top {
     Lab(LabCommand),
     /// NetworkPolicy questions, answered from the specification.
     #[command(subcommand)]
-    Policy(PolicyCommand),
+    Policy(policy::PolicyCommand),
     /// NetworkPolicy verdicts as the nodes' data paths made them: one per flow and direction judged
     /// (the source pod's egress on its node, the destination pod's ingress on its node), allowed,
     /// denied or audit (would have been denied; passed in audit mode), with both pods, the port,
@@ -43,282 +45,7 @@ enum Top {
     /// order; filters are ANDed and applied by the agents.
     ///
     /// Example: `strait flows --name lab --namespace y --verdict denied --follow`
-    Flows(FlowsArgs),
-}
-
-/// `strait flows` arguments.
-#[derive(clap::Args, Debug)]
-struct FlowsArgs {
-    /// The lab whose nodes' agents are asked [default: lab].
-    #[arg(long, conflicts_with = "agent")]
-    name: Option<String>,
-    /// Ask this agent instead (http://HOST[:PORT], port 9962 by default); repeat for several nodes.
-    #[arg(long)]
-    agent: Vec<String>,
-    /// Only flows with a pod of this namespace at either end.
-    #[arg(long)]
-    namespace: Option<String>,
-    /// Only flows with this pod at either end: NS/NAME, or NAME (in --namespace when given, else in
-    /// any namespace).
-    #[arg(long)]
-    pod: Option<String>,
-    /// Only this verdict: allowed, denied or audit.
-    #[arg(long, value_parser = ["allowed", "denied", "audit"])]
-    verdict: Option<String>,
-    /// Only this direction: egress (judged on the source's node) or ingress (on the destination's).
-    #[arg(long, value_parser = ["ingress", "egress"])]
-    direction: Option<String>,
-    /// Only flows to this destination port (as judged, after Service translation: the pod's port,
-    /// not the Service's).
-    #[arg(long)]
-    port: Option<u16>,
-    /// At most the last N recent verdicts of each agent.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// After the recent verdicts, keep printing new ones as they are made (until interrupted).
-    #[arg(short = 'f', long)]
-    follow: bool,
-    /// `text`: one line per verdict (local time); `json`: one JSON object per line, as the agents
-    /// serve them.
-    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
-    output: FlowOutput,
-}
-
-/// How `strait flows` prints.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum FlowOutput {
-    Text,
-    Json,
-}
-
-/// Runs `strait flows`.
-fn run_flows(args: FlowsArgs) -> anyhow::Result<ExitCode> {
-    use std::io::Write as _;
-    use strait_lab::flows;
-    let sources = if args.agent.is_empty() {
-        let name = args.name.as_deref().unwrap_or("lab");
-        Lab::open(name)?.flow_sources()
-    } else {
-        args.agent
-            .iter()
-            .map(|a| flows::Source::parse_agent(a))
-            .collect::<Result<_, _>>()?
-    };
-    anyhow::ensure!(!sources.is_empty(), "no node runs a strait agent");
-    let query = flows::FlowQuery {
-        namespace: args.namespace,
-        pod: args.pod,
-        verdict: args.verdict,
-        direction: args.direction,
-        port: args.port,
-        limit: args.limit,
-    };
-    let stdout = std::io::stdout();
-    let output = args.output;
-    // False once standard output is gone (a closed pipe): stop.
-    let print = |flow: &flows::Flow| {
-        let line = match output {
-            FlowOutput::Json => serde_json::to_string(flow).unwrap_or_default(),
-            FlowOutput::Text => flows::text_line(flow, &flows::local_time),
-        };
-        let mut out = stdout.lock();
-        writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
-    };
-    if args.follow {
-        flows::follow(&sources, &query, print)?;
-    } else {
-        for flow in flows::recent(&sources, &query)? {
-            if !print(&flow) {
-                break;
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-#[derive(Subcommand, Debug)]
-enum PolicyCommand {
-    /// Why a connection is allowed or denied: which policies select each side, and rule by rule
-    /// whether the peer and the port matched. Reads Namespaces, Pods and NetworkPolicies from
-    /// manifests (other kinds are skipped), so policies can be checked before they are applied. Exits
-    /// 0 when the connection is allowed, 1 when it is denied, 2 when the question cannot be answered
-    /// (a bad manifest or policy, an unknown pod).
-    ///
-    /// Example: `strait policy explain --manifests k8s/ shop/web shop/api:8080/TCP`, or on a lab:
-    /// `strait policy explain --name demo default/client default/server:8080`
-    Explain {
-        /// Manifest file or directory (offline: before anything is applied).
-        #[arg(long, required_unless_present = "name", conflicts_with = "name")]
-        manifests: Option<PathBuf>,
-        /// A running lab instead: its Namespaces, Pods and NetworkPolicies as its agents enforce them.
-        #[arg(long)]
-        name: Option<String>,
-        /// The client: NAMESPACE/POD, or an IPv4 address (a pod's, or one outside the cluster).
-        from: String,
-        /// The server: NAMESPACE/POD:PORT or ADDRESS:PORT, then /TCP (the default), /UDP or /SCTP.
-        to: String,
-        /// `json` prints {"allowed": bool, "explanation": text}; anything else prints the text.
-        #[arg(short = 'o', long, value_enum, default_value = "table")]
-        output: Output,
-    },
-    /// What the policies leave open, never select, say twice or say about the cluster's own
-    /// addresses: pods isolated in neither direction, namespaces with no ingress policy or a policy
-    /// letting everything in, policies selecting no pod, named ports no pod declares, ipBlocks over the
-    /// pod, service or node ranges (warnings); rules shadowed by broader ones and ipBlocks over nodes
-    /// (info). Reads Namespaces, Nodes, Pods, Deployments (one pod NAME-* each) and NetworkPolicies from
-    /// manifests, or a running lab. Exits 0 without warnings, 1 with warnings, 2 when the audit cannot
-    /// run (a bad manifest or policy, no such lab).
-    ///
-    /// Example: `strait policy audit --manifests k8s/ -o markdown`
-    Audit(AuditArgs),
-    /// NetworkPolicies that allow exactly the traffic the lab's agents observed (verdicts allowed or
-    /// audit; gather it in audit mode), by label not by address: per pod identity (namespace and full
-    /// labels) of the selected namespaces one ingress and one egress policy, a rule per peer with the
-    /// ports seen; an identity seen with nobody in a direction gets that direction's policy with no
-    /// rules (never seen, denied). Peers that are no pod are ipBlock /32. Exits 2 when it cannot run.
-    ///
-    /// Example: `strait policy propose --name demo --namespace shop > proposed.yaml`
-    Propose {
-        /// The running lab whose agents' verdicts are read.
-        #[arg(long)]
-        name: String,
-        /// Propose policies for this namespace's pods (repeatable); default every namespace with a pod.
-        #[arg(long = "namespace", short = 'n', value_name = "NS")]
-        namespaces: Vec<String>,
-        /// `yaml` (documents separated by ---) or `json` (a v1 List).
-        #[arg(short = 'o', long, value_enum, default_value = "yaml")]
-        output: strait_lab::policy_propose::Format,
-    },
-}
-
-/// `strait policy audit`'s arguments.
-#[derive(clap::Args, Debug)]
-#[command(group(
-    clap::ArgGroup::new("source")
-        .args(["manifests", "files", "name"])
-        .required(true)
-        .multiple(true)
-))]
-struct AuditArgs {
-    /// Manifest file or directory (offline: before anything is applied); may be repeated.
-    #[arg(long, value_name = "PATH")]
-    manifests: Vec<PathBuf>,
-    /// A manifest file, as kubectl's -f; may be repeated, and mixed with --manifests.
-    #[arg(short = 'f', long = "filename", value_name = "FILE")]
-    files: Vec<PathBuf>,
-    /// A running lab instead: its Namespaces, nodes, Pods and NetworkPolicies.
-    #[arg(long, conflicts_with_all = ["manifests", "files"])]
-    name: Option<String>,
-    /// The pods' address range(s): ipBlocks over it are reported.
-    #[arg(long, value_name = "CIDR", default_value = "10.244.0.0/16")]
-    cluster_cidr: Vec<Ipv4Net>,
-    /// The ClusterIPs' range(s).
-    #[arg(long, value_name = "CIDR", default_value = "10.96.0.0/12")]
-    service_cidr: Vec<Ipv4Net>,
-    /// The nodes' network(s), besides the addresses of Node objects.
-    #[arg(long, value_name = "CIDR")]
-    node_cidr: Vec<Ipv4Net>,
-    /// `table`, `markdown` (or `md`) or `json`.
-    #[arg(short = 'o', long, value_enum, default_value = "table")]
-    output: strait_lab::policy_audit::Format,
-}
-
-/// Runs `strait policy audit`: 0 no warnings, 1 warnings, 2 the audit could not run.
-fn run_audit(args: AuditArgs) -> ExitCode {
-    use strait_k8s::netpol::audit::{ClusterRanges, Severity};
-    use strait_lab::policy_audit::{Source, audit_source, render};
-
-    let source = match args.name {
-        Some(name) => Source::Lab(name),
-        None => Source::Manifests(args.manifests.into_iter().chain(args.files).collect()),
-    };
-    let ranges = ClusterRanges {
-        pods: args.cluster_cidr,
-        services: args.service_cidr,
-        nodes: args.node_cidr,
-    };
-    match audit_source(&source, &ranges) {
-        Ok(report) => {
-            print!("{}", render(&report, args.output));
-            if report.count(Severity::Warning) == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Err(error) => {
-            eprintln!("strait policy audit: {error}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// Runs `strait policy propose`: 0 with the proposal printed, 2 when it could not run.
-fn run_propose(
-    name: &str,
-    namespaces: &[String],
-    output: strait_lab::policy_propose::Format,
-) -> ExitCode {
-    use strait_lab::policy_propose::{propose_lab, render};
-    match propose_lab(name, namespaces) {
-        Ok(policies) => {
-            print!("{}", render(&policies, output));
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("strait policy propose: {error}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// Runs a `strait policy` command.
-fn run_policy(command: PolicyCommand) -> ExitCode {
-    let (manifests, name, from, to, output) = match command {
-        PolicyCommand::Explain {
-            manifests,
-            name,
-            from,
-            to,
-            output,
-        } => (manifests, name, from, to, output),
-        PolicyCommand::Audit(args) => return run_audit(args),
-        PolicyCommand::Propose {
-            name,
-            namespaces,
-            output,
-        } => return run_propose(&name, &namespaces, output),
-    };
-    // As grep: 0 allowed, 1 denied, 2 the question could not be answered.
-    let explained = match (&manifests, &name) {
-        (Some(manifests), _) => {
-            strait_lab::policy_explain::explain_manifests(manifests, &from, &to)
-        }
-        (None, Some(name)) => strait_lab::policy_explain::explain_lab(name, &from, &to),
-        (None, None) => Err(strait_lab::LabError::Usage(
-            "--manifests DIR or --name LAB is needed".to_owned(),
-        )),
-    };
-    let explanation = match explained {
-        Ok(explanation) => explanation,
-        Err(error) => {
-            eprintln!("strait policy explain: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let allowed = explanation.verdict.allowed();
-    match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::json!({ "allowed": allowed, "explanation": explanation.text })
-        ),
-        _ => print!("{}", explanation.text),
-    }
-    if allowed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    Flows(flows::FlowsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -586,7 +313,9 @@ enum LabCommand {
 }
 
 fn main() -> ExitCode {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // kube's client logs a failed request before returning it; the command says it once, itself.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,kube_client=off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -636,8 +365,8 @@ enum NodeAction {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = match cli.command {
         Top::Lab(command) => command,
-        Top::Policy(command) => return Ok(run_policy(command)),
-        Top::Flows(args) => return run_flows(args),
+        Top::Policy(command) => return Ok(policy::run_policy(command)),
+        Top::Flows(args) => return flows::run_flows(args),
     };
     match command {
         LabCommand::Up {
