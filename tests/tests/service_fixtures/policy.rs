@@ -1,10 +1,12 @@
 //! NetworkPolicy on the real programs: the policy maps are written with `sync_policy`, and each case
 //! sends frames between the two fixture pods (both on this node, so a packet meets the source's
 //! egress judgement in `from_pod` and the destination's ingress judgement at delivery). Covered: the
-//! lookup by peer identity, by port and by port range (prefixes), by peer address (`ipBlock`, with an
+//! lookup by peer identity, by port and by port range (prefixes), by named port (the agent's compiler
+//! resolving it per destination pod and protocol), by peer address (`ipBlock`, with an
 //! `except`), statefulness (replies, and established flows keeping their verdict when the policy
 //! changes), audit mode, later fragments following their first, ICMP errors following their flow, and
-//! the verdicts on the ring buffer's counters (the drop reason).
+//! the verdicts on the ring buffer's counters (the drop reason); verdicts the full ring buffer has no
+//! room for, counted as lost.
 
 use strait_dataplane::policy::{
     AllowKey, CidrKey, POLICY_EGRESS, POLICY_INGRESS, PolicyCidrAllow, PolicyRule, PolicySubject,
@@ -313,4 +315,129 @@ fn an_icmp_error_passes_only_for_a_flow_that_was_judged() {
     // An error about a flow that never was cannot carry anything into DST.
     let forged = udp_datagram(SENT_BY_DST, sock(DST, 45001), sock(SRC, 9999), b"never");
     node.run_from_pod(&port_unreachable(&forged), DENIED);
+}
+
+/// The agent's own tables for a policy naming its ports: `serve` is TCP 8080 on DST but TCP 9090 on
+/// another pod the policy also selects, and `dns` is UDP 5353 on DST. Built by the agent's compiler
+/// from Pods, a Namespace and a NetworkPolicy (the real API types), so the fixture checks the named
+/// port as resolved per destination pod and protocol, down to the kernel's lookup.
+fn named_port_tables() -> PolicyTables {
+    use strait_control::policy::{PolicySettings, PolicyState};
+    use strait_k8s::{Change, Object, ObjectStore};
+
+    let pod =
+        |name: &str, node: &str, ip: std::net::Ipv4Addr, app: &str, ports: serde_json::Value| {
+            let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i", "ports": ports}]},
+            "status": {"phase": "Running", "podIP": ip.to_string()},
+        }))
+        .unwrap();
+            Object::from(pod)
+        };
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "default",
+                           "labels": {"kubernetes.io/metadata.name": "default"}}}))
+        .unwrap();
+    let policy: k8s_openapi::api::networking::v1::NetworkPolicy =
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "server-named-ports", "namespace": "default"},
+            "spec": {
+                "podSelector": {"matchLabels": {"app": "server"}},
+                "ingress": [{
+                    "from": [{"podSelector": {"matchLabels": {"app": "client"}}}],
+                    "ports": [{"port": "serve"}, {"port": "dns", "protocol": "UDP"},
+                              {"port": "serve", "protocol": "UDP"}],
+                }],
+            },
+        }))
+        .unwrap();
+    let mut store = ObjectStore::new();
+    for object in [
+        Object::from(namespace),
+        pod(
+            "client",
+            "fixture-node",
+            SRC,
+            "client",
+            serde_json::json!([]),
+        ),
+        pod(
+            "server",
+            "fixture-node",
+            DST,
+            "server",
+            serde_json::json!([{"name": "serve", "containerPort": 8080},
+                               {"name": "dns", "containerPort": 5353, "protocol": "UDP"}]),
+        ),
+        pod(
+            "server-elsewhere",
+            "other-node",
+            std::net::Ipv4Addr::new(10, 244, 9, 9),
+            "server",
+            serde_json::json!([{"name": "serve", "containerPort": 9090}]),
+        ),
+        Object::from(policy),
+    ] {
+        store.apply(Change::Upsert(object));
+    }
+    let built = PolicyState::new(PolicySettings {
+        node: "fixture-node".to_owned(),
+        audit: false,
+    })
+    .build(&store);
+    assert!(built.invalid.is_empty(), "{:?}", built.invalid);
+    built.tables
+}
+
+#[test]
+fn a_named_port_is_the_destination_pods_own_port_of_that_protocol() {
+    let mut node = Node::new(&[]);
+    node.dp.sync_policy(&named_port_tables()).unwrap();
+    // `serve` on DST is TCP 8080; another pod's `serve` (9090) is not DST's.
+    node.run_from_pod(&syn(46000, 8080), DELIVERED);
+    node.run_from_pod(&syn(46001, 9090), DENIED);
+    // `dns` is UDP 5353 on DST: over UDP allowed, over TCP no rule.
+    node.run_from_pod(&udp(46002, 5353), DELIVERED);
+    node.run_from_pod(&syn(46003, 5353), DENIED);
+    // `serve` over UDP names no port of DST: nothing allowed by it.
+    node.run_from_pod(&udp(46004, 8080), DENIED);
+}
+
+/// Judgements sent through the verdict ring buffer with no reader: more than its 1 MiB holds.
+const FLOOD: usize = 30_000;
+
+#[test]
+fn verdicts_the_ring_buffer_has_no_room_for_are_counted_as_lost() {
+    let mut node = Node::new(&[]);
+    node.dp.sync_policy(&dst_ingress(&[])).unwrap();
+    let lost = node.dp.policy_lost_reader().unwrap();
+    assert_eq!(lost.read().unwrap(), 0);
+    // A denied datagram is judged anew each time (denied flows are not remembered): one ingress
+    // verdict each.
+    let datagram = udp(47000, 53);
+    for _ in 0..FLOOD {
+        let (verdict, _) = node.run_once(Hook::FromPod, &datagram);
+        assert_eq!(verdict, TC_ACT_SHOT);
+    }
+    let mut events = node.dp.policy_events().unwrap();
+    let mut read = Vec::new();
+    events.drain(&mut read);
+    let lost_count = lost.read().unwrap();
+    assert!(
+        !read.is_empty() && lost_count > 0,
+        "read {}, lost {lost_count}",
+        read.len()
+    );
+    // The first datagram is also judged for SRC's egress (not isolated: allowed, then remembered).
+    assert_eq!(
+        read.len() as u64 + lost_count,
+        FLOOD as u64 + 1,
+        "every verdict is either in the buffer or counted lost"
+    );
+    // With room again, a verdict is queued and nothing more is lost.
+    node.run_from_pod(&datagram, DENIED);
+    read.clear();
+    assert_eq!(events.drain(&mut read), 1);
+    assert_eq!(lost.read().unwrap(), lost_count);
 }
