@@ -140,7 +140,13 @@ fn start_flows(
     });
     match events {
         Ok(events) => {
-            let hub = FlowHub::new(&config.node_name);
+            let lost = dataplane
+                .policy_lost_reader()
+                .inspect_err(|error| {
+                    tracing::warn!(%error, "lost policy verdicts are not counted on this node");
+                })
+                .ok();
+            let hub = FlowHub::with_lost(&config.node_name, lost);
             let task = tokio::spawn(flows::run(events, names.clone(), hub.clone()));
             (Some(hub), Some(task))
         }

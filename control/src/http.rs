@@ -22,7 +22,7 @@ use crate::{
     conntrack_gc::ConntrackStats,
     flows::{self, FlowHub, FlowQuery, serve::Follower},
     gauges::EndpointGauges,
-    metrics::{AgentGauges, render, render_policy_verdicts},
+    metrics::{AgentGauges, render, render_policy_lost, render_policy_verdicts},
     services::SyncClock,
 };
 
@@ -224,6 +224,11 @@ fn metrics(state: &HttpState) -> (&'static str, &'static str, String) {
             let mut text = render(&state.node, &stats, &gauges);
             let verdicts = state.flows.as_ref().map(FlowHub::counts);
             render_policy_verdicts(&mut text, &state.node, verdicts.as_deref().unwrap_or(&[]));
+            render_policy_lost(
+                &mut text,
+                &state.node,
+                state.flows.as_ref().and_then(FlowHub::lost),
+            );
             ("200 OK", "text/plain; version=0.0.4", text)
         }
         Err(error) => (

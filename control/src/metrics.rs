@@ -150,6 +150,27 @@ pub fn render_policy_verdicts(out: &mut String, node: &str, counts: &[VerdictCou
     }
 }
 
+/// Appends `strait_policy_verdicts_lost_total{node}`: verdicts the kernel had no room for in the
+/// ring buffer (nothing when the agent reads no verdicts).
+pub fn render_policy_lost(out: &mut String, node: &str, lost: Option<u64>) {
+    let Some(lost) = lost else {
+        return;
+    };
+    family(
+        out,
+        "strait_policy_verdicts_lost_total",
+        "counter",
+        "NetworkPolicy verdicts the data path could not report because the verdict ring buffer was \
+         full (the agent down or slow); they are missing from strait_policy_verdicts_total and /flows. \
+         Counted since the pinned map was made, so it survives agent restarts.",
+    );
+    let _ = writeln!(
+        out,
+        "strait_policy_verdicts_lost_total{{node=\"{}\"}} {lost}",
+        escape(node)
+    );
+}
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -237,5 +258,19 @@ mod tests {
         assert!(text.contains(
             "strait_policy_verdicts_total{node=\"n1\",direction=\"ingress\",verdict=\"denied\"} 3"
         ));
+    }
+
+    #[test]
+    fn lost_verdicts_are_one_counter_and_absent_without_a_reader() {
+        let mut text = String::new();
+        render_policy_lost(&mut text, "n1", None);
+        assert!(text.is_empty());
+        render_policy_lost(&mut text, "n1", Some(17));
+        assert!(text.contains("# HELP strait_policy_verdicts_lost_total NetworkPolicy verdicts"));
+        assert!(text.contains("# TYPE strait_policy_verdicts_lost_total counter"));
+        assert!(
+            text.ends_with("strait_policy_verdicts_lost_total{node=\"n1\"} 17\n"),
+            "{text}"
+        );
     }
 }

@@ -6,7 +6,8 @@
 //! map's), so its reader needs no borrow of the `Dataplane`, which the endpoint manager holds. The map is
 //! pinned with the others: a restarted agent reads on from where the last one stopped (the consumer
 //! position lives in the map), and verdicts made while no agent ran wait in the buffer until it is
-//! full; beyond that the kernel drops new ones (it cannot tell user space how many).
+//! full; beyond that new ones are lost, and the programs count them in POLICY_EVENTS_LOST_V1, which
+//! [`Dataplane::policy_lost_reader`] reads.
 //!
 //! A ring buffer has one consumer: open one reader per map. [`PolicyEvents::drain`] takes what is
 //! there without waiting; [`AsyncPolicyEvents`] waits for the kernel's wake-up through tokio's
@@ -19,9 +20,9 @@ use std::{
     os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
 };
 
-use aya::maps::{Map, MapData, RingBuf};
+use aya::maps::{Map, MapData, PerCpuArray, RingBuf};
 use strait_abi::{
-    maps::POLICY_EVENTS_MAP,
+    maps::{POLICY_EVENTS_LOST_MAP, POLICY_EVENTS_MAP},
     policy::{
         BY_DEFAULT_DENY, BY_NOT_ISOLATED, BY_RULE, POLICY_EGRESS, POLICY_INGRESS, PolicyVerdict,
         VERDICT_ALLOWED, VERDICT_AUDIT, VERDICT_DENIED,
@@ -203,6 +204,59 @@ impl Dataplane {
             ring,
             undecodable: 0,
         })
+    }
+}
+
+impl Dataplane {
+    /// A handle of its own (a duplicate of the map's descriptor) to POLICY_EVENTS_LOST_V1: how many
+    /// verdicts the ring buffer had no room for. [`DataplaneError::MapMissing`] for an object
+    /// without the map.
+    pub fn policy_lost_reader(&self) -> Result<PolicyLostReader, DataplaneError> {
+        let name = POLICY_EVENTS_LOST_MAP;
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(DataplaneError::MapMissing { name })?;
+        let Map::PerCpuArray(data) = map else {
+            return Err(DataplaneError::io(
+                format!("map {name}"),
+                io::Error::other("not a per-CPU array"),
+            ));
+        };
+        let fd =
+            data.fd().as_fd().try_clone_to_owned().map_err(|e| {
+                DataplaneError::io(format!("duplicating the descriptor of {name}"), e)
+            })?;
+        let own = MapData::from_fd(fd).map_err(|source| DataplaneError::Map { name, source })?;
+        let array = PerCpuArray::try_from(Map::PerCpuArray(own))
+            .map_err(|source| DataplaneError::Map { name, source })?;
+        Ok(PolicyLostReader { array })
+    }
+}
+
+/// POLICY_EVENTS_LOST_V1 on a descriptor of its own (see [`Dataplane::policy_lost_reader`]).
+pub struct PolicyLostReader {
+    array: PerCpuArray<MapData, u64>,
+}
+
+impl std::fmt::Debug for PolicyLostReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PolicyLostReader")
+    }
+}
+
+impl PolicyLostReader {
+    /// Verdicts lost since the map was created (it is pinned: the count outlives agent restarts),
+    /// summed over CPUs.
+    pub fn read(&self) -> Result<u64, DataplaneError> {
+        let values = self
+            .array
+            .get(&0, 0)
+            .map_err(|source| DataplaneError::Map {
+                name: POLICY_EVENTS_LOST_MAP,
+                source,
+            })?;
+        Ok(values.iter().sum())
     }
 }
 

@@ -88,9 +88,12 @@ pub const POLICY_FRAG_MAP: &str = "POLICY_FRAG_V1";
 pub const POLICY_EVENTS_MAP: &str = "POLICY_EVENTS_V1";
 /// Bytes of the verdict ring buffer (a power of two pages).
 pub const POLICY_EVENTS_BYTES: u32 = 1 << 20;
+/// Verdicts the ring buffer had no room for (per-CPU array of one `u64`): counted by the program that
+/// judged, so user space knows how many it never saw.
+pub const POLICY_EVENTS_LOST_MAP: &str = "POLICY_EVENTS_LOST_V1";
 
 /// Every map the object declares, in the order the loader pins them.
-pub const ALL_MAPS: [&str; 20] = [
+pub const ALL_MAPS: [&str; 21] = [
     ENDPOINT_MAP,
     STATS_MAP,
     SVC_MAP,
@@ -111,4 +114,5 @@ pub const ALL_MAPS: [&str; 20] = [
     POLICY_CT_MAP,
     POLICY_FRAG_MAP,
     POLICY_EVENTS_MAP,
+    POLICY_EVENTS_LOST_MAP,
 ];

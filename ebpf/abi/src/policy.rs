@@ -21,6 +21,7 @@
 //!   first fragment passed; later fragments carry no ports and follow their first, or are dropped.
 //! - POLICY_EVENTS_V1 (ring buffer): one [`PolicyVerdict`] per judgement (the first packet of a flow in
 //!   each direction this node judges).
+//! - POLICY_EVENTS_LOST_V1 (per-CPU array, one `u64`): judgements the ring buffer had no room for.
 
 /// Anything outside the cluster (no pod owns the address).
 pub const IDENTITY_WORLD: u32 = 1;

@@ -120,3 +120,7 @@ pub static POLICY_FRAG_V1: LruHashMap<FragKey, PolicyCtValue> =
 /// Verdicts for user space (see `strait_abi::policy`).
 #[map(name = "POLICY_EVENTS_V1")]
 pub static POLICY_EVENTS_V1: RingBuf = RingBuf::with_byte_size(POLICY_EVENTS_BYTES, 0);
+
+/// Verdicts POLICY_EVENTS_V1 had no room for, per CPU.
+#[map(name = "POLICY_EVENTS_LOST_V1")]
+pub static POLICY_EVENTS_LOST_V1: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

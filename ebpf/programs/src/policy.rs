@@ -9,7 +9,8 @@
 //! Judging: a pod no policy isolates in the direction is allowed. Otherwise the peer's identity
 //! (IPCACHE_V1; anything else is the world) is looked up in POLICY_V1 with the exact identity, then any
 //! peer, the port matched by its longest prefix; then the peer's address in POLICY_CIDR_V1 (`ipBlock`).
-//! No match is a deny, unless the pod is in audit mode. Every judgement goes to POLICY_EVENTS_V1.
+//! No match is a deny, unless the pod is in audit mode. Every judgement goes to POLICY_EVENTS_V1, or,
+//! when user space lags and the buffer is full, is counted in POLICY_EVENTS_LOST_V1.
 //!
 //! Later fragments carry no ports: they follow their first fragment's judgements (POLICY_FRAG_V1).
 //! ICMP errors follow the flow they quote: one about a service-translated flow was matched to it by
@@ -48,8 +49,8 @@ use strait_abi::{
 use crate::{
     icmp_nat::PROTO_ICMP,
     maps::{
-        IPCACHE_V1, POLICY_CIDR_V1, POLICY_CT_V1, POLICY_EVENTS_V1, POLICY_FRAG_V1,
-        POLICY_SUBJECT_V1, POLICY_V1,
+        IPCACHE_V1, POLICY_CIDR_V1, POLICY_CT_V1, POLICY_EVENTS_LOST_V1, POLICY_EVENTS_V1,
+        POLICY_FRAG_V1, POLICY_SUBJECT_V1, POLICY_V1,
     },
     node_local,
     parse::{ETH_LEN, Ipv4, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, bytes_at, l4_offset},
@@ -450,8 +451,15 @@ fn judge(s: &mut Scratch) -> bool {
     s.verdict.flow = s.flow;
     // SAFETY: helper without arguments.
     s.verdict.time_ns = unsafe { bpf_ktime_get_ns() };
-    // Lost when user space lags and the buffer is full.
-    let _ = POLICY_EVENTS_V1.output::<PolicyVerdict>(&s.verdict, 0);
+    // Lost when user space lags and the buffer is full: counted, so user space knows.
+    if POLICY_EVENTS_V1
+        .output::<PolicyVerdict>(&s.verdict, 0)
+        .is_err()
+        && let Some(lost) = POLICY_EVENTS_LOST_V1.get_ptr_mut(0)
+    {
+        // SAFETY: this CPU's cell; programs do not preempt each other on one CPU.
+        unsafe { *lost += 1 };
+    }
     if s.verdict.verdict == VERDICT_DENIED {
         return false;
     }

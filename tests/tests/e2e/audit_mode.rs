@@ -92,21 +92,31 @@ fn audit_mode_lets_everything_through_and_reports_exactly_the_would_be_drops() {
         would_drop.len()
     );
 
-    let flows = lab.flows(&FlowQuery::default()).expect("flows");
+    // The agents read verdicts in batches (a pause of `GATHER` between them): wait until every would-be
+    // drop is reported, or the deadline, then compare.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let (flows, audited) = loop {
+        let flows = lab.flows(&FlowQuery::default()).expect("flows");
+        let audited: Vec<Cell> = flows
+            .iter()
+            .filter(|f| f.verdict == "audit")
+            .map(|f| {
+                (
+                    f.from.pod.clone().unwrap_or_default(),
+                    f.to.pod.clone().unwrap_or_default(),
+                    f.to.port.unwrap_or_default(),
+                    f.protocol.clone(),
+                )
+            })
+            .collect();
+        let all_in = would_drop.iter().all(|cell| audited.contains(cell));
+        if all_in || std::time::Instant::now() > deadline {
+            break (flows, audited);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     let denied: Vec<_> = flows.iter().filter(|f| f.verdict == "denied").collect();
     assert!(denied.is_empty(), "audit mode denied: {denied:#?}");
-    let audited: Vec<Cell> = flows
-        .iter()
-        .filter(|f| f.verdict == "audit")
-        .map(|f| {
-            (
-                f.from.pod.clone().unwrap_or_default(),
-                f.to.pod.clone().unwrap_or_default(),
-                f.to.port.unwrap_or_default(),
-                f.protocol.clone(),
-            )
-        })
-        .collect();
     let audited_set: BTreeSet<Cell> = audited.iter().cloned().collect();
     let missing: Vec<_> = would_drop.difference(&audited_set).collect();
     let extra: Vec<_> = audited_set.difference(&would_drop).collect();
