@@ -27,6 +27,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(node = %config.node_name, pod_cidr = %config.pod_cidr, "straitd starting");
     let mut dataplane = load_data_path(&config)?;
     reserve_snat_ports()?;
+    reserve_node_ports(config.node_port_range)?;
     let netlink = Netlink::connect().context("opening netlink")?;
     if let Some(cgroup) = &config.cgroup {
         dataplane.attach_socket_lb(cgroup).with_context(|| {
@@ -252,6 +253,27 @@ fn reserve_snat_ports() -> anyhow::Result<()> {
     if reserved {
         tracing::info!(
             "reserved the SNAT ports {first}-{last} in net.ipv4.ip_local_reserved_ports"
+        );
+    }
+    Ok(())
+}
+
+/// Reserves the cluster's NodePort range from the node's ephemeral ports (see `--node-port-range`).
+fn reserve_node_ports(range: Option<(u16, u16)>) -> anyhow::Result<()> {
+    let Some((first, last)) = range else {
+        return Ok(());
+    };
+    let reserved = strait_dataplane::sysctl::reserve_local_ports(first, last).with_context(|| {
+        format!(
+            "reserving the NodePort range {first}-{last} in net.ipv4.ip_local_reserved_ports (a \
+             connection of the node's own from a NodePort would have its replies taken for NodePort \
+             traffic; --node-port-range none skips this)"
+        )
+    })?;
+    if reserved {
+        tracing::info!(
+            "reserved the NodePort range {first}-{last} in net.ipv4.ip_local_reserved_ports: the \
+             node's own connections never take a NodePort as their source port"
         );
     }
     Ok(())

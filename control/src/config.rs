@@ -57,6 +57,30 @@ pub struct AgentConfig {
     pub overlay: crate::overlay::OverlaySettings,
     /// Whether and how NetworkPolicies are enforced.
     pub network_policy: PolicyMode,
+    /// The cluster's NodePort range (first, last), reserved from the node's ephemeral ports; `None`
+    /// reserves nothing.
+    pub node_port_range: Option<(u16, u16)>,
+}
+
+/// The API server's default `--service-node-port-range`.
+pub const DEFAULT_NODE_PORT_RANGE: &str = "30000-32767";
+
+/// `--node-port-range`: `FIRST-LAST` (as the API server's `--service-node-port-range` writes it), or
+/// `none`.
+pub fn parse_node_port_range(text: &str) -> Result<Option<(u16, u16)>, String> {
+    if text == "none" {
+        return Ok(None);
+    }
+    let bad = || format!("{text:?} is not FIRST-LAST (e.g. {DEFAULT_NODE_PORT_RANGE}) or none");
+    let (first, last) = text.split_once('-').ok_or_else(bad)?;
+    let (first, last): (u16, u16) = (
+        first.trim().parse().map_err(|_| bad())?,
+        last.trim().parse().map_err(|_| bad())?,
+    );
+    if first == 0 || first > last {
+        return Err(bad());
+    }
+    Ok(Some((first, last)))
 }
 
 /// Whether and how NetworkPolicies are enforced on the node's pods.
@@ -172,8 +196,21 @@ pub fn default_http_addr(node_ip: Option<std::net::Ipv4Addr>) -> SocketAddr {
 
 #[cfg(test)]
 mod tests {
-    use super::{UplinkXdp, default_http_addr, fast_path_default};
+    use super::{UplinkXdp, default_http_addr, fast_path_default, parse_node_port_range};
     use strait_dataplane::XdpMode;
+
+    #[test]
+    fn node_port_ranges_read_as_the_api_server_writes_them() {
+        assert_eq!(
+            parse_node_port_range("30000-32767"),
+            Ok(Some((30000, 32767)))
+        );
+        assert_eq!(parse_node_port_range("none"), Ok(None));
+        for bad in ["30000", "32767-30000", "0-10", "a-b", "30000-70000"] {
+            let error = parse_node_port_range(bad).unwrap_err();
+            assert!(error.contains("FIRST-LAST"), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn http_listens_on_the_node_address_or_loopback_by_default() {

@@ -1,6 +1,7 @@
 //! `strait flows`: NetworkPolicy verdicts from every node's agent (`GET /flows` on its HTTP server),
 //! merged. A lab's agents are asked inside their node namespaces; other agents by address
-//! (`--agent http://HOST:PORT`). Without `--follow` each agent's recent verdicts are fetched and
+//! (`--agent http://HOST:PORT`), or every Node's of a live cluster ([`kube_sources`]: its InternalIP,
+//! else ExternalIP, on the agents' port). Without `--follow` each agent's recent verdicts are fetched and
 //! printed oldest first; with it, each agent's recent verdicts are merged in time order first (a
 //! follow answer says how many of its lines are recent, `X-Strait-Recent`), then live ones are printed
 //! as they arrive from any agent.
@@ -330,6 +331,33 @@ pub fn recent(sources: &[Source], query: &FlowQuery) -> Result<Vec<Flow>, LabErr
     }
     sort(&mut all);
     Ok(all)
+}
+
+/// The agent of every Node the cluster's API server lists (the kubeconfig's or the in-cluster one):
+/// its first IPv4 InternalIP, else ExternalIP, on `port`, named by the Node; Nodes with neither are
+/// left out.
+pub fn kube_sources(port: u16) -> Result<Vec<Source>, LabError> {
+    let objects = crate::kube_objects::read_cluster(&[strait_k8s::Kind::Node])?;
+    Ok(objects
+        .iter()
+        .filter_map(|object| match object {
+            strait_k8s::Object::Node(node) => node_source(node, port),
+            _ => None,
+        })
+        .collect())
+}
+
+/// `node`'s agent on `port`, if the Node has an IPv4 InternalIP or ExternalIP.
+fn node_source(node: &k8s_openapi::api::core::v1::Node, port: u16) -> Option<Source> {
+    let addresses = node.status.as_ref()?.addresses.as_deref()?;
+    let ip = ["InternalIP", "ExternalIP"].iter().find_map(|kind| {
+        addresses
+            .iter()
+            .filter(|a| a.type_ == *kind)
+            .find_map(|a| a.address.parse::<Ipv4Addr>().ok())
+    })?;
+    let name = node.metadata.name.clone().unwrap_or_else(|| ip.to_string());
+    Some(Source::Address(name, SocketAddr::from((ip, port))))
 }
 
 /// Verdicts in the order they were made (agents' clocks permitting); within a millisecond a flow's

@@ -141,9 +141,24 @@ struct Args {
     /// (a Namespace annotated `strait.io/policy-audit: "true"` puts only its own pods in audit mode).
     #[arg(long)]
     policy_audit: bool,
+    /// The cluster's NodePort range (the API server's --service-node-port-range), reserved in
+    /// net.ipv4.ip_local_reserved_ports so no connection the node opens takes a NodePort as its
+    /// source port (a reply to it would be taken for NodePort traffic and never reach the socket), as
+    /// Cilium does; `none` leaves the reserved ports alone.
+    #[arg(long, default_value = strait_control::config::DEFAULT_NODE_PORT_RANGE,
+          value_parser = node_port_range_arg)]
+    node_port_range: NodePortRangeArg,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+/// `--node-port-range`: a range, or none.
+#[derive(Clone, Copy, Debug)]
+struct NodePortRangeArg(Option<(u16, u16)>);
+
+fn node_port_range_arg(text: &str) -> Result<NodePortRangeArg, String> {
+    strait_control::config::parse_node_port_range(text).map(NodePortRangeArg)
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -236,6 +251,7 @@ fn main() -> anyhow::Result<()> {
         manifests: args.manifests,
         kube: args.kube,
         resync_interval: std::time::Duration::from_secs(args.resync_interval_s),
+        node_port_range: args.node_port_range.0,
         overlay: OverlaySettings {
             mode: match args.overlay {
                 OverlayArg::Vxlan => OverlayMode::Vxlan,

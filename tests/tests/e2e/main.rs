@@ -13,6 +13,7 @@ mod flannel;
 mod flows;
 mod lifecycle;
 mod malformed;
+mod node_ports;
 mod overlay;
 mod policy;
 mod policy_audit;

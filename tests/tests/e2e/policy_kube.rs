@@ -1,7 +1,8 @@
-//! `strait policy explain --kube` and `strait policy audit --kube` against an API server: the stand-in
-//! server of `strait_tests` on loopback, reached through a kubeconfig as a user's would be. The pods
-//! span several list pages (the CLI follows `continue`), their addresses come from `status.podIP`, and
-//! a finished pod's address belongs to nobody.
+//! `strait policy explain --kube`, `strait policy audit --kube` and `strait flows --kube` against an
+//! API server: the stand-in server of `strait_tests` on loopback, reached through a kubeconfig as a
+//! user's would be. The pods span several list pages (the CLI follows `continue`), their addresses
+//! come from `status.podIP`, and a finished pod's address belongs to nobody; `flows` asks each Node's
+//! agent at the Node's address.
 
 use std::{path::Path, process::Command};
 
@@ -168,6 +169,102 @@ fn policy_explain_and_audit_read_a_live_cluster_through_its_api_server() {
         !found.iter().any(|(_, subject)| *subject == "shop/old-web"),
         "a finished pod is no subject: {report:#}"
     );
+}
+
+/// An agent's `/flows` stand-in on `ip:port`: answers one request with `lines` (NDJSON) and hands
+/// back the request line.
+fn fake_agent(
+    ip: std::net::Ipv4Addr,
+    port: u16,
+    lines: Vec<String>,
+) -> std::thread::JoinHandle<String> {
+    use std::io::{BufRead as _, Write as _};
+    let listener = std::net::TcpListener::bind((ip, port)).unwrap();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut request = String::new();
+        reader.read_line(&mut request).unwrap();
+        let mut writer = stream;
+        write!(writer, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").unwrap();
+        for line in lines {
+            writeln!(writer, "{line}").unwrap();
+        }
+        request
+    })
+}
+
+/// A verdict as an agent serves it, made on `node` at `time_ms`.
+fn verdict(node: &str, time_ms: u64, port: u16) -> String {
+    json!({"seq": 1, "time": "2026-12-02T00:00:00.000Z", "time_ms": time_ms, "node": node,
+           "direction": "ingress", "verdict": "denied", "by": "default-deny", "protocol": "TCP",
+           "from": {"ip": "10.244.1.3", "port": 40000, "pod": "shop/web"},
+           "to": {"ip": "10.244.2.2", "port": port, "pod": "shop/api"},
+           "policy": null, "rule": null})
+    .to_string()
+}
+
+#[test]
+fn strait_flows_kube_asks_the_agent_of_every_node_at_its_internal_ip() {
+    // Two agents on two loopback addresses, one port: the port is free on 127.0.0.1, and almost
+    // surely on 127.0.0.2.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let one = fake_agent([127, 0, 0, 1].into(), port, vec![verdict("node-1", 30, 81)]);
+    let two = fake_agent([127, 0, 0, 2].into(), port, vec![verdict("node-2", 20, 80)]);
+    let node = |name: &str, addresses: Value| {
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+               "status": {"addresses": addresses}})
+    };
+    let server = MockApiServer::start(vec![
+        node(
+            "node-1",
+            json!([{"type": "Hostname", "address": "node-1"},
+                   {"type": "InternalIP", "address": "127.0.0.1"}]),
+        ),
+        node(
+            "node-2",
+            json!([{"type": "ExternalIP", "address": "127.0.0.2"}]),
+        ),
+        node("node-3", json!([{"type": "Hostname", "address": "node-3"}])),
+    ])
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &server.url());
+    let output = Command::new(strait_tests::bin_dir().join("strait"))
+        .args([
+            "flows",
+            "--kube",
+            "--agent-port",
+            &port.to_string(),
+            "--verdict",
+            "denied",
+        ])
+        .args(["-o", "json"])
+        .env("KUBECONFIG", &config)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let nodes: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["node"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    // Merged in time order: node-2's verdict (20 ms) before node-1's (30 ms); node-3 has no address.
+    assert_eq!(nodes, ["node-2", "node-1"]);
+    for agent in [one, two] {
+        let request = agent.join().unwrap();
+        assert!(request.starts_with("GET /flows?"), "{request}");
+        assert!(request.contains("verdict=denied"), "{request}");
+    }
 }
 
 #[test]

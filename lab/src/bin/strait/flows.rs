@@ -9,11 +9,18 @@ use strait_lab::{cluster::Lab, flows};
 #[derive(clap::Args, Debug)]
 pub(crate) struct FlowsArgs {
     /// The lab whose nodes' agents are asked [default: lab].
-    #[arg(long, conflicts_with = "agent")]
+    #[arg(long, conflicts_with_all = ["agent", "kube"])]
     name: Option<String>,
     /// Ask this agent instead (http://HOST[:PORT], port 9962 by default); repeat for several nodes.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kube")]
     agent: Vec<String>,
+    /// Ask the agent of every Node of a live cluster instead (the current kubeconfig context,
+    /// KUBECONFIG, or the in-cluster service account): the Node's InternalIP on --agent-port.
+    #[arg(long)]
+    kube: bool,
+    /// The agents' HTTP port, with --kube.
+    #[arg(long, default_value_t = flows::DEFAULT_AGENT_PORT, requires = "kube")]
+    agent_port: u16,
     /// Only flows with a pod of this namespace at either end.
     #[arg(long)]
     namespace: Option<String>,
@@ -52,7 +59,9 @@ pub(crate) enum FlowOutput {
 
 /// Runs `strait flows`.
 pub(crate) fn run_flows(args: FlowsArgs) -> anyhow::Result<ExitCode> {
-    let sources = if args.agent.is_empty() {
+    let sources = if args.kube {
+        flows::kube_sources(args.agent_port)?
+    } else if args.agent.is_empty() {
         let name = args.name.as_deref().unwrap_or("lab");
         Lab::open(name)?.flow_sources()
     } else {
@@ -61,7 +70,14 @@ pub(crate) fn run_flows(args: FlowsArgs) -> anyhow::Result<ExitCode> {
             .map(|a| flows::Source::parse_agent(a))
             .collect::<Result<_, _>>()?
     };
-    anyhow::ensure!(!sources.is_empty(), "no node runs a strait agent");
+    anyhow::ensure!(
+        !sources.is_empty(),
+        if args.kube {
+            "the cluster has no Node with an address to ask"
+        } else {
+            "no node runs a strait agent"
+        }
+    );
     let query = flows::FlowQuery {
         namespace: args.namespace,
         pod: args.pod,
