@@ -183,21 +183,10 @@ impl Dataplane {
     /// consumer. [`DataplaneError::MapMissing`] for an object without the map.
     pub fn policy_events(&self) -> Result<PolicyEvents, DataplaneError> {
         let name = POLICY_EVENTS_MAP;
-        let map = self
-            .ebpf
-            .map(name)
-            .ok_or(DataplaneError::MapMissing { name })?;
-        let Map::RingBuf(data) = map else {
-            return Err(DataplaneError::io(
-                format!("map {name}"),
-                io::Error::other("not a ring buffer"),
-            ));
-        };
-        let fd =
-            data.fd().as_fd().try_clone_to_owned().map_err(|e| {
-                DataplaneError::io(format!("duplicating the descriptor of {name}"), e)
-            })?;
-        let own = MapData::from_fd(fd).map_err(|source| DataplaneError::Map { name, source })?;
+        let own = self.own_map_data(name, "a ring buffer", |map| match map {
+            Map::RingBuf(data) => Some(data),
+            _ => None,
+        })?;
         let ring = RingBuf::try_from(Map::RingBuf(own))
             .map_err(|source| DataplaneError::Map { name, source })?;
         Ok(PolicyEvents {
@@ -213,24 +202,38 @@ impl Dataplane {
     /// without the map.
     pub fn policy_lost_reader(&self) -> Result<PolicyLostReader, DataplaneError> {
         let name = POLICY_EVENTS_LOST_MAP;
+        let own = self.own_map_data(name, "a per-CPU array", |map| match map {
+            Map::PerCpuArray(data) => Some(data),
+            _ => None,
+        })?;
+        let array = PerCpuArray::try_from(Map::PerCpuArray(own))
+            .map_err(|source| DataplaneError::Map { name, source })?;
+        Ok(PolicyLostReader { array })
+    }
+
+    /// Map `name` on a duplicate of its descriptor, for a reader that needs no borrow of the
+    /// `Dataplane`; `data` finds the map's data if the map is of the kind `kind` names.
+    fn own_map_data(
+        &self,
+        name: &'static str,
+        kind: &str,
+        data: impl Fn(&Map) -> Option<&MapData>,
+    ) -> Result<MapData, DataplaneError> {
         let map = self
             .ebpf
             .map(name)
             .ok_or(DataplaneError::MapMissing { name })?;
-        let Map::PerCpuArray(data) = map else {
-            return Err(DataplaneError::io(
+        let data = data(map).ok_or_else(|| {
+            DataplaneError::io(
                 format!("map {name}"),
-                io::Error::other("not a per-CPU array"),
-            ));
-        };
+                io::Error::other(format!("not {kind}")),
+            )
+        })?;
         let fd =
             data.fd().as_fd().try_clone_to_owned().map_err(|e| {
                 DataplaneError::io(format!("duplicating the descriptor of {name}"), e)
             })?;
-        let own = MapData::from_fd(fd).map_err(|source| DataplaneError::Map { name, source })?;
-        let array = PerCpuArray::try_from(Map::PerCpuArray(own))
-            .map_err(|source| DataplaneError::Map { name, source })?;
-        Ok(PolicyLostReader { array })
+        MapData::from_fd(fd).map_err(|source| DataplaneError::Map { name, source })
     }
 }
 

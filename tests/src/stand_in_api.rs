@@ -58,23 +58,22 @@ struct State {
 }
 
 impl State {
+    /// The objects of collection `path`, in key order.
+    fn items(&self, path: &str) -> Vec<&Value> {
+        self.objects
+            .get(path)
+            .into_iter()
+            .flat_map(|o| o.values())
+            .collect()
+    }
+
     /// The list response of collection `path`, rendered now if it is not cached.
     fn list(&mut self, path: &'static str, version: u64) -> Arc<String> {
         if let Some(body) = self.lists.get(path) {
             return Arc::clone(body);
         }
-        let (api_version, kind) = COLLECTIONS
-            .iter()
-            .find(|(p, _, _)| *p == path)
-            .map_or(("v1", "Unknown"), |(_, api_version, kind)| {
-                (*api_version, *kind)
-            });
-        let items: Vec<&Value> = self
-            .objects
-            .get(path)
-            .into_iter()
-            .flat_map(|o| o.values())
-            .collect();
+        let (api_version, kind) = served_kind(path);
+        let items = self.items(path);
         let body = Arc::new(
             json!({
                 "apiVersion": api_version,
@@ -102,18 +101,8 @@ impl State {
         let offset = param("continue")
             .and_then(|c| c.parse::<usize>().ok())
             .unwrap_or(0);
-        let (api_version, kind) = COLLECTIONS
-            .iter()
-            .find(|(p, _, _)| *p == path)
-            .map_or(("v1", "Unknown"), |(_, api_version, kind)| {
-                (*api_version, *kind)
-            });
-        let all: Vec<&Value> = self
-            .objects
-            .get(path)
-            .into_iter()
-            .flat_map(|o| o.values())
-            .collect();
+        let (api_version, kind) = served_kind(path);
+        let all = self.items(path);
         let end = offset.saturating_add(limit).min(all.len());
         let mut metadata = json!({"resourceVersion": version.to_string()});
         if end < all.len() {
@@ -243,6 +232,16 @@ impl Drop for MockApiServer {
         // Wake the accept loop so it sees the stop flag.
         let _ = TcpStream::connect(self.addr);
     }
+}
+
+/// The `apiVersion` and kind of collection `path`.
+fn served_kind(path: &str) -> (&'static str, &'static str) {
+    COLLECTIONS
+        .iter()
+        .find(|(p, _, _)| *p == path)
+        .map_or(("v1", "Unknown"), |(_, api_version, kind)| {
+            (*api_version, *kind)
+        })
 }
 
 fn collection_of(object: &Value) -> Option<&'static str> {
