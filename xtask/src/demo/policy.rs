@@ -70,6 +70,8 @@ pub(super) fn tour(lab: &Lab, a: &Pod, b: &Pod, port: u16) -> Result<()> {
         "the verdicts the agents reported for {}: the drops, then the rule that let A in",
         b.key
     ));
+    // The agents read verdicts in batches, at most every 50 ms: let the last one be read.
+    std::thread::sleep(std::time::Duration::from_millis(150));
     let mut flows = std::process::Command::new(&lab.strait);
     flows.args([
         "flows",
