@@ -26,8 +26,7 @@ use crate::{
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(node = %config.node_name, pod_cidr = %config.pod_cidr, "straitd starting");
     let mut dataplane = load_data_path(&config)?;
-    reserve_snat_ports()?;
-    reserve_node_ports(config.node_port_range)?;
+    reserve_ports(config.node_port_range)?;
     let netlink = Netlink::connect().context("opening netlink")?;
     if let Some(cgroup) = &config.cgroup {
         dataplane.attach_socket_lb(cgroup).with_context(|| {
@@ -240,41 +239,24 @@ fn load_data_path(config: &AgentConfig) -> anyhow::Result<Dataplane> {
     Ok(dataplane)
 }
 
-/// Keeps the node's own connections off the data path's SNAT ports (see
-/// [`conntrack::reserve_snat_ports`]); the agent does not start without that.
-fn reserve_snat_ports() -> anyhow::Result<()> {
-    let (first, last) = conntrack::SNAT_PORTS;
-    let reserved = conntrack::reserve_snat_ports().with_context(|| {
-        format!(
-            "reserving the SNAT ports {first}-{last} in net.ipv4.ip_local_reserved_ports (the node's \
-             own connections must never use them)"
-        )
-    })?;
-    if reserved {
-        tracing::info!(
-            "reserved the SNAT ports {first}-{last} in net.ipv4.ip_local_reserved_ports"
-        );
-    }
-    Ok(())
-}
-
-/// Reserves the cluster's NodePort range from the node's ephemeral ports (see `--node-port-range`).
-fn reserve_node_ports(range: Option<(u16, u16)>) -> anyhow::Result<()> {
-    let Some((first, last)) = range else {
-        return Ok(());
-    };
-    let reserved = strait_dataplane::sysctl::reserve_local_ports(first, last).with_context(|| {
-        format!(
-            "reserving the NodePort range {first}-{last} in net.ipv4.ip_local_reserved_ports (a \
-             connection of the node's own from a NodePort would have its replies taken for NodePort \
-             traffic; --node-port-range none skips this)"
-        )
-    })?;
-    if reserved {
-        tracing::info!(
-            "reserved the NodePort range {first}-{last} in net.ipv4.ip_local_reserved_ports: the \
-             node's own connections never take a NodePort as their source port"
-        );
+/// Keeps the node's own connections off ports the data path answers for: the SNAT ports (see
+/// [`conntrack::SNAT_PORTS`]) and the cluster's NodePort range (`--node-port-range`), whose
+/// replies would be taken for NodePort traffic. The agent does not start without that.
+fn reserve_ports(node_ports: Option<(u16, u16)>) -> anyhow::Result<()> {
+    let snat = ("SNAT ports", conntrack::SNAT_PORTS);
+    let node_ports = node_ports.map(|range| ("NodePort range", range));
+    for (what, (first, last)) in std::iter::once(snat).chain(node_ports) {
+        let reserved = strait_dataplane::sysctl::reserve_local_ports(first, last).with_context(|| {
+            format!(
+                "reserving the {what} {first}-{last} in net.ipv4.ip_local_reserved_ports (the node's \
+                 own connections must never take them as source ports)"
+            )
+        })?;
+        if reserved {
+            tracing::info!(
+                "reserved the {what} {first}-{last} in net.ipv4.ip_local_reserved_ports"
+            );
+        }
     }
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! CT_V1 from user space: counting the tracked flows and sweeping the expired ones (the programs treat an
 //! expired flow as absent but cannot delete it; the LRU map only evicts when full). A flow's two entries
-//! (one per direction) are judged and deleted together. Also the reservation of the SNAT
-//! port range in the node's own port allocation.
+//! (one per direction) are judged and deleted together. Also the SNAT port range, which the agent
+//! reserves in the node's own port allocation (`sysctl::reserve_local_ports`): nodes often raise
+//! `ip_local_port_range` to 65535, and a node socket on a SNAT port would match an external flow's
+//! reply entry.
 
 use aya::maps::{HashMap, MapData};
 use strait_abi::{
@@ -14,13 +16,6 @@ use crate::{Dataplane, DataplaneError};
 
 /// The source ports the data path gives SNATed flows (first, last).
 pub const SNAT_PORTS: (u16, u16) = (SNAT_PORT_MIN, SNAT_PORT_MIN + (SNAT_PORT_COUNT - 1));
-
-/// Reserves [`SNAT_PORTS`] in the node's `net.ipv4.ip_local_reserved_ports`, so no connection the node
-/// opens itself can take a source port that an external flow's reply entry matches (nodes often raise
-/// `ip_local_port_range` to 65535). `Ok(false)` when they were reserved already.
-pub fn reserve_snat_ports() -> Result<bool, DataplaneError> {
-    crate::sysctl::reserve_local_ports(SNAT_PORTS.0, SNAT_PORTS.1)
-}
 
 /// What a sweep found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

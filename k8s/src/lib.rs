@@ -21,6 +21,6 @@ pub mod store;
 pub mod validate;
 
 pub use manifest::{Loaded, Location, ManifestError, ParseOptions};
-pub use object::{DEFAULT_NAMESPACE, Kind, Object, ObjectKey};
+pub use object::{DEFAULT_NAMESPACE, Kind, Object, ObjectKey, node_ipv4};
 pub use selector::{Labels, Selector};
 pub use store::{Change, Event, ObjectStore};

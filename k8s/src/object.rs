@@ -247,6 +247,18 @@ pub fn namespace_of(meta: &ObjectMeta) -> &str {
         .unwrap_or(DEFAULT_NAMESPACE)
 }
 
+/// The Node's first IPv4 address of the first type in `types` that has one (`status.addresses`, e.g.
+/// `["InternalIP", "ExternalIP"]`).
+pub fn node_ipv4(node: &Node, types: &[&str]) -> Option<std::net::Ipv4Addr> {
+    let addresses = node.status.as_ref()?.addresses.as_deref()?;
+    types.iter().find_map(|wanted| {
+        addresses
+            .iter()
+            .filter(|a| a.type_ == *wanted)
+            .find_map(|a| a.address.parse().ok())
+    })
+}
+
 macro_rules! into_object {
     ($($variant:ident: $ty:ty),* $(,)?) => {
         $(

@@ -349,13 +349,7 @@ pub fn kube_sources(port: u16) -> Result<Vec<Source>, LabError> {
 
 /// `node`'s agent on `port`, if the Node has an IPv4 InternalIP or ExternalIP.
 fn node_source(node: &k8s_openapi::api::core::v1::Node, port: u16) -> Option<Source> {
-    let addresses = node.status.as_ref()?.addresses.as_deref()?;
-    let ip = ["InternalIP", "ExternalIP"].iter().find_map(|kind| {
-        addresses
-            .iter()
-            .filter(|a| a.type_ == *kind)
-            .find_map(|a| a.address.parse::<Ipv4Addr>().ok())
-    })?;
+    let ip = strait_k8s::node_ipv4(node, &["InternalIP", "ExternalIP"])?;
     let name = node.metadata.name.clone().unwrap_or_else(|| ip.to_string());
     Some(Source::Address(name, SocketAddr::from((ip, port))))
 }

@@ -32,35 +32,19 @@ pub fn read_cluster(kinds: &[Kind]) -> Result<Vec<Object>, LabError> {
 }
 
 /// [`read_cluster`] with a given client.
-pub async fn read_with(client: Client, kinds: &[Kind]) -> Result<Vec<Object>, LabError> {
+async fn read_with(client: Client, kinds: &[Kind]) -> Result<Vec<Object>, LabError> {
     let mut objects = Vec::new();
     for kind in kinds {
         match kind {
-            Kind::Namespace => {
-                let items = list::<Namespace>(&client).await?;
-                objects.extend(items.into_iter().map(|n| Object::Namespace(Box::new(n))));
-            }
-            Kind::Node => {
-                let items = list::<Node>(&client).await?;
-                objects.extend(items.into_iter().map(|n| Object::Node(Box::new(n))));
-            }
-            Kind::Pod => {
-                let items = list::<Pod>(&client).await?;
-                objects.extend(
-                    items
-                        .into_iter()
-                        .filter(|pod| !finished(pod))
-                        .map(|p| Object::Pod(Box::new(p))),
-                );
-            }
-            Kind::NetworkPolicy => {
-                let items = list::<NetworkPolicy>(&client).await?;
-                objects.extend(
-                    items
-                        .into_iter()
-                        .map(|p| Object::NetworkPolicy(Box::new(p))),
-                );
-            }
+            Kind::Namespace => objects.extend(list::<Namespace>(&client).await?),
+            Kind::Node => objects.extend(list::<Node>(&client).await?),
+            Kind::Pod => objects.extend(
+                list::<Pod>(&client)
+                    .await?
+                    .into_iter()
+                    .filter(|pod| !matches!(pod, Object::Pod(pod) if finished(pod))),
+            ),
+            Kind::NetworkPolicy => objects.extend(list::<NetworkPolicy>(&client).await?),
             _ => {}
         }
     }
@@ -68,9 +52,10 @@ pub async fn read_with(client: Client, kinds: &[Kind]) -> Result<Vec<Object>, La
 }
 
 /// Every object of `K` in every namespace, following the API server's `continue` tokens.
-async fn list<K>(client: &Client) -> Result<Vec<K>, LabError>
+async fn list<K>(client: &Client) -> Result<Vec<Object>, LabError>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    Object: From<K>,
 {
     let api: Api<K> = Api::all(client.clone());
     let mut items = Vec::new();
@@ -86,7 +71,7 @@ where
                 K::plural(&())
             ))
         })?;
-        items.extend(page.items);
+        items.extend(page.items.into_iter().map(Object::from));
         token = page.metadata.continue_.filter(|t| !t.is_empty());
         if token.is_none() {
             return Ok(items);

@@ -33,11 +33,7 @@ pub fn explain_manifests(manifests: &Path, from: &str, to: &str) -> Result<Expla
 /// Namespaces, Pods with their addresses, and NetworkPolicies, as its agents enforce them).
 pub fn explain_lab(name: &str, from: &str, to: &str) -> Result<Explanation, LabError> {
     let lab = crate::cluster::Lab::open(name)?;
-    let cluster = lab.policy_cluster()?;
-    let (to, port, protocol) = parse_destination(to).map_err(usage)?;
-    let source: Party<'_> = cluster.party(from).map_err(usage)?;
-    let destination = cluster.party(&to).map_err(usage)?;
-    Ok(cluster.explain(&flow(source, destination, port, protocol)))
+    explain_in(&lab.policy_cluster()?, from, to)
 }
 
 /// Explains the flow as [`explain_manifests`] does, under the Namespaces, Pods (with their addresses)
@@ -54,7 +50,15 @@ fn explain_objects(
     from: &str,
     to: &str,
 ) -> Result<Explanation, LabError> {
-    let cluster = PolicyCluster::from_objects(objects).map_err(usage)?;
+    explain_in(
+        &PolicyCluster::from_objects(objects).map_err(usage)?,
+        from,
+        to,
+    )
+}
+
+/// The flow from `from` to `to` under `cluster`.
+fn explain_in(cluster: &PolicyCluster, from: &str, to: &str) -> Result<Explanation, LabError> {
     let (to, port, protocol) = parse_destination(to).map_err(usage)?;
     let source: Party<'_> = cluster.party(from).map_err(usage)?;
     let destination = cluster.party(&to).map_err(usage)?;

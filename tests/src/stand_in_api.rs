@@ -58,37 +58,19 @@ struct State {
 }
 
 impl State {
-    /// The objects of collection `path`, in key order.
-    fn items(&self, path: &str) -> Vec<&Value> {
-        self.objects
-            .get(path)
-            .into_iter()
-            .flat_map(|o| o.values())
-            .collect()
-    }
-
     /// The list response of collection `path`, rendered now if it is not cached.
     fn list(&mut self, path: &'static str, version: u64) -> Arc<String> {
         if let Some(body) = self.lists.get(path) {
             return Arc::clone(body);
         }
-        let (api_version, kind) = served_kind(path);
-        let items = self.items(path);
-        let body = Arc::new(
-            json!({
-                "apiVersion": api_version,
-                "kind": format!("{kind}List"),
-                "metadata": {"resourceVersion": version.to_string()},
-                "items": items,
-            })
-            .to_string(),
-        );
+        // The whole collection is the page a request without `limit` asks for.
+        let body = Arc::new(self.page(path, version, ""));
         self.lists.insert(path, Arc::clone(&body));
         body
     }
 
-    /// One page of collection `path`: `limit` items from the position `continue` names (a decimal
-    /// offset here), with the next page's token when items are left.
+    /// One page of collection `path`: `limit` items (all without one) from the position `continue`
+    /// names (a decimal offset here), with the next page's token when items are left.
     fn page(&self, path: &'static str, version: u64, query: &str) -> String {
         let param = |name: &str| {
             query
@@ -102,7 +84,12 @@ impl State {
             .and_then(|c| c.parse::<usize>().ok())
             .unwrap_or(0);
         let (api_version, kind) = served_kind(path);
-        let all = self.items(path);
+        let all: Vec<&Value> = self
+            .objects
+            .get(path)
+            .into_iter()
+            .flat_map(|o| o.values())
+            .collect();
         let end = offset.saturating_add(limit).min(all.len());
         let mut metadata = json!({"resourceVersion": version.to_string()});
         if end < all.len() {

@@ -274,7 +274,8 @@ impl LostLog {
         tracing::warn!(
             lost = count - self.logged,
             total = count,
-            "policy verdicts were lost: the ring buffer was full (the agent was down or slow);              strait_policy_verdicts_lost_total counts them"
+            "policy verdicts were lost: the ring buffer was full (the agent was down or slow); \
+             strait_policy_verdicts_lost_total counts them"
         );
         self.logged = count;
         self.at = Some(std::time::Instant::now());

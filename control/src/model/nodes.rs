@@ -14,6 +14,7 @@ use strait_dataplane::{
 use strait_k8s::{
     Kind, Object, ObjectStore,
     flannel::{self, parse_mac},
+    node_ipv4,
 };
 
 /// How the other nodes are reached.
@@ -115,13 +116,7 @@ fn underlay_address(node: &Node) -> Option<Ipv4Addr> {
         .as_ref()
         .and_then(|a| a.get(flannel::PUBLIC_IP))
         .and_then(|ip| ip.parse().ok());
-    annotated.or_else(|| {
-        node.status
-            .iter()
-            .flat_map(|s| s.addresses.iter().flatten())
-            .filter(|a| a.type_ == "InternalIP")
-            .find_map(|a| a.address.parse().ok())
-    })
+    annotated.or_else(|| node_ipv4(node, &["InternalIP"]))
 }
 
 /// The VTEP MAC of the node's Flannel `backend-data` annotation, if it names a valid one.

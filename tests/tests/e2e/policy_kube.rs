@@ -74,10 +74,9 @@ fn kubeconfig(dir: &Path, url: &str) -> std::path::PathBuf {
     path
 }
 
-/// Runs `strait policy ARGS...` with `kubeconfig` as KUBECONFIG.
-fn strait_policy(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
+/// Runs `strait ARGS...` with `kubeconfig` as KUBECONFIG (and no in-cluster service account).
+fn strait_kube(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
     Command::new(strait_tests::bin_dir().join("strait"))
-        .arg("policy")
         .args(args)
         .env("KUBECONFIG", kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
@@ -92,16 +91,20 @@ fn policy_explain_and_audit_read_a_live_cluster_through_its_api_server() {
     let config = kubeconfig(dir.path(), &server.url());
 
     // By name and by address (status.podIP), to a named port resolved on the API's pod.
-    let allowed = strait_policy(&config, &["explain", "--kube", "shop/web", "shop/api:8080"]);
+    let allowed = strait_kube(
+        &config,
+        &["policy", "explain", "--kube", "shop/web", "shop/api:8080"],
+    );
     assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
     let text = String::from_utf8_lossy(&allowed.stdout);
     assert!(
         text.contains("ingress of shop/api: allowed by shop/api-from-web rule 0"),
         "{text}"
     );
-    let by_address = strait_policy(
+    let by_address = strait_kube(
         &config,
         &[
+            "policy",
             "explain",
             "--kube",
             "10.244.1.3",
@@ -114,21 +117,33 @@ fn policy_explain_and_audit_read_a_live_cluster_through_its_api_server() {
     let answer: Value = serde_json::from_slice(&by_address.stdout).unwrap();
     assert_eq!(answer["allowed"], true, "{answer}");
     // The last pod, on the third page of pods: found, and a web pod in any namespace.
-    let last = strait_policy(&config, &["explain", "--kube", "zz/last", "shop/api:8080"]);
+    let last = strait_kube(
+        &config,
+        &["policy", "explain", "--kube", "zz/last", "shop/api:8080"],
+    );
     assert_eq!(last.status.code(), Some(0), "{last:?}");
     // Another port: the rule's named port does not match.
-    let other_port = strait_policy(&config, &["explain", "--kube", "shop/web", "shop/api:9090"]);
+    let other_port = strait_kube(
+        &config,
+        &["policy", "explain", "--kube", "shop/web", "shop/api:9090"],
+    );
     assert_eq!(other_port.status.code(), Some(1), "{other_port:?}");
     // A finished web pod's address is nobody's: outside the cluster, denied.
-    let finished = strait_policy(
+    let finished = strait_kube(
         &config,
-        &["explain", "--kube", "10.244.1.9", "shop/api:8080"],
+        &["policy", "explain", "--kube", "10.244.1.9", "shop/api:8080"],
     );
     assert_eq!(finished.status.code(), Some(1), "{finished:?}");
     assert!(String::from_utf8_lossy(&finished.stdout).contains("matches no peer"));
-    let gone = strait_policy(
+    let gone = strait_kube(
         &config,
-        &["explain", "--kube", "shop/old-web", "shop/api:8080"],
+        &[
+            "policy",
+            "explain",
+            "--kube",
+            "shop/old-web",
+            "shop/api:8080",
+        ],
     );
     assert_eq!(gone.status.code(), Some(2), "{gone:?}");
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no pod shop/old-web"));
@@ -148,7 +163,7 @@ fn policy_explain_and_audit_read_a_live_cluster_through_its_api_server() {
     assert_eq!(pod_pages, 6 * 3, "{requests:?}");
 
     // The audit reads Nodes too: the ipBlock over everything covers the node's address.
-    let audit = strait_policy(&config, &["audit", "--kube", "-o", "json"]);
+    let audit = strait_kube(&config, &["policy", "audit", "--kube", "-o", "json"]);
     assert_eq!(audit.status.code(), Some(1), "{audit:?}");
     let report: Value = serde_json::from_slice(&audit.stdout).unwrap();
     let found: Vec<(&str, &str)> = report["findings"]
@@ -169,6 +184,15 @@ fn policy_explain_and_audit_read_a_live_cluster_through_its_api_server() {
         !found.iter().any(|(_, subject)| *subject == "shop/old-web"),
         "a finished pod is no subject: {report:#}"
     );
+}
+
+/// A port free on 127.0.0.1 a moment ago (bound, then released).
+fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// An agent's `/flows` stand-in on `ip:port`: answers one request with `lines` (NDJSON) and hands
@@ -208,11 +232,7 @@ fn verdict(node: &str, time_ms: u64, port: u16) -> String {
 fn strait_flows_kube_asks_the_agent_of_every_node_at_its_internal_ip() {
     // Two agents on two loopback addresses, one port: the port is free on 127.0.0.1, and almost
     // surely on 127.0.0.2.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_loopback_port();
     let one = fake_agent([127, 0, 0, 1].into(), port, vec![verdict("node-1", 30, 81)]);
     let two = fake_agent([127, 0, 0, 2].into(), port, vec![verdict("node-2", 20, 80)]);
     let node = |name: &str, addresses: Value| {
@@ -234,20 +254,20 @@ fn strait_flows_kube_asks_the_agent_of_every_node_at_its_internal_ip() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &server.url());
-    let output = Command::new(strait_tests::bin_dir().join("strait"))
-        .args([
+    let port_text = port.to_string();
+    let output = strait_kube(
+        &config,
+        &[
             "flows",
             "--kube",
             "--agent-port",
-            &port.to_string(),
+            &port_text,
             "--verdict",
             "denied",
-        ])
-        .args(["-o", "json"])
-        .env("KUBECONFIG", &config)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .output()
-        .unwrap();
+            "-o",
+            "json",
+        ],
+    );
     assert!(output.status.success(), "{output:?}");
     let nodes: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -269,15 +289,14 @@ fn strait_flows_kube_asks_the_agent_of_every_node_at_its_internal_ip() {
 
 #[test]
 fn policy_explain_kube_without_an_api_server_says_so_and_exits_2() {
-    // A port nothing listens on: bound, then released.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nothing listens on.
+    let port = free_loopback_port();
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &format!("http://127.0.0.1:{port}"));
-    let output = strait_policy(&config, &["explain", "--kube", "shop/web", "shop/api:8080"]);
+    let output = strait_kube(
+        &config,
+        &["policy", "explain", "--kube", "shop/web", "shop/api:8080"],
+    );
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
