@@ -9,12 +9,14 @@ use strait_dataplane::{
     Dataplane, DataplaneError, LoadOptions, bpffs, conntrack, netlink::Netlink,
     policy_events::AsyncPolicyEvents,
 };
+use strait_dns::server::{DnsServer, ServerCounters};
 use tokio::{net::TcpListener, signal::unix::SignalKind, sync::Mutex};
 
 use crate::{
     api,
     config::{AgentConfig, UplinkXdp},
     conntrack_gc,
+    dns::{DnsSettings, NodeLocalDns, ZoneHandle},
     endpoints::EndpointManager,
     flows::{self, FlowHub, FlowNames},
     http::{self, HttpState},
@@ -72,8 +74,10 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let annotations_task = publish_annotations(&config, overlay.as_ref()).await?;
     let conntrack_stats = conntrack_gc::ConntrackStats::default();
     let sweep_task = tokio::spawn(conntrack_gc::run(manager.clone(), conntrack_stats.clone()));
+    let (dns_sync, dns_server) = start_dns(&config).await;
     let settings = services::SyncSettings {
         overlay: overlay.map(|o| o.routing),
+        dns: dns_sync,
         ..config.sync_settings()
     };
     let sync_task = source.map(|(source, origin)| {
@@ -101,14 +105,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         },
     ));
 
-    let mut term = tokio::signal::unix::signal(SignalKind::terminate())
-        .context("installing SIGTERM handler")?;
-    let mut int = tokio::signal::unix::signal(SignalKind::interrupt())
-        .context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
+    wait_for_stop_signal().await?;
     api_task.abort();
     http_task.abort();
     sweep_task.abort();
@@ -119,11 +116,76 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     {
         task.abort();
     }
+    if let Some(server) = dns_server {
+        server.stop().await;
+    }
     // Wait for an in-flight request to finish before leaving.
     let _guard = manager.lock().await;
     release_socket(&bound_socket);
     tracing::info!("straitd stopped; the data path stays in place");
     Ok(())
+}
+
+/// Returns on SIGTERM or SIGINT.
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(SignalKind::terminate())
+        .context("installing SIGTERM handler")?;
+    let mut int = tokio::signal::unix::signal(SignalKind::interrupt())
+        .context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}
+
+/// Starts the cluster DNS server, when configured and there is an address to listen on: what the
+/// sync loop needs to keep its zone and lead the DNS Service here, and the server. A server that
+/// cannot listen is logged and the agent goes on without DNS.
+async fn start_dns(
+    config: &AgentConfig,
+) -> (
+    Option<(DnsSettings, NodeLocalDns)>,
+    Option<DnsServer<ZoneHandle>>,
+) {
+    let Some(dns) = &config.dns else {
+        return (None, None);
+    };
+    let Some(listen) = dns.listen.or_else(|| {
+        config
+            .node_ip
+            .map(|ip| std::net::SocketAddrV4::new(ip, crate::dns::DNS_PORT))
+    }) else {
+        tracing::warn!("cluster DNS off: no --node-ip or --dns-listen to serve it on");
+        return (None, None);
+    };
+    let handle = ZoneHandle::new(dns.zone.clone());
+    let counters = Arc::new(ServerCounters::default());
+    match DnsServer::start(listen.into(), handle.clone(), counters).await {
+        Ok(server) => {
+            let (namespace, name) = dns.service.clone();
+            tracing::info!(
+                listen = %server.local_addr,
+                service = %format!("{namespace}/{name}"),
+                domain = %dns.zone.domain,
+                "cluster DNS serving"
+            );
+            let local = NodeLocalDns {
+                namespace,
+                name,
+                listen,
+            };
+            let settings = DnsSettings {
+                zone: dns.zone.clone(),
+                handle,
+            };
+            (Some((settings, local)), Some(server))
+        }
+        Err(error) => {
+            tracing::error!(%error, "cluster DNS off: its server cannot listen");
+            (None, None)
+        }
+    }
 }
 
 /// Starts reading the policy verdicts of `dataplane` into a [`FlowHub`] (named with `names`); no hub

@@ -60,6 +60,8 @@ pub struct AgentConfig {
     /// The cluster's NodePort range (first, last), reserved from the node's ephemeral ports; `None`
     /// reserves nothing.
     pub node_port_range: Option<(u16, u16)>,
+    /// Cluster DNS answered by this node (`None`: off).
+    pub dns: Option<DnsConfig>,
 }
 
 /// The API server's default `--service-node-port-range`.
@@ -94,6 +96,30 @@ pub enum PolicyMode {
     Audit,
 }
 
+/// Cluster DNS served by this node's agent.
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    /// The cluster zone: domain, TTL, pod names.
+    pub zone: strait_dns::ZoneConfig,
+    /// `(namespace, name)` of the DNS Service this node answers itself (`kube-system/kube-dns`).
+    pub service: (String, String),
+    /// Where the server listens; `None`: the node's address, port 53.
+    pub listen: Option<std::net::SocketAddrV4>,
+}
+
+/// The DNS Service kubeadm's CoreDNS addon creates.
+pub const DEFAULT_DNS_SERVICE: &str = "kube-system/kube-dns";
+
+/// `NAMESPACE/NAME`.
+pub fn parse_service_name(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() => {
+            Ok((namespace.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("{text:?} is not NAMESPACE/NAME")),
+    }
+}
+
 impl AgentConfig {
     /// What the service sync loop translates for.
     pub fn sync_settings(&self) -> crate::services::SyncSettings {
@@ -105,6 +131,8 @@ impl AgentConfig {
             resync_every: self.resync_interval,
             // Filled in once the overlay is set up (`overlay::setup`).
             overlay: None,
+            // Filled in once the DNS server listens (`agent::start_dns`).
+            dns: None,
         }
     }
 

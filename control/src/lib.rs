@@ -7,6 +7,7 @@ pub mod agent;
 pub mod api;
 pub mod config;
 pub mod conntrack_gc;
+pub mod dns;
 pub mod endpoints;
 pub mod flows;
 pub mod gauges;

@@ -29,6 +29,7 @@ use strait_k8s::{Kind, ObjectStore};
 use tokio::sync::Mutex;
 
 use crate::{
+    dns::{DnsIndex, DnsSettings, NodeLocalDns},
     endpoints::EndpointManager,
     flows::FlowNames,
     healthcheck::HealthServer,
@@ -203,6 +204,9 @@ struct Model {
     overlay: Option<Routing>,
     /// NetworkPolicy's identities and numbers (`None`: policy is off).
     policy: Option<PolicyState>,
+    /// The cluster DNS zone (`None`: this node serves no DNS).
+    dns: Option<DnsIndex>,
+    local_dns: Option<NodeLocalDns>,
 }
 
 /// What the kernel needs: entries to write, frontends to remove, and how many looked at were right.
@@ -242,6 +246,46 @@ fn policy_kind(kind: Kind) -> bool {
 }
 
 impl Model {
+    fn new(source: BoxedSource, settings: SyncSettings, policy: Option<PolicyState>) -> Self {
+        let SyncSettings {
+            node,
+            reserved,
+            overlay,
+            dns,
+            ..
+        } = settings;
+        let (dns, local_dns) = match dns {
+            Some((settings, local)) => (Some(DnsIndex::new(settings)), Some(local)),
+            None => (None, None),
+        };
+        Self {
+            source,
+            store: ObjectStore::new(),
+            index: ServiceIndex::new(&node)
+                .with_reserved(reserved.clone())
+                .with_local_dns(local_dns.clone()),
+            built: false,
+            node,
+            reserved,
+            overlay,
+            policy,
+            dns,
+            local_dns,
+        }
+    }
+
+    /// Brings the DNS zone up to date: all of it on the first sync and every resync, else the
+    /// Services the turn's events touched.
+    fn update_dns(&mut self, everything: bool) {
+        if let Some(dns) = &mut self.dns {
+            if everything {
+                dns.rebuild(&self.store);
+            } else {
+                dns.publish(&self.store);
+            }
+        }
+    }
+
     fn turn(&mut self, wait: Duration, resync: bool) -> Turn {
         // Each change goes into the store as the source finds it, and the index hears of the events
         // in chunks, so a large batch (a first sync, a relist) never holds its objects all at once.
@@ -250,14 +294,14 @@ impl Model {
             store,
             index,
             built,
+            dns,
             ..
         } = self;
         let indexing = *built && source.is_ready();
         let mut events = Vec::new();
         let mut event_count = 0;
         let mut touched = Touched::default();
-        let mut nodes_changed = false;
-        let mut policy_changed = false;
+        let (mut nodes_changed, mut policy_changed) = (false, false);
         let mut sink = |change: SourceChange| {
             let before = events.len();
             match change {
@@ -265,6 +309,9 @@ impl Model {
                 SourceChange::Replace(kind, objects) => events.extend(store.replace(kind, objects)),
             }
             nodes_changed |= events[before..].iter().any(|e| e.key.kind == Kind::Node);
+            if let Some(dns) = dns.as_mut() {
+                dns.note(&events[before..]);
+            }
             policy_changed |= events[before..].iter().any(|e| policy_kind(e.key.kind));
             event_count += events.len() - before;
             if events.len() >= EVENT_CHUNK {
@@ -294,6 +341,7 @@ impl Model {
         if !self.source.is_ready() {
             return turn;
         }
+        self.update_dns(!self.built || resync);
         if !self.built {
             self.built = true;
             touched = self.index.rebuild(&self.store);
@@ -319,7 +367,9 @@ impl Model {
         if resync {
             // A fresh index built from the whole store (decoding one Service at a time, so the
             // check costs no more memory than the index itself).
-            let mut fresh = ServiceIndex::new(&self.node).with_reserved(self.reserved.clone());
+            let mut fresh = ServiceIndex::new(&self.node)
+                .with_reserved(self.reserved.clone())
+                .with_local_dns(self.local_dns.clone());
             fresh.rebuild(&self.store);
             let full = fresh.entries();
             let incremental = self.index.entries();
@@ -372,6 +422,8 @@ pub struct SyncSettings {
     pub resync_every: Duration,
     /// How remote nodes are reached; `None` when the overlay is off (REMOTE_V1 is left alone).
     pub overlay: Option<Routing>,
+    /// The cluster DNS zone this node serves, and the Service it answers itself (`None`: no DNS).
+    pub dns: Option<(DnsSettings, NodeLocalDns)>,
 }
 
 /// Runs until aborted, NetworkPolicy off (the policy maps emptied). `origin` names the source in logs
@@ -408,28 +460,15 @@ pub async fn run_with_policy<M: DataplaneOwner>(
     manager: Arc<Mutex<M>>,
     clock: SyncClock,
 ) {
-    let SyncSettings {
-        node,
-        reserved,
-        resync_every,
-        overlay,
-    } = settings;
+    let resync_every = settings.resync_every;
     let Some(mut table) = adopt_kernel_table(&manager).await else {
         return;
     };
     let mut policy_writer = PolicyWriter::start(policy.is_some(), &manager).await;
     // The agent runs in the node's network namespace: health checks are answered on every node address.
     let mut health = HealthServer::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let mut model = Some(Model {
-        source,
-        store: ObjectStore::new(),
-        index: ServiceIndex::new(&node).with_reserved(reserved.clone()),
-        built: false,
-        node,
-        reserved,
-        overlay,
-        policy: policy.map(|settings| PolicyState::new(settings).publishing(names)),
-    });
+    let policy = policy.map(|settings| PolicyState::new(settings).publishing(names));
+    let mut model = Some(Model::new(source, settings, policy));
     // Frontends not yet written: kept across turns when a write fails, so it is retried.
     let mut pending: BTreeSet<ServiceKey> = BTreeSet::new();
     let mut pace = Pace::Idle;

@@ -101,16 +101,30 @@ impl Lab {
             names,
             bin_dir,
         };
-        let built = lab.build(nodes).and_then(|()| match manifests {
-            Some(path) => lab.apply(path).map(drop),
-            None => Ok(()),
-        });
+        let built = lab
+            .build(nodes)
+            .and_then(|()| lab.add_cluster_dns())
+            .and_then(|()| match manifests {
+                Some(path) => lab.apply(path).map(drop),
+                None => Ok(()),
+            });
         if let Err(error) = built {
             tracing::warn!(%error, "lab up failed; removing what was built");
             let _ = crate::teardown::down(name);
             return Err(error);
         }
         Ok(lab)
+    }
+
+    /// Creates the `kube-system/kube-dns` Service every node's agent answers, unless the lab has no
+    /// cluster DNS.
+    fn add_cluster_dns(&mut self) -> Result<(), LabError> {
+        if self.state.options.no_cluster_dns {
+            return Ok(());
+        }
+        let source = Path::new(crate::cluster_dns::SOURCE);
+        self.apply_str(source, crate::cluster_dns::KUBE_DNS_SERVICE)
+            .map(drop)
     }
 
     /// The directory where the lab publishes the cluster's objects for the agents (as an API server would
@@ -266,6 +280,7 @@ impl Lab {
         let placement = Placement {
             netns: node_ns.to_path_buf(),
             cgroup: Some(agent_cgroup),
+            resolv_conf: None,
         };
         let child = process::spawn_in(&placement, &mut command, true)?;
         Ok(NodeRecord {
@@ -374,6 +389,7 @@ impl Lab {
             return Ok(Placement {
                 netns: netns::path(&self.names.external_netns()),
                 cgroup: Some(cgroup::path(&format!("{}/external", self.names.cgroup()))?),
+                resolv_conf: None,
             });
         }
         if let Some(node) = who.strip_prefix("node/") {
@@ -386,6 +402,7 @@ impl Lab {
                     "{}/{node}/host",
                     self.names.cgroup()
                 ))?),
+                resolv_conf: None,
             });
         }
         let pod = self.state.pod(who).ok_or_else(|| {
@@ -394,9 +411,11 @@ impl Lab {
                 self.names.lab
             ))
         })?;
+        let resolv_conf = self.resolv_conf_path(&pod.node, &pod.namespace, &pod.name);
         Ok(Placement {
             netns: netns::path(&pod.netns),
             cgroup: Some(cgroup::path(&pod.cgroup)?),
+            resolv_conf: resolv_conf.exists().then_some(resolv_conf),
         })
     }
 

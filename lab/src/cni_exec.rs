@@ -71,6 +71,7 @@ pub fn invoke(
     let placement = Placement {
         netns: node_netns.to_path_buf(),
         cgroup: None,
+        resolv_conf: None,
     };
     let mut child = spawn_in(&placement, &mut command, false)?;
     if let Some(mut stdin) = child.stdin.take() {

@@ -47,6 +47,7 @@ impl Lab {
             placement: Placement {
                 netns: netns::path(&self.names.external_netns()),
                 cgroup: Some(cgroup_dir),
+                resolv_conf: None,
             },
             ready_file: dir.join("server.ready"),
             log_file: dir.join("server.log"),

@@ -6,6 +6,7 @@ pub mod announce;
 pub mod apply;
 pub mod cgroup;
 pub mod cluster;
+pub mod cluster_dns;
 pub mod cni_exec;
 pub mod connbench;
 pub mod controlplane;

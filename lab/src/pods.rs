@@ -74,6 +74,7 @@ impl Lab {
                 .map(|o| format!("{}/{}", spec.namespace, o.name)),
             template_hash: spec.owner.as_ref().map(|o| o.template_hash.clone()),
             workload_pid: pid,
+            dns: spec.dns.clone(),
         });
         self.save()
     }
@@ -122,6 +123,19 @@ impl Lab {
     }
 
     /// Undoes [`Lab::plumb`].
+    /// Where the resolv.conf of pod `namespace/name` on `node` is kept.
+    pub(crate) fn resolv_conf_path(
+        &self,
+        node: &str,
+        namespace: &str,
+        name: &str,
+    ) -> std::path::PathBuf {
+        self.names
+            .node_dir(node)
+            .join("pods")
+            .join(format!("{namespace}_{name}.resolv.conf"))
+    }
+
     fn unplumb(
         &self,
         node: &NodeRecord,
@@ -175,6 +189,11 @@ impl Lab {
                     Protocol::Tcp => Listen::Tcp(port.port),
                 })
                 .collect();
+            let resolv_conf = (!self.state.options.no_cluster_dns)
+                .then(|| self.resolv_conf_path(&node.name, &spec.namespace, &spec.name));
+            if let Some(path) = &resolv_conf {
+                crate::cluster_dns::write_resolv_conf(path, &spec.namespace)?;
+            }
             workload::spawn(&workload::Start {
                 bin_dir: &self.bin_dir,
                 lab: &self.names.lab,
@@ -183,6 +202,7 @@ impl Lab {
                 placement: Placement {
                     netns: ns_path.to_path_buf(),
                     cgroup: Some(cgroup_dir),
+                    resolv_conf,
                 },
                 ready_file: node_dir.join("pods").join(format!("{file_stem}.ready")),
                 log_file: node_dir.join("pods").join(format!("{file_stem}.log")),

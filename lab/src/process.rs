@@ -1,11 +1,17 @@
 //! Starting processes inside a lab namespace and cgroup, the way a container runtime places a container's
 //! process: the child joins the network namespace (only that one, so cgroupfs and bpffs stay visible) and
-//! moves itself into its cgroup before it executes. Also finding and stopping lab processes.
+//! moves itself into its cgroup before it executes. A pod's process also gets a mount namespace of its
+//! own in which the pod's resolv.conf is bound over `/etc/resolv.conf` (what `ip netns exec` does with
+//! `/etc/netns/NAME/resolv.conf`). Also finding and stopping lab processes.
 
 use std::{
+    ffi::CString,
     fs::{self, File},
     io,
-    os::{fd::AsRawFd, unix::process::CommandExt},
+    os::{
+        fd::AsRawFd,
+        unix::{ffi::OsStrExt, process::CommandExt},
+    },
     path::{Path, PathBuf},
     process::{Child, Command},
     time::{Duration, Instant},
@@ -25,6 +31,39 @@ pub struct Placement {
     pub netns: PathBuf,
     /// Absolute cgroup directory, if any.
     pub cgroup: Option<PathBuf>,
+    /// A pod's resolv.conf, seen by the process as `/etc/resolv.conf`.
+    pub resolv_conf: Option<PathBuf>,
+}
+
+/// Where the host's resolver configuration is, which a pod's own file covers.
+const RESOLV_CONF: &std::ffi::CStr = c"/etc/resolv.conf";
+
+/// In the child before exec: a mount namespace of its own (private, so nothing propagates back to the
+/// host) with `source` bound over `/etc/resolv.conf`. Only async-signal-safe system calls.
+fn bind_resolv_conf(source: &CString) -> io::Result<()> {
+    let none = std::ptr::null();
+    // SAFETY: plain system calls on NUL-terminated strings that outlive them.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0
+            || libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                none.cast(),
+            ) != 0
+            || libc::mount(
+                source.as_ptr(),
+                RESOLV_CONF.as_ptr(),
+                none,
+                libc::MS_BIND,
+                none.cast(),
+            ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Spawns `command` inside `placement`. With `detach`, the child gets its own session so it outlives us.
@@ -47,6 +86,20 @@ pub fn spawn_in(
         }
         None => None,
     };
+    let resolv_conf = match &placement.resolv_conf {
+        Some(file) if Path::new("/etc/resolv.conf").exists() => Some(
+            CString::new(file.as_os_str().as_bytes())
+                .map_err(|_| LabError::Usage(format!("{} has a NUL byte", file.display())))?,
+        ),
+        Some(file) => {
+            tracing::warn!(
+                file = %file.display(),
+                "this host has no /etc/resolv.conf to cover: the pod's process sees none"
+            );
+            None
+        }
+        None => None,
+    };
     let netns_fd = netns.as_raw_fd();
     let procs_fd = procs.as_ref().map(AsRawFd::as_raw_fd);
     // SAFETY: the closure only makes async-signal-safe system calls on fds that stay open until spawn returns.
@@ -54,6 +107,9 @@ pub fn spawn_in(
         command.pre_exec(move || {
             if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
                 return Err(io::Error::last_os_error());
+            }
+            if let Some(source) = &resolv_conf {
+                bind_resolv_conf(source)?;
             }
             if let Some(fd) = procs_fd
                 && libc::write(fd, b"0".as_ptr().cast(), 1) != 1

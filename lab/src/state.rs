@@ -9,7 +9,10 @@ use k8s_openapi::api::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{LabError, manifests::PodPort};
+use crate::{
+    LabError,
+    manifests::{PodDns, PodPort},
+};
 
 /// A node of the lab.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -51,6 +54,8 @@ pub struct PodRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_hash: Option<String>,
     pub workload_pid: i32,
+    #[serde(default, skip_serializing_if = "PodDns::is_empty")]
+    pub dns: PodDns,
 }
 
 impl PodRecord {
@@ -100,6 +105,9 @@ pub struct LabOptions {
     /// The agents' `--xdp-mode` on the uplink.
     #[serde(default)]
     pub xdp_mode: LabXdp,
+    /// No cluster DNS: no `kube-system/kube-dns` Service, and pods see the host's resolv.conf.
+    #[serde(default)]
+    pub no_cluster_dns: bool,
 }
 
 /// The agents' `--xdp-mode` in a lab: the uplink is a veth, so XDP runs generic or not at all.

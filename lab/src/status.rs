@@ -340,7 +340,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::state::PodRecord;
+    use crate::{manifests::PodDns, state::PodRecord};
 
     fn service(name: &str, app: &str) -> Service {
         serde_json::from_value(json!({
@@ -369,6 +369,7 @@ mod tests {
             owner: None,
             template_hash: None,
             workload_pid: 0,
+            dns: PodDns::default(),
         });
         state
             .services

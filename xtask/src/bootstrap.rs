@@ -35,6 +35,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iptables-restore", "iptables"),
     ("nft", "nftables"),
     ("ipset", "ipset"),
+    ("dig", "bind9-dnsutils"),
     (
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "fonts-dejavu-core",

@@ -123,6 +123,7 @@ impl BridgeLab {
         Placement {
             netns: self.client.clone(),
             cgroup: None,
+            resolv_conf: None,
         }
     }
 
@@ -131,6 +132,7 @@ impl BridgeLab {
         Placement {
             netns: self.server.clone(),
             cgroup: None,
+            resolv_conf: None,
         }
     }
 
@@ -139,6 +141,7 @@ impl BridgeLab {
         Placement {
             netns: self.external.clone(),
             cgroup: None,
+            resolv_conf: None,
         }
     }
 
@@ -172,6 +175,7 @@ pub fn run_in_netns(lab: &str, netns: &Path, argv: &[&str], input: &str) -> Resu
     let placement = Placement {
         netns: netns.to_path_buf(),
         cgroup: None,
+        resolv_conf: None,
     };
     let mut command = Command::new(argv[0]);
     command

@@ -148,9 +148,39 @@ struct Args {
     #[arg(long, default_value = strait_control::config::DEFAULT_NODE_PORT_RANGE,
           value_parser = node_port_range_arg)]
     node_port_range: NodePortRangeArg,
+    /// Answer cluster DNS on this node: the DNS Service's (--dns-service) port 53 frontends lead to
+    /// this agent's own DNS server, so no pod's query leaves its node. The server listens on
+    /// --dns-listen (default: --node-ip, port 53) over UDP and TCP and answers the cluster zone as the
+    /// Kubernetes DNS specification 1.1.0 and CoreDNS describe it; other names are refused for now.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    cluster_dns: bool,
+    /// The cluster domain (kubelet's --cluster-domain).
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The DNS Service this node answers, NAMESPACE/NAME.
+    #[arg(long, default_value = strait_control::config::DEFAULT_DNS_SERVICE,
+          value_parser = strait_control::config::parse_service_name)]
+    dns_service: (String, String),
+    /// TTL of the cluster zone's records, seconds (kubeadm's Corefile: 30).
+    #[arg(long, default_value_t = strait_dns::config::DEFAULT_TTL)]
+    dns_ttl: u32,
+    /// Pod names `a-b-c-d.<ns>.pod.<zone>`: `insecure` answers any well-formed one (kubeadm's
+    /// `pods insecure`), `disabled` answers NXDOMAIN.
+    #[arg(long, value_enum, default_value = "insecure")]
+    dns_pod_records: PodRecordsArg,
+    /// Where the DNS server listens (default: --node-ip, port 53).
+    #[arg(long)]
+    dns_listen: Option<std::net::SocketAddrV4>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+/// `--dns-pod-records`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum PodRecordsArg {
+    Insecure,
+    Disabled,
 }
 
 /// `--node-port-range`: a range, or none.
@@ -220,6 +250,22 @@ fn main() -> anyhow::Result<()> {
         XdpModeArg::Generic => UplinkXdp::Mode(XdpMode::Skb),
         XdpModeArg::Off => UplinkXdp::Off,
     };
+    let dns = if args.cluster_dns {
+        let mut zone = strait_dns::ZoneConfig::for_domain(&args.cluster_domain)
+            .map_err(|e| anyhow::anyhow!("--cluster-domain: {e}"))?;
+        zone.ttl = args.dns_ttl;
+        zone.pods = match args.dns_pod_records {
+            PodRecordsArg::Insecure => strait_dns::PodRecords::Insecure,
+            PodRecordsArg::Disabled => strait_dns::PodRecords::Disabled,
+        };
+        Some(strait_control::config::DnsConfig {
+            zone,
+            service: args.dns_service,
+            listen: args.dns_listen,
+        })
+    } else {
+        None
+    };
     let config = AgentConfig {
         state_dir: args
             .state_dir
@@ -252,6 +298,7 @@ fn main() -> anyhow::Result<()> {
         kube: args.kube,
         resync_interval: std::time::Duration::from_secs(args.resync_interval_s),
         node_port_range: args.node_port_range.0,
+        dns,
         overlay: OverlaySettings {
             mode: match args.overlay {
                 OverlayArg::Vxlan => OverlayMode::Vxlan,

@@ -9,6 +9,9 @@
 //! - this node's Node: every Service with node ports, when the node's addresses changed;
 //! - anything else: nothing.
 //!
+//! The DNS Service this node answers itself ([`NodeLocalDns`]) has its port 53 frontends led to the
+//! node's own DNS server, whatever its EndpointSlices say.
+//!
 //! When two Services claim one frontend, a ClusterIP claim beats an external one (externalIPs,
 //! LoadBalancer ingress), then the first in (namespace, name) order keeps it, as in the full
 //! translation ([`service_entries`](super::translate::service_entries)); the periodic resync compares
@@ -26,6 +29,7 @@ use super::translate::{
     ReservedAddresses, SliceOwner, ipv4_slice_service, node_addresses, precedence,
     refused_external, service_frontends,
 };
+use crate::dns::NodeLocalDns;
 
 /// A Service's number in the index (interned `(namespace, name)`; numbers are not reused).
 type ServiceId = u32;
@@ -131,6 +135,8 @@ pub struct ServiceIndex {
     claims: BTreeMap<ServiceKey, Claimants>,
     /// Addresses no Service may claim as external.
     reserved: ReservedAddresses,
+    /// The DNS Service this node answers itself.
+    local_dns: Option<NodeLocalDns>,
 }
 
 impl ServiceIndex {
@@ -146,6 +152,13 @@ impl ServiceIndex {
     #[must_use]
     pub fn with_reserved(mut self, reserved: ReservedAddresses) -> Self {
         self.reserved = reserved;
+        self
+    }
+
+    /// The index with the DNS Service's port 53 frontends led to this node's own DNS server.
+    #[must_use]
+    pub fn with_local_dns(mut self, local_dns: Option<NodeLocalDns>) -> Self {
+        self.local_dns = local_dns;
         self
     }
 
@@ -183,7 +196,9 @@ impl ServiceIndex {
             frontends: self.claims.keys().copied().collect(),
             ..Touched::default()
         };
-        *self = Self::new(&self.node_name).with_reserved(std::mem::take(&mut self.reserved));
+        *self = Self::new(&self.node_name)
+            .with_reserved(std::mem::take(&mut self.reserved))
+            .with_local_dns(self.local_dns.take());
         self.node_ips = node_addresses(store, &self.node_name);
         for (key, slice) in store.views::<SliceOwner>(Kind::EndpointSlice) {
             if let Some(service) = slice.ipv4_service() {
@@ -376,13 +391,19 @@ impl ServiceIndex {
                         "externalIP or LoadBalancer ingress refused: {why}"
                     );
                 }
-                service_frontends(
+                let mut frontends = service_frontends(
                     service,
                     &slices,
                     &self.node_ips,
                     &self.node_name,
                     &self.reserved,
-                )
+                );
+                if let Some(local) = &self.local_dns
+                    && local.is(&state.namespace, &state.name)
+                {
+                    local.redirect(&mut frontends);
+                }
+                frontends
             }
             None => Vec::new(),
         };
@@ -477,6 +498,49 @@ mod tests {
             port: 80,
             proto: strait_dataplane::services::L4Proto::Tcp,
         }
+    }
+
+    #[test]
+    fn the_dns_service_leads_to_this_nodes_server_on_port_53_only() {
+        let Object::Service(mut dns) = service("dns", "10.96.0.10") else {
+            unreachable!("service() makes a Service");
+        };
+        dns.spec.as_mut().unwrap().ports = Some(
+            [(53, "UDP"), (53, "TCP"), (9153, "TCP")]
+                .map(|(port, protocol)| ServicePort {
+                    port,
+                    protocol: Some(protocol.into()),
+                    ..ServicePort::default()
+                })
+                .to_vec(),
+        );
+        let mut store = ObjectStore::new();
+        store.apply(Change::Upsert(Object::Service(dns)));
+        store.apply(Change::Upsert(service("web", "10.96.0.11")));
+        let listen = "172.30.0.11:53".parse().unwrap();
+        let local = NodeLocalDns {
+            namespace: "shop".into(),
+            name: "dns".into(),
+            listen,
+        };
+        let mut index = ServiceIndex::new("n1").with_local_dns(Some(local));
+        index.rebuild(&store);
+        let by_port: Vec<(u16, Vec<String>)> = index
+            .entries()
+            .iter()
+            .filter(|e| e.key.vip.to_string() == "10.96.0.10")
+            .map(|e| {
+                let backends = e.backends.iter().map(|b| format!("{}:{}", b.addr, b.port));
+                (e.key.port, backends.collect())
+            })
+            .collect();
+        let here = vec!["172.30.0.11:53".to_owned()];
+        assert_eq!(
+            by_port,
+            [(53, here.clone()), (53, here), (9153, Vec::new())],
+            "UDP and TCP 53 answered here, the metrics port left to the Service's endpoints"
+        );
+        assert!(index.entry(&key("10.96.0.11")).unwrap().backends.is_empty());
     }
 
     #[test]

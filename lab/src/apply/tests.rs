@@ -34,6 +34,7 @@ fn apply(state: &mut LabState, text: &str) -> Result<Vec<String>, LabError> {
                 owner: None,
                 template_hash: None,
                 workload_pid: 0,
+                dns: spec.dns,
             }),
             Step::Relabel(id, labels) => {
                 state.pods.iter_mut().find(|p| p.id() == id).unwrap().labels = labels;

@@ -14,7 +14,7 @@
 //! slices; endpoints are sorted by IP; and a selected-but-empty Service's one placeholder slice
 //! lists the ports whose `targetPort` is a number (Kubernetes' placeholder lists none), so
 //! consumers can tell which ports exist. Pods have no readiness yet, so every pod not terminating
-//! is ready.
+//! is ready. A pod whose `spec.subdomain` names the Service has its `spec.hostname` on its endpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -112,7 +112,14 @@ pub fn endpoint_slices(
         members.sort_by(|a, b| (a.ip, &a.namespace, &a.name).cmp(&(b.ip, &b.namespace, &b.name)));
         let endpoints: Vec<Endpoint> = members
             .iter()
-            .map(|pod| endpoint(pod, terminating.contains(&pod.id()), publish_not_ready))
+            .map(|pod| {
+                endpoint(
+                    pod,
+                    terminating.contains(&pod.id()),
+                    publish_not_ready,
+                    service_name(service),
+                )
+            })
             .collect();
         let chunks: Vec<&[Endpoint]> = if endpoints.is_empty() {
             vec![&[]]
@@ -160,9 +167,23 @@ fn resolve(port: &ServicePort, pod: &PodRecord) -> Option<ResolvedPort> {
     strait_k8s::service::find_port(port, pod_ports).map(|number| resolved(port, number))
 }
 
-fn endpoint(pod: &PodRecord, terminating: bool, publish_not_ready: bool) -> Endpoint {
+/// The endpoint of `pod` in a slice of the Service `service`. As Kubernetes' EndpointSlice
+/// controller: the endpoint carries the pod's `spec.hostname` when the pod's `spec.subdomain` names
+/// this Service, which gives the pod its `<hostname>.<service>.<ns>.svc` DNS name.
+fn endpoint(
+    pod: &PodRecord,
+    terminating: bool,
+    publish_not_ready: bool,
+    service: &str,
+) -> Endpoint {
+    let hostname = pod
+        .dns
+        .hostname
+        .clone()
+        .filter(|_| pod.dns.subdomain.as_deref() == Some(service));
     Endpoint {
         addresses: vec![pod.ip.to_string()],
+        hostname,
         conditions: Some(EndpointConditions {
             ready: Some(publish_not_ready || !terminating),
             serving: Some(true),

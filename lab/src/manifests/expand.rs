@@ -76,6 +76,30 @@ pub struct Owner {
     pub template_hash: String,
 }
 
+/// A Pod's own DNS name parts (`spec.hostname`, `spec.subdomain`): with a headless Service named
+/// like the subdomain in its namespace, the pod is `<hostname>.<subdomain>.<ns>.svc.<zone>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodDns {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
+}
+
+impl PodDns {
+    /// The parts of `spec`.
+    pub fn of(spec: Option<&PodSpec>) -> Self {
+        Self {
+            hostname: spec.and_then(|s| s.hostname.clone()),
+            subdomain: spec.and_then(|s| s.subdomain.clone()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hostname.is_none() && self.subdomain.is_none()
+    }
+}
+
 /// What the lab needs to know about one Pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodSpecLite {
@@ -88,6 +112,8 @@ pub struct PodSpecLite {
     /// `spec.nodeName`: the node the pod must run on (else the least loaded one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    #[serde(default, skip_serializing_if = "PodDns::is_empty")]
+    pub dns: PodDns,
 }
 
 /// Collects the ports of all containers. Ports that validation would reject
@@ -126,6 +152,7 @@ pub fn pod_from_pod(pod: &Pod) -> PodSpecLite {
         ports: ports_of(pod.spec.as_ref()),
         owner: None,
         node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        dns: PodDns::of(pod.spec.as_ref()),
     }
 }
 
@@ -203,6 +230,7 @@ pub fn pods_for_deployment(
     labels.insert(TEMPLATE_HASH_LABEL.to_owned(), hash.clone());
     let ports = ports_of(template.spec.as_ref());
     let node_name = template.spec.as_ref().and_then(|s| s.node_name.clone());
+    let dns = PodDns::of(template.spec.as_ref());
 
     let mut prefix = format!("{name}-{hash}-");
     if prefix.len() > MAX_PREFIX_LEN {
@@ -231,6 +259,7 @@ pub fn pods_for_deployment(
                 template_hash: hash.clone(),
             }),
             node_name: node_name.clone(),
+            dns: dns.clone(),
         });
     }
     pods

@@ -12,7 +12,7 @@ mod netpol_model;
 mod tests;
 
 pub use expand::{
-    ALPHABET, Owner, PodPort, PodSpecLite, Protocol, TEMPLATE_HASH_LABEL, alphabet_digits,
+    ALPHABET, Owner, PodDns, PodPort, PodSpecLite, Protocol, TEMPLATE_HASH_LABEL, alphabet_digits,
     deployment_replicas, pod_from_pod, pod_template_hash, pods_for_deployment,
 };
 pub use netpol_model::{

@@ -7,6 +7,7 @@ mod audit_mode;
 mod cli;
 mod cni;
 mod datapath;
+mod dns;
 mod egress;
 mod external;
 mod flannel;

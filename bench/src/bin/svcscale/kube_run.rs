@@ -227,6 +227,7 @@ pub(super) fn settings() -> services::SyncSettings {
         reserved: ReservedAddresses::defaults(),
         resync_every: Duration::from_hours(1),
         overlay: None,
+        dns: None,
     }
 }
 

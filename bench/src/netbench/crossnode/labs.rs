@@ -129,6 +129,7 @@ fn on_node(node: &NodeRecord) -> Placement {
     Placement {
         netns: netns::path(&node.netns),
         cgroup: None,
+        resolv_conf: None,
     }
 }
 

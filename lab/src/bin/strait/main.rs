@@ -79,6 +79,11 @@ enum LabCommand {
         /// and the bridge CNI plugin set up a node, without strait; pods are scheduled on them too.
         #[arg(long, default_value_t = 0)]
         flannel_nodes: usize,
+        /// No cluster DNS: by default the lab has the `kube-system/kube-dns` Service (10.96.0.10),
+        /// answered on every node by its agent, and every pod's /etc/resolv.conf names it as the kubelet
+        /// writes it (`search <ns>.svc.cluster.local svc.cluster.local cluster.local`, `ndots:5`).
+        #[arg(long)]
+        no_cluster_dns: bool,
     },
     /// Create or update the objects in a manifest file or directory (`-` reads standard input), as
     /// `kubectl apply -f`: the whole input is checked first and nothing of it is applied when an object
@@ -377,12 +382,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             overlay,
             flannel_nodes,
             xdp_mode,
+            no_cluster_dns,
         } => {
             let options = strait_lab::state::LabOptions {
                 xdp_fast_path,
                 overlay,
                 flannel_nodes,
                 xdp_mode,
+                no_cluster_dns,
             };
             let lab = Lab::up_with(&name, nodes, manifests.as_deref(), options)?;
             print!("{}", status::to_table(&lab));

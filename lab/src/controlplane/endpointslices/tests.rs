@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::ServiceSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::*;
-use crate::manifests::{PodPort, Protocol};
+use crate::manifests::{PodDns, PodPort, Protocol};
 
 fn pod(
     namespace: &str,
@@ -37,6 +37,7 @@ fn pod(
         owner: None,
         template_hash: None,
         workload_pid: 1,
+        dns: PodDns::default(),
     }
 }
 

@@ -1,0 +1,202 @@
+//! Cluster DNS on this node: which Service the node answers itself ([`NodeLocalDns`]: the
+//! `kube-dns` Service's port 53 frontends lead to this node's own DNS server), the zone kept from
+//! the store's events ([`DnsIndex`]: a Service's records are rebuilt when the Service or one of
+//! its EndpointSlices changes), and the handle through which the DNS server reads the newest zone.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddrV4,
+    sync::{Arc, RwLock},
+};
+
+use strait_dataplane::services::{Backend, ServiceEntry};
+use strait_dns::{ServiceRecords, Zone, ZoneConfig};
+use strait_k8s::{Event, Kind, Object, ObjectStore, service::slice_service};
+
+/// The DNS port every resolver asks.
+pub const DNS_PORT: u16 = 53;
+
+/// The Service this node answers with its own DNS server, and where that server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeLocalDns {
+    pub namespace: String,
+    pub name: String,
+    pub listen: SocketAddrV4,
+}
+
+impl NodeLocalDns {
+    /// Whether `namespace/name` is the DNS Service.
+    pub fn is(&self, namespace: &str, name: &str) -> bool {
+        self.namespace == namespace && self.name == name
+    }
+
+    /// Points the DNS Service's ClusterIP frontends on port 53 (UDP and TCP) at this node's server:
+    /// whichever node a pod is on, its queries never leave the node.
+    pub fn redirect(&self, entries: &mut [ServiceEntry]) {
+        for entry in entries
+            .iter_mut()
+            .filter(|e| e.external.is_none() && e.key.port == DNS_PORT)
+        {
+            entry.backends = vec![Backend {
+                addr: *self.listen.ip(),
+                port: self.listen.port(),
+            }];
+            entry.endpoints_elsewhere = false;
+        }
+    }
+}
+
+/// The newest zone, shared by the sync loop (which replaces it) and the DNS server (which reads it
+/// once per query).
+#[derive(Clone, Debug)]
+pub struct ZoneHandle(Arc<RwLock<Arc<Zone>>>);
+
+impl ZoneHandle {
+    /// An empty zone until the first sync.
+    pub fn new(config: ZoneConfig) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(Zone::new(config, [])))))
+    }
+
+    /// The zone as it is now.
+    pub fn current(&self) -> Arc<Zone> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn publish(&self, zone: Zone) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(zone);
+    }
+}
+
+impl strait_dns::server::ZoneSource for ZoneHandle {
+    fn zone(&self) -> Arc<Zone> {
+        self.current()
+    }
+}
+
+/// What the sync loop needs to keep the zone.
+#[derive(Clone, Debug)]
+pub struct DnsSettings {
+    pub zone: ZoneConfig,
+    pub handle: ZoneHandle,
+}
+
+/// `(namespace, service name)`.
+type ServiceName = (String, String);
+
+/// The DNS feature's subscription to the store: per Service its EndpointSlices' names and its
+/// records. A Service event rebuilds that Service's records; an EndpointSlice event the Services it
+/// was labelled for before and after.
+pub struct DnsIndex {
+    settings: DnsSettings,
+    slices: BTreeMap<ServiceName, BTreeSet<String>>,
+    records: BTreeMap<ServiceName, ServiceRecords>,
+    touched: BTreeSet<ServiceName>,
+}
+
+impl DnsIndex {
+    pub fn new(settings: DnsSettings) -> Self {
+        Self {
+            settings,
+            slices: BTreeMap::new(),
+            records: BTreeMap::new(),
+            touched: BTreeSet::new(),
+        }
+    }
+
+    /// Notes what `events` touch; nothing is rebuilt before [`DnsIndex::publish`].
+    pub fn note(&mut self, events: &[Event]) {
+        for event in events {
+            match event.key.kind {
+                Kind::Service => {
+                    self.touched
+                        .insert((event.key.namespace.clone(), event.key.name.clone()));
+                }
+                Kind::EndpointSlice => {
+                    for (object, present) in [(&event.old, false), (&event.new, true)] {
+                        let Some(Object::EndpointSlice(slice)) = object.as_deref() else {
+                            continue;
+                        };
+                        let Some(service) = slice_service(slice) else {
+                            continue;
+                        };
+                        let key = (event.key.namespace.clone(), service.to_owned());
+                        let names = self.slices.entry(key.clone()).or_default();
+                        if present {
+                            names.insert(event.key.name.clone());
+                        } else {
+                            names.remove(&event.key.name);
+                        }
+                        self.touched.insert(key);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Learns every Service and slice of the store again (the first sync, a resync).
+    pub fn rebuild(&mut self, store: &ObjectStore) {
+        self.slices.clear();
+        self.records.clear();
+        for (key, slice) in store.endpoint_slices() {
+            if let Some(service) = slice_service(&slice) {
+                self.slices
+                    .entry((key.namespace.clone(), service.to_owned()))
+                    .or_default()
+                    .insert(key.name.clone());
+            }
+        }
+        self.touched = store
+            .keys(Kind::Service)
+            .map(|key| (key.namespace.clone(), key.name.clone()))
+            .chain(self.slices.keys().cloned())
+            .collect();
+        self.publish(store);
+    }
+
+    /// Rebuilds the records of the Services touched since the last call and, if any, hands the
+    /// server a new zone. Returns how many Services were rebuilt.
+    pub fn publish(&mut self, store: &ObjectStore) -> usize {
+        if self.touched.is_empty() {
+            return 0;
+        }
+        let touched = std::mem::take(&mut self.touched);
+        for key in &touched {
+            let (namespace, name) = key;
+            match store.service(namespace, name) {
+                Some(service) => {
+                    let slices: Vec<_> = self
+                        .slices
+                        .get(key)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|slice| store.endpoint_slice(namespace, slice))
+                        .collect();
+                    let slices: Vec<&_> = slices.iter().collect();
+                    let records = ServiceRecords::build(&self.settings.zone, &service, &slices);
+                    self.records.insert(key.clone(), records);
+                }
+                None => {
+                    self.records.remove(key);
+                }
+            }
+            if self.slices.get(key).is_some_and(BTreeSet::is_empty) {
+                self.slices.remove(key);
+            }
+        }
+        let zone = Zone::new(self.settings.zone.clone(), self.records.values());
+        tracing::debug!(
+            services = touched.len(),
+            records = zone.record_count(),
+            "cluster DNS zone updated"
+        );
+        self.settings.handle.publish(zone);
+        touched.len()
+    }
+}

@@ -1,0 +1,241 @@
+//! The node's DNS server: hickory-server on UDP and TCP, answering each question from the newest
+//! [`Zone`] a [`ZoneSource`] hands out. Names outside the cluster zone (and reverse names the zone
+//! does not hold) are refused with REFUSED until forwarding to upstream servers exists; a request
+//! that is not one standard query (zero or several questions, an update, a notify) gets FORMERR or
+//! NOTIMP, and a message that does not parse is dropped by hickory-server.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::{Name, Record};
+use hickory_server::{
+    Server,
+    net::runtime::Time,
+    server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
+    zone_handler::MessageResponseBuilder,
+};
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::{Lookup, Zone};
+
+/// How long a TCP connection may stay idle between queries.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// The largest UDP answer offered to EDNS clients (the DNS flag day 2020 value).
+const EDNS_PAYLOAD: u16 = 1232;
+
+/// Where the server gets the zone from, once per query.
+pub trait ZoneSource: Send + Sync + Unpin + 'static {
+    fn zone(&self) -> Arc<Zone>;
+}
+
+/// Counters of what the server answered.
+#[derive(Debug, Default)]
+pub struct ServerCounters {
+    pub requests_udp: AtomicU64,
+    pub requests_tcp: AtomicU64,
+    /// By response code: NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED.
+    pub responses: [AtomicU64; 6],
+}
+
+impl ServerCounters {
+    /// The response codes [`ServerCounters::responses`] counts, in its order.
+    pub const RCODES: [ResponseCode; 6] = [
+        ResponseCode::NoError,
+        ResponseCode::FormErr,
+        ResponseCode::ServFail,
+        ResponseCode::NXDomain,
+        ResponseCode::NotImp,
+        ResponseCode::Refused,
+    ];
+
+    fn count_response(&self, code: ResponseCode) {
+        if let Some(i) = Self::RCODES.iter().position(|c| *c == code) {
+            self.responses[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Answers cluster questions from the zone.
+pub struct ClusterDnsHandler<S> {
+    zones: S,
+    counters: Arc<ServerCounters>,
+}
+
+impl<S: ZoneSource> ClusterDnsHandler<S> {
+    pub fn new(zones: S, counters: Arc<ServerCounters>) -> Self {
+        Self { zones, counters }
+    }
+}
+
+/// A question answered: the response code, whether authoritative, and the sections.
+struct Answer {
+    code: ResponseCode,
+    authoritative: bool,
+    answers: Vec<Record>,
+    soa: Vec<Record>,
+    additionals: Vec<Record>,
+}
+
+impl Answer {
+    fn code(code: ResponseCode) -> Self {
+        Self {
+            code,
+            authoritative: false,
+            answers: Vec::new(),
+            soa: Vec::new(),
+            additionals: Vec::new(),
+        }
+    }
+}
+
+fn answer_from(lookup: Lookup) -> Answer {
+    match lookup {
+        Lookup::Answer {
+            answers,
+            additionals,
+        } => Answer {
+            authoritative: true,
+            answers,
+            additionals,
+            ..Answer::code(ResponseCode::NoError)
+        },
+        Lookup::NoData { soa } => Answer {
+            authoritative: true,
+            soa: vec![soa],
+            ..Answer::code(ResponseCode::NoError)
+        },
+        Lookup::NxDomain { soa } => Answer {
+            authoritative: true,
+            soa: vec![soa],
+            ..Answer::code(ResponseCode::NXDomain)
+        },
+        Lookup::NotInZone => Answer::code(ResponseCode::Refused),
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: ZoneSource> RequestHandler for ClusterDnsHandler<S> {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let counter = match request.protocol() {
+            hickory_server::net::xfer::Protocol::Tcp => &self.counters.requests_tcp,
+            _ => &self.counters.requests_udp,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let answer = if request.metadata.message_type != MessageType::Query {
+            Answer::code(ResponseCode::FormErr)
+        } else if request.metadata.op_code != OpCode::Query {
+            Answer::code(ResponseCode::NotImp)
+        } else {
+            match request.request_info() {
+                Ok(info) => {
+                    let asked: Name = info.query.original().name().clone();
+                    answer_from(self.zones.zone().lookup(&asked, info.query.query_type()))
+                }
+                // Not exactly one question.
+                Err(_) => Answer::code(ResponseCode::FormErr),
+            }
+        };
+        self.counters.count_response(answer.code);
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.response_code = answer.code;
+        metadata.authoritative = answer.authoritative;
+        metadata.recursion_available = false;
+        let edns = request.edns.as_ref().map(|_| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(EDNS_PAYLOAD);
+            edns
+        });
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(edns) = &edns {
+            builder.edns(edns);
+        }
+        let response = builder.build(
+            metadata,
+            answer.answers.iter(),
+            std::iter::empty(),
+            answer.soa.iter(),
+            answer.additionals.iter(),
+        );
+        match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(error) => {
+                tracing::debug!(%error, src = %request.src(), "DNS answer not sent");
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(hickory_proto::op::Header {
+                    metadata,
+                    counts: hickory_proto::op::HeaderCounts::default(),
+                })
+            }
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("binding DNS on {addr} ({proto}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        proto: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// A running server; dropping it does not stop it ([`DnsServer::stop`] does).
+pub struct DnsServer<S: ZoneSource> {
+    server: Server<ClusterDnsHandler<S>>,
+    pub local_addr: SocketAddr,
+}
+
+impl<S: ZoneSource> DnsServer<S> {
+    /// Binds UDP and TCP on `addr` (port 0: any free port, the same for both) and starts serving.
+    pub async fn start(
+        addr: SocketAddr,
+        zones: S,
+        counters: Arc<ServerCounters>,
+    ) -> Result<Self, ServerError> {
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr,
+                proto: "tcp",
+                source,
+            })?;
+        let local_addr = tcp.local_addr().map_err(|source| ServerError::Bind {
+            addr,
+            proto: "tcp",
+            source,
+        })?;
+        let udp = UdpSocket::bind(local_addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: local_addr,
+                proto: "udp",
+                source,
+            })?;
+        let mut server = Server::new(ClusterDnsHandler::new(zones, counters));
+        server.register_socket(udp);
+        server.register_listener(tcp, TCP_IDLE, 64 * 1024);
+        Ok(Self { server, local_addr })
+    }
+
+    /// Stops serving and waits for the listeners to end.
+    pub async fn stop(mut self) {
+        if let Err(error) = self.server.shutdown_gracefully().await {
+            tracing::debug!(%error, "DNS server stopped with an error");
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Zone behaviour on real k8s-openapi objects: the specification's example questions
+//! ([`spec`]), CoreDNS's answers to the edges the specification leaves open ([`edges`]), and what a
+//! Service build keeps or reports ([`build`]).
+
+mod build;
+mod edges;
+mod fixtures;
+mod spec;
