@@ -9,7 +9,10 @@ use strait_dataplane::{
     Dataplane, DataplaneError, LoadOptions, bpffs, conntrack, netlink::Netlink,
     policy_events::AsyncPolicyEvents,
 };
-use strait_dns::server::{DnsServer, ServerCounters};
+use strait_dns::{
+    forward::Forwarder,
+    server::{DnsServer, ServerCounters},
+};
 use tokio::{net::TcpListener, signal::unix::SignalKind, sync::Mutex};
 
 use crate::{
@@ -161,13 +164,15 @@ async fn start_dns(
     };
     let handle = ZoneHandle::new(dns.zone.clone());
     let counters = Arc::new(ServerCounters::default());
-    match DnsServer::start(listen.into(), handle.clone(), counters).await {
+    let forwarder = Arc::new(Forwarder::new(dns.forward.clone(), Arc::default()));
+    match DnsServer::start(listen.into(), handle.clone(), forwarder, counters).await {
         Ok(server) => {
             let (namespace, name) = dns.service.clone();
             tracing::info!(
                 listen = %server.local_addr,
                 service = %format!("{namespace}/{name}"),
                 domain = %dns.zone.domain,
+                upstreams = ?dns.forward.upstreams,
                 "cluster DNS serving"
             );
             let local = NodeLocalDns {

@@ -105,6 +105,40 @@ pub struct DnsConfig {
     pub service: (String, String),
     /// Where the server listens; `None`: the node's address, port 53.
     pub listen: Option<std::net::SocketAddrV4>,
+    /// Where names outside the cluster zone go, and the cache in front of them.
+    pub forward: strait_dns::forward::ForwardConfig,
+}
+
+/// `--dns-upstream`: `none`, a resolv.conf file (a path; its `nameserver` lines, port 53), or a
+/// comma-separated list of `IP[:PORT]`.
+pub fn parse_upstreams(text: &str) -> Result<Vec<SocketAddr>, String> {
+    if text == "none" {
+        return Ok(Vec::new());
+    }
+    if text.starts_with('/') {
+        let conf = std::fs::read_to_string(text).map_err(|e| format!("reading {text}: {e}"))?;
+        return Ok(resolv_conf_nameservers(&conf));
+    }
+    text.split(',')
+        .map(|item| {
+            let item = item.trim();
+            item.parse::<SocketAddr>()
+                .or_else(|_| {
+                    item.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| format!("{item:?} is not IP or IP:PORT"))
+        })
+        .collect()
+}
+
+/// The `nameserver` addresses of a resolv.conf, port 53.
+pub fn resolv_conf_nameservers(conf: &str) -> Vec<SocketAddr> {
+    conf.lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
 }
 
 /// The DNS Service kubeadm's CoreDNS addon creates.

@@ -10,6 +10,7 @@
 //! - [`lookup`]: [`Lookup`], the answer to one question.
 //! - [`issue`]: [`RecordIssue`], the Kubernetes data a build skipped and why.
 //! - [`server`]: the hickory-server UDP/TCP server answering from the newest zone.
+//! - [`forward`]: other names sent on to upstream servers, with a cache.
 //!
 //! Internals, one concern each: `names` (owner names and labels), `addressing` (a Service's kind
 //! and cluster IPs), `endpoints` (published headless endpoints), `records` (record constructors,
@@ -19,6 +20,7 @@ mod addressing;
 mod apex;
 pub mod config;
 mod endpoints;
+pub mod forward;
 pub mod issue;
 pub mod lookup;
 mod names;

@@ -1,6 +1,6 @@
 //! The node's DNS server: hickory-server on UDP and TCP, answering each question from the newest
 //! [`Zone`] a [`ZoneSource`] hands out. Names outside the cluster zone (and reverse names the zone
-//! does not hold) are refused with REFUSED until forwarding to upstream servers exists; a request
+//! does not hold) go to the [`Forwarder`] (REFUSED when it has no upstream); a request
 //! that is not one standard query (zero or several questions, an update, a notify) gets FORMERR or
 //! NOTIMP, and a message that does not parse is dropped by hickory-server.
 
@@ -14,7 +14,7 @@ use std::{
 };
 
 use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::{Name, Record};
+use hickory_proto::rr::Record;
 use hickory_server::{
     Server,
     net::runtime::Time,
@@ -23,7 +23,10 @@ use hickory_server::{
 };
 use tokio::net::{TcpListener, UdpSocket};
 
-use crate::{Lookup, Zone};
+use crate::{
+    Lookup, Zone,
+    forward::{Forwarded, Forwarder},
+};
 
 /// How long a TCP connection may stay idle between queries.
 const TCP_IDLE: Duration = Duration::from_secs(10);
@@ -66,12 +69,42 @@ impl ServerCounters {
 /// Answers cluster questions from the zone.
 pub struct ClusterDnsHandler<S> {
     zones: S,
+    forwarder: Arc<Forwarder>,
     counters: Arc<ServerCounters>,
 }
 
 impl<S: ZoneSource> ClusterDnsHandler<S> {
-    pub fn new(zones: S, counters: Arc<ServerCounters>) -> Self {
-        Self { zones, counters }
+    pub fn new(zones: S, forwarder: Arc<Forwarder>, counters: Arc<ServerCounters>) -> Self {
+        Self {
+            zones,
+            forwarder,
+            counters,
+        }
+    }
+
+    /// The answer to one question: from the zone, or forwarded.
+    async fn answer(&self, query: &hickory_proto::op::Query) -> Answer {
+        match self.zones.zone().lookup(query.name(), query.query_type()) {
+            Lookup::NotInZone => {
+                let Forwarded {
+                    code,
+                    answers,
+                    authorities,
+                    additionals,
+                } = self.forwarder.resolve(query).await;
+                Answer {
+                    code,
+                    authoritative: false,
+                    answers,
+                    soa: authorities,
+                    additionals: additionals
+                        .into_iter()
+                        .filter(|r| r.record_type() != hickory_proto::rr::RecordType::OPT)
+                        .collect(),
+                }
+            }
+            lookup => answer_from(lookup),
+        }
     }
 }
 
@@ -139,10 +172,7 @@ impl<S: ZoneSource> RequestHandler for ClusterDnsHandler<S> {
             Answer::code(ResponseCode::NotImp)
         } else {
             match request.request_info() {
-                Ok(info) => {
-                    let asked: Name = info.query.original().name().clone();
-                    answer_from(self.zones.zone().lookup(&asked, info.query.query_type()))
-                }
+                Ok(info) => self.answer(info.query.original()).await,
                 // Not exactly one question.
                 Err(_) => Answer::code(ResponseCode::FormErr),
             }
@@ -151,7 +181,7 @@ impl<S: ZoneSource> RequestHandler for ClusterDnsHandler<S> {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = answer.code;
         metadata.authoritative = answer.authoritative;
-        metadata.recursion_available = false;
+        metadata.recursion_available = self.forwarder.is_active();
         let edns = request.edns.as_ref().map(|_| {
             let mut edns = Edns::new();
             edns.set_max_payload(EDNS_PAYLOAD);
@@ -205,6 +235,7 @@ impl<S: ZoneSource> DnsServer<S> {
     pub async fn start(
         addr: SocketAddr,
         zones: S,
+        forwarder: Arc<Forwarder>,
         counters: Arc<ServerCounters>,
     ) -> Result<Self, ServerError> {
         let tcp = TcpListener::bind(addr)
@@ -226,7 +257,7 @@ impl<S: ZoneSource> DnsServer<S> {
                 proto: "udp",
                 source,
             })?;
-        let mut server = Server::new(ClusterDnsHandler::new(zones, counters));
+        let mut server = Server::new(ClusterDnsHandler::new(zones, forwarder, counters));
         server.register_socket(udp);
         server.register_listener(tcp, TCP_IDLE, 64 * 1024);
         Ok(Self { server, local_addr })

@@ -260,6 +260,14 @@ impl Lab {
             // The underlay side of the node's veth runs no XDP program, so native XDP_TX (the RST that
             // refuses a connection to a service without endpoints) could not transmit: generic or off.
             .args(["--xdp-mode", self.state.options.xdp_mode.flag()])
+            // Never the machine's resolver: only an upstream the lab was given, inside the lab.
+            .arg("--dns-upstream")
+            .arg(
+                self.state
+                    .options
+                    .dns_upstream
+                    .map_or_else(|| "none".to_owned(), |addr| addr.to_string()),
+            )
             .arg("--overlay")
             .arg(self.state.options.overlay.flag())
             .arg("--xdp-fast-path")

@@ -108,6 +108,10 @@ pub struct LabOptions {
     /// No cluster DNS: no `kube-system/kube-dns` Service, and pods see the host's resolv.conf.
     #[serde(default)]
     pub no_cluster_dns: bool,
+    /// Where the agents forward names outside the cluster zone: a server inside the lab (the
+    /// external namespace, say); `None`: nowhere (REFUSED), never the machine's resolver.
+    #[serde(default)]
+    pub dns_upstream: Option<std::net::SocketAddrV4>,
 }
 
 /// The agents' `--xdp-mode` in a lab: the uplink is a veth, so XDP runs generic or not at all.

@@ -36,6 +36,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("nft", "nftables"),
     ("ipset", "ipset"),
     ("dig", "bind9-dnsutils"),
+    ("unbound", "unbound"),
     (
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "fonts-dejavu-core",

@@ -171,6 +171,17 @@ struct Args {
     /// Where the DNS server listens (default: --node-ip, port 53).
     #[arg(long)]
     dns_listen: Option<std::net::SocketAddrV4>,
+    /// Where names outside the cluster zone are forwarded: a resolv.conf file (its nameservers, as
+    /// CoreDNS's `forward . /etc/resolv.conf`), a comma-separated list of IP[:PORT], or `none`
+    /// (REFUSED). Answers are cached (positive up to 3600 s, negative up to 1800 s).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    dns_upstream: String,
+    /// Questions in flight to the upstreams at most; more are refused (CoreDNS `max_concurrent`).
+    #[arg(long, default_value_t = 1000)]
+    dns_max_concurrent: usize,
+    /// Answers from upstreams the cache holds at most.
+    #[arg(long, default_value_t = 9984)]
+    dns_cache_size: usize,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -258,10 +269,18 @@ fn main() -> anyhow::Result<()> {
             PodRecordsArg::Insecure => strait_dns::PodRecords::Insecure,
             PodRecordsArg::Disabled => strait_dns::PodRecords::Disabled,
         };
+        let upstreams = strait_control::config::parse_upstreams(&args.dns_upstream)
+            .map_err(|e| anyhow::anyhow!("--dns-upstream: {e}"))?;
         Some(strait_control::config::DnsConfig {
             zone,
             service: args.dns_service,
             listen: args.dns_listen,
+            forward: strait_dns::forward::ForwardConfig {
+                upstreams,
+                max_concurrent: args.dns_max_concurrent,
+                cache_entries: args.dns_cache_size,
+                ..strait_dns::forward::ForwardConfig::default()
+            },
         })
     } else {
         None

@@ -8,6 +8,7 @@ mod cli;
 mod cni;
 mod datapath;
 mod dns;
+mod dns_forward;
 mod egress;
 mod external;
 mod flannel;

@@ -84,6 +84,11 @@ enum LabCommand {
         /// writes it (`search <ns>.svc.cluster.local svc.cluster.local cluster.local`, `ndots:5`).
         #[arg(long)]
         no_cluster_dns: bool,
+        /// Where the agents forward names outside the cluster zone, IP:PORT of a DNS server inside
+        /// the lab (e.g. one started in the external namespace, 172.30.0.2). Without it they forward
+        /// nowhere and answer REFUSED: a lab never asks the machine's resolver.
+        #[arg(long)]
+        dns_upstream: Option<std::net::SocketAddrV4>,
     },
     /// Create or update the objects in a manifest file or directory (`-` reads standard input), as
     /// `kubectl apply -f`: the whole input is checked first and nothing of it is applied when an object
@@ -383,6 +388,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             flannel_nodes,
             xdp_mode,
             no_cluster_dns,
+            dns_upstream,
         } => {
             let options = strait_lab::state::LabOptions {
                 xdp_fast_path,
@@ -390,6 +396,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 flannel_nodes,
                 xdp_mode,
                 no_cluster_dns,
+                dns_upstream,
             };
             let lab = Lab::up_with(&name, nodes, manifests.as_deref(), options)?;
             print!("{}", status::to_table(&lab));
