@@ -10,8 +10,9 @@ use strait_dataplane::{
     policy_events::AsyncPolicyEvents,
 };
 use strait_dns::{
-    forward::Forwarder,
-    server::{DnsServer, ServerCounters},
+    forward::{ForwardCounters, Forwarder},
+    metrics::ServerCounters,
+    server::DnsServer,
 };
 use tokio::{net::TcpListener, signal::unix::SignalKind, sync::Mutex};
 
@@ -19,7 +20,7 @@ use crate::{
     api,
     config::{AgentConfig, UplinkXdp},
     conntrack_gc,
-    dns::{DnsSettings, NodeLocalDns, ZoneHandle},
+    dns::{DnsObserved, DnsSettings, NodeLocalDns, ZoneHandle},
     endpoints::EndpointManager,
     flows::{self, FlowHub, FlowNames},
     http::{self, HttpState},
@@ -77,10 +78,10 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let annotations_task = publish_annotations(&config, overlay.as_ref()).await?;
     let conntrack_stats = conntrack_gc::ConntrackStats::default();
     let sweep_task = tokio::spawn(conntrack_gc::run(manager.clone(), conntrack_stats.clone()));
-    let (dns_sync, dns_server) = start_dns(&config).await;
+    let dns = start_dns(&config).await;
     let settings = services::SyncSettings {
         overlay: overlay.map(|o| o.routing),
-        dns: dns_sync,
+        dns: dns.as_ref().map(|d| d.sync.clone()),
         ..config.sync_settings()
     };
     let sync_task = source.map(|(source, origin)| {
@@ -105,6 +106,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             conntrack: conntrack_stats,
             conntrack_capacity: config.conntrack_capacity,
             flows,
+            dns: dns.as_ref().map(|d| d.observed.clone()),
         },
     ));
 
@@ -119,8 +121,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     {
         task.abort();
     }
-    if let Some(server) = dns_server {
-        server.stop().await;
+    if let Some(dns) = dns {
+        dns.server.stop().await;
     }
     // Wait for an in-flight request to finish before leaving.
     let _guard = manager.lock().await;
@@ -142,55 +144,68 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the cluster DNS server, when configured and there is an address to listen on: what the
-/// sync loop needs to keep its zone and lead the DNS Service here, and the server. A server that
+/// The running DNS server, what the sync loop needs to keep its zone and lead the DNS Service
+/// here, and what `/metrics` shows of it.
+struct DnsStarted {
+    sync: (DnsSettings, NodeLocalDns),
+    server: DnsServer<ZoneHandle>,
+    observed: DnsObserved,
+}
+
+/// Starts the cluster DNS server, when configured and there is an address to listen on. A server that
 /// cannot listen is logged and the agent goes on without DNS.
-async fn start_dns(
-    config: &AgentConfig,
-) -> (
-    Option<(DnsSettings, NodeLocalDns)>,
-    Option<DnsServer<ZoneHandle>>,
-) {
-    let Some(dns) = &config.dns else {
-        return (None, None);
-    };
+async fn start_dns(config: &AgentConfig) -> Option<DnsStarted> {
+    let dns = config.dns.as_ref()?;
     let Some(listen) = dns.listen.or_else(|| {
         config
             .node_ip
             .map(|ip| std::net::SocketAddrV4::new(ip, crate::dns::DNS_PORT))
     }) else {
         tracing::warn!("cluster DNS off: no --node-ip or --dns-listen to serve it on");
-        return (None, None);
+        return None;
     };
     let handle = ZoneHandle::new(dns.zone.clone());
     let counters = Arc::new(ServerCounters::default());
-    let forwarder = Arc::new(Forwarder::new(dns.forward.clone(), Arc::default()));
-    match DnsServer::start(listen.into(), handle.clone(), forwarder, counters).await {
-        Ok(server) => {
-            let (namespace, name) = dns.service.clone();
-            tracing::info!(
-                listen = %server.local_addr,
-                service = %format!("{namespace}/{name}"),
-                domain = %dns.zone.domain,
-                upstreams = ?dns.forward.upstreams,
-                "cluster DNS serving"
-            );
-            let local = NodeLocalDns {
-                namespace,
-                name,
-                listen,
-            };
-            let settings = DnsSettings {
-                zone: dns.zone.clone(),
-                handle,
-            };
-            (Some((settings, local)), Some(server))
-        }
-        Err(error) => {
-            tracing::error!(%error, "cluster DNS off: its server cannot listen");
-            (None, None)
-        }
-    }
+    let forward = Arc::new(ForwardCounters::default());
+    let forwarder = Arc::new(Forwarder::new(dns.forward.clone(), forward.clone()));
+    let server = DnsServer::start(
+        listen.into(),
+        handle.clone(),
+        forwarder.clone(),
+        counters.clone(),
+    )
+    .await
+    .inspect_err(|error| tracing::error!(%error, "cluster DNS off: its server cannot listen"))
+    .ok()?;
+    let (namespace, name) = dns.service.clone();
+    tracing::info!(
+        listen = %server.local_addr,
+        service = %format!("{namespace}/{name}"),
+        domain = %dns.zone.domain,
+        upstreams = ?dns.forward.upstreams,
+        "cluster DNS serving"
+    );
+    let observed = DnsObserved {
+        server: format!("dns://{}", server.local_addr),
+        counters,
+        forward,
+        forwarder,
+        zone: handle.clone(),
+    };
+    let local = NodeLocalDns {
+        namespace,
+        name,
+        listen,
+    };
+    let settings = DnsSettings {
+        zone: dns.zone.clone(),
+        handle,
+    };
+    Some(DnsStarted {
+        sync: (settings, local),
+        server,
+        observed,
+    })
 }
 
 /// Starts reading the policy verdicts of `dataplane` into a [`FlowHub`] (named with `names`); no hub

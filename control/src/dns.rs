@@ -79,6 +79,31 @@ impl strait_dns::server::ZoneSource for ZoneHandle {
     }
 }
 
+/// What `/metrics` shows of the node's DNS server.
+#[derive(Clone)]
+pub struct DnsObserved {
+    /// CoreDNS's `server` label: `dns://IP:PORT`.
+    pub server: String,
+    pub counters: Arc<strait_dns::metrics::ServerCounters>,
+    pub forward: Arc<strait_dns::forward::ForwardCounters>,
+    pub forwarder: Arc<strait_dns::forward::Forwarder>,
+    pub zone: ZoneHandle,
+}
+
+impl DnsObserved {
+    /// Appends the DNS metrics.
+    pub fn render(&self, out: &mut String) {
+        strait_dns::metrics::DnsScrape {
+            server: &self.server,
+            counters: &self.counters,
+            forward: &self.forward,
+            zone_records: self.zone.current().record_count(),
+            cache_entries: self.forwarder.cache_len(),
+        }
+        .render(out);
+    }
+}
+
 /// What the sync loop needs to keep the zone.
 #[derive(Clone, Debug)]
 pub struct DnsSettings {

@@ -63,6 +63,8 @@ pub struct HttpState {
     pub conntrack_capacity: u32,
     /// The policy verdicts read on this node; `None` when its data path reports none.
     pub flows: Option<FlowHub>,
+    /// The node's DNS server; `None` when it serves none.
+    pub dns: Option<crate::dns::DnsObserved>,
 }
 
 /// Serves HTTP until the task is dropped.
@@ -229,6 +231,9 @@ fn metrics(state: &HttpState) -> (&'static str, &'static str, String) {
                 &state.node,
                 state.flows.as_ref().and_then(FlowHub::lost),
             );
+            if let Some(dns) = &state.dns {
+                dns.render(&mut text);
+            }
             ("200 OK", "text/plain; version=0.0.4", text)
         }
         Err(error) => (
@@ -270,6 +275,7 @@ mod tests {
             conntrack: ConntrackStats::default(),
             conntrack_capacity: 4096,
             flows: Some(FlowHub::new("n1")),
+            dns: None,
         }
     }
 

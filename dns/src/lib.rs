@@ -11,6 +11,7 @@
 //! - [`issue`]: [`RecordIssue`], the Kubernetes data a build skipped and why.
 //! - [`server`]: the hickory-server UDP/TCP server answering from the newest zone.
 //! - [`forward`]: other names sent on to upstream servers, with a cache.
+//! - [`metrics`]: the server's counters under CoreDNS's metric names.
 //!
 //! Internals, one concern each: `names` (owner names and labels), `addressing` (a Service's kind
 //! and cluster IPs), `endpoints` (published headless endpoints), `records` (record constructors,
@@ -23,6 +24,7 @@ mod endpoints;
 pub mod forward;
 pub mod issue;
 pub mod lookup;
+pub mod metrics;
 mod names;
 mod pods;
 mod records;

@@ -6,11 +6,8 @@
 
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
 use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
@@ -26,6 +23,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use crate::{
     Lookup, Zone,
     forward::{Forwarded, Forwarder},
+    metrics::{ServerCounters, Transport},
 };
 
 /// How long a TCP connection may stay idle between queries.
@@ -37,33 +35,6 @@ const EDNS_PAYLOAD: u16 = 1232;
 /// Where the server gets the zone from, once per query.
 pub trait ZoneSource: Send + Sync + Unpin + 'static {
     fn zone(&self) -> Arc<Zone>;
-}
-
-/// Counters of what the server answered.
-#[derive(Debug, Default)]
-pub struct ServerCounters {
-    pub requests_udp: AtomicU64,
-    pub requests_tcp: AtomicU64,
-    /// By response code: NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED.
-    pub responses: [AtomicU64; 6],
-}
-
-impl ServerCounters {
-    /// The response codes [`ServerCounters::responses`] counts, in its order.
-    pub const RCODES: [ResponseCode; 6] = [
-        ResponseCode::NoError,
-        ResponseCode::FormErr,
-        ResponseCode::ServFail,
-        ResponseCode::NXDomain,
-        ResponseCode::NotImp,
-        ResponseCode::Refused,
-    ];
-
-    fn count_response(&self, code: ResponseCode) {
-        if let Some(i) = Self::RCODES.iter().position(|c| *c == code) {
-            self.responses[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 /// Answers cluster questions from the zone.
@@ -161,11 +132,13 @@ impl<S: ZoneSource> RequestHandler for ClusterDnsHandler<S> {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        let counter = match request.protocol() {
-            hickory_server::net::xfer::Protocol::Tcp => &self.counters.requests_tcp,
-            _ => &self.counters.requests_udp,
+        let arrived = Instant::now();
+        let transport = match request.protocol() {
+            hickory_server::net::xfer::Protocol::Tcp => Transport::Tcp,
+            _ => Transport::Udp,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        let qtype = request.request_info().ok().map(|i| i.query.query_type());
+        self.counters.request(transport, qtype);
         let answer = if request.metadata.message_type != MessageType::Query {
             Answer::code(ResponseCode::FormErr)
         } else if request.metadata.op_code != OpCode::Query {
@@ -177,7 +150,6 @@ impl<S: ZoneSource> RequestHandler for ClusterDnsHandler<S> {
                 Err(_) => Answer::code(ResponseCode::FormErr),
             }
         };
-        self.counters.count_response(answer.code);
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = answer.code;
         metadata.authoritative = answer.authoritative;
@@ -198,7 +170,10 @@ impl<S: ZoneSource> RequestHandler for ClusterDnsHandler<S> {
             answer.soa.iter(),
             answer.additionals.iter(),
         );
-        match response_handle.send_response(response).await {
+        let code = answer.code;
+        let sent = response_handle.send_response(response).await;
+        self.counters.response(code, arrived.elapsed());
+        match sent {
             Ok(info) => info,
             Err(error) => {
                 tracing::debug!(%error, src = %request.src(), "DNS answer not sent");

@@ -140,6 +140,36 @@ fn pods_resolve_the_cluster_zone_on_their_own_node() {
 
     spec_answers(name, &web_ip, &pod_ip);
     answers_follow_changes(&mut lab, dir.path());
+    counted_under_coredns_names(&lab);
+}
+
+/// The agents' `/metrics` count what they answered, under CoreDNS's names.
+fn counted_under_coredns_names(lab: &Lab) {
+    for node in &lab.state.nodes {
+        let text = lab.agent_get(&node.name, "/metrics").expect("metrics");
+        let value = |prefix: &str| -> u64 {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum()
+        };
+        let server = format!("server=\"dns://{}:53\"", node.ip);
+        assert!(
+            value(&format!(
+                "coredns_dns_requests_total{{{server},zone=\".\",view=\"\",proto=\"udp\",family=\"1\",type=\"A\"}}"
+            )) > 0,
+            "{}: A requests over UDP counted:\n{text}",
+            node.name
+        );
+        assert!(
+            value(&format!(
+                "coredns_dns_responses_total{{{server},zone=\".\",view=\"\",rcode=\"NXDOMAIN\""
+            )) > 0,
+            "{}: NXDOMAIN answers counted",
+            node.name
+        );
+        assert!(value(&format!("strait_dns_zone_records{{{server}}}")) > 5);
+    }
 }
 
 /// The specification's questions, asked from pods on both nodes.
