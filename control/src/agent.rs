@@ -79,6 +79,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let conntrack_stats = conntrack_gc::ConntrackStats::default();
     let sweep_task = tokio::spawn(conntrack_gc::run(manager.clone(), conntrack_stats.clone()));
     let dns = start_dns(&config).await;
+    point_dns_fast_path(&manager, dns.as_ref()).await;
     let settings = services::SyncSettings {
         overlay: overlay.map(|o| o.routing),
         dns: dns.as_ref().map(|d| d.sync.clone()),
@@ -144,6 +145,25 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Points the kernel DNS fast path at the running server's listener (saying whether it forwards), or
+/// turns it off: no DNS here, or `--dns-fast-path false`. A failure is logged: the server answers.
+async fn point_dns_fast_path(manager: &Mutex<EndpointManager>, dns: Option<&DnsStarted>) {
+    let target = dns.filter(|d| d.sync.0.fast_path).map(|d| {
+        let forwards = d.observed.forwarder.is_active();
+        (d.sync.1.listen, forwards)
+    });
+    let mut manager = manager.lock().await;
+    let dataplane = manager.dataplane_mut();
+    let written = match target {
+        Some((listen, forwards)) => dataplane.set_dns_fast(Some(listen), forwards),
+        None => dataplane.set_dns_fast(None, false),
+    };
+    match written {
+        Ok(()) => tracing::info!(on = target.is_some(), "kernel DNS fast path set"),
+        Err(error) => tracing::warn!(%error, "kernel DNS fast path not set"),
+    }
+}
+
 /// The running DNS server, what the sync loop needs to keep its zone and lead the DNS Service
 /// here, and what `/metrics` shows of it.
 struct DnsStarted {
@@ -200,6 +220,7 @@ async fn start_dns(config: &AgentConfig) -> Option<DnsStarted> {
     let settings = DnsSettings {
         zone: dns.zone.clone(),
         handle,
+        fast_path: dns.fast_path,
     };
     Some(DnsStarted {
         sync: (settings, local),

@@ -107,6 +107,8 @@ pub struct DnsConfig {
     pub listen: Option<std::net::SocketAddrV4>,
     /// Where names outside the cluster zone go, and the cache in front of them.
     pub forward: strait_dns::forward::ForwardConfig,
+    /// Whether the kernel answers the hot records itself (`from_pod`).
+    pub fast_path: bool,
 }
 
 /// `--dns-upstream`: `none`, a resolv.conf file (a path; its `nameserver` lines, port 53), or a

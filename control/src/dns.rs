@@ -9,7 +9,10 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use strait_dataplane::services::{Backend, ServiceEntry};
+use strait_dataplane::{
+    dns_fast::HotRecord,
+    services::{Backend, ServiceEntry},
+};
 use strait_dns::{ServiceRecords, Zone, ZoneConfig};
 use strait_k8s::{Event, Kind, Object, ObjectStore, service::slice_service};
 
@@ -109,6 +112,28 @@ impl DnsObserved {
 pub struct DnsSettings {
     pub zone: ZoneConfig,
     pub handle: ZoneHandle,
+    /// Whether the kernel fast path answers (its hot records are then kept in DNS_A_V1).
+    pub fast_path: bool,
+}
+
+/// The zone's hot records for the kernel fast path: every ClusterIP A record, by its name in wire
+/// format.
+pub fn hot_records(zone: &Zone) -> Vec<HotRecord> {
+    zone.hot_a_records()
+        .map(|(name, addrs, ttl)| {
+            let mut wire_name = Vec::with_capacity(64);
+            for label in name.iter() {
+                wire_name.push(label.len() as u8);
+                wire_name.extend_from_slice(label);
+            }
+            wire_name.push(0);
+            HotRecord {
+                wire_name,
+                ttl,
+                addrs: addrs.to_vec(),
+            }
+        })
+        .collect()
 }
 
 /// `(namespace, service name)`.
@@ -165,8 +190,9 @@ impl DnsIndex {
         }
     }
 
-    /// Learns every Service and slice of the store again (the first sync, a resync).
-    pub fn rebuild(&mut self, store: &ObjectStore) {
+    /// Learns every Service and slice of the store again (the first sync, a resync); the fast path's
+    /// records when it is on.
+    pub fn rebuild(&mut self, store: &ObjectStore) -> Option<Vec<HotRecord>> {
         self.slices.clear();
         self.records.clear();
         for (key, slice) in store.endpoint_slices() {
@@ -182,14 +208,14 @@ impl DnsIndex {
             .map(|key| (key.namespace.clone(), key.name.clone()))
             .chain(self.slices.keys().cloned())
             .collect();
-        self.publish(store);
+        self.publish(store)
     }
 
     /// Rebuilds the records of the Services touched since the last call and, if any, hands the
-    /// server a new zone. Returns how many Services were rebuilt.
-    pub fn publish(&mut self, store: &ObjectStore) -> usize {
+    /// server a new zone; then the fast path's records, when it is on.
+    pub fn publish(&mut self, store: &ObjectStore) -> Option<Vec<HotRecord>> {
         if self.touched.is_empty() {
-            return 0;
+            return None;
         }
         let touched = std::mem::take(&mut self.touched);
         for key in &touched {
@@ -221,7 +247,8 @@ impl DnsIndex {
             records = zone.record_count(),
             "cluster DNS zone updated"
         );
+        let hot = self.settings.fast_path.then(|| hot_records(&zone));
         self.settings.handle.publish(zone);
-        touched.len()
+        hot
     }
 }

@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use strait_dataplane::Dataplane;
+use strait_dataplane::{Dataplane, dns_fast::HotRecord};
 use strait_dataplane::overlay::RemoteRoute;
 use strait_dataplane::service_maps::{ServiceTable, SyncReport};
 use strait_dataplane::services::{ServiceEntry, ServiceKey};
@@ -235,6 +235,8 @@ struct Turn {
     drift: Option<usize>,
     /// The overlay's prefixes, when Nodes changed (or on the first sync and every resync).
     remote_routes: Option<Vec<RemoteRoute>>,
+    /// The DNS fast path's records, when the zone changed (and the fast path is on).
+    dns_records: Option<Vec<HotRecord>>,
     /// The policy tables, when Pods, Namespaces or NetworkPolicies changed (or on the first sync and
     /// every resync).
     policy: Option<Built>,
@@ -275,14 +277,13 @@ impl Model {
     }
 
     /// Brings the DNS zone up to date: all of it on the first sync and every resync, else the
-    /// Services the turn's events touched.
-    fn update_dns(&mut self, everything: bool) {
-        if let Some(dns) = &mut self.dns {
-            if everything {
-                dns.rebuild(&self.store);
-            } else {
-                dns.publish(&self.store);
-            }
+    /// Services the turn's events touched. The fast path's records when the zone changed.
+    fn update_dns(&mut self, everything: bool) -> Option<Vec<HotRecord>> {
+        let dns = self.dns.as_mut()?;
+        if everything {
+            dns.rebuild(&self.store)
+        } else {
+            dns.publish(&self.store)
         }
     }
 
@@ -341,7 +342,7 @@ impl Model {
         if !self.source.is_ready() {
             return turn;
         }
-        self.update_dns(!self.built || resync);
+        turn.dns_records = self.update_dns(!self.built || resync);
         if !self.built {
             self.built = true;
             touched = self.index.rebuild(&self.store);
@@ -522,9 +523,7 @@ pub async fn run_with_policy<M: DataplaneOwner>(
         if let Some(drift) = turn.drift {
             tracing::info!(drift, frontends = table.len(), "resync done");
         }
-        if let Some(routes) = &turn.remote_routes {
-            write_remote_routes(&manager, routes).await;
-        }
+        write_side_tables(&manager, &turn).await;
         if !policy_writer.step(turn.policy, &manager).await {
             // Nothing can enforce policy here: stop building tables.
             current.policy = None;
@@ -552,6 +551,39 @@ pub async fn run_with_policy<M: DataplaneOwner>(
         model = Some(current);
         if pace == Pace::Now {
             tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Writes the tables a turn rebuilt besides the services': the overlay's routes, the DNS fast path's
+/// records.
+async fn write_side_tables<M: DataplaneOwner>(manager: &Mutex<M>, turn: &Turn) {
+    if let Some(routes) = &turn.remote_routes {
+        write_remote_routes(manager, routes).await;
+    }
+    if let Some(records) = &turn.dns_records {
+        write_dns_records(manager, records).await;
+    }
+}
+
+/// Makes DNS_A_V1 hold the zone's hot records; logs what changed (a failure is logged, and the next
+/// change or resync writes again).
+async fn write_dns_records<M: DataplaneOwner>(manager: &Mutex<M>, records: &[HotRecord]) {
+    match manager
+        .lock()
+        .await
+        .dataplane_mut()
+        .sync_dns_records(records)
+    {
+        Ok(report) => tracing::debug!(
+            names = records.len(),
+            written = report.written,
+            removed = report.removed,
+            skipped = report.skipped,
+            "DNS fast path records updated"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "writing the DNS fast path records failed; retried on the next change");
         }
     }
 }

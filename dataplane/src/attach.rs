@@ -18,18 +18,30 @@ use aya::programs::CgroupAttachMode;
 use crate::{
     Dataplane, DataplaneError,
     loader::{
-        FROM_OVERLAY, FROM_POD, FROM_UPLINK, SOCK_LB_PROGRAMS, TO_OVERLAY, XDP_UPLINK, program_mut,
+        DNS_FAST, FROM_OVERLAY, FROM_POD, FROM_UPLINK, SOCK_LB_PROGRAMS, TO_OVERLAY, XDP_UPLINK, program_mut,
         sock_program_mut, typed_program_mut,
     },
 };
 
 impl Dataplane {
-    /// Attaches from-pod to tcx ingress of `ifname` (in the calling thread's namespace), adopting a pinned
-    /// link for that interface if one exists.
+    /// Attaches from-pod to tcx ingress of `ifname` (in the calling thread's namespace), and the DNS
+    /// fast path ahead of it, adopting the pinned links for that interface where they exist.
     pub fn attach_from_pod(&mut self, ifname: &str) -> Result<(), DataplaneError> {
         let pin = self.link_pin_path(FROM_POD, ifname);
         let program = self.from_pod_program()?;
-        attach_tcx_ingress(program, FROM_POD, ifname, pin)
+        attach_tcx_ingress(program, FROM_POD, ifname, pin)?;
+        let pin = self.link_pin_path(DNS_FAST, ifname);
+        let program = program_mut(&mut self.ebpf, DNS_FAST)?;
+        let mut tcx = Tcx {
+            program,
+            name: DNS_FAST,
+            attach_type: TcAttachType::Ingress,
+            first: true,
+        };
+        match pin {
+            Some(pin) => adopt_or_attach(&mut tcx, ifname, &pin),
+            None => tcx.attach(ifname).map(drop),
+        }
     }
 
     /// Attaches the uplink programs to `ifname` (the node's interface towards the rest of the network):
@@ -79,6 +91,7 @@ impl Dataplane {
                 program,
                 name,
                 attach_type,
+                first: false,
             };
             match pin {
                 Some(pin) => adopt_or_attach(&mut tcx, ifname, &pin)?,
@@ -93,7 +106,10 @@ impl Dataplane {
     /// Removes the pinned from-pod link of `ifname` (the link goes away with its last reference; deleting the
     /// interface detaches it too).
     pub fn detach_from_pod(&mut self, ifname: &str) -> Result<(), DataplaneError> {
-        if let Some(pin) = self.link_pin_path(FROM_POD, ifname) {
+        for program in [FROM_POD, DNS_FAST] {
+            let Some(pin) = self.link_pin_path(program, ifname) else {
+                continue;
+            };
             match std::fs::remove_file(&pin) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -171,6 +187,8 @@ struct Tcx<'a> {
     program: &'a mut SchedClassifier,
     name: &'static str,
     attach_type: TcAttachType,
+    /// A new link goes ahead of the interface's other tcx programs (else after them).
+    first: bool,
 }
 
 impl Tcx<'_> {
@@ -184,7 +202,11 @@ impl Tcx<'_> {
             .attach_with_options(
                 ifname,
                 self.attach_type,
-                TcAttachOptions::TcxOrder(LinkOrder::default()),
+                TcAttachOptions::TcxOrder(if self.first {
+                    LinkOrder::first()
+                } else {
+                    LinkOrder::default()
+                }),
             )
             .map_err(self.error())
     }
@@ -289,6 +311,7 @@ fn attach_tcx_ingress(
         program,
         name,
         attach_type: TcAttachType::Ingress,
+        first: false,
     };
     match pin {
         Some(pin) => adopt_or_attach(&mut tcx, ifname, &pin),

@@ -5,6 +5,7 @@
 pub mod attach;
 pub mod bpffs;
 pub mod conntrack;
+pub mod dns_fast;
 pub mod endpoints;
 pub mod error;
 pub mod loader;

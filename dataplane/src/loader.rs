@@ -20,6 +20,8 @@ use crate::{DataplaneError, EBPF_OBJECT};
 
 /// Name of the from-pod program in the object.
 pub const FROM_POD: &str = "from_pod";
+/// The kernel DNS fast path: tcx ingress on a pod's veth, ahead of `from_pod`.
+pub const DNS_FAST: &str = "dns_fast";
 /// The uplink's tcx ingress program.
 pub const FROM_UPLINK: &str = "from_uplink";
 /// The VXLAN device's tcx ingress program (packets from other nodes).
@@ -141,7 +143,7 @@ impl Dataplane {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(EBPF_OBJECT)?;
-        for name in [FROM_POD, FROM_UPLINK, FROM_OVERLAY, TO_OVERLAY] {
+        for name in [FROM_POD, DNS_FAST, FROM_UPLINK, FROM_OVERLAY, TO_OVERLAY] {
             program_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
@@ -170,6 +172,11 @@ impl Dataplane {
     /// The from-pod classifier (loaded).
     pub fn from_pod_program(&mut self) -> Result<&mut SchedClassifier, DataplaneError> {
         program_mut(&mut self.ebpf, FROM_POD)
+    }
+
+    /// The kernel DNS fast path's classifier (loaded).
+    pub fn dns_fast_program(&mut self) -> Result<&mut SchedClassifier, DataplaneError> {
+        program_mut(&mut self.ebpf, DNS_FAST)
     }
 
     /// The uplink's tcx classifier (loaded).

@@ -182,6 +182,11 @@ struct Args {
     /// Answers from upstreams the cache holds at most.
     #[arg(long, default_value_t = 9984)]
     dns_cache_size: usize,
+    /// Answer the cluster's hot records in the kernel: a pod's UDP query for the A record of a
+    /// ClusterIP Service is answered by `from_pod` before it reaches any socket; everything else
+    /// goes to the server. Keeps answering them while the agent is down.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    dns_fast_path: bool,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -281,6 +286,7 @@ fn main() -> anyhow::Result<()> {
                 cache_entries: args.dns_cache_size,
                 ..strait_dns::forward::ForwardConfig::default()
             },
+            fast_path: args.dns_fast_path,
         })
     } else {
         None

@@ -6,6 +6,7 @@
 #![no_std]
 
 pub mod conntrack;
+pub mod dns;
 pub mod endpoint;
 pub mod fragment;
 pub mod maps;

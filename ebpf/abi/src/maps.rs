@@ -93,7 +93,15 @@ pub const POLICY_EVENTS_BYTES: u32 = 1 << 20;
 pub const POLICY_EVENTS_LOST_MAP: &str = "POLICY_EVENTS_LOST_V1";
 
 /// Every map the object declares, in the order the loader pins them.
-pub const ALL_MAPS: [&str; 21] = [
+/// The kernel DNS fast path's hot A records: [`crate::dns::DnsNameKey`] ->
+/// [`crate::dns::DnsARecords`].
+pub const DNS_A_MAP: &str = "DNS_A_V1";
+/// Default number of names the fast path answers.
+pub const DNS_A_MAP_DEFAULT_CAPACITY: u32 = 16_384;
+/// The fast path's settings (one-entry array): [`crate::dns::DnsFastConfig`].
+pub const DNS_FAST_MAP: &str = "DNS_FAST_V1";
+
+pub const ALL_MAPS: [&str; 23] = [
     ENDPOINT_MAP,
     STATS_MAP,
     SVC_MAP,
@@ -115,4 +123,6 @@ pub const ALL_MAPS: [&str; 21] = [
     POLICY_FRAG_MAP,
     POLICY_EVENTS_MAP,
     POLICY_EVENTS_LOST_MAP,
+    DNS_A_MAP,
+    DNS_FAST_MAP,
 ];

@@ -20,17 +20,20 @@ pub enum Program {
     FromOverlay = 4,
     /// tcx egress on the VXLAN device: the node's own packets for remote pods, given their tunnel.
     ToOverlay = 5,
+    /// The kernel DNS fast path inside `from_pod`: queries to this node's DNS listener.
+    DnsFast = 6,
 }
 
 impl Program {
     /// Every program, for user space iteration.
-    pub const ALL: [Program; 6] = [
+    pub const ALL: [Program; 7] = [
         Program::FromPod,
         Program::SockLb,
         Program::FromUplink,
         Program::XdpUplink,
         Program::FromOverlay,
         Program::ToOverlay,
+        Program::DnsFast,
     ];
     /// Stable label used in metrics.
     pub const fn label(self) -> &'static str {
@@ -41,6 +44,7 @@ impl Program {
             Program::XdpUplink => "xdp-uplink",
             Program::FromOverlay => "from-overlay",
             Program::ToOverlay => "to-overlay",
+            Program::DnsFast => "dns-fast",
         }
     }
 }
@@ -99,6 +103,13 @@ pub enum Reason {
     /// A pod's first packet to an address outside the cluster, sent out of the uplink from the node's
     /// address (masquerade; the flow is tracked, so its replies are reversed to the pod as `reverse_nat`).
     Masquerade = 10,
+    /// DNS fast path: the query was answered in the kernel and sent back into the pod.
+    DnsAnswered = 11,
+    /// DNS fast path: a query it could answer, for a name it does not hold (passed to the server).
+    DnsNotHeld = 12,
+    /// DNS fast path: a query it does not answer exactly (another type or class, EDNS options,
+    /// several questions, a long or compressed name, a malformed message; passed to the server).
+    DnsNotHandled = 13,
     /// Frame shorter than an Ethernet header.
     DropTruncatedEthernet = 16,
     /// Frame ends inside the IPv4 header.
@@ -149,7 +160,7 @@ impl Reason {
     /// Number of reason slots reserved per (program, direction).
     pub const SLOTS: u32 = 32;
     /// Every reason, for user space iteration.
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 29] = [
         Reason::DeliveredLocal,
         Reason::PassToStack,
         Reason::PassNonIpv4,
@@ -161,6 +172,9 @@ impl Reason {
         Reason::OverlayEncap,
         Reason::OverlayDecap,
         Reason::Masquerade,
+        Reason::DnsAnswered,
+        Reason::DnsNotHeld,
+        Reason::DnsNotHandled,
         Reason::DropTruncatedEthernet,
         Reason::DropTruncatedIpv4,
         Reason::DropMalformedIpv4,
@@ -197,6 +211,9 @@ impl Reason {
             Reason::OverlayEncap => "overlay_encap",
             Reason::OverlayDecap => "overlay_decap",
             Reason::Masquerade => "masquerade",
+            Reason::DnsAnswered => "dns_answered",
+            Reason::DnsNotHeld => "dns_not_held",
+            Reason::DnsNotHandled => "dns_not_handled",
             Reason::DropTruncatedEthernet => "truncated_ethernet",
             Reason::DropTruncatedIpv4 => "truncated_ipv4",
             Reason::DropMalformedIpv4 => "malformed_ipv4",

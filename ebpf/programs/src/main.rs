@@ -11,6 +11,7 @@ mod affinity;
 mod conntrack;
 mod csum;
 mod deliver;
+mod dns_fast;
 mod fragments;
 mod icmp_nat;
 mod lb;
@@ -50,6 +51,16 @@ pub fn from_pod(ctx: TcContext) -> i32 {
     };
     stats::count(Program::FromPod, reason, Direction::Egress, ctx.len());
     verdict
+}
+
+/// tcx ingress on the host side of a pod's veth, ahead of `from_pod`: the kernel DNS fast path.
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's classifier macro hands the context over by value"
+)]
+pub fn dns_fast(ctx: TcContext) -> i32 {
+    dns_fast::run(&ctx)
 }
 
 /// tcx ingress on the node's uplink: traffic from outside the node.

@@ -10,12 +10,14 @@ use strait_abi::{
     ServiceFrontend, ServiceFrontendKey, SockRevNatKey, SockRevNatValue, StatsValue,
     fragment::{FragKey, FragPorts},
     maps::{
-        AFFINITY_MAP_DEFAULT_CAPACITY, CT_MAP_DEFAULT_CAPACITY, ENDPOINT_MAP_DEFAULT_CAPACITY,
+        AFFINITY_MAP_DEFAULT_CAPACITY, CT_MAP_DEFAULT_CAPACITY, DNS_A_MAP_DEFAULT_CAPACITY,
+        ENDPOINT_MAP_DEFAULT_CAPACITY,
         FRAG_MAP_DEFAULT_CAPACITY, IPCACHE_MAP_DEFAULT_CAPACITY, MAGLEV_MAP_DEFAULT_CAPACITY,
         POLICY_CIDR_MAP_DEFAULT_CAPACITY, POLICY_CT_MAP_DEFAULT_CAPACITY, POLICY_EVENTS_BYTES,
         POLICY_MAP_DEFAULT_CAPACITY, REMOTE_MAP_DEFAULT_CAPACITY, SOCK_REVNAT_MAP_DEFAULT_CAPACITY,
         SOURCE_RANGE_MAP_DEFAULT_CAPACITY, SVC_MAP_DEFAULT_CAPACITY, SVC_SLOT_MAP_DEFAULT_CAPACITY,
     },
+    dns::{DnsARecords, DnsFastConfig, DnsNameKey},
     overlay::{OverlayConfig, RemoteNode, RemotePrefix},
     policy::{
         IdentityValue, PolicyAddr, PolicyCidrAllow, PolicyCidrKey, PolicyCtKey, PolicyCtValue,
@@ -124,3 +126,12 @@ pub static POLICY_EVENTS_V1: RingBuf = RingBuf::with_byte_size(POLICY_EVENTS_BYT
 /// Verdicts POLICY_EVENTS_V1 had no room for, per CPU.
 #[map(name = "POLICY_EVENTS_LOST_V1")]
 pub static POLICY_EVENTS_LOST_V1: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The kernel DNS fast path's hot A records (see `strait_abi::dns`).
+#[map(name = "DNS_A_V1")]
+pub static DNS_A_V1: HashMap<DnsNameKey, DnsARecords> =
+    HashMap::with_max_entries(DNS_A_MAP_DEFAULT_CAPACITY, 0);
+
+/// The DNS fast path's settings (see `strait_abi::dns`).
+#[map(name = "DNS_FAST_V1")]
+pub static DNS_FAST_V1: Array<DnsFastConfig> = Array::with_max_entries(1, 0);
