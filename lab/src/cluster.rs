@@ -268,6 +268,14 @@ impl Lab {
                     .dns_upstream
                     .map_or_else(|| "none".to_owned(), |addr| addr.to_string()),
             )
+            .args([
+                "--dns-fast-path",
+                if self.state.options.no_dns_fast_path {
+                    "false"
+                } else {
+                    "true"
+                },
+            ])
             .arg("--overlay")
             .arg(self.state.options.overlay.flag())
             .arg("--xdp-fast-path")

@@ -112,6 +112,9 @@ pub struct LabOptions {
     /// external namespace, say); `None`: nowhere (REFUSED), never the machine's resolver.
     #[serde(default)]
     pub dns_upstream: Option<std::net::SocketAddrV4>,
+    /// The agents answer no DNS query in the kernel: every one reaches the server.
+    #[serde(default)]
+    pub no_dns_fast_path: bool,
 }
 
 /// The agents' `--xdp-mode` in a lab: the uplink is a veth, so XDP runs generic or not at all.

@@ -1,13 +1,14 @@
 //! Cluster DNS through a lab: pods on two nodes ask `dig` (and glibc, through the kubelet-style
-//! resolv.conf) the specification's questions, each answered by the pod's own node; a Service created
-//! and deleted is answered accordingly within a second on every node.
+//! resolv.conf) the specification's questions, each answered by the pod's own node, with the kernel
+//! fast path on and off; a Service created and deleted is answered accordingly within a second on
+//! every node (by the fast path's map too).
 
 use std::{
     process::Command,
     time::{Duration, Instant},
 };
 
-use strait_lab::cluster::Lab;
+use strait_lab::{cluster::Lab, state::LabOptions};
 use strait_tests::LabGuard;
 
 /// A ClusterIP Service with a named port, a headless one whose pod has `hostname`/`subdomain`, and an
@@ -106,17 +107,32 @@ fn cluster_ip(lab: &Lab, service: &str) -> String {
 }
 
 #[test]
-fn pods_resolve_the_cluster_zone_on_their_own_node() {
+fn pods_resolve_the_cluster_zone_through_the_kernel_fast_path() {
+    resolve_the_cluster_zone("dk", true);
+}
+
+#[test]
+fn pods_resolve_the_cluster_zone_through_the_server() {
+    resolve_the_cluster_zone("ds", false);
+}
+
+/// Every question of the specification, asked with the kernel fast path on (the hot A records
+/// answered by `dns_fast`, everything else by the server) or off (everything by the server).
+fn resolve_the_cluster_zone(prefix: &str, fast_path: bool) {
     strait_tests::require_root();
     strait_tests::bin_dir();
-    let guard = LabGuard::new("dn");
+    let guard = LabGuard::new(prefix);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dns.yaml");
     let manifest = MANIFEST
         .replace("NODE1", &format!("{}-node-1", guard.name))
         .replace("NODE2", &format!("{}-node-2", guard.name));
     std::fs::write(&file, manifest).unwrap();
-    let mut lab = Lab::up(&guard.name, 2, Some(&file)).expect("lab up");
+    let options = LabOptions {
+        no_dns_fast_path: !fast_path,
+        ..LabOptions::default()
+    };
+    let mut lab = Lab::up_with(&guard.name, 2, Some(&file), options).expect("lab up");
     let name = guard.name.as_str();
     let web_ip = cluster_ip(&lab, "default/web");
     let pod_ip = lab
@@ -141,6 +157,36 @@ fn pods_resolve_the_cluster_zone_on_their_own_node() {
     spec_answers(name, &web_ip, &pod_ip);
     answers_follow_changes(&mut lab, dir.path());
     counted_under_coredns_names(&lab);
+    answered_in_the_kernel(&lab, fast_path);
+}
+
+/// With the fast path on, each node's `dns_fast` answered A queries itself (and handed the rest to
+/// the server); off, it answered none.
+fn answered_in_the_kernel(lab: &Lab, fast_path: bool) {
+    for node in &lab.state.nodes {
+        let answered = crate::counter(lab, &node.name, ("dns-fast", "dns_answered", "egress"));
+        let handed_on = crate::counter(lab, &node.name, ("dns-fast", "dns_not_held", "egress"))
+            + crate::counter(lab, &node.name, ("dns-fast", "dns_not_handled", "egress"));
+        if fast_path {
+            assert!(
+                answered > 0,
+                "{}: the fast path answered nothing",
+                node.name
+            );
+            assert!(
+                handed_on > 0,
+                "{}: the fast path handed nothing on",
+                node.name
+            );
+        } else {
+            assert_eq!(
+                answered + handed_on,
+                0,
+                "{}: the fast path is off",
+                node.name
+            );
+        }
+    }
 }
 
 /// The agents' `/metrics` count what they answered, under CoreDNS's names.

@@ -472,8 +472,15 @@ fn services_keep_working_across_agent_restarts() {
         log.contains("adopted service entries from the kernel"),
         "{log}"
     );
+    // The restarted agents' first syncs find every frontend already right (the web Service's and
+    // the lab's kube-dns ones).
+    let restarted_syncs = log
+        .lines()
+        .filter(|l| l.contains("services synced") && l.contains("added=0 updated=0 removed=0"))
+        .filter(|l| !l.contains("unchanged=0"))
+        .count();
     assert!(
-        log.contains("frontends=1 added=0 updated=0 removed=0 unchanged=1"),
+        restarted_syncs >= 2,
         "a restarted agent rewrote service entries:\n{log}"
     );
 }

@@ -89,6 +89,10 @@ enum LabCommand {
         /// nowhere and answer REFUSED: a lab never asks the machine's resolver.
         #[arg(long)]
         dns_upstream: Option<std::net::SocketAddrV4>,
+        /// The agents answer no DNS query in the kernel (by default a pod's UDP query for a
+        /// Service's A record is answered by the data path before it reaches any socket).
+        #[arg(long)]
+        no_dns_fast_path: bool,
     },
     /// Create or update the objects in a manifest file or directory (`-` reads standard input), as
     /// `kubectl apply -f`: the whole input is checked first and nothing of it is applied when an object
@@ -389,6 +393,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             xdp_mode,
             no_cluster_dns,
             dns_upstream,
+            no_dns_fast_path,
         } => {
             let options = strait_lab::state::LabOptions {
                 xdp_fast_path,
@@ -397,6 +402,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 xdp_mode,
                 no_cluster_dns,
                 dns_upstream,
+                no_dns_fast_path,
             };
             let lab = Lab::up_with(&name, nodes, manifests.as_deref(), options)?;
             print!("{}", status::to_table(&lab));
