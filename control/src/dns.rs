@@ -122,7 +122,7 @@ pub fn hot_records(zone: &Zone) -> Vec<HotRecord> {
     zone.hot_a_records()
         .map(|(name, addrs, ttl)| {
             let mut wire_name = Vec::with_capacity(64);
-            for label in name.iter() {
+            for label in name {
                 wire_name.push(label.len() as u8);
                 wire_name.extend_from_slice(label);
             }

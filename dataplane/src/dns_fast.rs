@@ -95,7 +95,7 @@ impl Dataplane {
     ) -> Result<DnsSyncReport, DataplaneError> {
         let mut map: HashMap<_, DnsNameKey, DnsARecords> = self.typed_map(DNS_A_MAP)?;
         let mut present = BTreeMap::new();
-        for entry in map.iter() {
+        for entry in &map {
             let (key, value) = entry.map_err(|source| DataplaneError::map(DNS_A_MAP, 0, source))?;
             present.insert(key.name, value);
         }
