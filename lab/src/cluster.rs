@@ -493,12 +493,17 @@ impl Lab {
         udp: bool,
         timeout: Duration,
     ) -> Result<Result<(String, Option<String>), String>, LabError> {
-        let addr = self.resolve_target(target)?;
+        // A DNS name is resolved inside the prober, by its own resolver and resolv.conf (cluster DNS
+        // for a pod), as any program there would.
+        let target = match dns_name_target(target) {
+            Some(named) => named.to_owned(),
+            None => self.resolve_target(target)?.to_string(),
+        };
         let placement = self.placement(who)?;
         let mut command = Command::new(self.bin_dir.join("strait"));
         command
             .args(["lab", "probe-client", "--target"])
-            .arg(addr.to_string())
+            .arg(target)
             .arg("--timeout-ms")
             .arg(timeout.as_millis().to_string())
             .env("STRAIT_LAB", &self.names.lab)
@@ -524,6 +529,18 @@ impl Lab {
     }
 }
 
+/// `target` when it is `NAME:PORT` with a DNS name (letters, digits, `-`, `.`, at least one letter)
+/// rather than an address or a pod.
+fn dns_name_target(target: &str) -> Option<&str> {
+    let (host, port) = target.rsplit_once(':')?;
+    let is_name = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && host.chars().any(|c| c.is_ascii_alphabetic());
+    (is_name && port.parse::<u16>().is_ok()).then_some(target)
+}
+
 /// A finished command's status as a shell reports it: its exit code, or 128 + the signal that ended it.
 pub fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt as _;
@@ -531,4 +548,22 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
         .code()
         .or_else(|| status.signal().map(|signal| 128 + signal))
         .unwrap_or(128)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dns_name_target;
+
+    #[test]
+    fn only_names_with_a_port_are_left_to_the_probers_resolver() {
+        assert_eq!(dns_name_target("web:80"), Some("web:80"));
+        assert_eq!(
+            dns_name_target("web.default.svc.cluster.local:8080"),
+            Some("web.default.svc.cluster.local:8080")
+        );
+        assert_eq!(dns_name_target("10.96.0.11:80"), None);
+        assert_eq!(dns_name_target("default/web:80"), None);
+        assert_eq!(dns_name_target("web"), None);
+        assert_eq!(dns_name_target("web:http"), None);
+    }
 }

@@ -110,6 +110,18 @@ pub fn ask_many(
 }
 
 /// Asks `target` who it is. Errors describe why nobody answered.
+/// `IP:PORT` as it is, or `NAME:PORT` through the system resolver (in a pod: its resolv.conf, so
+/// cluster DNS); the first IPv4 address.
+pub fn resolve(target: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = target.parse() {
+        return Ok(addr);
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(target)
+        .map_err(|e| format!("resolving {target}: {e}"))?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| format!("resolving {target}: no IPv4 address"))
+}
+
 pub fn ask(target: SocketAddr, udp: bool, timeout: Duration) -> Result<String, String> {
     ask_target(
         &Target {

@@ -155,6 +155,12 @@ fn resolve_the_cluster_zone(prefix: &str, fast_path: bool) {
     );
 
     spec_answers(name, &web_ip, &pod_ip);
+    // `strait lab probe` takes a name, resolved inside the pod through cluster DNS.
+    assert_eq!(
+        lab.probe("default/client", "web:80", false, Duration::from_secs(2))
+            .expect("probe runs"),
+        Ok("default/web-0".to_owned())
+    );
     answers_follow_changes(&mut lab, dir.path());
     counted_under_coredns_names(&lab);
     answered_in_the_kernel(&lab, fast_path);

@@ -174,7 +174,8 @@ enum LabCommand {
         name: String,
         /// NS/POD, node/NAME or external.
         from: String,
-        /// IP:PORT or NS/POD:PORT.
+        /// IP:PORT, NS/POD:PORT, or NAME:PORT with a DNS name resolved by the prober itself (a pod: through
+        /// its resolv.conf, i.e. cluster DNS: `web:80`, `web.default.svc.cluster.local:80`).
         target: String,
         /// Use UDP instead of TCP.
         #[arg(long)]
@@ -295,8 +296,9 @@ enum LabCommand {
     /// (internal) The probe client, run inside the prober's namespace.
     #[command(hide = true)]
     ProbeClient {
+        /// IP:PORT, or NAME:PORT resolved here (through this namespace's resolv.conf).
         #[arg(long)]
-        target: std::net::SocketAddr,
+        target: String,
         #[arg(long)]
         udp: bool,
         #[arg(long)]
@@ -644,7 +646,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             udp,
             timeout_ms,
         } => {
-            let answer = probe::ask(target, udp, Duration::from_millis(timeout_ms));
+            let answer = probe::resolve(&target)
+                .and_then(|addr| probe::ask(addr, udp, Duration::from_millis(timeout_ms)));
             return Ok(report_probe(answer, false));
         }
         LabCommand::ConnectBench {
