@@ -21,10 +21,10 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use strait_dataplane::{Dataplane, dns_fast::HotRecord};
 use strait_dataplane::overlay::RemoteRoute;
 use strait_dataplane::service_maps::{ServiceTable, SyncReport};
 use strait_dataplane::services::{ServiceEntry, ServiceKey};
+use strait_dataplane::{Dataplane, dns_fast::HotRecord};
 use strait_k8s::{Kind, ObjectStore};
 use tokio::sync::Mutex;
 

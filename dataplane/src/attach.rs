@@ -18,8 +18,8 @@ use aya::programs::CgroupAttachMode;
 use crate::{
     Dataplane, DataplaneError,
     loader::{
-        DNS_FAST, FROM_OVERLAY, FROM_POD, FROM_UPLINK, SOCK_LB_PROGRAMS, TO_OVERLAY, XDP_UPLINK, program_mut,
-        sock_program_mut, typed_program_mut,
+        DNS_FAST, FROM_OVERLAY, FROM_POD, FROM_UPLINK, SOCK_LB_PROGRAMS, TO_OVERLAY, XDP_UPLINK,
+        program_mut, sock_program_mut, typed_program_mut,
     },
 };
 

@@ -53,7 +53,8 @@ const ANSWER_LEN: usize = 16;
 const REPLY_MAX: usize = DNS_HEADER + DNS_NAME_MAX + 4 + DNS_A_MAX * ANSWER_LEN + OPT_LEN;
 /// Buffer sizes, powers of two so that masked indexes stay inside them.
 const REPLY_SIZE: usize = 512;
-const _: () = assert!(QUESTION_MAX <= 256 && DNS_HEADER + 256 <= REPLY_SIZE && REPLY_MAX <= REPLY_SIZE);
+const _: () =
+    assert!(QUESTION_MAX <= 256 && DNS_HEADER + 256 <= REPLY_SIZE && REPLY_MAX <= REPLY_SIZE);
 
 /// Not a query for this node's DNS listener: nothing counted, the packet goes on.
 const NOT_FOR_US: i32 = -1;
@@ -133,8 +134,7 @@ fn answer_query(ctx: &TcContext) -> i32 {
     // SAFETY: this CPU's slot; programs do not preempt each other on one CPU.
     let s = unsafe { &mut *slot };
     // The lengths must add up: no trailing bytes, no fragment.
-    if total != 20 + udp_len || (ctx.len() as usize) < ETH_LEN + total || udp_len < 8 + DNS_HEADER
-    {
+    if total != 20 + udp_len || (ctx.len() as usize) < ETH_LEN + total || udp_len < 8 + DNS_HEADER {
         return NOT_HANDLED;
     }
     let question_len = udp_len - 8 - DNS_HEADER;
@@ -215,8 +215,7 @@ fn answer_query(ctx: &TcContext) -> i32 {
 #[inline(always)]
 fn plain_query(header: &[u8; DNS_HEADER]) -> Option<bool> {
     let flags = header[2];
-    if flags & 0x80 != 0 || (flags >> 3) & 0x0f != 0 || flags & 0x02 != 0 || header[3] & 0x0f != 0
-    {
+    if flags & 0x80 != 0 || (flags >> 3) & 0x0f != 0 || flags & 0x02 != 0 || header[3] & 0x0f != 0 {
         return None;
     }
     if header[4] != 0 || header[5] != 1 || header[6] | header[7] | header[8] | header[9] != 0 {
@@ -257,11 +256,7 @@ fn name_length(reply: &[u8; REPLY_SIZE]) -> Option<usize> {
 #[inline(always)]
 fn plain_opt(reply: &[u8; REPLY_SIZE], at: usize) -> bool {
     let byte = |i: usize| reply[(at + i) & (REPLY_SIZE - 1)];
-    byte(0) == 0
-        && byte(1) == 0
-        && byte(2) == 41
-        && byte(5) == 0
-        && byte(6) == 0
+    byte(0) == 0 && byte(1) == 0 && byte(2) == 41 && byte(5) == 0 && byte(6) == 0
 }
 
 /// The key of the question's name: its `name_len` bytes with ASCII letters in lowercase (a label
@@ -295,7 +290,11 @@ fn build_reply(
     s.reply[0] = s.header[0];
     s.reply[1] = s.header[1];
     s.reply[2] = 0x80 | 0x04 | (s.header[2] & 0x01);
-    s.reply[3] = if flags & DNS_FAST_F_RECURSION != 0 { 0x80 } else { 0 } | (s.header[3] & 0x10);
+    s.reply[3] = if flags & DNS_FAST_F_RECURSION != 0 {
+        0x80
+    } else {
+        0
+    } | (s.header[3] & 0x10);
     s.reply[4] = 0;
     s.reply[5] = 1;
     s.reply[6] = 0;
@@ -363,7 +362,9 @@ fn send_reply(ctx: &TcContext, s: &DnsScratch, reply_len: usize) -> i32 {
         let sum = sum.to_be_bytes();
         core::ptr::write_unaligned(
             udp.cast::<[u8; 8]>(),
-            [dport[0], dport[1], sport[0], sport[1], len[0], len[1], sum[0], sum[1]],
+            [
+                dport[0], dport[1], sport[0], sport[1], len[0], len[1], sum[0], sum[1],
+            ],
         );
     }
     // SAFETY: the length is within 1..=REPLY_SIZE, inside the slot's buffer (`reply_len` itself,
