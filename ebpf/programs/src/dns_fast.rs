@@ -23,7 +23,10 @@ use aya_ebpf::{
 };
 use strait_abi::{
     Direction, Program, Reason,
-    dns::{DNS_A_MAX, DNS_FAST_F_ENABLED, DNS_FAST_F_RECURSION, DNS_NAME_MAX, DnsNameKey},
+    dns::{
+        DNS_A_MAX, DNS_FAST_F_ENABLED, DNS_FAST_F_RECURSION, DNS_NAME_MAX, DnsFastConfig,
+        DnsNameKey,
+    },
 };
 
 use crate::{
@@ -85,6 +88,8 @@ pub const TCX_NEXT: i32 = -1;
 /// The program: the verdict that sends the reply into the pod, or [`TCX_NEXT`].
 #[inline(always)]
 pub fn run(ctx: &TcContext) -> i32 {
+    // The query's length, counted whatever becomes of it (a reply replaces it).
+    let len = ctx.len();
     let code = answer_query(ctx);
     let reason = match code {
         NOT_FOR_US => return TCX_NEXT,
@@ -92,7 +97,7 @@ pub fn run(ctx: &TcContext) -> i32 {
         NOT_HANDLED => Reason::DnsNotHandled,
         _ => Reason::DnsAnswered,
     };
-    stats::count(Program::DnsFast, reason, Direction::Egress, ctx.len());
+    stats::count(Program::DnsFast, reason, Direction::Egress, len);
     if code >= 0 { code } else { TCX_NEXT }
 }
 
@@ -105,29 +110,10 @@ fn answer_query(ctx: &TcContext) -> i32 {
     if config.flags & DNS_FAST_F_ENABLED == 0 {
         return NOT_FOR_US;
     }
-    let Some(frame) = bytes_at(ctx, 0, DNS_AT) else {
-        return NOT_FOR_US;
+    let (total, udp_len) = match datagram_for(ctx, &config) {
+        Ok(lengths) => lengths,
+        Err(code) => return code,
     };
-    // SAFETY: `bytes_at` checked the Ethernet, IPv4 and UDP headers' bytes are there.
-    let (ethertype, version_ihl, proto, daddr, dport, total, udp_len) = unsafe {
-        let ip = frame.add(ETH_LEN);
-        (
-            u16::from_be_bytes([*frame.add(12), *frame.add(13)]),
-            *ip,
-            *ip.add(9),
-            core::ptr::read_unaligned(ip.add(16).cast::<u32>()),
-            core::ptr::read_unaligned(ip.add(22).cast::<u16>()),
-            usize::from(u16::from_be_bytes([*ip.add(2), *ip.add(3)])),
-            usize::from(u16::from_be_bytes([*ip.add(24), *ip.add(25)])),
-        )
-    };
-    // IPv4 without options, UDP, to the listener.
-    if ethertype != 0x0800 || version_ihl != 0x45 || proto != PROTO_UDP {
-        return NOT_FOR_US;
-    }
-    if daddr != config.addr || dport != config.port {
-        return NOT_FOR_US;
-    }
     let Some(slot) = DNS_SCRATCH.get_ptr_mut(0) else {
         return NOT_HANDLED;
     };
@@ -174,7 +160,10 @@ fn answer_query(ctx: &TcContext) -> i32 {
     } else {
         0
     };
-    if name_len > DNS_NAME_MAX || question_len != name_len + 4 + opt_len {
+    if name_len > DNS_NAME_MAX
+        || opt_len > OPT_LEN + OPTIONS_MAX
+        || question_len != name_len + 4 + opt_len
+    {
         return NOT_HANDLED;
     }
     // Type A, class IN.
@@ -207,6 +196,41 @@ fn answer_query(ctx: &TcContext) -> i32 {
         return NOT_HANDLED;
     }
     send_reply(ctx, s, reply_len)
+}
+
+/// The IPv4 total length and the UDP length of a whole UDP datagram (IPv4 without options) to the
+/// listener; why not otherwise ([`NOT_FOR_US`], or [`NOT_HANDLED`] for a fragment to it).
+#[inline(always)]
+fn datagram_for(ctx: &TcContext, config: &DnsFastConfig) -> Result<(usize, usize), i32> {
+    let Some(frame) = bytes_at(ctx, 0, DNS_AT) else {
+        return Err(NOT_FOR_US);
+    };
+    // SAFETY: `bytes_at` checked the Ethernet, IPv4 and UDP headers' bytes are there.
+    let (ethertype, version_ihl, fragment, proto, daddr, dport, total, udp_len) = unsafe {
+        let ip = frame.add(ETH_LEN);
+        (
+            u16::from_be_bytes([*frame.add(12), *frame.add(13)]),
+            *ip,
+            u16::from_be_bytes([*ip.add(6), *ip.add(7)]),
+            *ip.add(9),
+            core::ptr::read_unaligned(ip.add(16).cast::<u32>()),
+            core::ptr::read_unaligned(ip.add(22).cast::<u16>()),
+            usize::from(u16::from_be_bytes([*ip.add(2), *ip.add(3)])),
+            usize::from(u16::from_be_bytes([*ip.add(24), *ip.add(25)])),
+        )
+    };
+    // IPv4 without options, UDP, to the listener.
+    if ethertype != 0x0800 || version_ihl != 0x45 || proto != PROTO_UDP {
+        return Err(NOT_FOR_US);
+    }
+    if daddr != config.addr || dport != config.port {
+        return Err(NOT_FOR_US);
+    }
+    // A fragment (more to come, or an offset): the datagram is not all here.
+    if fragment & 0x3fff != 0 {
+        return Err(NOT_HANDLED);
+    }
+    Ok((total, udp_len))
 }
 
 /// Whether the header is that of a plain query: not a response, opcode QUERY, not truncated, rcode 0,

@@ -156,6 +156,7 @@ pub(crate) enum Hook {
     FromUplink,
     XdpUplink,
     FromOverlay,
+    DnsFast,
 }
 
 impl Hook {
@@ -165,12 +166,13 @@ impl Hook {
             Hook::FromUplink => Program::FromUplink,
             Hook::XdpUplink => Program::XdpUplink,
             Hook::FromOverlay => Program::FromOverlay,
+            Hook::DnsFast => Program::DnsFast,
         }
     }
 
     pub(crate) fn direction(self) -> Direction {
         match self {
-            Hook::FromPod => Direction::Egress,
+            Hook::FromPod | Hook::DnsFast => Direction::Egress,
             Hook::FromUplink | Hook::XdpUplink | Hook::FromOverlay => Direction::Ingress,
         }
     }
@@ -239,7 +241,13 @@ impl Node {
 
     /// Runs `frame` through `hook` once; returns (verdict, output frame).
     pub(crate) fn run_once(&mut self, hook: Hook, frame: &[u8]) -> (u32, Vec<u8>) {
-        let mut out = vec![0u8; frame.len() + 64];
+        // Room for what the programs add: tunnel and error headers, or a DNS reply's answers.
+        let slack = if matches!(hook, Hook::DnsFast) {
+            512
+        } else {
+            64
+        };
+        let mut out = vec![0u8; frame.len() + slack];
         let mut options = TestRunOptions::new();
         options.data_in = Some(frame);
         options.data_out = Some(&mut out);
@@ -248,6 +256,7 @@ impl Node {
             Hook::FromUplink => self.dp.from_uplink_program().unwrap().test_run(options),
             Hook::XdpUplink => self.dp.xdp_uplink_program().unwrap().test_run(options),
             Hook::FromOverlay => self.dp.from_overlay_program().unwrap().test_run(options),
+            Hook::DnsFast => self.dp.dns_fast_program().unwrap().test_run(options),
         }
         .expect("BPF_PROG_TEST_RUN");
         out.truncate(result.data_size_out as usize);
