@@ -250,17 +250,23 @@ impl Forwarder {
             .to_vec()
             .map_err(|e| ExchangeError::Parse(e.to_string()))?;
         let timeout = self.config.timeout;
-        let udp =
-            tokio::time::timeout(timeout, udp_exchange(upstream, &bytes, request.metadata.id))
-                .await
-                .map_err(|_| ExchangeError::Timeout(timeout))??;
+        let udp = tokio::time::timeout(timeout, udp_exchange(upstream, &bytes, request))
+            .await
+            .map_err(|_| ExchangeError::Timeout(timeout))??;
         if !udp.metadata.truncation {
             return Ok(udp);
         }
         self.counters.tcp_retries.fetch_add(1, Ordering::Relaxed);
-        tokio::time::timeout(timeout, tcp_exchange(upstream, &bytes))
+        let tcp = tokio::time::timeout(timeout, tcp_exchange(upstream, &bytes))
             .await
-            .map_err(|_| ExchangeError::Timeout(timeout))?
+            .map_err(|_| ExchangeError::Timeout(timeout))??;
+        if answers(request, &tcp) {
+            Ok(tcp)
+        } else {
+            Err(ExchangeError::Parse(
+                "the TCP answer is not for the question asked".into(),
+            ))
+        }
     }
 }
 
@@ -287,10 +293,22 @@ fn rand_id() -> u16 {
     (hasher.finish() & 0xffff) as u16
 }
 
+/// Whether `response` answers `request`: its id and the same questions (names compared without
+/// regard to case, types, classes).
+fn answers(request: &Message, response: &Message) -> bool {
+    response.metadata.id == request.metadata.id
+        && response.queries.len() == request.queries.len()
+        && response.queries.iter().zip(&request.queries).all(|(a, q)| {
+            a.name().to_lowercase() == q.name().to_lowercase()
+                && a.query_type() == q.query_type()
+                && a.query_class() == q.query_class()
+        })
+}
+
 async fn udp_exchange(
     upstream: SocketAddr,
-    request: &[u8],
-    id: u16,
+    bytes: &[u8],
+    request: &Message,
 ) -> Result<Message, ExchangeError> {
     let local: SocketAddr = if upstream.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
@@ -299,13 +317,13 @@ async fn udp_exchange(
     };
     let socket = UdpSocket::bind(local).await?;
     socket.connect(upstream).await?;
-    socket.send(request).await?;
+    socket.send(bytes).await?;
     let mut buffer = vec![0; 65_535];
     loop {
         let len = socket.recv(&mut buffer).await?;
         // Anything else arriving on this port (a late answer, a spoof) is not the answer.
         match Message::from_vec(&buffer[..len]) {
-            Ok(response) if response.metadata.id == id => return Ok(response),
+            Ok(response) if answers(request, &response) => return Ok(response),
             Ok(_) | Err(_) => {}
         }
     }

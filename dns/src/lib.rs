@@ -15,10 +15,12 @@
 //!
 //! Internals, one concern each: `names` (owner names and labels), `addressing` (a Service's kind
 //! and cluster IPs), `endpoints` (published headless endpoints), `records` (record constructors,
-//! SRV weights), `apex` (SOA, NS, schema TXT), `pods` (dashed pod names).
+//! SRV weights), `apex` (SOA, NS, schema TXT), `pods` (dashed pod names), `capture` (a response
+//! handler that keeps the answer's bytes, for [`server::answer_bytes`]).
 
 mod addressing;
 mod apex;
+mod capture;
 pub mod config;
 mod endpoints;
 pub mod forward;

@@ -2,7 +2,9 @@
 //! [`Zone`] a [`ZoneSource`] hands out. Names outside the cluster zone (and reverse names the zone
 //! does not hold) go to the [`Forwarder`] (REFUSED when it has no upstream); a request
 //! that is not one standard query (zero or several questions, an update, a notify) gets FORMERR or
-//! NOTIMP, and a message that does not parse is dropped by hickory-server.
+//! NOTIMP. hickory-server itself drops a message shorter than a header and a response (QR=1), and
+//! answers FORMERR to one whose header reads but whose body does not parse. [`answer_bytes`] runs
+//! raw bytes through the same path without a socket.
 
 use std::{
     net::SocketAddr,
@@ -10,11 +12,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Header, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use hickory_server::{
     Server,
-    net::runtime::Time,
+    net::{
+        runtime::{Time, TokioTime},
+        xfer::Protocol,
+    },
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponseBuilder,
 };
@@ -22,6 +28,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use crate::{
     Lookup, Zone,
+    capture::Capture,
     forward::{Forwarded, Forwarder},
     metrics::{ServerCounters, Transport},
 };
@@ -55,7 +62,13 @@ impl<S: ZoneSource> ClusterDnsHandler<S> {
 
     /// The answer to one question: from the zone, or forwarded.
     async fn answer(&self, query: &hickory_proto::op::Query) -> Answer {
-        match self.zones.zone().lookup(query.name(), query.query_type()) {
+        // The cluster zone is class IN; any other class (CHAOS's `version.bind`, say) is not ours.
+        let lookup = if query.query_class() == hickory_proto::rr::DNSClass::IN {
+            self.zones.zone().lookup(query.name(), query.query_type())
+        } else {
+            Lookup::NotInZone
+        };
+        match lookup {
             Lookup::NotInZone => {
                 let Forwarded {
                     code,
@@ -154,9 +167,10 @@ impl<S: ZoneSource> RequestHandler for ClusterDnsHandler<S> {
         metadata.response_code = answer.code;
         metadata.authoritative = answer.authoritative;
         metadata.recursion_available = self.forwarder.is_active();
-        let edns = request.edns.as_ref().map(|_| {
+        // The answer fits what the client said it takes (RFC 6891), at most our own 1232 bytes.
+        let edns = request.edns.as_ref().map(|asked| {
             let mut edns = Edns::new();
-            edns.set_max_payload(EDNS_PAYLOAD);
+            edns.set_max_payload(asked.max_payload().clamp(512, EDNS_PAYLOAD));
             edns
         });
         let mut builder = MessageResponseBuilder::from_message_request(request);
@@ -186,6 +200,34 @@ impl<S: ZoneSource> RequestHandler for ClusterDnsHandler<S> {
             }
         }
     }
+}
+
+/// The client [`answer_bytes`] answers (a UDP one; hickory-server answers nothing on port 0).
+const CAPTURE_CLIENT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 53_000);
+
+/// The answer hickory-server's UDP path gives the datagram `raw`, as wire bytes, without a socket;
+/// `None` when it sends nothing. As `Server` does: a message shorter than a header is dropped; one
+/// whose header reads but whose body does not gets FORMERR with no question (from hickory-server
+/// itself, not the handler); a response (QR=1) that parses is dropped (no reflection); anything else
+/// goes through `handler`'s real `handle_request` and its response is encoded for a UDP client
+/// (512 bytes without EDNS). For tests and fuzzing.
+pub async fn answer_bytes<S: ZoneSource>(
+    handler: &ClusterDnsHandler<S>,
+    raw: &[u8],
+) -> Option<Vec<u8>> {
+    let header = Header::read(&mut BinDecoder::new(raw)).ok()?;
+    let capture = Capture::new(Protocol::Udp);
+    let Ok(request) = Request::from_bytes(raw.to_vec(), CAPTURE_CLIENT, Protocol::Udp) else {
+        return capture.form_error(&header).await;
+    };
+    if request.metadata.message_type == MessageType::Response {
+        return None;
+    }
+    handler
+        .handle_request::<_, TokioTime>(&request, capture.clone())
+        .await;
+    capture.take()
 }
 
 /// Why the server could not start.

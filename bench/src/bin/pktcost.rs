@@ -8,9 +8,16 @@
 //! first would see its own output. They are timed one run per call (the kernel still times the run
 //! itself) and reported as the median over `--single-runs` calls, against the same baseline measured the
 //! same way; they are measured with one service and again with `--services` services in the maps, to show
-//! the cost does not grow with the number of services.
+//! the cost does not grow with the number of services. The kernel DNS fast path's answer (`dns_fast`,
+//! a query for a Service's A record built into its reply) is one of them, with as many names in its map
+//! as there are services.
 
-use std::{fmt::Write as _, net::Ipv4Addr, process::ExitCode, time::Duration};
+use std::{
+    fmt::Write as _,
+    net::{Ipv4Addr, SocketAddrV4},
+    process::ExitCode,
+    time::Duration,
+};
 
 use anyhow::{Context as _, ensure};
 use aya::programs::{TestRun, TestRunOptions};
@@ -19,6 +26,7 @@ use serde_json::json;
 use strait_bench::stdout;
 use strait_dataplane::{
     Dataplane, LoadOptions,
+    dns_fast::HotRecord,
     services::{Backend, ExternalAccess, L4Proto, ServiceEntry, ServiceKey},
 };
 use strait_tests::frames::{self, DST, SRC};
@@ -224,11 +232,19 @@ fn service_paths(
             frames::tcp(client, node_ip),
             4,
         ),
+        (
+            Hook::DnsFast,
+            "dns-fast: A query answered in the kernel",
+            dns_query(node_ip),
+            7,
+        ),
     ];
+    dataplane.set_dns_fast(Some(SocketAddrV4::new(node_ip, 53)), true)?;
     let mut results = Vec::new();
     for services in [1, args.services.max(1)] {
         let mut table = dataplane.read_services()?;
         dataplane.sync_services(&mut table, &service_entries(vip, node_ip, services))?;
+        dataplane.sync_dns_records(&hot_names(vip, services))?;
         for (hook, name, frame, verdict) in &paths {
             if services > 1 && *verdict == 0 {
                 continue;
@@ -263,6 +279,49 @@ enum Hook {
     FromPod,
     FromUplink,
     XdpUplink,
+    DnsFast,
+}
+
+/// The measured name (`web.default.svc.cluster.local` -> `vip`) and filler names up to `count` in the
+/// DNS fast path's map, as the agent writes them (lowercase wire format).
+fn hot_names(vip: Ipv4Addr, count: usize) -> Vec<HotRecord> {
+    let name = |service: &str| {
+        let mut wire = Vec::new();
+        for label in [service, "default", "svc", "cluster", "local"] {
+            wire.push(label.len() as u8);
+            wire.extend_from_slice(label.as_bytes());
+        }
+        wire.push(0);
+        wire
+    };
+    let mut records = vec![HotRecord {
+        wire_name: name("web"),
+        ttl: 30,
+        addrs: vec![vip],
+    }];
+    records.extend((1..count).map(|i| HotRecord {
+        wire_name: name(&format!("filler-{i}")),
+        ttl: 30,
+        addrs: vec![Ipv4Addr::from(0x0a60_0000 + i as u32)],
+    }));
+    records
+}
+
+/// A pod's UDP query for `web.default.svc.cluster.local` A (recursion desired, no EDNS, as glibc sends
+/// it) to the node's DNS listener `node_ip`:53.
+fn dns_query(node_ip: Ipv4Addr) -> Vec<u8> {
+    let mut dns = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["web", "default", "svc", "cluster", "local"] {
+        dns.push(label.len() as u8);
+        dns.extend_from_slice(label.as_bytes());
+    }
+    dns.extend_from_slice(&[0, 0, 1, 0, 1]);
+    frames::udp_datagram(
+        frames::SENT_BY_SRC,
+        SocketAddrV4::new(SRC, 40_000),
+        SocketAddrV4::new(node_ip, 53),
+        &dns,
+    )
 }
 
 /// One run of `frame`: (the kernel's time for it, verdict).
@@ -271,7 +330,8 @@ fn single_run(
     hook: Hook,
     frame: &[u8],
 ) -> anyhow::Result<(Duration, u32)> {
-    let mut out = vec![0u8; frame.len() + 64];
+    // Room for what a path adds: a DNS reply's answers.
+    let mut out = vec![0u8; frame.len() + 512];
     let mut options = TestRunOptions::new();
     options.data_in = Some(frame);
     options.data_out = Some(&mut out);
@@ -279,6 +339,7 @@ fn single_run(
         Hook::FromPod => dataplane.from_pod_program()?.test_run(options),
         Hook::FromUplink => dataplane.from_uplink_program()?.test_run(options),
         Hook::XdpUplink => dataplane.xdp_uplink_program()?.test_run(options),
+        Hook::DnsFast => dataplane.dns_fast_program()?.test_run(options),
     }
     .context("BPF_PROG_TEST_RUN")?;
     Ok((result.duration, result.return_value))
