@@ -246,6 +246,34 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// The cluster DNS settings from the `--cluster-dns`/`--dns-*` flags; `None` when DNS is off.
+fn dns_config(args: &Args) -> anyhow::Result<Option<strait_control::config::DnsConfig>> {
+    if !args.cluster_dns {
+        return Ok(None);
+    }
+    let mut zone = strait_dns::ZoneConfig::for_domain(&args.cluster_domain)
+        .map_err(|e| anyhow::anyhow!("--cluster-domain: {e}"))?;
+    zone.ttl = args.dns_ttl;
+    zone.pods = match args.dns_pod_records {
+        PodRecordsArg::Insecure => strait_dns::PodRecords::Insecure,
+        PodRecordsArg::Disabled => strait_dns::PodRecords::Disabled,
+    };
+    let upstreams = strait_control::config::parse_upstreams(&args.dns_upstream)
+        .map_err(|e| anyhow::anyhow!("--dns-upstream: {e}"))?;
+    Ok(Some(strait_control::config::DnsConfig {
+        zone,
+        service: args.dns_service.clone(),
+        listen: args.dns_listen,
+        forward: strait_dns::forward::ForwardConfig {
+            upstreams,
+            max_concurrent: args.dns_max_concurrent,
+            cache_entries: args.dns_cache_size,
+            ..strait_dns::forward::ForwardConfig::default()
+        },
+        fast_path: args.dns_fast_path,
+    }))
+}
+
 fn main() -> anyhow::Result<()> {
     limit_malloc_arenas();
     let args = Args::parse();
@@ -266,31 +294,7 @@ fn main() -> anyhow::Result<()> {
         XdpModeArg::Generic => UplinkXdp::Mode(XdpMode::Skb),
         XdpModeArg::Off => UplinkXdp::Off,
     };
-    let dns = if args.cluster_dns {
-        let mut zone = strait_dns::ZoneConfig::for_domain(&args.cluster_domain)
-            .map_err(|e| anyhow::anyhow!("--cluster-domain: {e}"))?;
-        zone.ttl = args.dns_ttl;
-        zone.pods = match args.dns_pod_records {
-            PodRecordsArg::Insecure => strait_dns::PodRecords::Insecure,
-            PodRecordsArg::Disabled => strait_dns::PodRecords::Disabled,
-        };
-        let upstreams = strait_control::config::parse_upstreams(&args.dns_upstream)
-            .map_err(|e| anyhow::anyhow!("--dns-upstream: {e}"))?;
-        Some(strait_control::config::DnsConfig {
-            zone,
-            service: args.dns_service,
-            listen: args.dns_listen,
-            forward: strait_dns::forward::ForwardConfig {
-                upstreams,
-                max_concurrent: args.dns_max_concurrent,
-                cache_entries: args.dns_cache_size,
-                ..strait_dns::forward::ForwardConfig::default()
-            },
-            fast_path: args.dns_fast_path,
-        })
-    } else {
-        None
-    };
+    let dns = dns_config(&args)?;
     let config = AgentConfig {
         state_dir: args
             .state_dir
