@@ -20,7 +20,13 @@ pub(super) fn run(args: &Args, name: &str, bin_dir: &Path) -> anyhow::Result<Dir
         pods.display(),
         bin_dir.display()
     ));
-    let mut lab = Lab::up(name, 1, Some(&pods)).context("bringing up the lab")?;
+    // No cluster DNS: its kube-dns Service would add frontends the counts below do not expect, and
+    // it has no part in programming Services.
+    let options = strait_lab::state::LabOptions {
+        no_cluster_dns: true,
+        ..strait_lab::state::LabOptions::default()
+    };
+    let mut lab = Lab::up_with(name, 1, Some(&pods), options).context("bringing up the lab")?;
     checkpoint()?;
     let agent_pid = lab.state.nodes[0].agent_pid;
     let (vip, server_ip) = real_service(&mut lab)?;
