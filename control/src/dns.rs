@@ -252,3 +252,59 @@ impl DnsIndex {
         hot
     }
 }
+
+/// Keeps DNS_A_V1 in step with the zone's hot records from the sync loop. It remembers what it wrote,
+/// so a change writes only the names that changed; the first write, a resync and the write after a
+/// failure compare with the kernel's map itself.
+#[derive(Default)]
+pub struct DnsMapWriter {
+    written: Option<BTreeMap<Vec<u8>, HotRecord>>,
+}
+
+impl DnsMapWriter {
+    /// Makes the map hold `records`; `full` compares with the kernel's map (a resync). A failure is
+    /// logged and the next write compares in full.
+    pub fn write(
+        &mut self,
+        dataplane: &mut strait_dataplane::Dataplane,
+        records: &[HotRecord],
+        full: bool,
+    ) {
+        let wanted: BTreeMap<Vec<u8>, HotRecord> = records
+            .iter()
+            .map(|r| (r.wire_name.clone(), r.clone()))
+            .collect();
+        let result = match self.written.take().filter(|_| !full) {
+            None => dataplane.sync_dns_records(records),
+            Some(written) => {
+                let upserts: Vec<HotRecord> = wanted
+                    .values()
+                    .filter(|r| written.get(&r.wire_name) != Some(*r))
+                    .cloned()
+                    .collect();
+                let removals: Vec<Vec<u8>> = written
+                    .keys()
+                    .filter(|name| !wanted.contains_key(*name))
+                    .cloned()
+                    .collect();
+                dataplane.apply_dns_changes(&upserts, &removals)
+            }
+        };
+        match result {
+            Ok(report) => {
+                tracing::debug!(
+                    names = records.len(),
+                    written = report.written,
+                    removed = report.removed,
+                    skipped = report.skipped,
+                    "DNS fast path records updated"
+                );
+                self.written = Some(wanted);
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                "writing the DNS fast path records failed; retried on the next change"
+            ),
+        }
+    }
+}

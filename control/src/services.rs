@@ -29,7 +29,7 @@ use strait_k8s::{Kind, ObjectStore};
 use tokio::sync::Mutex;
 
 use crate::{
-    dns::{DnsIndex, DnsSettings, NodeLocalDns},
+    dns::{DnsIndex, DnsMapWriter, DnsSettings, NodeLocalDns},
     endpoints::EndpointManager,
     flows::FlowNames,
     healthcheck::HealthServer,
@@ -474,7 +474,7 @@ pub async fn run_with_policy<M: DataplaneOwner>(
     let mut pending: BTreeSet<ServiceKey> = BTreeSet::new();
     let mut pace = Pace::Idle;
     let mut last_resync = Instant::now();
-    let mut events_since_trim = 0;
+    let (mut events_since_trim, mut dns_writer) = (0, DnsMapWriter::default());
     // Frontends the kernel refused, with the last error logged for each.
     let mut refusing: HashMap<ServiceKey, String> = HashMap::new();
     loop {
@@ -523,7 +523,7 @@ pub async fn run_with_policy<M: DataplaneOwner>(
         if let Some(drift) = turn.drift {
             tracing::info!(drift, frontends = table.len(), "resync done");
         }
-        write_side_tables(&manager, &turn).await;
+        write_side_tables(&manager, &turn, &mut dns_writer).await;
         if !policy_writer.step(turn.policy, &manager).await {
             // Nothing can enforce policy here: stop building tables.
             current.policy = None;
@@ -557,34 +557,17 @@ pub async fn run_with_policy<M: DataplaneOwner>(
 
 /// Writes the tables a turn rebuilt besides the services': the overlay's routes, the DNS fast path's
 /// records.
-async fn write_side_tables<M: DataplaneOwner>(manager: &Mutex<M>, turn: &Turn) {
+async fn write_side_tables<M: DataplaneOwner>(
+    manager: &Mutex<M>,
+    turn: &Turn,
+    dns_writer: &mut DnsMapWriter,
+) {
     if let Some(routes) = &turn.remote_routes {
         write_remote_routes(manager, routes).await;
     }
     if let Some(records) = &turn.dns_records {
-        write_dns_records(manager, records).await;
-    }
-}
-
-/// Makes DNS_A_V1 hold the zone's hot records; logs what changed (a failure is logged, and the next
-/// change or resync writes again).
-async fn write_dns_records<M: DataplaneOwner>(manager: &Mutex<M>, records: &[HotRecord]) {
-    match manager
-        .lock()
-        .await
-        .dataplane_mut()
-        .sync_dns_records(records)
-    {
-        Ok(report) => tracing::debug!(
-            names = records.len(),
-            written = report.written,
-            removed = report.removed,
-            skipped = report.skipped,
-            "DNS fast path records updated"
-        ),
-        Err(error) => {
-            tracing::warn!(%error, "writing the DNS fast path records failed; retried on the next change");
-        }
+        let resync = turn.drift.is_some();
+        dns_writer.write(manager.lock().await.dataplane_mut(), records, resync);
     }
 }
 

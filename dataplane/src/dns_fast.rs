@@ -30,16 +30,10 @@ pub struct HotRecord {
 impl HotRecord {
     /// The record as the map holds it; `None` when the name or the address list does not fit.
     fn entry(&self) -> Option<(DnsNameKey, DnsARecords)> {
-        if self.wire_name.len() > DNS_NAME_MAX
-            || self.addrs.is_empty()
-            || self.addrs.len() > DNS_A_MAX
-        {
+        if self.addrs.is_empty() || self.addrs.len() > DNS_A_MAX {
             return None;
         }
-        let mut key = DnsNameKey::default();
-        for (slot, byte) in key.name.iter_mut().zip(&self.wire_name) {
-            *slot = byte.to_ascii_lowercase();
-        }
+        let key = name_key(&self.wire_name)?;
         let mut value = DnsARecords {
             ttl: self.ttl,
             count: self.addrs.len() as u32,
@@ -50,6 +44,18 @@ impl HotRecord {
         }
         Some((key, value))
     }
+}
+
+/// The map's key for a name in wire format (lowercased, zero-padded); `None` when it is too long.
+fn name_key(wire_name: &[u8]) -> Option<DnsNameKey> {
+    if wire_name.len() > DNS_NAME_MAX {
+        return None;
+    }
+    let mut key = DnsNameKey::default();
+    for (slot, byte) in key.name.iter_mut().zip(wire_name) {
+        *slot = byte.to_ascii_lowercase();
+    }
+    Some(key)
 }
 
 /// What a sync of DNS_A_V1 did.
@@ -85,6 +91,42 @@ impl Dataplane {
         array
             .set(0, value, 0)
             .map_err(|source| DataplaneError::map(DNS_FAST_MAP, 1, source))
+    }
+
+    /// Writes `upserts` (those that fit) and removes the names `removals` (wire format) from
+    /// DNS_A_V1, without reading it back: for a writer that knows what the map holds.
+    pub fn apply_dns_changes(
+        &mut self,
+        upserts: &[HotRecord],
+        removals: &[Vec<u8>],
+    ) -> Result<DnsSyncReport, DataplaneError> {
+        let mut map: HashMap<_, DnsNameKey, DnsARecords> = self.typed_map(DNS_A_MAP)?;
+        let mut report = DnsSyncReport::default();
+        let mut removals = removals.to_vec();
+        for record in upserts {
+            let Some((key, value)) = record.entry() else {
+                // Left to the server now: what the map held for it goes.
+                report.skipped += 1;
+                removals.push(record.wire_name.clone());
+                continue;
+            };
+            map.insert(key, value, 0).map_err(|source| {
+                DataplaneError::map(DNS_A_MAP, DNS_A_MAP_DEFAULT_CAPACITY, source)
+            })?;
+            report.written += 1;
+        }
+        for name in &removals {
+            let Some(key) = name_key(name) else {
+                continue;
+            };
+            match map.remove(&key) {
+                Ok(()) => report.removed += 1,
+                // Never written (it did not fit): nothing to remove.
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(DataplaneError::map(DNS_A_MAP, 0, source)),
+            }
+        }
+        Ok(report)
     }
 
     /// Makes DNS_A_V1 hold exactly `records` (those that fit): new and changed names first, then
