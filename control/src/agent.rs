@@ -78,7 +78,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let annotations_task = publish_annotations(&config, overlay.as_ref()).await?;
     let conntrack_stats = conntrack_gc::ConntrackStats::default();
     let sweep_task = tokio::spawn(conntrack_gc::run(manager.clone(), conntrack_stats.clone()));
-    let dns = start_dns(&config).await;
+    let dns = start_dns(&config);
     point_dns_fast_path(&manager, dns.as_ref()).await;
     let settings = services::SyncSettings {
         overlay: overlay.map(|o| o.routing),
@@ -174,7 +174,7 @@ struct DnsStarted {
 
 /// Starts the cluster DNS server, when configured and there is an address to listen on. A server that
 /// cannot listen is logged and the agent goes on without DNS.
-async fn start_dns(config: &AgentConfig) -> Option<DnsStarted> {
+fn start_dns(config: &AgentConfig) -> Option<DnsStarted> {
     let dns = config.dns.as_ref()?;
     let Some(listen) = dns.listen.or_else(|| {
         config
@@ -193,13 +193,14 @@ async fn start_dns(config: &AgentConfig) -> Option<DnsStarted> {
         handle.clone(),
         forwarder.clone(),
         counters.clone(),
+        dns.threads,
     )
-    .await
     .inspect_err(|error| tracing::error!(%error, "cluster DNS off: its server cannot listen"))
     .ok()?;
     let (namespace, name) = dns.service.clone();
     tracing::info!(
         listen = %server.local_addr,
+        threads = server.threads,
         service = %format!("{namespace}/{name}"),
         domain = %dns.zone.domain,
         upstreams = ?dns.forward.upstreams,

@@ -109,6 +109,8 @@ pub struct DnsConfig {
     pub forward: strait_dns::forward::ForwardConfig,
     /// Whether the kernel answers the hot records itself (`from_pod`).
     pub fast_path: bool,
+    /// Threads the server runs on (its own, apart from the agent's), one UDP socket each.
+    pub threads: usize,
 }
 
 /// `--dns-upstream`: `none`, a resolv.conf file (a path; its `nameserver` lines, port 53), or a

@@ -16,9 +16,12 @@
 //! Internals, one concern each: `names` (owner names and labels), `addressing` (a Service's kind
 //! and cluster IPs), `endpoints` (published headless endpoints), `records` (record constructors,
 //! SRV weights), `apex` (SOA, NS, schema TXT), `pods` (dashed pod names), `capture` (a response
-//! handler that keeps the answer's bytes, for [`server::answer_bytes`]).
+//! handler that keeps the answer's bytes, for [`server::answer_bytes`] and the UDP loops), `udp` (the
+//! server's UDP sockets, one per thread, and their receive loops), `answer_memo` (a UDP thread's
+//! zone answers remembered by the exact question).
 
 mod addressing;
+mod answer_memo;
 mod apex;
 mod capture;
 pub mod config;
@@ -32,6 +35,7 @@ mod pods;
 mod records;
 pub mod server;
 pub mod service_records;
+mod udp;
 pub mod zone;
 
 pub use addressing::ServiceKind;

@@ -60,6 +60,8 @@ pub struct ServerCounters {
     /// [transport][type].
     requests: [[AtomicU64; OTHER + 1]; 2],
     responses: [AtomicU64; RCODE_LABELS.len()],
+    /// Responses per bucket alone (the first bound at or above the time), summed when rendered:
+    /// one increment per response.
     duration_buckets: [AtomicU64; BUCKETS],
     duration_count: AtomicU64,
     duration_sum_ns: AtomicU64,
@@ -82,10 +84,8 @@ impl ServerCounters {
             .unwrap_or(RCODES.len());
         self.responses[r].fetch_add(1, Ordering::Relaxed);
         let seconds = took.as_secs_f64();
-        for (i, bucket) in self.duration_buckets.iter().enumerate() {
-            if seconds <= bucket_bound(i) {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(bucket) = (0..BUCKETS).find(|&i| seconds <= bucket_bound(i)) {
+            self.duration_buckets[bucket].fetch_add(1, Ordering::Relaxed);
         }
         self.duration_count.fetch_add(1, Ordering::Relaxed);
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
@@ -164,12 +164,13 @@ impl DnsScrape<'_> {
             "Time from a request's arrival to its response being sent, seconds.",
         );
         let labels = format!("server=\"{server}\",zone=\".\",view=\"\",type=\"all\"");
+        let mut cumulative = 0;
         for (i, bucket) in self.counters.duration_buckets.iter().enumerate() {
+            cumulative += bucket.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
-                "{name}_bucket{{{labels},le=\"{}\"}} {}",
+                "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}",
                 bucket_bound(i),
-                bucket.load(Ordering::Relaxed)
             );
         }
         let count = self.counters.duration_count.load(Ordering::Relaxed);

@@ -2,9 +2,11 @@
 //! [`Zone`] a [`ZoneSource`] hands out. Names outside the cluster zone (and reverse names the zone
 //! does not hold) go to the [`Forwarder`] (REFUSED when it has no upstream); a request
 //! that is not one standard query (zero or several questions, an update, a notify) gets FORMERR or
-//! NOTIMP. hickory-server itself drops a message shorter than a header and a response (QR=1), and
-//! answers FORMERR to one whose header reads but whose body does not parse. [`answer_bytes`] runs
-//! raw bytes through the same path without a socket.
+//! NOTIMP. TCP is hickory-server's; UDP is strait's own thread per socket (`udp`), which drops a
+//! message shorter than a header and a response (QR=1), and answers FORMERR to one whose header
+//! reads but whose body does not parse, as hickory-server does. The server runs on threads of its
+//! own, apart from the agent's. [`answer_bytes`] runs raw bytes through the UDP path without a
+//! socket.
 
 use std::{
     net::SocketAddr,
@@ -12,25 +14,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hickory_proto::op::{Edns, Header, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::Record;
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use hickory_server::{
     Server,
-    net::{
-        runtime::{Time, TokioTime},
-        xfer::Protocol,
-    },
+    net::{runtime::Time, xfer::Protocol},
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponseBuilder,
 };
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 use crate::{
     Lookup, Zone,
-    capture::Capture,
     forward::{Forwarded, Forwarder},
     metrics::{ServerCounters, Transport},
+    udp,
 };
 
 /// How long a TCP connection may stay idle between queries.
@@ -60,41 +58,128 @@ impl<S: ZoneSource> ClusterDnsHandler<S> {
         }
     }
 
-    /// The answer to one question: from the zone, or forwarded.
-    async fn answer(&self, query: &hickory_proto::op::Query) -> Answer {
-        // The cluster zone is class IN; any other class (CHAOS's `version.bind`, say) is not ours.
-        let lookup = if query.query_class() == hickory_proto::rr::DNSClass::IN {
-            self.zones.zone().lookup(query.name(), query.query_type())
-        } else {
-            Lookup::NotInZone
+    /// The zone questions are answered from now.
+    pub(crate) fn zone(&self) -> Arc<Zone> {
+        self.zones.zone()
+    }
+
+    /// What the handler counts.
+    pub(crate) fn counters(&self) -> &ServerCounters {
+        &self.counters
+    }
+
+    /// Counts the request and decides what it gets: an answer now (from the zone, or an error
+    /// code), or a question for the upstreams.
+    pub(crate) fn begin(&self, request: &Request) -> Step {
+        let transport = match request.protocol() {
+            Protocol::Tcp => Transport::Tcp,
+            _ => Transport::Udp,
         };
-        match lookup {
-            Lookup::NotInZone => {
-                let Forwarded {
-                    code,
-                    answers,
-                    authorities,
-                    additionals,
-                } = self.forwarder.resolve(query).await;
-                Answer {
-                    code,
-                    authoritative: false,
-                    answers,
-                    soa: authorities,
-                    additionals: additionals
-                        .into_iter()
-                        .filter(|r| r.record_type() != hickory_proto::rr::RecordType::OPT)
-                        .collect(),
-                }
+        let info = request.request_info();
+        self.counters
+            .request(transport, info.as_ref().ok().map(|i| i.query.query_type()));
+        if request.metadata.message_type != MessageType::Query {
+            return Step::Ready(Answer::code(ResponseCode::FormErr));
+        }
+        if request.metadata.op_code != OpCode::Query {
+            return Step::Ready(Answer::code(ResponseCode::NotImp));
+        }
+        // Not exactly one question.
+        let Ok(info) = info else {
+            return Step::Ready(Answer::code(ResponseCode::FormErr));
+        };
+        let query = info.query.original();
+        // The cluster zone is class IN; any other class (CHAOS's `version.bind`, say) is not ours.
+        if query.query_class() != hickory_proto::rr::DNSClass::IN {
+            return Step::Forward(query.clone());
+        }
+        match self.zones.zone().lookup(query.name(), query.query_type()) {
+            Lookup::NotInZone => Step::Forward(query.clone()),
+            lookup => Step::Ready(answer_from(lookup)),
+        }
+    }
+
+    /// Asks the upstreams if `step` says so, then sends the answer through `response_handle` and
+    /// counts it (its code and the time since the request `arrived`).
+    pub(crate) async fn finish<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        step: Step,
+        arrived: Instant,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let answer = match step {
+            Step::Ready(answer) => answer,
+            Step::Forward(query) => self.forwarded(&query).await,
+        };
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.response_code = answer.code;
+        metadata.authoritative = answer.authoritative;
+        metadata.recursion_available = self.forwarder.is_active();
+        // The answer fits what the client said it takes (RFC 6891), at most our own 1232 bytes.
+        let edns = request.edns.as_ref().map(|asked| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(asked.max_payload().clamp(512, EDNS_PAYLOAD));
+            edns
+        });
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(edns) = &edns {
+            builder.edns(edns);
+        }
+        let response = builder.build(
+            metadata,
+            answer.answers.iter(),
+            std::iter::empty(),
+            answer.soa.iter(),
+            answer.additionals.iter(),
+        );
+        let code = answer.code;
+        let sent = response_handle.send_response(response).await;
+        self.counters.response(code, arrived.elapsed());
+        match sent {
+            Ok(info) => info,
+            Err(error) => {
+                tracing::debug!(%error, src = %request.src(), "DNS answer not sent");
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(hickory_proto::op::Header {
+                    metadata,
+                    counts: hickory_proto::op::HeaderCounts::default(),
+                })
             }
-            lookup => answer_from(lookup),
+        }
+    }
+
+    /// The upstreams' answer to `query`.
+    async fn forwarded(&self, query: &Query) -> Answer {
+        let Forwarded {
+            code,
+            answers,
+            authorities,
+            additionals,
+        } = self.forwarder.resolve(query).await;
+        Answer {
+            code,
+            authoritative: false,
+            answers,
+            soa: authorities,
+            additionals: additionals
+                .into_iter()
+                .filter(|r| r.record_type() != hickory_proto::rr::RecordType::OPT)
+                .collect(),
         }
     }
 }
 
+/// What a request gets: an answer ready now, or the upstreams' answer to its question.
+pub(crate) enum Step {
+    Ready(Answer),
+    Forward(Query),
+}
+
 /// A question answered: the response code, whether authoritative, and the sections.
-struct Answer {
-    code: ResponseCode,
+pub(crate) struct Answer {
+    pub(crate) code: ResponseCode,
     authoritative: bool,
     answers: Vec<Record>,
     soa: Vec<Record>,
@@ -143,62 +228,27 @@ impl<S: ZoneSource> RequestHandler for ClusterDnsHandler<S> {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
-        mut response_handle: R,
+        response_handle: R,
     ) -> ResponseInfo {
         let arrived = Instant::now();
-        let transport = match request.protocol() {
-            hickory_server::net::xfer::Protocol::Tcp => Transport::Tcp,
-            _ => Transport::Udp,
-        };
-        let qtype = request.request_info().ok().map(|i| i.query.query_type());
-        self.counters.request(transport, qtype);
-        let answer = if request.metadata.message_type != MessageType::Query {
-            Answer::code(ResponseCode::FormErr)
-        } else if request.metadata.op_code != OpCode::Query {
-            Answer::code(ResponseCode::NotImp)
-        } else {
-            match request.request_info() {
-                Ok(info) => self.answer(info.query.original()).await,
-                // Not exactly one question.
-                Err(_) => Answer::code(ResponseCode::FormErr),
-            }
-        };
-        let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.response_code = answer.code;
-        metadata.authoritative = answer.authoritative;
-        metadata.recursion_available = self.forwarder.is_active();
-        // The answer fits what the client said it takes (RFC 6891), at most our own 1232 bytes.
-        let edns = request.edns.as_ref().map(|asked| {
-            let mut edns = Edns::new();
-            edns.set_max_payload(asked.max_payload().clamp(512, EDNS_PAYLOAD));
-            edns
-        });
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if let Some(edns) = &edns {
-            builder.edns(edns);
-        }
-        let response = builder.build(
-            metadata,
-            answer.answers.iter(),
-            std::iter::empty(),
-            answer.soa.iter(),
-            answer.additionals.iter(),
-        );
-        let code = answer.code;
-        let sent = response_handle.send_response(response).await;
-        self.counters.response(code, arrived.elapsed());
-        match sent {
-            Ok(info) => info,
-            Err(error) => {
-                tracing::debug!(%error, src = %request.src(), "DNS answer not sent");
-                let mut metadata = Metadata::response_from_request(&request.metadata);
-                metadata.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(hickory_proto::op::Header {
-                    metadata,
-                    counts: hickory_proto::op::HeaderCounts::default(),
-                })
-            }
-        }
+        let step = self.begin(request);
+        self.finish(request, step, arrived, response_handle).await
+    }
+}
+
+/// The handler shared by the UDP loops and hickory-server's TCP side.
+struct Shared<S>(Arc<ClusterDnsHandler<S>>);
+
+#[async_trait::async_trait]
+impl<S: ZoneSource> RequestHandler for Shared<S> {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        self.0
+            .handle_request::<R, T>(request, response_handle)
+            .await
     }
 }
 
@@ -206,28 +256,16 @@ impl<S: ZoneSource> RequestHandler for ClusterDnsHandler<S> {
 const CAPTURE_CLIENT: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 53_000);
 
-/// The answer hickory-server's UDP path gives the datagram `raw`, as wire bytes, without a socket;
-/// `None` when it sends nothing. As `Server` does: a message shorter than a header is dropped; one
-/// whose header reads but whose body does not gets FORMERR with no question (from hickory-server
-/// itself, not the handler); a response (QR=1) that parses is dropped (no reflection); anything else
-/// goes through `handler`'s real `handle_request` and its response is encoded for a UDP client
-/// (512 bytes without EDNS). For tests and fuzzing.
+/// The answer the server's UDP side gives the datagram `raw`, as wire bytes, without a socket;
+/// `None` when it sends nothing. As hickory-server does: a message shorter than a header is dropped;
+/// one whose header reads but whose body does not gets FORMERR with no question; a response (QR=1)
+/// that parses is dropped (no reflection); anything else goes through `handler`'s real path and its
+/// response is encoded for a UDP client (512 bytes without EDNS). For tests and fuzzing.
 pub async fn answer_bytes<S: ZoneSource>(
     handler: &ClusterDnsHandler<S>,
     raw: &[u8],
 ) -> Option<Vec<u8>> {
-    let header = Header::read(&mut BinDecoder::new(raw)).ok()?;
-    let capture = Capture::new(Protocol::Udp);
-    let Ok(request) = Request::from_bytes(raw.to_vec(), CAPTURE_CLIENT, Protocol::Udp) else {
-        return capture.form_error(&header).await;
-    };
-    if request.metadata.message_type == MessageType::Response {
-        return None;
-    }
-    handler
-        .handle_request::<_, TokioTime>(&request, capture.clone())
-        .await;
-    capture.take()
+    udp::datagram_answer(handler, raw, CAPTURE_CLIENT).await
 }
 
 /// Why the server could not start.
@@ -239,51 +277,112 @@ pub enum ServerError {
         proto: &'static str,
         source: std::io::Error,
     },
+    #[error("starting the DNS server's {threads} thread(s): {source}")]
+    Threads {
+        threads: usize,
+        source: std::io::Error,
+    },
 }
 
-/// A running server; dropping it does not stop it ([`DnsServer::stop`] does).
+/// The UDP threads a server runs when not told: one per CPU, at most 4.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// A running server on threads of its own, apart from the caller's: `threads` UDP threads, each
+/// with a socket of its own on the same port, and one `strait-dns` runtime thread for TCP and the
+/// questions forwarded upstream. [`DnsServer::stop`] stops it; dropping it does too, without
+/// waiting.
 pub struct DnsServer<S: ZoneSource> {
-    server: Server<ClusterDnsHandler<S>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    tcp: Option<Server<Shared<S>>>,
+    udp: Option<udp::UdpThreads>,
     pub local_addr: SocketAddr,
+    pub threads: usize,
 }
 
 impl<S: ZoneSource> DnsServer<S> {
-    /// Binds UDP and TCP on `addr` (port 0: any free port, the same for both) and starts serving.
-    pub async fn start(
+    /// Binds TCP and `threads` UDP sockets on `addr` (port 0: any free port, the same for all) and
+    /// starts serving.
+    pub fn start(
         addr: SocketAddr,
         zones: S,
         forwarder: Arc<Forwarder>,
         counters: Arc<ServerCounters>,
+        threads: usize,
     ) -> Result<Self, ServerError> {
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind {
+        let threads = threads.max(1);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("strait-dns")
+            .enable_all()
+            .build()
+            .map_err(|source| ServerError::Threads { threads, source })?;
+        let bind_error = |addr, proto| {
+            move |source| ServerError::Bind {
                 addr,
-                proto: "tcp",
+                proto,
                 source,
-            })?;
-        let local_addr = tcp.local_addr().map_err(|source| ServerError::Bind {
-            addr,
-            proto: "tcp",
-            source,
-        })?;
-        let udp = UdpSocket::bind(local_addr)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: local_addr,
-                proto: "udp",
-                source,
-            })?;
-        let mut server = Server::new(ClusterDnsHandler::new(zones, forwarder, counters));
-        server.register_socket(udp);
+            }
+        };
+        let first = udp::bind_shared(addr).map_err(bind_error(addr, "udp"))?;
+        let local_addr = first.local_addr().map_err(bind_error(addr, "udp"))?;
+        let mut sockets = vec![first];
+        for _ in 1..threads {
+            sockets.push(udp::bind_shared(local_addr).map_err(bind_error(local_addr, "udp"))?);
+        }
+        let context = runtime.enter();
+        let tcp = std::net::TcpListener::bind(local_addr)
+            .and_then(|listener| {
+                listener.set_nonblocking(true)?;
+                TcpListener::from_std(listener)
+            })
+            .map_err(bind_error(local_addr, "tcp"))?;
+        let handler = Arc::new(ClusterDnsHandler::new(zones, forwarder, counters));
+        let mut server = Server::new(Shared(handler.clone()));
         server.register_listener(tcp, TCP_IDLE, 64 * 1024);
-        Ok(Self { server, local_addr })
+        drop(context);
+        let udp = udp::UdpThreads::start(sockets, &handler, runtime.handle())
+            .map_err(|source| ServerError::Threads { threads, source })?;
+        Ok(Self {
+            runtime: Some(runtime),
+            tcp: Some(server),
+            udp: Some(udp),
+            local_addr,
+            threads,
+        })
     }
 
-    /// Stops serving and waits for the listeners to end.
+    /// Stops serving and waits until every socket is closed: the UDP threads end, TCP connections
+    /// are closed gracefully, the runtime's thread ends.
     pub async fn stop(mut self) {
-        if let Err(error) = self.server.shutdown_gracefully().await {
-            tracing::debug!(%error, "DNS server stopped with an error");
+        let Some(runtime) = self.runtime.take() else {
+            return;
+        };
+        if let Some(mut server) = self.tcp.take() {
+            let stopped = runtime.spawn(async move {
+                if let Err(error) = server.shutdown_gracefully().await {
+                    tracing::debug!(%error, "DNS server stopped with an error");
+                }
+            });
+            let _ = stopped.await;
+        }
+        if let Some(udp) = self.udp.take() {
+            let joined = runtime.spawn_blocking(move || udp.stop_and_wait());
+            let _ = joined.await;
+        }
+        // Not a blocking shutdown: the caller is inside a runtime of its own.
+        runtime.shutdown_background();
+    }
+}
+
+impl<S: ZoneSource> Drop for DnsServer<S> {
+    fn drop(&mut self) {
+        if let Some(udp) = self.udp.take() {
+            udp.stop_now();
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }

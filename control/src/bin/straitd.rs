@@ -187,6 +187,11 @@ struct Args {
     /// goes to the server. Keeps answering them while the agent is down.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     dns_fast_path: bool,
+    /// Threads the DNS server runs on, apart from the agent's own, each with a UDP socket of its
+    /// own on the same port (SO_REUSEPORT; the kernel spreads clients over them). Default: one per
+    /// CPU, at most 4.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    dns_threads: Option<u16>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -271,6 +276,9 @@ fn dns_config(args: &Args) -> anyhow::Result<Option<strait_control::config::DnsC
             ..strait_dns::forward::ForwardConfig::default()
         },
         fast_path: args.dns_fast_path,
+        threads: args
+            .dns_threads
+            .map_or_else(strait_dns::server::default_threads, usize::from),
     }))
 }
 
