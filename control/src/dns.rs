@@ -6,7 +6,10 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::SocketAddrV4,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use strait_dataplane::{
@@ -51,18 +54,26 @@ impl NodeLocalDns {
 
 /// The newest zone, shared by the sync loop (which replaces it) and the DNS server (which reads it
 /// once per query).
+/// A generation counter moves after each publish, so the server's threads fetch the zone only
+/// when it changed.
 #[derive(Clone, Debug)]
-pub struct ZoneHandle(Arc<RwLock<Arc<Zone>>>);
+pub struct ZoneHandle {
+    zone: Arc<RwLock<Arc<Zone>>>,
+    generation: Arc<AtomicU64>,
+}
 
 impl ZoneHandle {
     /// An empty zone until the first sync.
     pub fn new(config: ZoneConfig) -> Self {
-        Self(Arc::new(RwLock::new(Arc::new(Zone::new(config, [])))))
+        Self {
+            zone: Arc::new(RwLock::new(Arc::new(Zone::new(config, [])))),
+            generation: Arc::default(),
+        }
     }
 
     /// The zone as it is now.
     pub fn current(&self) -> Arc<Zone> {
-        self.0
+        self.zone
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -70,15 +81,20 @@ impl ZoneHandle {
 
     fn publish(&self, zone: Zone) {
         *self
-            .0
+            .zone
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(zone);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 }
 
 impl strait_dns::server::ZoneSource for ZoneHandle {
     fn zone(&self) -> Arc<Zone> {
         self.current()
+    }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.generation.load(Ordering::Acquire))
     }
 }
 

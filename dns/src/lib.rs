@@ -18,11 +18,12 @@
 //! SRV weights), `apex` (SOA, NS, schema TXT), `pods` (dashed pod names), `capture` (a response
 //! handler that keeps the answer's bytes, for [`server::answer_bytes`] and the UDP loops), `udp` (the
 //! server's UDP sockets, one per thread, and their receive loops), `answer_memo` (a UDP thread's
-//! zone answers remembered by the exact question).
+//! zone answers remembered by the exact question), `batch` (`recvmmsg`/`sendmmsg` batches).
 
 mod addressing;
 mod answer_memo;
 mod apex;
+mod batch;
 mod capture;
 pub mod config;
 mod endpoints;

@@ -40,6 +40,13 @@ const EDNS_PAYLOAD: u16 = 1232;
 /// Where the server gets the zone from, once per query.
 pub trait ZoneSource: Send + Sync + Unpin + 'static {
     fn zone(&self) -> Arc<Zone>;
+
+    /// A number that changes whenever [`ZoneSource::zone`] would hand out another zone, cheap to
+    /// read from many threads; `None` when the source cannot tell (then the zone is fetched for
+    /// every question).
+    fn generation(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Answers cluster questions from the zone.
@@ -61,6 +68,11 @@ impl<S: ZoneSource> ClusterDnsHandler<S> {
     /// The zone questions are answered from now.
     pub(crate) fn zone(&self) -> Arc<Zone> {
         self.zones.zone()
+    }
+
+    /// The source's [`ZoneSource::generation`].
+    pub(crate) fn generation(&self) -> Option<u64> {
+        self.zones.generation()
     }
 
     /// What the handler counts.
@@ -325,12 +337,13 @@ impl<S: ZoneSource> DnsServer<S> {
                 source,
             }
         };
-        let first = udp::bind_shared(addr).map_err(bind_error(addr, "udp"))?;
-        let local_addr = first.local_addr().map_err(bind_error(addr, "udp"))?;
-        let mut sockets = vec![first];
+        let socket = udp::bind(addr).map_err(bind_error(addr, "udp"))?;
+        let local_addr = socket.local_addr().map_err(bind_error(addr, "udp"))?;
+        let mut sockets = Vec::with_capacity(threads);
         for _ in 1..threads {
-            sockets.push(udp::bind_shared(local_addr).map_err(bind_error(local_addr, "udp"))?);
+            sockets.push(socket.try_clone().map_err(bind_error(local_addr, "udp"))?);
         }
+        sockets.push(socket);
         let context = runtime.enter();
         let tcp = std::net::TcpListener::bind(local_addr)
             .and_then(|listener| {

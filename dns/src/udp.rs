@@ -30,23 +30,21 @@ use hickory_server::{net::xfer::Protocol, server::Request};
 use socket2::{Domain, SockRef, Socket, Type};
 
 use crate::{
+    Zone,
     answer_memo::AnswerMemo,
+    batch::{Inbox, Outbox},
     capture::Capture,
     metrics::Transport,
     server::{ClusterDnsHandler, Step, ZoneSource},
 };
 
-/// The largest datagram read (an EDNS query is far smaller; the rest of a longer one is cut).
-const RECEIVE_BUFFER: usize = 4096;
-
 /// How often a thread waiting for a datagram looks whether the server is stopping.
 const STOP_CHECK: Duration = Duration::from_millis(200);
 
-/// A blocking UDP socket bound to `addr` with `SO_REUSEPORT`, so the server's other sockets can
-/// share the address.
-pub(crate) fn bind_shared(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// A blocking UDP socket bound to `addr`, which every UDP thread reads (each through a copy of
+/// the descriptor).
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
-    socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     socket.set_read_timeout(Some(STOP_CHECK))?;
     Ok(socket.into())
@@ -118,20 +116,45 @@ fn now<F: Future>(future: F) -> Option<F::Output> {
     }
 }
 
-/// One UDP thread's loop: reads `socket` until `stopping`; zone answers are sent from the thread,
-/// forwarded questions from a task each on `runtime`.
+/// A thread's copy of the zone, fetched again only when the source's generation moves (reading
+/// one shared number per datagram instead of taking the zone's lock and its reference count, which
+/// every thread would write).
+#[derive(Default)]
+struct CurrentZone {
+    generation: Option<u64>,
+    zone: Option<Arc<Zone>>,
+}
+
+impl CurrentZone {
+    fn zone<S: ZoneSource>(&mut self, handler: &ClusterDnsHandler<S>) -> &Arc<Zone> {
+        // The generation before the zone: a zone published in between is fetched again next time.
+        let generation = handler.generation();
+        if generation.is_none() || generation != self.generation {
+            self.generation = generation;
+            self.zone = None;
+        }
+        self.zone.get_or_insert_with(|| handler.zone())
+    }
+}
+
+/// Datagrams taken per `recvmmsg`.
+const BATCH: usize = 16;
+
+/// One UDP thread's loop: reads `socket` until `stopping`, a batch at a time; zone answers are
+/// sent from the thread (a batch's together), forwarded questions from a task each on `runtime`.
 pub(crate) fn serve<S: ZoneSource>(
     socket: &Arc<UdpSocket>,
     handler: &Arc<ClusterDnsHandler<S>>,
     runtime: &tokio::runtime::Handle,
     stopping: &AtomicBool,
 ) {
-    let mut buffer = vec![0u8; RECEIVE_BUFFER];
+    let mut inbox = Inbox::new(BATCH);
+    let mut outbox = Outbox::new();
     let mut memo = AnswerMemo::default();
-    let mut reply = Vec::with_capacity(512);
+    let mut current = CurrentZone::default();
     while !stopping.load(Ordering::Relaxed) {
-        let (length, src) = match socket.recv_from(&mut buffer) {
-            Ok(received) => received,
+        let count = match inbox.receive(socket) {
+            Ok(count) => count,
             Err(error)
                 if matches!(
                     error.kind(),
@@ -143,59 +166,88 @@ pub(crate) fn serve<S: ZoneSource>(
                 continue;
             }
             Err(error) => {
-                tracing::debug!(%error, "DNS: receiving a datagram failed");
+                tracing::debug!(%error, "DNS: receiving datagrams failed");
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
         };
-        if !answerable(src) {
-            continue;
-        }
-        let arrived = Instant::now();
-        let raw = &buffer[..length];
-        let zone = handler.zone();
-        if let Some(remembered) = memo.answer(&zone, raw, &mut reply) {
-            let counters = handler.counters();
-            counters.request(Transport::Udp, remembered.qtype);
-            send(socket, &reply, src);
-            counters.response(remembered.code, arrived.elapsed());
-            continue;
-        }
-        let request = match read(raw, src) {
-            Datagram::Dropped => continue,
-            Datagram::Unreadable(header) => {
-                if let Some(bytes) = now(Capture::new(Protocol::Udp).form_error(&header)).flatten()
-                {
-                    send(socket, &bytes, src);
-                }
+        for i in 0..count {
+            let Some((raw, src)) = inbox.datagram(i) else {
+                continue;
+            };
+            if !answerable(src) {
                 continue;
             }
-            Datagram::Request(request) => request,
-        };
-        let step = handler.begin(&request);
-        if let Step::Ready(answer) = &step {
-            let code = answer.code;
-            let qtype = request
-                .request_info()
-                .ok()
-                .map(|info| info.query.query_type());
-            match now(encode(handler, &request, step, arrived)) {
-                Some(Some(bytes)) => {
-                    send(socket, &bytes, src);
-                    memo.remember(&zone, raw, &bytes, qtype, code);
-                }
-                Some(None) => {}
-                None => tracing::warn!("DNS: a zone answer waited; not sent"),
+            let arrived = Instant::now();
+            let zone = current.zone(handler);
+            if let Some(remembered) = memo.answer(zone, raw, outbox.next(src)) {
+                let counters = handler.counters();
+                counters.request(Transport::Udp, remembered.qtype);
+                counters.response(remembered.code, arrived.elapsed());
+                continue;
             }
-            continue;
+            outbox.take_back();
+            answer_anew(
+                raw,
+                src,
+                arrived,
+                zone,
+                handler,
+                &mut memo,
+                &mut outbox,
+                (socket, runtime),
+            );
         }
-        let (socket, handler) = (socket.clone(), handler.clone());
-        runtime.spawn(async move {
-            if let Some(bytes) = encode(&handler, &request, step, arrived).await {
-                send(&socket, &bytes, src);
-            }
-        });
+        outbox.flush(socket);
     }
+}
+
+/// A datagram the memo does not hold: parsed and answered through the handler (the answer queued
+/// in `outbox` and remembered), or handed to a task on the runtime when it must be forwarded.
+#[allow(clippy::too_many_arguments)]
+fn answer_anew<S: ZoneSource>(
+    raw: &[u8],
+    src: SocketAddr,
+    arrived: Instant,
+    zone: &Arc<Zone>,
+    handler: &Arc<ClusterDnsHandler<S>>,
+    memo: &mut AnswerMemo,
+    outbox: &mut Outbox,
+    (socket, runtime): (&Arc<UdpSocket>, &tokio::runtime::Handle),
+) {
+    let request = match read(raw, src) {
+        Datagram::Dropped => return,
+        Datagram::Unreadable(header) => {
+            if let Some(bytes) = now(Capture::new(Protocol::Udp).form_error(&header)).flatten() {
+                outbox.push(&bytes, src);
+            }
+            return;
+        }
+        Datagram::Request(request) => request,
+    };
+    let step = handler.begin(&request);
+    if let Step::Ready(answer) = &step {
+        let code = answer.code;
+        let qtype = request
+            .request_info()
+            .ok()
+            .map(|info| info.query.query_type());
+        match now(encode(handler, &request, step, arrived)) {
+            Some(Some(bytes)) => {
+                outbox.push(&bytes, src);
+                memo.remember(zone, raw, &bytes, qtype, code);
+            }
+            Some(None) => {}
+            None => tracing::warn!("DNS: a zone answer waited; not sent"),
+        }
+        return;
+    }
+    let (socket, handler) = (socket.clone(), handler.clone());
+    runtime.spawn(async move {
+        if let Some(bytes) = encode(&handler, &request, step, arrived).await {
+            send(&socket, &bytes, src);
+        }
+    });
 }
 
 /// Sends without waiting: a full send buffer drops the answer (the client asks again), as a

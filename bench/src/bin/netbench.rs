@@ -9,7 +9,8 @@
 //! `netbench client` are the two ends of the load generator, which the run starts inside the lab's
 //! namespaces. `netbench cross-node` measures between two nodes instead (strait against Flannel and
 //! the underlay; `strait_bench::netbench::crossnode`); `netbench policy` between two strait nodes with
-//! 0, 100 and 1,000 NetworkPolicies (`strait_bench::netbench::policy`).
+//! 0, 100 and 1,000 NetworkPolicies (`strait_bench::netbench::policy`); `netbench dns` cluster DNS
+//! from a pod against knot and unbound (`strait_bench::netbench::dns`).
 
 use std::{fs, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -18,7 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use strait_bench::{
     netbench::{
         catalog::{SERVER_PORT, TargetPosition},
-        crossnode, load, policy,
+        crossnode, dns, load, policy,
         publish::publish,
         results::{Dataplane, RunReport, Scenario, Test},
         run::{self, Options},
@@ -158,6 +159,22 @@ enum Internal {
     /// takes to be enforced with the most in force. Writes bench/RESULTS.md's policy section with
     /// --markdown.
     Policy(PolicyArgs),
+    /// Cluster DNS from a pod: queries per second (dnsperf at saturation) and p50/p99 latency (one
+    /// query in flight) for strait's kernel fast path, strait's server with the fast path off, and
+    /// knot and unbound serving the same records from the node's namespace, rounds interleaved; the
+    /// issue's goals as ratios. Writes bench/RESULTS.md's DNS section with --markdown.
+    Dns(DnsArgs),
+    /// Ask a DNS server A questions, one in flight, and print the latency percentiles as JSON.
+    #[command(hide = true)]
+    DnsLatency {
+        #[arg(long)]
+        server: SocketAddr,
+        /// A file of names, one per line, asked in turn.
+        #[arg(long)]
+        names: PathBuf,
+        #[arg(long)]
+        seconds: f64,
+    },
     /// Run one load test and print its outcome as one JSON line.
     #[command(hide = true)]
     Client {
@@ -240,6 +257,34 @@ struct PolicyArgs {
     from: Option<PathBuf>,
 }
 
+/// `netbench dns`.
+#[derive(clap::Args, Debug)]
+struct DnsArgs {
+    /// Rounds: every target runs dnsperf and the latency client once per round, the targets one
+    /// after another (default 5, or 2 with --quick).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seconds of each dnsperf run and each latency run (default 3, or 0.5 with --quick).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Two rounds of short tests: does every target answer (for CI; the figures are not worth
+    /// quoting).
+    #[arg(long)]
+    quick: bool,
+    /// ClusterIP Services whose names are asked in turn (default 100).
+    #[arg(long)]
+    names: Option<usize>,
+    /// Write the run (every round) as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the DNS section into this Markdown file (e.g. bench/RESULTS.md), keeping the rest.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Do not measure: re-render a saved run (its --json file).
+    #[arg(long, conflicts_with_all = ["rounds", "seconds", "quick", "names", "json"])]
+    from: Option<PathBuf>,
+}
+
 fn parse_named<T: Copy, const N: usize>(
     what: &str,
     all: [T; N],
@@ -303,6 +348,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Internal::CrossNode(args)) => cross_node(&args),
         Some(Internal::Policy(args)) => policy_sweep(&args),
+        Some(Internal::Dns(args)) => dns_run(&args),
+        Some(Internal::DnsLatency {
+            server,
+            names,
+            seconds,
+        }) => {
+            let text = fs::read_to_string(&names)
+                .with_context(|| format!("reading {}", names.display()))?;
+            let names: Vec<String> = text.lines().map(str::to_owned).collect();
+            let latency =
+                dns::client::measure_latency(server, &names, Duration::from_secs_f64(seconds))
+                    .with_context(|| format!("asking {server}"))?;
+            stdout::print(serde_json::to_string(&latency)?)?;
+            Ok(())
+        }
         Some(Internal::Report {
             from,
             out,
@@ -399,6 +459,23 @@ fn policy_sweep(args: &PolicyArgs) -> anyhow::Result<()> {
     if let Some(error) = &report.enforce_error {
         anyhow::bail!("the enforcement measurement failed (the figures are published): {error}");
     }
+    Ok(())
+}
+
+/// `netbench dns`: measures (or re-reads) and publishes.
+fn dns_run(args: &DnsArgs) -> anyhow::Result<()> {
+    let report = if let Some(path) = &args.from {
+        dns::run::load(path)?
+    } else {
+        dns::run::run(&dns::run::Options {
+            quick: args.quick,
+            rounds: args.rounds,
+            seconds: args.seconds,
+            names: args.names,
+            command: command_line(),
+        })?
+    };
+    dns::run::publish(&report, args.json.as_deref(), args.markdown.as_deref())?;
     Ok(())
 }
 

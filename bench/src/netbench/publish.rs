@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{charts, crossnode, headlines, policy, report, results::RunReport, run::progress};
+use super::{charts, crossnode, dns, headlines, policy, report, results::RunReport, run::progress};
 use crate::stdout::{self, OutputError};
 
 /// Why publishing failed.
@@ -56,7 +56,7 @@ pub fn publish(
             .iter()
             .map(|(title, path)| (title.clone(), relative(path, base)))
             .collect();
-        // The cross-node and policy sections (`netbench cross-node|policy --markdown`) stay, after
+        // The cross-node, policy and DNS sections (`netbench cross-node|policy|dns --markdown`) stay, after
         // the new figures.
         let old = fs::read_to_string(markdown).ok();
         let cross_node = old
@@ -65,6 +65,9 @@ pub fn publish(
         let policy = old
             .as_deref()
             .and_then(|old| policy::render::section_of(old).map(str::to_owned));
+        let dns = old
+            .as_deref()
+            .and_then(|old| dns::render::MARKERS.section_of(old).map(str::to_owned));
         let mut document = headlines::results_document(report, &links);
         if let Some(section) = cross_node {
             document = crossnode::render::splice(Some(&document), &section);
@@ -72,7 +75,11 @@ pub fn publish(
         if let Some(section) = policy {
             document = policy::render::splice(Some(&document), &section);
         }
+        if let Some(section) = dns {
+            document = dns::render::MARKERS.splice(Some(&document), &section);
+        }
         fs::write(markdown, document).map_err(io("writing", markdown))?;
+
         progress(format_args!("wrote {}", markdown.display()));
     }
     stdout::print(report::terminal_table(report))?;

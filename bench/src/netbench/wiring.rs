@@ -188,7 +188,7 @@ pub fn tune_client(client: &Placement) -> Result<(), RunError> {
     .map_err(dataplane_error)
 }
 
-fn current_exe() -> Result<std::path::PathBuf, RunError> {
+pub(crate) fn current_exe() -> Result<std::path::PathBuf, RunError> {
     std::env::current_exe().map_err(|source| RunError::Io {
         what: "finding the current executable".to_owned(),
         source,

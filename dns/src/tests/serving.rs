@@ -144,18 +144,22 @@ where
     outputs
 }
 
-/// A zone that can be replaced while the server runs.
-struct Swappable(Arc<std::sync::Mutex<Arc<Zone>>>);
+/// A zone that can be replaced while the server runs, with its generation.
+struct Swappable(Arc<std::sync::Mutex<(u64, Arc<Zone>)>>);
 
 impl ZoneSource for Swappable {
     fn zone(&self) -> Arc<Zone> {
-        self.0.lock().unwrap().clone()
+        self.0.lock().unwrap().1.clone()
+    }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.0.lock().unwrap().0)
     }
 }
 
 #[tokio::test]
 async fn a_new_zone_is_answered_at_once_even_for_a_question_asked_before() {
-    let current = Arc::new(std::sync::Mutex::new(Arc::new(spec_zone())));
+    let current = Arc::new(std::sync::Mutex::new((0, Arc::new(spec_zone()))));
     let server = DnsServer::start(
         (Ipv4Addr::LOCALHOST, 0).into(),
         Swappable(current.clone()),
@@ -172,7 +176,7 @@ async fn a_new_zone_is_answered_at_once_even_for_a_question_asked_before() {
             RData::A(A::new(10, 3, 0, 1))
         );
     }
-    *current.lock().unwrap() = Arc::new(Zone::new(crate::ZoneConfig::default(), []));
+    *current.lock().unwrap() = (1, Arc::new(Zone::new(crate::ZoneConfig::default(), [])));
     let gone = ask_udp(server.local_addr, 3, name).await;
     assert_eq!(gone.metadata.response_code, ResponseCode::NXDomain);
     server.stop().await;

@@ -18,26 +18,20 @@ use crate::netbench::{
 pub const BEGIN: &str = "<!-- cross-node:begin (written by `netbench cross-node --markdown`; `netbench --markdown` keeps it) -->";
 /// Closes it.
 pub const END: &str = "<!-- cross-node:end -->";
-/// What marks the opening line, whatever follows on it.
-const BEGIN_PREFIX: &str = "<!-- cross-node:begin";
+/// The section's markers in a results file.
+pub const MARKERS: crate::netbench::sections::Markers = crate::netbench::sections::Markers {
+    begin_prefix: "<!-- cross-node:begin",
+    end: END,
+};
 
 /// `text`'s cross-node section, markers included, if it has one.
 pub fn section_of(text: &str) -> Option<&str> {
-    let start = text.find(BEGIN_PREFIX)?;
-    let end = start + text[start..].find(END)? + END.len();
-    Some(&text[start..end])
+    MARKERS.section_of(text)
 }
 
-/// `existing` with its cross-node section replaced by `section` (appended when it has none); just
-/// `section` when there is no file yet.
+/// `existing` with its cross-node section replaced by `section` (appended when it has none).
 pub fn splice(existing: Option<&str>, section: &str) -> String {
-    let Some(existing) = existing.filter(|t| !t.trim().is_empty()) else {
-        return format!("{section}\n");
-    };
-    match section_of(existing) {
-        Some(old) => existing.replacen(old, section, 1),
-        None => format!("{}\n\n{section}\n", existing.trim_end()),
-    }
+    MARKERS.splice(existing, section)
 }
 
 /// A figure in its test's unit: two decimals for Gbit/s, whole numbers for rates.
