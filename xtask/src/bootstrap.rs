@@ -28,7 +28,9 @@ const NIGHTLY_LLVM_SUFFIX: &str = "-nightly";
 
 /// (command or absolute file, Debian package providing it): a package is installed when its command is
 /// not on PATH (or its file does not exist). iptables and nftables are netbench's kube-proxy baselines,
-/// ipset its kube-router (NetworkPolicy) baseline; the font is what netbench's charts are drawn with.
+/// ipset its kube-router (NetworkPolicy) baseline; dig asks the cluster DNS in tests, unbound is the
+/// forwarding tests' upstream and with knot `netbench dns`'s reference servers, dnsperf its load;
+/// the font is what netbench's charts are drawn with.
 const PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("ping", "iputils-ping"),
@@ -37,6 +39,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("ipset", "ipset"),
     ("dig", "bind9-dnsutils"),
     ("unbound", "unbound"),
+    ("knotd", "knot"),
+    ("dnsperf", "dnsperf"),
     (
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "fonts-dejavu-core",

@@ -1,6 +1,6 @@
 //! `cargo xtask test`: bootstrap, then every check in order, stopping at the first failure: rustfmt,
 //! host clippy, eBPF clippy, build (binaries and test binaries), tests, `netbench --quick`,
-//! `netbench cross-node --quick`, `netbench policy --quick`, `svcscale --quick`. Each step prints its name and duration; a
+//! `netbench cross-node --quick`, `netbench policy --quick`, `netbench dns --quick`, `svcscale --quick`. Each step prints its name and duration; a
 //! summary table of the durations closes the run, whether it passed or not. The test step runs the
 //! lab suite beside the other test binaries ([`crate::parallel`]), unless arguments for `cargo test`
 //! were given, which then runs as before.
@@ -265,7 +265,7 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
         .arg("--quick")
         .env("STRAIT_BIN_DIR", ws.target.join("debug"));
 
-    vec![
+    let mut steps = vec![
         Step {
             name: "fmt",
             about: "check formatting",
@@ -323,60 +323,68 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             command: netbench,
             parallel_tests: None,
         },
-        cross_node_step(ws),
-        policy_step(ws),
-        Step {
+    ];
+    steps.extend(netbench_quick_steps(ws));
+    steps.push(Step {
             name: "svcscale (quick)",
             about: "1,000 Services through both agent sources, changes one by one and sustained, beside kube-proxy's syncs (figures printed, not asserted)",
             needs_root: true,
             counts_tests: false,
             command: svcscale,
             parallel_tests: None,
-        },
+    });
+    steps
+}
+
+/// A `netbench SUBCOMMAND --quick` step: fails when a stack or target does not work; its figures
+/// are printed, never judged. Its JSON and Markdown go to target/netbench-quick/.
+fn netbench_quick_step(
+    ws: &Workspace,
+    subcommand: &str,
+    name: &'static str,
+    about: &'static str,
+) -> Step {
+    let out = ws.target.join("netbench-quick");
+    let mut command = Command::new(ws.target.join("debug").join("netbench"));
+    command
+        .args([subcommand, "--quick", "--json"])
+        .arg(out.join(format!("{subcommand}.json")))
+        .arg("--markdown")
+        .arg(out.join(format!("{subcommand}.md")))
+        .env("STRAIT_BIN_DIR", ws.target.join("debug"));
+    Step {
+        name,
+        about,
+        needs_root: true,
+        counts_tests: false,
+        command,
+        parallel_tests: None,
+    }
+}
+
+/// The quick runs of netbench's subcommands: cross-node (about a minute), policy (about 20 s), dns
+/// (about 40 s).
+fn netbench_quick_steps(ws: &Workspace) -> [Step; 3] {
+    [
+        netbench_quick_step(
+            ws,
+            "cross-node",
+            "netbench cross-node (quick)",
+            "two nodes: strait VXLAN and direct against Flannel, host-gw and the underlay, pod-to-pod, pod-to-clusterip and external-to-nodeport, and a node join; fails if a stack does not work (ratios printed, not asserted)",
+        ),
+        netbench_quick_step(
+            ws,
+            "policy",
+            "netbench policy (quick)",
+            "two nodes with 0, 100 and 1,000 NetworkPolicies: RR and CRR, and how long a policy change takes to be enforced (figures printed, not asserted)",
+        ),
+        netbench_quick_step(
+            ws,
+            "dns",
+            "netbench dns (quick)",
+            "cluster DNS from a pod: strait's kernel fast path and server against knot and unbound, queries/s, p50/p99 and CPU per query; fails if a target does not answer correctly (figures printed, not asserted)",
+        ),
     ]
-}
-
-/// `netbench cross-node --quick` (about a minute): fails when a stack does not carry a scenario's
-/// traffic; the ratios are printed, never judged. Its JSON and Markdown go to target/netbench-quick/.
-fn cross_node_step(ws: &Workspace) -> Step {
-    let out = ws.target.join("netbench-quick");
-    let mut command = Command::new(ws.target.join("debug").join("netbench"));
-    command
-        .args(["cross-node", "--quick", "--json"])
-        .arg(out.join("cross-node.json"))
-        .arg("--markdown")
-        .arg(out.join("cross-node.md"))
-        .env("STRAIT_BIN_DIR", ws.target.join("debug"));
-    Step {
-        name: "netbench cross-node (quick)",
-        about: "two nodes: strait VXLAN and direct against Flannel, host-gw and the underlay, pod-to-pod, pod-to-clusterip and external-to-nodeport, and a node join; fails if a stack does not work (ratios printed, not asserted)",
-        needs_root: true,
-        counts_tests: false,
-        command,
-        parallel_tests: None,
-    }
-}
-
-/// `netbench policy --quick` (about 20 s): RR and CRR across two nodes with 0, 100 and 1,000
-/// NetworkPolicies and a timed policy change; fails when traffic does not flow or the change is not
-/// enforced (ratios printed, never judged). Its JSON and Markdown go to target/netbench-quick/.
-fn policy_step(ws: &Workspace) -> Step {
-    let out = ws.target.join("netbench-quick");
-    let mut command = Command::new(ws.target.join("debug").join("netbench"));
-    command
-        .args(["policy", "--quick", "--json"])
-        .arg(out.join("policy.json"))
-        .arg("--markdown")
-        .arg(out.join("policy.md"))
-        .env("STRAIT_BIN_DIR", ws.target.join("debug"));
-    Step {
-        name: "netbench policy (quick)",
-        about: "two nodes with 0, 100 and 1,000 NetworkPolicies: RR and CRR, and how long a policy change takes to be enforced (figures printed, not asserted)",
-        needs_root: true,
-        counts_tests: false,
-        command,
-        parallel_tests: None,
-    }
 }
 
 fn summary(outcomes: &[(&str, Outcome)], total: Duration) {

@@ -187,10 +187,10 @@ struct Args {
     /// goes to the server. Keeps answering them while the agent is down.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     dns_fast_path: bool,
-    /// Threads the DNS server runs on, apart from the agent's own, each with a UDP socket of its
-    /// own on the same port (SO_REUSEPORT; the kernel spreads clients over them). Default: one per
-    /// CPU, at most 4.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// UDP threads of the DNS server, apart from the agent's own; they read the server's one UDP
+    /// socket in batches. Default: one per two CPUs, at least 1, at most 4 (the node's pods need
+    /// CPUs too).
+    #[arg(long, env = "STRAIT_DNS_THREADS", value_parser = clap::value_parser!(u16).range(1..=64))]
     dns_threads: Option<u16>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]

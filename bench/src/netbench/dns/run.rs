@@ -182,13 +182,7 @@ fn run_all(options: &Options) -> Result<DnsReport, CrossError> {
             pid: u32::try_from(labs[1].lab.state.nodes[0].agent_pid).ok(),
         },
     ];
-    let references = start_references(
-        &labs[1],
-        threads,
-        &addresses,
-        files.path(),
-        &mut report.notes,
-    )?;
+    let references = start_references(&labs[1], &addresses, files.path(), &mut report.notes)?;
     endpoints.extend(references.iter().map(|server| Endpoint {
         target: match server.reference {
             Reference::Knot => Target::Knot,
@@ -196,7 +190,7 @@ fn run_all(options: &Options) -> Result<DnsReport, CrossError> {
         },
         lab: 1,
         server: server.addr,
-        threads: Some(threads),
+        threads: Some(server.threads),
         pid: Some(server.pid()),
     }));
     let mut references = references;
@@ -215,7 +209,6 @@ fn run_all(options: &Options) -> Result<DnsReport, CrossError> {
 /// that is not installed is left out, with a note saying so.
 fn start_references(
     lab: &DnsLab,
-    threads: usize,
     addresses: &[Ipv4Addr],
     dir: &Path,
     notes: &mut Vec<String>,
@@ -237,8 +230,7 @@ fn start_references(
             notes.push(note);
             continue;
         }
-        let mut server =
-            ReferenceServer::start(reference, &on_node, node.ip, threads, addresses, dir)?;
+        let mut server = ReferenceServer::start(reference, &on_node, node.ip, addresses, dir)?;
         let expected = addresses[0].to_string();
         server.wait_ready(|addr| {
             client::dig(&lab.client, addr, &records::fqdn(0)).is_ok_and(|answer| answer == expected)
@@ -436,14 +428,20 @@ fn kernel_cost() -> Result<Vec<crate::netbench::results::PacketCost>, CrossError
     let bin_dir = crate::netbench::run::export_bin_dir().map_err(error::run("finding pktcost"))?;
     let costs =
         host::packet_costs(&bin_dir, true).map_err(error::run("measuring the kernel's cost"))?;
+    // The service table's rows (`single call: …`): its baseline and the fast path's answer with the
+    // table's own number of names, not the rows repeated at other sizes (`[N services]`).
+    let of_table = |c: &&crate::netbench::results::PacketCost| {
+        c.path.starts_with("single call:") && !c.path.contains('[')
+    };
     let baseline = costs
         .iter()
-        .find(|c| c.path.contains("(baseline)"))
-        .cloned();
-    Ok(baseline
-        .into_iter()
-        .chain(costs.into_iter().filter(|c| c.path.starts_with("dns-fast")))
-        .collect())
+        .filter(of_table)
+        .find(|c| c.path.contains("(baseline)"));
+    let answer = costs
+        .iter()
+        .filter(of_table)
+        .find(|c| c.path.contains("dns-fast"));
+    Ok(baseline.into_iter().chain(answer).cloned().collect())
 }
 
 /// A count as a float (counts here stay far below 2^32; larger ones are capped).

@@ -39,6 +39,15 @@ impl Reference {
         }
     }
 
+    /// The worker threads it runs by default, which the run gives it: knot one UDP worker per
+    /// online CPU (`udp-workers`), unbound one thread (`num-threads`).
+    pub fn default_threads(self) -> usize {
+        match self {
+            Self::Knot => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            Self::Unbound => 1,
+        }
+    }
+
     /// The port it serves on (the node's address already has strait's server on 53).
     pub fn port(self) -> u16 {
         match self {
@@ -52,18 +61,18 @@ impl Reference {
 pub struct ReferenceServer {
     pub reference: Reference,
     pub addr: SocketAddr,
+    pub threads: usize,
     child: Child,
     dir: PathBuf,
 }
 
 impl ReferenceServer {
     /// Writes `reference`'s configuration for `addresses` under `dir` and starts it in `placement`
-    /// on `ip`, with `threads` worker threads (as many as strait's server runs).
+    /// on `ip`, with its default number of threads.
     pub fn start(
         reference: Reference,
         placement: &Placement,
         ip: Ipv4Addr,
-        threads: usize,
         addresses: &[Ipv4Addr],
         dir: &Path,
     ) -> Result<Self, CrossError> {
@@ -74,6 +83,7 @@ impl ReferenceServer {
             source,
         })?;
         let addr = SocketAddr::from((ip, reference.port()));
+        let threads = reference.default_threads();
         let (program, _) = reference.program();
         let mut command = Command::new(program);
         match reference {
@@ -108,6 +118,7 @@ impl ReferenceServer {
         Ok(Self {
             reference,
             addr,
+            threads,
             child,
             dir,
         })
