@@ -198,7 +198,7 @@ pub fn section(report: &DnsReport) -> String {
         out,
         "A pod asks A questions for {} ClusterIP Services' names in turn, {} round(s), the targets one after \
          another in each round (the order turned by one each round). Queries/s: `dnsperf` for {} s from the pod, \
-         {DNSPERF_CLIENTS} clients with {DNSPERF_OUTSTANDING} queries outstanding (saturation). p50/p99: \
+         {} thread(s), {DNSPERF_CLIENTS} clients with {DNSPERF_OUTSTANDING} queries outstanding (saturation). p50/p99: \
          netbench's own client for {} s, one query in flight at a time, every answer timed. The strait fast path \
          and the strait server are two one-node labs (`--no-dns-fast-path` in the second), asked at the kube-dns \
          Service 10.96.0.10:53; knot and unbound run in the second lab's node namespace, each with its own default \
@@ -208,7 +208,11 @@ pub fn section(report: &DnsReport) -> String {
          (strait's server: the whole agent); the fast path answers in the asking pod's own system call, so its \
          figure is `pktcost`'s test-run time of `dns_fast` answering one query. Each cell: the median round \
          [lowest–highest].\n",
-        report.names, report.rounds, report.test_seconds, report.test_seconds
+        report.names,
+        report.rounds,
+        report.test_seconds,
+        report.dnsperf_threads.max(1),
+        report.test_seconds
     );
     figures_table(&mut out, report);
     out.push('\n');

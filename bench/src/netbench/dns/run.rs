@@ -139,6 +139,7 @@ fn run_all(options: &Options) -> Result<DnsReport, CrossError> {
         rounds: plan.rounds,
         test_seconds: plan.seconds,
         names: plan.names,
+        dnsperf_threads: client::dnsperf_threads(),
         load_before: load_average(),
         ..DnsReport::default()
     };

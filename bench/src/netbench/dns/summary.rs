@@ -143,6 +143,9 @@ pub struct DnsReport {
     pub test_seconds: f64,
     /// Names (ClusterIP Services) asked in turn.
     pub names: usize,
+    /// dnsperf's threads (one per CPU).
+    #[serde(default)]
+    pub dnsperf_threads: usize,
     pub cells: Vec<DnsCell>,
     /// The fast path's answer to one query in the kernel (`pktcost`, `BPF_PROG_TEST_RUN`), beside
     /// its baseline (a packet dropped at once), nanoseconds.
