@@ -193,8 +193,20 @@ pub fn publish(
         text: render::section(report),
         splice: render::splice,
     };
+    publish_section(report, json, markdown, section, &render::terminal(report))
+}
+
+/// Writes `report` as JSON (with `json`) and `section` into `markdown` (kept beside whatever else
+/// the file holds), then prints `terminal`: the last step of every netbench subcommand.
+pub fn publish_section<T: serde::Serialize>(
+    report: &T,
+    json: Option<&Path>,
+    markdown: Option<&Path>,
+    section: Section,
+    terminal: &str,
+) -> Result<(), CrossError> {
     write_report(report, json, markdown.map(|path| (path, section)))?;
-    stdout::print(render::terminal(report))?;
+    stdout::print(terminal)?;
     Ok(())
 }
 

@@ -21,13 +21,10 @@ use super::{
     servers::{Reference, ReferenceServer},
     summary::{DnsCell, DnsReport, DnsRound, Target},
 };
-use crate::{
-    netbench::{
-        crossnode::{CrossError, error, run as cross_run, run::load_average, signals},
-        host,
-        run::progress,
-    },
-    stdout,
+use crate::netbench::{
+    crossnode::{CrossError, error, run as cross_run, run::load_average, signals},
+    host,
+    run::progress,
 };
 
 /// Rounds and seconds per test of a full run.
@@ -480,9 +477,7 @@ pub fn publish(
         text: render::section(report),
         splice: |existing, section| render::MARKERS.splice(existing, section),
     };
-    cross_run::write_report(report, json, markdown.map(|path| (path, section)))?;
-    stdout::print(render::terminal(report))?;
-    Ok(())
+    cross_run::publish_section(report, json, markdown, section, &render::terminal(report))
 }
 
 #[cfg(test)]

@@ -13,16 +13,11 @@ use super::{
     render,
     summary::{PolicyReport, PolicyStack},
 };
-use crate::{
-    netbench::{
-        crossnode::{
-            CrossError, rounds::error_chain, run as cross_run, run::load_average, signals,
-        },
-        host,
-        results::Test,
-        run::progress,
-    },
-    stdout,
+use crate::netbench::{
+    crossnode::{CrossError, rounds::error_chain, run as cross_run, run::load_average, signals},
+    host,
+    results::Test,
+    run::progress,
 };
 
 /// Rounds and seconds per test of a full run.
@@ -236,9 +231,7 @@ pub fn publish(
         text: render::section(report),
         splice: render::splice,
     };
-    cross_run::write_report(report, json, markdown.map(|path| (path, section)))?;
-    stdout::print(render::terminal(report))?;
-    Ok(())
+    cross_run::publish_section(report, json, markdown, section, &render::terminal(report))
 }
 
 #[cfg(test)]
