@@ -37,6 +37,24 @@ impl RunHeader<'_> {
     }
 }
 
+/// The [`RunHeader`] text of a report that has the usual fields (`command`, `started_at`,
+/// `machine`, `duration_s`, `quick`, `load_before`, `load_after`).
+#[macro_export]
+macro_rules! run_header {
+    ($report:expr) => {
+        $crate::netbench::sections::RunHeader {
+            command: &$report.command,
+            started_at: &$report.started_at,
+            machine: &$report.machine,
+            duration_s: $report.duration_s,
+            quick: $report.quick,
+            load_before: &$report.load_before,
+            load_after: &$report.load_after,
+        }
+        .text()
+    };
+}
+
 /// A section's markers.
 #[derive(Clone, Copy, Debug)]
 pub struct Markers {

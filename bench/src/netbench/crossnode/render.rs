@@ -275,18 +275,7 @@ const STACKS: &str = "The stacks:
 /// The cross-node section, markers included.
 pub fn section(report: &CrossReport) -> String {
     let mut out = format!("{BEGIN}\n## Cross-node\n\n");
-    out.push_str(
-        &crate::netbench::sections::RunHeader {
-            command: &report.command,
-            started_at: &report.started_at,
-            machine: &report.machine,
-            duration_s: report.duration_s,
-            quick: report.quick,
-            load_before: &report.load_before,
-            load_after: &report.load_after,
-        }
-        .text(),
-    );
+    out.push_str(&crate::run_header!(report));
     let _ = writeln!(
         out,
         "Two nodes, the endpoint always on the other node than the client. Every stack is measured in the same run \

@@ -38,16 +38,22 @@ pub struct Options {
 
 /// Rounds and seconds after defaults, checked.
 pub fn plan(options: &Options) -> Result<(usize, f64), CrossError> {
-    let rounds = options.rounds.unwrap_or(if options.quick {
-        QUICK_ROUNDS
-    } else {
-        FULL_ROUNDS
-    });
-    let seconds = options.seconds.unwrap_or(if options.quick {
-        QUICK_SECONDS
-    } else {
-        FULL_SECONDS
-    });
+    plan_rounds(
+        options,
+        (FULL_ROUNDS, FULL_SECONDS),
+        (QUICK_ROUNDS, QUICK_SECONDS),
+    )
+}
+
+/// Rounds and seconds after a subcommand's own defaults (`full`, or `quick` with --quick), checked.
+pub fn plan_rounds(
+    options: &Options,
+    full: (usize, f64),
+    quick: (usize, f64),
+) -> Result<(usize, f64), CrossError> {
+    let (default_rounds, default_seconds) = if options.quick { quick } else { full };
+    let rounds = options.rounds.unwrap_or(default_rounds);
+    let seconds = options.seconds.unwrap_or(default_seconds);
     if !(1..=20).contains(&rounds) {
         return Err(CrossError::Invalid(
             "--rounds must be between 1 and 20".into(),

@@ -175,18 +175,7 @@ fn notes(out: &mut String, report: &DnsReport) {
 /// The section, markers included.
 pub fn section(report: &DnsReport) -> String {
     let mut out = format!("{BEGIN}\n## Cluster DNS\n\n");
-    out.push_str(
-        &crate::netbench::sections::RunHeader {
-            command: &report.command,
-            started_at: &report.started_at,
-            machine: &report.machine,
-            duration_s: report.duration_s,
-            quick: report.quick,
-            load_before: &report.load_before,
-            load_after: &report.load_after,
-        }
-        .text(),
-    );
+    out.push_str(&crate::run_header!(report));
     let _ = writeln!(
         out,
         "A pod asks A questions for {} ClusterIP Services' names in turn, {} round(s), the targets one after \

@@ -60,20 +60,16 @@ pub struct Plan {
 
 /// Checks the options and fills in the defaults.
 pub fn plan(options: &Options) -> Result<Plan, CrossError> {
-    let (rounds, seconds) = cross_run::plan(&cross_run::Options {
-        quick: options.quick,
-        rounds: options.rounds.or(Some(if options.quick {
-            QUICK_ROUNDS
-        } else {
-            FULL_ROUNDS
-        })),
-        seconds: options.seconds.or(Some(if options.quick {
-            QUICK_SECONDS
-        } else {
-            FULL_SECONDS
-        })),
-        ..cross_run::Options::default()
-    })?;
+    let (rounds, seconds) = cross_run::plan_rounds(
+        &cross_run::Options {
+            quick: options.quick,
+            rounds: options.rounds,
+            seconds: options.seconds,
+            ..cross_run::Options::default()
+        },
+        (FULL_ROUNDS, FULL_SECONDS),
+        (QUICK_ROUNDS, QUICK_SECONDS),
+    )?;
     let names = options.names.unwrap_or(records::DEFAULT_NAMES);
     if names == 0 || names > records::MAX_NAMES {
         return Err(CrossError::Invalid(format!(

@@ -345,18 +345,7 @@ fn baseline(out: &mut String, report: &PolicyReport) {
 /// The policy section, markers included.
 pub fn section(report: &PolicyReport) -> String {
     let mut out = format!("{BEGIN}\n## NetworkPolicy at scale\n\n");
-    out.push_str(
-        &crate::netbench::sections::RunHeader {
-            command: &report.command,
-            started_at: &report.started_at,
-            machine: &report.machine,
-            duration_s: report.duration_s,
-            quick: report.quick,
-            load_before: &report.load_before,
-            load_after: &report.load_after,
-        }
-        .text(),
-    );
+    out.push_str(&crate::run_header!(report));
     let _ = writeln!(
         out,
         "Pod to pod between two nodes, client and server on different nodes, with a given number of \

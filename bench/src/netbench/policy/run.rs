@@ -58,20 +58,16 @@ pub struct Plan {
 
 /// Checks the options and fills in the defaults.
 pub fn plan(options: &Options) -> Result<Plan, CrossError> {
-    let (rounds, seconds) = cross_run::plan(&cross_run::Options {
-        quick: options.quick,
-        rounds: options.rounds.or(Some(if options.quick {
-            QUICK_ROUNDS
-        } else {
-            FULL_ROUNDS
-        })),
-        seconds: options.seconds.or(Some(if options.quick {
-            QUICK_SECONDS
-        } else {
-            FULL_SECONDS
-        })),
-        ..cross_run::Options::default()
-    })?;
+    let (rounds, seconds) = cross_run::plan_rounds(
+        &cross_run::Options {
+            quick: options.quick,
+            rounds: options.rounds,
+            seconds: options.seconds,
+            ..cross_run::Options::default()
+        },
+        (FULL_ROUNDS, FULL_SECONDS),
+        (QUICK_ROUNDS, QUICK_SECONDS),
+    )?;
     let counts = options.counts.clone().unwrap_or_else(|| COUNTS.to_vec());
     if counts.is_empty() || counts.len() > 6 {
         return Err(CrossError::Invalid(
