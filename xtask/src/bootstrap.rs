@@ -3,6 +3,7 @@
 //!
 //! - `rust-src` for the nightly toolchain (the eBPF crate is built with `-Z build-std=core`);
 //! - bpf-linker, built against the libLLVM that ships inside the nightly toolchain (no system LLVM);
+//! - cargo-fuzz, which runs the DNS server's fuzz target (`dns/fuzz`);
 //! - the Debian packages whose commands the lab and the tests run (needs root to install).
 
 use std::{
@@ -61,6 +62,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
     let mut installed = 0;
     installed += usize::from(rust_src()?);
     installed += usize::from(bpf_linker(ws)?);
+    installed += usize::from(cargo_fuzz()?);
     installed += debian_packages()?;
     if installed == 0 {
         println!("bootstrap: everything present, nothing to do");
@@ -68,6 +70,32 @@ pub fn run(ws: &Workspace) -> Result<()> {
         println!("bootstrap: installed {installed} item(s)");
     }
     Ok(())
+}
+
+/// The cargo-fuzz release installed when none is on PATH (the DNS handler's fuzz target,
+/// `dns/fuzz`).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// cargo-fuzz, which runs `dns/fuzz`'s target. Returns whether it had to be installed.
+fn cargo_fuzz() -> Result<bool> {
+    let found = cmd::find_in_path("cargo-fuzz").or_else(|| {
+        cargo_bin_dir()
+            .map(|dir| dir.join("cargo-fuzz"))
+            .filter(|path| cmd::is_executable(path))
+    });
+    if let Some(path) = found {
+        println!("ok: cargo-fuzz present ({})", path.display());
+        return Ok(false);
+    }
+    println!("installing: cargo-fuzz {CARGO_FUZZ_VERSION}");
+    cmd::run(Command::new("cargo").args([
+        "install",
+        "cargo-fuzz",
+        "--locked",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]))?;
+    Ok(true)
 }
 
 /// `rust-src` for nightly. Returns whether it had to be installed.

@@ -1,5 +1,5 @@
 //! `cargo xtask test`: bootstrap, then every check in order, stopping at the first failure: rustfmt,
-//! host clippy, eBPF clippy, build (binaries and test binaries), tests, `netbench --quick`,
+//! host clippy, eBPF clippy, build (binaries and test binaries), the DNS handler's fuzz target (20 s), tests, `netbench --quick`,
 //! `netbench cross-node --quick`, `netbench policy --quick`, `netbench dns --quick`, `svcscale --quick`. Each step prints its name and duration; a
 //! summary table of the durations closes the run, whether it passed or not. The test step runs the
 //! lab suite beside the other test binaries ([`crate::parallel`]), unless arguments for `cargo test`
@@ -235,18 +235,7 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
         command
     };
 
-    let mut ebpf_clippy = cargo(&[
-        "+nightly",
-        "clippy",
-        "--target",
-        "bpfel-unknown-none",
-        "-Z",
-        "build-std=core",
-        "--",
-        "-D",
-        "warnings",
-    ]);
-    ebpf_clippy.current_dir(ws.root.join("ebpf").join("programs"));
+    let ebpf_clippy = ebpf_clippy(ws);
 
     let mut tests = cargo(&["test", "--workspace", "--exclude", "strait-ebpf"]);
     tests
@@ -307,6 +296,7 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             command: cargo(&["build", "--workspace", "--exclude", "strait-ebpf", "--bins"]),
             parallel_tests: None,
         },
+        fuzz_step(ws),
         Step {
             name: "test",
             about: "run the workspace tests (needs root): the lab suite beside the other test binaries",
@@ -334,6 +324,49 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             parallel_tests: None,
     });
     steps
+}
+
+/// clippy for the eBPF crate (its own target, nightly, build-std).
+fn ebpf_clippy(ws: &Workspace) -> Command {
+    let mut command = Command::new("cargo");
+    command
+        .args([
+            "+nightly",
+            "clippy",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .current_dir(ws.root.join("ebpf").join("programs"));
+    command
+}
+
+/// The DNS server's handler under libFuzzer for 20 s (`dns/fuzz`, from an empty corpus on a fresh
+/// checkout): fails on a crash, a panic or a leak.
+fn fuzz_step(ws: &Workspace) -> Step {
+    let mut command = Command::new("cargo");
+    command
+        .args([
+            "+nightly",
+            "fuzz",
+            "run",
+            "handler",
+            "--",
+            "-max_total_time=20",
+        ])
+        .current_dir(ws.root.join("dns"));
+    Step {
+        name: "fuzz (dns handler, 20 s)",
+        about: "arbitrary bytes through the DNS server's real handler under libFuzzer (fails on a crash)",
+        needs_root: false,
+        counts_tests: false,
+        command,
+        parallel_tests: None,
+    }
 }
 
 /// A `netbench SUBCOMMAND --quick` step: fails when a stack or target does not work; its figures
