@@ -13,10 +13,10 @@ use std::{
 use socket2::SockAddr;
 
 /// The largest datagram read (an EDNS query is far smaller; the rest of a longer one is cut).
-pub(crate) const DATAGRAM: usize = 4096;
+pub const DATAGRAM: usize = 4096;
 
 /// Datagrams received by one `recvmmsg`.
-pub(crate) struct Inbox {
+pub struct Inbox {
     data: Vec<u8>,
     addrs: Vec<libc::sockaddr_storage>,
     iovecs: Vec<libc::iovec>,
@@ -25,7 +25,7 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         Self {
             data: vec![0; capacity * DATAGRAM],
@@ -39,7 +39,7 @@ impl Inbox {
     }
 
     /// Waits for datagrams on `socket` (up to its read timeout) and returns how many arrived.
-    pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    pub fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.received = 0;
         let data = self.data.as_mut_ptr();
         for (i, ((iovec, header), addr)) in self
@@ -81,7 +81,7 @@ impl Inbox {
 
     /// Datagram `i` of the last receive and who sent it; `None` past the count or for an address
     /// that is not IP.
-    pub(crate) fn datagram(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+    pub fn datagram(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
         if i >= self.received {
             return None;
         }
@@ -122,24 +122,21 @@ fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
 }
 
 /// Answers waiting to go out with one `sendmmsg`; their buffers are kept for the next batch.
-pub(crate) struct Outbox {
+#[derive(Default)]
+pub struct Outbox {
     replies: Vec<Vec<u8>>,
     to: Vec<SockAddr>,
     used: usize,
 }
 
 impl Outbox {
-    pub(crate) fn new() -> Self {
-        Self {
-            replies: Vec::new(),
-            to: Vec::new(),
-            used: 0,
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// An empty buffer for the next answer, which goes to `to` unless [`Outbox::take_back`]
     /// withdraws it.
-    pub(crate) fn next(&mut self, to: SocketAddr) -> &mut Vec<u8> {
+    pub fn next(&mut self, to: SocketAddr) -> &mut Vec<u8> {
         if self.used == self.replies.len() {
             self.replies.push(Vec::with_capacity(512));
             self.to.push(SockAddr::from(to));
@@ -153,17 +150,17 @@ impl Outbox {
     }
 
     /// Withdraws the answer [`Outbox::next`] just handed out.
-    pub(crate) fn take_back(&mut self) {
+    pub fn take_back(&mut self) {
         self.used = self.used.saturating_sub(1);
     }
 
     /// Queues `bytes` for `to`.
-    pub(crate) fn push(&mut self, bytes: &[u8], to: SocketAddr) {
+    pub fn push(&mut self, bytes: &[u8], to: SocketAddr) {
         self.next(to).extend_from_slice(bytes);
     }
 
     /// Sends every queued answer on `socket` and empties the box.
-    pub(crate) fn flush(&mut self, socket: &UdpSocket) {
+    pub fn flush(&mut self, socket: &UdpSocket) {
         let count = mem::take(&mut self.used);
         if count == 0 {
             return;

@@ -12,18 +12,20 @@
 //! - [`server`]: the hickory-server UDP/TCP server answering from the newest zone.
 //! - [`forward`]: other names sent on to upstream servers, with a cache.
 //! - [`metrics`]: the server's counters under CoreDNS's metric names.
+//! - [`batch`]: UDP datagrams many per system call (`recvmmsg`, `sendmmsg`), for the server's UDP
+//!   threads and for load generators.
 //!
 //! Internals, one concern each: `names` (owner names and labels), `addressing` (a Service's kind
 //! and cluster IPs), `endpoints` (published headless endpoints), `records` (record constructors,
 //! SRV weights), `apex` (SOA, NS, schema TXT), `pods` (dashed pod names), `capture` (a response
 //! handler that keeps the answer's bytes, for [`server::answer_bytes`] and the UDP loops), `udp` (the
 //! server's UDP sockets, one per thread, and their receive loops), `answer_memo` (a UDP thread's
-//! zone answers remembered by the exact question), `batch` (`recvmmsg`/`sendmmsg` batches).
+//! zone answers remembered by the exact question).
 
 mod addressing;
 mod answer_memo;
 mod apex;
-mod batch;
+pub mod batch;
 mod capture;
 pub mod config;
 mod endpoints;

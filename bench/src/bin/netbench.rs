@@ -175,6 +175,18 @@ enum Internal {
         #[arg(long)]
         seconds: f64,
     },
+    /// Ask a DNS server A questions from one thread per CPU, 64 outstanding on each, in batches;
+    /// print the answers per second as JSON.
+    #[command(hide = true)]
+    DnsLoad {
+        #[arg(long)]
+        server: SocketAddr,
+        /// A file of names, one per line, asked in turn.
+        #[arg(long)]
+        names: PathBuf,
+        #[arg(long)]
+        seconds: f64,
+    },
     /// Run one load test and print its outcome as one JSON line.
     #[command(hide = true)]
     Client {
@@ -354,13 +366,28 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             names,
             seconds,
         }) => {
-            let text = fs::read_to_string(&names)
-                .with_context(|| format!("reading {}", names.display()))?;
-            let names: Vec<String> = text.lines().map(str::to_owned).collect();
+            let names = read_names(&names)?;
             let latency =
                 dns::client::measure_latency(server, &names, Duration::from_secs_f64(seconds))
                     .with_context(|| format!("asking {server}"))?;
             stdout::print(serde_json::to_string(&latency)?)?;
+            Ok(())
+        }
+        Some(Internal::DnsLoad {
+            server,
+            names,
+            seconds,
+        }) => {
+            let names = read_names(&names)?;
+            let threads = dns::client::dnsperf_threads();
+            let load = dns::batch_client::measure(
+                server,
+                &names,
+                Duration::from_secs_f64(seconds),
+                threads,
+            )
+            .with_context(|| format!("asking {server}"))?;
+            stdout::print(serde_json::to_string(&load)?)?;
             Ok(())
         }
         Some(Internal::Report {
@@ -460,6 +487,12 @@ fn policy_sweep(args: &PolicyArgs) -> anyhow::Result<()> {
         anyhow::bail!("the enforcement measurement failed (the figures are published): {error}");
     }
     Ok(())
+}
+
+/// The names of a file, one per line.
+fn read_names(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text.lines().map(str::to_owned).collect())
 }
 
 /// `netbench dns`: measures (or re-reads) and publishes.

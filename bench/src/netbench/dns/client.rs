@@ -126,22 +126,53 @@ pub fn latency_in(
     names: &Path,
     seconds: f64,
 ) -> Result<Latency, CrossError> {
+    netbench_in(
+        placement,
+        "dns-latency",
+        server,
+        names,
+        seconds,
+        "the latency client",
+    )
+}
+
+/// The batching client against `server` for `seconds` (`netbench dns-load`, run in the client pod).
+pub fn batch_load_in(
+    placement: &Placement,
+    server: SocketAddr,
+    names: &Path,
+    seconds: f64,
+) -> Result<super::batch_client::BatchThroughput, CrossError> {
+    netbench_in(
+        placement,
+        "dns-load",
+        server,
+        names,
+        seconds,
+        "the batching client",
+    )
+}
+
+/// Runs `netbench SUBCOMMAND --server --names --seconds` in `placement` and reads its JSON line.
+fn netbench_in<T: serde::de::DeserializeOwned>(
+    placement: &Placement,
+    subcommand: &str,
+    server: SocketAddr,
+    names: &Path,
+    seconds: f64,
+    what: &str,
+) -> Result<T, CrossError> {
     let exe = wiring::current_exe().map_err(crate::netbench::crossnode::error::run("netbench"))?;
     let mut command = Command::new(exe);
     command
-        .arg("dns-latency")
+        .arg(subcommand)
         .args(["--server", &server.to_string()])
         .arg("--names")
         .arg(names)
         .args(["--seconds", &format!("{seconds}")]);
-    let output = run_in(
-        placement,
-        &mut command,
-        &format!("the latency client to {server}"),
-    )?;
+    let output = run_in(placement, &mut command, &format!("{what} to {server}"))?;
     let text = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(text.trim())
-        .map_err(|e| failed(format!("the latency client's answer {text:?}: {e}")))
+    serde_json::from_str(text.trim()).map_err(|e| failed(format!("{what}'s answer {text:?}: {e}")))
 }
 
 /// A query for `name`, type A, class IN, recursion desired, no EDNS (as glibc asks).

@@ -41,8 +41,8 @@ fn spread_text(s: Option<Spread>, decimals: usize) -> String {
 fn figures_table(out: &mut String, report: &DnsReport) {
     let _ = writeln!(
         out,
-        "| answered by | threads | queries/s (dnsperf) | p50 µs | p99 µs | server CPU µs/query | lost (dnsperf, latency) |\n\
-         |---|---:|---:|---:|---:|---:|---:|"
+        "| answered by | threads | queries/s (dnsperf) | queries/s (batching client) | p50 µs | p99 µs | server CPU µs/query | lost (dnsperf, latency) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|"
     );
     for target in Target::ALL {
         let Some(cell) = report.cell(target) else {
@@ -53,11 +53,12 @@ fn figures_table(out: &mut String, report: &DnsReport) {
         });
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {}, {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {}, {} |",
             target.name(),
             cell.threads
                 .map_or_else(|| "kernel".to_owned(), |t| t.to_string()),
             spread_text(cell.spread(Figure::QueriesPerSecond), 0),
+            spread_text(cell.spread(Figure::BatchQueriesPerSecond), 0),
             spread_text(cell.spread(Figure::P50), 1),
             spread_text(cell.spread(Figure::P99), 1),
             cpu_text(report, cell),
@@ -128,7 +129,7 @@ fn kernel_share(report: &DnsReport) -> Option<String> {
     let asked: u64 = cell
         .rounds
         .iter()
-        .map(|r| r.throughput.completed + r.latency.answered)
+        .map(|r| r.throughput.completed + r.latency.answered + r.batch.map_or(0, |b| b.answered))
         .sum();
     (asked > 0).then(|| {
         format!(
@@ -180,7 +181,9 @@ pub fn section(report: &DnsReport) -> String {
         out,
         "A pod asks A questions for {} ClusterIP Services' names in turn, {} round(s), the targets one after \
          another in each round (the order turned by one each round). Queries/s: `dnsperf` for {} s from the pod, \
-         {} thread(s), {DNSPERF_CLIENTS} clients with {DNSPERF_OUTSTANDING} queries outstanding (saturation). p50/p99: \
+         {} thread(s), {DNSPERF_CLIENTS} clients with {DNSPERF_OUTSTANDING} queries outstanding (saturation); and, as a second client that spends less \
+         CPU per query, netbench's batching client for {} s (one thread per CPU, {} queries outstanding on each, \
+         `sendmmsg`/`recvmmsg` in batches of up to 32). p50/p99: \
          netbench's own client for {} s, one query in flight at a time, every answer timed. The strait fast path \
          and the strait server are two one-node labs (`--no-dns-fast-path` in the second), asked at the kube-dns \
          Service 10.96.0.10:53; knot and unbound run in the second lab's node namespace, each with its own default \
@@ -194,6 +197,8 @@ pub fn section(report: &DnsReport) -> String {
         report.rounds,
         report.test_seconds,
         report.dnsperf_threads.max(1),
+        report.test_seconds,
+        super::batch_client::WINDOW,
         report.test_seconds
     );
     figures_table(&mut out, report);

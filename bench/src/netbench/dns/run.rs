@@ -391,15 +391,17 @@ fn rounds(
                 .map(|(before, after)| (after - before) * 1e6 / small_f64(throughput.completed));
             let latency: Latency =
                 client::latency_in(&lab.client, endpoint.server, names, plan.seconds)?;
+            let batch = client::batch_load_in(&lab.client, endpoint.server, names, plan.seconds)?;
             let kernel = match before {
                 Some(before) => Some(kernel_answered(&lab.lab)?.saturating_sub(before)),
                 None => None,
             };
             progress(format_args!(
-                "dns: round {}: {}: {:.0} q/s, p50 {:.1} µs, p99 {:.1} µs",
+                "dns: round {}: {}: {:.0} q/s (batching client {:.0}), p50 {:.1} µs, p99 {:.1} µs",
                 round + 1,
                 endpoint.target.name(),
                 throughput.queries_per_second,
+                batch.queries_per_second,
                 latency.p50_us,
                 latency.p99_us
             ));
@@ -408,6 +410,7 @@ fn rounds(
                 latency,
                 kernel_answered: kernel,
                 cpu_us_per_query: cpu,
+                batch: Some(batch),
             });
         }
         for server in references.iter_mut() {
