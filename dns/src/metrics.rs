@@ -161,7 +161,7 @@ impl DnsScrape<'_> {
             out,
             name,
             "histogram",
-            "Time from a request's arrival to its response being sent, seconds.",
+            "Time from a request's arrival to its response being ready to send (UDP answers leave in the batch's one sendmmsg), seconds.",
         );
         let labels = format!("server=\"{server}\",zone=\".\",view=\"\",type=\"all\"");
         let mut cumulative = 0;
