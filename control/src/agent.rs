@@ -17,7 +17,7 @@ use strait_dns::{
 use tokio::{net::TcpListener, signal::unix::SignalKind, sync::Mutex};
 
 use crate::{
-    api,
+    api, census,
     config::{AgentConfig, UplinkXdp},
     conntrack_gc,
     dns::{DnsObserved, DnsSettings, NodeLocalDns, ZoneHandle},
@@ -35,13 +35,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     reserve_ports(config.node_port_range)?;
     let netlink = Netlink::connect().context("opening netlink")?;
     if let Some(cgroup) = &config.cgroup {
-        dataplane.attach_socket_lb(cgroup).with_context(|| {
-            format!(
-                "attaching socket load balancing to cgroup {}",
-                cgroup.display()
-            )
-        })?;
-        tracing::info!(cgroup = %cgroup.display(), "socket load balancing attached");
+        attach_socket_lb(&mut dataplane, cgroup)?;
     }
     if let Some(uplink) = &config.uplink {
         attach_uplink(&config, uplink, &mut dataplane, &netlink).await?;
@@ -63,6 +57,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         .dataplane()
         .stats_reader()
         .context("opening the STATS map for /metrics")?;
+    let (census_board, census_task) = start_census(manager.dataplane())?;
     let names = FlowNames::default();
     let (flows, flows_task) = start_flows(&config, manager.dataplane(), &names);
     let manager = Arc::new(Mutex::new(manager));
@@ -108,17 +103,18 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             conntrack_capacity: config.conntrack_capacity,
             flows,
             dns: dns.as_ref().map(|d| d.observed.clone()),
+            census: census_board,
         },
     ));
 
     wait_for_stop_signal().await?;
     api_task.abort();
     http_task.abort();
-    sweep_task.abort();
     for task in sync_task
         .into_iter()
         .chain(annotations_task)
         .chain(flows_task)
+        .chain([sweep_task, census_task])
     {
         task.abort();
     }
@@ -130,6 +126,33 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     release_socket(&bound_socket);
     tracing::info!("straitd stopped; the data path stays in place");
     Ok(())
+}
+
+/// Attaches socket load balancing to the pods' cgroup.
+fn attach_socket_lb(
+    dataplane: &mut strait_dataplane::Dataplane,
+    cgroup: &std::path::Path,
+) -> anyhow::Result<()> {
+    dataplane.attach_socket_lb(cgroup).with_context(|| {
+        format!(
+            "attaching socket load balancing to cgroup {}",
+            cgroup.display()
+        )
+    })?;
+    tracing::info!(cgroup = %cgroup.display(), "socket load balancing attached");
+    Ok(())
+}
+
+/// Opens the census's own map descriptors and starts taking it; the board it publishes on.
+fn start_census(
+    dataplane: &strait_dataplane::Dataplane,
+) -> anyhow::Result<(census::CensusBoard, tokio::task::JoinHandle<()>)> {
+    let census = dataplane
+        .census()
+        .context("opening the maps for the census")?;
+    let board = census::CensusBoard::default();
+    let task = tokio::spawn(census::run(census, board.clone()));
+    Ok((board, task))
 }
 
 /// Returns on SIGTERM or SIGINT.

@@ -23,6 +23,8 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 pub struct ConntrackStats {
     live: Arc<AtomicU64>,
     expired_total: Arc<AtomicU64>,
+    snat_flows: Arc<AtomicU64>,
+    snat_busiest: Arc<AtomicU64>,
 }
 
 impl ConntrackStats {
@@ -34,6 +36,16 @@ impl ConntrackStats {
     /// Entries deleted as expired since the agent started.
     pub fn expired_total(&self) -> u64 {
         self.expired_total.load(Ordering::Relaxed)
+    }
+
+    /// Live SNATed flows (one SNAT port each) at the last sweep.
+    pub fn snat_flows(&self) -> u64 {
+        self.snat_flows.load(Ordering::Relaxed)
+    }
+
+    /// SNAT ports held towards the busiest destination at the last sweep.
+    pub fn snat_busiest(&self) -> u64 {
+        self.snat_busiest.load(Ordering::Relaxed)
     }
 }
 
@@ -50,6 +62,12 @@ pub async fn run(manager: Arc<Mutex<EndpointManager>>, stats: ConntrackStats) {
         match result {
             Ok(report) => {
                 stats.live.store(report.live as u64, Ordering::Relaxed);
+                stats
+                    .snat_flows
+                    .store(report.snat_flows as u64, Ordering::Relaxed);
+                stats
+                    .snat_busiest
+                    .store(report.snat_busiest as u64, Ordering::Relaxed);
                 stats
                     .expired_total
                     .fetch_add(report.expired as u64, Ordering::Relaxed);

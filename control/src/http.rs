@@ -19,10 +19,14 @@ use tokio::{
 };
 
 use crate::{
+    census::CensusBoard,
     conntrack_gc::ConntrackStats,
     flows::{self, FlowHub, FlowQuery, serve::Follower},
     gauges::EndpointGauges,
-    metrics::{AgentGauges, render, render_policy_lost, render_policy_verdicts},
+    metrics::{
+        AgentGauges, openmetrics, process, render, render_build_info, render_census,
+        render_policy_lost, render_policy_verdicts,
+    },
     services::SyncClock,
 };
 
@@ -65,6 +69,8 @@ pub struct HttpState {
     pub flows: Option<FlowHub>,
     /// The node's DNS server; `None` when it serves none.
     pub dns: Option<crate::dns::DnsObserved>,
+    /// The latest census of maps and program links.
+    pub census: CensusBoard,
 }
 
 /// Serves HTTP until the task is dropped.
@@ -146,7 +152,19 @@ async fn handle(
         return flows::serve::start(stream, hub, query, followers).await;
     }
     let (status, content_type, body) = if method == "GET" {
-        route(path, state)
+        let (status, content_type, body) = route(path, state);
+        if path.split('?').next() == Some("/metrics")
+            && status.starts_with("200")
+            && openmetrics::wanted(&text)
+        {
+            (
+                status,
+                openmetrics::CONTENT_TYPE,
+                openmetrics::from_prometheus_text(&body),
+            )
+        } else {
+            (status, content_type, body)
+        }
     } else {
         (
             "405 Method Not Allowed",
@@ -220,6 +238,8 @@ fn metrics(state: &HttpState) -> (&'static str, &'static str, String) {
         conntrack_entries: state.conntrack.live(),
         conntrack_capacity: state.conntrack_capacity,
         conntrack_expired_total: state.conntrack.expired_total(),
+        snat_flows: state.conntrack.snat_flows(),
+        snat_busiest: state.conntrack.snat_busiest(),
     };
     match state.counters.read() {
         Ok(stats) => {
@@ -234,7 +254,13 @@ fn metrics(state: &HttpState) -> (&'static str, &'static str, String) {
             if let Some(dns) = &state.dns {
                 dns.render(&mut text);
             }
-            ("200 OK", "text/plain; version=0.0.4", text)
+            state.sync_clock.metrics().render(&mut text, &state.node);
+            render_census(&mut text, &state.node, state.census.latest().as_deref());
+            render_build_info(&mut text, &state.node);
+            if let Some(sample) = process::read() {
+                process::render(&mut text, &sample);
+            }
+            ("200 OK", openmetrics::TEXT_CONTENT_TYPE, text)
         }
         Err(error) => (
             "500 Internal Server Error",
@@ -276,6 +302,7 @@ mod tests {
             conntrack_capacity: 4096,
             flows: Some(FlowHub::new("n1")),
             dns: None,
+            census: CensusBoard::default(),
         }
     }
 
@@ -341,7 +368,7 @@ mod tests {
         assert!(body.contains("allowed, denied, audit"), "{body}");
         let (_, _, metrics) = route("/metrics", &state);
         assert!(metrics.contains(
-            "strait_policy_verdicts_total{node=\"n1\",direction=\"ingress\",verdict=\"denied\"} 1"
+            "strait_policy_verdicts_total{node=\"n1\",direction=\"ingress\",verdict=\"denied\",namespace=\"y\"} 1"
         ));
         state.flows = None;
         assert_eq!(route("/flows", &state).0, "503 Service Unavailable");

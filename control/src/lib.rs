@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod census;
 pub mod config;
 pub mod conntrack_gc;
 pub mod dns;

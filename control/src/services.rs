@@ -33,6 +33,7 @@ use crate::{
     endpoints::EndpointManager,
     flows::FlowNames,
     healthcheck::HealthServer,
+    metrics::sync::{ModelSize, SyncError, SyncMetrics},
     model::{
         HealthCheck, ServiceIndex, Touched,
         nodes::{Routing, remote_routes},
@@ -110,6 +111,7 @@ impl Pace {
 pub struct SyncClock {
     last_ms: Arc<AtomicU64>,
     records: Arc<std::sync::Mutex<std::collections::VecDeque<SyncRecord>>>,
+    metrics: SyncMetrics,
 }
 
 /// How many [`SyncRecord`]s a [`SyncClock`] keeps.
@@ -139,6 +141,11 @@ impl SyncClock {
     /// The last successful sync's start, in ms since the epoch.
     pub fn last_ms(&self) -> u64 {
         self.last_ms.load(Ordering::SeqCst)
+    }
+
+    /// What `/metrics` shows of the syncs.
+    pub fn metrics(&self) -> &SyncMetrics {
+        &self.metrics
     }
 
     /// The syncs recorded so far (oldest first, at most [`SYNC_RECORDS`]).
@@ -504,6 +511,7 @@ pub async fn run_with_policy<M: DataplaneOwner>(
         for error in &turn.errors {
             tracing::warn!(source = %origin, "skipped: {error}");
         }
+        clock.metrics.failed(SyncError::Source, turn.errors.len());
         pace = pace.after(&turn);
         pending.extend(turn.touched.iter().copied());
         if turn.drift.is_some() {
@@ -517,8 +525,16 @@ pub async fn run_with_policy<M: DataplaneOwner>(
             {
                 pending.clear();
                 pending.extend(refused.iter().map(|(key, _)| *key));
+                clock.metrics.failed(SyncError::Refused, refused.len());
                 report_refused(&current.index, refused, &mut refusing);
+            } else {
+                clock.metrics.failed(SyncError::Write, 1);
             }
+            clock.metrics.set_size(ModelSize {
+                services: current.index.services(),
+                frontends: table.len(),
+                backends: table.entries().map(|e| e.backends.len()).sum(),
+            });
         }
         if let Some(drift) = turn.drift {
             tracing::info!(drift, frontends = table.len(), "resync done");
@@ -672,6 +688,12 @@ async fn write_pending<M: DataplaneOwner>(
             let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
             let write_us = micros(started.elapsed());
             let latency_us = turn.noticed.map_or(write_us, |n| micros(n.elapsed()));
+            if sync.added + sync.updated + sync.removed > 0 {
+                clock.metrics.synced(
+                    Duration::from_micros(latency_us),
+                    Duration::from_micros(write_us),
+                );
+            }
             clock.record(SyncRecord {
                 at_ms: now_ms(),
                 latency_us,

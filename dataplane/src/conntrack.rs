@@ -8,11 +8,17 @@
 use aya::maps::{HashMap, MapData};
 use strait_abi::{
     CtEntry, CtKey,
-    conntrack::{SNAT_PORT_COUNT, SNAT_PORT_MIN, ct_expired, flow_expired, partner},
+    conntrack::{
+        CT_DIR_FORWARD, CT_F_SNAT, SNAT_PORT_COUNT, SNAT_PORT_MIN, ct_expired, flow_expired,
+        partner,
+    },
     maps::CT_MAP,
 };
 
 use crate::{Dataplane, DataplaneError};
+
+/// SNAT ports the per-packet path can hold towards one destination.
+pub const SNAT_PORTS_PER_DESTINATION: u16 = SNAT_PORT_COUNT;
 
 /// The source ports the data path gives SNATed flows (first, last).
 pub const SNAT_PORTS: (u16, u16) = (SNAT_PORT_MIN, SNAT_PORT_MIN + (SNAT_PORT_COUNT - 1));
@@ -24,6 +30,11 @@ pub struct SweepReport {
     pub live: usize,
     /// Entries deleted.
     pub expired: usize,
+    /// Live flows whose source the per-packet path rewrote (each holds one SNAT port).
+    pub snat_flows: usize,
+    /// SNAT ports held towards the busiest destination (ports are allocated per destination address,
+    /// port and protocol, [`SNAT_PORT_COUNT`] of them each).
+    pub snat_busiest: usize,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
@@ -116,9 +127,33 @@ impl Dataplane {
                 expired += 1;
             }
         }
+        let (snat_flows, snat_busiest) = snat_use(snapshot, now_ns);
         Ok(SweepReport {
             live: snapshot.len().saturating_sub(expired),
             expired,
+            snat_flows,
+            snat_busiest,
         })
     }
+}
+
+/// SNATed flows among the entries of `snapshot` that are not expired at `now_ns`, and the most of
+/// them towards one destination (address, port, protocol).
+fn snat_use(snapshot: &[(CtKey, CtEntry)], now_ns: u64) -> (usize, usize) {
+    let mut by_destination: std::collections::HashMap<(u32, u16, u8), usize> =
+        std::collections::HashMap::new();
+    for (key, entry) in snapshot {
+        if key.dir == CT_DIR_FORWARD
+            && entry.flags & CT_F_SNAT != 0
+            && !ct_expired(key.proto, entry.state, entry.last_seen_ns, now_ns)
+        {
+            *by_destination
+                .entry((entry.new_daddr, entry.new_dport, key.proto))
+                .or_default() += 1;
+        }
+    }
+    (
+        by_destination.values().sum(),
+        by_destination.values().copied().max().unwrap_or(0),
+    )
 }

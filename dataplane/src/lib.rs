@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod bpffs;
+pub mod census;
 pub mod conntrack;
 pub mod dns_fast;
 pub mod endpoints;

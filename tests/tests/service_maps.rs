@@ -122,3 +122,61 @@ fn full_service_map_refuses_one_frontend_and_leaks_nothing() {
     let reread = dataplane.read_services().unwrap();
     assert_eq!(reread.entries().cloned().collect::<Vec<_>>(), desired[1..]);
 }
+
+/// The map census counts what each map really holds, on descriptors of its own: the service maps'
+/// frontends and backend slots as written, an empty CT map as empty, arrays as full, every map with the
+/// capacity it was loaded with; and it sees changes made after it was taken.
+#[test]
+fn map_census_counts_entries_and_capacities() {
+    require_root();
+    let mut dataplane = Dataplane::load(&LoadOptions {
+        service_capacity: 64,
+        conntrack_capacity: 1024,
+        ..LoadOptions::default()
+    })
+    .unwrap();
+    let census = dataplane.census().unwrap();
+    let fill = |name: &str| {
+        census
+            .count()
+            .into_iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name} missing from the census"))
+    };
+    assert_eq!((fill("SVC_V1").entries, fill("SVC_V1").capacity), (0, 64));
+    let mut table = dataplane.read_services().unwrap();
+    let desired = [entry(1, &[1, 2], None), entry(2, &[1, 2, 3], None)];
+    dataplane.sync_services(&mut table, &desired).unwrap();
+    let svc = fill("SVC_V1");
+    assert_eq!(
+        (svc.kind.label(), svc.entries, svc.capacity),
+        ("hash", 2, 64)
+    );
+    assert!((svc.ratio() - 2.0 / 64.0).abs() < 1e-9, "{svc:?}");
+    assert_eq!(
+        u64::try_from(dataplane.service_slot_count().unwrap()).unwrap(),
+        fill("SVC_SLOT_V1").entries
+    );
+    let ct = fill("CT_V1");
+    assert_eq!(
+        (ct.kind.label(), ct.entries, ct.capacity),
+        ("lru_hash", 0, 1024)
+    );
+    let stats = fill("STATS_V1");
+    assert_eq!(stats.kind.label(), "percpu_array");
+    assert_eq!(stats.entries, u64::from(stats.capacity), "arrays are full");
+    assert_eq!(fill("POLICY_V1").kind.label(), "lpm_trie");
+    assert!(
+        census.count().iter().all(|f| f.name != "POLICY_EVENTS_V1"),
+        "the ring buffer has no entries to count"
+    );
+    let links = |census: &strait_dataplane::census::Census, program: &str| {
+        census
+            .program_links()
+            .into_iter()
+            .find(|p| p.program == program)
+            .unwrap_or_else(|| panic!("{program} missing"))
+            .links
+    };
+    assert_eq!(links(&census, "from_pod"), 0, "attached nowhere yet");
+}

@@ -42,6 +42,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("unbound", "unbound"),
     ("knotd", "knot"),
     ("dnsperf", "dnsperf"),
+    ("prometheus", "prometheus"),
+    ("npm", "npm"),
     (
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "fonts-dejavu-core",

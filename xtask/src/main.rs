@@ -5,6 +5,7 @@
 
 mod bootstrap;
 mod cmd;
+mod dashboards;
 mod demo;
 mod parallel;
 mod test;
@@ -50,6 +51,21 @@ enum Task {
     /// agent's endpoints and counters. Every command is printed before it runs. The lab is left up;
     /// the end of the output says how to explore it and how to tear it down.
     Demo,
+    /// Write strait's Grafana dashboards into deploy/grafana/ from their definitions.
+    ///
+    /// The five dashboards (overview, Services, policy, DNS, agent health) are defined in
+    /// xtask/src/dashboards and written as Grafana's dashboard JSON model. With --check, nothing is
+    /// written: any difference between a committed file and its definition is an error. With
+    /// --schema, each file is also type-checked against Grafana's published dashboard schema
+    /// (npm's @grafana/schema, installed under target/ with TypeScript). CI runs both.
+    Dashboards {
+        /// Only compare; fail when a committed dashboard differs from its definition.
+        #[arg(long)]
+        check: bool,
+        /// Also check every dashboard against Grafana's dashboard schema (needs npm).
+        #[arg(long)]
+        schema: bool,
+    },
 }
 
 /// Where the workspace lives and where cargo puts its build output.
@@ -93,6 +109,13 @@ fn run(cli: Cli) -> Result<()> {
         Task::Bootstrap => bootstrap::run(&ws),
         Task::Test(args) => test::run(&ws, &args),
         Task::Demo => demo::run(&ws),
+        Task::Dashboards { check, schema } => {
+            dashboards::run(&ws.root, check)?;
+            if schema {
+                dashboards::schema::check(&ws.root, &ws.target)?;
+            }
+            Ok(())
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! `cargo xtask test`: bootstrap, then every check in order, stopping at the first failure: rustfmt,
-//! host clippy, eBPF clippy, build (binaries and test binaries), the DNS handler's fuzz target (20 s), tests, `netbench --quick`,
+//! host clippy, eBPF clippy, the Grafana dashboards (definitions and schema), build (binaries and test binaries), the DNS handler's fuzz target (20 s), tests, `netbench --quick`,
 //! `netbench cross-node --quick`, `netbench policy --quick`, `netbench dns --quick`, `svcscale --quick`. Each step prints its name and duration; a
 //! summary table of the durations closes the run, whether it passed or not. The test step runs the
 //! lab suite beside the other test binaries ([`crate::parallel`]), unless arguments for `cargo test`
@@ -288,6 +288,7 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             command: ebpf_clippy,
             parallel_tests: None,
         },
+        dashboards_step(),
         Step {
             name: "build",
             about: "build every binary (the tests run them from target/debug)",
@@ -324,6 +325,21 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             parallel_tests: None,
     });
     steps
+}
+
+/// The Grafana dashboards: the committed JSON is what xtask/src/dashboards defines, and it matches
+/// Grafana's dashboard schema.
+fn dashboards_step() -> Step {
+    let mut command = Command::new(std::env::current_exe().unwrap_or_else(|_| "xtask".into()));
+    command.args(["dashboards", "--check", "--schema"]);
+    Step {
+        name: "dashboards",
+        about: "deploy/grafana matches its definitions and Grafana's dashboard schema (@grafana/schema, tsc)",
+        needs_root: false,
+        counts_tests: false,
+        command,
+        parallel_tests: None,
+    }
 }
 
 /// clippy for the eBPF crate (its own target, nightly, build-std).

@@ -16,11 +16,8 @@ pub mod record;
 pub mod serve;
 
 use std::{
-    collections::VecDeque,
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering},
-    },
+    collections::{BTreeMap, VecDeque},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -38,10 +35,13 @@ pub const RECENT: usize = 4096;
 pub const LIVE_BACKLOG: usize = 1024;
 
 /// One verdict count of `strait_policy_verdicts_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerdictCount {
     pub direction: Direction,
     pub decision: Decision,
+    /// The namespace of the pod judged (the destination for ingress, the source for egress); empty
+    /// when no pod of this node's view holds the address.
+    pub namespace: String,
     pub count: u64,
 }
 
@@ -57,8 +57,9 @@ struct Inner {
     /// The recent verdicts, oldest first, and the last sequence number given.
     recent: Mutex<(VecDeque<Arc<FlowRecord>>, u64)>,
     live: broadcast::Sender<Arc<FlowRecord>>,
-    /// By direction (egress, ingress), then decision (allowed, denied, audit).
-    counts: [[AtomicU64; 3]; 2],
+    /// By direction (egress, ingress), decision (allowed, denied, audit) and the judged pod's
+    /// namespace.
+    counts: Mutex<BTreeMap<(usize, usize, String), u64>>,
     /// The kernel's count of verdicts the ring buffer had no room for.
     lost: Option<PolicyLostReader>,
 }
@@ -92,7 +93,7 @@ impl FlowHub {
                 node: node.to_owned(),
                 recent: Mutex::new((VecDeque::with_capacity(RECENT), 0)),
                 live,
-                counts: Default::default(),
+                counts: Mutex::default(),
                 lost,
             }),
         }
@@ -118,9 +119,28 @@ impl FlowHub {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let (recent, seq) = &mut *guard;
+        let mut counts = self
+            .inner
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for (direction, decision, mut record) in records {
-            self.inner.counts[direction_index(direction)][decision_index(decision)]
-                .fetch_add(1, Ordering::Relaxed);
+            let judged = match direction {
+                Direction::Ingress => &record.to,
+                Direction::Egress => &record.from,
+            };
+            let namespace = judged
+                .pod
+                .as_deref()
+                .and_then(|pod| pod.split_once('/'))
+                .map_or_else(String::new, |(ns, _)| ns.to_owned());
+            *counts
+                .entry((
+                    direction_index(direction),
+                    decision_index(decision),
+                    namespace,
+                ))
+                .or_default() += 1;
             *seq += 1;
             record.seq = *seq;
             let record = Arc::new(record);
@@ -178,16 +198,36 @@ impl FlowHub {
     }
 
     /// Every count of `strait_policy_verdicts_total`, zeros included.
+    ///
+    /// Every direction and decision has a row for the empty namespace (verdicts about addresses no
+    /// known pod holds, zero when there are none), so the family's series exist from the start.
     pub fn counts(&self) -> Vec<VerdictCount> {
+        let counts = self
+            .inner
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut out = Vec::new();
         for direction in Direction::ALL {
             for decision in Decision::ALL {
+                let (d, v) = (direction_index(direction), decision_index(decision));
                 out.push(VerdictCount {
                     direction,
                     decision,
-                    count: self.inner.counts[direction_index(direction)][decision_index(decision)]
-                        .load(Ordering::Relaxed),
+                    namespace: String::new(),
+                    count: counts.get(&(d, v, String::new())).copied().unwrap_or(0),
                 });
+                out.extend(
+                    counts
+                        .range((d, v, String::new())..(d, v + 1, String::new()))
+                        .filter(|((_, _, ns), _)| !ns.is_empty())
+                        .map(|((_, _, ns), count)| VerdictCount {
+                            direction,
+                            decision,
+                            namespace: ns.clone(),
+                            count: *count,
+                        }),
+                );
             }
         }
         out
@@ -303,16 +343,21 @@ mod tests {
         assert_eq!(live.try_recv().unwrap().seq, 1);
         assert_eq!(live.try_recv().unwrap().seq, 2);
         let counts = hub.counts();
-        assert_eq!(counts.len(), 6);
-        let count = |direction, decision| {
+        // A zero row for every direction and decision, and one per namespace judged.
+        assert_eq!(counts.len(), 6 + 2, "{counts:?}");
+        let count = |direction, decision, namespace: &str| {
             counts
                 .iter()
-                .find(|c| c.direction == direction && c.decision == decision)
-                .unwrap()
-                .count
+                .find(|c| {
+                    c.direction == direction && c.decision == decision && c.namespace == namespace
+                })
+                .map(|c| c.count)
         };
-        assert_eq!(count(Direction::Ingress, Decision::Denied), 1);
-        assert_eq!(count(Direction::Egress, Decision::Denied), 0);
+        assert_eq!(count(Direction::Ingress, Decision::Denied, "x"), Some(1));
+        assert_eq!(count(Direction::Ingress, Decision::Denied, ""), Some(0));
+        assert_eq!(count(Direction::Egress, Decision::Allowed, "x"), Some(1));
+        assert_eq!(count(Direction::Egress, Decision::Denied, ""), Some(0));
+        assert_eq!(count(Direction::Egress, Decision::Denied, "x"), None);
         let denied = FlowFilter {
             verdict: Some("denied".into()),
             ..FlowFilter::default()

@@ -114,17 +114,20 @@ fn flows_with(lab: &str, wanted: &[(&str, &str, u16)]) -> Vec<Value> {
     }
 }
 
-/// `strait_policy_verdicts_total{direction, verdict}` on `node`.
+/// `strait_policy_verdicts_total{direction, verdict}` on `node`, summed over namespaces.
 fn verdicts_total(lab: &Lab, node: &str, direction: &str, verdict: &str) -> u64 {
     let text = lab.agent_get(node, "/metrics").expect("metrics");
-    let needle = format!("direction=\"{direction}\",verdict=\"{verdict}\"}} ");
-    text.lines()
-        .filter(|l| l.starts_with("strait_policy_verdicts_total{"))
-        .find_map(|l| {
-            l.split_once(&needle)
-                .map(|(_, v)| v.trim().parse().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no strait_policy_verdicts_total {needle} in:\n{text}"))
+    let needle = format!("direction=\"{direction}\",verdict=\"{verdict}\",");
+    let values: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with("strait_policy_verdicts_total{") && l.contains(&needle))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+        .collect();
+    assert!(
+        !values.is_empty(),
+        "no strait_policy_verdicts_total {needle} in:\n{text}"
+    );
+    values.iter().sum()
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod apply;
 mod audit_mode;
 mod cli;
 mod cni;
+mod dashboards;
 mod datapath;
 mod dns;
 mod dns_forward;

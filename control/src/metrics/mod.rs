@@ -1,12 +1,19 @@
 //! Prometheus text exposition of the agent's telemetry: packet and byte counters by program, reason and
-//! direction (drops also as their own family), endpoint, IPAM and conntrack gauges, and NetworkPolicy
-//! verdicts by direction and verdict.
+//! direction (drops also as their own family), endpoint, IPAM, conntrack and SNAT gauges, NetworkPolicy
+//! verdicts by direction and verdict, every map's fill and every program's links (from the census),
+//! and the build. The sync loop's figures are in [`sync`], the process's in [`process`]; [`openmetrics`]
+//! turns the text into OpenMetrics.
+
+pub mod histogram;
+pub mod openmetrics;
+pub mod process;
+pub mod sync;
 
 use std::fmt::Write as _;
 
 use strait_dataplane::stats::StatsSample;
 
-use crate::flows::VerdictCount;
+use crate::{census::CensusSnapshot, flows::VerdictCount};
 
 /// Gauges the agent reports besides the eBPF counters.
 #[derive(Debug, Clone, Copy, Default)]
@@ -22,6 +29,10 @@ pub struct AgentGauges {
     pub conntrack_capacity: u32,
     /// CT entries deleted as expired since the agent started.
     pub conntrack_expired_total: u64,
+    /// Live SNATed flows (one SNAT port each), as of the last sweep.
+    pub snat_flows: u64,
+    /// SNAT ports held towards the busiest destination, as of the last sweep.
+    pub snat_busiest: u64,
 }
 
 /// Renders the exposition text for `node`.
@@ -70,6 +81,23 @@ pub fn render(node: &str, stats: &[StatsSample], gauges: &AgentGauges) -> String
             s.packets
         );
     }
+    render_gauges(&mut out, &node, gauges);
+    family(
+        &mut out,
+        "strait_conntrack_expired_total",
+        "counter",
+        "CT entries deleted by the agent's sweeper after their state's timeout.",
+    );
+    let _ = writeln!(
+        out,
+        "strait_conntrack_expired_total{{node=\"{node}\"}} {}",
+        gauges.conntrack_expired_total
+    );
+    out
+}
+
+/// The agent's gauges for `node` (escaped already).
+fn render_gauges(out: &mut String, node: &str, gauges: &AgentGauges) {
     let gauges_list = [
         (
             "strait_endpoints",
@@ -106,27 +134,30 @@ pub fn render(node: &str, stats: &[StatsSample], gauges: &AgentGauges) -> String
             "Capacity of the CT map (least recently used entries are evicted beyond it).",
             u64::from(gauges.conntrack_capacity),
         ),
+        (
+            "strait_snat_flows",
+            "Live flows of the per-packet service path whose source was rewritten (one SNAT port each), at the last sweep.",
+            gauges.snat_flows,
+        ),
+        (
+            "strait_snat_ports_busiest_destination",
+            "SNAT ports held towards the busiest destination (address, port, protocol) at the last sweep.",
+            gauges.snat_busiest,
+        ),
+        (
+            "strait_snat_ports_per_destination",
+            "SNAT ports the node can hold towards one destination (61000-65535).",
+            u64::from(strait_dataplane::conntrack::SNAT_PORTS_PER_DESTINATION),
+        ),
     ];
     for (name, help, value) in gauges_list {
-        family(&mut out, name, "gauge", help);
+        family(out, name, "gauge", help);
         let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
     }
-    family(
-        &mut out,
-        "strait_conntrack_expired_total",
-        "counter",
-        "CT entries deleted by the agent's sweeper after their state's timeout.",
-    );
-    let _ = writeln!(
-        out,
-        "strait_conntrack_expired_total{{node=\"{node}\"}} {}",
-        gauges.conntrack_expired_total
-    );
-    out
 }
 
-/// Appends `strait_policy_verdicts_total{node, direction, verdict}` for `node`: every direction and
-/// verdict, zeros included (none at all when the agent reads no verdicts).
+/// Appends `strait_policy_verdicts_total{node, direction, verdict, namespace}` for `node`: every
+/// direction and verdict, zeros included (none at all when the agent reads no verdicts).
 pub fn render_policy_verdicts(out: &mut String, node: &str, counts: &[VerdictCount]) {
     if counts.is_empty() {
         return;
@@ -136,15 +167,18 @@ pub fn render_policy_verdicts(out: &mut String, node: &str, counts: &[VerdictCou
         "strait_policy_verdicts_total",
         "counter",
         "NetworkPolicy judgements (the first packet of each flow, per direction judged on this node), \
-         by direction and verdict (allowed, denied, audit: would have been denied, passed in audit mode).",
+         by direction, verdict (allowed, denied, audit: would have been denied, passed in audit mode) \
+         and the judged pod's namespace (the destination's for ingress, the source's for egress; \
+         empty when the address is no known pod).",
     );
     let node = escape(node);
     for count in counts {
         let _ = writeln!(
             out,
-            "strait_policy_verdicts_total{{node=\"{node}\",direction=\"{}\",verdict=\"{}\"}} {}",
+            "strait_policy_verdicts_total{{node=\"{node}\",direction=\"{}\",verdict=\"{}\",namespace=\"{}\"}} {}",
             count.direction.label(),
             count.decision.label(),
+            escape(&count.namespace),
             count.count
         );
     }
@@ -168,6 +202,87 @@ pub fn render_policy_lost(out: &mut String, node: &str, lost: Option<u64>) {
         out,
         "strait_policy_verdicts_lost_total{{node=\"{}\"}} {lost}",
         escape(node)
+    );
+}
+
+/// How one column of the map census is shown.
+type MapValue = fn(&strait_dataplane::census::MapFill) -> String;
+
+/// Appends the census's families for `node`: each map's entries, capacity and fill, each program's
+/// links, and how long the census took (nothing before the first census).
+pub fn render_census(out: &mut String, node: &str, census: Option<&CensusSnapshot>) {
+    let Some(census) = census else {
+        return;
+    };
+    let node = escape(node);
+    let maps: [(&str, &str, MapValue); 3] = [
+        (
+            "strait_map_entries",
+            "Entries in each eBPF map at the last census (arrays: their length).",
+            |m| m.entries.to_string(),
+        ),
+        (
+            "strait_map_capacity",
+            "Capacity (max_entries) of each eBPF map.",
+            |m| m.capacity.to_string(),
+        ),
+        (
+            "strait_map_fill_ratio",
+            "Entries over capacity of each eBPF map at the last census, 0 to 1.",
+            |m| m.ratio().to_string(),
+        ),
+    ];
+    for (name, help, value) in maps {
+        family(out, name, "gauge", help);
+        for map in &census.maps {
+            let _ = writeln!(
+                out,
+                "{name}{{node=\"{node}\",map=\"{}\",kind=\"{}\"}} {}",
+                map.name,
+                map.kind.label(),
+                value(map)
+            );
+        }
+    }
+    family(
+        out,
+        "strait_program_links",
+        "gauge",
+        "Kernel links (tcx, XDP, cgroup attachments) running each of the agent's eBPF programs at the last census.",
+    );
+    for program in &census.programs {
+        let _ = writeln!(
+            out,
+            "strait_program_links{{node=\"{node}\",program=\"{}\"}} {}",
+            program.program, program.links
+        );
+    }
+    family(
+        out,
+        "strait_census_duration_seconds",
+        "gauge",
+        "How long the last census of maps and links took, seconds.",
+    );
+    let _ = writeln!(
+        out,
+        "strait_census_duration_seconds{{node=\"{node}\"}} {}",
+        census.took.as_secs_f64()
+    );
+}
+
+/// Appends `strait_build_info{node, version}` 1.
+pub fn render_build_info(out: &mut String, node: &str) {
+    family(
+        out,
+        "strait_build_info",
+        "gauge",
+        "Always 1; the agent's version in the version label.",
+    );
+    let _ = writeln!(
+        out,
+        "strait_build_info{{node=\"{}\",version=\"{}\"}} 1",
+        escape(node),
+        env!("CARGO_PKG_VERSION")
     );
 }
 
@@ -226,6 +341,8 @@ mod tests {
                 conntrack_entries: 12,
                 conntrack_capacity: 4096,
                 conntrack_expired_total: 5,
+                snat_flows: 2,
+                snat_busiest: 1,
             },
         );
         assert!(text.contains("strait_conntrack_entries{node=\"node-\\\"1\\\"\"} 12"));
@@ -239,6 +356,39 @@ mod tests {
         assert!(!text.contains("strait_drops_total{node=\"node-\\\"1\\\"\",program=\"from-pod\",reason=\"delivered_local\""));
         assert!(text.contains("strait_endpoints{node=\"node-\\\"1\\\"\"} 3"));
         assert!(text.contains("# TYPE strait_ipam_capacity gauge"));
+        assert!(text.contains("strait_snat_flows{node=\"node-\\\"1\\\"\"} 2"));
+        assert!(text.contains("strait_snat_ports_per_destination{node=\"node-\\\"1\\\"\"} 4536"));
+    }
+
+    #[test]
+    fn the_census_is_rendered_per_map_and_program() {
+        use strait_dataplane::census::{MapFill, MapKind, ProgramLinks};
+        let mut text = String::new();
+        render_census(&mut text, "n1", None);
+        assert!(text.is_empty(), "nothing before the first census");
+        let census = CensusSnapshot {
+            maps: vec![MapFill {
+                name: "CT_V1".into(),
+                kind: MapKind::LruHash,
+                capacity: 1000,
+                entries: 250,
+            }],
+            programs: vec![ProgramLinks {
+                program: "from_pod".into(),
+                links: 3,
+            }],
+            took: std::time::Duration::from_millis(2),
+        };
+        render_census(&mut text, "n1", Some(&census));
+        for line in [
+            "strait_map_entries{node=\"n1\",map=\"CT_V1\",kind=\"lru_hash\"} 250\n",
+            "strait_map_capacity{node=\"n1\",map=\"CT_V1\",kind=\"lru_hash\"} 1000\n",
+            "strait_map_fill_ratio{node=\"n1\",map=\"CT_V1\",kind=\"lru_hash\"} 0.25\n",
+            "strait_program_links{node=\"n1\",program=\"from_pod\"} 3\n",
+            "strait_census_duration_seconds{node=\"n1\"} 0.002\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 
     #[test]
@@ -251,12 +401,13 @@ mod tests {
             &[VerdictCount {
                 direction: Direction::Ingress,
                 decision: Decision::Denied,
+                namespace: "web".into(),
                 count: 3,
             }],
         );
         assert!(text.contains("# TYPE strait_policy_verdicts_total counter"));
         assert!(text.contains(
-            "strait_policy_verdicts_total{node=\"n1\",direction=\"ingress\",verdict=\"denied\"} 3"
+            "strait_policy_verdicts_total{node=\"n1\",direction=\"ingress\",verdict=\"denied\",namespace=\"web\"} 3"
         ));
     }
 
