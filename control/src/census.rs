@@ -21,6 +21,37 @@ pub struct CensusSnapshot {
     pub took: Duration,
 }
 
+impl CensusSnapshot {
+    /// The JSON `/maps` answers for `node`: each map (name, kind, capacity, entries, fill) and each
+    /// program's links.
+    pub fn to_json(&self, node: &str) -> serde_json::Value {
+        let maps: Vec<serde_json::Value> = self
+            .maps
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "name": m.name,
+                    "kind": m.kind.label(),
+                    "capacity": m.capacity,
+                    "entries": m.entries,
+                    "fill": m.ratio(),
+                })
+            })
+            .collect();
+        let programs: Vec<serde_json::Value> = self
+            .programs
+            .iter()
+            .map(|p| serde_json::json!({"program": p.program, "links": p.links}))
+            .collect();
+        serde_json::json!({
+            "node": node,
+            "census_seconds": self.took.as_secs_f64(),
+            "maps": maps,
+            "programs": programs,
+        })
+    }
+}
+
 /// The latest census, shared between the task and the HTTP server.
 #[derive(Clone, Debug, Default)]
 pub struct CensusBoard {
@@ -36,7 +67,7 @@ impl CensusBoard {
             .clone()
     }
 
-    fn publish(&self, snapshot: CensusSnapshot) {
+    pub(crate) fn publish(&self, snapshot: CensusSnapshot) {
         *self
             .latest
             .write()

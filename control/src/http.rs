@@ -1,5 +1,6 @@
 //! The agent's small HTTP server: `/healthz` (200 once the data path is loaded and restored),
-//! `/syncz` (when the services were last synced), `/metrics` (Prometheus text) and `/flows` (policy
+//! `/syncz` (when the services were last synced), `/metrics` (Prometheus text or OpenMetrics), `/maps`
+//! (the latest census of the eBPF maps and program links, JSON) and `/flows` (policy
 //! verdicts as newline-delimited JSON, see [`crate::flows::serve`]). GET only.
 //! At most [`MAX_CONNECTIONS`] connections are served at once (more are closed at once), and each
 //! gets [`CONNECTION_DEADLINE`] in all, so slow or idle clients cannot pile up; a `/flows?follow=1`
@@ -191,11 +192,24 @@ fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, String) 
         ),
         "/metrics" => metrics(state),
         "/flows" => flows_history(path, state),
+        "/maps" => match state.census.latest() {
+            Some(census) => (
+                "200 OK",
+                "application/json",
+                format!("{}\n", census.to_json(&state.node)),
+            ),
+            None => (
+                "503 Service Unavailable",
+                "text/plain",
+                "the first census of the maps has not been taken yet; try again in a moment\n"
+                    .to_owned(),
+            ),
+        },
         "/endpoints" => ("404 Not Found", "text/plain", ENDPOINTS_MOVED.to_owned()),
         _ => (
             "404 Not Found",
             "text/plain",
-            "not found; try /healthz, /syncz, /metrics or /flows\n".to_owned(),
+            "not found; try /healthz, /syncz, /metrics, /maps or /flows\n".to_owned(),
         ),
     }
 }
@@ -421,6 +435,42 @@ mod tests {
             "recent, then live; the allowed ones filtered out"
         );
         server.abort();
+    }
+
+    /// `/maps` is the latest census as JSON (503 before the first); `/metrics` shows it too, and in
+    /// OpenMetrics when asked.
+    #[test]
+    fn maps_are_served_from_the_latest_census() {
+        use strait_dataplane::census::{MapFill, MapKind, ProgramLinks};
+        let state = state();
+        assert_eq!(route("/maps", &state).0, "503 Service Unavailable");
+        state.census.publish(crate::census::CensusSnapshot {
+            maps: vec![MapFill {
+                name: "SVC_V1".into(),
+                kind: MapKind::Hash,
+                capacity: 8,
+                entries: 2,
+            }],
+            programs: vec![ProgramLinks {
+                program: "from_pod".into(),
+                links: 4,
+            }],
+            took: Duration::from_millis(1),
+        });
+        let (status, content_type, body) = route("/maps", &state);
+        assert_eq!((status, content_type), ("200 OK", "application/json"));
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["node"], "n1");
+        assert_eq!(json["maps"][0]["name"], "SVC_V1");
+        assert_eq!(json["maps"][0]["fill"], 0.25);
+        assert_eq!(json["programs"][0]["links"], 4);
+        let (_, _, metrics) = route("/metrics", &state);
+        assert!(
+            metrics.contains("strait_map_entries{node=\"n1\",map=\"SVC_V1\",kind=\"hash\"} 2\n")
+        );
+        let open = openmetrics::from_prometheus_text(&metrics);
+        assert!(open.contains("# TYPE strait_packets counter\n"));
+        assert!(open.ends_with("# EOF\n"));
     }
 
     #[test]

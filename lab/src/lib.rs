@@ -16,6 +16,7 @@ pub mod flows;
 pub mod kube_objects;
 pub mod listing;
 pub mod manifests;
+pub mod map_listing;
 pub mod names;
 pub mod network;
 pub mod node_ops;

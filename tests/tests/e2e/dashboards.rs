@@ -599,6 +599,51 @@ fn evaluate_every_panel(lab: &Lab) -> (Proven, Vec<String>) {
     (proven, failures)
 }
 
+/// `strait lab maps`: each node's census as JSON (the SVC map holds the Services' frontends, every
+/// pod's veth runs from_pod) and as a table.
+fn maps_listing(lab: &Lab) {
+    let strait = |args: &[&str]| {
+        let out = Command::new(strait_tests::bin_dir().join("strait"))
+            .args(["lab", "maps", "--name", &lab.state.name])
+            .args(args)
+            .output()
+            .expect("strait lab maps runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let json: Value = serde_json::from_str(&strait(&["-o", "json"])).expect("JSON");
+    let per_node = json.as_array().expect("one census per node");
+    assert_eq!(per_node.len(), lab.state.nodes.len());
+    for census in per_node {
+        let map = |name: &str| {
+            census["maps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == name)
+                .unwrap_or_else(|| panic!("{name} missing: {census}"))
+                .clone()
+        };
+        // kube-dns (UDP and TCP), web, its node port, more: at least five frontends.
+        assert!(map("SVC_V1")["entries"].as_u64().unwrap() >= 5, "{census}");
+        assert_eq!(map("CT_V1")["kind"], "lru_hash");
+        let from_pod = census["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["program"] == "from_pod")
+            .expect("from_pod");
+        assert!(from_pod["links"].as_u64().unwrap() >= 1, "{census}");
+    }
+    let table = strait(&[]);
+    assert!(table.starts_with("NODE"), "{table}");
+    assert!(table.contains("SVC_V1") && table.contains('%'), "{table}");
+}
+
 #[test]
 fn every_dashboard_panel_shows_data_from_a_live_prometheus() {
     strait_tests::require_root();
@@ -618,6 +663,7 @@ fn every_dashboard_panel_shows_data_from_a_live_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let _observers = start_observers(&lab, dir.path());
     drive(&mut lab);
+    maps_listing(&lab);
     let (proven, failures) = evaluate_every_panel(&lab);
     for ((uid, title, legend), shown) in &proven {
         println!("{uid} | {title} | {legend} | {shown}");

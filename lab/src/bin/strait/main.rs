@@ -14,7 +14,7 @@ use strait_lab::{
     cluster::Lab,
     connbench,
     listing::{self, Output},
-    probe, reachability, status, workload,
+    map_listing, probe, reachability, status, workload,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -261,6 +261,23 @@ enum LabCommand {
         /// Include zero-valued series.
         #[arg(long)]
         all_series: bool,
+        /// Output format: json, yaml or wide (default: a table).
+        #[arg(
+            short = 'o',
+            long = "output",
+            default_value = "table",
+            hide_default_value = true
+        )]
+        output: Output,
+    },
+    /// Show each agent's eBPF maps: kind, capacity, entries and fill (fullest first), from the
+    /// census the agent takes every 10 s; -o wide adds the kernel links running each program.
+    Maps {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
         /// Output format: json, yaml or wide (default: a table).
         #[arg(
             short = 'o',
@@ -614,6 +631,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{}",
                 output.render(&listing::metrics_json(&samples), |wide| {
                     listing::metrics_table(&samples, wide)
+                })
+            );
+        }
+        LabCommand::Maps { name, node, output } => {
+            let lab = Lab::open(&name)?;
+            let mut per_node = Vec::new();
+            for n in nodes_of(&lab, node) {
+                let text = lab.agent_get(&n, "/maps")?;
+                per_node.push(
+                    serde_json::from_str::<serde_json::Value>(&text)
+                        .with_context(|| format!("the agent of {n} answered /maps with {text}"))?,
+                );
+            }
+            print!(
+                "{}",
+                output.render(&map_listing::maps_json(&per_node), |wide| {
+                    map_listing::maps_table(&per_node, wide)
                 })
             );
         }
