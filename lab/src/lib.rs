@@ -28,6 +28,7 @@ pub mod probe;
 pub mod process;
 pub mod publish;
 pub mod reachability;
+pub mod report;
 pub mod state;
 pub mod status;
 pub mod teardown;

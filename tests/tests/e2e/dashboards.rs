@@ -644,6 +644,65 @@ fn maps_listing(lab: &Lab) {
     assert!(table.contains("SVC_V1") && table.contains('%'), "{table}");
 }
 
+/// `strait report` against the same Prometheus: a PNG per time-series panel and a Markdown
+/// summary naming every dashboard. With `STRAIT_REPORT_EXAMPLE=DIR`, the report is also copied
+/// there (how `docs/report-example/` was made).
+fn report(lab: &Lab, dir: &Path) {
+    let out = dir.join("report");
+    let root = crate::examples().join("..").canonicalize().unwrap();
+    let dashboards = root.join("deploy/grafana");
+    let run = Command::new(strait_tests::bin_dir().join("strait"))
+        .args(["report", "--lab", &lab.state.name, "--since", "90s"])
+        .args(["--step", "2", "--dashboards", "deploy/grafana", "-o"])
+        .current_dir(&root)
+        .arg(&out)
+        .output()
+        .expect("strait report runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary = std::fs::read_to_string(out.join("README.md")).expect("README.md");
+    let mut timeseries = 0;
+    for entry in std::fs::read_dir(&dashboards).unwrap() {
+        let dashboard: Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        let title = dashboard["title"].as_str().unwrap();
+        assert!(summary.contains(&format!("## {title}")), "{title} missing");
+        timeseries += dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["type"] == "timeseries")
+            .count();
+    }
+    let pngs: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("png"))
+        .collect();
+    assert_eq!(
+        pngs.len(),
+        timeseries,
+        "a chart per time-series panel: {stdout}"
+    );
+    for png in &pngs {
+        let bytes = std::fs::read(png).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG", "{}", png.display());
+        assert!(bytes.len() > 10_000, "{} is nearly empty", png.display());
+    }
+    if let Some(keep) = std::env::var_os("STRAIT_REPORT_EXAMPLE") {
+        let keep = PathBuf::from(keep);
+        std::fs::create_dir_all(&keep).unwrap();
+        for entry in std::fs::read_dir(&out).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, keep.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
 #[test]
 fn every_dashboard_panel_shows_data_from_a_live_prometheus() {
     strait_tests::require_root();
@@ -665,6 +724,7 @@ fn every_dashboard_panel_shows_data_from_a_live_prometheus() {
     drive(&mut lab);
     maps_listing(&lab);
     let (proven, failures) = evaluate_every_panel(&lab);
+    report(&lab, dir.path());
     for ((uid, title, legend), shown) in &proven {
         println!("{uid} | {title} | {legend} | {shown}");
     }

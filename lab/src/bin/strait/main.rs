@@ -20,6 +20,7 @@ use tracing_subscriber::EnvFilter;
 
 mod flows;
 mod policy;
+mod report;
 
 /// strait: eBPF networking for Kubernetes.
 #[derive(Parser, Debug)]
@@ -46,6 +47,11 @@ enum Top {
     ///
     /// Example: `strait flows --name lab --namespace y --verdict denied --follow`
     Flows(flows::FlowsArgs),
+    /// PNG charts and a Markdown summary of the Grafana dashboards' panels (deploy/grafana), drawn
+    /// from a Prometheus over a time range: for a look at the cluster network without Grafana.
+    ///
+    /// Example: `strait report --prometheus http://10.0.0.5:9090 --since 2h -o report/`
+    Report(report::ReportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -400,6 +406,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Top::Lab(command) => command,
         Top::Policy(command) => return Ok(policy::run_policy(command)),
         Top::Flows(args) => return flows::run_flows(args),
+        Top::Report(args) => return report::run_report(&args),
     };
     match command {
         LabCommand::Up {
