@@ -58,6 +58,10 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         .stats_reader()
         .context("opening the STATS map for /metrics")?;
     let (census_board, census_task) = start_census(manager.dataplane())?;
+    let conntrack_reader = manager
+        .dataplane()
+        .conntrack_reader()
+        .context("opening the CT map for /conntrack")?;
     let names = FlowNames::default();
     let (flows, flows_task) = start_flows(&config, manager.dataplane(), &names);
     let manager = Arc::new(Mutex::new(manager));
@@ -104,6 +108,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             flows,
             dns: dns.as_ref().map(|d| d.observed.clone()),
             census: census_board,
+            conntrack_reader: Some(Arc::new(conntrack_reader)),
         },
     ));
 

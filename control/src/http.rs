@@ -1,6 +1,7 @@
 //! The agent's small HTTP server: `/healthz` (200 once the data path is loaded and restored),
 //! `/syncz` (when the services were last synced), `/metrics` (Prometheus text or OpenMetrics), `/maps`
-//! (the latest census of the eBPF maps and program links, JSON) and `/flows` (policy
+//! (the latest census of the eBPF maps and program links, JSON), `/conntrack` (the CT table,
+//! filtered, JSON; see [`crate::ct_query`]) and `/flows` (policy
 //! verdicts as newline-delimited JSON, see [`crate::flows::serve`]). GET only.
 //! At most [`MAX_CONNECTIONS`] connections are served at once (more are closed at once), and each
 //! gets [`CONNECTION_DEADLINE`] in all, so slow or idle clients cannot pile up; a `/flows?follow=1`
@@ -72,6 +73,8 @@ pub struct HttpState {
     pub dns: Option<crate::dns::DnsObserved>,
     /// The latest census of maps and program links.
     pub census: CensusBoard,
+    /// The CT map on a descriptor of its own, for `/conntrack`; `None` in tests without a kernel.
+    pub conntrack_reader: Option<Arc<strait_dataplane::conntrack_view::ConntrackReader>>,
 }
 
 /// Serves HTTP until the task is dropped.
@@ -192,6 +195,24 @@ fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, String) 
         ),
         "/metrics" => metrics(state),
         "/flows" => flows_history(path, state),
+        "/conntrack" => match &state.conntrack_reader {
+            Some(reader) => {
+                let query = path.split_once('?').map_or("", |(_, q)| q);
+                match crate::ct_query::answer(reader, query) {
+                    Ok(json) => ("200 OK", "application/json", json),
+                    Err(why) => (
+                        "400 Bad Request",
+                        "text/plain",
+                        format!("/conntrack: {why}\n"),
+                    ),
+                }
+            }
+            None => (
+                "503 Service Unavailable",
+                "text/plain",
+                "this agent has no CT map to read\n".to_owned(),
+            ),
+        },
         "/maps" => match state.census.latest() {
             Some(census) => (
                 "200 OK",
@@ -209,7 +230,7 @@ fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, String) 
         _ => (
             "404 Not Found",
             "text/plain",
-            "not found; try /healthz, /syncz, /metrics, /maps or /flows\n".to_owned(),
+            "not found; try /healthz, /syncz, /metrics, /maps, /conntrack or /flows\n".to_owned(),
         ),
     }
 }
@@ -317,6 +338,7 @@ mod tests {
             flows: Some(FlowHub::new("n1")),
             dns: None,
             census: CensusBoard::default(),
+            conntrack_reader: None,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod api;
 pub mod census;
 pub mod config;
 pub mod conntrack_gc;
+pub mod ct_query;
 pub mod dns;
 pub mod endpoints;
 pub mod flows;

@@ -6,6 +6,7 @@ pub mod attach;
 pub mod bpffs;
 pub mod census;
 pub mod conntrack;
+pub mod conntrack_view;
 pub mod dns_fast;
 pub mod endpoints;
 pub mod error;

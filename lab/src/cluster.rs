@@ -380,8 +380,9 @@ impl Lab {
             Ok(body.to_owned())
         } else {
             Err(LabError::Environment(format!(
-                "agent of {node} answered {path} with {}",
-                head.lines().next().unwrap_or_default()
+                "agent of {node} answered {path} with {}: {}",
+                head.lines().next().unwrap_or_default(),
+                body.trim()
             )))
         }
     }

@@ -10,6 +10,7 @@ pub mod cluster_dns;
 pub mod cni_exec;
 pub mod connbench;
 pub mod controlplane;
+pub mod ct_listing;
 pub mod external;
 pub mod flannel;
 pub mod flows;

@@ -543,7 +543,84 @@ fn drive(lab: &mut Lab) {
         }
         std::thread::sleep(Duration::from_millis(700));
     }
+    ct_listing(lab, &node_port);
     std::thread::sleep(Duration::from_secs(12));
+}
+
+/// `strait lab ct list`: the NodePort flows from outside are tracked on the node they entered,
+/// filtered by the agent; a bad filter is refused with what is accepted.
+fn ct_listing(lab: &Lab, node_port: &str) {
+    let strait = |args: &[&str]| {
+        Command::new(strait_tests::bin_dir().join("strait"))
+            .args(["lab", "ct", "list", "--name", &lab.state.name])
+            .args(args)
+            .output()
+            .expect("strait lab ct list runs")
+    };
+    let (ip, port) = node_port.split_once(':').unwrap();
+    let out = strait(&[
+        "--src",
+        &EXTERNAL_IP.to_string(),
+        "--port",
+        port,
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flows: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let flows = flows.as_array().unwrap();
+    let entered = flows
+        .iter()
+        .find(|f| f["destination"] == node_port && f["direction"] == "forward")
+        .unwrap_or_else(|| panic!("no tracked NodePort flow to {node_port}: {flows:?}"));
+    assert_eq!(entered["protocol"], "TCP");
+    assert_eq!(
+        entered["node"],
+        lab.state.nodes[0].name.as_str(),
+        "tracked where it entered ({ip})"
+    );
+    assert!(
+        entered["new_destination"]
+            .as_str()
+            .unwrap()
+            .ends_with(":80"),
+        "translated to the backend: {entered}"
+    );
+    assert!(
+        flows.iter().all(|f| f["source"]
+            .as_str()
+            .unwrap()
+            .starts_with(&EXTERNAL_IP.to_string())
+            || f["new_source"]
+                .as_str()
+                .unwrap()
+                .starts_with(&EXTERNAL_IP.to_string())
+            || f["destination"]
+                .as_str()
+                .unwrap()
+                .starts_with(&EXTERNAL_IP.to_string())
+            || f["new_destination"]
+                .as_str()
+                .unwrap()
+                .starts_with(&EXTERNAL_IP.to_string())),
+        "only flows of the external client: {flows:?}"
+    );
+    let table = String::from_utf8_lossy(&strait(&["-o", "wide"]).stdout).into_owned();
+    assert!(
+        table.starts_with("NODE") && table.contains("FLAGS"),
+        "{table}"
+    );
+    let refused = strait(&["--proto", "sctp"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("tcp, udp or icmp"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }
 
 /// What each panel query gave, by (dashboard, panel title, legend).
