@@ -1,4 +1,4 @@
-//! `strait lab ct list`: every agent's CT entries as `GET /conntrack` serves them (filtered by the
+//! `strait ct list`: every agent's CT entries as `GET /conntrack` serves them (filtered by the
 //! agent), in the listing commands' `-o` forms. The table shows each direction of a flow on one row:
 //! what the packet was and what it became.
 

@@ -239,6 +239,16 @@ impl Source {
         Ok((reader, head))
     }
 
+    /// `GET path` (a JSON answer such as `/maps` or `/conntrack`): the body, after a 200.
+    pub fn get(&self, path: &str) -> Result<String, LabError> {
+        let (mut reader, _) = self.request(path, Some(ANSWER_TIMEOUT))?;
+        let mut body = String::new();
+        reader.read_to_string(&mut body).map_err(|e| {
+            LabError::io(format!("reading the agent of {}'s {path}", self.name()), e)
+        })?;
+        Ok(body)
+    }
+
     /// The agent's recent verdicts.
     pub fn recent(&self, query: &FlowQuery) -> Result<Vec<Flow>, LabError> {
         let path = query.path(false);

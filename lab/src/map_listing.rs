@@ -1,4 +1,4 @@
-//! `strait lab maps`: every agent's census of its eBPF maps (name, kind, capacity, entries, fill)
+//! `strait maps`: every agent's census of its eBPF maps (name, kind, capacity, entries, fill)
 //! and the kernel links running each program, as `GET /maps` serves it, in the listing commands'
 //! `-o` forms. The table sorts each node's maps fullest first, so what is close to full shows on top.
 

@@ -547,15 +547,15 @@ fn drive(lab: &mut Lab) {
     std::thread::sleep(Duration::from_secs(12));
 }
 
-/// `strait lab ct list`: the NodePort flows from outside are tracked on the node they entered,
+/// `strait ct list`: the NodePort flows from outside are tracked on the node they entered,
 /// filtered by the agent; a bad filter is refused with what is accepted.
 fn ct_listing(lab: &Lab, node_port: &str) {
     let strait = |args: &[&str]| {
         Command::new(strait_tests::bin_dir().join("strait"))
-            .args(["lab", "ct", "list", "--name", &lab.state.name])
+            .args(["ct", "list", "--name", &lab.state.name])
             .args(args)
             .output()
-            .expect("strait lab ct list runs")
+            .expect("strait ct list runs")
     };
     let (ip, port) = node_port.split_once(':').unwrap();
     let out = strait(&[
@@ -676,15 +676,15 @@ fn evaluate_every_panel(lab: &Lab) -> (Proven, Vec<String>) {
     (proven, failures)
 }
 
-/// `strait lab maps`: each node's census as JSON (the SVC map holds the Services' frontends, every
+/// `strait maps`: each node's census as JSON (the SVC map holds the Services' frontends, every
 /// pod's veth runs from_pod) and as a table.
 fn maps_listing(lab: &Lab) {
     let strait = |args: &[&str]| {
         let out = Command::new(strait_tests::bin_dir().join("strait"))
-            .args(["lab", "maps", "--name", &lab.state.name])
+            .args(["maps", "--name", &lab.state.name])
             .args(args)
             .output()
-            .expect("strait lab maps runs");
+            .expect("strait maps runs");
         assert!(
             out.status.success(),
             "{}",

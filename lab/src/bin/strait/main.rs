@@ -12,13 +12,14 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use strait_lab::{
     cluster::Lab,
-    connbench, ct_listing,
+    connbench,
     listing::{self, Output},
-    map_listing, probe, reachability, status, workload,
+    probe, reachability, status, workload,
 };
 use tracing_subscriber::EnvFilter;
 
 mod flows;
+mod inspect;
 mod policy;
 mod report;
 
@@ -52,43 +53,14 @@ enum Top {
     ///
     /// Example: `strait report --prometheus http://10.0.0.5:9090 --since 2h -o report/`
     Report(report::ReportArgs),
-}
-
-#[derive(Subcommand, Debug)]
-enum CtCommand {
-    /// List each agent's CT entries (one row per direction of a flow: the packet, and what it
-    /// becomes), filtered by the agents. NodePort, LoadBalancer and externalIP traffic is tracked;
-    /// pods reach ClusterIPs through the socket hooks, untracked.
-    List {
-        #[arg(long, default_value = "lab")]
-        name: String,
-        /// Only this node.
-        #[arg(long)]
-        node: Option<String>,
-        /// An address on the source side, before or after translation.
-        #[arg(long)]
-        src: Option<String>,
-        /// An address on the destination side, before or after translation.
-        #[arg(long)]
-        dst: Option<String>,
-        /// Any of the flow's ports.
-        #[arg(long)]
-        port: Option<u16>,
-        /// tcp, udp or icmp.
-        #[arg(long)]
-        proto: Option<String>,
-        /// At most this many entries per node [default: 1000].
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Output format: json, yaml or wide (default: a table).
-        #[arg(
-            short = 'o',
-            long = "output",
-            default_value = "table",
-            hide_default_value = true
-        )]
-        output: Output,
-    },
+    /// Each agent's eBPF maps: kind, capacity, entries and fill (fullest first), from the census
+    /// the agent takes every 10 s; -o wide adds the kernel links running each program.
+    ///
+    /// Example: `strait maps --kube` or `strait maps --name lab --node lab-node-1 -o json`
+    Maps(inspect::MapsArgs),
+    /// The per-packet service path's connection tracking (as `cilium bpf ct list`).
+    #[command(subcommand)]
+    Ct(inspect::CtCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -313,26 +285,6 @@ enum LabCommand {
         )]
         output: Output,
     },
-    /// The per-packet service path's connection tracking (as `cilium bpf ct list`).
-    #[command(subcommand)]
-    Ct(CtCommand),
-    /// Show each agent's eBPF maps: kind, capacity, entries and fill (fullest first), from the
-    /// census the agent takes every 10 s; -o wide adds the kernel links running each program.
-    Maps {
-        #[arg(long, default_value = "lab")]
-        name: String,
-        /// Only this node.
-        #[arg(long)]
-        node: Option<String>,
-        /// Output format: json, yaml or wide (default: a table).
-        #[arg(
-            short = 'o',
-            long = "output",
-            default_value = "table",
-            hide_default_value = true
-        )]
-        output: Output,
-    },
     /// Restart a node's agent (SIGTERM, then start a new one); pods keep talking meanwhile.
     RestartAgent {
         #[arg(long, default_value = "lab")]
@@ -447,6 +399,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Top::Policy(command) => return Ok(policy::run_policy(command)),
         Top::Flows(args) => return flows::run_flows(args),
         Top::Report(args) => return report::run_report(&args),
+        Top::Maps(args) => return inspect::run_maps(&args),
+        Top::Ct(command) => return inspect::run_ct(&command),
     };
     match command {
         LabCommand::Up {
@@ -678,55 +632,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{}",
                 output.render(&listing::metrics_json(&samples), |wide| {
                     listing::metrics_table(&samples, wide)
-                })
-            );
-        }
-        LabCommand::Ct(CtCommand::List {
-            name,
-            node,
-            src,
-            dst,
-            port,
-            proto,
-            limit,
-            output,
-        }) => {
-            let lab = Lab::open(&name)?;
-            let query = ct_listing::query(
-                src.as_deref(),
-                dst.as_deref(),
-                port,
-                proto.as_deref(),
-                limit,
-            );
-            let mut per_node = Vec::new();
-            for n in nodes_of(&lab, node) {
-                let text = lab.agent_get(&n, &format!("/conntrack?{query}"))?;
-                let flows = serde_json::from_str::<serde_json::Value>(&text)
-                    .with_context(|| format!("the agent of {n} answered /conntrack with {text}"))?;
-                per_node.push((n, flows));
-            }
-            print!(
-                "{}",
-                output.render(&ct_listing::ct_json(&per_node), |wide| {
-                    ct_listing::ct_table(&per_node, wide)
-                })
-            );
-        }
-        LabCommand::Maps { name, node, output } => {
-            let lab = Lab::open(&name)?;
-            let mut per_node = Vec::new();
-            for n in nodes_of(&lab, node) {
-                let text = lab.agent_get(&n, "/maps")?;
-                per_node.push(
-                    serde_json::from_str::<serde_json::Value>(&text)
-                        .with_context(|| format!("the agent of {n} answered /maps with {text}"))?,
-                );
-            }
-            print!(
-                "{}",
-                output.render(&map_listing::maps_json(&per_node), |wide| {
-                    map_listing::maps_table(&per_node, wide)
                 })
             );
         }

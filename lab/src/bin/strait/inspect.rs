@@ -1,0 +1,158 @@
+//! `strait maps` and `strait ct list`: what every agent's data path holds, asked of a lab's nodes
+//! (`--name`), of agents by address (`--agent`), or of every Node of a live cluster (`--kube`), as
+//! `strait flows` asks them; tables or `-o wide|json|yaml`.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use strait_lab::{
+    cluster::Lab,
+    ct_listing,
+    flows::{self, Source},
+    listing::Output,
+    map_listing,
+};
+
+/// Which agents to ask.
+#[derive(clap::Args, Debug)]
+pub(crate) struct AgentsArgs {
+    /// The lab whose nodes' agents are asked [default: lab].
+    #[arg(long, conflicts_with_all = ["agent", "kube"])]
+    name: Option<String>,
+    /// Ask this agent instead (http://HOST[:PORT], port 9962 by default); repeat for several nodes.
+    #[arg(long, conflicts_with = "kube")]
+    agent: Vec<String>,
+    /// Ask the agent of every Node of a live cluster (the current kubeconfig context, KUBECONFIG,
+    /// or the in-cluster service account): the Node's InternalIP on --agent-port.
+    #[arg(long)]
+    kube: bool,
+    /// The agents' HTTP port, with --kube.
+    #[arg(long, default_value_t = flows::DEFAULT_AGENT_PORT, requires = "kube")]
+    agent_port: u16,
+    /// Only this node (a lab node's name, an --agent as given, or a Node's name with --kube).
+    #[arg(long)]
+    node: Option<String>,
+}
+
+impl AgentsArgs {
+    fn sources(&self) -> anyhow::Result<Vec<Source>> {
+        let mut sources = if self.kube {
+            flows::kube_sources(self.agent_port)?
+        } else if self.agent.is_empty() {
+            Lab::open(self.name.as_deref().unwrap_or("lab"))?.flow_sources()
+        } else {
+            self.agent
+                .iter()
+                .map(|a| Source::parse_agent(a))
+                .collect::<Result<_, _>>()?
+        };
+        if let Some(node) = &self.node {
+            sources.retain(|s| s.name() == node);
+            anyhow::ensure!(!sources.is_empty(), "no agent for node {node}");
+        }
+        anyhow::ensure!(!sources.is_empty(), "no node runs a strait agent");
+        Ok(sources)
+    }
+}
+
+/// `strait maps` arguments.
+#[derive(clap::Args, Debug)]
+pub(crate) struct MapsArgs {
+    #[command(flatten)]
+    agents: AgentsArgs,
+    /// Output format: json, yaml or wide (default: a table).
+    #[arg(
+        short = 'o',
+        long = "output",
+        default_value = "table",
+        hide_default_value = true
+    )]
+    output: Output,
+}
+
+/// `strait ct` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum CtCommand {
+    /// List each agent's CT entries (one row per direction of a flow: the packet, and what it
+    /// becomes), filtered by the agents. NodePort, LoadBalancer and externalIP traffic is tracked;
+    /// pods reach ClusterIPs through the socket hooks, untracked.
+    ///
+    /// Example: `strait ct list --name lab --dst 172.30.0.11 --proto tcp -o wide`
+    List(CtListArgs),
+}
+
+/// `strait ct list` arguments.
+#[derive(clap::Args, Debug)]
+pub(crate) struct CtListArgs {
+    #[command(flatten)]
+    agents: AgentsArgs,
+    /// An address on the source side, before or after translation.
+    #[arg(long)]
+    src: Option<String>,
+    /// An address on the destination side, before or after translation.
+    #[arg(long)]
+    dst: Option<String>,
+    /// Any of the flow's ports.
+    #[arg(long)]
+    port: Option<u16>,
+    /// tcp, udp or icmp.
+    #[arg(long)]
+    proto: Option<String>,
+    /// At most this many entries per node [default: 1000].
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Output format: json, yaml or wide (default: a table).
+    #[arg(
+        short = 'o',
+        long = "output",
+        default_value = "table",
+        hide_default_value = true
+    )]
+    output: Output,
+}
+
+fn ask_json(source: &Source, path: &str) -> anyhow::Result<serde_json::Value> {
+    let text = source.get(path)?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("the agent of {} answered {path} with {text}", source.name()))
+}
+
+/// Runs `strait maps`.
+pub(crate) fn run_maps(args: &MapsArgs) -> anyhow::Result<ExitCode> {
+    let mut per_node = Vec::new();
+    for source in args.agents.sources()? {
+        per_node.push(ask_json(&source, "/maps")?);
+    }
+    print!(
+        "{}",
+        args.output
+            .render(&map_listing::maps_json(&per_node), |wide| {
+                map_listing::maps_table(&per_node, wide)
+            })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `strait ct ...`.
+pub(crate) fn run_ct(command: &CtCommand) -> anyhow::Result<ExitCode> {
+    let CtCommand::List(args) = command;
+    let query = ct_listing::query(
+        args.src.as_deref(),
+        args.dst.as_deref(),
+        args.port,
+        args.proto.as_deref(),
+        args.limit,
+    );
+    let mut per_node = Vec::new();
+    for source in args.agents.sources()? {
+        let flows = ask_json(&source, &format!("/conntrack?{query}"))?;
+        per_node.push((source.name().to_owned(), flows));
+    }
+    print!(
+        "{}",
+        args.output.render(&ct_listing::ct_json(&per_node), |wide| {
+            ct_listing::ct_table(&per_node, wide)
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
