@@ -1,7 +1,8 @@
 //! The agent's small HTTP server: `/healthz` (200 once the data path is loaded and restored),
 //! `/syncz` (when the services were last synced), `/metrics` (Prometheus text or OpenMetrics), `/maps`
 //! (the latest census of the eBPF maps and program links, JSON), `/conntrack` (the CT table,
-//! filtered, JSON; see [`crate::ct_query`]) and `/flows` (policy
+//! filtered, JSON; see [`crate::ct_query`]), `/dns/records` (the cluster zone, see
+//! [`crate::dns_records`]) and `/flows` (policy
 //! verdicts as newline-delimited JSON, see [`crate::flows::serve`]). GET only.
 //! At most [`MAX_CONNECTIONS`] connections are served at once (more are closed at once), and each
 //! gets [`CONNECTION_DEADLINE`] in all, so slow or idle clients cannot pile up; a `/flows?follow=1`
@@ -213,6 +214,31 @@ fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, String) 
                 "this agent has no CT map to read\n".to_owned(),
             ),
         },
+        "/dns/records" => match &state.dns {
+            Some(dns) => {
+                let query = path.split_once('?').map_or("", |(_, q)| q);
+                match crate::dns_records::RecordQuery::parse(query) {
+                    Ok(query) => (
+                        "200 OK",
+                        "application/json",
+                        format!(
+                            "{}\n",
+                            crate::dns_records::records_json(&dns.zone.current(), &query)
+                        ),
+                    ),
+                    Err(why) => (
+                        "400 Bad Request",
+                        "text/plain",
+                        format!("/dns/records: {why}\n"),
+                    ),
+                }
+            }
+            None => (
+                "503 Service Unavailable",
+                "text/plain",
+                "this agent serves no cluster DNS\n".to_owned(),
+            ),
+        },
         "/maps" => match state.census.latest() {
             Some(census) => (
                 "200 OK",
@@ -230,7 +256,7 @@ fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, String) 
         _ => (
             "404 Not Found",
             "text/plain",
-            "not found; try /healthz, /syncz, /metrics, /maps, /conntrack or /flows\n".to_owned(),
+            "not found; try /healthz, /syncz, /metrics, /maps, /conntrack, /dns/records or /flows\n".to_owned(),
         ),
     }
 }

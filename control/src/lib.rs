@@ -10,6 +10,7 @@ pub mod config;
 pub mod conntrack_gc;
 pub mod ct_query;
 pub mod dns;
+pub mod dns_records;
 pub mod endpoints;
 pub mod flows;
 pub mod gauges;

@@ -134,6 +134,25 @@ impl Zone {
             .map(move |(name, addresses)| (name, addresses.as_slice(), ttl))
     }
 
+    /// Every record the zone holds (forward and reverse; not synthesised pod names), in name and
+    /// type order: for listing.
+    pub fn records(&self) -> Vec<&Record> {
+        let mut records: Vec<&Record> = self
+            .nodes
+            .values()
+            .flat_map(Node::rrsets)
+            .chain(self.reverse.values().map(Vec::as_slice))
+            .flatten()
+            .collect();
+        records.sort_by(|a, b| {
+            a.name
+                .cmp(&b.name)
+                .then_with(|| u16::from(a.record_type()).cmp(&u16::from(b.record_type())))
+                .then_with(|| a.data.to_string().cmp(&b.data.to_string()))
+        });
+        records
+    }
+
     pub(crate) fn node(&self, name: &Name) -> Option<&Node> {
         self.nodes.get(name)
     }

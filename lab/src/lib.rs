@@ -11,6 +11,7 @@ pub mod cni_exec;
 pub mod connbench;
 pub mod controlplane;
 pub mod ct_listing;
+pub mod dns_listing;
 pub mod external;
 pub mod flannel;
 pub mod flows;

@@ -676,6 +676,50 @@ fn evaluate_every_panel(lab: &Lab) -> (Proven, Vec<String>) {
     (proven, failures)
 }
 
+/// `strait dns records`: the zone as each agent answers it; the Service's A record is held by
+/// the kernel fast path, its SRV record only by the server.
+fn dns_records(lab: &Lab) {
+    let out = Command::new(strait_tests::bin_dir().join("strait"))
+        .args([
+            "dns",
+            "records",
+            "--name",
+            &lab.state.name,
+            "--filter",
+            "web.y",
+            "-o",
+            "json",
+        ])
+        .output()
+        .expect("strait dns records runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let records = records.as_array().unwrap();
+    for node in &lab.state.nodes {
+        let find = |record_type: &str| {
+            records
+                .iter()
+                .find(|r| r["node"] == node.name.as_str() && r["type"] == record_type)
+                .unwrap_or_else(|| {
+                    panic!("no {record_type} for web.y on {}: {records:?}", node.name)
+                })
+        };
+        let a = find("A");
+        assert_eq!(a["name"], "web.y.svc.cluster.local.");
+        assert_eq!(a["fast_path"], true, "{a}");
+        assert_eq!(find("SRV")["fast_path"], false);
+    }
+    assert!(
+        records
+            .iter()
+            .all(|r| r["name"].as_str().unwrap().contains("web.y"))
+    );
+}
+
 /// `strait maps`: each node's census as JSON (the SVC map holds the Services' frontends, every
 /// pod's veth runs from_pod) and as a table.
 fn maps_listing(lab: &Lab) {
@@ -800,6 +844,7 @@ fn every_dashboard_panel_shows_data_from_a_live_prometheus() {
     let _observers = start_observers(&lab, dir.path());
     drive(&mut lab);
     maps_listing(&lab);
+    dns_records(&lab);
     let (proven, failures) = evaluate_every_panel(&lab);
     report(&lab, dir.path());
     for ((uid, title, legend), shown) in &proven {

@@ -1,4 +1,4 @@
-//! `strait maps` and `strait ct list`: what every agent's data path holds, asked of a lab's nodes
+//! `strait maps`, `strait ct list` and `strait dns records`: what every agent's data path holds, asked of a lab's nodes
 //! (`--name`), of agents by address (`--agent`), or of every Node of a live cluster (`--kube`), as
 //! `strait flows` asks them; tables or `-o wide|json|yaml`.
 
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use strait_lab::{
     cluster::Lab,
-    ct_listing,
+    ct_listing, dns_listing,
     flows::{self, Source},
     listing::Output,
     map_listing,
@@ -109,6 +109,63 @@ pub(crate) struct CtListArgs {
         hide_default_value = true
     )]
     output: Output,
+}
+
+/// `strait dns` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum DnsCommand {
+    /// List the cluster zone each agent answers: every record (Services, endpoints, SRV, PTR,
+    /// ExternalName CNAMEs, the apex) and whether the kernel fast path answers it.
+    ///
+    /// Example: `strait dns records --name lab --filter web --type A`
+    Records(DnsRecordsArgs),
+}
+
+/// `strait dns records` arguments.
+#[derive(clap::Args, Debug)]
+pub(crate) struct DnsRecordsArgs {
+    #[command(flatten)]
+    agents: AgentsArgs,
+    /// Only names containing this (case-insensitive).
+    #[arg(long)]
+    filter: Option<String>,
+    /// Only this type: A, AAAA, SRV, PTR, CNAME, TXT, SOA or NS.
+    #[arg(long = "type")]
+    record_type: Option<String>,
+    /// Output format: json, yaml or wide (default: a table; wide lists every node's records).
+    #[arg(
+        short = 'o',
+        long = "output",
+        default_value = "table",
+        hide_default_value = true
+    )]
+    output: Output,
+}
+
+/// Runs `strait dns ...`.
+pub(crate) fn run_dns(command: &DnsCommand) -> anyhow::Result<ExitCode> {
+    let DnsCommand::Records(args) = command;
+    let mut query = Vec::new();
+    if let Some(filter) = &args.filter {
+        query.push(format!("name={filter}"));
+    }
+    if let Some(record_type) = &args.record_type {
+        query.push(format!("type={record_type}"));
+    }
+    let path = format!("/dns/records?{}", query.join("&"));
+    let mut per_node = Vec::new();
+    for source in args.agents.sources()? {
+        let records = ask_json(&source, &path)?;
+        per_node.push((source.name().to_owned(), records));
+    }
+    print!(
+        "{}",
+        args.output
+            .render(&dns_listing::records_json(&per_node), |wide| {
+                dns_listing::records_table(&per_node, wide)
+            })
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ask_json(source: &Source, path: &str) -> anyhow::Result<serde_json::Value> {

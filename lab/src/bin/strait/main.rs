@@ -61,6 +61,9 @@ enum Top {
     /// The per-packet service path's connection tracking (as `cilium bpf ct list`).
     #[command(subcommand)]
     Ct(inspect::CtCommand),
+    /// Cluster DNS as the agents answer it.
+    #[command(subcommand)]
+    Dns(inspect::DnsCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -401,6 +404,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Top::Report(args) => return report::run_report(&args),
         Top::Maps(args) => return inspect::run_maps(&args),
         Top::Ct(command) => return inspect::run_ct(&command),
+        Top::Dns(command) => return inspect::run_dns(&command),
     };
     match command {
         LabCommand::Up {
