@@ -64,6 +64,14 @@ impl Lab {
         cmd::run(&mut self.command(subcommand, rest)).with_context(|| format!("demo step: {what}"))
     }
 
+    /// Runs `strait <words...> --name demo <rest...>` (the inspection commands outside `lab`).
+    fn inspect(&self, what: &str, words: &[&str], rest: &[&str]) -> Result<()> {
+        heading(what);
+        let mut command = Command::new(&self.strait);
+        command.args(words).args(["--name", LAB]).args(rest);
+        cmd::run(&mut command).with_context(|| format!("demo step: {what}"))
+    }
+
     /// Shows and runs `strait lab apply -f -` with `manifest` on standard input (as a here-document).
     /// With `refused`, the lab must refuse it (non-zero exit) and the step succeeds when it does.
     fn apply_stdin(&self, what: &str, manifest: &str, refused: bool) -> Result<()> {
@@ -230,8 +238,28 @@ fn tour(lab: &Lab) -> Result<()> {
         cluster_dns(lab, &a.key)?;
     }
     policy::tour(lab, &a, &b, b_tcp)?;
+    observe(lab)
+}
+
+/// What the agents show of the data path: endpoints, counters, map fill, tracked flows, DNS records.
+fn observe(lab: &Lab) -> Result<()> {
     lab.run("the agent's endpoint table", "endpoints", &[])?;
     lab.run("the agent's counters", "metrics", &[])?;
+    lab.inspect(
+        "every eBPF map's fill and the links running each program (the agent's census)",
+        &["maps"],
+        &["-o", "wide"],
+    )?;
+    lab.inspect(
+        "the flows the per-packet service path tracks (the NodePort probe from outside)",
+        &["ct", "list"],
+        &["-o", "wide"],
+    )?;
+    lab.inspect(
+        "the web Service's DNS records, and which path answers each",
+        &["dns", "records"],
+        &["--filter", "web"],
+    )?;
     Ok(())
 }
 
