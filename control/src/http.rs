@@ -1,5 +1,6 @@
 //! The agent's small HTTP server: `/healthz` (200 once the data path is loaded and restored),
-//! `/syncz` (when the services were last synced), `/metrics` (Prometheus text or OpenMetrics), `/maps`
+//! `/syncz` (when the services were last synced), `/metrics` (Prometheus text or OpenMetrics),
+//! `/services` (the frontends in the kernel, see [`crate::service_list`]), `/maps`
 //! (the latest census of the eBPF maps and program links, JSON), `/conntrack` (the CT table,
 //! filtered, JSON; see [`crate::ct_query`]), `/dns/records` (the cluster zone, see
 //! [`crate::dns_records`]) and `/flows` (policy
@@ -239,6 +240,14 @@ fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, String) 
                 "this agent serves no cluster DNS\n".to_owned(),
             ),
         },
+        "/services" => match state.sync_clock.services().latest() {
+            Some(list) => ("200 OK", "application/json", format!("{list}\n")),
+            None => (
+                "503 Service Unavailable",
+                "text/plain",
+                "the services have not been synced yet; try again in a moment\n".to_owned(),
+            ),
+        },
         "/maps" => match state.census.latest() {
             Some(census) => (
                 "200 OK",
@@ -256,7 +265,7 @@ fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, String) 
         _ => (
             "404 Not Found",
             "text/plain",
-            "not found; try /healthz, /syncz, /metrics, /maps, /conntrack, /dns/records or /flows\n".to_owned(),
+            "not found; try /healthz, /syncz, /metrics, /services, /maps, /conntrack, /dns/records or /flows\n".to_owned(),
         ),
     }
 }

@@ -23,6 +23,7 @@ pub mod naming;
 pub mod node_annotations;
 pub mod overlay;
 pub mod policy;
+pub mod service_list;
 pub mod services;
 pub mod store;
 

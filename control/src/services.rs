@@ -43,6 +43,7 @@ use crate::{
         translate::ReservedAddresses,
     },
     policy::{Built, PolicySettings, PolicyState, sync::PolicyWriter},
+    service_list::ServiceBoard,
 };
 
 /// How long a quiet source is waited on before the loop goes round again.
@@ -112,6 +113,7 @@ pub struct SyncClock {
     last_ms: Arc<AtomicU64>,
     records: Arc<std::sync::Mutex<std::collections::VecDeque<SyncRecord>>>,
     metrics: SyncMetrics,
+    services: ServiceBoard,
 }
 
 /// How many [`SyncRecord`]s a [`SyncClock`] keeps.
@@ -141,6 +143,11 @@ impl SyncClock {
     /// The last successful sync's start, in ms since the epoch.
     pub fn last_ms(&self) -> u64 {
         self.last_ms.load(Ordering::SeqCst)
+    }
+
+    /// The frontends in the kernel as `/services` shows them.
+    pub fn services(&self) -> &ServiceBoard {
+        &self.services
     }
 
     /// What `/metrics` shows of the syncs.
@@ -530,6 +537,15 @@ pub async fn run_with_policy<M: DataplaneOwner>(
             } else {
                 clock.metrics.failed(SyncError::Write, 1);
             }
+            clock.services.publish(table.entries().map(|e| {
+                (
+                    e,
+                    current
+                        .index
+                        .owner(&e.key)
+                        .map(|(ns, n)| format!("{ns}/{n}")),
+                )
+            }));
             clock.metrics.set_size(ModelSize {
                 services: current.index.services(),
                 frontends: table.len(),

@@ -31,6 +31,7 @@ pub mod process;
 pub mod publish;
 pub mod reachability;
 pub mod report;
+pub mod service_listing;
 pub mod state;
 pub mod status;
 pub mod teardown;

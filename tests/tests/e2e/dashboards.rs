@@ -676,6 +676,48 @@ fn evaluate_every_panel(lab: &Lab) -> (Proven, Vec<String>) {
     (proven, failures)
 }
 
+/// `strait services`: every node's kernel holds y/web's ClusterIP frontend leading to y/b, and its
+/// NodePort frontends reached from outside.
+fn services_listing(lab: &Lab) {
+    let out = Command::new(strait_tests::bin_dir().join("strait"))
+        .args(["services", "--name", &lab.state.name, "-o", "json"])
+        .output()
+        .expect("strait services runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let b = lab.state.pod("y/b").expect("y/b").ip;
+    let cluster_ip = lab.state.services["y/web"]
+        .spec
+        .as_ref()
+        .unwrap()
+        .cluster_ip
+        .clone()
+        .unwrap();
+    for node in &lab.state.nodes {
+        let mine: Vec<&Value> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["node"] == node.name.as_str() && e["service"] == "y/web")
+            .collect();
+        let cluster = mine
+            .iter()
+            .find(|e| e["frontend"] == format!("{cluster_ip}:80").as_str())
+            .unwrap_or_else(|| panic!("{}: no ClusterIP frontend: {mine:?}", node.name));
+        assert_eq!(cluster["backends"], serde_json::json!([format!("{b}:80")]));
+        assert_eq!(cluster["external"], false);
+        assert!(
+            mine.iter().any(|e| e["external"] == true),
+            "{}: no NodePort frontend",
+            node.name
+        );
+    }
+}
+
 /// `strait dns records`: the zone as each agent answers it; the Service's A record is held by
 /// the kernel fast path, its SRV record only by the server.
 fn dns_records(lab: &Lab) {
@@ -845,6 +887,7 @@ fn every_dashboard_panel_shows_data_from_a_live_prometheus() {
     drive(&mut lab);
     maps_listing(&lab);
     dns_records(&lab);
+    services_listing(&lab);
     let (proven, failures) = evaluate_every_panel(&lab);
     report(&lab, dir.path());
     for ((uid, title, legend), shown) in &proven {

@@ -1,4 +1,4 @@
-//! `strait maps`, `strait ct list` and `strait dns records`: what every agent's data path holds, asked of a lab's nodes
+//! `strait services`, `strait maps`, `strait ct list` and `strait dns records`: what every agent's data path holds, asked of a lab's nodes
 //! (`--name`), of agents by address (`--agent`), or of every Node of a live cluster (`--kube`), as
 //! `strait flows` asks them; tables or `-o wide|json|yaml`.
 
@@ -10,7 +10,7 @@ use strait_lab::{
     ct_listing, dns_listing,
     flows::{self, Source},
     listing::Output,
-    map_listing,
+    map_listing, service_listing,
 };
 
 /// Which agents to ask.
@@ -55,7 +55,7 @@ impl AgentsArgs {
     }
 }
 
-/// `strait maps` arguments.
+/// `strait maps` and `strait services` arguments: which agents, and the output.
 #[derive(clap::Args, Debug)]
 pub(crate) struct MapsArgs {
     #[command(flatten)]
@@ -172,6 +172,22 @@ fn ask_json(source: &Source, path: &str) -> anyhow::Result<serde_json::Value> {
     let text = source.get(path)?;
     serde_json::from_str(&text)
         .with_context(|| format!("the agent of {} answered {path} with {text}", source.name()))
+}
+
+/// Runs `strait services`.
+pub(crate) fn run_services(args: &MapsArgs) -> anyhow::Result<ExitCode> {
+    let mut per_node = Vec::new();
+    for source in args.agents.sources()? {
+        per_node.push((source.name().to_owned(), ask_json(&source, "/services")?));
+    }
+    print!(
+        "{}",
+        args.output
+            .render(&service_listing::services_json(&per_node), |wide| {
+                service_listing::services_table(&per_node, wide)
+            })
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `strait maps`.

@@ -58,6 +58,11 @@ enum Top {
     ///
     /// Example: `strait maps --kube` or `strait maps --name lab --node lab-node-1 -o json`
     Maps(inspect::MapsArgs),
+    /// The Service frontends each agent's kernel holds (as `cilium service list`): address, port,
+    /// protocol, the Service, whether it is reached from outside, and its backends in slot order.
+    ///
+    /// Example: `strait services --name lab` or `strait services --kube -o json`
+    Services(inspect::MapsArgs),
     /// The per-packet service path's connection tracking (as `cilium bpf ct list`).
     #[command(subcommand)]
     Ct(inspect::CtCommand),
@@ -403,6 +408,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Top::Flows(args) => return flows::run_flows(args),
         Top::Report(args) => return report::run_report(&args),
         Top::Maps(args) => return inspect::run_maps(&args),
+        Top::Services(args) => return inspect::run_services(&args),
         Top::Ct(command) => return inspect::run_ct(&command),
         Top::Dns(command) => return inspect::run_dns(&command),
     };
