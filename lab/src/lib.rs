@@ -2,6 +2,7 @@
 //! benchmarks. Each node is a namespace running `straitd`; each pod is a namespace set up by invoking
 //! `strait-cni` exactly as a container runtime would, running a built-in workload that names itself.
 
+pub mod agent_status;
 pub mod announce;
 pub mod apply;
 pub mod cgroup;

@@ -676,6 +676,32 @@ fn evaluate_every_panel(lab: &Lab) -> (Proven, Vec<String>) {
     (proven, failures)
 }
 
+/// `strait status`: both agents healthy, with their pods, Services and a recent sync.
+fn agents_status(lab: &Lab) {
+    let out = Command::new(strait_tests::bin_dir().join("strait"))
+        .args(["status", "--name", &lab.state.name, "-o", "json"])
+        .output()
+        .expect("strait status runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        lab.state.nodes.len(),
+        "{rows}"
+    );
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["healthy"], true, "{row}");
+        assert_eq!(row["endpoints"], 1.0, "one pod per node: {row}");
+        assert!(row["services"].as_f64().unwrap() >= 3.0, "{row}");
+        assert!(row["last_sync_age_s"].as_u64().unwrap() < 60, "{row}");
+        assert!(row["version"].is_string(), "{row}");
+    }
+}
+
 /// `strait services`: every node's kernel holds y/web's ClusterIP frontend leading to y/b, and its
 /// NodePort frontends reached from outside.
 fn services_listing(lab: &Lab) {
@@ -888,6 +914,7 @@ fn every_dashboard_panel_shows_data_from_a_live_prometheus() {
     maps_listing(&lab);
     dns_records(&lab);
     services_listing(&lab);
+    agents_status(&lab);
     let (proven, failures) = evaluate_every_panel(&lab);
     report(&lab, dir.path());
     for ((uid, title, legend), shown) in &proven {

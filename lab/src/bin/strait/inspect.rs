@@ -1,4 +1,4 @@
-//! `strait services`, `strait maps`, `strait ct list` and `strait dns records`: what every agent's data path holds, asked of a lab's nodes
+//! `strait status`, `strait services`, `strait maps`, `strait ct list` and `strait dns records`: what every agent's data path holds, asked of a lab's nodes
 //! (`--name`), of agents by address (`--agent`), or of every Node of a live cluster (`--kube`), as
 //! `strait flows` asks them; tables or `-o wide|json|yaml`.
 
@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use strait_lab::{
+    agent_status::{self, Answers},
     cluster::Lab,
     ct_listing, dns_listing,
     flows::{self, Source},
@@ -172,6 +173,39 @@ fn ask_json(source: &Source, path: &str) -> anyhow::Result<serde_json::Value> {
     let text = source.get(path)?;
     serde_json::from_str(&text)
         .with_context(|| format!("the agent of {} answered {path} with {text}", source.name()))
+}
+
+/// Runs `strait status`: exits 1 when an agent is not healthy.
+pub(crate) fn run_status(args: &MapsArgs) -> anyhow::Result<ExitCode> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut rows = Vec::new();
+    for source in args.agents.sources()? {
+        let healthz = source.get("/healthz").map_err(|e| e.to_string());
+        let up = healthz.is_ok();
+        let answers = Answers {
+            node: source.name().to_owned(),
+            healthz,
+            syncz: up.then(|| source.get("/syncz").ok()).flatten(),
+            metrics: up.then(|| source.get("/metrics").ok()).flatten(),
+            maps: up.then(|| ask_json(&source, "/maps").ok()).flatten(),
+        };
+        rows.push(agent_status::status_json(&answers, now_ms));
+    }
+    let healthy = rows.iter().all(|r| r["healthy"] == true);
+    print!(
+        "{}",
+        args.output
+            .render(&serde_json::Value::Array(rows.clone()), |_| {
+                agent_status::status_table(&rows)
+            })
+    );
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Runs `strait services`.

@@ -58,6 +58,11 @@ enum Top {
     ///
     /// Example: `strait maps --kube` or `strait maps --name lab --node lab-node-1 -o json`
     Maps(inspect::MapsArgs),
+    /// One line per agent: health, version, pods, Services and frontends, the last sync's age and
+    /// the fullest map. Exits 1 when an agent is not healthy (the others are still shown).
+    ///
+    /// Example: `strait status --kube` or `strait status --name lab -o json`
+    Status(inspect::MapsArgs),
     /// The Service frontends each agent's kernel holds (as `cilium service list`): address, port,
     /// protocol, the Service, whether it is reached from outside, and its backends in slot order.
     ///
@@ -408,6 +413,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Top::Flows(args) => return flows::run_flows(args),
         Top::Report(args) => return report::run_report(&args),
         Top::Maps(args) => return inspect::run_maps(&args),
+        Top::Status(args) => return inspect::run_status(&args),
         Top::Services(args) => return inspect::run_services(&args),
         Top::Ct(command) => return inspect::run_ct(&command),
         Top::Dns(command) => return inspect::run_dns(&command),
