@@ -96,7 +96,11 @@ pub async fn run(census: Census, board: CensusBoard) {
         .await;
         match taken {
             Ok(snapshot) => {
-                if let Some(full) = snapshot.maps.iter().find(|m| m.ratio() >= 0.9) {
+                for full in snapshot
+                    .maps
+                    .iter()
+                    .filter(|m| m.kind.has_keys() && m.ratio() >= 0.9)
+                {
                     tracing::warn!(
                         map = %full.name,
                         entries = full.entries,
@@ -104,13 +108,17 @@ pub async fn run(census: Census, board: CensusBoard) {
                         "a map is at least 90% full; raise its capacity"
                     );
                 }
-                tracing::debug!(took_ms = snapshot.took.as_millis(), "census taken");
+                let entries: u64 = snapshot
+                    .maps
+                    .iter()
+                    .filter(|m| m.kind.has_keys())
+                    .map(|m| m.entries)
+                    .sum();
+                tracing::debug!(took_ms = snapshot.took.as_millis(), entries, "census taken");
                 board.publish(snapshot);
             }
-            Err(error) => {
-                tracing::error!(%error, "the census panicked; it stops");
-                return;
-            }
+            // The last census stays published; the next tick tries again.
+            Err(error) => tracing::error!(%error, "the census failed; retrying at the next tick"),
         }
     }
 }

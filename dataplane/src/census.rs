@@ -36,7 +36,7 @@ impl MapKind {
     }
 
     /// Whether its entries are counted by walking its keys (arrays have every index).
-    fn has_keys(self) -> bool {
+    pub fn has_keys(self) -> bool {
         matches!(self, Self::Hash | Self::LruHash | Self::LpmTrie)
     }
 
@@ -104,7 +104,8 @@ impl Dataplane {
     pub fn census(&self) -> Result<Census, DataplaneError> {
         let mut maps = Vec::new();
         for (name, map) in self.ebpf.maps() {
-            let Some(data) = map_data(map) else {
+            // `.rodata`, `.bss`: the object's constants and globals, not tables.
+            let Some(data) = map_data(map).filter(|_| !name.starts_with('.')) else {
                 continue;
             };
             let info = data.info().map_err(|source| DataplaneError::Map {

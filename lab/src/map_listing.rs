@@ -1,6 +1,7 @@
 //! `strait maps`: every agent's census of its eBPF maps (name, kind, capacity, entries, fill)
 //! and the kernel links running each program, as `GET /maps` serves it, in the listing commands'
-//! `-o` forms. The table sorts each node's maps fullest first, so what is close to full shows on top.
+//! `-o` forms. The table sorts each node's hash, LRU and LPM maps fullest first, so what is close to
+//! full shows on top; arrays (full by construction) come last.
 
 use serde_json::{Value, json};
 
@@ -18,10 +19,13 @@ pub fn maps_table(per_node: &[Value], wide: bool) -> String {
     for census in per_node {
         let node = census["node"].as_str().unwrap_or("?");
         let mut maps: Vec<&Value> = census["maps"].as_array().into_iter().flatten().collect();
+        // Tables first, fullest first; arrays (full by construction) after them.
+        let is_array = |m: &Value| m["kind"].as_str().unwrap_or("").ends_with("array");
         maps.sort_by(|a, b| {
             let fill = |m: &Value| m["fill"].as_f64().unwrap_or(0.0);
-            fill(b)
-                .total_cmp(&fill(a))
+            is_array(a)
+                .cmp(&is_array(b))
+                .then_with(|| fill(b).total_cmp(&fill(a)))
                 .then_with(|| a["name"].as_str().cmp(&b["name"].as_str()))
         });
         for map in maps {
