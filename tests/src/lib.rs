@@ -68,6 +68,45 @@ impl Drop for LabGuard {
     }
 }
 
+/// A server the test runs inside a lab through `strait lab exec LAB WHERE -- ARGV` (unbound, knot,
+/// Prometheus), stopped when dropped: `strait lab exec` runs it as its child, so it is found by its
+/// run-unique configuration file.
+pub struct InLab {
+    exec: std::process::Child,
+    conf: PathBuf,
+}
+
+impl InLab {
+    /// Starts `argv` in `place` (`external`, `node/NAME` or `NS/POD`) of lab `lab`; `conf` is the
+    /// run-unique file named in `argv` by which it is stopped.
+    pub fn start(lab: &str, place: &str, argv: &[&str], conf: PathBuf) -> Self {
+        let exec = std::process::Command::new(bin_dir().join("strait"))
+            .args(["lab", "exec", "--name", lab, place, "--"])
+            .args(argv)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("strait lab exec starts");
+        Self { exec, conf }
+    }
+}
+
+impl Drop for InLab {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .arg("-f")
+            .arg(self.conf.as_os_str())
+            .status();
+        // `strait lab exec` reaps the server and exits; killed only if it does not.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while matches!(self.exec.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.exec.kill();
+        let _ = self.exec.wait();
+    }
+}
+
 /// A named network namespace deleted on drop.
 pub struct NetnsGuard {
     pub name: String,

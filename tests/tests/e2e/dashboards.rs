@@ -11,7 +11,7 @@ use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, SocketAddrV4, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -21,7 +21,7 @@ use strait_lab::{
     network::{EXTERNAL_IP, node_ip},
     state::LabOptions,
 };
-use strait_tests::LabGuard;
+use strait_tests::{InLab, LabGuard};
 
 /// Where Prometheus listens, inside the external namespace.
 const PROMETHEUS: SocketAddr =
@@ -326,41 +326,6 @@ spec:
     )
 }
 
-/// A process started through `strait lab exec`, stopped when dropped: found by its run-unique
-/// configuration file, since `strait lab exec` runs it as its child.
-struct InLab {
-    exec: Child,
-    conf: PathBuf,
-}
-
-impl InLab {
-    fn start(lab: &str, argv: &[&str], conf: PathBuf) -> Self {
-        let exec = Command::new(strait_tests::bin_dir().join("strait"))
-            .args(["lab", "exec", "--name", lab, "external", "--"])
-            .args(argv)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("strait lab exec starts");
-        Self { exec, conf }
-    }
-}
-
-impl Drop for InLab {
-    fn drop(&mut self) {
-        let _ = Command::new("pkill")
-            .arg("-f")
-            .arg(self.conf.as_os_str())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.exec.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.exec.kill();
-        let _ = self.exec.wait();
-    }
-}
-
 fn prometheus_conf(nodes: usize) -> String {
     let targets: Vec<String> = (1..=nodes)
         .map(|i| format!("'{}:9962'", node_ip(i)))
@@ -488,6 +453,7 @@ fn start_observers(lab: &Lab, dir: &Path) -> (InLab, InLab) {
     std::fs::write(&unbound, unbound_conf()).unwrap();
     let upstream = InLab::start(
         name,
+        "external",
         &["unbound", "-d", "-c", unbound.to_str().unwrap()],
         unbound.clone(),
     );
@@ -496,6 +462,7 @@ fn start_observers(lab: &Lab, dir: &Path) -> (InLab, InLab) {
     let data = dir.join("tsdb");
     let prometheus = InLab::start(
         name,
+        "external",
         &[
             "prometheus",
             &format!("--config.file={}", conf.display()),

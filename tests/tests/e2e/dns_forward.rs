@@ -5,13 +5,12 @@
 use std::{
     fmt::Write as _,
     net::SocketAddrV4,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use strait_lab::{cluster::Lab, network::EXTERNAL_IP, state::LabOptions};
-use strait_tests::LabGuard;
+use strait_tests::{InLab, LabGuard};
 
 use crate::examples;
 
@@ -19,29 +18,6 @@ use crate::examples;
 const UPSTREAM_PORT: u16 = 5300;
 /// TXT records of `big.example.test`: far more than a 1232-byte UDP answer holds.
 const BIG_TXT: usize = 40;
-
-/// unbound, stopped when dropped: `strait lab exec` runs it as its child, so it is found by its
-/// run-unique configuration file.
-struct Upstream {
-    exec: Child,
-    conf: PathBuf,
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = Command::new("pkill")
-            .arg("-f")
-            .arg(self.conf.as_os_str())
-            .status();
-        // `strait lab exec` reaps unbound and exits; killed only if it does not.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.exec.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.exec.kill();
-        let _ = self.exec.wait();
-    }
-}
 
 fn unbound_conf() -> String {
     let mut conf = format!(
@@ -95,14 +71,12 @@ fn names_outside_the_zone_are_forwarded_cached_and_fail_fast() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("unbound.conf");
     std::fs::write(&conf, unbound_conf()).unwrap();
-    let exec = strait(&["lab", "exec", "--name", name, "external", "--"])
-        .args(["unbound", "-d", "-c"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("unbound starts");
-    let upstream = Upstream { exec, conf };
+    let upstream = InLab::start(
+        name,
+        "external",
+        &["unbound", "-d", "-c", conf.to_str().unwrap()],
+        conf.clone(),
+    );
     let started = Instant::now();
     let www = loop {
         let text = dig(name, &["www.example.test"]);
