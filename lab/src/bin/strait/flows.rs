@@ -3,24 +3,15 @@
 
 use std::{io::Write as _, process::ExitCode};
 
-use strait_lab::{cluster::Lab, flows};
+use strait_lab::flows;
+
+use crate::inspect::AgentsArgs;
 
 /// `strait flows` arguments.
 #[derive(clap::Args, Debug)]
 pub(crate) struct FlowsArgs {
-    /// The lab whose nodes' agents are asked [default: lab].
-    #[arg(long, conflicts_with_all = ["agent", "kube"])]
-    name: Option<String>,
-    /// Ask this agent instead (http://HOST[:PORT], port 9962 by default); repeat for several nodes.
-    #[arg(long, conflicts_with = "kube")]
-    agent: Vec<String>,
-    /// Ask the agent of every Node of a live cluster instead (the current kubeconfig context,
-    /// KUBECONFIG, or the in-cluster service account): the Node's InternalIP on --agent-port.
-    #[arg(long)]
-    kube: bool,
-    /// The agents' HTTP port, with --kube.
-    #[arg(long, default_value_t = flows::DEFAULT_AGENT_PORT, requires = "kube")]
-    agent_port: u16,
+    #[command(flatten)]
+    agents: AgentsArgs,
     /// Only flows with a pod of this namespace at either end.
     #[arg(long)]
     namespace: Option<String>,
@@ -59,25 +50,7 @@ pub(crate) enum FlowOutput {
 
 /// Runs `strait flows`.
 pub(crate) fn run_flows(args: FlowsArgs) -> anyhow::Result<ExitCode> {
-    let sources = if args.kube {
-        flows::kube_sources(args.agent_port)?
-    } else if args.agent.is_empty() {
-        let name = args.name.as_deref().unwrap_or("lab");
-        Lab::open(name)?.flow_sources()
-    } else {
-        args.agent
-            .iter()
-            .map(|a| flows::Source::parse_agent(a))
-            .collect::<Result<_, _>>()?
-    };
-    anyhow::ensure!(
-        !sources.is_empty(),
-        if args.kube {
-            "the cluster has no Node with an address to ask"
-        } else {
-            "no node runs a strait agent"
-        }
-    );
+    let sources = args.agents.sources()?;
     let query = flows::FlowQuery {
         namespace: args.namespace,
         pod: args.pod,

@@ -36,7 +36,8 @@ pub(crate) struct AgentsArgs {
 }
 
 impl AgentsArgs {
-    fn sources(&self) -> anyhow::Result<Vec<Source>> {
+    /// The agents to ask, at least one.
+    pub(crate) fn sources(&self) -> anyhow::Result<Vec<Source>> {
         let mut sources = if self.kube {
             flows::kube_sources(self.agent_port)?
         } else if self.agent.is_empty() {
@@ -51,16 +52,21 @@ impl AgentsArgs {
             sources.retain(|s| s.name() == node);
             anyhow::ensure!(!sources.is_empty(), "no agent for node {node}");
         }
-        anyhow::ensure!(!sources.is_empty(), "no node runs a strait agent");
+        anyhow::ensure!(
+            !sources.is_empty(),
+            if self.kube {
+                "the cluster has no Node with an address to ask"
+            } else {
+                "no node runs a strait agent"
+            }
+        );
         Ok(sources)
     }
 }
 
-/// `strait maps` and `strait services` arguments: which agents, and the output.
+/// `-o`: how a listing prints.
 #[derive(clap::Args, Debug)]
-pub(crate) struct MapsArgs {
-    #[command(flatten)]
-    agents: AgentsArgs,
+pub(crate) struct OutputArg {
     /// Output format: json, yaml or wide (default: a table).
     #[arg(
         short = 'o',
@@ -69,6 +75,15 @@ pub(crate) struct MapsArgs {
         hide_default_value = true
     )]
     output: Output,
+}
+
+/// `strait maps` and `strait services` arguments: which agents, and the output.
+#[derive(clap::Args, Debug)]
+pub(crate) struct MapsArgs {
+    #[command(flatten)]
+    agents: AgentsArgs,
+    #[command(flatten)]
+    output: OutputArg,
 }
 
 /// `strait ct` subcommands.
@@ -102,14 +117,8 @@ pub(crate) struct CtListArgs {
     /// At most this many entries per node [default: 1000].
     #[arg(long)]
     limit: Option<usize>,
-    /// Output format: json, yaml or wide (default: a table).
-    #[arg(
-        short = 'o',
-        long = "output",
-        default_value = "table",
-        hide_default_value = true
-    )]
-    output: Output,
+    #[command(flatten)]
+    output: OutputArg,
 }
 
 /// `strait dns` subcommands.
@@ -133,14 +142,8 @@ pub(crate) struct DnsRecordsArgs {
     /// Only this type: A, AAAA, SRV, PTR, CNAME, TXT, SOA or NS.
     #[arg(long = "type")]
     record_type: Option<String>,
-    /// Output format: json, yaml or wide (default: a table; wide lists every node's records).
-    #[arg(
-        short = 'o',
-        long = "output",
-        default_value = "table",
-        hide_default_value = true
-    )]
-    output: Output,
+    #[command(flatten)]
+    output: OutputArg,
 }
 
 /// Runs `strait dns ...`.
@@ -162,6 +165,7 @@ pub(crate) fn run_dns(command: &DnsCommand) -> anyhow::Result<ExitCode> {
     print!(
         "{}",
         args.output
+            .output
             .render(&dns_listing::records_json(&per_node), |wide| {
                 dns_listing::records_table(&per_node, wide)
             })
@@ -197,6 +201,7 @@ pub(crate) fn run_status(args: &MapsArgs) -> anyhow::Result<ExitCode> {
     print!(
         "{}",
         args.output
+            .output
             .render(&serde_json::Value::Array(rows.clone()), |_| {
                 agent_status::status_table(&rows)
             })
@@ -217,6 +222,7 @@ pub(crate) fn run_services(args: &MapsArgs) -> anyhow::Result<ExitCode> {
     print!(
         "{}",
         args.output
+            .output
             .render(&service_listing::services_json(&per_node), |wide| {
                 service_listing::services_table(&per_node, wide)
             })
@@ -233,6 +239,7 @@ pub(crate) fn run_maps(args: &MapsArgs) -> anyhow::Result<ExitCode> {
     print!(
         "{}",
         args.output
+            .output
             .render(&map_listing::maps_json(&per_node), |wide| {
                 map_listing::maps_table(&per_node, wide)
             })
@@ -257,9 +264,11 @@ pub(crate) fn run_ct(command: &CtCommand) -> anyhow::Result<ExitCode> {
     }
     print!(
         "{}",
-        args.output.render(&ct_listing::ct_json(&per_node), |wide| {
-            ct_listing::ct_table(&per_node, wide)
-        })
+        args.output
+            .output
+            .render(&ct_listing::ct_json(&per_node), |wide| {
+                ct_listing::ct_table(&per_node, wide)
+            })
     );
     Ok(ExitCode::SUCCESS)
 }
