@@ -57,13 +57,10 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         .dataplane()
         .stats_reader()
         .context("opening the STATS map for /metrics")?;
-    let (census_board, census_task) = start_census(manager.dataplane())?;
-    let conntrack_reader = manager
-        .dataplane()
-        .conntrack_reader()
-        .context("opening the CT map for /conntrack")?;
+    let (census_board, census_task, conntrack_reader) = start_census(manager.dataplane())?;
     let names = FlowNames::default();
     let (flows, flows_task) = start_flows(&config, manager.dataplane(), &names);
+    let policy_names = config.policy_settings().is_some().then(|| names.clone());
     let manager = Arc::new(Mutex::new(manager));
 
     let (socket, bound_socket) = api::bind(&config.socket)?;
@@ -109,6 +106,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             dns: dns.as_ref().map(|d| d.observed.clone()),
             census: census_board,
             conntrack_reader: Some(Arc::new(conntrack_reader)),
+            policy_names,
         },
     ));
 
@@ -148,16 +146,24 @@ fn attach_socket_lb(
     Ok(())
 }
 
-/// Opens the census's own map descriptors and starts taking it; the board it publishes on.
+/// Opens the census's own map descriptors and starts taking it (the board it publishes on, its
+/// task), and opens the CT map for `/conntrack`.
 fn start_census(
     dataplane: &strait_dataplane::Dataplane,
-) -> anyhow::Result<(census::CensusBoard, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<(
+    census::CensusBoard,
+    tokio::task::JoinHandle<()>,
+    strait_dataplane::conntrack_view::ConntrackReader,
+)> {
     let census = dataplane
         .census()
         .context("opening the maps for the census")?;
+    let conntrack = dataplane
+        .conntrack_reader()
+        .context("opening the CT map for /conntrack")?;
     let board = census::CensusBoard::default();
     let task = tokio::spawn(census::run(census, board.clone()));
-    Ok((board, task))
+    Ok((board, task, conntrack))
 }
 
 /// Returns on SIGTERM or SIGINT.

@@ -1,6 +1,7 @@
 //! The agent's small HTTP server: `/healthz` (200 once the data path is loaded and restored),
 //! `/syncz` (when the services were last synced), `/metrics` (Prometheus text or OpenMetrics),
-//! `/services` (the frontends in the kernel, see [`crate::service_list`]), `/maps`
+//! `/services` (the frontends in the kernel, see [`crate::service_list`]), `/policies` (the policies
+//! this node enforces and the local pods each isolates), `/maps`
 //! (the latest census of the eBPF maps and program links, JSON), `/conntrack` (the CT table,
 //! filtered, JSON; see [`crate::ct_query`]), `/dns/records` (the cluster zone, see
 //! [`crate::dns_records`]) and `/flows` (policy
@@ -75,6 +76,8 @@ pub struct HttpState {
     pub dns: Option<crate::dns::DnsObserved>,
     /// The latest census of maps and program links.
     pub census: CensusBoard,
+    /// The names of this node's policy tables, for `/policies`; `None` when it enforces none.
+    pub policy_names: Option<crate::flows::FlowNames>,
     /// The CT map on a descriptor of its own, for `/conntrack`; `None` in tests without a kernel.
     pub conntrack_reader: Option<Arc<strait_dataplane::conntrack_view::ConntrackReader>>,
 }
@@ -240,6 +243,19 @@ fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, String) 
                 "this agent serves no cluster DNS\n".to_owned(),
             ),
         },
+        "/policies" => match &state.policy_names {
+            Some(names) => (
+                "200 OK",
+                "application/json",
+                format!("{}\n", names.snapshot().listing()),
+            ),
+            None => (
+                "503 Service Unavailable",
+                "text/plain",
+                "this agent enforces no NetworkPolicy (started without --network-policy)\n"
+                    .to_owned(),
+            ),
+        },
         "/services" => match state.sync_clock.services().latest() {
             Some(list) => ("200 OK", "application/json", format!("{list}\n")),
             None => (
@@ -265,7 +281,7 @@ fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, String) 
         _ => (
             "404 Not Found",
             "text/plain",
-            "not found; try /healthz, /syncz, /metrics, /services, /maps, /conntrack, /dns/records or /flows\n".to_owned(),
+            "not found; try /healthz, /syncz, /metrics, /services, /policies, /maps, /conntrack, /dns/records or /flows\n".to_owned(),
         ),
     }
 }
@@ -374,6 +390,7 @@ mod tests {
             dns: None,
             census: CensusBoard::default(),
             conntrack_reader: None,
+            policy_names: None,
         }
     }
 

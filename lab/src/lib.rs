@@ -26,6 +26,7 @@ pub mod node_ops;
 pub mod pods;
 pub mod policy_audit;
 pub mod policy_explain;
+pub mod policy_listing;
 pub mod policy_propose;
 pub mod probe;
 pub mod process;

@@ -86,6 +86,31 @@ impl NameView {
         self.policies.get(&number)
     }
 
+    /// What `GET /policies` shows: the policies in this node's table (number and name) and, per
+    /// local pod and direction, the policies isolating it.
+    pub fn listing(&self) -> serde_json::Value {
+        let policies: Vec<serde_json::Value> = self
+            .policies
+            .iter()
+            .map(|(number, name)| serde_json::json!({"id": number, "name": &**name}))
+            .collect();
+        let mut isolated: Vec<serde_json::Value> = self
+            .isolating
+            .iter()
+            .map(|((ip, direction), names)| {
+                let by: Vec<&str> = names.iter().map(|n| &**n).collect();
+                serde_json::json!({
+                    "pod": self.pods.get(ip).map(|p| &**p),
+                    "ip": ip.to_string(),
+                    "direction": direction.label(),
+                    "isolated_by": by,
+                })
+            })
+            .collect();
+        isolated.sort_by_key(|v| (v["pod"].to_string(), v["direction"].to_string()));
+        serde_json::json!({"policies": policies, "isolated": isolated})
+    }
+
     /// The policies isolating the local pod at `ip` in `direction` (empty: none known).
     pub fn isolating(&self, ip: Ipv4Addr, direction: Direction) -> &[Arc<str>] {
         self.isolating

@@ -643,6 +643,53 @@ fn evaluate_every_panel(lab: &Lab) -> (Proven, Vec<String>) {
     (proven, failures)
 }
 
+/// `strait policy get`: the node of y/b enforces both policies and says they isolate y/b for
+/// ingress; x/a is isolated by nothing.
+fn policies_listing(lab: &Lab) {
+    let out = Command::new(strait_tests::bin_dir().join("strait"))
+        .args(["policy", "get", "--name", &lab.state.name, "-o", "json"])
+        .output()
+        .expect("strait policy get runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let per_node: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let node_b = &lab.state.nodes[1].name;
+    let b = per_node
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == node_b.as_str())
+        .expect("the node of y/b");
+    let names: Vec<&str> = b["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"y/deny-all") && names.contains(&"y/allow-80"),
+        "{b}"
+    );
+    let isolated = b["isolated"].as_array().unwrap();
+    assert!(
+        isolated.iter().any(|i| i["pod"] == "y/b"
+            && i["direction"] == "ingress"
+            && i["isolated_by"] == serde_json::json!(["y/allow-80", "y/deny-all"])),
+        "{b}"
+    );
+    assert!(
+        per_node.as_array().unwrap().iter().all(|n| n["isolated"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["pod"] != "x/a")),
+        "{per_node}"
+    );
+}
+
 /// `strait status`: both agents healthy, with their pods, Services and a recent sync.
 fn agents_status(lab: &Lab) {
     let out = Command::new(strait_tests::bin_dir().join("strait"))
@@ -882,6 +929,7 @@ fn every_dashboard_panel_shows_data_from_a_live_prometheus() {
     dns_records(&lab);
     services_listing(&lab);
     agents_status(&lab);
+    policies_listing(&lab);
     let (proven, failures) = evaluate_every_panel(&lab);
     report(&lab, dir.path());
     for ((uid, title, legend), shown) in &proven {

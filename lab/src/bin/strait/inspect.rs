@@ -11,7 +11,7 @@ use strait_lab::{
     ct_listing, dns_listing,
     flows::{self, Source},
     listing::Output,
-    map_listing, service_listing,
+    map_listing, policy_listing, service_listing,
 };
 
 /// Which agents to ask.
@@ -211,6 +211,23 @@ pub(crate) fn run_status(args: &MapsArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Runs `strait policy get`.
+pub(crate) fn run_policy_get(agents: &AgentsArgs, output: &OutputArg) -> anyhow::Result<ExitCode> {
+    let mut per_node = Vec::new();
+    for source in agents.sources()? {
+        per_node.push((source.name().to_owned(), ask_json(&source, "/policies")?));
+    }
+    print!(
+        "{}",
+        output
+            .output
+            .render(&policy_listing::policies_json(&per_node), |wide| {
+                policy_listing::policies_table(&per_node, wide)
+            })
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `strait services`.

@@ -1,4 +1,4 @@
-//! `strait policy`: `explain` (one flow's verdict and its reasons), `audit` (what a set of policies leaves
+//! `strait policy`: `get` (what each agent enforces), `explain` (one flow's verdict and its reasons), `audit` (what a set of policies leaves
 //! open, never selects or says twice) and `propose` (policies that allow exactly the observed flows),
 //! over manifests, a running lab or a live cluster (`--kube`).
 
@@ -10,6 +10,16 @@ use strait_lab::listing::Output;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum PolicyCommand {
+    /// The NetworkPolicies each agent enforces and the local pods each isolates, per direction, as
+    /// the agents hold them (`GET /policies`); -o wide adds each node's policy table.
+    ///
+    /// Example: `strait policy get --name lab` or `strait policy get --kube -o json`
+    Get {
+        #[command(flatten)]
+        agents: crate::inspect::AgentsArgs,
+        #[command(flatten)]
+        output: crate::inspect::OutputArg,
+    },
     /// Why a connection is allowed or denied: which policies select each side, and rule by rule
     /// whether the peer and the port matched. Reads Namespaces, Pods and NetworkPolicies from
     /// manifests (other kinds are skipped), so policies can be checked before they are applied, or
@@ -172,6 +182,12 @@ pub(crate) fn run_policy(command: PolicyCommand) -> ExitCode {
             output,
         } => (manifests, name, kube, from, to, output),
         PolicyCommand::Audit(args) => return run_audit(args),
+        PolicyCommand::Get { agents, output } => {
+            return crate::inspect::run_policy_get(&agents, &output).unwrap_or_else(|error| {
+                eprintln!("error: {error:#}");
+                ExitCode::from(2)
+            });
+        }
         PolicyCommand::Propose {
             name,
             namespaces,
