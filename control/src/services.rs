@@ -491,6 +491,9 @@ pub async fn run_with_policy<M: DataplaneOwner>(
     let (mut events_since_trim, mut dns_writer) = (0, DnsMapWriter::default());
     // Frontends the kernel refused, with the last error logged for each.
     let mut refusing: HashMap<ServiceKey, String> = HashMap::new();
+    // The kernel's table changed since `/services` was last published: it is rebuilt once a burst
+    // of changes is over, not on every turn of it (the listing is O(frontends)).
+    let mut listing_stale = false;
     loop {
         if pace == Pace::Settle {
             tokio::time::sleep(SETTLE).await;
@@ -537,15 +540,7 @@ pub async fn run_with_policy<M: DataplaneOwner>(
             } else {
                 clock.metrics.failed(SyncError::Write, 1);
             }
-            clock.services.publish(table.entries().map(|e| {
-                (
-                    e,
-                    current
-                        .index
-                        .owner(&e.key)
-                        .map(|(ns, n)| format!("{ns}/{n}")),
-                )
-            }));
+            listing_stale = true;
             clock.metrics.set_size(ModelSize {
                 services: current.index.services(),
                 frontends: table.len(),
@@ -579,6 +574,13 @@ pub async fn run_with_policy<M: DataplaneOwner>(
         if turn.events == 0 && events_since_trim >= TRIM_AFTER_EVENTS {
             release_freed_memory();
             events_since_trim = 0;
+        }
+        if listing_stale && pace != Pace::Now {
+            clock.services.publish(table.entries().map(|e| {
+                let owner = current.index.owner(&e.key);
+                (e, owner.map(|(ns, n)| format!("{ns}/{n}")))
+            }));
+            listing_stale = false;
         }
         model = Some(current);
         if pace == Pace::Now {

@@ -118,7 +118,7 @@ impl Prometheus {
 }
 
 /// Percent-encodes a query parameter.
-fn encode(text: &str) -> String {
+pub fn encode(text: &str) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(text.len() * 3);
     for b in text.bytes() {

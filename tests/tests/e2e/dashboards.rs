@@ -342,18 +342,6 @@ fn unbound_conf() -> String {
     )
 }
 
-/// Percent-encodes a query parameter.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// `GET path` from Prometheus in the external namespace; the decoded JSON body.
 fn prometheus_get(lab: &Lab, path: String) -> Result<Value, String> {
     let external = strait_dataplane::netns::path(&lab.names.external_netns());
@@ -376,7 +364,13 @@ fn prometheus_get(lab: &Lab, path: String) -> Result<Value, String> {
 
 /// Evaluates `expr` now: the values of the result (a vector's samples, or a scalar).
 fn evaluate(lab: &Lab, expr: &str) -> Result<Vec<(String, f64)>, String> {
-    let answer = prometheus_get(lab, format!("/api/v1/query?query={}", encode(expr)))?;
+    let answer = prometheus_get(
+        lab,
+        format!(
+            "/api/v1/query?query={}",
+            strait_lab::report::prometheus::encode(expr)
+        ),
+    )?;
     if answer["status"] != "success" {
         return Err(format!("{answer}"));
     }
