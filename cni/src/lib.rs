@@ -6,6 +6,7 @@ pub mod client;
 pub mod codes;
 pub mod config;
 pub mod env;
+pub mod install;
 pub mod plugin;
 pub mod protocol;
 pub mod result;

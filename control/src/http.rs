@@ -1,4 +1,5 @@
 //! The agent's small HTTP server: `/healthz` (200 once the data path is loaded and restored),
+//! `/readyz` (200 once the first sync of the cluster's objects has reached the data path),
 //! `/syncz` (when the services were last synced), `/metrics` (Prometheus text or OpenMetrics),
 //! `/services` (the frontends in the kernel, see [`crate::service_list`]), `/policies` (the policies
 //! this node enforces and the local pods each isolates), `/maps`
@@ -193,6 +194,12 @@ async fn handle(
 fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, String) {
     match path.split('?').next().unwrap_or_default() {
         "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
+        "/readyz" if state.sync_clock.has_synced() => ("200 OK", "text/plain", "ready\n".to_owned()),
+        "/readyz" => (
+            "503 Service Unavailable",
+            "text/plain",
+            "not ready: the Services have not been synced into the data path yet\n".to_owned(),
+        ),
         "/syncz" => (
             "200 OK",
             "text/plain",
@@ -281,7 +288,7 @@ fn route(path: &str, state: &HttpState) -> (&'static str, &'static str, String) 
         _ => (
             "404 Not Found",
             "text/plain",
-            "not found; try /healthz, /syncz, /metrics, /services, /policies, /maps, /conntrack, /dns/records or /flows\n".to_owned(),
+            "not found; try /healthz, /readyz, /syncz, /metrics, /services, /policies, /maps, /conntrack, /dns/records or /flows\n".to_owned(),
         ),
     }
 }
@@ -392,6 +399,18 @@ mod tests {
             conntrack_reader: None,
             policy_names: None,
         }
+    }
+
+    /// `/readyz` waits for the first sync that reached the data path; `/healthz` does not.
+    #[test]
+    fn readiness_follows_the_first_sync_and_liveness_does_not() {
+        let state = state();
+        assert_eq!(route("/healthz", &state).0, "200 OK");
+        let (status, _, body) = route("/readyz", &state);
+        assert_eq!(status, "503 Service Unavailable");
+        assert!(body.contains("not been synced"), "{body}");
+        state.sync_clock.set_last_ms(1_700_000_000_000);
+        assert_eq!(route("/readyz", &state).0, "200 OK");
     }
 
     /// `/metrics` is answered from the counts the endpoint manager published and the counters' own

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod model;
 pub mod naming;
 pub mod node_annotations;
+pub mod node_discovery;
 pub mod overlay;
 pub mod policy;
 pub mod service_list;

@@ -145,6 +145,16 @@ impl SyncClock {
         self.last_ms.load(Ordering::SeqCst)
     }
 
+    /// Whether a sync has completed since the agent started (its readiness).
+    pub fn has_synced(&self) -> bool {
+        self.last_ms() > 0
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_last_ms(&self, ms: u64) {
+        self.last_ms.store(ms, Ordering::SeqCst);
+    }
+
     /// The frontends in the kernel as `/services` shows them.
     pub fn services(&self) -> &ServiceBoard {
         &self.services

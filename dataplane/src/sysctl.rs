@@ -1,20 +1,43 @@
 //! sysctl reads and writes for the calling thread's network namespace (/proc/sys/net is per namespace).
+//!
+//! The files are found under a procfs root, `/proc` unless [`set_proc_root`] says otherwise: a
+//! container runtime mounts its containers' `/proc/sys` read-only, so the agent in a DaemonSet reaches
+//! the node's sysctls through the host's procfs mounted elsewhere (`/host/proc`). `/proc/sys/net`
+//! shows the network namespace of the thread that opens it, whichever procfs mount it is reached by.
 
 use std::fs;
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use crate::DataplaneError;
 
+/// Where procfs is mounted; set once at start.
+static PROC_ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// Reads sysctls under `root` (a procfs mount) instead of `/proc`. Only the first call counts; `false`
+/// when a root was set before.
+pub fn set_proc_root(root: PathBuf) -> bool {
+    PROC_ROOT.set(root).is_ok()
+}
+
+/// The file of sysctl `key` (dotted form, or a path relative to `sys/`).
+fn sysctl_path(key: &str) -> PathBuf {
+    PROC_ROOT
+        .get()
+        .map_or_else(|| PathBuf::from("/proc"), Clone::clone)
+        .join("sys")
+        .join(key.replace('.', "/"))
+}
+
 /// Writes `value` to the sysctl `key` (dotted form, e.g. `net.ipv4.ip_forward`).
 pub fn write(key: &str, value: &str) -> Result<(), DataplaneError> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    fs::write(&path, value)
+    fs::write(sysctl_path(key), value)
         .map_err(|e| DataplaneError::io(format!("writing sysctl {key}={value}"), e))
 }
 
 /// Reads the sysctl `key`, trimmed.
 pub fn read(key: &str) -> Result<String, DataplaneError> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    fs::read_to_string(&path)
+    fs::read_to_string(sysctl_path(key))
         .map(|v| v.trim().to_owned())
         .map_err(|e| DataplaneError::io(format!("reading sysctl {key}"), e))
 }
@@ -23,12 +46,18 @@ pub fn read(key: &str) -> Result<String, DataplaneError> {
 /// address, no router advertisements accepted, nothing sent or received over IPv6. `Ok(false)` when the
 /// kernel has no IPv6 at all (nothing to turn off).
 pub fn disable_ipv6(ifname: &str) -> Result<bool, DataplaneError> {
-    if !std::path::Path::new("/proc/sys/net/ipv6/conf").exists() {
+    if !sysctl_path("net/ipv6/conf").exists() {
         return Ok(false);
     }
-    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
-    fs::write(&path, "1")
-        .map_err(|e| DataplaneError::io(format!("turning IPv6 off on {ifname} ({path})"), e))?;
+    let path = sysctl_path("net/ipv6/conf")
+        .join(ifname)
+        .join("disable_ipv6");
+    fs::write(&path, "1").map_err(|e| {
+        DataplaneError::io(
+            format!("turning IPv6 off on {ifname} ({})", path.display()),
+            e,
+        )
+    })?;
     Ok(true)
 }
 

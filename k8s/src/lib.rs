@@ -1,5 +1,6 @@
 //! Kubernetes objects for strait, shared by the agent and the lab.
 //!
+//! - [`access`]: the API access the agent needs (its ClusterRole's rules).
 //! - [`object`]: [`Object`] (the kinds strait reads, as k8s-openapi types), [`Kind`], [`ObjectKey`].
 //! - [`manifest`]: YAML/JSON manifests into objects, with file/document/item locations, strict field
 //!   checking and the choice of kinds a caller reads.
@@ -10,6 +11,7 @@
 //! - [`store`]: [`ObjectStore`], the one copy of the cluster's objects, and the change events features
 //!   subscribe to.
 
+pub mod access;
 mod builtin;
 pub mod flannel;
 pub mod manifest;
