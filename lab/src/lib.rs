@@ -16,6 +16,7 @@ pub mod dns_listing;
 pub mod external;
 pub mod flannel;
 pub mod flows;
+pub mod install;
 pub mod kube_objects;
 pub mod listing;
 pub mod manifests;

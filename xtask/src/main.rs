@@ -7,6 +7,7 @@ mod bootstrap;
 mod cmd;
 mod dashboards;
 mod demo;
+mod manifests;
 mod parallel;
 mod test;
 
@@ -66,6 +67,12 @@ enum Task {
         #[arg(long)]
         schema: bool,
     },
+    /// Check the install manifests in deploy/kubernetes/ against the Kubernetes API's schemas.
+    ///
+    /// Runs `kubernetes-validate --strict` (PyPI, installed into a virtual environment under
+    /// target/) for Kubernetes 1.37 and 1.33. The manifests themselves are written by `strait install
+    /// --out deploy/kubernetes`; a test fails when the committed files differ from that rendering.
+    Manifests,
 }
 
 /// Where the workspace lives and where cargo puts its build output.
@@ -109,6 +116,7 @@ fn run(cli: Cli) -> Result<()> {
         Task::Bootstrap => bootstrap::run(&ws),
         Task::Test(args) => test::run(&ws, &args),
         Task::Demo => demo::run(&ws),
+        Task::Manifests => manifests::check(&ws.root, &ws.target),
         Task::Dashboards { check, schema } => {
             dashboards::run(&ws.root, check)?;
             if schema {

@@ -289,6 +289,7 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
             parallel_tests: None,
         },
         dashboards_step(),
+        manifests_step(),
         Step {
             name: "build",
             about: "build every binary (the tests run them from target/debug)",
@@ -335,6 +336,20 @@ fn dashboards_step() -> Step {
     Step {
         name: "dashboards",
         about: "deploy/grafana matches its definitions and Grafana's dashboard schema (@grafana/schema, tsc)",
+        needs_root: false,
+        counts_tests: false,
+        command,
+        parallel_tests: None,
+    }
+}
+
+/// The install manifests against the Kubernetes API's schemas.
+fn manifests_step() -> Step {
+    let mut command = Command::new(std::env::current_exe().unwrap_or_else(|_| "xtask".into()));
+    command.arg("manifests");
+    Step {
+        name: "manifests",
+        about: "deploy/kubernetes against the Kubernetes 1.37 and 1.33 API schemas (kubernetes-validate --strict)",
         needs_root: false,
         counts_tests: false,
         command,

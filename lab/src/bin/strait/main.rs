@@ -20,6 +20,7 @@ use tracing_subscriber::EnvFilter;
 
 mod flows;
 mod inspect;
+mod install;
 mod policy;
 mod report;
 
@@ -74,6 +75,14 @@ enum Top {
     /// Cluster DNS as the agents answer it.
     #[command(subcommand)]
     Dns(inspect::DnsCommand),
+    /// The manifests that install strait in a cluster (Namespace, RBAC, ConfigMap, the agent's
+    /// DaemonSet with its CNI-installing init container, kube-dns and the metrics Service),
+    /// rendered with your cluster's values. The defaults (kubeadm's) are committed in
+    /// deploy/kubernetes/.
+    ///
+    /// Example: `strait install --print --cluster-cidr 10.42.0.0/16 --service-cidr 10.43.0.0/16
+    /// --cluster-dns-ip 10.43.0.10 | kubectl apply -f -`
+    Install(install::InstallArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -417,6 +426,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Top::Services(args) => return inspect::run_services(&args),
         Top::Ct(command) => return inspect::run_ct(&command),
         Top::Dns(command) => return inspect::run_dns(&command),
+        Top::Install(args) => return install::run_install(&args),
     };
     match command {
         LabCommand::Up {
