@@ -7,12 +7,14 @@
 //! answered whole (no continuation) from a serialized copy made at start and again after each change,
 //! unless the server was started [paginated](MockApiServer::start_paginated): then a list with
 //! `limit=N` gets N items and a `continue` token, as the API server pages. A watch (`watch=true`) is
-//! answered with a chunked stream that stays open until the server is dropped. Every request's target
+//! answered with a chunked stream that stays open until the server is dropped. One cluster-scoped
+//! object (a Node) can be read (`GET`) and merge-patched (`PATCH`), as the agent does with its own
+//! Node. Every request's target
 //! is [logged](MockApiServer::requests); anything that is no collection gets a 404. Only loopback
 //! addresses are ever bound.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read as _, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -55,6 +57,8 @@ struct State {
     paginate: bool,
     /// Every request's target (path and query), in arrival order.
     requests: Vec<String>,
+    /// Every request's method and target (`GET /api/v1/nodes?limit=500`), in arrival order.
+    calls: Vec<String>,
 }
 
 impl State {
@@ -207,6 +211,18 @@ impl MockApiServer {
         self.lock().requests.clone()
     }
 
+    /// The method and target of every request so far (`PATCH /api/v1/nodes/n1`), in arrival order.
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    /// The stored object of cluster-scoped `collection` (a served path) named `name`.
+    pub fn object(&self, collection: &str, name: &str) -> Option<Value> {
+        let state = self.lock();
+        let objects = state.objects.get(collection)?;
+        objects.get(&format!("/{name}")).cloned()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -263,20 +279,36 @@ fn serve(
         if reader.read_line(&mut request_line)? == 0 {
             return Ok(());
         }
-        // Skip the headers (GET requests carry no body).
+        // The headers; only a body's length matters here.
+        let mut length = 0;
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header)? == 0 || header == "\r\n" || header == "\n" {
                 break;
             }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
         }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        let method = request_line.split_whitespace().next().unwrap_or("GET");
         let target = request_line.split_whitespace().nth(1).unwrap_or("/");
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .requests
-            .push(target.to_owned());
+        {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.requests.push(target.to_owned());
+            state.calls.push(format!("{method} {target}"));
+        }
+        if let Some((collection, name)) = path.rsplit_once('/')
+            && let Some((collection, _, _)) = COLLECTIONS.iter().find(|(p, _, _)| *p == collection)
+        {
+            let (status, reply) = one_object(state, version, method, collection, name, &body);
+            respond(&mut writer, status, &reply)?;
+            continue;
+        }
         let Some((path, _, _)) = COLLECTIONS.iter().find(|(p, _, _)| *p == path) else {
             let status = json!({"kind": "Status", "code": 404}).to_string();
             respond(&mut writer, "404 Not Found", &status)?;
@@ -306,6 +338,83 @@ fn serve(
             }
         };
         respond(&mut writer, "200 OK", &list)?;
+    }
+}
+
+/// GET or PATCH (a JSON merge patch) of one cluster-scoped object; a patch is sent to the
+/// collection's watches as MODIFIED.
+fn one_object(
+    state: &Mutex<State>,
+    version: &AtomicU64,
+    method: &str,
+    collection: &'static str,
+    name: &str,
+    body: &[u8],
+) -> (&'static str, String) {
+    let not_found = || {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "reason": "NotFound", "code": 404, "message": format!("{name} not found")});
+        ("404 Not Found", status.to_string())
+    };
+    let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+    let id = format!("/{name}");
+    let Some(object) = state
+        .objects
+        .get(collection)
+        .and_then(|o| o.get(&id))
+        .cloned()
+    else {
+        return not_found();
+    };
+    match method {
+        "GET" => ("200 OK", object.to_string()),
+        "PATCH" => {
+            let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+                return (
+                    "400 Bad Request",
+                    json!({"kind": "Status", "code": 400}).to_string(),
+                );
+            };
+            let mut patched = object;
+            merge_patch(&mut patched, &patch);
+            let next = version.fetch_add(1, Ordering::SeqCst) + 1;
+            patched["metadata"]["resourceVersion"] = Value::String(next.to_string());
+            state.lists.remove(collection);
+            state
+                .objects
+                .entry(collection)
+                .or_default()
+                .insert(id, patched.clone());
+            let line = json!({"type": "MODIFIED", "object": patched}).to_string();
+            if let Some(watches) = state.watches.get_mut(collection) {
+                watches.retain(|watch| watch.send(line.clone()).is_ok());
+            }
+            ("200 OK", patched.to_string())
+        }
+        _ => (
+            "405 Method Not Allowed",
+            json!({"kind": "Status", "code": 405}).to_string(),
+        ),
+    }
+}
+
+/// RFC 7386: objects merge key by key, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(changes) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(fields) = target {
+        for (key, value) in changes {
+            if value.is_null() {
+                fields.remove(key);
+            } else {
+                merge_patch(fields.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
     }
 }
 
