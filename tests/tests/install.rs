@@ -7,6 +7,7 @@
 //! (The API schema check with kubernetes-validate is `cargo xtask manifests`.)
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -81,7 +82,7 @@ fn the_committed_manifests_are_the_default_rendering() {
     let mut listed: Vec<String> = std::fs::read_dir(repo().join(install::COMMITTED_DIR))
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".yaml"))
+        .filter(|n| Path::new(n).extension().is_some_and(|x| x == "yaml"))
         .collect();
     listed.sort();
     let rendered: Vec<&str> = install::applied_by_default(&files)
@@ -354,7 +355,15 @@ fn config_map_keys_and_the_agents_environment_line_up() {
             );
         }
     }
+}
 
+#[test]
+fn the_cni_socket_and_cluster_dns_line_up() {
+    let objects = applied();
+    let (daemon_set, agent, _) = agent(&objects);
+    let volumes = daemon_set.spec.template.spec.unwrap().volumes.unwrap();
+    let config: ConfigMap = one(&objects, "ConfigMap", install::config::CONFIG_NAME);
+    let data = config.data.unwrap();
     // The conflist is one the plugin accepts, and its socket is where the agent listens, on a
     // directory shared with the host (where kubelet runs the plugin).
     let conflist = &data[install::config::CONFLIST_KEY];
@@ -456,7 +465,6 @@ fn the_init_container_installs_into_a_host_root_and_running_it_again_changes_not
         std::fs::read(&list).unwrap(),
         std::fs::read(&conflist).unwrap()
     );
-    use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
         std::fs::metadata(&plugin).unwrap().permissions().mode() & 0o777,
         0o755
@@ -476,7 +484,6 @@ fn the_init_container_installs_into_a_host_root_and_running_it_again_changes_not
     assert!(ok, "{out}");
     assert_eq!(out.matches("unchanged").count(), 2, "{out}");
     let after = std::fs::metadata(&plugin).unwrap();
-    use std::os::unix::fs::MetadataExt as _;
     assert_eq!(
         (before.ino(), before.mtime_nsec()),
         (after.ino(), after.mtime_nsec())
