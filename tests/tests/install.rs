@@ -563,3 +563,58 @@ fn install_print_takes_the_users_values_and_refuses_impossible_ones() {
         "nothing half-rendered is printed"
     );
 }
+
+/// The binaries a Containerfile `cargo build` line names (`--bin X`).
+fn containerfile_binaries(text: &str) -> BTreeSet<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[0] == "--bin")
+        .map(|w| w[1].to_owned())
+        .collect()
+}
+
+/// The image cannot be built here (no container engine), so its definition is checked against the
+/// workspace: it builds and ships every binary the manifests run, with the toolchains the workspace
+/// and bootstrap use.
+#[test]
+fn the_containerfile_ships_every_binary_the_manifests_run() {
+    let text = std::fs::read_to_string(repo().join("Containerfile")).unwrap();
+    let built = containerfile_binaries(&text);
+    for binary in &built {
+        assert!(
+            text.contains(&format!("target/release/{binary}")),
+            "{binary} is built but not copied into the image"
+        );
+    }
+    let (_, agent, install_cni) = agent(&applied());
+    for container in [&agent, &install_cni] {
+        let program = &container.command.as_ref().unwrap()[0];
+        assert!(
+            built.contains(program),
+            "{} runs {program}, which the image lacks",
+            container.name
+        );
+    }
+    // The plugin the init container copies is in the image beside it.
+    assert!(built.contains(strait_cni::install::PLUGIN_NAME));
+    assert!(text.contains("cargo xtask bootstrap --build-only"));
+    // The stable toolchain is the workspace's.
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let rust_version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
+    assert!(
+        text.contains(&format!("ARG RUST_VERSION={rust_version}")),
+        "the builder's Rust is not the workspace's {rust_version}"
+    );
+    // Every binary named is a real target of the workspace.
+    for binary in &built {
+        assert!(
+            strait_tests::bin_dir().join(binary).exists(),
+            "{binary} is no binary of the workspace"
+        );
+    }
+}

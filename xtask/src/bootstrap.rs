@@ -74,6 +74,14 @@ pub fn run(ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
+/// Only what building the binaries needs: rust-src for nightly and bpf-linker (the Containerfile's
+/// builder stage).
+pub fn run_build_only(ws: &Workspace) -> Result<()> {
+    let installed = usize::from(rust_src()?) + usize::from(bpf_linker(ws)?);
+    println!("bootstrap (build only): installed {installed} item(s)");
+    Ok(())
+}
+
 /// The cargo-fuzz release installed when none is on PATH (the DNS handler's fuzz target,
 /// `dns/fuzz`).
 const CARGO_FUZZ_VERSION: &str = "0.13.2";

@@ -36,7 +36,12 @@ enum Task {
     /// against the nightly toolchain's own libLLVM (no system LLVM); the Debian packages the lab and the
     /// tests use (iproute2, iputils-ping, bpftool). Prints one line per item; a second run installs
     /// nothing and says so. Installing Debian packages needs root.
-    Bootstrap,
+    Bootstrap {
+        /// Only what building the binaries needs (rust-src and bpf-linker): the container image's
+        /// builder stage, which runs no test.
+        #[arg(long)]
+        build_only: bool,
+    },
     /// Run every check the CI runs, stopping at the first failure.
     ///
     /// Bootstraps, then in order: `cargo fmt --check`, host clippy, eBPF clippy (nightly,
@@ -113,7 +118,8 @@ fn run(cli: Cli) -> Result<()> {
     env::set_current_dir(&ws.root)
         .with_context(|| format!("cannot enter the workspace root {}", ws.root.display()))?;
     match cli.task {
-        Task::Bootstrap => bootstrap::run(&ws),
+        Task::Bootstrap { build_only: true } => bootstrap::run_build_only(&ws),
+        Task::Bootstrap { build_only: false } => bootstrap::run(&ws),
         Task::Test(args) => test::run(&ws, &args),
         Task::Demo => demo::run(&ws),
         Task::Manifests => manifests::check(&ws.root, &ws.target),
