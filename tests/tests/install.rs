@@ -525,6 +525,8 @@ fn install_print_takes_the_users_values_and_refuses_impossible_ones() {
             "10.43.0.10",
             "--vni",
             "7",
+            "--cni-conf-dir",
+            "/var/lib/rancher/k3s/agent/etc/cni/net.d",
         ])
         .output()
         .unwrap();
@@ -547,6 +549,13 @@ fn install_print_takes_the_users_values_and_refuses_impossible_ones() {
     let dns: Service = one(&objects, "Service", "kube-dns");
     assert_eq!(dns.spec.unwrap().cluster_ip.as_deref(), Some("10.43.0.10"));
     assert!(!objects.iter().any(|o| o["kind"] == "ServiceMonitor"));
+    let daemon_set: DaemonSet = one(&objects, "DaemonSet", install::NAME);
+    let volumes = daemon_set.spec.template.spec.unwrap().volumes.unwrap();
+    let cni_conf = volumes.iter().find(|v| v.name == "cni-conf").unwrap();
+    assert_eq!(
+        cni_conf.host_path.as_ref().unwrap().path,
+        "/var/lib/rancher/k3s/agent/etc/cni/net.d"
+    );
 
     let refused = Command::new(&strait)
         .args(["install", "--print", "--cluster-dns-ip", "10.43.0.10"])

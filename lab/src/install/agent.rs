@@ -47,80 +47,86 @@ pub const CONFLIST_FILE: &str = "conflist.json";
 /// A host directory, its mount point in a container, and how mounts below it propagate.
 struct HostDir {
     volume: &'static str,
-    host: &'static str,
-    mount: &'static str,
+    host: String,
+    mount: String,
     read_only: bool,
     /// Mounts made on the host later (bpffs, new network namespaces) show up in the container.
     host_to_container: bool,
 }
 
-const AGENT_DIRS: [HostDir; 6] = [
-    HostDir {
-        volume: "bpffs",
-        host: "/sys/fs/bpf",
-        mount: "/sys/fs/bpf",
-        read_only: false,
-        host_to_container: true,
-    },
-    HostDir {
-        volume: "host-cgroup",
-        host: "/sys/fs/cgroup",
-        mount: "/host/cgroup",
-        read_only: true,
-        host_to_container: false,
-    },
-    HostDir {
-        volume: "host-proc",
-        host: "/proc",
-        mount: "/host/proc",
-        read_only: false,
-        host_to_container: false,
-    },
-    HostDir {
-        volume: "netns",
-        host: "/run/netns",
-        mount: "/run/netns",
-        read_only: true,
-        host_to_container: true,
-    },
-    HostDir {
-        volume: "run",
-        host: "/run/strait",
-        mount: "/run/strait",
-        read_only: false,
-        host_to_container: false,
-    },
-    HostDir {
-        volume: "state",
-        host: "/var/lib/strait",
-        mount: "/var/lib/strait",
-        read_only: false,
-        host_to_container: false,
-    },
-];
+fn agent_dirs() -> [HostDir; 6] {
+    [
+        HostDir {
+            volume: "bpffs",
+            host: "/sys/fs/bpf".into(),
+            mount: "/sys/fs/bpf".into(),
+            read_only: false,
+            host_to_container: true,
+        },
+        HostDir {
+            volume: "host-cgroup",
+            host: "/sys/fs/cgroup".into(),
+            mount: "/host/cgroup".into(),
+            read_only: true,
+            host_to_container: false,
+        },
+        HostDir {
+            volume: "host-proc",
+            host: "/proc".into(),
+            mount: "/host/proc".into(),
+            read_only: false,
+            host_to_container: false,
+        },
+        HostDir {
+            volume: "netns",
+            host: "/run/netns".into(),
+            mount: "/run/netns".into(),
+            read_only: true,
+            host_to_container: true,
+        },
+        HostDir {
+            volume: "run",
+            host: "/run/strait".into(),
+            mount: "/run/strait".into(),
+            read_only: false,
+            host_to_container: false,
+        },
+        HostDir {
+            volume: "state",
+            host: "/var/lib/strait".into(),
+            mount: "/var/lib/strait".into(),
+            read_only: false,
+            host_to_container: false,
+        },
+    ]
+}
 
-const CNI_DIRS: [HostDir; 2] = [
-    HostDir {
-        volume: "cni-bin",
-        host: "/opt/cni/bin",
-        mount: "/host/opt/cni/bin",
-        read_only: false,
-        host_to_container: false,
-    },
-    HostDir {
-        volume: "cni-conf",
-        host: "/etc/cni/net.d",
-        mount: "/host/etc/cni/net.d",
-        read_only: false,
-        host_to_container: false,
-    },
-];
+/// The node's CNI directories (kubelet's and the runtime's: /opt/cni/bin and /etc/cni/net.d unless
+/// the distribution moved them, as k3s does), where the installer expects them under its host root.
+fn cni_dirs(values: &InstallValues) -> [HostDir; 2] {
+    [
+        HostDir {
+            volume: "cni-bin",
+            host: values.cni_bin_dir.clone(),
+            mount: format!("/host/{}", strait_cni::install::BIN_DIR),
+            read_only: false,
+            host_to_container: false,
+        },
+        HostDir {
+            volume: "cni-conf",
+            host: values.cni_conf_dir.clone(),
+            mount: format!("/host/{}", strait_cni::install::CONF_DIR),
+            read_only: false,
+            host_to_container: false,
+        },
+    ]
+}
 
 fn mounts(dirs: &[HostDir]) -> Vec<VolumeMount> {
     dirs.iter()
         .map(|d| VolumeMount {
             name: d.volume.into(),
-            mount_path: d.mount.into(),
+            mount_path: d.mount.clone(),
             read_only: d.read_only.then_some(true),
             mount_propagation: d.host_to_container.then(|| "HostToContainer".into()),
             ..VolumeMount::default()
@@ -132,7 +138,7 @@ fn host_volumes(dirs: &[HostDir]) -> impl Iterator<Item = Volume> + '_ {
     dirs.iter().map(|d| Volume {
         name: d.volume.into(),
         host_path: Some(HostPathVolumeSource {
-            path: d.host.into(),
+            path: d.host.clone(),
             type_: Some(if d.host == "/proc" || d.host == "/sys/fs/cgroup" {
                 "Directory".into()
             } else {
@@ -235,14 +241,14 @@ fn agent_container(values: &InstallValues) -> Container {
             ..ResourceRequirements::default()
         }),
         security_context: Some(security(&AGENT_CAPABILITIES)),
-        volume_mounts: Some(mounts(&AGENT_DIRS)),
+        volume_mounts: Some(mounts(&agent_dirs())),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Container::default()
     }
 }
 
 fn install_cni_container(values: &InstallValues) -> Container {
-    let mut volume_mounts = mounts(&CNI_DIRS);
+    let mut volume_mounts = mounts(&cni_dirs(values));
     volume_mounts.push(VolumeMount {
         name: "config".into(),
         mount_path: CONFLIST_MOUNT.into(),
@@ -299,8 +305,9 @@ fn security(add: &[&str]) -> SecurityContext {
 }
 
 pub fn daemon_set(values: &InstallValues) -> DaemonSet {
-    let mut volumes: Vec<Volume> = host_volumes(&AGENT_DIRS)
-        .chain(host_volumes(&CNI_DIRS))
+    let (agent_dirs, cni_dirs) = (agent_dirs(), cni_dirs(values));
+    let mut volumes: Vec<Volume> = host_volumes(&agent_dirs)
+        .chain(host_volumes(&cni_dirs))
         .collect();
     volumes.push(Volume {
         name: "config".into(),

@@ -74,7 +74,8 @@ fn header(path: &str, values: &InstallValues, about: &str) -> String {
         "# {path}: {about}\n\
          # Rendered by `strait install --print` (strait {version}); values: namespace={ns} image={image}\n\
          # cluster-cidr={pods} service-cidr={svcs} cluster-dns-ip={dns} overlay={overlay} vni={vni}\n\
-         # vxlan-port={port} agent-port={agent} network-policy={policy}\n",
+         # vxlan-port={port} agent-port={agent} network-policy={policy}\n\
+         # cni-bin-dir={bin} cni-conf-dir={conf}\n",
         version = env!("CARGO_PKG_VERSION"),
         ns = values.namespace,
         image = values.image,
@@ -86,6 +87,8 @@ fn header(path: &str, values: &InstallValues, about: &str) -> String {
         port = values.vxlan_port,
         agent = values.agent_port,
         policy = values.network_policy,
+        bin = values.cni_bin_dir,
+        conf = values.cni_conf_dir,
     )
 }
 

@@ -37,6 +37,10 @@ pub struct InstallValues {
     pub network_policy: bool,
     /// The API server's `--service-node-port-range`.
     pub node_port_range: (u16, u16),
+    /// The node's CNI binary directory (containerd's `bin_dir`).
+    pub cni_bin_dir: String,
+    /// The node's CNI configuration directory (containerd's `conf_dir`).
+    pub cni_conf_dir: String,
 }
 
 impl Default for InstallValues {
@@ -54,6 +58,8 @@ impl Default for InstallValues {
             agent_port: 9962,
             network_policy: true,
             node_port_range: (30_000, 32_767),
+            cni_bin_dir: "/opt/cni/bin".into(),
+            cni_conf_dir: "/etc/cni/net.d".into(),
         }
     }
 }
@@ -83,6 +89,8 @@ pub enum ValuesError {
     Domain(String),
     #[error("--node-port-range {0}-{1} is empty")]
     NodePorts(u16, u16),
+    #[error("{0} {1:?} is not an absolute path")]
+    Directory(&'static str, String),
 }
 
 impl InstallValues {
@@ -123,6 +131,14 @@ impl InstallValues {
         if !self.cluster_domain.split('.').all(is_dns_label) {
             return Err(ValuesError::Domain(self.cluster_domain.clone()));
         }
+        for (flag, dir) in [
+            ("--cni-bin-dir", &self.cni_bin_dir),
+            ("--cni-conf-dir", &self.cni_conf_dir),
+        ] {
+            if !dir.starts_with('/') || dir.contains("..") {
+                return Err(ValuesError::Directory(flag, dir.clone()));
+            }
+        }
         let (first, last) = self.node_port_range;
         if first == 0 || first > last {
             return Err(ValuesError::NodePorts(first, last));
@@ -162,5 +178,6 @@ mod tests {
         assert!(with(|v| v.image = "a b".into()).contains("--image"));
         assert!(with(|v| v.cluster_domain = "cluster..local".into()).contains("DNS name"));
         assert!(with(|v| v.node_port_range = (32_767, 30_000)).contains("empty"));
+        assert!(with(|v| v.cni_conf_dir = "etc/cni".into()).contains("absolute"));
     }
 }

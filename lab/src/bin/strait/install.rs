@@ -60,6 +60,13 @@ pub struct InstallArgs {
     /// The API server's --service-node-port-range, FIRST-LAST.
     #[arg(long, default_value = "30000-32767", value_parser = node_port_range)]
     node_port_range: (u16, u16),
+    /// The nodes' CNI binary directory: containerd's `bin_dir` (k3s keeps its own, see the README).
+    #[arg(long, default_value = "/opt/cni/bin")]
+    cni_bin_dir: String,
+    /// The nodes' CNI configuration directory: containerd's `conf_dir` (k3s:
+    /// /var/lib/rancher/k3s/agent/etc/cni/net.d).
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: String,
 }
 
 fn node_port_range(text: &str) -> Result<(u16, u16), String> {
@@ -85,6 +92,8 @@ impl InstallArgs {
             agent_port: self.agent_port,
             network_policy: self.network_policy,
             node_port_range: self.node_port_range,
+            cni_bin_dir: self.cni_bin_dir.clone(),
+            cni_conf_dir: self.cni_conf_dir.clone(),
         }
     }
 }
