@@ -527,6 +527,8 @@ fn install_print_takes_the_users_values_and_refuses_impossible_ones() {
             "7",
             "--cni-conf-dir",
             "/var/lib/rancher/k3s/agent/etc/cni/net.d",
+            "--node-selector",
+            "strait.io/node=ready",
         ])
         .output()
         .unwrap();
@@ -550,7 +552,9 @@ fn install_print_takes_the_users_values_and_refuses_impossible_ones() {
     assert_eq!(dns.spec.unwrap().cluster_ip.as_deref(), Some("10.43.0.10"));
     assert!(!objects.iter().any(|o| o["kind"] == "ServiceMonitor"));
     let daemon_set: DaemonSet = one(&objects, "DaemonSet", install::NAME);
-    let volumes = daemon_set.spec.template.spec.unwrap().volumes.unwrap();
+    let pod = daemon_set.spec.template.spec.unwrap();
+    assert_eq!(pod.node_selector.unwrap()["strait.io/node"], "ready");
+    let volumes = pod.volumes.unwrap();
     let cni_conf = volumes.iter().find(|v| v.name == "cni-conf").unwrap();
     assert_eq!(
         cni_conf.host_path.as_ref().unwrap().path,

@@ -355,6 +355,10 @@ pub fn daemon_set(values: &InstallValues) -> DaemonSet {
                         ..Toleration::default()
                     }]),
                     termination_grace_period_seconds: Some(30),
+                    node_selector: values
+                        .node_selector
+                        .clone()
+                        .map(|(k, v)| BTreeMap::from([(k, v)])),
                     init_containers: Some(vec![install_cni_container(values)]),
                     containers: vec![agent_container(values)],
                     volumes: Some(volumes),

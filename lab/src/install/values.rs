@@ -41,6 +41,8 @@ pub struct InstallValues {
     pub cni_bin_dir: String,
     /// The node's CNI configuration directory (containerd's `conf_dir`).
     pub cni_conf_dir: String,
+    /// Only nodes with this label run the agent (a migration moves nodes one at a time); `None`: all.
+    pub node_selector: Option<(String, String)>,
 }
 
 impl Default for InstallValues {
@@ -60,6 +62,7 @@ impl Default for InstallValues {
             node_port_range: (30_000, 32_767),
             cni_bin_dir: "/opt/cni/bin".into(),
             cni_conf_dir: "/etc/cni/net.d".into(),
+            node_selector: None,
         }
     }
 }

@@ -67,6 +67,16 @@ pub struct InstallArgs {
     /// /var/lib/rancher/k3s/agent/etc/cni/net.d).
     #[arg(long, default_value = "/etc/cni/net.d")]
     cni_conf_dir: String,
+    /// Run the agent only on nodes labelled KEY=VALUE (moving a Flannel cluster node by node).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = label)]
+    node_selector: Option<(String, String)>,
+}
+
+fn label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?}: expected KEY=VALUE")),
+    }
 }
 
 fn node_port_range(text: &str) -> Result<(u16, u16), String> {
@@ -94,6 +104,7 @@ impl InstallArgs {
             node_port_range: self.node_port_range,
             cni_bin_dir: self.cni_bin_dir.clone(),
             cni_conf_dir: self.cni_conf_dir.clone(),
+            node_selector: self.node_selector.clone(),
         }
     }
 }
