@@ -14,6 +14,7 @@ mod egress;
 mod external;
 mod flannel;
 mod flows;
+mod in_cluster;
 mod lifecycle;
 mod malformed;
 mod node_ports;
