@@ -43,6 +43,19 @@ pub fn run(ws: &Workspace) -> Result<()> {
     tour(&lab).with_context(|| {
         format!("the demo failed; the lab may be partly up, tear it down with: {down}")
     })?;
+    heading("the same agent in a real cluster: the manifests, rendered with your cluster's values");
+    let out = ws.target.join("demo-install");
+    cmd::run(
+        Command::new(&lab.strait)
+            .args(["install", "--out"])
+            .arg(&out)
+            .args([
+                "--cluster-cidr",
+                "10.244.0.0/16",
+                "--cluster-dns-ip",
+                "10.96.0.10",
+            ]),
+    )?;
     explore(&lab);
     Ok(())
 }
@@ -375,6 +388,7 @@ Policy questions: `{strait} policy explain --name {LAB} NS/POD NS/POD:PORT`.
   endpoints                       the agent's endpoint table
   metrics                         the agent's counters
 Agent logs: /run/strait-lab/{LAB}/nodes/<node>/agent.log; `strait lab list` shows every lab.
+For a real cluster: `{strait} install --print | kubectl apply -f -` (README: Installing in a cluster).
 Tear it down with: {}",
         cmd::display(&lab.command("down", &[]))
     );
