@@ -173,7 +173,11 @@ mod tests {
             values.check().unwrap_err().to_string()
         };
         assert!(with(|v| v.cluster_dns_ip = Ipv4Addr::new(10, 43, 0, 10)).contains("outside"));
-        assert!(with(|v| v.service_cidr = "10.244.128.0/20".parse().unwrap()).contains("overlap"));
+        let overlapping = with(|v| {
+            v.service_cidr = "10.244.128.0/20".parse().unwrap();
+            v.cluster_dns_ip = Ipv4Addr::new(10, 244, 128, 10);
+        });
+        assert!(overlapping.contains("overlap"), "{overlapping}");
         assert!(with(|v| v.overlay = "geneve".into()).contains("vxlan, direct"));
         assert!(with(|v| v.vni = 1 << 24).contains("16777215"));
         assert!(with(|v| v.agent_port = 0).contains("--agent-port"));
