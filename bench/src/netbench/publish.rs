@@ -8,7 +8,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{charts, crossnode, dns, headlines, policy, report, results::RunReport, run::progress};
+use super::{
+    charts, crossnode, dns, headlines, policy, report, results::RunReport, run::progress, sections,
+};
 use crate::stdout::{self, OutputError};
 
 /// Why publishing failed.
@@ -56,8 +58,8 @@ pub fn publish(
             .iter()
             .map(|(title, path)| (title.clone(), relative(path, base)))
             .collect();
-        // The cross-node, policy and DNS sections (`netbench cross-node|policy|dns --markdown`) stay, after
-        // the new figures.
+        // The cross-node, policy and DNS sections (`netbench cross-node|policy|dns --markdown`) and
+        // kubescale's stay, after the new figures.
         let old = fs::read_to_string(markdown).ok();
         let cross_node = old
             .as_deref()
@@ -68,6 +70,9 @@ pub fn publish(
         let dns = old
             .as_deref()
             .and_then(|old| dns::render::MARKERS.section_of(old).map(str::to_owned));
+        let kubescale = old
+            .as_deref()
+            .and_then(|old| sections::KUBESCALE.section_of(old).map(str::to_owned));
         let mut document = headlines::results_document(report, &links);
         if let Some(section) = cross_node {
             document = crossnode::render::splice(Some(&document), &section);
@@ -77,6 +82,9 @@ pub fn publish(
         }
         if let Some(section) = dns {
             document = dns::render::MARKERS.splice(Some(&document), &section);
+        }
+        if let Some(section) = kubescale {
+            document = sections::KUBESCALE.splice(Some(&document), &section);
         }
         fs::write(markdown, document).map_err(io("writing", markdown))?;
 

@@ -64,6 +64,12 @@ pub struct Markers {
     pub end: &'static str,
 }
 
+/// `kubescale --markdown`'s section (bench/src/bin/kubescale), kept when netbench rewrites the file.
+pub const KUBESCALE: Markers = Markers {
+    begin_prefix: "<!-- kubescale:begin",
+    end: "<!-- kubescale:end -->",
+};
+
 impl Markers {
     /// `text`'s section, markers included, if it has one.
     pub fn section_of(self, text: &str) -> Option<&str> {

@@ -311,19 +311,18 @@ async fn node_settings(args: &Args) -> anyhow::Result<(Ipv4Net, Option<String>)>
         (Some("auto"), None) => anyhow::bail!("--uplink auto needs --node-ip to find the uplink"),
         (other, _) => other.map(str::to_owned),
     };
-    let pod_cidr = match args.pod_cidr {
-        Some(net) => net,
-        None => {
-            let client = kube::Client::try_default()
-                .await
-                .context("connecting to the Kubernetes API to read the Node's pod CIDR")?;
-            node_discovery::wait_for_pod_cidr(
-                client,
-                &args.node_name,
-                std::time::Duration::from_secs(2),
-            )
-            .await?
-        }
+    let pod_cidr = if let Some(net) = args.pod_cidr {
+        net
+    } else {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API to read the Node's pod CIDR")?;
+        node_discovery::wait_for_pod_cidr(
+            client,
+            &args.node_name,
+            std::time::Duration::from_secs(2),
+        )
+        .await?
     };
     Ok((pod_cidr, uplink))
 }

@@ -21,6 +21,7 @@ use http_body::Frame;
 use http_body_util::StreamBody;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tower_test::mock;
 
 /// How long a test waits for anything before failing.
@@ -186,7 +187,12 @@ async fn route(
         log.lock()
             .unwrap()
             .push(format!("{} {uri}{mark}", request.method()));
-        let call = Call { kind, uri, respond };
+        let call = Call {
+            kind,
+            uri,
+            respond,
+            at: Instant::now(),
+        };
         match kind {
             Some(kind) if expected => {
                 // A closed queue means the test is over; dropping the call fails the request.
@@ -206,6 +212,8 @@ pub(super) struct Call {
     kind: Option<Kind>,
     uri: Uri,
     respond: Responder,
+    /// When the request arrived.
+    pub(super) at: Instant,
 }
 
 impl Call {
@@ -220,11 +228,21 @@ impl Call {
 
     /// Answers with a typed list at `resource_version`.
     pub(super) fn list(self, resource_version: &str, items: &[Value]) {
+        self.list_page(resource_version, items, None);
+    }
+
+    /// Answers with one page of a typed list at `resource_version`; with `next`, the `continue` token
+    /// of the page after it.
+    pub(super) fn list_page(self, resource_version: &str, items: &[Value], next: Option<&str>) {
         let kind = self.kind.expect("a list of a known kind");
+        let mut metadata = json!({"resourceVersion": resource_version});
+        if let Some(next) = next {
+            metadata["continue"] = next.into();
+        }
         let list = json!({
             "apiVersion": kind.api_version(),
             "kind": format!("{}List", kind.kind()),
-            "metadata": {"resourceVersion": resource_version},
+            "metadata": metadata,
             "items": items,
         });
         self.respond(StatusCode::OK, Some(list));

@@ -1,7 +1,10 @@
 //! Tests of [`KubeSource`] against the scripted API server in [`mock_api`](super::mock_api): initial
 //! lists, events on an open watch, a watch that ends and resumes, `410 Gone` and the relist after it,
 //! errors, readiness, the pod field selector, stopping on drop; what NetworkPolicy adds (every Pod,
-//! trimmed; Namespaces; NetworkPolicies); and that a TLS client builds.
+//! trimmed; Namespaces; NetworkPolicies); and that a TLS client builds. Then what large clusters need:
+//! paged lists streamed into the store, bookmarks asked for and followed, backoff that grows
+//! with jitter up to its cap, the periodic relist that corrects a missed delete, and the queue's
+//! bound (a consumer that does not read holds the watchers back; nothing is lost).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,8 +18,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use strait_k8s::ObjectStore;
 
-use super::KubeSource;
 use super::mock_api::{Kind, MockApi, TIMEOUT, WatchStream};
+use super::retry::{Backoff, Random, relist_delay};
+use super::{KubeSource, KubeSourceOptions, RetryPolicy};
 use crate::model::source::{ObjectSource, SourceChange};
 
 /// The store's objects, as the tests look at them.
@@ -566,4 +570,377 @@ async fn a_tls_client_for_a_real_api_server_builds() {
     let config = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
     let client = kube::Client::try_from(config);
     assert!(client.is_ok(), "{:?}", client.err());
+}
+
+/// What [`drain_until`] took from a source.
+#[derive(Debug, Default)]
+struct Drained {
+    /// Changes per batch, in order (batches that only carried list progress count 0).
+    batches: Vec<usize>,
+    /// The kind and size of each `Replace`, in order.
+    replaces: Vec<(strait_k8s::Kind, usize)>,
+    /// Upserts and deletes.
+    changes: usize,
+    errors: Vec<String>,
+}
+
+/// Applies the source's batches to `store` (polling every 10 ms) until `done` holds; fails after
+/// [`TIMEOUT`].
+async fn drain_until(
+    source: &mut KubeSource,
+    store: &mut ObjectStore,
+    api: &MockApi,
+    what: &str,
+    done: impl Fn(&KubeSource, &ObjectStore) -> bool,
+) -> Drained {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut drained = Drained::default();
+    loop {
+        loop {
+            let batch = source.collect(Duration::ZERO);
+            if batch.noticed.is_none() {
+                break;
+            }
+            drained.batches.push(batch.changes.len());
+            drained.errors.extend(batch.errors);
+            for change in batch.changes {
+                match change {
+                    SourceChange::Change(change) => {
+                        drained.changes += 1;
+                        store.apply(change);
+                    }
+                    SourceChange::Replace(kind, objects) => {
+                        drained.replaces.push((kind, objects.len()));
+                        store.replace(kind, objects);
+                    }
+                }
+            }
+        }
+        if done(source, store) {
+            return drained;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not {what} within {TIMEOUT:?}; took {drained:?}\nrequests:\n{}",
+            api.log()
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Names of the Services in `store`.
+fn stored_services(store: &ObjectStore) -> Vec<String> {
+    store.services().map(|(key, _)| key.name.clone()).collect()
+}
+
+#[tokio::test]
+async fn lists_come_in_pages_streamed_into_the_store_and_watches_follow_bookmarks() {
+    let (client, mut api) = MockApi::start();
+    let mut source = KubeSource::start(client, NODE);
+    let first = api.expect_list(Kind::Services).await;
+    assert_eq!(first.param("limit"), Some("500"), "{}", api.log());
+    assert_eq!(first.param("continue"), None);
+    let page = [
+        service("a", "10.96.0.1", "90"),
+        service("b", "10.96.0.2", "91"),
+    ];
+    first.list_page("100", &page, Some("page-2"));
+    let second = api.expect_list(Kind::Services).await;
+    assert_eq!(second.param("continue"), Some("page-2"), "{}", api.log());
+    assert_eq!(second.param("limit"), Some("500"));
+    second.list_page("100", &[service("c", "10.96.0.3", "92")], None);
+    let watch = api.expect_watch(Kind::Services, "100").await;
+    assert_eq!(watch.param("allowWatchBookmarks"), Some("true"));
+    assert_eq!(watch.param("timeoutSeconds"), Some("290"));
+    let services = watch.watch();
+    let mut quiet = Vec::new();
+    for kind in [Kind::EndpointSlices, Kind::Nodes, Kind::Pods] {
+        let list = api.expect_list(kind).await;
+        assert_eq!(list.param("limit"), Some("500"), "{kind:?}");
+        list.list("1", &[]);
+        let watch = api.expect_watch(kind, "1").await;
+        assert_eq!(watch.param("allowWatchBookmarks"), Some("true"), "{kind:?}");
+        quiet.push(watch.watch());
+    }
+
+    let mut store = ObjectStore::new();
+    let drained = drain_until(&mut source, &mut store, &api, "ready", |s, _| s.is_ready()).await;
+    // Both pages streamed into the store as they came: no list is held whole.
+    assert!(drained.replaces.is_empty(), "{drained:?}");
+    assert!(drained.changes >= 3, "{drained:?}");
+    assert_eq!(stored_services(&store), ["a", "b", "c"]);
+
+    // The watch ends after a bookmark: it resumes from the bookmark's version, not the list's, and
+    // without listing again.
+    services.bookmark("120");
+    services.close();
+    let resumed = api.expect_watch(Kind::Services, "120").await;
+    assert_eq!(resumed.param("allowWatchBookmarks"), Some("true"));
+    let services = resumed.watch();
+    services.event("ADDED", service("d", "10.96.0.4", "121"));
+    let drained = drain_until(&mut source, &mut store, &api, "d added", |_, store| {
+        store.count(strait_k8s::Kind::Service) == 4
+    })
+    .await;
+    assert!(drained.replaces.is_empty(), "{drained:?}");
+    assert!(drained.errors.is_empty(), "{drained:?}");
+    api.assert_no_unexpected_requests();
+}
+
+#[tokio::test]
+async fn a_refused_list_is_retried_after_growing_jittered_delays_up_to_the_cap() {
+    let (client, mut api) = MockApi::start();
+    let retry = RetryPolicy {
+        first: Duration::from_millis(200),
+        max: Duration::from_millis(800),
+        factor: 2,
+        reset_after: Duration::from_mins(1),
+    };
+    let options = KubeSourceOptions {
+        retry,
+        ..KubeSourceOptions::default()
+    };
+    let mut source = Watched::new(KubeSource::with_options(client, NODE, false, &options));
+    let _quiet = serve_empty(&mut api, &[Kind::EndpointSlices, Kind::Nodes, Kind::Pods]).await;
+    let mut arrivals = Vec::new();
+    for _ in 0..5 {
+        let call = api.expect_list(Kind::Services).await;
+        arrivals.push(call.at);
+        call.fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "the server is busy",
+        );
+    }
+    let call = api.expect_list(Kind::Services).await;
+    arrivals.push(call.at);
+    call.list("10", &[service("web", "10.96.0.10", "10")]);
+    let _services = api.expect_watch(Kind::Services, "10").await.watch();
+
+    // Each wait lies between half its step and all of it (plus scheduling slack); the steps double
+    // although every attempt starts the watcher over (an `Init` before each list).
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    let steps = [200, 400, 800, 800, 800].map(Duration::from_millis);
+    // Slack for the scheduling of a loaded machine: the mock notes a request's arrival on a task of
+    // its own. Within it, the waits still grow (a step of 800 ms waits at least 350 ms, more than the
+    // first step ever does) and stop growing at the cap (at most 1.2 s, less than the next step).
+    let (early, late) = (Duration::from_millis(50), Duration::from_millis(400));
+    for (gap, step) in gaps.iter().zip(steps) {
+        assert!(
+            *gap + early >= step / 2 && *gap <= step + late,
+            "retries after {gaps:?}; steps {steps:?}"
+        );
+    }
+    let report = report_where(&mut source, &api, "the services", |_| true).await;
+    assert_eq!(names(&report.objects.services), ["shop/web"]);
+    assert_eq!(
+        report.errors.len(),
+        5,
+        "each failure once: {:?}",
+        report.errors
+    );
+    assert!(
+        report
+            .errors
+            .iter()
+            .all(|e| e.contains("the server is busy")),
+        "{:?}",
+        report.errors
+    );
+    api.assert_no_unexpected_requests();
+}
+
+#[test]
+fn backoff_waits_are_jittered_within_their_steps_and_start_over_after_a_quiet_period() {
+    let policy = RetryPolicy::default();
+    let steps = [0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0].map(Duration::from_secs_f64);
+    let start = std::time::Instant::now();
+    let mut firsts = Vec::new();
+    for seed in 0..500 {
+        let mut backoff = Backoff::new(policy, Random::with_seed(seed));
+        let (mut now, mut last) = (start, start);
+        for (attempt, step) in steps.iter().enumerate() {
+            let delay = backoff.next_delay(now);
+            assert!(
+                delay >= *step / 2 && delay <= *step,
+                "seed {seed}, failure {attempt}: {delay:?} for a step of {step:?}"
+            );
+            if attempt == 0 {
+                firsts.push(delay);
+            }
+            // The next failure comes as soon as the wait is over: no quiet period.
+            last = now;
+            now += delay;
+        }
+        // Just short of the quiet period the count goes on (at the cap); after it, it starts over.
+        now = last + policy.reset_after.saturating_sub(Duration::from_millis(1));
+        assert!(backoff.next_delay(now) >= Duration::from_secs(15));
+        now += policy.reset_after;
+        assert!(backoff.next_delay(now) <= Duration::from_millis(800));
+    }
+    // Jittered: the first waits spread over the whole half-step.
+    let (low, high) = (firsts.iter().min().unwrap(), firsts.iter().max().unwrap());
+    assert!(
+        *low < Duration::from_millis(440) && *high > Duration::from_millis(760),
+        "first waits from {low:?} to {high:?}"
+    );
+}
+
+#[test]
+fn relists_are_spread_ten_percent_either_side_of_the_interval() {
+    let every = Duration::from_mins(30);
+    let mut random = Random::with_seed(7);
+    let delays: Vec<Duration> = (0..1000)
+        .map(|_| relist_delay(every, &mut random))
+        .collect();
+    assert!(
+        delays
+            .iter()
+            .all(|d| *d >= every.mul_f64(0.9) && *d <= every.mul_f64(1.1))
+    );
+    let (low, high) = (delays.iter().min().unwrap(), delays.iter().max().unwrap());
+    assert!(
+        *low < every.mul_f64(0.92) && *high > every.mul_f64(1.08),
+        "from {low:?} to {high:?}"
+    );
+    // Two sources seeded from the process draw different sequences.
+    let (mut a, mut b) = (Random::new(), Random::new());
+    assert_ne!(
+        (0..4).map(|_| a.unit()).collect::<Vec<_>>(),
+        (0..4).map(|_| b.unit()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn each_kind_is_relisted_periodically_and_a_missed_delete_is_corrected() {
+    let (client, mut api) = MockApi::start();
+    let every = Duration::from_millis(500);
+    let options = KubeSourceOptions {
+        relist_every: every,
+        ..KubeSourceOptions::default()
+    };
+    let mut source = Watched::new(KubeSource::with_options(client, NODE, false, &options));
+    // The first list is answered late, after a relist would have been due: a list in progress is
+    // not cut short (the next request is the watch, not another list).
+    let list = api.expect_list(Kind::Services).await;
+    sleep(every + every / 2).await;
+    let initial = [
+        service("web", "10.96.0.10", "9"),
+        service("db", "10.96.0.11", "9"),
+    ];
+    list.list("10", &initial);
+    let watch = api.expect_watch(Kind::Services, "10").await;
+    let watched_at = watch.at;
+    let services = watch.watch();
+    let _quiet = serve_empty(&mut api, &[Kind::EndpointSlices, Kind::Nodes, Kind::Pods]).await;
+    let report = report_where(&mut source, &api, "the listed services", |_| true).await;
+    assert_eq!(names(&report.objects.services), ["shop/db", "shop/web"]);
+
+    // db is deleted, and the watch never says so. The relist comes 500 ms ± 10 % after the list,
+    // drops the old watch, and corrects the store.
+    let relist = api.expect_list(Kind::Services).await;
+    let after = relist.at - watched_at;
+    assert!(
+        after >= every.mul_f64(0.7) && after <= every.mul_f64(1.1) + Duration::from_millis(300),
+        "relisted {after:?} after the watch started"
+    );
+    relist.list("20", &[service("web", "10.96.0.10", "9")]);
+    let _services = api.expect_watch(Kind::Services, "20").await.watch();
+    let report = report_where(&mut source, &api, "db gone", |r| {
+        r.objects.services.len() == 1
+    })
+    .await;
+    assert_eq!(names(&report.objects.services), ["shop/web"]);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(services.is_closed(), "the relist dropped the old watch");
+    // Every other kind relists too.
+    for kind in [Kind::EndpointSlices, Kind::Nodes, Kind::Pods] {
+        api.expect_list(kind).await.list("30", &[]);
+    }
+    api.assert_no_unexpected_requests();
+}
+
+/// Waits until `source` has `capacity` messages queued, then checks it stays there (the watchers are
+/// held back, not queueing more).
+async fn queue_fills(source: &KubeSource, capacity: usize, api: &MockApi) {
+    let deadline = Instant::now() + TIMEOUT;
+    while source.queued() < capacity {
+        assert!(
+            Instant::now() < deadline,
+            "{} queued\nrequests:\n{}",
+            source.queued(),
+            api.log()
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(source.queued(), capacity);
+}
+
+#[tokio::test]
+async fn a_consumer_that_does_not_read_holds_the_watchers_back_and_loses_nothing() {
+    const CAPACITY: usize = 8;
+    let (client, mut api) = MockApi::start();
+    let options = KubeSourceOptions {
+        queue_capacity: CAPACITY,
+        ..KubeSourceOptions::default()
+    };
+    let mut source = KubeSource::with_options(client, NODE, false, &options);
+    let listed: Vec<Value> = (0..100)
+        .map(|i| service(&format!("listed-{i:03}"), "10.96.1.1", "5"))
+        .collect();
+    api.expect_list(Kind::Services).await.list("10", &listed);
+    for kind in [Kind::EndpointSlices, Kind::Nodes, Kind::Pods] {
+        api.expect_list(kind).await.list("1", &[]);
+    }
+
+    // Nobody reads: the queue fills to its bound and the watchers wait, the services list unfinished
+    // (its watcher has not asked for its watch).
+    queue_fills(&source, CAPACITY, &api).await;
+    let log = api.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("/api/v1/services?") && l.contains("watch=true")),
+        "{log}"
+    );
+
+    // Reading takes at most CAPACITY changes a batch; the list arrives whole, a page at a time.
+    let mut store = ObjectStore::new();
+    let drained = drain_until(&mut source, &mut store, &api, "ready", |s, _| s.is_ready()).await;
+    assert!(
+        drained.batches.iter().all(|n| *n <= CAPACITY),
+        "{drained:?}"
+    );
+    assert!(drained.changes >= listed.len(), "{drained:?}");
+    assert_eq!(store.count(strait_k8s::Kind::Service), 100);
+
+    // A burst of 200 events while nobody reads: again the queue stops at its bound.
+    let services = api.expect_watch(Kind::Services, "10").await.watch();
+    let mut quiet = Vec::new();
+    for kind in [Kind::EndpointSlices, Kind::Nodes, Kind::Pods] {
+        quiet.push(api.expect_watch(kind, "1").await.watch());
+    }
+    for i in 0..200 {
+        services.event(
+            "ADDED",
+            service(
+                &format!("added-{i:03}"),
+                "10.96.2.1",
+                &format!("{}", 11 + i),
+            ),
+        );
+    }
+    queue_fills(&source, CAPACITY, &api).await;
+    let drained = drain_until(&mut source, &mut store, &api, "every event", |_, store| {
+        store.count(strait_k8s::Kind::Service) == 300
+    })
+    .await;
+    assert_eq!(drained.changes, 200, "{drained:?}");
+    assert!(
+        drained.batches.iter().all(|n| *n <= CAPACITY),
+        "{drained:?}"
+    );
+    assert!(drained.batches.len() >= 200 / CAPACITY, "{drained:?}");
+    assert_eq!(source.queued(), 0);
+    api.assert_no_unexpected_requests();
 }
