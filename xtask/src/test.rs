@@ -317,16 +317,7 @@ fn steps(ws: &Workspace, args: &Args) -> Vec<Step> {
         },
     ];
     steps.extend(netbench_quick_steps(ws));
-    let mut kubescale = Command::new(ws.target.join("debug").join("kubescale"));
-    kubescale.arg("--quick");
-    steps.push(Step {
-        name: "kubescale (quick)",
-        about: "the kube source at 1,000 Services and 10,000 Pods against the stand-in API: every object arrives, the queue stays bounded, memory settles within bounds (figures printed, timings not asserted)",
-        needs_root: false,
-        counts_tests: false,
-        command: kubescale,
-        parallel_tests: None,
-    });
+    steps.push(kubescale_quick_step(ws));
     steps.push(Step {
             name: "svcscale (quick)",
             about: "1,000 Services through both agent sources, changes one by one and sustained, beside kube-proxy's syncs (figures printed, not asserted)",
@@ -346,6 +337,20 @@ fn dashboards_step() -> Step {
     Step {
         name: "dashboards",
         about: "deploy/grafana matches its definitions and Grafana's dashboard schema (@grafana/schema, tsc)",
+        needs_root: false,
+        counts_tests: false,
+        command,
+        parallel_tests: None,
+    }
+}
+
+/// The kube source at scale, quick: no root, no eBPF.
+fn kubescale_quick_step(ws: &Workspace) -> Step {
+    let mut command = Command::new(ws.target.join("debug").join("kubescale"));
+    command.arg("--quick");
+    Step {
+        name: "kubescale (quick)",
+        about: "the kube source at 1,000 Services and 10,000 Pods against the stand-in API: every object arrives, the queue stays bounded, memory settles within bounds (figures printed, timings not asserted)",
         needs_root: false,
         counts_tests: false,
         command,
