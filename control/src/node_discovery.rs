@@ -31,28 +31,21 @@ pub enum DiscoveryError {
     NoUplink(Ipv4Addr),
 }
 
-/// The IPv4 pod CIDR in `node`'s spec (`spec.podCIDRs`' first IPv4 one, else `spec.podCIDR`);
-/// `Ok(None)` while none is assigned.
+/// The IPv4 pod CIDR assigned to `node` (the first IPv4 one of `spec.podCIDRs`, else
+/// `spec.podCIDR`, read as the overlay reads every Node's); `Ok(None)` while none is assigned, an error
+/// when only ranges that are no IPv4 network are (strait's pods are IPv4).
 pub fn pod_cidr_of(node: &Node) -> Result<Option<Ipv4Net>, DiscoveryError> {
-    let name = node.metadata.name.clone().unwrap_or_default();
-    let Some(spec) = &node.spec else {
-        return Ok(None);
-    };
-    let mut candidates: Vec<&String> = spec.pod_cidrs.iter().flatten().collect();
-    candidates.extend(spec.pod_cidr.iter());
-    let mut last_error = None;
-    for value in candidates {
-        match value.parse::<Ipv4Net>() {
-            Ok(net) => return Ok(Some(net.trunc())),
-            Err(error) => last_error = Some((value.clone(), error.to_string())),
-        }
+    if let Some(net) = crate::model::nodes::pod_cidrs(node).into_iter().next() {
+        return Ok(Some(net));
     }
-    match last_error {
-        // Only IPv6 ranges (or garbage) assigned: strait's pods are IPv4.
-        Some((value, reason)) => Err(DiscoveryError::BadPodCidr {
-            node: name,
+    match crate::model::nodes::assigned_pod_ranges(node)
+        .into_iter()
+        .next()
+    {
+        Some(value) => Err(DiscoveryError::BadPodCidr {
+            node: node.metadata.name.clone().unwrap_or_default(),
+            reason: "strait's pods need an IPv4 range".into(),
             value,
-            reason,
         }),
         None => Ok(None),
     }

@@ -137,7 +137,7 @@ pub struct KubeSource {
     messages: queue::QueueReceiver<Message>,
     /// Kinds whose first list has not completed yet.
     unlisted: Vec<Kind>,
-    /// Lists in progress, by kind.
+    /// The keys handed on, and those named by lists in progress.
     lists: ListTracker,
     /// Dropping the set aborts the watcher tasks.
     _tasks: JoinSet<()>,
@@ -225,7 +225,7 @@ impl KubeSource {
         self.messages.len()
     }
 
-    /// Objects of lists in progress, held until each list completes.
+    /// Keys named so far by the lists in progress (the objects themselves went on as they came).
     pub fn listing(&self) -> usize {
         self.lists.in_progress()
     }
@@ -265,8 +265,7 @@ impl KubeSource {
 
 impl ObjectSource for KubeSource {
     /// Waits for the first message, then takes the messages already queued, up to as many changes as
-    /// the queue holds (a list in progress does not count: its objects wait in the source until the
-    /// list completes).
+    /// the queue holds (a list longer than that spans several batches).
     fn next_batch(&mut self, timeout: Duration, batch: &mut SourceBatch<'_>) {
         let mut dropped = 0;
         let Some(first) = self.messages.recv_timeout(timeout) else {

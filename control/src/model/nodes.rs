@@ -84,27 +84,29 @@ fn node_routes(node: &Node, routing: Routing) -> Vec<RemoteRoute> {
     }
     let mut routes: Vec<RemoteRoute> = cidrs
         .into_iter()
-        .map(|(prefix, len)| route(prefix, len))
+        .map(|net| route(net.network(), net.prefix_len()))
         .collect();
     routes.push(route(node_ip, 32));
     routes
 }
 
-/// The node's IPv4 pod CIDRs (`spec.podCIDRs`, else `spec.podCIDR`), host bits cleared.
-fn pod_cidrs(node: &Node) -> Vec<(Ipv4Addr, u8)> {
+/// The node's assigned pod ranges as written (`spec.podCIDRs`, else `spec.podCIDR`).
+pub(crate) fn assigned_pod_ranges(node: &Node) -> Vec<String> {
     let spec = node.spec.as_ref();
     let listed = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
-    let texts = if listed.is_empty() {
+    if listed.is_empty() {
         spec.and_then(|s| s.pod_cidr.clone()).into_iter().collect()
     } else {
         listed
-    };
-    texts
+    }
+}
+
+/// The node's IPv4 pod CIDRs (of [`assigned_pod_ranges`]), host bits cleared.
+pub(crate) fn pod_cidrs(node: &Node) -> Vec<ipnet::Ipv4Net> {
+    assigned_pod_ranges(node)
         .iter()
-        .filter_map(|text| {
-            let net: ipnet::Ipv4Net = text.trim().parse().ok()?;
-            Some((net.network(), net.prefix_len()))
-        })
+        .filter_map(|text| text.trim().parse::<ipnet::Ipv4Net>().ok())
+        .map(|net| net.trunc())
         .collect()
 }
 

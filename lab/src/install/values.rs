@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+use strait_k8s::validate;
 
 /// The image built from this checkout's `Containerfile` and loaded onto the nodes (see the README):
 /// there is no public registry image, so the default names a local one.
@@ -125,13 +126,13 @@ impl InstallValues {
         if self.agent_port == 0 {
             return Err(ValuesError::ZeroPort("--agent-port"));
         }
-        if !is_dns_label(&self.namespace) {
+        if validate::dns1123_label(&self.namespace).is_err() {
             return Err(ValuesError::Namespace(self.namespace.clone()));
         }
         if self.image.is_empty() || self.image.chars().any(char::is_whitespace) {
             return Err(ValuesError::Image(self.image.clone()));
         }
-        if !self.cluster_domain.split('.').all(is_dns_label) {
+        if validate::dns1123_subdomain(&self.cluster_domain).is_err() {
             return Err(ValuesError::Domain(self.cluster_domain.clone()));
         }
         for (flag, dir) in [
@@ -148,16 +149,6 @@ impl InstallValues {
         }
         Ok(())
     }
-}
-
-fn is_dns_label(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 63
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !text.starts_with('-')
-        && !text.ends_with('-')
 }
 
 #[cfg(test)]
