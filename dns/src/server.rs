@@ -333,40 +333,65 @@ impl<S: ZoneSource> DnsServer<S> {
             .enable_all()
             .build()
             .map_err(|source| ServerError::Threads { threads, source })?;
-        let bind_error = |addr, proto| {
-            move |source| ServerError::Bind {
-                addr,
-                proto,
-                source,
+        let handler = Arc::new(ClusterDnsHandler::new(zones, forwarder, counters));
+        match Self::serve_on(&runtime, addr, &handler, threads) {
+            Ok((tcp, udp, local_addr)) => Ok(Self {
+                runtime: Some(runtime),
+                tcp: Some(tcp),
+                udp: Some(udp),
+                local_addr,
+                threads,
+            }),
+            Err(error) => {
+                // Dropping a runtime blocks, which panics when the caller is itself inside one.
+                runtime.shutdown_background();
+                Err(error)
+            }
+        }
+    }
+
+    /// Binds the sockets and starts the UDP threads and the TCP listener on `runtime`. With port 0
+    /// the kernel picks the UDP port; TCP's half of that port can be held by another socket, so a
+    /// few other ports are tried before giving up.
+    fn serve_on(
+        runtime: &tokio::runtime::Runtime,
+        addr: SocketAddr,
+        handler: &Arc<ClusterDnsHandler<S>>,
+        threads: usize,
+    ) -> Result<(Server<Shared<S>>, udp::UdpThreads, SocketAddr), ServerError> {
+        const ANY_PORT_TRIES: usize = 8;
+        let tries = if addr.port() == 0 { ANY_PORT_TRIES } else { 1 };
+        let mut attempt = 0;
+        let (sockets, tcp, local_addr) = loop {
+            attempt += 1;
+            match bind_pair(addr, threads) {
+                Err(ServerError::Bind { source, .. })
+                    if attempt < tries && source.kind() == std::io::ErrorKind::AddrInUse =>
+                {
+                    tracing::debug!(
+                        attempt,
+                        "the TCP half of a free UDP port was taken; another port"
+                    );
+                }
+                other => break other?,
             }
         };
-        let socket = udp::bind(addr).map_err(bind_error(addr, "udp"))?;
-        let local_addr = socket.local_addr().map_err(bind_error(addr, "udp"))?;
-        let mut sockets = Vec::with_capacity(threads);
-        for _ in 1..threads {
-            sockets.push(socket.try_clone().map_err(bind_error(local_addr, "udp"))?);
-        }
-        sockets.push(socket);
-        let context = runtime.enter();
-        let tcp = std::net::TcpListener::bind(local_addr)
-            .and_then(|listener| {
-                listener.set_nonblocking(true)?;
-                TcpListener::from_std(listener)
-            })
-            .map_err(bind_error(local_addr, "tcp"))?;
-        let handler = Arc::new(ClusterDnsHandler::new(zones, forwarder, counters));
+        let tcp = {
+            let _context = runtime.enter();
+            TcpListener::from_std(tcp).map_err(|source| ServerError::Bind {
+                addr: local_addr,
+                proto: "tcp",
+                source,
+            })?
+        };
         let mut server = Server::new(Shared(handler.clone()));
-        server.register_listener(tcp, TCP_IDLE, 64 * 1024);
-        drop(context);
-        let udp = udp::UdpThreads::start(sockets, &handler, runtime.handle())
+        {
+            let _context = runtime.enter();
+            server.register_listener(tcp, TCP_IDLE, 64 * 1024);
+        }
+        let udp = udp::UdpThreads::start(sockets, handler, runtime.handle())
             .map_err(|source| ServerError::Threads { threads, source })?;
-        Ok(Self {
-            runtime: Some(runtime),
-            tcp: Some(server),
-            udp: Some(udp),
-            local_addr,
-            threads,
-        })
+        Ok((server, udp, local_addr))
     }
 
     /// Stops serving and waits until every socket is closed: the UDP threads end, TCP connections
@@ -390,6 +415,34 @@ impl<S: ZoneSource> DnsServer<S> {
         // Not a blocking shutdown: the caller is inside a runtime of its own.
         runtime.shutdown_background();
     }
+}
+
+/// `threads` UDP sockets and a TCP listener (non-blocking, not yet on a runtime) on one port.
+fn bind_pair(
+    addr: SocketAddr,
+    threads: usize,
+) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener, SocketAddr), ServerError> {
+    let bind_error = |addr, proto| {
+        move |source| ServerError::Bind {
+            addr,
+            proto,
+            source,
+        }
+    };
+    let socket = udp::bind(addr).map_err(bind_error(addr, "udp"))?;
+    let local_addr = socket.local_addr().map_err(bind_error(addr, "udp"))?;
+    let mut sockets = Vec::with_capacity(threads);
+    for _ in 1..threads {
+        sockets.push(socket.try_clone().map_err(bind_error(local_addr, "udp"))?);
+    }
+    sockets.push(socket);
+    let tcp = std::net::TcpListener::bind(local_addr)
+        .and_then(|listener| {
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        })
+        .map_err(bind_error(local_addr, "tcp"))?;
+    Ok((sockets, tcp, local_addr))
 }
 
 impl<S: ZoneSource> Drop for DnsServer<S> {

@@ -195,3 +195,30 @@ fn dropping_a_running_server_inside_another_runtime_does_not_panic() {
         drop(server);
     });
 }
+
+#[test]
+fn a_taken_tcp_port_is_an_error_even_inside_another_runtime() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let holder = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let taken = holder.local_addr().unwrap();
+        let started = DnsServer::start(
+            taken,
+            Fixed(Arc::new(spec_zone())),
+            Arc::new(Forwarder::new(ForwardConfig::default(), Arc::default())),
+            Arc::default(),
+            1,
+        );
+        let Err(error) = started else {
+            panic!("a server started on a TCP port another socket holds");
+        };
+        let message = error.to_string();
+        assert!(
+            message.contains("(tcp)") && message.contains(&taken.to_string()),
+            "the error names the protocol and address: {message}"
+        );
+    });
+}
