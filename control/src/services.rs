@@ -588,7 +588,7 @@ pub async fn run_with_policy<M: DataplaneOwner>(
         if listing_stale && pace != Pace::Now {
             clock.services.publish(table.entries().map(|e| {
                 let owner = current.index.owner(&e.key);
-                (e, owner.map(|(ns, n)| format!("{ns}/{n}")))
+                (e, owner.map(|owner| owner.to_string()))
             }));
             listing_stale = false;
         }
@@ -667,7 +667,7 @@ fn report_refused(
     let name = |key: &ServiceKey| {
         index
             .owner(key)
-            .map_or_else(|| "(none)".to_owned(), |(ns, name)| format!("{ns}/{name}"))
+            .map_or_else(|| "(none)".to_owned(), |owner| owner.to_string())
     };
     let now: HashMap<ServiceKey, String> = refused.into_iter().collect();
     for (key, error) in &now {

@@ -13,11 +13,14 @@
 //! - [`batch_objects`]: the objects a chunk of events brought, read before the store's encoding.
 //! - [`nodes`]: the overlay feature's translation of every other Node into the prefixes that lead to
 //!   it (its pod CIDRs and address), with Flannel's annotations read and written.
+//! - [`host_ports`]: pods' `hostPort`s as frontends of their own (what `portmap` does elsewhere),
+//!   kept by the same index.
 //! - [`health`]: the pure computation of the health check node ports this node serves for
 //!   `externalTrafficPolicy: Local` LoadBalancer Services, with each one's local ready endpoint count.
 
 pub mod batch_objects;
 pub mod health;
+pub mod host_ports;
 pub mod kube_source;
 pub mod nodes;
 pub mod service_index;
@@ -29,6 +32,6 @@ mod tests;
 
 pub use health::{HealthCheck, health_checks};
 pub use kube_source::KubeSource;
-pub use service_index::{ServiceIndex, Touched};
+pub use service_index::{FrontendOwner, ServiceIndex, Touched};
 pub use source::{ManifestDirSource, ObjectSource, SourceBatch, SourceChange, SourceError};
 pub use translate::{ServiceDiff, diff, service_entries};

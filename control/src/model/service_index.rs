@@ -7,6 +7,7 @@
 //! - a Service: that Service;
 //! - an EndpointSlice: the Service it was labelled for before and the one it is labelled for now;
 //! - this node's Node: every Service with node ports, when the node's addresses changed;
+//! - a Pod: its host ports ([`HostPortIndex`]), when it is (or was) on this node;
 //! - anything else: nothing.
 //!
 //! The DNS Service this node answers itself ([`NodeLocalDns`]) has its port 53 frontends led to the
@@ -15,7 +16,7 @@
 //! When two Services claim one frontend, a ClusterIP claim beats an external one (externalIPs,
 //! LoadBalancer ingress), then the first in (namespace, name) order keeps it, as in the full
 //! translation ([`service_entries`](super::translate::service_entries)); the periodic resync compares
-//! the two and logs any difference.
+//! the two and logs any difference. A Service's frontend wins over a pod's host port.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -25,6 +26,7 @@ use strait_k8s::{Event, Kind, Object, ObjectStore};
 
 use super::batch_objects::BatchObjects;
 use super::health::{HealthCheck, health_check, health_check_port};
+use super::host_ports::{HostPortIndex, HostPortPod, host_port_entries};
 use super::translate::{
     ReservedAddresses, SliceOwner, ipv4_slice_service, node_addresses, precedence,
     refused_external, service_frontends,
@@ -137,6 +139,26 @@ pub struct ServiceIndex {
     reserved: ReservedAddresses,
     /// The DNS Service this node answers itself.
     local_dns: Option<NodeLocalDns>,
+    /// This node's pods' host ports.
+    host_ports: HostPortIndex,
+}
+
+/// Whose entry a frontend holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrontendOwner<'a> {
+    /// A Service `(namespace, name)`.
+    Service(&'a str, &'a str),
+    /// A pod's host port, the pod `(namespace, name)`.
+    HostPort(&'a str, &'a str),
+}
+
+impl std::fmt::Display for FrontendOwner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrontendOwner::Service(namespace, name) => write!(f, "{namespace}/{name}"),
+            FrontendOwner::HostPort(namespace, name) => write!(f, "pod {namespace}/{name}"),
+        }
+    }
 }
 
 impl ServiceIndex {
@@ -193,13 +215,20 @@ impl ServiceIndex {
     /// Indexes the whole store from scratch; every frontend is touched.
     pub fn rebuild(&mut self, store: &ObjectStore) -> Touched {
         let mut touched = Touched {
-            frontends: self.claims.keys().copied().collect(),
+            frontends: self
+                .claims
+                .keys()
+                .chain(self.host_ports.keys())
+                .copied()
+                .collect(),
             ..Touched::default()
         };
         *self = Self::new(&self.node_name)
             .with_reserved(std::mem::take(&mut self.reserved))
             .with_local_dns(self.local_dns.take());
         self.node_ips = node_addresses(store, &self.node_name);
+        self.host_ports = HostPortIndex::rebuild(store, &self.node_name, &self.node_ips);
+        touched.frontends.extend(self.host_ports.keys().copied());
         for (key, slice) in store.views::<SliceOwner>(Kind::EndpointSlice) {
             if let Some(service) = slice.ipv4_service() {
                 let id = self.intern(&key.namespace, service);
@@ -244,10 +273,27 @@ impl ServiceIndex {
                         dirty.insert(id);
                     }
                 }
+                Kind::Pod => {
+                    let entries = event
+                        .new
+                        .as_deref()
+                        .and_then(|object| match object {
+                            Object::Pod(pod) => HostPortPod::of_pod_on(pod, &self.node_name),
+                            _ => None,
+                        })
+                        .map(|pod| host_port_entries(&pod, &self.node_name, &self.node_ips))
+                        .unwrap_or_default();
+                    touched.frontends.extend(self.host_ports.set(
+                        &key.namespace,
+                        &key.name,
+                        entries,
+                    ));
+                }
                 Kind::Node if key.name == self.node_name => {
                     let ips = node_addresses(store, &self.node_name);
                     if ips != self.node_ips {
                         self.node_ips = ips;
+                        touched.frontends.extend(self.rederive_host_ports(store));
                         dirty.extend(
                             (0..self.states.len())
                                 .filter(|i| !self.states[*i].frontends.is_empty())
@@ -265,27 +311,52 @@ impl ServiceIndex {
         touched
     }
 
-    /// The entry the data path should hold for `key`: the first claimant's.
+    /// The entry the data path should hold for `key`: the first claimant's, else the first pod's
+    /// that asks for it as a host port.
     pub fn entry(&self, key: &ServiceKey) -> Option<&ServiceEntry> {
-        let first = self.claims.get(key)?.first();
-        let frontends = &self.states[first as usize].frontends;
+        let Some(claimants) = self.claims.get(key) else {
+            return self.host_ports.entry(key);
+        };
+        let frontends = &self.states[claimants.first() as usize].frontends;
         frontends
             .binary_search_by(|e| e.key.cmp(key))
             .ok()
             .map(|i| &frontends[i])
     }
 
-    /// The Service (namespace, name) whose entry `key` holds: the first claimant.
-    pub fn owner(&self, key: &ServiceKey) -> Option<(&str, &str)> {
-        Some(self.order(self.claims.get(key)?.first()))
+    /// Whose entry `key` holds: the first claimant Service, else the pod whose host port it is.
+    pub fn owner(&self, key: &ServiceKey) -> Option<FrontendOwner<'_>> {
+        if let Some(claimants) = self.claims.get(key) {
+            let (namespace, name) = self.order(claimants.first());
+            return Some(FrontendOwner::Service(namespace, name));
+        }
+        let (namespace, name) = self.host_ports.owner(key)?;
+        Some(FrontendOwner::HostPort(namespace, name))
     }
 
     /// Every effective entry, sorted by key.
     pub fn entries(&self) -> Vec<ServiceEntry> {
-        self.claims
-            .keys()
+        let keys: BTreeSet<&ServiceKey> =
+            self.claims.keys().chain(self.host_ports.keys()).collect();
+        keys.into_iter()
             .filter_map(|key| self.entry(key).cloned())
             .collect()
+    }
+
+    /// Derives every known pod's host ports again (this node's addresses changed); returns the
+    /// frontends that may have changed.
+    fn rederive_host_ports(&mut self, store: &ObjectStore) -> BTreeSet<ServiceKey> {
+        let pods: Vec<(Box<str>, Box<str>)> = self.host_ports.pods().cloned().collect();
+        let mut touched = BTreeSet::new();
+        for (namespace, name) in pods {
+            let entries = store
+                .pod(&namespace, &name)
+                .and_then(|pod| HostPortPod::of_pod_on(&pod, &self.node_name))
+                .map(|pod| host_port_entries(&pod, &self.node_name, &self.node_ips))
+                .unwrap_or_default();
+            touched.extend(self.host_ports.set(&namespace, &name, entries));
+        }
+        touched
     }
 
     /// The health checks this node serves, sorted by (namespace, name): only the Services known to

@@ -28,6 +28,8 @@
 //! address reached from outside (externalIPs, LoadBalancer ingress: see [`precedence`]), then the first
 //! in (namespace, name) order keeps it.
 //!
+//! Pods' host ports ([`host_ports`](super::host_ports)) take the frontends no Service holds.
+//!
 //! [`service_frontends`] translates one Service (what [`ServiceIndex`](super::service_index::ServiceIndex)
 //! calls per change); [`service_entries`] translates the whole store (the first sync and the periodic
 //! resync that checks the incremental path).
@@ -41,8 +43,10 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use strait_dataplane::services::{
     Backend, ExternalAccess, L4Proto, Prefix, ServiceEntry, ServiceKey,
 };
-use strait_k8s::ObjectStore;
 use strait_k8s::service::{cluster_ipv4, external_addresses, slice_service};
+use strait_k8s::{Kind, ObjectStore};
+
+use super::host_ports::{HostPortPod, host_port_entries};
 
 pub use strait_k8s::service::SERVICE_NAME_LABEL;
 
@@ -85,6 +89,13 @@ pub fn service_entries(
                     entries.insert(entry.key, entry);
                 }
             }
+        }
+    }
+    // A host port takes only a frontend no Service holds; among pods the first in (namespace, name)
+    // order keeps it.
+    for (_, pod) in store.views::<HostPortPod>(Kind::Pod) {
+        for entry in host_port_entries(&pod, node_name, &node_ips) {
+            entries.entry(entry.key).or_insert(entry);
         }
     }
     entries.into_values().collect()

@@ -1,7 +1,7 @@
 //! Tests of [`service_entries`](translate::service_entries) and [`diff`], on objects built from YAML.
 //! Every translation is also made by the incremental [`ServiceIndex`], once rebuilt from the whole
 //! store and once fed the objects one event at a time (in an order that puts slices before their
-//! Services), and all three must agree.
+//! Services and pods before their Node), and all three must agree.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -15,7 +15,7 @@ use strait_k8s::{Change, Kind, ObjectStore};
 use crate::model::service_index::ServiceIndex;
 use crate::model::translate::{self, ReservedAddresses, ServiceDiff, diff};
 
-fn objects(yaml: &str) -> ObjectStore {
+pub(super) fn objects(yaml: &str) -> ObjectStore {
     let loaded = parse_str(Path::new("test.yaml"), yaml, &ParseOptions::AGENT).unwrap();
     let mut store = ObjectStore::new();
     store.apply_all(loaded.into_objects().into_iter().map(Change::Upsert));
@@ -28,7 +28,7 @@ fn reserved() -> ReservedAddresses {
 }
 
 /// The full translation, checked against the incremental index.
-fn service_entries(store: &ObjectStore, node: &str) -> Vec<ServiceEntry> {
+pub(super) fn service_entries(store: &ObjectStore, node: &str) -> Vec<ServiceEntry> {
     service_entries_refusing(store, node, &reserved())
 }
 
@@ -45,7 +45,7 @@ fn service_entries_refusing(
 
     let mut incremental = ServiceIndex::new(node).with_reserved(reserved.clone());
     let mut growing = ObjectStore::new();
-    let mut objects: Vec<_> = [Kind::EndpointSlice, Kind::Node, Kind::Service]
+    let mut objects: Vec<_> = [Kind::EndpointSlice, Kind::Node, Kind::Service, Kind::Pod]
         .into_iter()
         .flat_map(|kind| {
             store
