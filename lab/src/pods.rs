@@ -17,22 +17,69 @@ use crate::{
 };
 
 impl Lab {
-    /// The node a pod runs on: the one its `spec.nodeName` names, else the least loaded.
+    /// The node a pod runs on: the one its `spec.nodeName` names, else the least loaded, as
+    /// kube-scheduler's NodePorts filter has it: never one where another pod holds one of its host
+    /// ports.
     fn pick_node(&self, spec: &PodSpecLite) -> Result<NodeRecord, LabError> {
+        let id = format!("{}/{}", spec.namespace, spec.name);
         if let Some(name) = &spec.node_name {
-            return self.state.node(name).cloned().ok_or_else(|| {
+            let node = self.state.node(name).cloned().ok_or_else(|| {
                 LabError::Usage(format!(
-                    "pod {}/{}: spec.nodeName {name} is no node of lab {}",
-                    spec.namespace, spec.name, self.names.lab
+                    "pod {id}: spec.nodeName {name} is no node of lab {}",
+                    self.names.lab
                 ))
-            });
+            })?;
+            if let Some(taken) = self.host_port_taken(spec, name) {
+                return Err(LabError::Usage(format!(
+                    "pod {id}: {taken} on node {name} (a cluster would leave the pod Pending)"
+                )));
+            }
+            return Ok(node);
         }
-        self.state
+        let free: Vec<&NodeRecord> = self
+            .state
             .nodes
             .iter()
+            .filter(|n| self.host_port_taken(spec, &n.name).is_none())
+            .collect();
+        if free.is_empty() && !self.state.nodes.is_empty() {
+            return Err(LabError::Usage(format!(
+                "pod {id}: its host ports are taken on every node (a cluster would leave the pod Pending)"
+            )));
+        }
+        free.into_iter()
             .min_by_key(|n| self.state.pods.iter().filter(|p| p.node == n.name).count())
             .cloned()
             .ok_or_else(|| LabError::Environment("the lab has no nodes".into()))
+    }
+
+    /// Which of `spec`'s host ports another pod on `node` holds, said as a sentence: same port and
+    /// protocol, and addresses that overlap (equal, or either one every address).
+    fn host_port_taken(&self, spec: &PodSpecLite, node: &str) -> Option<String> {
+        let every = |ip: Option<&str>| matches!(ip, None | Some("0.0.0.0"));
+        let overlap = |a: Option<&str>, b: Option<&str>| every(a) || every(b) || a == b;
+        self.state
+            .pods
+            .iter()
+            .filter(|p| p.node == node && (p.namespace != spec.namespace || p.name != spec.name))
+            .find_map(|other| {
+                spec.ports.iter().find_map(|mine| {
+                    let host_port = mine.host_port?;
+                    let held = other.ports.iter().any(|theirs| {
+                        theirs.host_port == Some(host_port)
+                            && theirs.protocol == mine.protocol
+                            && overlap(theirs.host_ip.as_deref(), mine.host_ip.as_deref())
+                    });
+                    held.then(|| {
+                        format!(
+                            "host port {host_port}/{} on {} is held by pod {}",
+                            mine.protocol.as_str(),
+                            mine.host_ip.as_deref().unwrap_or("every address"),
+                            other.id()
+                        )
+                    })
+                })
+            })
     }
 
     pub(crate) fn create_pod(&mut self, spec: &PodSpecLite) -> Result<(), LabError> {

@@ -191,7 +191,7 @@ fn node_object(node: &NodeRecord) -> Node {
 }
 
 /// The Pod object of a lab pod as the API server would serve it once running: labels, node, one
-/// container with the pod's (named) ports, phase Running, Ready, and its address.
+/// container with the pod's (named) ports and their host ports, phase Running, Ready, and its address.
 pub(crate) fn pod_object(pod: &PodRecord) -> Pod {
     let ports: Vec<ContainerPort> = pod
         .ports
@@ -200,7 +200,8 @@ pub(crate) fn pod_object(pod: &PodRecord) -> Pod {
             name: p.name.clone(),
             container_port: i32::from(p.port),
             protocol: Some(p.protocol.as_str().to_owned()),
-            ..ContainerPort::default()
+            host_port: p.host_port.map(i32::from),
+            host_ip: p.host_ip.clone(),
         })
         .collect();
     let ip = pod.ip.to_string();

@@ -104,7 +104,8 @@ pub fn namespaces(store: &ObjectStore) -> Namespaces {
 }
 
 /// What the agent keeps of a Pod: its name, namespace, labels and deletion mark, its node, whether it
-/// shares the node's network, its containers' named ports, its phase and addresses. Nothing else of a
+/// shares the node's network, its containers' ports that are named (policy) or have a host port
+/// ([`host_ports`](crate::model::host_ports)), its phase and addresses. Nothing else of a
 /// Pod is read, and a cluster's Pods are many: this keeps the store small, and a Pod whose status
 /// changes in anything else (conditions, container states) changes nothing in the store.
 pub fn trim(pod: Pod) -> Pod {
@@ -125,12 +126,13 @@ pub fn trim(pod: Pod) -> Pod {
                 ports: c.ports.map(|ports| {
                     ports
                         .into_iter()
-                        .filter(|p| p.name.is_some())
+                        .filter(|p| p.name.is_some() || p.host_port.is_some_and(|h| h != 0))
                         .map(|p| ContainerPort {
                             name: p.name,
                             container_port: p.container_port,
                             protocol: p.protocol,
-                            ..ContainerPort::default()
+                            host_port: p.host_port,
+                            host_ip: p.host_ip,
                         })
                         .collect()
                 }),

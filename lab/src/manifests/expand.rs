@@ -65,6 +65,12 @@ pub struct PodPort {
     pub name: Option<String>,
     pub port: u16,
     pub protocol: Protocol,
+    /// `hostPort`: the node's port that leads to this one (the agent maps it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    /// `hostIP`: the node address the host port is on (every one when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
 }
 
 /// The controller a Pod was generated from.
@@ -137,6 +143,11 @@ fn ports_of(spec: Option<&PodSpec>) -> Vec<PodPort> {
                 name: port.name.clone(),
                 port: number,
                 protocol,
+                host_port: port
+                    .host_port
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|&p| p != 0),
+                host_ip: port.host_ip.clone().filter(|ip| !ip.is_empty()),
             });
         }
     }

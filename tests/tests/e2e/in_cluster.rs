@@ -25,6 +25,9 @@ use strait_tests::stand_in_api::MockApiServer;
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 
 /// Every object of the default rendering, as JSON.
+/// The host port of the stand-in cluster's pod.
+const HOST_PORT: u16 = 8443;
+
 fn rendered() -> Vec<Value> {
     install::render(&InstallValues::default())
         .unwrap()
@@ -168,6 +171,12 @@ fn stand_in_cluster(
                "status": {"addresses": [{"type": "InternalIP", "address": NODE_IP.to_string()}]}}),
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system", "resourceVersion": "1"}}),
         kube_dns,
+        // A pod of this node with a host port: the agent maps it from the trimmed Pod it watches.
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "web", "namespace": "default", "resourceVersion": "1"},
+               "spec": {"nodeName": node, "containers": [{"name": "web", "image": "web",
+                        "ports": [{"containerPort": 8080, "hostPort": HOST_PORT}]}]},
+               "status": {"phase": "Running", "podIP": "10.244.7.9", "podIPs": [{"ip": "10.244.7.9"}]}}),
     ];
     let server = netns::run_in(&node_ns.path, move || {
         MockApiServer::start_paginated(cluster)
@@ -277,6 +286,14 @@ fn the_daemonsets_agent_boots_from_its_manifest_alone() {
     let dns_ip = dns.spec.unwrap().cluster_ip.unwrap();
     assert!(
         services.contains(&dns_ip) && services.contains("kube-dns"),
+        "{services}"
+    );
+    // The pod's host port is a frontend on the node's address, led to the pod.
+    let host_port = format!("{NODE_IP}:{HOST_PORT}");
+    assert!(
+        services.lines().any(|l| l.contains(&host_port)
+            && l.contains("pod default/web")
+            && l.contains("10.244.7.9:8080")),
         "{services}"
     );
     let (_, metrics) = get(&node_ns.path, "/metrics").unwrap();

@@ -14,6 +14,7 @@ mod egress;
 mod external;
 mod flannel;
 mod flows;
+mod host_ports;
 mod in_cluster;
 mod lifecycle;
 mod malformed;

@@ -502,7 +502,10 @@ fn full_pod(name: &str, node: &str, ready: &str) -> Value {
             "nodeName": node,
             "containers": [{
                 "name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}],
-                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}, {"containerPort": 9090}],
+                "ports": [
+                    {"name": "http", "containerPort": 8080, "protocol": "TCP"}, {"containerPort": 9090},
+                    {"containerPort": 9443, "hostPort": 443, "hostIP": "192.168.5.10", "protocol": "TCP"},
+                ],
             }],
         },
         "status": {
@@ -548,7 +551,10 @@ async fn for_policy_every_pod_namespace_and_policy_is_watched_and_pods_are_trimm
             "kind": "Pod",
             "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}},
             "spec": {"nodeName": "node-2", "containers": [{
-                "name": "app", "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                "name": "app", "ports": [
+                    {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                    {"containerPort": 9443, "hostPort": 443, "hostIP": "192.168.5.10", "protocol": "TCP"},
+                ],
             }]},
             "status": {"phase": "Running", "podIP": "10.244.2.7", "podIPs": [{"ip": "10.244.2.7"}]},
         })

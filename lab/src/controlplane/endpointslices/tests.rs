@@ -28,6 +28,8 @@ fn pod(
                 name: Some((*n).to_owned()),
                 port: *port,
                 protocol: *protocol,
+                host_port: None,
+                host_ip: None,
             })
             .collect(),
         labels: labels
