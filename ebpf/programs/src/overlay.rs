@@ -4,7 +4,8 @@
 //! carries the remote VTEP's MAC as destination and this node's as source, as `flannel.<VNI>` expects),
 //! or, in direct mode, straight to the node's underlay address. What arrives through the tunnel is
 //! checked against its sender (the inner source must be the sending node's pod or the node itself) and
-//! delivered: to a local pod, through the per-packet service path (replies of flows this node
+//! delivered: to a local pod, through the per-packet service path (a remote pod opening a flow to one
+//! of this node's frontends on its address, NodePort or host port, and replies of flows this node
 //! translated), or to the node's stack.
 
 use aya_ebpf::{
@@ -25,7 +26,7 @@ use crate::{
     maps::{ENDPOINT_V1, NODE_V1, OVERLAY_V1, REMOTE_V1},
     parse::{ETH_LEN, Frame, bytes_at, parse, parse_l4},
     policy::Seen,
-    service_nat,
+    service_nat::{self, Origin},
     tunnel_mtu::{self, Oversize},
 };
 
@@ -195,19 +196,32 @@ pub fn from_overlay(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
         Some(owner) if owner.node_ip == sender => {}
         _ => return Err(Reason::DropOverlaySource),
     }
-    // Only replies of flows this node translated need conntrack: to its SNAT address (its own), or to
-    // a local pod that is the client of a tracked flow. Plain pod-to-pod traffic skips the lookups.
+    // Only packets to the node's own address (a remote pod opening a NodePort or host port flow here,
+    // or a reply to this node's SNAT address) and to a local pod that is the client of a tracked flow
+    // need the service path. Plain pod-to-pod traffic skips the lookups.
     let seen = Seen::now(ctx, &ip);
-    if may_be_tracked(ip.dst) {
+    let to_node = is_node_address(ip.dst);
+    if to_node || is_tracked_pod(ip.dst) {
         let l4 = match parse_l4(ctx, &ip)? {
             Some(l4) => Some(l4),
             None => fragments::ports(&ip),
         };
-        if let Some(l4) = &l4
-            && let Some(translated) = service_nat::tracked(ctx, &ip, l4)?
-        {
-            fragments::remember(&ip, l4);
-            return forward(ctx, &translated, None, &seen, false);
+        if let Some(l4) = &l4 {
+            // A remote pod is outside this node, as a client on the uplink is: the frontend's policy
+            // decides SNAT, and replies go back the way the packet came (the tunnel).
+            let translated = if to_node {
+                match service_nat::translate(ctx, &ip, l4, Origin::Uplink) {
+                    // No endpoints: the node's stack answers (RST, port unreachable) through the tunnel.
+                    Err(Reason::DropNoBackend) => None,
+                    other => other?,
+                }
+            } else {
+                service_nat::tracked(ctx, &ip, l4)?
+            };
+            if let Some(translated) = translated {
+                fragments::remember(&ip, l4);
+                return forward(ctx, &translated, None, &seen, false);
+            }
         }
     }
     if let Some((_, verdict)) = deliver_local(ctx, ip.dst, &seen, false)? {
@@ -216,13 +230,16 @@ pub fn from_overlay(ctx: &TcContext) -> Result<(Reason, i32), Reason> {
     Ok((Reason::OverlayDecap, TC_PASS))
 }
 
-/// Whether a packet for `daddr` may belong to a flow this node translated: `daddr` is the node's own
-/// address (the SNAT source of external flows) or a local pod marked as part of a tracked flow.
+/// Whether `daddr` is the node's own address: a frontend's (NodePort, host port) and the SNAT source of
+/// the flows it translated.
 #[inline(always)]
-fn may_be_tracked(daddr: u32) -> bool {
-    if NODE_V1.get(0).is_some_and(|node| node.node_ip == daddr) {
-        return true;
-    }
+fn is_node_address(daddr: u32) -> bool {
+    NODE_V1.get(0).is_some_and(|node| node.node_ip == daddr)
+}
+
+/// Whether `daddr` is a local pod marked as part of a tracked flow.
+#[inline(always)]
+fn is_tracked_pod(daddr: u32) -> bool {
     // SAFETY: the value is copied out at once.
     unsafe { ENDPOINT_V1.get(EndpointKey { addr: daddr }) }
         .is_some_and(|pod| pod.flags & ENDPOINT_F_TRACKED != 0)

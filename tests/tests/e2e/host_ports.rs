@@ -2,8 +2,8 @@
 //! pods with same hostPort but different hostIP and protocol" runs it: three pods on one node share
 //! host port 54323, told apart by hostIP (loopback, the node's address) and protocol (TCP, UDP). Each
 //! is reached at its own address and protocol from the node itself (socket hooks, loopback included),
-//! from the external namespace (the uplink's per-packet path, the client's address kept) and from the
-//! other node; a fourth pod asking for a held port is not placed on that node; a pod deleted takes
+//! from the external namespace (the uplink's per-packet path, the client's address kept), from a pod
+//! on the other node (through the tunnel) and from the other node; a fourth pod asking for a held port is not placed on that node; a pod deleted takes
 //! its host port with it.
 
 use std::{path::Path, time::Duration};
@@ -38,8 +38,13 @@ fn pods_sharing_a_host_port_are_told_apart_by_host_ip_and_protocol() {
     let three = pod(&a.name, "pod1", 8080, "127.0.0.1", "TCP")
         + &pod2
         + &pod(&a.name, "pod3", 8081, &node_ip, "UDP");
-    lab.apply_str(Path::new("pods"), &three)
-        .expect("the three pods");
+    let client = format!(
+        "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: client, namespace: default}}\nspec:\n  \
+         nodeName: {}\n  containers: [{{name: c, image: i, ports: [{{containerPort: 80}}]}}]\n",
+        b.name
+    );
+    lab.apply_str(Path::new("pods"), &(three + &client))
+        .expect("the three pods and a client on the other node");
     let on_node = format!("node/{}", a.name);
     let loopback = format!("127.0.0.1:{HOST_PORT}");
     let node_address = format!("{}:{HOST_PORT}", a.ip);
@@ -72,6 +77,17 @@ fn pods_sharing_a_host_port_are_told_apart_by_host_ip_and_protocol() {
             peer.starts_with(&format!("{EXTERNAL_IP}:")),
             "the client keeps its address (no SNAT), as with portmap: {peer}"
         );
+    }
+    // From a pod on the other node: its node's hooks know only their own node's frontends, so the
+    // packet crosses to the pods' node (through the tunnel), which translates it; no SNAT.
+    let client_ip = lab.state.pod("default/client").unwrap().ip;
+    for (udp, pod) in [(false, "default/pod2"), (true, "default/pod3")] {
+        let (who, peer) = lab
+            .probe_with_peer("default/client", &node_address, udp, Duration::from_secs(2))
+            .unwrap()
+            .unwrap_or_else(|e| panic!("from a pod on the other node, udp {udp}: {e}"));
+        assert_eq!(who, pod);
+        assert!(peer.unwrap().starts_with(&format!("{client_ip}:")));
     }
     // From the other node, over the underlay.
     let other_node = format!("node/{}", b.name);

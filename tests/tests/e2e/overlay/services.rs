@@ -1,5 +1,6 @@
 //! Services across the three nodes of `spans_three_nodes`: a NodePort on node 1 served by endpoints on
-//! the others (SNAT to node 1, `Local` keeping the client's address), a full-size datagram from outside
+//! the others (SNAT to node 1, `Local` keeping the client's address), reached from outside and from a
+//! pod on another node, a full-size datagram from outside
 //! meeting the tunnel's MTU, Maglev giving a flow the same endpoint through every node, ClientIP affinity
 //! through a node without endpoints, and `Local` answering only where its endpoint is.
 
@@ -90,6 +91,44 @@ pub(super) fn node_ports_serve_endpoints_on_other_nodes(lab: &mut Lab) {
         assert_eq!(lab.state.pod(&who).unwrap().node, node.name, "{target}");
         let peer: SocketAddr = peer.unwrap().parse().unwrap();
         assert_eq!(peer.ip(), std::net::IpAddr::V4(EXTERNAL_IP));
+    }
+    node_ports_from_pods_on_other_nodes(
+        lab,
+        &node,
+        port("default/web-np"),
+        port("default/web-np-local"),
+    );
+}
+
+/// A pod on another node reaches node 1's NodePorts, as upstream's NodePort conformance test asks of
+/// every node's address: its node's socket hooks know only their own node's frontends, so the packet
+/// crosses to node 1 (through the tunnel, or directly) and node 1 translates it there.
+fn node_ports_from_pods_on_other_nodes(lab: &Lab, node: &NodeRecord, cluster: i32, local: i32) {
+    let client = lab
+        .state
+        .pods
+        .iter()
+        .find(|p| p.node != node.name)
+        .expect("a pod on another node");
+    let from = client.id();
+    let target = format!("{}:{cluster}", node.ip);
+    let answered = lab
+        .probe(&from, &target, false, Duration::from_secs(2))
+        .unwrap();
+    assert!(answered.is_ok(), "{from} -> {target}: {answered:?}");
+    let target = format!("{}:{local}", node.ip);
+    for _ in 0..3 {
+        let (who, peer) = lab
+            .probe_with_peer(&from, &target, false, Duration::from_secs(2))
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{from} -> {target}: {e}"));
+        assert_eq!(lab.state.pod(&who).unwrap().node, node.name, "{target}");
+        let peer: SocketAddr = peer.unwrap().parse().unwrap();
+        assert_eq!(
+            peer.ip(),
+            std::net::IpAddr::V4(client.ip),
+            "Local keeps the pod's address"
+        );
     }
 }
 
@@ -304,7 +343,18 @@ fn route_through(lab: &Lab, addr: &str, node: &NodeRecord) {
 /// Asks `target` over UDP from the external client's source port `port`; the answering pod.
 fn ask_from_port(lab: &Lab, port: u16, target: SocketAddr) -> String {
     netns::run_in(&netns::path(&lab.names.external_netns()), move || {
-        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).unwrap();
+        // A socket another client of the namespace left on that port (seen once, as AddrInUse)
+        // is gone a moment later.
+        let mut tries = 0;
+        let socket = loop {
+            match UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)) {
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                bound => break bound.unwrap(),
+            }
+        };
         socket
             .set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
