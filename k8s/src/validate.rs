@@ -12,6 +12,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::object::Object;
 use crate::selector::{Requirement, Selector};
 
+mod endpoint_slice;
+
 /// What is wrong with an object, by field path (e.g.
 /// `spec.template.spec.containers[0].ports[1].containerPort`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +68,7 @@ pub fn validate(object: &Object) -> Checked {
         Object::Service(service) => validate_service(service),
         Object::Namespace(namespace) => metadata(&namespace.metadata, NameRule::Label, false),
         Object::Node(node) => metadata(&node.metadata, NameRule::Subdomain, false),
-        Object::EndpointSlice(slice) => metadata(&slice.metadata, NameRule::Subdomain, true),
+        Object::EndpointSlice(slice) => endpoint_slice::validate_endpoint_slice(slice),
         Object::NetworkPolicy(policy) => metadata(&policy.metadata, NameRule::Subdomain, true),
     }
 }

@@ -17,6 +17,7 @@ use std::{
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Namespace, Pod, Service},
+    discovery::v1::EndpointSlice,
     networking::v1::NetworkPolicy,
 };
 use strait_k8s::Kind;
@@ -117,6 +118,7 @@ enum Step {
     Relabel(String, BTreeMap<String, String>),
     Deployment(String, Box<Deployment>),
     Policy(String, Box<NetworkPolicy>),
+    Slice(String, Box<EndpointSlice>),
 }
 
 /// What applying an input will do: its changes in order, and each object's result.
@@ -139,6 +141,7 @@ pub fn plan(state: &LabState, loaded: &Loaded) -> Result<Plan, LabError> {
         .collect();
     let mut deployments = state.deployments.clone();
     let mut policies = state.policies.clone();
+    let mut slices = state.endpoint_slices.clone();
     let mut plan = Plan {
         steps: Vec::new(),
         applied: Vec::new(),
@@ -198,8 +201,16 @@ pub fn plan(state: &LabState, loaded: &Loaded) -> Result<Plan, LabError> {
                 plan.steps.push(Step::Policy(key, Box::new(admitted)));
                 action
             }
+            Object::EndpointSlice(slice) => {
+                let mut admitted = (**slice).clone();
+                admitted.metadata.namespace = Some(namespace.clone());
+                let action = compare(slices.get(&key), &admitted);
+                slices.insert(key.clone(), admitted.clone());
+                plan.steps.push(Step::Slice(key, Box::new(admitted)));
+                action
+            }
             // Not among the kinds the lab reads (manifests::LAB).
-            Object::Node(_) | Object::EndpointSlice(_) => continue,
+            Object::Node(_) => continue,
         };
         plan.applied.push(Applied {
             kind,
@@ -334,6 +345,10 @@ impl Lab {
                 }
                 Step::Policy(key, policy) => {
                     self.state.policies.insert(key, *policy);
+                    self.save()?;
+                }
+                Step::Slice(key, slice) => {
+                    self.state.endpoint_slices.insert(key, *slice);
                     self.save()?;
                 }
             }

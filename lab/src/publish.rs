@@ -1,7 +1,8 @@
 //! Publishing the cluster's objects for the agents, as the API server and the endpoints controller would:
 //! every Service gets a ClusterIP (kept across re-applies) and node ports, EndpointSlices are computed from
 //! the pods, and the whole set (with the Node, Namespace, Pod and NetworkPolicy objects: pods with their
-//! labels, node, address and named container ports) is written to the lab's cluster directory, which
+//! labels, node, address and named container ports; and the EndpointSlices applied for Services without
+//! a selector) is written to the lab's cluster directory, which
 //! every agent watches: every agent sees every object, whichever node it is about.
 
 use std::{
@@ -119,10 +120,21 @@ impl Lab {
         );
         objects.extend(self.state.pods.iter().map(|p| pod_object(p).into()));
         objects.extend(self.state.policies.values().cloned().map(ObjectFile::from));
+        // Applied slices first; a computed one never takes an applied one's name (the controller's
+        // names are generated, so in a cluster they cannot meet).
+        let applied = &self.state.endpoint_slices;
+        objects.extend(applied.values().cloned().map(ObjectFile::from));
         for service in self.state.services.values() {
             objects.push(service.clone().into());
             for slice in endpoint_slices(service, &self.state.pods, &none) {
-                objects.push(slice.into());
+                let key = format!(
+                    "{}/{}",
+                    slice.metadata.namespace.as_deref().unwrap_or_default(),
+                    slice.metadata.name.as_deref().unwrap_or_default()
+                );
+                if !applied.contains_key(&key) {
+                    objects.push(slice.into());
+                }
             }
         }
         let report = write_objects(&self.cluster_dir(), &objects)

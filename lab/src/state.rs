@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, fs, net::Ipv4Addr, path::Path};
 
 use k8s_openapi::api::{
     core::v1::{Namespace, Service},
+    discovery::v1::EndpointSlice,
     networking::v1::NetworkPolicy,
 };
 use serde::{Deserialize, Serialize};
@@ -82,6 +83,11 @@ pub struct LabState {
     /// NetworkPolicies by `namespace/name`, as applied (with `metadata.namespace` set).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub policies: BTreeMap<String, NetworkPolicy>,
+    /// EndpointSlices applied to the lab (for Services without a selector, as a user or another
+    /// controller writes them), by `namespace/name`, with `metadata.namespace` set. The lab's own
+    /// controller's slices are computed, never kept.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoint_slices: BTreeMap<String, EndpointSlice>,
     /// The external namespace's server ([`crate::external`]); 0 when none runs (a lab from before it).
     #[serde(default)]
     pub external_pid: i32,

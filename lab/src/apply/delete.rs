@@ -108,7 +108,7 @@ impl Lab {
 
     /// Deletes one object by kind, namespace (empty: `default`; ignored for a Namespace) and name, as
     /// `kubectl delete KIND NAME -n NAMESPACE` does, and waits until the agents have seen it go. Nodes are removed with
-    /// `strait lab node remove`; EndpointSlices follow their Service.
+    /// `strait lab node remove`; the EndpointSlices the lab computes follow their Service.
     pub fn delete_object(
         &mut self,
         kind: Kind,
@@ -130,8 +130,8 @@ impl Lab {
         Ok(deleted)
     }
 
-    /// Deletes one object and saves the state (publishing is the caller's); `None` for the kinds the
-    /// lab does not hold (Node, EndpointSlice).
+    /// Deletes one object and saves the state (publishing is the caller's); `None` for the kind the
+    /// lab does not hold (Node).
     fn delete_one(
         &mut self,
         kind: Kind,
@@ -158,7 +158,8 @@ impl Lab {
                 found(existed)
             }
             Kind::NetworkPolicy => found(self.state.policies.remove(&key).is_some()),
-            Kind::Node | Kind::EndpointSlice => return Ok(None),
+            Kind::EndpointSlice => found(self.state.endpoint_slices.remove(&key).is_some()),
+            Kind::Node => return Ok(None),
         };
         self.save()?;
         Ok(Some(Deleted {
@@ -193,6 +194,7 @@ impl Lab {
         self.state.deployments.retain(|key, _| !inside(key));
         self.state.services.retain(|key, _| !inside(key));
         self.state.policies.retain(|key, _| !inside(key));
+        self.state.endpoint_slices.retain(|key, _| !inside(key));
         Ok(DeleteOutcome::Deleted)
     }
 }
@@ -218,6 +220,7 @@ pub fn kind_of_resource(resource: &str) -> Option<Kind> {
         "networkpolicy" | "networkpolicies" | "netpol" => {
             (Kind::NetworkPolicy, &["", "networking.k8s.io"])
         }
+        "endpointslice" | "endpointslices" => (Kind::EndpointSlice, &["", "discovery.k8s.io"]),
         _ => return None,
     };
     groups.contains(&group).then_some(kind)

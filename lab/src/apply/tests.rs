@@ -49,6 +49,9 @@ fn apply(state: &mut LabState, text: &str) -> Result<Vec<String>, LabError> {
             Step::Policy(key, policy) => {
                 state.policies.insert(key, *policy);
             }
+            Step::Slice(key, slice) => {
+                state.endpoint_slices.insert(key, *slice);
+            }
         }
     }
     Ok(plan.applied.iter().map(ToString::to_string).collect())
@@ -442,9 +445,59 @@ fn resources_are_named_as_kubectl_names_them() {
         ("ns", Some(Kind::Namespace)),
         ("po", Some(Kind::Pod)),
         ("pod.apps", None),
+        ("endpointslices.discovery.k8s.io", Some(Kind::EndpointSlice)),
+        ("EndpointSlice", Some(Kind::EndpointSlice)),
+        ("endpointslice.apps", None),
         ("node", None),
         ("configmap", None),
     ] {
         assert_eq!(kind_of_resource(text), kind, "{text}");
     }
+}
+
+#[test]
+fn endpoint_slices_are_kept_as_applied_in_their_namespace() {
+    let mut state = LabState::default();
+    let slice = |address: &str| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: manual-1\n  \
+             labels: {{kubernetes.io/service-name: manual}}\naddressType: IPv4\n\
+             ports: [{{name: http, port: 8090, protocol: TCP}}]\nendpoints: [{{addresses: [{address}]}}]\n"
+        )
+    };
+    assert_eq!(
+        apply(&mut state, &slice("10.244.1.5")).unwrap(),
+        ["endpointslice.discovery.k8s.io/manual-1 created"]
+    );
+    let kept = &state.endpoint_slices["default/manual-1"];
+    assert_eq!(kept.metadata.namespace.as_deref(), Some("default"));
+    assert_eq!(
+        apply(&mut state, &slice("10.244.1.5")).unwrap(),
+        ["endpointslice.discovery.k8s.io/manual-1 unchanged"]
+    );
+    assert_eq!(
+        apply(&mut state, &slice("10.244.1.6")).unwrap(),
+        ["endpointslice.discovery.k8s.io/manual-1 configured"]
+    );
+    // Checked as an API server would: no address type, or an address not of that type, is refused.
+    for (text, field) in [
+        (
+            slice("10.244.1.7").replace("addressType: IPv4\n", ""),
+            "addressType",
+        ),
+        (slice("'fd00::7'"), "endpoints[0].addresses[0]"),
+    ] {
+        let refused = manifests::parse_loaded(Path::new("in.yaml"), &text)
+            .expect_err("refused")
+            .to_string();
+        assert!(refused.contains(field), "{refused}");
+    }
+    assert_eq!(
+        state.endpoint_slices["default/manual-1"]
+            .endpoints
+            .as_ref()
+            .unwrap()[0]
+            .addresses,
+        ["10.244.1.6"]
+    );
 }

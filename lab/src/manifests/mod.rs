@@ -31,6 +31,7 @@ pub const LAB: ParseOptions<'static> = ParseOptions {
         Kind::Pod,
         Kind::Deployment,
         Kind::NetworkPolicy,
+        Kind::EndpointSlice,
     ],
     skip_other_kinds: true,
     strict: true,

@@ -6,6 +6,7 @@ mod apply;
 mod audit_mode;
 mod cli;
 mod cni;
+mod custom_slices;
 mod dashboards;
 mod datapath;
 mod dns;
