@@ -340,47 +340,48 @@ fn route_through(lab: &Lab, addr: &str, node: &NodeRecord) {
     assert!(status.success(), "routing {addr} through {}", node.name);
 }
 
-/// Asks `target` over UDP from the external client's source port `port`; the answering pod.
-fn ask_from_port(lab: &Lab, port: u16, target: SocketAddr) -> String {
-    netns::run_in(&netns::path(&lab.names.external_netns()), move || {
-        // A socket another client of the namespace left on that port (seen once, as AddrInUse)
-        // is gone a moment later.
-        let mut tries = 0;
-        let socket = loop {
-            match UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)) {
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                bound => break bound.unwrap(),
-            }
-        };
+/// A UDP socket of the external client on a port the kernel picks: one client flow, whichever node
+/// the route sends it through. (Fixed ports were once taken by another socket of the namespace.)
+fn external_flow(lab: &Lab) -> UdpSocket {
+    netns::run_in(&netns::path(&lab.names.external_netns()), || {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
-        let mut buf = [0u8; 256];
-        for _ in 0..4 {
-            socket.send_to(b"who", target).unwrap();
-            if let Ok(n) = socket.recv(&mut buf) {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                return text.lines().next().unwrap_or_default().to_owned();
-            }
-        }
-        panic!("no answer from {target} to source port {port}")
+        socket
     })
     .unwrap()
+}
+
+/// Asks `target` over UDP on the flow `socket`; the answering pod.
+fn ask_on_flow(socket: &UdpSocket, target: SocketAddr) -> String {
+    let mut buf = [0u8; 256];
+    for _ in 0..4 {
+        socket.send_to(b"who", target).unwrap();
+        if let Ok(n) = socket.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            return text.lines().next().unwrap_or_default().to_owned();
+        }
+    }
+    panic!(
+        "no answer from {target} to source port {}",
+        socket.local_addr().unwrap().port()
+    )
 }
 
 fn maglev_agrees_whichever_node_receives_a_flow(lab: &Lab) {
     let target: SocketAddr = "198.51.100.31:53".parse().unwrap();
     let nodes = lab.state.nodes.clone();
     let mut chosen = BTreeSet::new();
-    for port in 40_100..40_110 {
+    // 16 flows on two endpoints: all on one by chance once in 2^15 runs.
+    for _ in 0..16 {
+        let flow = external_flow(lab);
+        let port = flow.local_addr().unwrap().port();
         let answers: Vec<String> = nodes
             .iter()
             .map(|node| {
                 route_through(lab, "198.51.100.31", node);
-                ask_from_port(lab, port, target)
+                ask_on_flow(&flow, target)
             })
             .collect();
         assert!(
@@ -400,8 +401,8 @@ fn affinity_holds_through_a_node_without_endpoints(lab: &Lab) {
     let target: SocketAddr = "198.51.100.32:53".parse().unwrap();
     let entry = lab.state.nodes[0].clone();
     route_through(lab, "198.51.100.32", &entry);
-    let answers: BTreeSet<String> = (40_200..40_212)
-        .map(|port| ask_from_port(lab, port, target))
+    let answers: BTreeSet<String> = (0..12)
+        .map(|_| ask_on_flow(&external_flow(lab), target))
         .collect();
     assert_eq!(answers.len(), 1, "one endpoint for the client: {answers:?}");
     let pod = answers.first().unwrap();
