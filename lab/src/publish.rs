@@ -70,7 +70,9 @@ pub(crate) fn admit_service(
 }
 
 /// A re-applied Service keeps the ClusterIP and node ports it was given unless the manifest asks for
-/// others.
+/// others, as long as its (new) type has them: an ExternalName Service has no ClusterIP, and only
+/// NodePort and LoadBalancer Services have node ports (the API server releases them on such a type
+/// change).
 fn keep_allocations(old: Option<&Service>, new: &mut Service) {
     let Some(old_spec) = old.and_then(|s| s.spec.as_ref()) else {
         return;
@@ -78,9 +80,15 @@ fn keep_allocations(old: Option<&Service>, new: &mut Service) {
     let Some(spec) = new.spec.as_mut() else {
         return;
     };
-    if spec.cluster_ip.as_deref().is_none_or(str::is_empty) {
+    let type_ = spec.type_.as_deref().unwrap_or("ClusterIP");
+    let keeps_ip = type_ != "ExternalName";
+    let keeps_node_ports = matches!(type_, "NodePort" | "LoadBalancer");
+    if keeps_ip && spec.cluster_ip.as_deref().is_none_or(str::is_empty) {
         spec.cluster_ip.clone_from(&old_spec.cluster_ip);
         spec.cluster_ips.clone_from(&old_spec.cluster_ips);
+    }
+    if !keeps_node_ports {
+        return;
     }
     for port in spec
         .ports

@@ -501,3 +501,36 @@ fn endpoint_slices_are_kept_as_applied_in_their_namespace() {
         ["10.244.1.6"]
     );
 }
+
+#[test]
+fn a_type_change_releases_what_the_new_type_has_not() {
+    let mut state = LabState::default();
+    let typed = |type_: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  type: {type_}\n  \
+             selector: {{app: web}}\n  ports: [{{port: 80}}]\n---\n"
+        )
+    };
+    let spec = |state: &LabState| state.services["default/web"].spec.clone().unwrap();
+    apply(&mut state, &typed("NodePort")).unwrap();
+    let node_port = spec(&state).ports.unwrap()[0].node_port;
+    assert!(node_port.is_some(), "a NodePort Service gets a node port");
+    // To ClusterIP: the node port is released, the ClusterIP kept.
+    let ip = spec(&state).cluster_ip;
+    apply(&mut state, &typed("ClusterIP")).unwrap();
+    assert_eq!(spec(&state).ports.unwrap()[0].node_port, None);
+    assert_eq!(spec(&state).cluster_ip, ip);
+    // To ExternalName: no ClusterIP.
+    let external = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n\
+                    spec: {type: ExternalName, externalName: www.example.com}\n";
+    assert_eq!(
+        apply(&mut state, external).unwrap(),
+        ["service/web configured"]
+    );
+    assert_eq!(spec(&state).cluster_ip, None);
+    assert_eq!(spec(&state).cluster_ips, None);
+    // Back to NodePort: a ClusterIP and a node port again.
+    apply(&mut state, &typed("NodePort")).unwrap();
+    assert!(spec(&state).cluster_ip.is_some());
+    assert!(spec(&state).ports.unwrap()[0].node_port.is_some());
+}

@@ -67,7 +67,7 @@ fn run_in(name: &str, pod: &str, argv: &[&str]) -> String {
 }
 
 /// `dig` from `pod`: the answer section, one record a line (`name ttl IN type data`, tabs as spaces).
-fn dig(name: &str, pod: &str, args: &[&str]) -> Vec<String> {
+pub(crate) fn dig(name: &str, pod: &str, args: &[&str]) -> Vec<String> {
     let mut argv = vec!["dig", "+noall", "+answer", "+tries=1", "+time=2"];
     argv.extend(args);
     run_in(name, pod, &argv)

@@ -26,6 +26,7 @@ mod policy_audit;
 mod policy_kube;
 mod policy_propose;
 mod reachability;
+mod service_changes;
 mod services;
 
 use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
