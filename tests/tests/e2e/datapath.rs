@@ -93,11 +93,20 @@ fn host_and_unknown_destinations_go_to_the_node_stack() {
     let lab = two_pod_lab(&guard.name);
     let node = lab.state.nodes[0].clone();
     let server = lab.state.pod("default/server").unwrap().clone();
-    // The node reaches its pods through their routes.
+    // The node reaches its pods through their routes, over TCP and UDP.
     assert_eq!(
         who_answers(&lab, &format!("node/{}", node.name), server.ip, 8080),
         "default/server"
     );
+    let over_udp = lab
+        .probe(
+            &format!("node/{}", node.name),
+            &format!("{}:5353", server.ip),
+            true,
+            Duration::from_secs(2),
+        )
+        .unwrap();
+    assert_eq!(over_udp.as_deref(), Ok("default/server"));
     // A pod's packet for an address that is no pod goes to the node's stack (counted), which has no route.
     let before = packets(&lab, &node.name, "pass_to_stack");
     let unreachable = lab
