@@ -275,6 +275,52 @@ fn spec_answers(name: &str, web_ip: &str, pod_ip: &str) {
             "web-0.web-h.default.svc.cluster.local. 30 IN A {pod_ip}"
         )]
     );
+    // Over TCP too, as upstream's Subdomain test digs them.
+    for fqdn in [
+        "web-h.default.svc.cluster.local",
+        "web-0.web-h.default.svc.cluster.local",
+    ] {
+        assert_eq!(
+            dig(name, "default/client", &["+tcp", fqdn]),
+            [format!("{fqdn}. 30 IN A {pod_ip}")]
+        );
+    }
+    // The headless Service's SRV names its pod by hostname.
+    assert_eq!(
+        dig(
+            name,
+            "default/client",
+            &["_http._tcp.web-h.default.svc.cluster.local", "SRV"]
+        ),
+        [
+            "_http._tcp.web-h.default.svc.cluster.local. 30 IN SRV 0 100 8080 web-0.web-h.default.svc.cluster.local."
+        ]
+    );
+    // A pod's own a-b-c-d name (kubeadm's `pods insecure`), over UDP and TCP.
+    let pod_name = format!("{}.default.pod.cluster.local", pod_ip.replace('.', "-"));
+    for transport in ["+notcp", "+tcp"] {
+        assert_eq!(
+            dig(name, "default/client", &[transport, &pod_name]),
+            [format!("{pod_name}. 30 IN A {pod_ip}")]
+        );
+    }
+    // Partly qualified names through the search path, A and SRV, as upstream's partial names test.
+    for partial in ["web-h", "web-h.default", "web-h.default.svc"] {
+        assert_eq!(
+            dig(name, "default/client", &["+search", partial]),
+            [format!("web-h.default.svc.cluster.local. 30 IN A {pod_ip}")],
+            "{partial}"
+        );
+    }
+    for partial in ["_http._tcp.web.default", "_http._tcp.web.default.svc"] {
+        assert_eq!(
+            dig(name, "default/client", &["+search", partial, "SRV"]),
+            [
+                "_http._tcp.web.default.svc.cluster.local. 30 IN SRV 0 100 80 web.default.svc.cluster.local."
+            ],
+            "{partial}"
+        );
+    }
     assert_eq!(
         dig(name, "default/client", &["ext.default.svc.cluster.local"]),
         ["ext.default.svc.cluster.local. 30 IN CNAME www.example.com."]
