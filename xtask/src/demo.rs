@@ -138,6 +138,18 @@ spec:
 /// The node port of `web-np` in [`NEW_OBJECTS`].
 const NODE_PORT: u16 = 30080;
 
+/// A pod on node `NODE` whose container port 80 is the node's port [`HOST_PORT`].
+const HOST_PORT_POD: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: edge, namespace: default}
+spec:
+  nodeName: NODE
+  containers: [{name: edge, image: nginx, ports: [{containerPort: 80, hostPort: 8080}]}]
+";
+
+/// The host port of [`HOST_PORT_POD`].
+const HOST_PORT: u16 = 8080;
+
 /// A misspelt field, refused as `kubectl apply` (strict field validation) refuses it.
 const MISSPELT: &str = "apiVersion: v1
 kind: Service
@@ -283,6 +295,22 @@ fn outside_the_cluster(lab: &Lab, status: &serde_json::Value, from: &str) -> Res
         let target = format!("{node_ip}:{NODE_PORT}");
         lab.run(
             &format!("the NodePort Service from outside the cluster ({target}); the pod saw the node's SNAT address"),
+            "probe",
+            &["--show-peer", "external", &target],
+        )?;
+    }
+    if let (Some(node), Some(node_ip)) = (
+        status["nodes"][0]["name"].as_str(),
+        status["nodes"][0]["ip"].as_str(),
+    ) {
+        lab.apply_stdin(
+            "a pod with a hostPort (no portmap, no iptables: the agent maps it from the Pod object)",
+            &HOST_PORT_POD.replace("NODE", node),
+            false,
+        )?;
+        let target = format!("{node_ip}:{HOST_PORT}");
+        lab.run(
+            &format!("its host port from outside the cluster ({target}); the pod saw the client's own address"),
             "probe",
             &["--show-peer", "external", &target],
         )?;
