@@ -18,6 +18,7 @@ use k8s_openapi::{
         Container, ContainerPort, Node, NodeAddress, NodeSpec, NodeStatus, Pod, PodCondition,
         PodIP, PodSpec, PodStatus, Service, ServicePort,
     },
+    api::discovery::v1::EndpointSlice,
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use strait_k8s::flannel;
@@ -30,7 +31,7 @@ use crate::{
         nodeport::{assign_node_ports, keep_health_check_node_port},
         write_objects,
     },
-    state::{NodeRecord, PodRecord},
+    state::{LabState, NodeRecord, PodRecord},
 };
 
 /// Completes a Service as the API server would before storing it under `key`: a ClusterIP unless it asks
@@ -128,22 +129,20 @@ impl Lab {
         );
         objects.extend(self.state.pods.iter().map(|p| pod_object(p).into()));
         objects.extend(self.state.policies.values().cloned().map(ObjectFile::from));
-        // Applied slices first; a computed one never takes an applied one's name (the controller's
-        // names are generated, so in a cluster they cannot meet).
-        let applied = &self.state.endpoint_slices;
-        objects.extend(applied.values().cloned().map(ObjectFile::from));
+        objects.extend(
+            self.state
+                .endpoint_slices
+                .values()
+                .cloned()
+                .map(ObjectFile::from),
+        );
         for service in self.state.services.values() {
             objects.push(service.clone().into());
-            for slice in endpoint_slices(service, &self.state.pods, &none) {
-                let key = format!(
-                    "{}/{}",
-                    slice.metadata.namespace.as_deref().unwrap_or_default(),
-                    slice.metadata.name.as_deref().unwrap_or_default()
-                );
-                if !applied.contains_key(&key) {
-                    objects.push(slice.into());
-                }
-            }
+            objects.extend(
+                computed_slices(&self.state, service, &none)
+                    .into_iter()
+                    .map(ObjectFile::from),
+            );
         }
         let report = write_objects(&self.cluster_dir(), &objects)
             .map_err(|e| LabError::Environment(e.to_string()))?;
@@ -182,6 +181,49 @@ impl Lab {
         }
         Ok(())
     }
+}
+
+/// The EndpointSlices the lab's controller computes for `service` (see [`endpoint_slices`]), less
+/// any named like an applied one: the controller's names are generated, so in a cluster they never
+/// meet one that exists.
+pub(crate) fn computed_slices(
+    state: &LabState,
+    service: &Service,
+    terminating: &BTreeSet<String>,
+) -> Vec<EndpointSlice> {
+    let mut slices = endpoint_slices(service, &state.pods, terminating);
+    slices.retain(|slice| {
+        let key = format!(
+            "{}/{}",
+            slice.metadata.namespace.as_deref().unwrap_or_default(),
+            slice.metadata.name.as_deref().unwrap_or_default()
+        );
+        !state.endpoint_slices.contains_key(&key)
+    });
+    slices
+}
+
+/// Every EndpointSlice the agents get for `service`: the computed ones and the applied ones labelled
+/// for it.
+pub(crate) fn service_slices(state: &LabState, service: &Service) -> Vec<EndpointSlice> {
+    let namespace = strait_k8s::object::namespace_of(&service.metadata);
+    let name = service.metadata.name.as_deref().unwrap_or_default();
+    let mut slices = computed_slices(state, service, &BTreeSet::new());
+    slices.extend(
+        state
+            .endpoint_slices
+            .values()
+            .filter(|s| strait_k8s::object::namespace_of(&s.metadata) == namespace)
+            .filter(|s| {
+                s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(strait_k8s::service::SERVICE_NAME_LABEL))
+                    .is_some_and(|owner| owner == name)
+            })
+            .cloned(),
+    );
+    slices
 }
 
 /// The Node object of a lab node: its name, pod CIDR and underlay address (InternalIP), with the Flannel

@@ -6,9 +6,7 @@ use std::{collections::BTreeSet, fmt::Write as _};
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 
-use crate::{
-    cluster::Lab, controlplane::endpoint_slices, listing::table, process, state::LabState,
-};
+use crate::{cluster::Lab, listing::table, process, state::LabState};
 
 /// The JSON view of a lab.
 pub fn to_json(lab: &Lab) -> Value {
@@ -92,7 +90,7 @@ fn services_json(state: &LabState) -> Vec<Value> {
 /// the lab publishes.
 fn endpoints_of(service: &Service, state: &LabState, port_name: Option<&str>) -> Vec<String> {
     let mut out = Vec::new();
-    for slice in endpoint_slices(service, &state.pods, &BTreeSet::new()) {
+    for slice in crate::publish::service_slices(state, service) {
         let port = slice
             .ports
             .iter()
@@ -113,7 +111,7 @@ fn endpoints_of(service: &Service, state: &LabState, port_name: Option<&str>) ->
 /// How many distinct pod addresses are ready endpoints of the service.
 fn ready_addresses(service: &Service, state: &LabState) -> usize {
     let mut addresses = BTreeSet::new();
-    for slice in endpoint_slices(service, &state.pods, &BTreeSet::new()) {
+    for slice in crate::publish::service_slices(state, service) {
         for endpoint in slice.endpoints.iter().flatten() {
             if endpoint.conditions.as_ref().and_then(|c| c.ready) != Some(false) {
                 addresses.extend(endpoint.addresses.iter().cloned());
@@ -200,7 +198,14 @@ fn pods_table(state: &LabState, wide: bool) -> String {
             let ports: Vec<String> = p
                 .ports
                 .iter()
-                .map(|port| format!("{}/{}", port.port, port.protocol))
+                .map(|port| match (port.host_port, port.host_ip.as_deref()) {
+                    // As `docker ps` shows a published port: the node's side first.
+                    (Some(host), Some(ip)) => {
+                        format!("{ip}:{host}->{}/{}", port.port, port.protocol)
+                    }
+                    (Some(host), None) => format!("{host}->{}/{}", port.port, port.protocol),
+                    (None, _) => format!("{}/{}", port.port, port.protocol),
+                })
                 .collect();
             let mut row = vec![
                 p.id(),
@@ -415,5 +420,49 @@ mod tests {
             "{wide}"
         );
         assert!(wide.contains("web-1") && wide.contains("LABELS"), "{wide}");
+    }
+
+    #[test]
+    fn host_ports_and_applied_slices_show() {
+        let mut state = state();
+        state.pods[0].ports = vec![
+            crate::manifests::PodPort {
+                name: None,
+                port: 8080,
+                protocol: crate::manifests::Protocol::Tcp,
+                host_port: Some(54323),
+                host_ip: Some("127.0.0.1".into()),
+            },
+            crate::manifests::PodPort {
+                name: None,
+                port: 53,
+                protocol: crate::manifests::Protocol::Udp,
+                host_port: Some(5353),
+                host_ip: None,
+            },
+        ];
+        let mut manual = service("manual", "x");
+        manual.spec.as_mut().unwrap().selector = None;
+        state.services.insert("default/manual".into(), manual);
+        state.endpoint_slices.insert(
+            "default/manual-1".into(),
+            serde_json::from_value(json!({
+                "metadata": {"name": "manual-1", "namespace": "default",
+                             "labels": {"kubernetes.io/service-name": "manual"}},
+                "addressType": "IPv4",
+                "ports": [{"port": 9090}],
+                "endpoints": [{"addresses": ["10.244.1.9"]}, {"addresses": ["10.244.1.10"]}],
+            }))
+            .unwrap(),
+        );
+        let text = render_table(&state, false);
+        assert!(
+            text.contains("127.0.0.1:54323->8080/TCP,5353->53/UDP"),
+            "{text}"
+        );
+        let json = services_json(&state);
+        let manual = json.iter().find(|s| s["name"] == "manual").unwrap();
+        assert_eq!(manual["endpoint_count"], 2, "{manual}");
+        assert!(!text.contains("service default/manual has no"), "{text}");
     }
 }
