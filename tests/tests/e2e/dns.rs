@@ -225,6 +225,58 @@ fn counted_under_coredns_names(lab: &Lab) {
 }
 
 /// The specification's questions, asked from pods on both nodes.
+/// What upstream's DNS conformance tests ask beyond the specification's examples: headless names over
+/// TCP (Subdomain), the headless SRV and a pod's own a-b-c-d record (services), and partly qualified
+/// names through the search path (partial qualified names).
+fn upstream_questions(name: &str, pod_ip: &str) {
+    // Over TCP too, as upstream's Subdomain test digs them.
+    for fqdn in [
+        "web-h.default.svc.cluster.local",
+        "web-0.web-h.default.svc.cluster.local",
+    ] {
+        assert_eq!(
+            dig(name, "default/client", &["+tcp", fqdn]),
+            [format!("{fqdn}. 30 IN A {pod_ip}")]
+        );
+    }
+    // The headless Service's SRV names its pod by hostname.
+    assert_eq!(
+        dig(
+            name,
+            "default/client",
+            &["_http._tcp.web-h.default.svc.cluster.local", "SRV"]
+        ),
+        [
+            "_http._tcp.web-h.default.svc.cluster.local. 30 IN SRV 0 100 8080 web-0.web-h.default.svc.cluster.local."
+        ]
+    );
+    // A pod's own a-b-c-d name (kubeadm's `pods insecure`), over UDP and TCP.
+    let pod_name = format!("{}.default.pod.cluster.local", pod_ip.replace('.', "-"));
+    for transport in ["+notcp", "+tcp"] {
+        assert_eq!(
+            dig(name, "default/client", &[transport, &pod_name]),
+            [format!("{pod_name}. 30 IN A {pod_ip}")]
+        );
+    }
+    // Partly qualified names through the search path, A and SRV, as upstream's partial names test.
+    for partial in ["web-h", "web-h.default", "web-h.default.svc"] {
+        assert_eq!(
+            dig(name, "default/client", &["+search", partial]),
+            [format!("web-h.default.svc.cluster.local. 30 IN A {pod_ip}")],
+            "{partial}"
+        );
+    }
+    for partial in ["_http._tcp.web.default", "_http._tcp.web.default.svc"] {
+        assert_eq!(
+            dig(name, "default/client", &["+search", partial, "SRV"]),
+            [
+                "_http._tcp.web.default.svc.cluster.local. 30 IN SRV 0 100 80 web.default.svc.cluster.local."
+            ],
+            "{partial}"
+        );
+    }
+}
+
 fn spec_answers(name: &str, web_ip: &str, pod_ip: &str) {
     // Both nodes answer, each from its own agent.
     for pod in ["default/client", "default/web-0"] {
@@ -275,52 +327,7 @@ fn spec_answers(name: &str, web_ip: &str, pod_ip: &str) {
             "web-0.web-h.default.svc.cluster.local. 30 IN A {pod_ip}"
         )]
     );
-    // Over TCP too, as upstream's Subdomain test digs them.
-    for fqdn in [
-        "web-h.default.svc.cluster.local",
-        "web-0.web-h.default.svc.cluster.local",
-    ] {
-        assert_eq!(
-            dig(name, "default/client", &["+tcp", fqdn]),
-            [format!("{fqdn}. 30 IN A {pod_ip}")]
-        );
-    }
-    // The headless Service's SRV names its pod by hostname.
-    assert_eq!(
-        dig(
-            name,
-            "default/client",
-            &["_http._tcp.web-h.default.svc.cluster.local", "SRV"]
-        ),
-        [
-            "_http._tcp.web-h.default.svc.cluster.local. 30 IN SRV 0 100 8080 web-0.web-h.default.svc.cluster.local."
-        ]
-    );
-    // A pod's own a-b-c-d name (kubeadm's `pods insecure`), over UDP and TCP.
-    let pod_name = format!("{}.default.pod.cluster.local", pod_ip.replace('.', "-"));
-    for transport in ["+notcp", "+tcp"] {
-        assert_eq!(
-            dig(name, "default/client", &[transport, &pod_name]),
-            [format!("{pod_name}. 30 IN A {pod_ip}")]
-        );
-    }
-    // Partly qualified names through the search path, A and SRV, as upstream's partial names test.
-    for partial in ["web-h", "web-h.default", "web-h.default.svc"] {
-        assert_eq!(
-            dig(name, "default/client", &["+search", partial]),
-            [format!("web-h.default.svc.cluster.local. 30 IN A {pod_ip}")],
-            "{partial}"
-        );
-    }
-    for partial in ["_http._tcp.web.default", "_http._tcp.web.default.svc"] {
-        assert_eq!(
-            dig(name, "default/client", &["+search", partial, "SRV"]),
-            [
-                "_http._tcp.web.default.svc.cluster.local. 30 IN SRV 0 100 80 web.default.svc.cluster.local."
-            ],
-            "{partial}"
-        );
-    }
+    upstream_questions(name, pod_ip);
     assert_eq!(
         dig(name, "default/client", &["ext.default.svc.cluster.local"]),
         ["ext.default.svc.cluster.local. 30 IN CNAME www.example.com."]
