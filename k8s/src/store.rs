@@ -166,6 +166,20 @@ impl ObjectStore {
             .filter_map(|(key, bytes)| Some((key, serde_json::from_slice(bytes).ok()?)))
     }
 
+    /// [`ObjectStore::views`] of only the objects whose encoding holds `needle` (a field's name, say):
+    /// a byte search passes over the others without parsing them, so a scan for a field few objects
+    /// have costs little more than reading the bytes.
+    pub fn views_containing<'s, T: DeserializeOwned + 's>(
+        &'s self,
+        kind: Kind,
+        needle: &'s [u8],
+    ) -> impl Iterator<Item = (&'s ObjectKey, T)> + 's {
+        let finder = memchr::memmem::Finder::new(needle);
+        self.encoded(kind)
+            .filter(move |(_, bytes)| finder.find(bytes).is_some())
+            .filter_map(|(key, bytes)| Some((key, serde_json::from_slice(bytes).ok()?)))
+    }
+
     typed_getter!(
         /// The Service `namespace/name`.
         service, services, Service, Service
@@ -312,6 +326,35 @@ mod tests {
             },
             ..Node::default()
         })
+    }
+
+    #[test]
+    fn views_containing_a_field_skip_the_objects_without_it() {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            metadata: ObjectMeta,
+        }
+        let mut with_node_port = service("a", "np", 80);
+        if let Object::Service(svc) = &mut with_node_port {
+            svc.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].node_port = Some(30080);
+        }
+        let mut store = ObjectStore::new();
+        store.apply_all([
+            Change::Upsert(service("a", "web", 80)),
+            Change::Upsert(with_node_port),
+            Change::Upsert(node("n1")),
+        ]);
+        let names: Vec<String> = store
+            .views_containing::<Named>(Kind::Service, b"\"nodePort\"")
+            .map(|(_, v)| v.metadata.name.unwrap())
+            .collect();
+        assert_eq!(names, ["np"]);
+        assert_eq!(
+            store
+                .views_containing::<Named>(Kind::Service, b"\"spec\"")
+                .count(),
+            2
+        );
     }
 
     #[test]

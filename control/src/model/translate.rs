@@ -46,7 +46,7 @@ use strait_dataplane::services::{
 use strait_k8s::service::{cluster_ipv4, external_addresses, slice_service};
 use strait_k8s::{Kind, ObjectStore};
 
-use super::host_ports::{HostPortPod, host_port_entries};
+use super::host_ports::{HOST_PORT_FIELD, HostPortPod, host_port_entries};
 
 pub use strait_k8s::service::SERVICE_NAME_LABEL;
 
@@ -93,7 +93,7 @@ pub fn service_entries(
     }
     // A host port takes only a frontend no Service holds; among pods the first in (namespace, name)
     // order keeps it.
-    for (_, pod) in store.views::<HostPortPod>(Kind::Pod) {
+    for (_, pod) in store.views_containing::<HostPortPod>(Kind::Pod, HOST_PORT_FIELD) {
         for entry in host_port_entries(&pod, node_name, &node_ips) {
             entries.entry(entry.key).or_insert(entry);
         }
