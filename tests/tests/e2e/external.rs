@@ -108,9 +108,11 @@ fn node_port(lab: &Lab, service: &str) -> u16 {
     u16::try_from(port).unwrap()
 }
 
-/// Probes `target` from the external namespace: (answering pod, client address it saw).
+/// Probes `target` from the external namespace: (answering pod, client address it saw). Every use
+/// expects an answer, so the probe waits long enough for two SYN retransmissions (1 s and 3 s): a SYN
+/// lost while the whole suite loads the machine is not a failure of the data path.
 fn from_outside(lab: &Lab, target: &str) -> Result<(String, SocketAddr), String> {
-    lab.probe_with_peer("external", target, false, Duration::from_secs(2))
+    lab.probe_with_peer("external", target, false, Duration::from_secs(5))
         .unwrap()
         .map(|(who, peer)| {
             (
