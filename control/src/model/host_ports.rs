@@ -186,7 +186,8 @@ pub struct HostPortIndex {
 
 impl HostPortIndex {
     /// Indexes every pod of `store` on `node_name`: only pods whose encoding names a host port are
-    /// parsed, and only as views (100,000 pods without one: about 10 ms).
+    /// parsed, and only as views (100,000 pods without one: 19 ms, release build, where parsing
+    /// every pod as a view took 89 ms).
     pub fn rebuild(store: &ObjectStore, node_name: &str, node_ips: &[Ipv4Addr]) -> Self {
         let mut index = Self::default();
         for (key, pod) in store.views_containing::<HostPortPod>(Kind::Pod, HOST_PORT_FIELD) {
