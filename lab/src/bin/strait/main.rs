@@ -156,8 +156,8 @@ enum LabCommand {
             conflicts_with = "resource"
         )]
         file: Option<PathBuf>,
-        /// The type of the objects to delete: namespace, pod, service, deployment or networkpolicy
-        /// (kubectl's plurals and short names too: svc, netpol, ...).
+        /// The type of the objects to delete: namespace, pod, service, deployment, networkpolicy or
+        /// endpointslice (kubectl's plurals and short names too: svc, netpol, ...).
         #[arg(requires = "objects")]
         resource: Option<String>,
         /// The objects: NS/NAME, or NAME in namespace `default` (a namespace: its name).
@@ -483,8 +483,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let kind =
                         strait_lab::apply::kind_of_resource(&resource).with_context(|| {
                             format!(
-                                "{resource:?}: the lab deletes namespace, pod, service, deployment \
-                             and networkpolicy objects"
+                                "{resource:?}: the lab deletes namespace, pod, service, deployment, \
+                             networkpolicy and endpointslice objects"
                             )
                         })?;
                     let mut deleted = Vec::new();
