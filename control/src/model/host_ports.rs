@@ -18,8 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::Pod;
-use strait_dataplane::services::{Backend, ExternalAccess, L4Proto, ServiceEntry, ServiceKey};
+use strait_dataplane::services::{Backend, ExternalAccess, ServiceEntry, ServiceKey};
 use strait_k8s::{Kind, ObjectStore};
+
+use super::translate::{l4_proto, port_number};
 
 /// What the host port rules read of a Pod: a view the store decodes without the rest of the pod
 /// ([`ObjectStore::views`]), and what a decoded Pod is turned into.
@@ -127,15 +129,11 @@ pub fn host_port_entries(
         .iter()
         .flat_map(|c| c.ports.iter().flatten())
     {
-        let host_port = port.host_port.and_then(|p| u16::try_from(p).ok());
-        let container_port = u16::try_from(port.container_port).ok();
-        let proto = match port.protocol.as_deref().unwrap_or("TCP") {
-            "TCP" => L4Proto::Tcp,
-            "UDP" => L4Proto::Udp,
-            _ => continue,
-        };
-        let (Some(host_port @ 1..), Some(container_port @ 1..)) = (host_port, container_port)
-        else {
+        let (Some(proto), Some(host_port), Some(container_port)) = (
+            l4_proto(port.protocol.as_deref()),
+            port.host_port.and_then(port_number),
+            port_number(port.container_port),
+        ) else {
             continue;
         };
         let addresses = match port.host_ip.as_deref().map(str::trim) {

@@ -380,7 +380,7 @@ impl SliceOwner {
 
 /// The protocol of a service or slice port (`None` means TCP); `None` for protocols the data path
 /// does not balance (SCTP, unknown).
-fn l4_proto(protocol: Option<&str>) -> Option<L4Proto> {
+pub(super) fn l4_proto(protocol: Option<&str>) -> Option<L4Proto> {
     match protocol.unwrap_or("TCP") {
         "TCP" => Some(L4Proto::Tcp),
         "UDP" => Some(L4Proto::Udp),
@@ -389,7 +389,7 @@ fn l4_proto(protocol: Option<&str>) -> Option<L4Proto> {
 }
 
 /// A valid port number (1..=65535).
-fn port_number(port: i32) -> Option<u16> {
+pub(super) fn port_number(port: i32) -> Option<u16> {
     u16::try_from(port).ok().filter(|&p| p != 0)
 }
 
